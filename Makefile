@@ -1,0 +1,46 @@
+# Two entry points on a fresh machine: `make demo` and `make test`. Each sets up what it needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP_CORE := $(VENV)/.core-installed
+STAMP_TEST := $(VENV)/.test-installed
+
+.PHONY: demo test setup setup-test system-deps bench clean
+
+$(STAMP_CORE): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[web]'
+	touch $@
+
+setup: $(STAMP_CORE)
+
+# Debian packages the tests drive for real: Chromium for browser tests, Java for Spark.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian chromium (browser tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "installing Java 17 (Spark tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
+
+$(STAMP_TEST): $(STAMP_CORE) pyproject.toml
+	# CPU build of torch from the local wheel; a plain `torch` requirement would pull CUDA.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[web,dev,spark,embeddings]'
+	touch $@
+
+setup-test: $(STAMP_TEST) system-deps
+
+demo: setup
+	$(VENV)/bin/insightroi demo --out demo
+
+test: setup-test
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: setup-test
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) demo test-artifacts .pytest_cache

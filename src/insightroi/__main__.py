@@ -1,0 +1,3 @@
+from insightroi.cli import main
+
+main()

@@ -1,0 +1,52 @@
+"""Options and helpers shared by every stage's CLI commands (kept tiny: parse, call, print)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from insightroi.errors import InsightRoiError
+
+console = Console()
+err_console = Console(stderr=True)
+
+StoreOption = Annotated[
+    str,
+    typer.Option(
+        "--store",
+        "-s",
+        envvar="INSIGHTROI_STORE",
+        help="Store URL: duckdb:///path.duckdb (default), pyspark:///warehouse, databricks://...",
+    ),
+]
+ProgramOption = Annotated[
+    Path,
+    typer.Option("--program", "-p", envvar="INSIGHTROI_PROGRAM", help="Program file (insightroi.toml)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+DEFAULT_STORE = "duckdb:///insightroi.duckdb"
+DEFAULT_PROGRAM = Path("insightroi.toml")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print an error in red on stderr and exit with ``code``."""
+    err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def run_or_fail(func, *args, **kwargs):
+    """Call ``func``; turn insightroi's named errors into a clean message and exit code 1."""
+    try:
+        return func(*args, **kwargs)
+    except (InsightRoiError, FileNotFoundError, KeyError) as exc:
+        fail(str(exc).strip("'\""))
+
+
+def store_url(value: str | None) -> str:
+    """The store URL to use: the option, else $INSIGHTROI_STORE, else the default file."""
+    return value or os.environ.get("INSIGHTROI_STORE") or DEFAULT_STORE

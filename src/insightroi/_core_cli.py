@@ -1,0 +1,105 @@
+"""Commands that need only the foundation: ``init``, ``plan`` and ``status``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from insightroi._cli_common import (
+    DEFAULT_PROGRAM,
+    ProgramOption,
+    StoreOption,
+    console,
+    fail,
+    run_or_fail,
+    store_url,
+)
+from insightroi.program import load_program, starter_program_text
+from insightroi.store import TABLES, open_store
+
+
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to write insightroi.toml.")] = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter program file (insightroi.toml)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / "insightroi.toml"
+    if target.exists() and not force:
+        fail(f"{target} exists; pass --force to overwrite it")
+    target.write_text(starter_program_text(), encoding="utf-8")
+    console.print(f"wrote {target}: edit the value hypothesis, taxonomy, KPIs and costs, then run 'insightroi plan'")
+
+
+def plan(
+    program: ProgramOption = DEFAULT_PROGRAM,
+    store: StoreOption = None,
+) -> None:
+    """Print the measurement plan (and the power table when the store has pre-period data)."""
+    prog = run_or_fail(load_program, program)
+    console.print(f"[bold]{prog.program.name}[/]\n[italic]{prog.program.value_hypothesis}[/]\n")
+    table = Table(title="Measurement plan", show_lines=False)
+    for col in ("layer", "metric", "definition", "unit", "instrumentation point", "owner", "decision rule"):
+        table.add_column(col)
+    order = {"model": 0, "workflow": 1, "business": 2}
+    for k in sorted(prog.kpis, key=lambda k: order[k.layer]):
+        scale = "" if k.scale == 1 else f" x {k.scale:g}"
+        primary = " (primary)" if k.name == prog.experiment.primary_kpi else ""
+        table.add_row(
+            k.layer, k.name + primary, f"{k.numerator} / {k.denominator}{scale}", k.unit,
+            k.instrumentation or "-", k.owner, k.decision_rule or "-",
+        )
+    console.print(table)
+    e = prog.experiment
+    console.print(
+        f"Design: {e.design} on {e.unit}, {e.treatment_share:.0%} treated, salt {e.salt!r}, "
+        f"from {e.start}{' to ' + str(e.end) if e.end else ''}; alpha {e.alpha}, power {e.power}, "
+        f"MDE {e.mde_relative:.0%} on {e.primary_kpi}."
+    )
+    try:
+        from insightroi.experiments import power_table
+    except ImportError:
+        return
+    url = store_url(store)
+    if url.startswith("duckdb:///") and not Path(url.removeprefix("duckdb:///")).exists():
+        console.print("[dim]No store yet: ingest pre-period data to get the power table.[/]")
+        return
+    with open_store(url) as st:
+        rows = run_or_fail(power_table, prog, st)
+    if not rows:
+        return
+    pt = Table(title="Power (from the store's pre-period data)")
+    for col in rows[0]:
+        pt.add_column(str(col))
+    for r in rows:
+        pt.add_row(*[f"{v:,.4g}" if isinstance(v, float) else str(v) for v in r.values()])
+    console.print(pt)
+
+
+def status(store: StoreOption = None) -> None:
+    """What is in the store: rows per table, date ranges, quarantine counts."""
+    with run_or_fail(open_store, store_url(store)) as st:
+        table = Table(title=f"Store {st.url} (schema v{st.schema_version()})")
+        for col in ("table", "rows", "from", "to", "quarantined"):
+            table.add_column(col, justify="right" if col in ("rows", "quarantined") else "left")
+        q = st.table("quarantine")
+        qcounts = dict(q.group_by("target_table").aggregate(n=q.count()).execute().itertuples(index=False))
+        for name, spec in TABLES.items():
+            t = st.table(name)
+            if spec.time_column:
+                agg = t.aggregate(n=t.count(), lo=t[spec.time_column].min(), hi=t[spec.time_column].max()).execute()
+                n, lo, hi = int(agg.n.iloc[0]), agg.lo.iloc[0], agg.hi.iloc[0]
+            else:
+                n, lo, hi = st.count(name), None, None
+            fmt = lambda v: "-" if v is None or v != v else str(v)[:19]  # noqa: E731  (NaT != NaT)
+            table.add_row(name, f"{n:,}", fmt(lo), fmt(hi), f"{qcounts.get(name, 0):,}" if spec.ingestible else "")
+        console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(init)
+    app.command()(plan)
+    app.command()(status)

@@ -1,0 +1,309 @@
+"""The program file (``insightroi.toml``): what the insight program claims and how it is measured.
+
+It is the single source of truth for every stage: the value hypothesis, the taxonomy the models
+classify into, the KPIs with their denominators and decision rules, the experiment design, the
+value pools that turn KPI effects into money, the cost stack, and the retraining policy.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from insightroi.errors import ProgramError
+
+__all__ = [
+    "Program",
+    "ProgramMeta",
+    "Topic",
+    "Kpi",
+    "ExperimentDesign",
+    "Range",
+    "ValuePool",
+    "Cost",
+    "RetrainingPolicy",
+    "MonitoringThresholds",
+    "MEASURES",
+    "load_program",
+    "parse_program",
+    "starter_program_text",
+]
+
+# Base measures the metrics layer knows how to compute from the store. A KPI is a ratio of two of
+# them (numerator / denominator x scale); "units" counts analysis units, for plain per-unit means.
+MEASURES: dict[str, str] = {
+    "orders": "orders: one row per order",
+    "revenue": "orders.revenue (sum)",
+    "margin": "orders.margin (sum)",
+    "feedback": "feedback: one row per item, every source",
+    "reviews": "feedback with source = review",
+    "negative_reviews": "feedback with source = review and rating <= 2",
+    "negative_feedback": "feedback classified negative by the insight model",
+    "defect_mentions": "feedback whose insight topic is product_defect",
+    "tickets": "tickets: one row per ticket opened",
+    "handle_minutes": "tickets.handle_minutes (sum)",
+    "deflected_tickets": "tickets with deflected = true",
+    "refunds": "refunds: one row per refund or return",
+    "refund_amount": "refunds.amount (sum)",
+    "alerts": "chain_events with event_type = alert_delivered",
+    "alerts_acknowledged": "chain_events with event_type = acknowledged",
+    "alerts_acted": "chain_events with event_type = action_taken",
+    "fixes_deployed": "chain_events with event_type = fix_deployed",
+    "sessions": "traffic.sessions (sum)",
+    "conversions": "traffic.conversions (sum)",
+    "units": "number of analysis units (for per-unit means)",
+}
+
+Layer = Literal["model", "workflow", "business"]
+Severity = Literal["low", "medium", "high", "critical"]
+Unit = Literal["customer", "order", "sku", "sku_family", "region", "team", "time_block"]
+Design = Literal["ab", "cluster", "switchback", "holdout", "did", "synthetic_control", "its"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProgramMeta(_Strict):
+    """Who runs the program and what it claims."""
+
+    name: str
+    value_hypothesis: Annotated[str, Field(min_length=10)]
+    currency: str = "USD"
+    timezone: str | None = None
+    horizon_months: Annotated[int, Field(gt=0, le=120)] = 12
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                ZoneInfo(v)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {v!r} (use an IANA name such as 'Europe/Berlin')")
+        return v
+
+
+class Topic(_Strict):
+    """One theme of the taxonomy and the team that owns it."""
+
+    topic: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+    keywords: list[str] = []
+    examples: list[str] = []
+    owner: str
+    severity: Severity = "medium"
+    description: str = ""
+
+
+class Kpi(_Strict):
+    """A KPI as numerator / denominator x scale, measured per unit of analysis."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+    layer: Layer
+    numerator: str
+    denominator: str = "units"
+    scale: Annotated[float, Field(gt=0)] = 1.0
+    unit: Unit = "sku_family"
+    owner: str
+    instrumentation: str = ""
+    decision_rule: str = ""
+    direction: Literal["increase", "decrease"] = "decrease"
+
+    @field_validator("numerator", "denominator")
+    @classmethod
+    def _known_measure(cls, v: str) -> str:
+        if v not in MEASURES:
+            raise ValueError(f"unknown measure {v!r}; known measures: {', '.join(MEASURES)}")
+        return v
+
+
+class ExperimentDesign(_Strict):
+    """How the program's effect is identified."""
+
+    name: str = "insight-program"
+    design: Design = "cluster"
+    unit: Unit = "sku_family"
+    salt: str = "insightroi"
+    treatment_share: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    strata: list[str] = []
+    start: date
+    end: date | None = None
+    pre_period_days: Annotated[int, Field(ge=0)] = 90
+    block_hours: Annotated[int, Field(gt=0)] = 24
+    burn_in_hours: Annotated[int, Field(ge=0)] = 0
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    power: Annotated[float, Field(gt=0, lt=1)] = 0.8
+    mde_relative: Annotated[float, Field(gt=0)] = 0.15
+    primary_kpi: str
+    exclude_windows: list[tuple[date, date]] = []
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ExperimentDesign":
+        if self.end is not None and self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        for lo, hi in self.exclude_windows:
+            if hi < lo:
+                raise ValueError(f"exclude window ends ({hi}) before it starts ({lo})")
+        return self
+
+
+class Range(_Strict):
+    """A quantity known only within a range: low / most likely / high (a triangular prior)."""
+
+    low: float
+    mode: float
+    high: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Range":
+        if not (self.low <= self.mode <= self.high):
+            raise ValueError(f"need low <= mode <= high, got {self.low}, {self.mode}, {self.high}")
+        return self
+
+
+class ValuePool(_Strict):
+    """Maps one KPI's effect to money for one business function."""
+
+    name: str
+    function: str
+    kpi: str
+    unit_value: Range
+    hard: bool = True
+    description: str = ""
+
+
+class Cost(_Strict):
+    """One line of the cost stack."""
+
+    name: str
+    category: Literal["platform", "labor", "change_management"]
+    kind: Literal["one_off", "recurring"] = "recurring"
+    amount: Range
+    per: Literal["total", "month", "1000_feedback"] = "month"
+    description: str = ""
+
+
+class RetrainingPolicy(_Strict):
+    """When a model is retrained or retired, in money rather than calendar terms."""
+
+    retrain_cost: Annotated[float, Field(ge=0)] = 5000.0
+    horizon_days: Annotated[int, Field(gt=0)] = 90
+    retire_after_periods: Annotated[int, Field(gt=0)] = 3
+    period_days: Annotated[int, Field(gt=0)] = 28
+
+
+class MonitoringThresholds(_Strict):
+    """Drift thresholds; defaults follow common practice (PSI 0.1 watch, 0.25 act)."""
+
+    psi_warn: float = 0.1
+    psi_alert: float = 0.25
+    ece_alert: float = 0.05
+    other_share_alert: float = 0.15
+    low_confidence: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    reference_days: Annotated[int, Field(gt=0)] = 28
+    current_days: Annotated[int, Field(gt=0)] = 7
+
+
+class Program(_Strict):
+    """The whole program file. Build it with :func:`load_program` or :func:`parse_program`."""
+
+    program: ProgramMeta
+    taxonomy: Annotated[list[Topic], Field(min_length=1)]
+    kpis: Annotated[list[Kpi], Field(min_length=1)]
+    experiment: ExperimentDesign
+    value_pools: list[ValuePool] = []
+    costs: list[Cost] = []
+    retraining: RetrainingPolicy = RetrainingPolicy()
+    monitoring: MonitoringThresholds = MonitoringThresholds()
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> "Program":
+        kpi_names = [k.name for k in self.kpis]
+        dupes = {n for n in kpi_names if kpi_names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"KPI names must be unique; repeated: {sorted(dupes)}")
+        topics = [t.topic for t in self.taxonomy]
+        if len(set(topics)) != len(topics):
+            raise ValueError("taxonomy topics must be unique")
+        if self.experiment.primary_kpi not in kpi_names:
+            raise ValueError(
+                f"experiment.primary_kpi {self.experiment.primary_kpi!r} is not a KPI; KPIs: {kpi_names}"
+            )
+        for i, pool in enumerate(self.value_pools):
+            if pool.kpi not in kpi_names:
+                raise ValueError(f"value_pools[{i}].kpi {pool.kpi!r} is not a KPI; KPIs: {kpi_names}")
+        return self
+
+    def kpi(self, name: str) -> Kpi:
+        """The KPI called ``name`` (KeyError naming the known ones otherwise)."""
+        for k in self.kpis:
+            if k.name == name:
+                return k
+        raise KeyError(f"no KPI {name!r}; KPIs: {[k.name for k in self.kpis]}")
+
+    def topic(self, name: str) -> Topic:
+        """The taxonomy topic called ``name``."""
+        for t in self.taxonomy:
+            if t.topic == name:
+                return t
+        raise KeyError(f"no topic {name!r}; topics: {[t.topic for t in self.taxonomy]}")
+
+
+def _format_location(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def parse_program(text: str, source: str = "<string>") -> Program:
+    """Parse and validate program-file TOML text.
+
+    Parameters
+    ----------
+    text : str
+        The TOML document.
+    source : str
+        Where it came from, used in error messages.
+
+    Raises
+    ------
+    ProgramError
+        Naming the file, the key (e.g. ``kpis[2].denominator``) and what is wrong.
+    """
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProgramError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        return Program.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"  {_format_location(err['loc'])}: {msg}")
+        raise ProgramError(f"{source}: invalid program file:\n" + "\n".join(problems)) from None
+
+
+def load_program(path: str | Path) -> Program:
+    """Read and validate the program file at ``path`` (see :func:`parse_program`)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "insightroi.toml"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProgramError(f"{path}: no program file here (create one with 'insightroi init')") from None
+    except UnicodeDecodeError as exc:
+        raise ProgramError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return parse_program(text, source=str(path))
+
+
+def starter_program_text() -> str:
+    """The commented starter program file that ``insightroi init`` writes (and the demo uses)."""
+    return (Path(__file__).parent / "_starter.toml").read_text(encoding="utf-8")

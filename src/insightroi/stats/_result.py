@@ -1,0 +1,207 @@
+"""The two result types every estimator and check returns (DESIGN.md, conventions 2 and 3)."""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+__all__ = ["Check", "Result"]
+
+CheckStatus = Literal["pass", "warn", "fail", "skip"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one assumption check (SRM, balance, pre-trends, ...).
+
+    Parameters
+    ----------
+    name : str
+        Short identifier, e.g. ``"sample_ratio_mismatch"``.
+    status : {"pass", "warn", "fail", "skip"}
+        ``skip`` when the check could not run (the message says why).
+    message : str
+        One sentence a reader can act on.
+    statistic, p_value, threshold : float, optional
+        The figure the decision was based on and the bound it was compared with.
+    details : dict
+        Anything else worth showing (per-covariate differences, counts, ...).
+    """
+
+    name: str
+    status: CheckStatus
+    message: str
+    statistic: float | None = None
+    p_value: float | None = None
+    threshold: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """True unless the check failed (a warning or a skip is not a failure)."""
+        return self.status != "fail"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (NaN and infinities become None)."""
+        return _jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
+class Result:
+    """One estimate with its uncertainty, as every estimator in insightroi returns it.
+
+    Parameters
+    ----------
+    estimate : float
+        The point estimate of the effect (in ``unit``).
+    se : float
+        Its standard error (NaN where the method has none, e.g. permutation-only inference).
+    ci : tuple of float
+        The ``1 - alpha`` confidence (or credible) interval.
+    p_value : float
+        Two-sided p-value of no effect (NaN where undefined).
+    method : str
+        What was computed, e.g. ``"welch_t"``, ``"cuped"``, ``"did_2x2"``.
+    n : int
+        Number of analysis units behind the estimate.
+    unit : str
+        What the estimate is measured in, e.g. ``"absolute"``, ``"relative"``, ``"FTE"``.
+    diagnostics : tuple of Check
+        Every check run on the way to this estimate.
+    alpha : float
+        The level the interval was built for.
+    metric : str
+        Name of the KPI the estimate is about (empty when not applicable).
+    extra : dict
+        Method-specific figures (arm means, weights, per-period effects, ...). JSON-able.
+    """
+
+    estimate: float
+    se: float
+    ci: tuple[float, float]
+    p_value: float
+    method: str
+    n: int
+    unit: str = "absolute"
+    diagnostics: tuple[Check, ...] = ()
+    alpha: float = 0.05
+    metric: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ci_low(self) -> float:
+        """Lower end of the interval."""
+        return self.ci[0]
+
+    @property
+    def ci_high(self) -> float:
+        """Upper end of the interval."""
+        return self.ci[1]
+
+    @property
+    def significant(self) -> bool:
+        """True when the interval excludes zero."""
+        return not (self.ci[0] <= 0.0 <= self.ci[1])
+
+    @property
+    def failed_checks(self) -> tuple[Check, ...]:
+        """The diagnostics whose status is ``fail``."""
+        return tuple(c for c in self.diagnostics if c.status == "fail")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form of the result, diagnostics included."""
+        d = asdict(self)
+        d["ci"] = list(self.ci)
+        d["diagnostics"] = [c.to_dict() for c in self.diagnostics]
+        return _jsonable(d)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Result":
+        """Rebuild a Result saved with :meth:`to_dict` (None reads back as NaN)."""
+
+        def num(x: Any) -> float:
+            return float("nan") if x is None else float(x)
+
+        return cls(
+            estimate=num(d["estimate"]),
+            se=num(d["se"]),
+            ci=(num(d["ci"][0]), num(d["ci"][1])),
+            p_value=num(d["p_value"]),
+            method=d["method"],
+            n=int(d["n"]),
+            unit=d.get("unit", "absolute"),
+            diagnostics=tuple(Check(**c) for c in d.get("diagnostics", [])),
+            alpha=float(d.get("alpha", 0.05)),
+            metric=d.get("metric", ""),
+            extra=d.get("extra", {}),
+        )
+
+    def to_frame(self):
+        """One-row pandas DataFrame (pandas is imported here, not at module load)."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                {
+                    "metric": self.metric,
+                    "method": self.method,
+                    "unit": self.unit,
+                    "estimate": self.estimate,
+                    "se": self.se,
+                    "ci_low": self.ci[0],
+                    "ci_high": self.ci[1],
+                    "p_value": self.p_value,
+                    "n": self.n,
+                    "alpha": self.alpha,
+                    "checks_failed": len(self.failed_checks),
+                }
+            ]
+        )
+
+    def summary(self, fmt: Literal["text", "html"] = "text") -> str:
+        """A readable table of the estimate and numbered notes, one per check.
+
+        Parameters
+        ----------
+        fmt : {"text", "html"}
+            Plain text for terminals and logs, or an HTML fragment for reports.
+        """
+        level = round(100 * (1 - self.alpha))
+        rows = [
+            ("Metric", self.metric or "-"),
+            ("Method", self.method),
+            ("Estimate", f"{self.estimate:.6g} ({self.unit})"),
+            ("Std. error", f"{self.se:.6g}"),
+            (f"{level}% CI", f"[{self.ci[0]:.6g}, {self.ci[1]:.6g}]"),
+            ("p-value", f"{self.p_value:.4g}"),
+            ("N", f"{self.n:,}"),
+        ]
+        notes = [f"[{i}] {c.name}: {c.status.upper()} - {c.message}" for i, c in enumerate(self.diagnostics, 1)]
+        if fmt == "html":
+            body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+            note_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+            return (
+                f'<table class="result">{body}</table>'
+                + (f'<ol class="notes">{note_html}</ol>' if notes else "")
+            )
+        if fmt != "text":
+            raise ValueError(f"The 'fmt' parameter must be one of ['text', 'html']. Got {fmt!r} instead.")
+        width = max(len(k) for k, _ in rows)
+        lines = [f"{k:<{width}}  {v}" for k, v in rows]
+        if notes:
+            lines += ["", "Notes:"] + notes
+        return "\n".join(lines)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return _jsonable(obj.item())
+    return obj

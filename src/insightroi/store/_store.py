@@ -1,0 +1,322 @@
+"""Opening a store from a URL, creating and migrating its tables, and transactional writes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import ibis
+import pyarrow as pa
+
+from insightroi.errors import StoreError
+from insightroi.store._schema import SCHEMA_VERSION, TABLES, TableSpec
+
+__all__ = ["Store", "open_store", "DEFAULT_URL"]
+
+DEFAULT_URL = "duckdb:///insightroi.duckdb"
+_VERSION_TABLE = "_schema_version"
+
+
+def _arrow_schema(spec: TableSpec) -> pa.Schema:
+    return ibis.schema(spec.columns).to_pyarrow()
+
+
+@dataclass
+class Store:
+    """An opened store: an Ibis backend plus the table schemas insightroi expects.
+
+    Use :func:`open_store` to build one. Reads go through :meth:`table` (Ibis expressions, so the
+    same aggregation runs on DuckDB, Spark or Databricks); writes go through :meth:`append`
+    inside :meth:`transaction`.
+    """
+
+    url: str
+    kind: str
+    con: Any
+    path: Path | None = None
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    # ---- schema -------------------------------------------------------------------------
+    def schema_version(self) -> int:
+        """The schema version recorded in the store (0 for an empty store)."""
+        if _VERSION_TABLE not in self.con.list_tables():
+            return 0
+        rows = self.con.table(_VERSION_TABLE).version.max().execute()
+        return int(rows) if rows is not None else 0
+
+    def migrate(self) -> int:
+        """Create missing tables and apply pending migrations; returns the version reached.
+
+        Raises
+        ------
+        StoreError
+            If the store was written by a newer insightroi (its version is above ours).
+        """
+        with self._lock:
+            current = self.schema_version()
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.url}: schema version {current} is newer than this insightroi understands "
+                    f"({SCHEMA_VERSION}); upgrade insightroi"
+                )
+            existing = set(self.con.list_tables())
+            for name, spec in TABLES.items():
+                if name not in existing:
+                    self.con.create_table(name, schema=ibis.schema(spec.columns))
+            for version in range(max(current, 1), SCHEMA_VERSION):
+                _MIGRATIONS[version](self)
+            if current < SCHEMA_VERSION:
+                if _VERSION_TABLE not in existing:
+                    self.con.create_table(
+                        _VERSION_TABLE, schema=ibis.schema({"version": "int64", "applied_at": "timestamp"})
+                    )
+                if self.kind == "duckdb":
+                    self.con.con.execute(f"INSERT INTO {_VERSION_TABLE} VALUES (?, ?)", [SCHEMA_VERSION, _utcnow()])
+                else:
+                    stamp = pa.table(
+                        {"version": pa.array([SCHEMA_VERSION], pa.int64()),
+                         "applied_at": pa.array([_utcnow()], pa.timestamp("us"))}
+                    )
+                    self.con.insert(_VERSION_TABLE, stamp)
+            return SCHEMA_VERSION
+
+    # ---- reads ----------------------------------------------------------------------------
+    def table(self, name: str) -> ibis.Table:
+        """The Ibis table expression for ``name`` (KeyError naming the known tables otherwise)."""
+        if name not in TABLES and name not in self.con.list_tables():
+            raise KeyError(f"no table {name!r}; tables: {sorted(TABLES)}")
+        return self.con.table(name)
+
+    def count(self, name: str) -> int:
+        """Number of rows in table ``name``."""
+        return int(self.table(name).count().execute())
+
+    def sql(self, query: str, params: list | None = None) -> pa.Table:
+        """Run raw SQL on an embedded DuckDB store and return Arrow (DuckDB only)."""
+        self._require_duckdb("raw SQL")
+        with self._lock:
+            return self.con.con.execute(query, params or []).fetch_arrow_table()
+
+    # ---- writes ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator["Store"]:
+        """One atomic batch: everything appended inside lands together or not at all.
+
+        On DuckDB this is a real transaction on the file; a crash mid-batch leaves the store as
+        before the batch. On other backends writes are per-append (documented limitation).
+        """
+        with self._lock:
+            if self.kind != "duckdb":
+                yield self
+                return
+            raw = self.con.con
+            raw.execute("BEGIN TRANSACTION")
+            try:
+                yield self
+            except BaseException:
+                raw.execute("ROLLBACK")
+                raise
+            else:
+                raw.execute("COMMIT")
+
+    def append(self, name: str, data: pa.Table | Any) -> int:
+        """Append rows to table ``name``; columns are cast to the table's schema.
+
+        Parameters
+        ----------
+        name : str
+            A table from :data:`insightroi.store.TABLES`.
+        data : pyarrow.Table or pandas.DataFrame
+            Rows to append; missing columns are filled with nulls, extra columns are an error.
+
+        Returns
+        -------
+        int
+            Number of rows appended.
+        """
+        spec = TABLES[name]
+        table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
+        extra = set(table.column_names) - set(spec.columns)
+        if extra:
+            raise StoreError(f"table {name!r} has no columns {sorted(extra)}")
+        target = _arrow_schema(spec)
+        cols = []
+        for f in target:
+            if f.name in table.column_names:
+                cols.append(table.column(f.name).cast(f.type))
+            else:
+                cols.append(pa.nulls(table.num_rows, f.type))
+        table = pa.Table.from_arrays(cols, schema=target)
+        if table.num_rows == 0:
+            return 0
+        with self._lock:
+            if self.kind == "duckdb":
+                raw = self.con.con
+                view = f"_append_{name}_{threading.get_ident()}"
+                raw.register(view, table)
+                try:
+                    raw.execute(f'INSERT INTO "{name}" SELECT * FROM "{view}"')
+                finally:
+                    raw.unregister(view)
+            else:
+                self.con.insert(name, table)
+        return table.num_rows
+
+    def save_result(self, kind: str, name: str, payload: dict[str, Any], result_id: str | None = None) -> str:
+        """Save an analysis result (JSON) for reports and the dashboard; returns its id.
+
+        Saving under an existing ``result_id`` replaces the old payload.
+        """
+        result_id = result_id or f"{kind}:{name}"
+        row = pa.table(
+            {
+                "id": [result_id], "kind": [kind], "name": [name], "created_at": [_utcnow()],
+                "payload": [json.dumps(payload, default=_json_default, allow_nan=False)],
+            }
+        )
+        with self.transaction():
+            self._delete_ids("results", [result_id])
+            self.append("results", row)
+        return result_id
+
+    def load_result(self, result_id: str) -> dict[str, Any] | None:
+        """The payload saved under ``result_id``, or None."""
+        t = self.table("results")
+        rows = t.filter(t.id == result_id).select("payload").execute()
+        return None if rows.empty else json.loads(rows.payload.iloc[0])
+
+    def load_results(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """All saved results (optionally of one kind) as dicts with id, kind, name, created_at, payload."""
+        t = self.table("results")
+        if kind is not None:
+            t = t.filter(t.kind == kind)
+        df = t.order_by("created_at").execute()
+        return [
+            {"id": r.id, "kind": r.kind, "name": r.name, "created_at": r.created_at, "payload": json.loads(r.payload)}
+            for r in df.itertuples()
+        ]
+
+    def _delete_ids(self, name: str, ids: list[str]) -> None:
+        self._require_duckdb("deleting rows")
+        key = TABLES[name].key
+        self.con.con.execute(f'DELETE FROM "{name}" WHERE "{key}" IN (SELECT unnest(?))', [ids])
+
+    def _require_duckdb(self, what: str) -> None:
+        if self.kind != "duckdb":
+            raise StoreError(f"{what} is only supported on the embedded DuckDB store, not {self.kind}")
+
+    def close(self) -> None:
+        """Close the connection (the file stays)."""
+        with contextlib.suppress(Exception):
+            self.con.disconnect()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "isoformat"):
+        return obj.isoformat()
+    if hasattr(obj, "item"):
+        return obj.item()
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _open_duckdb(url: str, parsed) -> Store:
+    # duckdb:///relative/path.duckdb -> "relative/path.duckdb"; duckdb:////abs/path -> "/abs/path";
+    # duckdb://:memory: -> in-memory.
+    raw_path = parsed.netloc + parsed.path
+    if raw_path in ("", ":memory:", "/:memory:"):
+        con = ibis.duckdb.connect()
+        path = None
+    else:
+        path = Path(raw_path[1:] if raw_path.startswith("/") else raw_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = ibis.duckdb.connect(str(path))
+    con.con.execute("SET TimeZone = 'UTC'")
+    return Store(url=url, kind="duckdb", con=con, path=path)
+
+
+def _open_pyspark(url: str, parsed) -> Store:
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise StoreError(f"{url}: PySpark is not installed (pip install 'insightroi[spark]')") from None
+    query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+    master = query.pop("master", "local[2]")
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = (
+        SparkSession.builder.master(master)
+        .appName(query.pop("app", "insightroi"))
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", query.pop("shuffle_partitions", "4"))
+    )
+    warehouse = parsed.netloc + parsed.path
+    if warehouse.strip("/"):
+        builder = builder.config("spark.sql.warehouse.dir", str(Path(warehouse.lstrip("/")).resolve()))
+    for k, v in query.items():
+        builder = builder.config(k, v)
+    session = builder.getOrCreate()
+    con = ibis.pyspark.connect(session)
+    return Store(url=url, kind="pyspark", con=con)
+
+
+_OPENERS: dict[str, Callable[[str, Any], Store]] = {"duckdb": _open_duckdb, "pyspark": _open_pyspark}
+
+
+def register_opener(scheme: str, opener: Callable[[str, Any], Store]) -> None:
+    """Register how to open stores of URL scheme ``scheme`` (used by optional backends)."""
+    _OPENERS[scheme] = opener
+
+
+def open_store(url: str | os.PathLike | None = None, *, migrate: bool = True) -> Store:
+    """Open the store at ``url`` and make sure its tables exist.
+
+    Parameters
+    ----------
+    url : str or path, optional
+        ``duckdb:///path/insightroi.duckdb`` (the default, relative to the working directory;
+        four slashes for an absolute path), ``duckdb://:memory:``, ``pyspark:///warehouse-dir``,
+        or ``databricks://...``. A bare path is taken as a DuckDB file. Defaults to the
+        ``INSIGHTROI_STORE`` environment variable, else ``duckdb:///insightroi.duckdb``.
+    migrate : bool
+        Create missing tables and apply migrations (default True).
+
+    Raises
+    ------
+    StoreError
+        For an unknown scheme, a missing optional backend, or a store newer than this version.
+    """
+    url = str(url or os.environ.get("INSIGHTROI_STORE") or DEFAULT_URL)
+    if "://" not in url:
+        url = "duckdb:///" + url
+    parsed = urlparse(url)
+    opener = _OPENERS.get(parsed.scheme)
+    if opener is None:
+        raise StoreError(f"{url}: unknown store scheme {parsed.scheme!r}; known: {sorted(_OPENERS)}")
+    store = opener(url, parsed)
+    if migrate:
+        store.migrate()
+    return store
+
+
+# version -> function upgrading a store from that version to the next.
+_MIGRATIONS: dict[int, Callable[[Store], None]] = {}
