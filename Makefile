@@ -40,7 +40,7 @@ test: setup-test
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: setup-test
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py --scale full
 
 clean:
 	rm -rf $(VENV) demo test-artifacts .pytest_cache
