@@ -8,7 +8,7 @@ from insightroi.store._schema import (
     TABLES,
     TableSpec,
 )
-from insightroi.store._store import DEFAULT_URL, Store, open_store, register_opener
+from insightroi.store._store import DEFAULT_URL, Store, UnboundStore, copy_store, open_store, register_opener
 
 __all__ = [
     "ANNOTATION_KINDS",
@@ -19,6 +19,8 @@ __all__ = [
     "TABLES",
     "Store",
     "TableSpec",
+    "UnboundStore",
+    "copy_store",
     "open_store",
     "register_opener",
 ]

@@ -19,7 +19,7 @@ import pyarrow as pa
 from insightroi.errors import StoreError
 from insightroi.store._schema import SCHEMA_VERSION, TABLES, TableSpec
 
-__all__ = ["Store", "open_store", "DEFAULT_URL"]
+__all__ = ["Store", "UnboundStore", "open_store", "register_opener", "copy_store", "DEFAULT_URL"]
 
 DEFAULT_URL = "duckdb:///insightroi.duckdb"
 _VERSION_TABLE = "_schema_version"
@@ -279,7 +279,65 @@ def _open_pyspark(url: str, parsed) -> Store:
     return Store(url=url, kind="pyspark", con=con)
 
 
-_OPENERS: dict[str, Callable[[str, Any], Store]] = {"duckdb": _open_duckdb, "pyspark": _open_pyspark}
+def _open_databricks(url: str, parsed) -> Store:
+    """``databricks://<host>/<catalog>/<schema>?http_path=/sql/1.0/warehouses/<id>``.
+
+    The access token comes from ``DATABRICKS_TOKEN`` (never from the URL, so it is not logged).
+    """
+    query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+    parts = [p for p in parsed.path.split("/") if p]
+    if not parsed.hostname or len(parts) != 2 or "http_path" not in query:
+        raise StoreError(
+            f"{url}: expected databricks://<workspace-host>/<catalog>/<schema>?http_path=/sql/1.0/warehouses/<id>"
+        )
+    token = os.environ.get("DATABRICKS_TOKEN")
+    if not token:
+        raise StoreError(f"{url}: set DATABRICKS_TOKEN to a personal access token or service-principal token")
+    try:
+        con = ibis.databricks.connect(
+            server_hostname=parsed.hostname, http_path=query["http_path"], access_token=token,
+            catalog=parts[0], schema=parts[1],
+        )
+    except ImportError:
+        raise StoreError(f"{url}: install the Databricks extra (pip install 'ibis-framework[databricks]')") from None
+    return Store(url=url, kind="databricks", con=con)
+
+
+_OPENERS: dict[str, Callable[[str, Any], Store]] = {
+    "duckdb": _open_duckdb,
+    "pyspark": _open_pyspark,
+    "databricks": _open_databricks,
+}
+
+
+class UnboundStore(Store):
+    """A store with the schema but no data: its tables are unbound Ibis tables.
+
+    Aggregations built on it compile to any SQL dialect without a connection, which is how the
+    Databricks path is tested offline (``ibis.to_sql(expr, dialect="databricks")``).
+    """
+
+    def __init__(self, dialect: str = "databricks"):
+        super().__init__(url=f"unbound://{dialect}", kind="unbound", con=None)
+        self.dialect = dialect
+
+    def table(self, name: str) -> ibis.Table:
+        if name not in TABLES:
+            raise KeyError(f"no table {name!r}; tables: {sorted(TABLES)}")
+        return ibis.table(ibis.schema(TABLES[name].columns), name=name)
+
+    def compile(self, expr: ibis.Expr) -> str:
+        """The SQL that ``expr`` runs as, in this store's dialect."""
+        return ibis.to_sql(expr, dialect=self.dialect)
+
+    def schema_version(self) -> int:
+        return SCHEMA_VERSION
+
+    def migrate(self) -> int:
+        return SCHEMA_VERSION
+
+    def close(self) -> None:
+        pass
 
 
 def register_opener(scheme: str, opener: Callable[[str, Any], Store]) -> None:
@@ -320,3 +378,16 @@ def open_store(url: str | os.PathLike | None = None, *, migrate: bool = True) ->
 
 # version -> function upgrading a store from that version to the next.
 _MIGRATIONS: dict[int, Callable[[Store], None]] = {}
+
+
+def copy_store(source: Store, target: Store, tables: list[str] | None = None) -> dict[str, int]:
+    """Copy every row of ``tables`` (default: all) from ``source`` to ``target`` through Arrow.
+
+    Used to move an embedded DuckDB store to Spark (and to test that both give equal results).
+    Returns rows copied per table.
+    """
+    copied = {}
+    for name in tables or list(TABLES):
+        data = source.table(name).to_pyarrow()
+        copied[name] = target.append(name, data) if data.num_rows else 0
+    return copied
