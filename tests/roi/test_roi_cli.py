@@ -1,0 +1,85 @@
+"""``insightroi roi`` on a real DuckDB store: reads saved Results and volumes, prints, saves."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from typer.testing import CliRunner
+
+from insightroi.program import starter_program_text
+from insightroi.roi import RoiVolumes
+from insightroi.roi._cli import register
+from insightroi.stats import Result
+from insightroi.store import open_store
+
+
+def _app() -> typer.Typer:
+    # Only this stage's command: other stages' CLIs are built concurrently and must not break this test.
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        """insightroi (test shell)"""
+
+    register(app)
+    return app
+
+
+def _setup(tmp_path, with_volumes=True):
+    url = f"duckdb:///{tmp_path}/s.duckdb"
+    prog = tmp_path / "insightroi.toml"
+    prog.write_text(starter_program_text(), encoding="utf-8")
+    with open_store(url) as st:
+        for name, est, se in (("tickets_per_1000_orders", -8.0, 2.0), ("refunds_per_1000_orders", -3.0, 1.0)):
+            r = Result(est, se, (est - 2 * se, est + 2 * se), 0.001, "cluster_welch", 120, metric=name)
+            st.save_result("experiment", name, r.to_dict())
+        # An older, superseded result for tickets and a non-Result payload must not confuse it.
+        st.save_result("experiment", "notes", {"text": "not a result"})
+        if with_volumes:
+            vol = RoiVolumes({"tickets_per_1000_orders": 1e6, "refunds_per_1000_orders": 1e6,
+                              "negative_reviews_per_1000_orders": 1e6}, feedback=2e5, months=9)
+            st.save_result("volumes", "latest", vol.to_dict())
+    return url, prog
+
+
+def test_roi_command_prints_json_and_saves(tmp_path):
+    url, prog = _setup(tmp_path)
+    out = CliRunner().invoke(_app(), ["roi", "--store", url, "--program", str(prog), "--json",
+                                      "--draws", "3000", "--seed", "7"])
+    assert out.exit_code == 0, out.output
+    d = json.loads(out.output)
+    assert d["draws"] == 3000 and d["benefit"] == 8000 * 6.5 + 3000 * 25.0
+    assert d["ci_low"] <= d["conservative"] <= d["median"] <= d["ci_high"]
+    with open_store(url) as st:
+        saved = st.load_result("roi:latest")
+    assert saved == d
+    # Same seed, same answer.
+    again = CliRunner().invoke(_app(), ["roi", "--store", url, "--program", str(prog), "--json",
+                                        "--draws", "3000", "--seed", "7"])
+    assert json.loads(again.output)["conservative"] == d["conservative"]
+
+
+def test_roi_command_tables(tmp_path):
+    url, prog = _setup(tmp_path)
+    out = CliRunner().invoke(_app(), ["roi", "--store", url, "--program", str(prog), "--draws", "2000"],
+                             env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    for text in ("conservative headline", "P(ROI > 0)", "soft value", "Scenarios", "Sensitivity",
+                 "Value pools", "Cost stack", "support_tickets_avoided"):
+        assert text in out.output
+
+
+def test_roi_command_without_volumes_says_what_to_run(tmp_path):
+    url, prog = _setup(tmp_path, with_volumes=False)
+    out = CliRunner().invoke(_app(), ["roi", "--store", url, "--program", str(prog), "--draws", "2000"])
+    assert out.exit_code == 1
+    assert "insightroi analyze" in out.output and "volumes" in out.output
+
+
+def test_roi_command_without_results_says_what_to_run(tmp_path):
+    url = f"duckdb:///{tmp_path}/empty.duckdb"
+    prog = tmp_path / "insightroi.toml"
+    prog.write_text(starter_program_text(), encoding="utf-8")
+    out = CliRunner().invoke(_app(), ["roi", "--store", url, "--program", str(prog)])
+    assert out.exit_code == 1 and "no saved experiment results" in out.output
