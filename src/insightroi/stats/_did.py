@@ -1,0 +1,600 @@
+"""Difference-in-differences over arrays: 2x2, two-way fixed effects, event study, staggered rollouts.
+
+Everything here is pure numpy/scipy over long-format arrays (one entry per unit x period) or a
+unit x period matrix; the DataFrame wrappers live in ``insightroi.experiments._quasi``.
+
+Staggered rollouts use Callaway & Sant'Anna (2021). Why it and not Sun & Abraham (2021): both are
+robust to effects that vary by cohort and over time, but Callaway-Sant'Anna is built only from
+clean 2x2 comparisons (a cohort against never- or not-yet-treated units, from its own last
+pre-period), so every number it reports can be read back as a simple difference of means and the
+unit-level influence function gives exact cluster-by-unit standard errors without a saturated
+regression; it also lets the analyst choose not-yet-treated controls when no unit is never treated.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+from scipy import stats as sps
+
+from insightroi.errors import DataError, check_option
+from insightroi.stats._result import Check, Result
+
+__all__ = [
+    "did_2x2",
+    "twfe",
+    "event_study",
+    "staggered_did",
+    "within_demean",
+]
+
+Control = Literal["never", "notyet"]
+
+
+def _ci(est: float, se: float, alpha: float, df: float | None = None) -> tuple[tuple[float, float], float]:
+    if not (np.isfinite(se) and se > 0):
+        return (float("nan"), float("nan")), float("nan")
+    if df is None or not np.isfinite(df):
+        q = sps.norm.ppf(1 - alpha / 2)
+        p = 2 * sps.norm.sf(abs(est / se))
+    else:
+        q = sps.t.ppf(1 - alpha / 2, df)
+        p = 2 * sps.t.sf(abs(est / se), df)
+    return (float(est - q * se), float(est + q * se)), float(p)
+
+
+# ---------------------------------------------------------------------------------------- 2x2
+
+
+def did_2x2(
+    y_pre: np.ndarray,
+    y_post: np.ndarray,
+    treated: np.ndarray,
+    *,
+    alpha: float = 0.05,
+    metric: str = "",
+    unit: str = "absolute",
+) -> Result:
+    """Classic 2x2 difference-in-differences of group means, with missing waves allowed.
+
+    DiD = (mean post - mean pre | treated) - (mean post - mean pre | control), each mean over the
+    units observed in that wave (Card & Krueger 1994, Table 3). The variance of each group's
+    change accounts for the units observed in both waves (their covariance), so a balanced panel
+    gives the paired-difference standard error and a fully unbalanced one the independent one.
+
+    Parameters
+    ----------
+    y_pre, y_post : array of float, shape (n,)
+        Outcome per unit before and after; NaN where the unit was not observed in that wave.
+    treated : array of bool, shape (n,)
+    alpha : float
+        Level of the normal-approximation interval.
+    metric, unit : str
+        Labels carried into the Result.
+
+    Returns
+    -------
+    Result
+        ``method="did_2x2"``; ``extra`` holds the four means and each group's change with its SE.
+
+    References
+    ----------
+    Card, D. and Krueger, A. B. (1994). Minimum wages and employment: a case study of the
+    fast-food industry in New Jersey and Pennsylvania. AER 84(4), 772-793.
+    """
+    y0 = np.asarray(y_pre, dtype=float)
+    y1 = np.asarray(y_post, dtype=float)
+    d = np.asarray(treated, dtype=bool)
+    if not (y0.shape == y1.shape == d.shape) or y0.ndim != 1:
+        raise DataError("did_2x2: y_pre, y_post and treated must be 1-D arrays of the same length")
+    out = {}
+    for name, g in (("treated", d), ("control", ~d)):
+        a, b = y0[g], y1[g]
+        ma, mb = ~np.isnan(a), ~np.isnan(b)
+        na, nb = int(ma.sum()), int(mb.sum())
+        if na < 2 or nb < 2:
+            raise DataError(f"did_2x2: the {name} group needs at least 2 observed units in each wave")
+        mean_a, mean_b = a[ma].mean(), b[mb].mean()
+        var_a, var_b = a[ma].var(ddof=1), b[mb].var(ddof=1)
+        both = ma & mb
+        nab = int(both.sum())
+        cov = 0.0
+        if nab >= 2:
+            # Cov(mean_a, mean_b) = n_ab * s_ab / (n_a n_b) for the units seen in both waves.
+            s_ab = np.sum((a[both] - a[both].mean()) * (b[both] - b[both].mean())) / (nab - 1)
+            cov = nab * s_ab / (na * nb)
+        var_change = var_a / na + var_b / nb - 2 * cov
+        out[name] = {
+            "mean_pre": float(mean_a),
+            "mean_post": float(mean_b),
+            "change": float(mean_b - mean_a),
+            "se_change": float(math.sqrt(max(var_change, 0.0))),
+            "n_pre": na,
+            "n_post": nb,
+            "n_both": nab,
+        }
+    est = out["treated"]["change"] - out["control"]["change"]
+    se = math.sqrt(out["treated"]["se_change"] ** 2 + out["control"]["se_change"] ** 2)
+    ci, p = _ci(est, se, alpha)
+    checks = (_parallel_level_check(out),)
+    return Result(
+        estimate=float(est), se=float(se), ci=ci, p_value=p, method="did_2x2", n=int(len(d)),
+        unit=unit, diagnostics=checks, alpha=alpha, metric=metric, extra=out,
+    )
+
+
+def _parallel_level_check(out: dict) -> Check:
+    # A 2x2 cannot test parallel trends; flag a large pre-period level gap, which makes the
+    # parallel-trends assumption (and the scale of the outcome) matter more.
+    gap = out["treated"]["mean_pre"] - out["control"]["mean_pre"]
+    scale = max(abs(out["control"]["mean_pre"]), 1e-12)
+    rel = abs(gap) / scale
+    status = "warn" if rel > 0.25 else "pass"
+    return Check(
+        name="pre_period_level_gap",
+        status=status,
+        message=(
+            f"Treated and control differ by {gap:.3g} ({rel:.0%}) before treatment; with only two "
+            "periods parallel trends cannot be tested" + (" and a gap this size makes it less plausible." if status == "warn" else ".")
+        ),
+        statistic=float(rel),
+        threshold=0.25,
+    )
+
+
+# ---------------------------------------------------------------------------------------- TWFE
+
+
+def _codes(x: np.ndarray) -> tuple[np.ndarray, int]:
+    _, inv = np.unique(np.asarray(x), return_inverse=True)
+    inv = inv.ravel()
+    return inv, int(inv.max()) + 1 if inv.size else 0
+
+
+def within_demean(
+    M: np.ndarray,
+    fe: list[np.ndarray],
+    *,
+    weights: np.ndarray | None = None,
+    tol: float = 1e-13,
+    max_iter: int = 10_000,
+) -> np.ndarray:
+    """Sweep out one or more sets of fixed effects by alternating projections.
+
+    For a balanced two-way panel one pass is exact; otherwise the projections are repeated
+    until the largest change is below ``tol`` (the method of alternating projections, Gaure 2013,
+    the algorithm behind R's lfe and fixest).
+
+    Parameters
+    ----------
+    M : array, shape (n,) or (n, k)
+        Columns to demean (not modified).
+    fe : list of integer code arrays, each shape (n,)
+        Fixed-effect group codes (0..G-1).
+    weights : array, shape (n,), optional
+    """
+    X = np.array(M, dtype=float, copy=True)
+    squeeze = X.ndim == 1
+    if squeeze:
+        X = X[:, None]
+    w = np.ones(X.shape[0]) if weights is None else np.asarray(weights, dtype=float)
+    sizes = [np.bincount(f, weights=w) for f in fe]
+    scale = max(float(np.abs(X).max(initial=0.0)), 1.0)
+    for _ in range(max_iter):
+        delta = 0.0
+        for f, sz in zip(fe, sizes):
+            G = sz.shape[0]
+            # np.bincount per column is the fastest group-sum in plain numpy.
+            means = np.empty((G, X.shape[1]))
+            for j in range(X.shape[1]):
+                means[:, j] = np.bincount(f, weights=X[:, j] * w, minlength=G)
+            means /= np.where(sz > 0, sz, 1.0)[:, None]
+            step = means[f]
+            X -= step
+            delta = max(delta, float(np.abs(step).max(initial=0.0)))
+        if len(fe) <= 1 or delta <= tol * scale:
+            break
+    return X[:, 0] if squeeze else X
+
+
+def _cluster_vcov(Xd: np.ndarray, e: np.ndarray, bread: np.ndarray, cl: np.ndarray, G: int) -> np.ndarray:
+    k = Xd.shape[1]
+    scores = np.empty((G, k))
+    for j in range(k):
+        scores[:, j] = np.bincount(cl, weights=Xd[:, j] * e, minlength=G)
+    meat = scores.T @ scores
+    return bread @ meat @ bread
+
+
+def _ols_fe(
+    y: np.ndarray,
+    X: np.ndarray,
+    fes: list[np.ndarray],
+    cluster: np.ndarray,
+) -> dict:
+    """OLS of y on X with absorbed fixed effects and CRV1 errors (pyfixest's default correction)."""
+    n = y.shape[0]
+    Z = within_demean(np.column_stack([y, X]), fes)
+    yd, Xd = Z[:, 0], Z[:, 1:]
+    XtX = Xd.T @ Xd
+    try:
+        bread = np.linalg.inv(XtX)
+    except np.linalg.LinAlgError:
+        raise DataError("twfe: regressors are collinear with the fixed effects") from None
+    beta = bread @ (Xd.T @ yd)
+    e = yd - Xd @ beta
+    cl, G = _codes(cluster)
+    if G < 2:
+        raise DataError("twfe: need at least 2 clusters for cluster-robust errors")
+    V = _cluster_vcov(Xd, e, bread, cl, G)
+    # Small-sample factor as fixest/pyfixest (ssc(k_adj=True, k_fixef="nonnested", G_adj=True)):
+    # count fixed effects that are not nested in the clusters, plus one per fully nested set.
+    k = X.shape[1]
+    n_levels = [int(f.max()) + 1 for f in fes]
+    k_fe_adj = sum(n_levels) - (len(fes) - 1) if len(fes) > 1 else sum(n_levels)
+    nested, fully = 0, 0
+    for f, L in zip(fes, n_levels):
+        # nested: every level of this fixed effect sits inside a single cluster
+        first = np.full(L, -1)
+        first[f] = cl
+        if np.all(first[f] == cl):
+            nested += L
+            fully += 1
+    df_k = k + k_fe_adj - nested + fully
+    adj = (n - 1) / (n - df_k) * G / (G - 1)
+    V = V * adj
+    return {"beta": beta, "vcov": V, "resid": e, "G": G, "df_t": G - 1, "n": n}
+
+
+def twfe(
+    y: np.ndarray,
+    unit: np.ndarray,
+    time: np.ndarray,
+    treat: np.ndarray,
+    *,
+    covariates: np.ndarray | None = None,
+    covariate_names: list[str] | None = None,
+    cluster: np.ndarray | None = None,
+    exclude: np.ndarray | None = None,
+    alpha: float = 0.05,
+    metric: str = "",
+) -> Result:
+    """Two-way fixed-effects DiD: y_it = a_i + l_t + b * D_it + X_it g + e_it, SE clustered.
+
+    Unit and period effects are swept out by within-demeaning (no dummy matrix is built), so this
+    runs on millions of rows. Standard errors are CRV1 with the small-sample factor of fixest /
+    pyfixest, and p-values use a t distribution with G - 1 degrees of freedom (Cameron & Miller
+    2015), so the numbers equal ``pyfixest.feols("y ~ D + X | unit + time", vcov={"CRV1": ...})``.
+
+    With staggered adoption and effects that change over time, the TWFE coefficient is a weighted
+    average with possibly negative weights (Goodman-Bacon 2021); use :func:`staggered_did` then.
+
+    Parameters
+    ----------
+    y : array, shape (n,)
+    unit, time : arrays, shape (n,)
+        Unit and period identifiers (any sortable type).
+    treat : array of 0/1, shape (n,)
+        1 where the unit is treated in that period.
+    covariates : array, shape (n, k), optional
+        Time-varying controls: seasonality terms, annotation dummies (promotion, outage, ...).
+    cluster : array, shape (n,), optional
+        Cluster identifiers; default the unit.
+    exclude : array of bool, shape (n,), optional
+        Rows to drop before estimation (declared shocks / measurement exceptions).
+    alpha : float
+    metric : str
+
+    Returns
+    -------
+    Result
+        ``method="twfe"``; ``extra["coefficients"]`` has every coefficient with its SE.
+    """
+    y = np.asarray(y, dtype=float)
+    D = np.asarray(treat, dtype=float)
+    u = np.asarray(unit)
+    t = np.asarray(time)
+    cl = u if cluster is None else np.asarray(cluster)
+    Xc = None if covariates is None else np.asarray(covariates, dtype=float).reshape(y.shape[0], -1)
+    keep = np.isfinite(y) & np.isfinite(D)
+    if Xc is not None:
+        keep &= np.all(np.isfinite(Xc), axis=1)
+    n_excluded = 0
+    if exclude is not None:
+        ex = np.asarray(exclude, dtype=bool)
+        n_excluded = int((ex & keep).sum())
+        keep &= ~ex
+    y, D, u, t, cl = y[keep], D[keep], u[keep], t[keep], cl[keep]
+    X = D[:, None] if Xc is None else np.column_stack([D, Xc[keep]])
+    names = ["treat"] + (list(covariate_names) if covariate_names else [f"x{j}" for j in range(X.shape[1] - 1)])
+    ucode, n_units = _codes(u)
+    tcode, n_times = _codes(t)
+    if n_units < 2 or n_times < 2:
+        raise DataError("twfe: need at least 2 units and 2 periods")
+    if np.all(D == D[0]):
+        raise DataError("twfe: the treatment indicator does not vary")
+    fit = _ols_fe(y, X, [ucode, tcode], cl)
+    b, V = fit["beta"], fit["vcov"]
+    se = np.sqrt(np.diag(V))
+    ci, p = _ci(float(b[0]), float(se[0]), alpha, df=fit["df_t"])
+    checks = []
+    if n_excluded:
+        checks.append(Check("exclusion_windows", "pass", f"{n_excluded} unit-period rows inside declared exclusion windows were dropped.", statistic=float(n_excluded)))
+    checks.append(_clusters_check(fit["G"]))
+    coefs = {nm: {"estimate": float(b[j]), "se": float(se[j])} for j, nm in enumerate(names)}
+    return Result(
+        estimate=float(b[0]), se=float(se[0]), ci=ci, p_value=p, method="twfe", n=int(n_units),
+        unit="absolute", diagnostics=tuple(checks), alpha=alpha, metric=metric,
+        extra={"coefficients": coefs, "n_obs": int(fit["n"]), "n_clusters": int(fit["G"]), "n_periods": int(n_times)},
+    )
+
+
+def _clusters_check(G: int) -> Check:
+    status = "warn" if G < 30 else "pass"
+    return Check(
+        name="cluster_count",
+        status=status,
+        message=(
+            f"{G} clusters; " + ("cluster-robust errors are unreliable below ~30 clusters (Cameron & Miller 2015), read the interval as approximate." if status == "warn" else "enough for cluster-robust errors.")
+        ),
+        statistic=float(G),
+        threshold=30.0,
+    )
+
+
+# ---------------------------------------------------------------------------------------- event study
+
+
+def event_study(
+    y: np.ndarray,
+    unit: np.ndarray,
+    time: np.ndarray,
+    first_treated: np.ndarray,
+    *,
+    leads: int = 4,
+    lags: int = 4,
+    covariates: np.ndarray | None = None,
+    exclude: np.ndarray | None = None,
+    alpha: float = 0.05,
+    pretrend_alpha: float = 0.05,
+    metric: str = "",
+) -> Result:
+    """Event-study regression with leads and lags and a joint Wald pre-trend test.
+
+    y_it = a_i + l_t + sum_{k != -1} b_k 1[t - G_i = k] + e_it, with k binned at ``-leads`` and
+    ``lags`` (the end bins absorb everything further out), period -1 as the reference, never-
+    treated units as pure controls, SE clustered by unit. The pre-trend test is the joint Wald
+    test that all lead coefficients are zero (F with G - 1 denominator degrees of freedom);
+    Roth (2022) warns it has low power, so the Result reports it as a diagnostic, not a licence.
+
+    Parameters
+    ----------
+    y, unit, time : arrays, shape (n,)
+        ``time`` must be integer period indices (weeks since start, years, ...).
+    first_treated : array, shape (n,)
+        Period in which the row's unit is first treated; NaN or +inf for never treated.
+    leads, lags : int
+        Number of pre-period (>= 2 so there is something to test) and post-period coefficients.
+    covariates, exclude, alpha, metric
+        As in :func:`twfe`.
+
+    Returns
+    -------
+    Result
+        ``estimate`` is the mean of the post coefficients (k = 0..lags); ``extra["event_time"]``
+        lists every coefficient; the pre-trend check is in ``diagnostics``.
+
+    References
+    ----------
+    Freyaldenhoven, S., Hansen, C., Perez, J. P. and Shapiro, J. M. (2021). Visualization,
+    identification, and estimation in the linear panel event-study design. NBER WP 29170.
+    """
+    if leads < 2 or lags < 0:
+        raise DataError("event_study: need leads >= 2 and lags >= 0")
+    y = np.asarray(y, dtype=float)
+    t = np.asarray(time, dtype=float)
+    g = np.asarray(first_treated, dtype=float)
+    never = ~np.isfinite(g)
+    rel = np.where(never, np.nan, t - np.where(never, 0, g))
+    ks = [k for k in range(-leads, lags + 1) if k != -1]
+    cols = []
+    for k in ks:
+        if k == -leads:
+            c = (rel <= k)
+        elif k == lags:
+            c = (rel >= k)
+        else:
+            c = (rel == k)
+        cols.append(np.where(never, 0.0, c.astype(float)))
+    Xe = np.column_stack(cols)
+    present = Xe.any(axis=0)
+    if not present.all():
+        missing = [k for k, pr in zip(ks, present) if not pr]
+        raise DataError(f"event_study: no observations at event times {missing}; reduce leads/lags")
+    Xc = None if covariates is None else np.asarray(covariates, dtype=float).reshape(y.shape[0], -1)
+    keep = np.isfinite(y)
+    if Xc is not None:
+        keep &= np.all(np.isfinite(Xc), axis=1)
+    if exclude is not None:
+        keep &= ~np.asarray(exclude, dtype=bool)
+    X = Xe[keep] if Xc is None else np.column_stack([Xe[keep], Xc[keep]])
+    u = np.asarray(unit)[keep]
+    ucode, n_units = _codes(u)
+    tcode, _ = _codes(np.asarray(time)[keep])
+    fit = _ols_fe(y[keep], X, [ucode, tcode], u)
+    b, V = fit["beta"][: len(ks)], fit["vcov"][: len(ks), : len(ks)]
+    se = np.sqrt(np.diag(V))
+    pre_idx = [i for i, k in enumerate(ks) if k < -1]
+    post_idx = [i for i, k in enumerate(ks) if k >= 0]
+    # Joint Wald test of the leads: F = b' V^-1 b / q against F(q, G-1).
+    bp, Vp = b[pre_idx], V[np.ix_(pre_idx, pre_idx)]
+    q = len(pre_idx)
+    wald = float(bp @ np.linalg.solve(Vp, bp))
+    F = wald / q
+    p_pre = float(sps.f.sf(F, q, fit["df_t"]))
+    pre_check = Check(
+        name="pre_trends",
+        status="fail" if p_pre < pretrend_alpha else "pass",
+        message=(
+            f"Joint test that the {q} lead coefficients are zero: F = {F:.3g}, p = {p_pre:.3g}; "
+            + ("treated units were already diverging before treatment." if p_pre < pretrend_alpha else "no evidence of diverging pre-trends (the test has limited power; look at the leads).")
+        ),
+        statistic=F,
+        p_value=p_pre,
+        threshold=pretrend_alpha,
+        details={"wald_chi2": wald, "df": q},
+    )
+    w = np.zeros(len(ks))
+    w[post_idx] = 1.0 / len(post_idx)
+    est = float(w @ b)
+    se_avg = float(math.sqrt(w @ V @ w))
+    ci, p = _ci(est, se_avg, alpha, df=fit["df_t"])
+    tq = sps.t.ppf(1 - alpha / 2, fit["df_t"])
+    rows = [{"event_time": -1, "estimate": 0.0, "se": 0.0, "ci_low": 0.0, "ci_high": 0.0, "reference": True}]
+    for i, k in enumerate(ks):
+        rows.append({"event_time": k, "estimate": float(b[i]), "se": float(se[i]), "ci_low": float(b[i] - tq * se[i]), "ci_high": float(b[i] + tq * se[i]), "reference": False})
+    rows.sort(key=lambda r: r["event_time"])
+    return Result(
+        estimate=est, se=se_avg, ci=ci, p_value=p, method="event_study", n=int(n_units), unit="absolute",
+        diagnostics=(pre_check, _clusters_check(fit["G"])), alpha=alpha, metric=metric,
+        extra={"event_time": rows, "leads": leads, "lags": lags, "pretrend_p_value": p_pre, "n_obs": int(fit["n"])},
+    )
+
+
+# ---------------------------------------------------------------------------------------- staggered
+
+
+def staggered_did(
+    Y: np.ndarray,
+    cohort: np.ndarray,
+    *,
+    control: Control = "never",
+    exclude_periods: np.ndarray | None = None,
+    alpha: float = 0.05,
+    metric: str = "",
+) -> Result:
+    """Callaway & Sant'Anna (2021) group-time ATTs for staggered rollouts, aggregated.
+
+    For every cohort g (units first treated in period g) and period t, ATT(g, t) is the 2x2 DiD of
+    cohort g against the comparison units between period g - 1 and t. Post-treatment cells are
+    averaged with weights proportional to cohort size (the "simple" aggregation); event-time
+    aggregates (including leads, as a pre-trend check) are in ``extra``. Standard errors come from
+    the unit-level influence function (clustered by unit), treating the cohort-share weights as
+    fixed.
+
+    Parameters
+    ----------
+    Y : array, shape (n_units, n_periods)
+        Balanced outcome matrix (NaN not allowed in periods used).
+    cohort : array, shape (n_units,)
+        Index (0-based column of ``Y``) of the first treated period; -1, NaN or >= n_periods for
+        never treated. Units treated in period 0 have no pre-period and are dropped.
+    control : {"never", "notyet"}
+        Comparison group: never-treated units only, or also units not yet treated by period t.
+    exclude_periods : array of bool, shape (n_periods,), optional
+        Periods inside declared shock windows: no ATT(g, t) uses them as t.
+    alpha : float
+    metric : str
+
+    Returns
+    -------
+    Result
+        ``method="callaway_santanna"``.
+
+    References
+    ----------
+    Callaway, B. and Sant'Anna, P. H. C. (2021). Difference-in-differences with multiple time
+    periods. Journal of Econometrics 225(2), 200-230.
+    """
+    check_option("control", control, ("never", "notyet"))
+    Y = np.asarray(Y, dtype=float)
+    N, T = Y.shape
+    c = np.asarray(cohort, dtype=float).copy()
+    c[~np.isfinite(c) | (c < 0) | (c >= T)] = np.inf
+    keep = c != 0
+    dropped0 = int((~keep).sum())
+    Y, c = Y[keep], c[keep]
+    N = Y.shape[0]
+    ex = np.zeros(T, dtype=bool) if exclude_periods is None else np.asarray(exclude_periods, dtype=bool)
+    cohorts = np.unique(c[np.isfinite(c)]).astype(int)
+    if cohorts.size == 0:
+        raise DataError("staggered_did: no treated cohort with a pre-period")
+    never = ~np.isfinite(c)
+    if control == "never" and never.sum() < 2:
+        raise DataError("staggered_did: fewer than 2 never-treated units; use control='notyet'")
+    cells = []  # (g, t, att, psi)
+    for g in cohorts:
+        gi = c == g
+        ng = int(gi.sum())
+        base = g - 1
+        for t in range(T):
+            if t == base or ex[t]:
+                continue
+            if control == "never":
+                ci_ = never
+            else:
+                # not yet treated at max(t, base): their untreated path is observed through t
+                ci_ = (c > max(t, base)) & ~gi
+            nc = int(ci_.sum())
+            if nc < 1:
+                continue
+            dY = Y[:, t] - Y[:, base]
+            mg, mc = dY[gi].mean(), dY[ci_].mean()
+            psi = np.zeros(N)
+            psi[gi] = (dY[gi] - mg) / ng
+            psi[ci_] -= (dY[ci_] - mc) / nc
+            cells.append((int(g), t, float(mg - mc), psi, ng))
+    if not any(t >= g for g, t, *_ in cells):
+        raise DataError("staggered_did: no post-treatment cell has a comparison group")
+
+    def aggregate(sel):
+        w = np.array([cell[4] for cell in sel], dtype=float)
+        w /= w.sum()
+        est = float(sum(wi * cell[2] for wi, cell in zip(w, sel)))
+        psi = sum(wi * cell[3] for wi, cell in zip(w, sel))
+        return est, float(math.sqrt(np.sum(psi**2)))
+
+    post = [cell for cell in cells if cell[1] >= cell[0]]
+    est, se = aggregate(post)
+    ci, p = _ci(est, se, alpha)
+    z = sps.norm.ppf(1 - alpha / 2)
+    ev_rows = []
+    for e in sorted({cell[1] - cell[0] for cell in cells}):
+        sel = [cell for cell in cells if cell[1] - cell[0] == e]
+        ee, es = aggregate(sel)
+        ev_rows.append({"event_time": int(e), "estimate": ee, "se": es, "ci_low": ee - z * es, "ci_high": ee + z * es})
+    pre = [r for r in ev_rows if r["event_time"] < -1]
+    checks = []
+    if pre:
+        # Joint test of pre-period event-time ATTs (their influence functions give the covariance).
+        sel_sets = [[cell for cell in cells if cell[1] - cell[0] == r["event_time"]] for r in pre]
+        psis = []
+        for sel in sel_sets:
+            w = np.array([cell[4] for cell in sel], dtype=float)
+            w /= w.sum()
+            psis.append(sum(wi * cell[3] for wi, cell in zip(w, sel)))
+        Psi = np.column_stack(psis)
+        Vpre = Psi.T @ Psi
+        bpre = np.array([r["estimate"] for r in pre])
+        try:
+            chi2 = float(bpre @ np.linalg.solve(Vpre, bpre))
+            p_pre = float(sps.chi2.sf(chi2, len(pre)))
+            checks.append(Check(
+                "pre_trends", "fail" if p_pre < 0.05 else "pass",
+                f"Joint chi-square test of {len(pre)} pre-period event-time ATTs: chi2 = {chi2:.3g}, p = {p_pre:.3g}.",
+                statistic=chi2, p_value=p_pre, threshold=0.05,
+            ))
+        except np.linalg.LinAlgError:
+            checks.append(Check("pre_trends", "skip", "Pre-period covariance is singular; test not run."))
+    else:
+        checks.append(Check("pre_trends", "skip", "No period before g - 1 to test pre-trends."))
+    if dropped0:
+        checks.append(Check("always_treated", "warn", f"{dropped0} units treated from the first period have no pre-period and were dropped.", statistic=float(dropped0)))
+    gt = [{"cohort": g, "period": t, "att": a} for g, t, a, _, _ in cells]
+    return Result(
+        estimate=est, se=se, ci=ci, p_value=p, method="callaway_santanna", n=int(N), unit="absolute",
+        diagnostics=tuple(checks), alpha=alpha, metric=metric,
+        extra={"control": control, "event_time": ev_rows, "group_time": gt, "n_cohorts": int(cohorts.size), "n_never_treated": int(never.sum())},
+    )
