@@ -1,14 +1,80 @@
 """Pure statistics: functions over numpy arrays and sufficient statistics. No I/O, no pandas."""
 
+from insightroi.stats._power import (
+    cohens_h,
+    design_effect,
+    icc_anova,
+    minimum_detectable_effect,
+    power,
+    power_from_se,
+    ratio_unit_variance,
+    sample_size,
+    sample_size_proportions,
+    sample_size_ratio,
+)
 from insightroi.stats._result import Check, Result
 from insightroi.stats._did import did_2x2, event_study, staggered_did, twfe, within_demean
 from insightroi.stats._its import causal_impact
 from insightroi.stats._matching import matched_cohorts, propensity_scores, standardized_mean_differences
 from insightroi.stats._synth import simplex_weights, synth_fit, synthetic_control
+from insightroi.stats._suffstats import (
+    Proportion,
+    Ratio,
+    RatioRegressionAdjusted,
+    RegressionAdjusted,
+    SampleMean,
+)
+from insightroi.stats._switchback import switchback, switchback_blocks, switchback_power
+from insightroi.stats._twoarm import (
+    adjust_pvalues,
+    benjamini_hochberg,
+    cluster_randomized,
+    cuped,
+    holdout,
+    holm,
+    proportions_test,
+    ratio_test,
+    segment_breakdown,
+    two_arm,
+    welch_t,
+)
 
 __all__ = [
     "Check",
     "Result",
+    # sufficient statistics
+    "SampleMean",
+    "Proportion",
+    "Ratio",
+    "RegressionAdjusted",
+    "RatioRegressionAdjusted",
+    # two-arm estimators
+    "two_arm",
+    "welch_t",
+    "proportions_test",
+    "ratio_test",
+    "cuped",
+    "cluster_randomized",
+    "holdout",
+    "switchback",
+    "switchback_blocks",
+    "segment_breakdown",
+    # multiple testing
+    "adjust_pvalues",
+    "holm",
+    "benjamini_hochberg",
+    # power
+    "power",
+    "sample_size",
+    "minimum_detectable_effect",
+    "cohens_h",
+    "sample_size_proportions",
+    "sample_size_ratio",
+    "ratio_unit_variance",
+    "power_from_se",
+    "icc_anova",
+    "design_effect",
+    "switchback_power",
     # quasi-experimental (issue 6)
     "did_2x2",
     "twfe",

@@ -1,0 +1,347 @@
+"""Run the program's randomized experiment on the store: per-KPI effects, adjusted p-values, checks.
+
+Stages as in DoWhy: design (the assignments) -> checks (SRM, contamination, balance,
+pre-period equivalence, regression to the mean, novelty) -> estimate (ratio-of-sums delta
+method at the randomization unit, with CUPED on the pre-period KPI) -> multiplicity (Holm and
+Benjamini-Hochberg across KPIs).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+
+from insightroi.errors import DataError, EstimationError
+from insightroi.metrics import analysis_windows, unit_measures_expr
+from insightroi.program import Kpi, Program
+from insightroi.stats import (
+    Check,
+    Ratio,
+    RatioRegressionAdjusted,
+    Result,
+    adjust_pvalues,
+    segment_breakdown,
+    two_arm,
+)
+from insightroi.experiments._checks import (
+    balance_check,
+    contamination_check,
+    novelty_check,
+    pre_period_check,
+    regression_to_mean_check,
+    srm_check,
+)
+
+__all__ = ["ExperimentAnalysis", "analyze_experiment", "kpi_effect"]
+
+_RANDOMIZED = ("ab", "cluster", "holdout")
+TREATMENT, CONTROL = "treatment", "control"
+
+
+@dataclass(frozen=True)
+class ExperimentAnalysis:
+    """Everything :func:`analyze_experiment` found.
+
+    Attributes
+    ----------
+    results : dict
+        KPI name -> Result of the absolute effect in KPI units (``scale`` applied). ``extra`` holds
+        ``control_mean``, ``treatment_mean``, ``relative``, ``relative_ci_low``,
+        ``relative_ci_high``, ``relative_se``, ``p_adjusted`` (Holm), ``p_adjusted_bh``, the KPI's
+        metadata and the estimator details.
+    relative : dict
+        KPI name -> Result of the relative effect ``treatment / control - 1``.
+    segments : dict
+        segment column -> KPI name -> segment value -> Result (relative; BH across segments).
+    checks : tuple of Check
+        Experiment-level checks (SRM, contamination, balance, novelty of the primary KPI).
+    """
+
+    name: str
+    design: str
+    unit: str
+    window: tuple[date, date]
+    pre_window: tuple[date, date] | None
+    n_treatment: int
+    n_control: int
+    results: dict[str, Result]
+    relative: dict[str, Result]
+    checks: tuple[Check, ...] = ()
+    segments: dict[str, dict[str, dict[str, Result]]] = field(default_factory=dict)
+    alpha: float = 0.05
+
+    @property
+    def failed_checks(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.status == "fail")
+
+    def experiment_section(self) -> dict[str, Any]:
+        """The report bundle's ``experiment`` section (CONTRACTS.md)."""
+        return {"name": self.name, "design": self.design, "unit": self.unit, "n_treatment": self.n_treatment,
+                "n_control": self.n_control, "checks": [c.to_dict() for c in self.checks]}
+
+    def kpi_rows(self, program: Program | None = None) -> list[dict[str, Any]]:
+        """The report bundle's ``kpis`` rows (``truth`` fields left None for the caller to fill)."""
+        rows = []
+        for name, r in self.results.items():
+            x = r.extra
+            rows.append({
+                "name": name, "layer": x.get("layer"), "owner": x.get("owner"), "direction": x.get("direction"),
+                "decision_rule": x.get("decision_rule"), "method": r.method, "unit": x.get("kpi_unit"),
+                "control_mean": x.get("control_mean"), "treatment_mean": x.get("treatment_mean"),
+                "estimate": r.estimate, "ci_low": r.ci_low, "ci_high": r.ci_high, "p_value": r.p_value,
+                "p_adjusted": x.get("p_adjusted"), "relative": x.get("relative"),
+                "relative_ci_low": x.get("relative_ci_low"), "relative_ci_high": x.get("relative_ci_high"),
+                "n": r.n, "truth": None, "truth_relative": None,
+                "checks": [c.to_dict() for c in r.diagnostics], "summary_html": r.summary("html"),
+            })
+        return _jsonable_rows(rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {
+            **self.experiment_section(),
+            "window": {"start": self.window[0].isoformat(), "end": self.window[1].isoformat()},
+            "pre_window": None if self.pre_window is None else
+            {"start": self.pre_window[0].isoformat(), "end": self.pre_window[1].isoformat()},
+            "alpha": self.alpha,
+            "results": {k: r.to_dict() for k, r in self.results.items()},
+            "relative": {k: r.to_dict() for k, r in self.relative.items()},
+            "segments": {s: {k: {v: r.to_dict() for v, r in byv.items()} for k, byv in d.items()}
+                         for s, d in self.segments.items()},
+        }
+
+
+def _jsonable_rows(rows):
+    from insightroi.stats._result import _jsonable
+
+    return _jsonable(rows)
+
+
+def _stats(df, arm: str, use_pre: bool):
+    d = df[df.arm == arm]
+    if use_pre:
+        return RatioRegressionAdjusted.from_arrays(d.num, d.den, d.num_pre, d.den_pre)
+    return Ratio.from_arrays(d.num, d.den)
+
+
+def _scaled(res: Result, scale: float) -> Result:
+    if scale == 1:
+        return res
+    x = dict(res.extra)
+    for k in ("control_mean", "treatment_mean", "control_mean_pre", "treatment_mean_pre"):
+        if k in x and x[k] is not None:
+            x[k] = x[k] * scale
+    return replace(res, estimate=res.estimate * scale, se=res.se * scale, ci=(res.ci[0] * scale, res.ci[1] * scale),
+                   extra=x)
+
+
+def _nan_result(kpi: Kpi, n: int, message: str, alpha: float, unit: str = "absolute") -> Result:
+    nan = math.nan
+    return Result(nan, nan, (nan, nan), nan, "not_estimable", n, unit, (Check("estimable", "skip", message),), alpha,
+                  kpi.name, {})
+
+
+def kpi_effect(df, kpi: Kpi, *, alpha: float = 0.05, cuped: bool = True) -> tuple[Result, Result]:
+    """Absolute and relative effect of one KPI from per-unit data (columns arm, num, den, num_pre, den_pre).
+
+    The estimator is the ratio of sums per arm with its delta-method variance at the
+    randomization unit (cluster-robust for cluster designs: see
+    :func:`insightroi.stats.cluster_randomized`), CUPED-adjusted by the unit's pre-period KPI
+    when the pre-period has data in both arms (Deng et al. 2013).
+    """
+    n = int(len(df))
+    dens = {a: float(df.loc[df.arm == a, "den"].sum()) for a in (TREATMENT, CONTROL)}
+    if dens[CONTROL] == 0 or dens[TREATMENT] == 0:
+        empty = CONTROL if dens[CONTROL] == 0 else TREATMENT
+        msg = (f"the {empty} arm has no {kpi.denominator} in the window, so {kpi.name} cannot be compared "
+               "(a workflow KPI that exists only under treatment is descriptive)")
+        tr = df[df.arm == TREATMENT]
+        tm = float(tr.num.sum() / tr.den.sum() * kpi.scale) if dens[TREATMENT] else math.nan
+        r = _nan_result(kpi, n, msg, alpha)
+        return replace(r, extra={"treatment_mean": tm, "control_mean": math.nan}), _nan_result(kpi, n, msg, alpha, "relative")
+    use_pre = bool(cuped and all(float(df.loc[df.arm == a, "den_pre"].sum()) > 0 for a in (TREATMENT, CONTROL)))
+    c, t = _stats(df, CONTROL, use_pre), _stats(df, TREATMENT, use_pre)
+    try:
+        ab = two_arm(c, t, alpha=alpha, metric=kpi.name, cuped=use_pre)
+        rel = two_arm(c, t, relative=True, alpha=alpha, metric=kpi.name, cuped=use_pre)
+    except DataError as exc:
+        return _nan_result(kpi, n, str(exc), alpha), _nan_result(kpi, n, str(exc), alpha, "relative")
+    return _scaled(ab, kpi.scale), rel
+
+
+def _weekly(store, program, kpis_needed: Sequence[Kpi], window, alpha) -> dict[str, list[Result]]:
+    measures = sorted({m for k in kpis_needed for m in (k.numerator, k.denominator)})
+    df = unit_measures_expr(store, program, measures, window=window, by=("week",)).execute()
+    out: dict[str, list[Result]] = {}
+    for k in kpis_needed:
+        res = []
+        for w in sorted(df.week.unique()):
+            d = df[df.week == w]
+            dd = d.assign(num=d[k.numerator], den=d[k.denominator], num_pre=0.0, den_pre=0.0)
+            res.append(kpi_effect(dd, k, alpha=alpha, cuped=False)[1])
+        out[k.name] = res
+    return out
+
+
+def analyze_experiment(
+    store,
+    program: Program,
+    *,
+    kpis: Sequence[str] | None = None,
+    segments: Sequence[str] | None = None,
+    window: tuple[date, date] | None = None,
+    alpha: float | None = None,
+    cuped: bool = True,
+    weekly: bool = True,
+) -> ExperimentAnalysis:
+    """Analyse the program's randomized experiment (designs ab, cluster, holdout) on the store.
+
+    Parameters
+    ----------
+    store : insightroi.store.Store
+    program : Program
+        Its ``experiment`` section names the assignments (experiment name, unit), window,
+        pre-period, alpha and primary KPI.
+    kpis : sequence of str, optional
+        KPIs to analyse (default: all the program's KPIs).
+    segments : sequence of str, optional
+        Columns to break each KPI down by (e.g. ``["region"]``); each KPI gets one relative
+        Result per segment value, BH-adjusted across values.
+    window : (date, date), optional
+        Inclusive analysis window (default: experiment start to end, or today).
+    alpha : float, optional
+        Default ``program.experiment.alpha``.
+    cuped : bool
+        Adjust each KPI by its pre-period value (variance reduction, no bias).
+    weekly : bool
+        Run the novelty check on the primary KPI (one extra pass over its tables).
+
+    Returns
+    -------
+    ExperimentAnalysis
+
+    Raises
+    ------
+    EstimationError
+        For a quasi-experimental design (did, synthetic_control, its): use those estimators.
+    DataError
+        When the store has no assignments for the experiment.
+    """
+    e = program.experiment
+    alpha = e.alpha if alpha is None else alpha
+    if e.design not in _RANDOMIZED:
+        raise EstimationError(
+            f"experiment design {e.design!r} is not a randomized unit-level design; analyze_experiment handles "
+            f"{list(_RANDOMIZED)} (switchback: insightroi.stats.switchback on block outcomes; did, synthetic_control, "
+            "its: the quasi-experiment estimators)")
+    chosen = [program.kpi(k) for k in kpis] if kpis else list(program.kpis)
+    window, pre_window = analysis_windows(program, window=window)
+    measures = sorted({m for k in chosen for m in (k.numerator, k.denominator)} | {"alerts"})
+    df = unit_measures_expr(store, program, measures, window=window, pre_window=pre_window).execute()
+    if df.empty:
+        raise DataError(f"no assignments for experiment {e.name!r} with unit type {e.unit!r} in the store")
+    df = df.sort_values("unit_id", kind="stable").reset_index(drop=True)
+    arms = df.arm.value_counts()
+    n_t, n_c = int(arms.get(TREATMENT, 0)), int(arms.get(CONTROL, 0))
+    other = sorted(set(df.arm) - {TREATMENT, CONTROL})
+    if other:
+        raise DataError(f"unknown arm labels {other}; expected 'treatment' and 'control'")
+
+    checks = [srm_check([n_c, n_t], [1 - e.treatment_share, e.treatment_share])]
+    control_exposed = int(((df.arm == CONTROL) & (df["alerts"] > 0)).sum())
+    checks.append(contamination_check(len(df), int((df.n_arms > 1).sum()), control_exposed=control_exposed,
+                                      n_control=n_c))
+    cov_c, cov_t = {}, {}
+    for k in chosen:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate = df[f"{k.numerator}_pre"] / df[f"{k.denominator}_pre"]
+        cov_c[f"{k.name} (pre)"], cov_t[f"{k.name} (pre)"] = rate[df.arm == CONTROL], rate[df.arm == TREATMENT]
+        if k.denominator != "units":
+            v = df[f"{k.denominator}_pre"]
+            cov_c[f"{k.denominator} (pre)"], cov_t[f"{k.denominator} (pre)"] = v[df.arm == CONTROL], v[df.arm == TREATMENT]
+    checks.append(balance_check(cov_c, cov_t) if pre_window else Check("covariate_balance", "skip", "no pre-period"))
+
+    results: dict[str, Result] = {}
+    relative: dict[str, Result] = {}
+    for k in chosen:
+        d = df.assign(num=df[k.numerator], den=df[k.denominator], num_pre=df[f"{k.numerator}_pre"],
+                      den_pre=df[f"{k.denominator}_pre"])
+        ab, rel = kpi_effect(d, k, alpha=alpha, cuped=cuped)
+        diag = []
+        if pre_window is not None:
+            c_pre = Ratio.from_arrays(d.num_pre[d.arm == CONTROL], d.den_pre[d.arm == CONTROL])
+            t_pre = Ratio.from_arrays(d.num_pre[d.arm == TREATMENT], d.den_pre[d.arm == TREATMENT])
+            diag.append(pre_period_check(c_pre, t_pre, alpha=alpha, metric=k.name))
+        results[k.name], relative[k.name] = replace(ab, diagnostics=ab.diagnostics + tuple(diag)), rel
+    # Regression to the mean on the primary KPI: the pre-period vs the equally long period before it.
+    primary = next((k for k in chosen if k.name == e.primary_kpi), None)
+    if primary is not None and pre_window is not None:
+        span = pre_window[1] - pre_window[0] + timedelta(days=1)
+        hist_win = (pre_window[0] - span, pre_window[0] - timedelta(days=1))
+        h = unit_measures_expr(store, program, [primary.numerator, primary.denominator], window=hist_win,
+                               pre_window=pre_window).execute()
+        rtm = regression_to_mean_check(Ratio.from_arrays(h[primary.numerator], h[primary.denominator]),
+                                       Ratio.from_arrays(h[f"{primary.numerator}_pre"], h[f"{primary.denominator}_pre"]),
+                                       metric=primary.name)
+        r = results[primary.name]
+        results[primary.name] = replace(r, diagnostics=r.diagnostics + (rtm,))
+    if primary is not None and weekly:
+        wk = _weekly(store, program, [primary], window, alpha)[primary.name]
+        nov = novelty_check(wk, alpha=alpha)
+        checks.append(replace(nov, message=f"{primary.name}: {nov.message}"))
+
+    names = list(results)
+    pvals = [results[n].p_value for n in names]
+    holm_p, bh_p = adjust_pvalues(pvals, "holm"), adjust_pvalues(pvals, "bh")
+    for i, name in enumerate(names):
+        k = program.kpi(name)
+        rel = relative[name]
+        meta = {"layer": k.layer, "owner": k.owner, "direction": k.direction, "decision_rule": k.decision_rule,
+                "kpi_unit": k.unit, "analysis_unit": e.unit, "scale": k.scale, "numerator": k.numerator,
+                "denominator": k.denominator, "p_adjusted": _f(holm_p[i]), "p_adjusted_bh": _f(bh_p[i]),
+                "relative": rel.estimate, "relative_ci_low": rel.ci[0], "relative_ci_high": rel.ci[1],
+                "relative_se": rel.se, "relative_p_value": rel.p_value, "n_treatment": n_t, "n_control": n_c,
+                "window": [window[0].isoformat(), window[1].isoformat()]}
+        results[name] = replace(results[name], extra={**results[name].extra, **meta})
+        relative[name] = replace(rel, extra={**rel.extra, "p_adjusted": _f(holm_p[i]), "p_adjusted_bh": _f(bh_p[i])})
+
+    seg_out: dict[str, dict[str, dict[str, Result]]] = {}
+    for col in segments or ():
+        seg_out[col] = _segments(store, program, chosen, col, window, pre_window, alpha, cuped)
+
+    return ExperimentAnalysis(
+        name=e.name, design=e.design, unit=e.unit, window=window, pre_window=pre_window, n_treatment=n_t,
+        n_control=n_c, results=results, relative=relative, checks=tuple(checks), segments=seg_out, alpha=alpha,
+    )
+
+
+def _f(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def _segments(store, program, chosen, col, window, pre_window, alpha, cuped) -> dict[str, dict[str, Result]]:
+    measures = sorted({m for k in chosen for m in (k.numerator, k.denominator)})
+    df = unit_measures_expr(store, program, measures, window=window, pre_window=pre_window, by=(col,)).execute()
+    out = {}
+    for k in chosen:
+        cells = {}
+        for val, d in df.groupby(col, dropna=False, sort=True):
+            args = [d[d.arm == a] for a in (CONTROL, TREATMENT)]
+            if sum(float(x[k.denominator].sum()) for x in args) == 0:
+                continue  # this KPI has no data in this segment (e.g. a table without the column's value)
+            use_pre = cuped and all(float(x[f"{k.denominator}_pre"].sum()) > 0 for x in args)
+            if use_pre:
+                st = [RatioRegressionAdjusted.from_arrays(x[k.numerator], x[k.denominator], x[f"{k.numerator}_pre"],
+                                                          x[f"{k.denominator}_pre"]) for x in args]
+            else:
+                st = [Ratio.from_arrays(x[k.numerator], x[k.denominator]) for x in args]
+            if any(s.mean != s.mean or getattr(s, "n", 0) < 2 for s in st):  # NaN mean: empty denominator
+                st = [Ratio.from_arrays(x[k.numerator], x[k.denominator]) for x in args]
+            cells[str(val)] = tuple(st)
+        out[k.name] = segment_breakdown(cells, relative=True, alpha=alpha, correction="bh", metric=k.name)
+    return out

@@ -1,0 +1,182 @@
+"""Checks that protect an experiment's estimate; each returns a :class:`insightroi.stats.Check`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from scipy import stats
+
+from insightroi.errors import DataError
+from insightroi.stats import Check, Ratio, Result, two_arm
+
+__all__ = [
+    "srm_check",
+    "balance_check",
+    "pre_period_check",
+    "regression_to_mean_check",
+    "novelty_check",
+    "contamination_check",
+]
+
+
+def srm_check(counts: Sequence[float], expected_shares: Sequence[float], *, threshold: float = 0.001) -> Check:
+    """Sample-ratio mismatch: chi-square test of the arm counts against the designed shares.
+
+    A mismatch means assignment or logging is broken and the estimate cannot be trusted
+    (Fabijan et al. 2019, KDD). The threshold 0.001 is GrowthBook's default; the p-value equals
+    gbstats' ``check_srm``.
+    """
+    obs = np.asarray(counts, dtype=float)
+    shares = np.asarray(expected_shares, dtype=float)
+    if obs.size != shares.size or obs.size < 2:
+        raise DataError("srm_check needs one expected share per arm and at least two arms")
+    total = obs.sum()
+    if total == 0:
+        return Check("sample_ratio_mismatch", "skip", "no units assigned")
+    exp = shares / shares.sum() * total
+    chi2 = float(((obs - exp) ** 2 / exp).sum())
+    p = float(stats.chi2.sf(chi2, obs.size - 1))
+    observed = ", ".join(f"{int(o):,}" for o in obs)
+    expected = ", ".join(f"{e:,.1f}" for e in exp)
+    if p < threshold:
+        status, msg = "fail", (f"sample-ratio mismatch: observed {observed} units vs expected {expected} "
+                               f"(p = {p:.2g}); check assignment and logging before trusting any estimate")
+    else:
+        status, msg = "pass", f"arm sizes {observed} match the design (p = {p:.3g})"
+    return Check("sample_ratio_mismatch", status, msg, statistic=chi2, p_value=p, threshold=threshold,
+                 details={"observed": obs.tolist(), "expected": exp.tolist()})
+
+
+def balance_check(
+    control: Mapping[str, Sequence[float]], treatment: Mapping[str, Sequence[float]], *,
+    warn: float = 0.1, fail: float = 0.25,
+) -> Check:
+    """Covariate balance by standardized mean differences (Austin 2009, Stat. Med. 28).
+
+    ``d = (mean_t - mean_c) / sqrt((var_t + var_c) / 2)`` per covariate; |d| above 0.1 is the usual
+    sign of imbalance (warn), above 0.25 a serious one (fail).
+    """
+    diffs = {}
+    for name in control:
+        c = np.asarray(control[name], dtype=float)
+        t = np.asarray(treatment[name], dtype=float)
+        c, t = c[np.isfinite(c)], t[np.isfinite(t)]
+        if c.size < 2 or t.size < 2:
+            continue
+        pooled = math.sqrt((c.var(ddof=1) + t.var(ddof=1)) / 2)
+        diffs[name] = float((t.mean() - c.mean()) / pooled) if pooled > 0 else 0.0
+    if not diffs:
+        return Check("covariate_balance", "skip", "no covariate with data in both arms")
+    worst = max(diffs, key=lambda k: abs(diffs[k]))
+    d = abs(diffs[worst])
+    status = "fail" if d > fail else "warn" if d > warn else "pass"
+    msg = (f"largest standardized difference {diffs[worst]:+.3f} on {worst}"
+           + ("" if status == "pass" else f" (above {warn if status == 'warn' else fail}); consider CUPED or stratification"))
+    return Check("covariate_balance", status, msg, statistic=d, threshold=warn, details={"std_diff": diffs})
+
+
+def pre_period_check(
+    control_pre: Ratio, treatment_pre: Ratio, *, margin: float = 0.1, alpha: float = 0.05, metric: str = "",
+) -> Check:
+    """Pre-period equivalence: the arms should not differ before the program started.
+
+    Relative difference of the pre-period ratio with its ``1 - 2 alpha`` interval (two one-sided
+    tests, Schuirmann 1987): ``pass`` when the interval lies inside ``+-margin``; ``fail`` when the
+    ``1 - alpha`` interval excludes zero (the arms already differed); else ``warn`` (inconclusive).
+    """
+    try:
+        res = two_arm(control_pre, treatment_pre, relative=True, alpha=2 * alpha, cuped=False, metric=metric)
+    except DataError as exc:
+        return Check("pre_period_equivalence", "skip", f"no usable pre-period data: {exc}")
+    lo, hi = res.ci
+    if res.p_value < alpha:
+        status, msg = "fail", (f"arms differed before launch by {res.estimate:+.1%} (p = {res.p_value:.3g}); "
+                               "the comparison is biased unless adjusted (CUPED, DiD)")
+    elif -margin < lo and hi < margin:
+        status, msg = "pass", f"pre-period difference {res.estimate:+.1%}, equivalent within +-{margin:.0%}"
+    else:
+        status, msg = "warn", (f"pre-period difference {res.estimate:+.1%} (90% CI {lo:+.1%} to {hi:+.1%}) is not "
+                               f"significant but not shown equivalent within +-{margin:.0%}")
+    return Check("pre_period_equivalence", status, msg, statistic=res.estimate, p_value=res.p_value, threshold=margin,
+                 details={"ci_low": lo, "ci_high": hi})
+
+
+def regression_to_mean_check(
+    history: Ratio, recent: Ratio, *, z_threshold: float = 2.0, metric: str = "",
+) -> Check:
+    """Was the period just before launch a spike? (regression to the mean; Barnett et al. 2005).
+
+    Compares the KPI in the pre-period (``recent``) with the period before it (``history``) over
+    the same units. A level well above its history will fall back on its own, so a
+    before/after comparison would credit the program with the fall; a randomized control does
+    not suffer from it, which the message says.
+    """
+    try:
+        r_h, r_r = history.mean, recent.mean
+        res = two_arm(history, recent, relative=True, cuped=False, test="z")
+    except DataError as exc:
+        return Check("regression_to_mean", "skip", f"not enough history: {exc}")
+    z = res.estimate / res.se if res.se > 0 else 0.0
+    details = {"history": r_h, "recent": r_r, "change": res.estimate}
+    if abs(z) > z_threshold:
+        word = "spike" if z > 0 else "dip"
+        return Check("regression_to_mean", "warn",
+                     f"the pre-period was a {word}: {metric or 'KPI'} {res.estimate:+.1%} vs the period before "
+                     f"(z = {z:.1f}); it will drift back by itself, so compare with the control arm, "
+                     "never before vs after", statistic=z, p_value=res.p_value, threshold=z_threshold, details=details)
+    return Check("regression_to_mean", "pass", f"pre-period level in line with its history ({res.estimate:+.1%}, z = {z:.1f})",
+                 statistic=z, p_value=res.p_value, threshold=z_threshold, details=details)
+
+
+def novelty_check(weekly: Sequence[Result], *, alpha: float = 0.05) -> Check:
+    """Novelty or persistence: does the effect fade with weeks since launch?
+
+    Weighted least squares of the weekly effect on the week index (weights ``1 / se^2``); a
+    slope significantly against the overall effect's sign means the effect is fading (novelty,
+    or teams stop acting on alerts). ``details["weeks"]`` lists the weekly effects for plots.
+    """
+    rows = [(i, r.estimate, r.se) for i, r in enumerate(weekly) if math.isfinite(r.estimate) and r.se > 0]
+    if len(rows) < 3:
+        return Check("novelty", "skip", f"need at least 3 weeks with an estimate, have {len(rows)}")
+    w_idx, est, se = (np.array(x, dtype=float) for x in zip(*rows))
+    w = 1 / se**2
+    xm = (w * w_idx).sum() / w.sum()
+    ym = (w * est).sum() / w.sum()
+    sxx = (w * (w_idx - xm) ** 2).sum()
+    slope = float((w * (w_idx - xm) * (est - ym)).sum() / sxx)
+    slope_se = float(math.sqrt(1 / sxx))
+    z = slope / slope_se
+    p = float(2 * stats.norm.sf(abs(z)))
+    overall = ym
+    details = {"weeks": [{"week": int(i), "estimate": float(e), "se": float(s)} for i, e, s in rows],
+               "slope_per_week": slope, "overall": float(overall)}
+    if p < alpha and np.sign(slope) == -np.sign(overall):
+        return Check("novelty", "warn", f"effect fading by {slope:+.3g} per week (p = {p:.3g}); the long-run effect "
+                     "is smaller than the average", statistic=slope, p_value=p, threshold=alpha, details=details)
+    return Check("novelty", "pass", f"no significant fading of the effect over {len(rows)} weeks (slope {slope:+.3g}/week)",
+                 statistic=slope, p_value=p, threshold=alpha, details=details)
+
+
+def contamination_check(
+    n_units: int, n_both_arms: int, *, control_exposed: int = 0, n_control: int | None = None, threshold: float = 0.01,
+) -> Check:
+    """Exposure contamination: units assigned to both arms, or control units that got the treatment.
+
+    Either dilutes the estimate towards zero (intention to treat). ``control_exposed`` counts
+    control units that received treatment events (e.g. alerts delivered for a control SKU family).
+    """
+    if n_units == 0:
+        return Check("exposure_contamination", "skip", "no units assigned")
+    both = n_both_arms / n_units
+    exposed = control_exposed / n_control if n_control else 0.0
+    share = max(both, exposed)
+    details = {"units_in_both_arms": n_both_arms, "control_units_exposed": control_exposed, "n_units": n_units}
+    if share > threshold:
+        return Check("exposure_contamination", "warn",
+                     f"{n_both_arms} unit(s) assigned to both arms and {control_exposed} control unit(s) exposed "
+                     f"({share:.1%}); the intention-to-treat estimate is diluted towards zero",
+                     statistic=share, threshold=threshold, details=details)
+    return Check("exposure_contamination", "pass", f"no material contamination ({share:.1%} of units)",
+                 statistic=share, threshold=threshold, details=details)

@@ -1,0 +1,341 @@
+"""KPI measures compiled to Ibis expressions over the store: per-unit totals, joined with arms.
+
+Every KPI is ``numerator / denominator x scale`` over base measures (``program.MEASURES``). This
+module knows where each measure lives (table, filter, value, event time), builds *one*
+aggregation per source table for all the measures it needs (post and pre period side by side
+as conditional sums), stacks the tables with ``union`` and sums per analysis unit. Everything
+is Ibis, so the same expression runs on DuckDB, PySpark or Databricks; nothing here is SQL text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import ibis
+import ibis.expr.types as ir
+
+from insightroi.errors import DataError
+from insightroi.program import MEASURES, Kpi, Program
+
+__all__ = [
+    "MEASURE_SPECS",
+    "UNIT_COLUMNS",
+    "MeasureSpec",
+    "Window",
+    "analysis_windows",
+    "unit_measures_expr",
+    "unit_metrics",
+    "unit_metrics_expr",
+    "arm_statistics",
+    "measure_totals",
+    "treated_volumes",
+]
+
+
+@dataclass(frozen=True)
+class MeasureSpec:
+    """Where a base measure comes from.
+
+    ``where`` filters rows of ``table``; ``value`` is summed (None counts rows); ``insight``
+    names an insight ``(task, label)`` a feedback row must carry (latest model version).
+    """
+
+    table: str
+    time: str
+    value: str | None = None
+    where: Callable[[ir.Table], ir.BooleanValue] | None = None
+    insight: tuple[str, str] | None = None
+
+
+def _event(kind: str) -> Callable[[ir.Table], ir.BooleanValue]:
+    return lambda t: t.event_type == kind
+
+
+MEASURE_SPECS: dict[str, MeasureSpec] = {
+    "orders": MeasureSpec("orders", "order_time"),
+    "revenue": MeasureSpec("orders", "order_time", value="revenue"),
+    "margin": MeasureSpec("orders", "order_time", value="margin"),
+    "feedback": MeasureSpec("feedback", "event_time"),
+    "reviews": MeasureSpec("feedback", "event_time", where=lambda t: t.source == "review"),
+    "negative_reviews": MeasureSpec("feedback", "event_time", where=lambda t: (t.source == "review") & (t.rating <= 2)),
+    "negative_feedback": MeasureSpec("feedback", "event_time", insight=("sentiment", "negative")),
+    "defect_mentions": MeasureSpec("feedback", "event_time", insight=("topic", "product_defect")),
+    "tickets": MeasureSpec("tickets", "opened_at"),
+    "handle_minutes": MeasureSpec("tickets", "opened_at", value="handle_minutes"),
+    "deflected_tickets": MeasureSpec("tickets", "opened_at", where=lambda t: t.deflected),
+    "refunds": MeasureSpec("refunds", "event_time"),
+    "refund_amount": MeasureSpec("refunds", "event_time", value="amount"),
+    "alerts": MeasureSpec("chain_events", "event_time", where=_event("alert_delivered")),
+    "alerts_acknowledged": MeasureSpec("chain_events", "event_time", where=_event("acknowledged")),
+    "alerts_acted": MeasureSpec("chain_events", "event_time", where=_event("action_taken")),
+    "fixes_deployed": MeasureSpec("chain_events", "event_time", where=_event("fix_deployed")),
+    "sessions": MeasureSpec("traffic", "date", value="sessions"),
+    "conversions": MeasureSpec("traffic", "date", value="conversions"),
+}
+assert set(MEASURE_SPECS) | {"units"} == set(MEASURES), "every program measure needs a spec"
+
+# Analysis unit -> column holding it in the fact tables.
+UNIT_COLUMNS: dict[str, str] = {
+    "sku_family": "sku_family", "sku": "sku", "region": "region", "team": "team", "customer": "customer_id",
+}
+
+Window = tuple[date, date]  # inclusive calendar dates
+
+
+def _day_start(d: date | datetime) -> datetime:
+    if isinstance(d, datetime):
+        return d.replace(tzinfo=None)
+    return datetime(d.year, d.month, d.day)
+
+
+def analysis_windows(program: Program, *, window: Window | None = None, pre_window: Window | None = None,
+                     today: date | None = None) -> tuple[Window, Window | None]:
+    """The experiment window and the pre-period window (inclusive dates) the program implies.
+
+    The window runs from ``experiment.start`` to ``experiment.end`` (or ``today``); the
+    pre-period is the ``pre_period_days`` before the start (None when that is 0).
+    """
+    e = program.experiment
+    if window is None:
+        end = e.end or (today or date.today())
+        window = (e.start, end)
+    if pre_window is None and e.pre_period_days > 0:
+        pre_window = (window[0] - timedelta(days=e.pre_period_days), window[0] - timedelta(days=1))
+    return window, pre_window
+
+
+def _in_window(col: ir.Value, w: Window, is_date: bool) -> ir.BooleanValue:
+    if is_date:
+        return (col >= w[0]) & (col <= w[1])
+    return (col >= _day_start(w[0])) & (col < _day_start(w[1] + timedelta(days=1)))
+
+
+def _latest_version(store, task: str) -> str | None:
+    ins = store.table("insights")
+    df = ins.filter(ins.task == task).order_by(ibis.desc("created_at")).limit(1).select("model_version").execute()
+    return None if df.empty else str(df.model_version.iloc[0])
+
+
+def _flagged_ids(store, task: str, label: str) -> ir.Table | None:
+    version = _latest_version(store, task)
+    ins = store.table("insights")
+    if version is None:
+        return None
+    sel = ins.filter((ins.task == task) & (ins.label == label) & (ins.model_version == version))
+    return sel.select(_fid=sel.feedback_id).distinct()
+
+
+def _week_index(col: ir.Value, start: date, is_date: bool) -> ir.IntegerValue:
+    ts = col.cast("timestamp") if is_date else col
+    origin = int(_day_start(start).timestamp()) - int(datetime(1970, 1, 1).timestamp())
+    return ((ts.epoch_seconds() - origin) // (7 * 86400)).cast("int64")
+
+
+def unit_measures_expr(
+    store,
+    program: Program,
+    measures: Iterable[str],
+    *,
+    window: Window | None = None,
+    pre_window: Window | None = None,
+    by: Sequence[str] = (),
+    unit: str | None = None,
+) -> ir.Table:
+    """Per-unit totals of ``measures`` in the window (``<m>``) and pre-window (``<m>_pre``), with arm.
+
+    One aggregation per source table; rows in ``experiment.exclude_windows`` are left out of
+    both periods. ``by`` adds grouping columns present in every source table, or ``"week"``
+    (whole weeks since the window start; post period only). Units come from the assignments
+    table (experiment name, unit type): every assigned unit appears, with 0 where it had no
+    rows. ``arm`` is the unit's first assignment (intention to treat); ``n_arms`` > 1 flags a
+    unit assigned to both arms.
+
+    Returns
+    -------
+    ibis Table
+        Columns ``unit_id, arm, n_arms, *by, <m>, <m>_pre ...`` (all measures float64).
+    """
+    e = program.experiment
+    unit = unit or e.unit
+    if unit not in UNIT_COLUMNS:
+        raise DataError(f"analysis unit {unit!r} cannot be read from the fact tables; supported: {sorted(UNIT_COLUMNS)}")
+    ucol = UNIT_COLUMNS[unit]
+    measures = list(dict.fromkeys(measures))
+    unknown = [m for m in measures if m not in MEASURES]
+    if unknown:
+        raise DataError(f"unknown measures {unknown}; known: {sorted(MEASURES)}")
+    window, pre_window = analysis_windows(program, window=window, pre_window=pre_window)
+    by = list(by)
+    weekly = "week" in by
+    fact_measures = [m for m in measures if m != "units"]
+    by_table: dict[str, list[str]] = {}
+    for m in fact_measures:
+        by_table.setdefault(MEASURE_SPECS[m].table, []).append(m)
+    all_cols = [c for m in measures for c in (m, f"{m}_pre")]
+    parts = []
+    for tname, ms in by_table.items():
+        t = store.table(tname)
+        time_col = MEASURE_SPECS[ms[0]].time
+        is_date = tname == "traffic"
+        missing = [c for c in [ucol, *[b for b in by if b != "week"]] if c not in t.columns]
+        if missing:
+            raise DataError(f"table {tname!r} has no column(s) {missing} needed to group {ms}")
+        tc = t[time_col]
+        post = _in_window(tc, window, is_date)
+        pre = _in_window(tc, pre_window, is_date) if pre_window is not None and not weekly else ibis.literal(False)
+        keep = post | pre
+        for lo, hi in e.exclude_windows:
+            keep = keep & ~_in_window(tc, (lo, hi), is_date)
+        t = t.filter(keep & t[ucol].notnull())
+        flags = {}
+        for m in ms:
+            spec = MEASURE_SPECS[m]
+            if spec.insight is not None:
+                ids = _flagged_ids(store, *spec.insight)
+                key = f"_flag_{m}"
+                if ids is None:
+                    flags[m] = ibis.literal(False)
+                    continue
+                ids = ids.rename({key: "_fid"})
+                t = t.left_join(ids, t.id == ids[key])
+                flags[m] = t[key].notnull()
+        tc = t[time_col]
+        post = _in_window(tc, window, is_date)
+        keys = {"unit_id": t[ucol].cast("string")}
+        for b in by:
+            keys[b] = _week_index(tc, window[0], is_date) if b == "week" else t[b]
+        aggs = {}
+        for m in ms:
+            spec = MEASURE_SPECS[m]
+            val = t[spec.value].cast("float64").fill_null(0.0) if spec.value else ibis.literal(1.0)
+            cond = ibis.literal(True)
+            if spec.where is not None:
+                cond = spec.where(t).fill_null(False)
+            if m in flags:
+                cond = cond & flags[m]
+            aggs[m] = ibis.ifelse(cond & post, val, 0.0).sum()
+            aggs[f"{m}_pre"] = ibis.ifelse(cond & ~post, val, 0.0).sum()
+        agg = t.group_by(**keys).aggregate(**aggs)
+        fill = {c: ibis.literal(0.0) for c in all_cols if c not in aggs}
+        parts.append(agg.mutate(**fill).select("unit_id", *by, *all_cols))
+    a = store.table("assignments")
+    a = a.filter((a.experiment == e.name) & (a.unit_type == unit))
+    arms = a.group_by(unit_id=a.unit_id.cast("string")).aggregate(arm=a.arm.argmin(a.assigned_at), n_arms=a.arm.nunique())
+    if parts:
+        stacked = parts[0] if len(parts) == 1 else ibis.union(*parts, distinct=False)
+        summed = stacked.group_by("unit_id", *by).aggregate(**{c: stacked[c].sum() for c in all_cols if not c.startswith("units")})
+        if by:
+            joined = arms.inner_join(summed, "unit_id")
+        else:
+            joined = arms.left_join(summed, "unit_id")
+            joined = joined.select(arms.unit_id, arms.arm, arms.n_arms,
+                                   *[joined[c] for c in all_cols if not c.startswith("units")])
+    else:
+        joined = arms
+    fills = {c: joined[c].cast("float64").fill_null(0.0) for c in all_cols if not c.startswith("units")}
+    if "units" in measures:
+        fills["units"] = ibis.literal(1.0)
+        fills["units_pre"] = ibis.literal(1.0)
+    out = joined.mutate(**fills)
+    return out.select("unit_id", "arm", "n_arms", *by, *all_cols)
+
+
+def unit_metrics_expr(store, program: Program, kpi: str | Kpi, *, window: Window | None = None,
+                      pre_window: Window | None = None, by: Sequence[str] = ()) -> ir.Table:
+    """Ibis expression of per-unit ``num, den, num_pre, den_pre`` for one KPI (see :func:`unit_metrics`)."""
+    k = program.kpi(kpi) if isinstance(kpi, str) else kpi
+    t = unit_measures_expr(store, program, [k.numerator, k.denominator], window=window, pre_window=pre_window, by=by)
+    return t.select("unit_id", "arm", "n_arms", *by, num=t[k.numerator], den=t[k.denominator],
+                    num_pre=t[f"{k.numerator}_pre"], den_pre=t[f"{k.denominator}_pre"])
+
+
+def unit_metrics(store, program: Program, kpi: str | Kpi, *, window: Window | None = None,
+                 pre_window: Window | None = None, by: Sequence[str] = ()):
+    """Per-unit numerator and denominator of a KPI in the window and the pre-period, with arm.
+
+    Parameters
+    ----------
+    store : insightroi.store.Store
+    program : Program
+    kpi : str or Kpi
+        The KPI; its value for a set of units is ``sum(num) / sum(den) x kpi.scale``.
+    window, pre_window : (date, date), optional
+        Inclusive date ranges; default from :func:`analysis_windows`.
+    by : sequence of str
+        Extra grouping columns (e.g. ``("region",)``) or ``"week"``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per unit (x ``by``): ``unit_id, arm, n_arms, *by, num, den, num_pre, den_pre``,
+        sorted by ``unit_id``.
+    """
+    df = unit_metrics_expr(store, program, kpi, window=window, pre_window=pre_window, by=by).execute()
+    return df.sort_values(["unit_id", *by], kind="stable").reset_index(drop=True)
+
+
+def arm_statistics(store, program: Program, kpi: str | Kpi, *, window: Window | None = None,
+                   pre_window: Window | None = None, by: Sequence[str] = ()) -> dict[tuple, object]:
+    """Sufficient statistics per arm (x ``by``), computed in the backend.
+
+    Returns
+    -------
+    dict
+        ``(arm, *by values) -> RatioRegressionAdjusted`` (post and pre numerator and
+        denominator sums and all cross products over units).
+    """
+    from insightroi.stats import RatioRegressionAdjusted
+
+    t = unit_metrics_expr(store, program, kpi, window=window, pre_window=pre_window, by=by)
+    cols = ["num", "den", "num_pre", "den_pre"]
+    aggs = {"n": t.count()}
+    for i, a in enumerate(cols):
+        aggs[f"s_{a}"] = t[a].sum()
+        for b in cols[i:]:
+            aggs[f"p_{a}_{b}"] = (t[a] * t[b]).sum()
+    df = t.group_by("arm", *by).aggregate(**aggs).execute()
+    out = {}
+    for row in df.to_dict("records"):
+        sums = tuple(float(row[f"s_{a}"] or 0.0) for a in cols)
+        prods = tuple(
+            tuple(float(row[f"p_{cols[min(i, j)]}_{cols[max(i, j)]}"] or 0.0) for j in range(4)) for i in range(4)
+        )
+        out[(row["arm"], *[row[b] for b in by])] = RatioRegressionAdjusted(int(row["n"]), sums, prods)
+    return out
+
+
+def measure_totals(store, program: Program, measures: Iterable[str], *, window: Window | None = None,
+                   arm: str | None = "treatment") -> dict[str, float]:
+    """Total of each measure over the units of ``arm`` (all assigned units when None) in the window."""
+    measures = list(measures)
+    t = unit_measures_expr(store, program, measures, window=window, pre_window=None)
+    if arm is not None:
+        t = t.filter(t.arm == arm)
+    row = t.aggregate(_n=t.count(), **{m: t[m].sum() for m in measures}).execute().iloc[0]
+    return {m: float(row[m] or 0.0) for m in measures} | {"units": float(row["_n"])}
+
+
+def treated_volumes(store, program: Program, *, window: Window | None = None, arm: str = "treatment") -> dict[str, dict]:
+    """Per KPI, the numerator and denominator volume of the treated units in the window.
+
+    What the ROI stage multiplies an estimated rate change by: avoided events =
+    ``-(KPI_treated - KPI_control) / scale x denominator``.
+
+    Returns
+    -------
+    dict
+        ``kpi -> {"numerator_measure", "denominator_measure", "numerator", "denominator", "units",
+        "scale"}``; plus the key ``"_feedback"`` with the feedback rows of treated units (for
+        per-1,000-feedback cost lines).
+    """
+    needed = {m for k in program.kpis for m in (k.numerator, k.denominator)} | {"feedback"}
+    tot = measure_totals(store, program, sorted(needed), window=window, arm=arm)
+    out: dict[str, dict] = {}
+    for k in program.kpis:
+        out[k.name] = {"numerator_measure": k.numerator, "denominator_measure": k.denominator,
+                       "numerator": tot[k.numerator], "denominator": tot[k.denominator],
+                       "units": int(tot["units"]), "scale": k.scale}
+    out["_feedback"] = {"feedback": tot["feedback"], "units": int(tot["units"])}
+    return out

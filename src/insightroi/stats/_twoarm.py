@@ -1,0 +1,393 @@
+"""Two-arm estimators from sufficient statistics: absolute and relative lift by the delta method.
+
+One engine covers means (Welch t), proportions, ratio metrics and CUPED, because every
+statistic reduces to the moments of ``(num, den, num_pre, den_pre)`` per unit
+(:class:`insightroi.stats.Moments`). Conventions follow GrowthBook's gbstats frequentist engine
+(``TwoSidedTTest``): t reference distribution with Welch-Satterthwaite degrees of freedom,
+relative lift ``treatment / control - 1`` with the delta-method variance.
+
+References
+----------
+Welch, B. L. (1947). The generalization of Student's problem when several different population
+variances are involved. Biometrika 34, 28-35.
+Deng, A., Xu, Y., Kohavi, R., Walker, T. (2013). Improving the sensitivity of online controlled
+experiments by utilizing pre-experiment data (CUPED). WSDM.
+Deng, A., Knoblich, U., Lu, J. (2018). Applying the delta method in metric analytics. KDD.
+Waudby-Smith, I. et al. (2023). Time-uniform central limit theory and asymptotic confidence
+sequences (the sequential interval gbstats uses).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Literal
+
+import numpy as np
+from scipy import optimize, stats
+
+from insightroi.errors import DataError, check_option
+from insightroi.stats._result import Check, Result
+from insightroi.stats._suffstats import (
+    Moments,
+    Proportion,
+    Ratio,
+    RatioRegressionAdjusted,
+    RegressionAdjusted,
+    SampleMean,
+    Statistic,
+)
+
+__all__ = [
+    "two_arm",
+    "welch_t",
+    "proportions_test",
+    "ratio_test",
+    "cuped",
+    "cluster_randomized",
+    "holdout",
+    "segment_breakdown",
+    "adjust_pvalues",
+    "holm",
+    "benjamini_hochberg",
+]
+
+Test = Literal["t", "z"]
+Correction = Literal["holm", "bh", "none"]
+
+_DEFAULT_METHOD = {
+    SampleMean: "welch_t",
+    Proportion: "proportions",
+    Ratio: "ratio_delta",
+    RegressionAdjusted: "cuped",
+    RatioRegressionAdjusted: "cuped_ratio",
+}
+
+
+def _grad_post(m: Moments) -> np.ndarray:
+    md = m.mean[1]
+    return np.array([1.0 / md, -m.mean[0] / md**2, 0.0, 0.0])
+
+
+def _grad_pre(m: Moments) -> np.ndarray:
+    md = m.mean[3]
+    if md == 0:
+        return np.zeros(4)
+    return np.array([0.0, 0.0, 1.0 / md, -m.mean[2] / md**2])
+
+
+def _quad(g: np.ndarray, m: Moments) -> float:
+    return float(g @ m.cov @ g) / m.n
+
+
+def _sequential_halfwidth(var: float, n: int, alpha: float, tuning: float) -> float:
+    # Waudby-Smith et al. asymptotic confidence sequence, parameterised as in gbstats
+    # (``sequential_interval_halfwidth``): s2 is the per-observation variance, n the total size.
+    s2 = var * n
+    rho = math.sqrt((-2 * math.log(alpha) + math.log(-2 * math.log(alpha) + 1)) / tuning)
+    return math.sqrt(s2) * math.sqrt((2 * (n * rho**2 + 1)) / (n**2 * rho**2) * math.log(math.sqrt(n * rho**2 + 1) / alpha))
+
+
+def two_arm(
+    control: Statistic,
+    treatment: Statistic,
+    *,
+    relative: bool = False,
+    alpha: float = 0.05,
+    test: Test = "t",
+    cuped: bool = True,
+    sequential_tuning: float | None = None,
+    metric: str = "",
+    method: str | None = None,
+) -> Result:
+    """Difference (or relative lift) of treatment over control from sufficient statistics.
+
+    Parameters
+    ----------
+    control, treatment : SampleMean, Proportion, Ratio, RegressionAdjusted or RatioRegressionAdjusted
+        Both arms' statistics, of the same kind.
+    relative : bool
+        ``False``: ``treatment - control`` in metric units; ``True``: ``treatment / control - 1``
+        with the delta-method variance (Deng, Knoblich & Lu 2018).
+    alpha : float
+        Two-sided level of the interval.
+    test : {"t", "z"}
+        Reference distribution: Student t with Welch-Satterthwaite degrees of freedom (gbstats'
+        choice, and the small-sample correction for cluster designs), or the normal.
+    cuped : bool
+        For statistics with a pre-period covariate, adjust with
+        ``theta = sum_k Cov_k(post, pre) / sum_k Var_k(pre)`` (each arm's sampling covariance; the
+        theta that minimises the variance of the adjusted difference, Deng et al. 2013 eq. 3).
+    sequential_tuning : float, optional
+        When given, the interval is the always-valid confidence sequence of Waudby-Smith et al.
+        with this tuning sample size (gbstats' ``sequential_tuning_parameter``), and the p-value
+        is the smallest alpha whose sequence excludes zero.
+    metric, method : str
+        Labels stored on the Result.
+
+    Returns
+    -------
+    Result
+        ``extra`` holds ``control_mean``, ``treatment_mean`` (unadjusted, metric units),
+        ``control_n``, ``treatment_n``, ``df``, ``theta`` and ``variance_reduction``.
+
+    Raises
+    ------
+    DataError
+        When an arm has fewer than two units, a zero control mean (relative) or zero denominator.
+    """
+    check_option("test", test, ("t", "z"))
+    if type(control) is not type(treatment):
+        raise DataError(f"control and treatment must be the same statistic type, got {type(control).__name__} "
+                        f"and {type(treatment).__name__}")
+    mc, mt = control.moments(), treatment.moments()
+    for name, m in (("control", mc), ("treatment", mt)):
+        if m.n < 2:
+            raise DataError(f"the {name} arm has {m.n} unit(s); at least 2 are needed for a variance")
+        if m.mean[1] == 0:
+            raise DataError(f"the {name} arm's denominator sums to zero")
+    ac, at = _grad_post(mc), _grad_post(mt)
+    bc, bt = _grad_pre(mc), _grad_pre(mt)
+    theta = 0.0
+    use_cuped = cuped and mc.has_pre and mt.has_pre
+    if use_cuped:
+        denom = _quad(bc, mc) + _quad(bt, mt)
+        if denom > 0 and math.isfinite(denom):
+            theta = (float(ac @ mc.cov @ bc) / mc.n + float(at @ mt.cov @ bt) / mt.n) / denom
+        else:
+            use_cuped = False
+    rc, rt = mc.ratio, mt.ratio
+    pc, pt = (mc.ratio_pre, mt.ratio_pre) if use_cuped else (0.0, 0.0)
+    diff = (rt - rc) - theta * (pt - pc)
+    gt, gc = at - theta * bt, -(ac - theta * bc)
+    if relative:
+        if rc == 0:
+            raise DataError("the control mean is zero, so the relative lift is undefined")
+        estimate = diff / rc
+        gt, gc = gt / rc, gc / rc - (diff / rc**2) * ac
+        raw_var = _quad(at / rc, mt) + _quad(-(rt / rc**2) * ac, mc)
+    else:
+        estimate = diff
+        raw_var = _quad(at, mt) + _quad(ac, mc)
+    vt, vc = _quad(gt, mt), _quad(gc, mc)
+    var = vt + vc
+    se = math.sqrt(var) if var >= 0 else math.nan
+    df_den = vt**2 / (mt.n - 1) + vc**2 / (mc.n - 1)
+    df = var**2 / df_den if df_den > 0 else math.inf
+    n_total = mc.n + mt.n
+    if sequential_tuning is not None:
+        half = _sequential_halfwidth(var, n_total, alpha, sequential_tuning)
+        p = _sequential_p(var, n_total, sequential_tuning, abs(estimate))
+        ref = "sequential"
+    elif se == 0 or not math.isfinite(se):
+        half, p, ref = math.nan, math.nan, test
+    elif test == "t" and math.isfinite(df):
+        half = stats.t.ppf(1 - alpha / 2, df) * se
+        p = 2 * stats.t.sf(abs(estimate) / se, df)
+        ref = "t"
+    else:
+        half = stats.norm.ppf(1 - alpha / 2) * se
+        p = 2 * stats.norm.sf(abs(estimate) / se)
+        ref = "z"
+    extra = {
+        "control_mean": rc, "treatment_mean": rt, "control_n": mc.n, "treatment_n": mt.n,
+        "df": df if math.isfinite(df) else None, "reference": ref, "theta": theta, "cuped": use_cuped,
+        "variance_reduction": (1 - var / raw_var) if use_cuped and raw_var > 0 else 0.0,
+    }
+    if use_cuped:
+        extra.update(control_mean_pre=mc.ratio_pre, treatment_mean_pre=mt.ratio_pre)
+    if sequential_tuning is not None:
+        extra["sequential_tuning"] = sequential_tuning
+    return Result(
+        estimate=float(estimate), se=se, ci=(float(estimate - half), float(estimate + half)), p_value=float(p),
+        method=method or _DEFAULT_METHOD[type(control)], n=n_total, unit="relative" if relative else "absolute",
+        alpha=alpha, metric=metric, extra=extra,
+    )
+
+
+def _sequential_p(var: float, n: int, tuning: float, effect: float) -> float:
+    if var <= 0 or effect == 0:
+        return 1.0
+    f = lambda a: _sequential_halfwidth(var, n, a, tuning) - effect  # noqa: E731
+    lo, hi = 1e-300, 1 - 1e-12
+    if f(hi) > 0:
+        return 1.0
+    if f(lo) < 0:
+        return 0.0
+    return float(optimize.brentq(f, lo, hi, xtol=1e-14))
+
+
+def welch_t(control_values, treatment_values, *, relative: bool = False, alpha: float = 0.05, metric: str = "") -> Result:
+    """Welch's unequal-variance t test on two arrays of per-unit values (Welch 1947).
+
+    Equals ``scipy.stats.ttest_ind(..., equal_var=False)`` for ``relative=False``.
+    """
+    return two_arm(SampleMean.from_array(control_values), SampleMean.from_array(treatment_values),
+                   relative=relative, alpha=alpha, metric=metric, method="welch_t")
+
+
+def proportions_test(
+    control: Proportion, treatment: Proportion, *, relative: bool = False, alpha: float = 0.05, test: Test = "z",
+    metric: str = "",
+) -> Result:
+    """Two-proportion test with unpooled variance ``p (1 - p) / n`` per arm.
+
+    ``test="z"`` is the Wald z test (statsmodels ``test_proportions_2indep(method="wald")``);
+    ``test="t"`` reproduces gbstats, which applies its Welch t machinery to proportions.
+    """
+    return two_arm(control, treatment, relative=relative, alpha=alpha, test=test, metric=metric,
+                   method=f"proportions_{test}")
+
+
+def ratio_test(control: Ratio, treatment: Ratio, *, relative: bool = False, alpha: float = 0.05, metric: str = "") -> Result:
+    """Ratio metric (sum num / sum den over units) by the delta method (Deng, Knoblich & Lu 2018)."""
+    return two_arm(control, treatment, relative=relative, alpha=alpha, metric=metric, method="ratio_delta")
+
+
+def cuped(
+    control: RegressionAdjusted | RatioRegressionAdjusted,
+    treatment: RegressionAdjusted | RatioRegressionAdjusted,
+    *,
+    relative: bool = False,
+    alpha: float = 0.05,
+    metric: str = "",
+) -> Result:
+    """CUPED: the difference adjusted by a pre-period covariate (Deng, Xu, Kohavi & Walker 2013).
+
+    Variance falls by ``1 - rho^2`` where ``rho`` is the within-arm correlation of post and pre
+    values; ``extra["variance_reduction"]`` reports the realised reduction.
+    """
+    return two_arm(control, treatment, relative=relative, alpha=alpha, metric=metric, cuped=True)
+
+
+def cluster_randomized(
+    y, treated, cluster, *, relative: bool = False, alpha: float = 0.05, metric: str = "",
+) -> Result:
+    """Difference in means when whole clusters were randomized, with cluster-robust inference.
+
+    The analysis runs at the cluster level: each cluster contributes the sum of its outcomes
+    and its size, and the arm mean is the ratio of sums (a :class:`Ratio`). Its delta-method
+    variance is the CR1-type cluster sandwich computed per arm (``G_k / (G_k - 1)`` small-sample
+    factor, from the ``n - 1`` sample covariances), with a t reference on Welch-Satterthwaite
+    degrees of freedom over clusters (Donner & Klar 2000; Cameron & Miller 2015, sec. VI).
+
+    Parameters
+    ----------
+    y : array
+        One outcome per individual observation.
+    treated : array of bool
+        Arm of each observation; must be constant within a cluster.
+    cluster : array
+        Cluster label of each observation.
+    """
+    y = np.asarray(y, dtype=float)
+    treated = np.asarray(treated, dtype=bool)
+    codes, uniq = _factorize(cluster)
+    g = len(uniq)
+    sums = np.bincount(codes, weights=y, minlength=g)
+    sizes = np.bincount(codes, minlength=g).astype(float)
+    tr_count = np.bincount(codes, weights=treated.astype(float), minlength=g)
+    if np.any((tr_count > 0) & (tr_count < sizes)):
+        raise DataError("treatment varies within a cluster; cluster_randomized needs whole clusters assigned")
+    arm = tr_count > 0
+    res = two_arm(Ratio.from_arrays(sums[~arm], sizes[~arm]), Ratio.from_arrays(sums[arm], sizes[arm]),
+                  relative=relative, alpha=alpha, metric=metric, method="cluster_ratio_delta")
+    return replace(res, extra={**res.extra, "n_clusters": g, "n_obs": int(y.size)})
+
+
+def _factorize(labels) -> tuple[np.ndarray, np.ndarray]:
+    uniq, codes = np.unique(np.asarray(labels), return_inverse=True)
+    return codes.ravel(), uniq
+
+
+def holdout(
+    holdout_stat: Statistic, exposed_stat: Statistic, *, relative: bool = True, alpha: float = 0.05, metric: str = "",
+) -> Result:
+    """Effect of the program measured against a persistent holdout (the holdout is the control).
+
+    A persistent holdout keeps a small, fixed share of units away from the program for months,
+    so the long-run effect (after novelty wears off) stays measurable. Returns the relative lift
+    by default; ``extra["holdout_share"]`` is the holdout's share of units.
+    """
+    res = two_arm(holdout_stat, exposed_stat, relative=relative, alpha=alpha, metric=metric,
+                  method="persistent_holdout")
+    share = res.extra["control_n"] / res.n
+    return replace(res, extra={**res.extra, "holdout_share": share})
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm (1979) step-down adjusted p-values (family-wise error rate)."""
+    p = np.asarray(p_values, dtype=float)
+    m = p.size
+    order = np.argsort(p)
+    adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out = np.empty(m)
+    out[order] = np.minimum(adj, 1.0)
+    return out
+
+
+def benjamini_hochberg(p_values) -> np.ndarray:
+    """Benjamini & Hochberg (1995) step-up adjusted p-values (false discovery rate)."""
+    p = np.asarray(p_values, dtype=float)
+    m = p.size
+    order = np.argsort(p)[::-1]
+    adj = np.minimum.accumulate(p[order] * m / np.arange(m, 0, -1))
+    out = np.empty(m)
+    out[order] = np.minimum(adj, 1.0)
+    return out
+
+
+def adjust_pvalues(p_values, method: Correction = "holm") -> np.ndarray:
+    """Adjust a family of p-values; NaN entries are left NaN and excluded from the family.
+
+    Parameters
+    ----------
+    method : {"holm", "bh", "none"}
+    """
+    check_option("method", method, ("holm", "bh", "none"))
+    p = np.asarray(p_values, dtype=float)
+    out = p.copy()
+    ok = np.isfinite(p)
+    if method != "none" and ok.any():
+        out[ok] = (holm if method == "holm" else benjamini_hochberg)(p[ok])
+    return out
+
+
+def segment_breakdown(
+    cells: Mapping[str, tuple[Statistic, Statistic]],
+    *,
+    relative: bool = False,
+    alpha: float = 0.05,
+    correction: Correction = "bh",
+    metric: str = "",
+) -> dict[str, Result]:
+    """One Result per segment, with p-values adjusted across segments.
+
+    Parameters
+    ----------
+    cells : mapping
+        segment -> (control statistic, treatment statistic).
+    correction : {"holm", "bh", "none"}
+        Family for ``extra["p_adjusted"]``: segments are many looks at one KPI, so the default
+        controls the false discovery rate (Benjamini & Hochberg 1995).
+
+    Segments that cannot be estimated (fewer than two units in an arm) get a NaN Result with a
+    ``skip`` check saying why, rather than disappearing from the breakdown.
+    """
+    check_option("correction", correction, ("holm", "bh", "none"))
+    out: dict[str, Result] = {}
+    for seg, (c, t) in cells.items():
+        try:
+            out[seg] = two_arm(c, t, relative=relative, alpha=alpha, metric=metric)
+        except DataError as exc:
+            nan = math.nan
+            out[seg] = Result(nan, nan, (nan, nan), nan, "not_estimable", int(getattr(c, "n", 0) + getattr(t, "n", 0)),
+                              "relative" if relative else "absolute",
+                              (Check("estimable", "skip", str(exc)),), alpha, metric, {})
+    keys = list(out)
+    adj = adjust_pvalues([out[k].p_value for k in keys], correction)
+    for k, a in zip(keys, adj):
+        out[k] = replace(out[k], extra={**out[k].extra, "segment": k, "p_adjusted": float(a),
+                                        "correction": correction})
+    return out
