@@ -1,0 +1,79 @@
+"""Monitoring the insight model: input drift, quality drift, outcome decay, retrain / retire.
+
+Statistics (PSI, chi-square, KS, Jensen-Shannon, OOV rate, ECE, F1) are pure numpy/scipy over
+arrays and counts; :func:`monitor_store` computes the group counts in the database and
+:func:`decide` turns per-period effects and the program's economics into a decision.
+"""
+
+from insightroi.monitor._decay import decay_rows, outcome_decay, ratio_difference
+from insightroi.monitor._decision import (
+    MonitorDecision,
+    decide,
+    decision_kpi,
+    running_cost_per_period,
+    value_per_unit,
+)
+from insightroi.monitor._drift import (
+    category_counts,
+    centroid_distance,
+    chi_square_counts,
+    js_distance,
+    ks_two_sample,
+    oov_rate,
+    psi_categorical,
+    psi_from_counts,
+    psi_numeric,
+    quantile_edges,
+    text_drift,
+    token_counts,
+    tokenize,
+)
+from insightroi.monitor._quality import confusion_matrix, expected_calibration_error, per_label_f1, quality_by_slice
+from insightroi.monitor._scan import (
+    categorical_drift,
+    drift_by_week,
+    drift_by_week_counts,
+    numeric_drift,
+    psi_status,
+    taxonomy_drift,
+    text_drift_row,
+)
+from insightroi.monitor._store import MonitorReport, monitor_store, store_period_effects
+
+__all__ = [
+    "MonitorDecision",
+    "MonitorReport",
+    "categorical_drift",
+    "category_counts",
+    "centroid_distance",
+    "chi_square_counts",
+    "confusion_matrix",
+    "decay_rows",
+    "decide",
+    "decision_kpi",
+    "drift_by_week",
+    "drift_by_week_counts",
+    "expected_calibration_error",
+    "js_distance",
+    "ks_two_sample",
+    "monitor_store",
+    "numeric_drift",
+    "oov_rate",
+    "outcome_decay",
+    "per_label_f1",
+    "psi_categorical",
+    "psi_from_counts",
+    "psi_numeric",
+    "psi_status",
+    "quality_by_slice",
+    "quantile_edges",
+    "ratio_difference",
+    "running_cost_per_period",
+    "store_period_effects",
+    "taxonomy_drift",
+    "text_drift",
+    "text_drift_row",
+    "token_counts",
+    "tokenize",
+    "value_per_unit",
+]

@@ -1,0 +1,270 @@
+"""Drift rows for one reference/current pair, and the weekly scan that flags drifted weeks."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from insightroi.monitor import _drift as d
+from insightroi.program import MonitoringThresholds
+
+__all__ = [
+    "psi_status",
+    "categorical_drift",
+    "numeric_drift",
+    "text_drift_row",
+    "taxonomy_drift",
+    "drift_by_week",
+    "drift_by_week_counts",
+]
+
+
+def psi_status(psi: float, thresholds: MonitoringThresholds) -> str:
+    """"alert" at ``psi_alert`` (default 0.25) or above, "warn" at ``psi_warn`` (0.1), else "ok"."""
+    if psi is None or not np.isfinite(psi):
+        return "skip"
+    if psi >= thresholds.psi_alert:
+        return "alert"
+    if psi >= thresholds.psi_warn:
+        return "warn"
+    return "ok"
+
+
+def categorical_drift(
+    feature: str,
+    reference: Mapping[Any, float],
+    current: Mapping[Any, float],
+    thresholds: MonitoringThresholds | None = None,
+) -> dict[str, Any]:
+    """PSI and chi-square drift row of one categorical feature from per-category counts.
+
+    Returns ``{feature, kind, psi, chi2, p_value, dof, status, n_reference, n_current,
+    top_category, top_change}`` where ``top_category`` is the category whose share moved most
+    (its signed share change is ``top_change``).
+    """
+    th = thresholds or MonitoringThresholds()
+    cats = sorted(set(reference) | set(current), key=str)
+    r = np.array([float(reference.get(c, 0) or 0) for c in cats])
+    c = np.array([float(current.get(k, 0) or 0) for k in cats])
+    row: dict[str, Any] = {
+        "feature": feature, "kind": "categorical", "n_reference": float(r.sum()), "n_current": float(c.sum()),
+    }
+    if r.sum() == 0 or c.sum() == 0:
+        return {**row, "psi": None, "chi2": None, "p_value": None, "dof": 0, "status": "skip",
+                "top_category": None, "top_change": None}
+    psi = d.psi_from_counts(r, c)
+    chi2, p, dof = d.chi_square_counts(r, c)
+    diff = c / c.sum() - r / r.sum()
+    # Rank categories by their PSI term, so a new category (huge log ratio) wins over a shift.
+    rs, cs = np.where(r == 0, d.DEFAULT_EPS, r / r.sum()), np.where(c == 0, d.DEFAULT_EPS, c / c.sum())
+    top = int(np.argmax((cs - rs) * np.log(cs / rs)))
+    return {**row, "psi": psi, "chi2": chi2, "p_value": p, "dof": dof, "status": psi_status(psi, th),
+            "top_category": str(cats[top]), "top_change": float(diff[top])}
+
+
+def numeric_drift(
+    feature: str, reference, current, thresholds: MonitoringThresholds | None = None, *, n_bins: int = 10
+) -> dict[str, Any]:
+    """PSI on reference deciles plus the two-sample KS test for one numeric feature."""
+    th = thresholds or MonitoringThresholds()
+    psi = d.psi_numeric(reference, current, n_bins=n_bins)
+    ks, p = d.ks_two_sample(reference, current)
+    return {"feature": feature, "kind": "numeric", "psi": psi, "ks": ks, "p_value": p,
+            "status": psi_status(psi, th), "n_reference": float(np.size(reference)),
+            "n_current": float(np.size(current))}
+
+
+def text_drift_row(
+    feature: str,
+    reference,
+    current,
+    thresholds: MonitoringThresholds | None = None,
+    *,
+    reference_embeddings=None,
+    current_embeddings=None,
+) -> dict[str, Any]:
+    """Vocabulary drift row: alert when the OOV rate exceeds ``oov_alert`` (default 0.05) or the
+    Jensen-Shannon distance of token distributions exceeds ``js_alert`` (default 0.1)."""
+    th = thresholds or MonitoringThresholds()
+    t = d.text_drift(reference, current, reference_embeddings=reference_embeddings,
+                     current_embeddings=current_embeddings)
+    if t["reference_tokens"] == 0 or t["current_tokens"] == 0:
+        status = "skip"
+    elif t["oov_rate"] > th.oov_alert or t["js_distance"] > th.js_alert:
+        status = "alert"
+    elif t["oov_rate"] > th.oov_alert / 2 or t["js_distance"] > th.js_alert / 2:
+        status = "warn"
+    else:
+        status = "ok"
+    new_terms = []
+    if isinstance(current, Counter) and isinstance(reference, Counter):
+        new_terms = [w for w, _ in current.most_common() if w not in reference][:10]
+    return {"feature": feature, "kind": "text", "psi": None, "p_value": None, "status": status,
+            "value": t["oov_rate"], "threshold": th.oov_alert, **t, "new_terms": new_terms}
+
+
+def taxonomy_drift(
+    reference_labels: Mapping[str, float],
+    current_labels: Mapping[str, float],
+    *,
+    current_low_confidence: float | None = None,
+    reference_low_confidence: float | None = None,
+    other_label: str = "other",
+    thresholds: MonitoringThresholds | None = None,
+) -> list[dict[str, Any]]:
+    """Share of "other" and of low-confidence outputs in the current window vs their thresholds.
+
+    New complaint patterns forced into old categories show up as more "other" and less
+    confident outputs before anyone relabels anything. Alerts: "other" share above
+    ``other_share_alert`` (default 0.15); low-confidence share (confidence below
+    ``low_confidence``, default 0.5) above ``low_confidence_share_alert`` (default 0.25).
+
+    Parameters
+    ----------
+    reference_labels, current_labels : mapping label -> count
+    current_low_confidence, reference_low_confidence : float, optional
+        Counts of outputs with confidence below ``thresholds.low_confidence``.
+    """
+    th = thresholds or MonitoringThresholds()
+    nr, nc = sum(reference_labels.values()), sum(current_labels.values())
+    rows = []
+    if nc:
+        share = current_labels.get(other_label, 0) / nc
+        ref = reference_labels.get(other_label, 0) / nr if nr else None
+        rows.append({"feature": "taxonomy:other_share", "kind": "taxonomy", "psi": None, "p_value": None,
+                     "value": share, "reference_value": ref, "threshold": th.other_share_alert,
+                     "status": "alert" if share > th.other_share_alert else "ok"})
+        if current_low_confidence is not None:
+            low = current_low_confidence / nc
+            ref_low = reference_low_confidence / nr if (nr and reference_low_confidence is not None) else None
+            rows.append({"feature": "taxonomy:low_confidence_share", "kind": "taxonomy", "psi": None,
+                         "p_value": None, "value": low, "reference_value": ref_low,
+                         "threshold": th.low_confidence_share_alert,
+                         "status": "alert" if low > th.low_confidence_share_alert else "ok"})
+    return rows
+
+
+def drift_by_week_counts(
+    counts: Mapping[str, Mapping[Any, Mapping[Any, float]]],
+    *,
+    tokens: Mapping[Any, Counter] | None = None,
+    reference_weeks: int = 4,
+    min_rows: int = 30,
+    thresholds: MonitoringThresholds | None = None,
+) -> list[dict[str, Any]]:
+    """Weekly drift scan from per-week category counts (what the store computes in the database).
+
+    Each week is compared with the last ``reference_weeks`` earlier weeks that were *not*
+    flagged for that feature, so a one-week outage does not contaminate the following weeks'
+    reference and a lasting change keeps being flagged against the last normal weeks. A week is
+    flagged on a feature when its PSI reaches ``psi_alert`` (default 0.25); text is flagged on
+    ``oov_alert`` / ``js_alert``. ``onset`` marks the first week of a flagged episode (flagged
+    now, and the previous week was not flagged for the same feature and top category).
+
+    Parameters
+    ----------
+    counts : mapping feature -> week -> category -> count
+    tokens : mapping week -> Counter of tokens, optional
+        Adds a ``text`` feature (vocabulary drift).
+    reference_weeks : int
+        Size of the trailing reference (default 4 weeks, i.e. ``reference_days`` / 7).
+    min_rows : int
+        Weeks (and references) with fewer rows are reported with status "skip".
+
+    Returns
+    -------
+    list of dict
+        One per week in order: ``{week, n, status, flagged (features), onset, onset_features,
+        features: [{feature, psi | value, status, top_category}]}``.
+    """
+    th = thresholds or MonitoringThresholds()
+    weeks = sorted({w for per in counts.values() for w in per} | set(tokens or {}), key=str)
+    flagged_hist: dict[str, list[tuple[Any, str | None]]] = {}
+    out = []
+    prev_flags: dict[str, str | None] = {}
+    for i, week in enumerate(weeks):
+        feats = []
+        flags: dict[str, str | None] = {}
+        n_week = 0.0
+        for feature, per_week in list(counts.items()) + ([("text", None)] if tokens else []):
+            hist = flagged_hist.setdefault(feature, [])
+            flagged_weeks = {w for w, _ in hist}
+            ref_weeks = [w for w in weeks[:i] if w not in flagged_weeks][-reference_weeks:]
+            if feature == "text":
+                cur_c = tokens.get(week, Counter())
+                ref_c: Counter = Counter()
+                for w in ref_weeks:
+                    ref_c.update(tokens.get(w, Counter()))
+                if not ref_weeks or sum(cur_c.values()) < min_rows:
+                    feats.append({"feature": feature, "status": "skip"})
+                    continue
+                row = text_drift_row(feature, ref_c, cur_c, th)
+                top = row["new_terms"][0] if row["new_terms"] else None
+                row = {"feature": feature, "value": row["oov_rate"], "js_distance": row["js_distance"],
+                       "status": row["status"], "top_category": top, "new_terms": row["new_terms"][:5]}
+            else:
+                cur = dict(per_week.get(week, {}))
+                n_week = max(n_week, float(sum(cur.values())))
+                ref: Counter = Counter()
+                for w in ref_weeks:
+                    ref.update(per_week.get(w, {}))
+                if not ref_weeks or sum(cur.values()) < min_rows or sum(ref.values()) < min_rows:
+                    feats.append({"feature": feature, "status": "skip", "psi": None})
+                    continue
+                full = categorical_drift(feature, ref, cur, th)
+                row = {k: full[k] for k in ("feature", "psi", "p_value", "status", "top_category", "top_change")}
+            feats.append(row)
+            if row["status"] == "alert":
+                flags[feature] = row.get("top_category")
+                hist.append((week, row.get("top_category")))
+        onset_features = [f for f, top in flags.items() if f not in prev_flags or prev_flags[f] != top]
+        status = "alert" if flags else ("warn" if any(f["status"] == "warn" for f in feats) else "ok")
+        if all(f["status"] == "skip" for f in feats):
+            status = "skip"
+        out.append({"week": week if isinstance(week, (str, int, float)) else str(week), "n": n_week,
+                    "status": status, "flagged": sorted(flags), "onset": bool(onset_features),
+                    "onset_features": onset_features, "features": feats})
+        prev_flags = flags
+    return out
+
+
+def drift_by_week(
+    week: Sequence[Any],
+    columns: Mapping[str, Sequence[Any]],
+    *,
+    texts: Sequence[str] | None = None,
+    reference_weeks: int = 4,
+    min_rows: int = 30,
+    thresholds: MonitoringThresholds | None = None,
+) -> list[dict[str, Any]]:
+    """Weekly drift scan over row-level data (see :func:`drift_by_week_counts` for the rule).
+
+    Parameters
+    ----------
+    week : sequence
+        The week (e.g. its Monday as a date or ISO string) of each row.
+    columns : mapping name -> sequence
+        Categorical columns to scan (topic, sentiment, source, locale, sku_family, ...).
+    texts : sequence of str, optional
+        Row texts, for vocabulary drift.
+    """
+    wk = np.asarray([str(w) for w in week], dtype=object)
+    counts: dict[str, dict[Any, dict[Any, float]]] = {}
+    for name, values in columns.items():
+        vals = np.asarray(values, dtype=object)
+        per: dict[Any, Counter] = {}
+        for w, v in zip(wk.tolist(), vals.tolist()):
+            if v is None or v != v:
+                continue
+            per.setdefault(w, Counter())[v] += 1
+        counts[name] = {w: dict(c) for w, c in per.items()}
+    tokens = None
+    if texts is not None:
+        tokens = {}
+        for w, t in zip(wk.tolist(), texts):
+            tokens.setdefault(w, Counter()).update(d.tokenize(t))
+    return drift_by_week_counts(counts, tokens=tokens, reference_weeks=reference_weeks, min_rows=min_rows,
+                                thresholds=thresholds)
