@@ -207,6 +207,10 @@ class MonitoringThresholds(_Strict):
     low_confidence: Annotated[float, Field(gt=0, lt=1)] = 0.5
     reference_days: Annotated[int, Field(gt=0)] = 28
     current_days: Annotated[int, Field(gt=0)] = 7
+    # Added for insightroi.monitor (text and taxonomy drift); see its docstrings.
+    oov_alert: Annotated[float, Field(gt=0, lt=1)] = 0.05
+    js_alert: Annotated[float, Field(gt=0, le=1)] = 0.1
+    low_confidence_share_alert: Annotated[float, Field(gt=0, lt=1)] = 0.25
 
 
 class Program(_Strict):
