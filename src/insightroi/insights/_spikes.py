@@ -1,0 +1,298 @@
+"""Spike detection per topic x SKU family x day, and delivery of alerts as chain events.
+
+Baseline (for day d, series s = topic x family):
+
+* rate: the topic's share of the family's feedback over the trailing ``trailing_weeks`` weeks
+  (days d-7w .. d-1), skipping days inside annotated windows (outage, promotion, stockout...),
+  shrunk toward the topic's all-family share with ``prior_strength`` pseudo-items (empirical
+  Bayes; sparse families do not alarm on two mentions);
+* volume: today's total feedback of the family, so a promotion or a seasonal surge in volume
+  does not alarm by itself (the day-of-week pattern of volume is carried here too);
+* day of week: the topic's share on the same weekday vs all days in the trailing window, pooled
+  over families and shrunk toward 1;
+* same period last year: when the store has it, the factor by which the topic's share moved from
+  its trailing window to the same week one year (364 days) earlier, shrunk toward 1.
+
+expected = rate x volume x dow x last_year. The tail probability P(X >= observed) uses a negative
+binomial whose dispersion is estimated per topic by moments from the baseline days (Poisson when
+there is no over-dispersion) — the standard count-surveillance approach (Farrington et al. 1996,
+JRSS A; Noufaily et al. 2013, Stat Med). An alert needs p < alpha, observed >= min_count,
+observed >= min_ratio x expected, at least ``min_history_days`` baseline days, and no alert on the
+same series in the previous ``cooldown_days`` (one alert per episode).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from insightroi.insights._base import UNCLASSIFIABLE
+
+__all__ = ["Alert", "detect_spikes", "write_alerts", "current_topic_version"]
+
+EXCLUDE_KINDS = ("outage", "promotion", "stockout")
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One detected spike."""
+
+    alert_id: str
+    topic: str
+    sku_family: str
+    day: date
+    observed: int
+    expected: float
+    p_value: float
+    score: float  # observed / expected
+    owner: str
+    model_version: str
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["day"] = self.day.isoformat()
+        return d
+
+
+def current_topic_version(store) -> str | None:
+    """The topic model version of the latest ``classify_store`` run (else the most used one)."""
+    saved = store.load_result("insights_model:latest")
+    if saved and saved.get("versions", {}).get("topic"):
+        return saved["versions"]["topic"]
+    ins = store.table("insights")
+    df = ins.filter(ins.task == "topic").group_by("model_version").aggregate(n=ins.id.count()).execute()
+    return None if df.empty else str(df.sort_values("n").model_version.iloc[-1])
+
+
+def _annotation_mask(store, days: pd.DatetimeIndex, families: list[str], kinds) -> np.ndarray:
+    """(D, F) True where the day is inside an annotated window that applies to the family."""
+    mask = np.zeros((len(days), len(families)), dtype=bool)
+    ann = store.table("annotations")
+    df = ann.filter(ann.kind.isin(list(kinds))).execute()
+    if df.empty:
+        return mask
+    fam_index = {f: i for i, f in enumerate(families)}
+    for r in df.itertuples():
+        start = pd.Timestamp(r.start_time).normalize()
+        end = pd.Timestamp(r.end_time if pd.notna(r.end_time) else r.start_time).normalize()
+        rows = (days >= start) & (days <= end)
+        scope = (r.scope or "").strip()
+        if scope.lower() in ("", "all", "*", "global"):
+            mask[rows, :] = True
+            continue
+        hit = False
+        for part in scope.replace(";", ",").split(","):
+            part = part.strip()
+            key = part.split(":", 1)[1].strip() if ":" in part else part
+            if key in fam_index:
+                mask[rows, fam_index[key]] = True
+                hit = True
+        if not hit and ":" in scope and scope.split(":", 1)[0].strip() not in ("sku_family", "family"):
+            # A scope on another dimension (region, channel) still distorts every family's mix.
+            mask[rows, :] = True
+    return mask
+
+
+def _rolling(a: np.ndarray, window: int) -> np.ndarray:
+    """Sum over the previous ``window`` rows (excluding the current one), along axis 0."""
+    cs = np.vstack([np.zeros((1,) + a.shape[1:]), np.cumsum(a, axis=0)])
+    idx = np.arange(a.shape[0])
+    lo = np.maximum(idx - window, 0)
+    return cs[idx] - cs[lo]
+
+
+def detect_spikes(
+    store,
+    program,
+    *,
+    model_version: str | None = None,
+    start: date | None = None,
+    end: date | None = None,
+    alpha: float = 1e-3,
+    min_count: int = 3,
+    min_ratio: float = 1.5,
+    trailing_weeks: int = 4,
+    min_history_days: int = 14,
+    cooldown_days: int = 14,
+    prior_strength: float = 30.0,
+    exclude_kinds=EXCLUDE_KINDS,
+    include_other: bool = False,
+) -> list:
+    """Find topic spikes per topic x SKU family x day (see the module docstring for the model).
+
+    Parameters
+    ----------
+    store, program
+        The store (with ``insights`` written by :func:`classify_store`) and the program (owners).
+    model_version : str, optional
+        Topic model version to use; default the latest classification run.
+    start, end : date, optional
+        Days on which alerts may fire (the baseline always uses earlier history).
+    alpha : float
+        Per-test tail-probability threshold. Thousands of series-days are tested, so it is small.
+
+    Returns
+    -------
+    list of Alert, ordered by day.
+    """
+    version = model_version or current_topic_version(store)
+    if version is None:
+        return []
+    ins = store.table("insights")
+    fb = store.table("feedback")
+    t = ins.filter((ins.task == "topic") & (ins.model_version == version)).select("feedback_id", "label")
+    j = t.join(fb, t.feedback_id == fb.id).select(
+        topic=t.label, sku_family=fb.sku_family.fill_null("(none)"), day=fb.event_time.date()
+    )
+    counts = j.group_by(["topic", "sku_family", "day"]).aggregate(n=j.topic.count()).execute()
+    fbd = fb.select(sku_family=fb.sku_family.fill_null("(none)"), day=fb.event_time.date())
+    totals = fbd.group_by(["sku_family", "day"]).aggregate(N=fbd.day.count()).execute()
+    if counts.empty:
+        return []
+    owners = {tp.topic: tp.owner for tp in program.taxonomy}
+    skip = {UNCLASSIFIABLE} | (set() if include_other else {"other"})
+    counts = counts[~counts.topic.isin(skip)]
+    counts["day"] = pd.to_datetime(counts["day"])
+    totals["day"] = pd.to_datetime(totals["day"])
+    days = pd.date_range(totals.day.min(), totals.day.max(), freq="D")
+    families = sorted(totals.sku_family.unique())
+    topics = sorted(counts.topic.unique())
+    D, F, T = len(days), len(families), len(topics)
+    V = totals.pivot_table(index="day", columns="sku_family", values="N", aggfunc="sum").reindex(
+        index=days, columns=families, fill_value=0
+    ).fillna(0).to_numpy(float)
+    C = np.zeros((D, T, F))
+    di = days.get_indexer(counts.day)
+    ti = pd.Index(topics).get_indexer(counts.topic)
+    fi = pd.Index(families).get_indexer(counts.sku_family)
+    np.add.at(C, (di, ti, fi), counts.n.to_numpy(float))
+
+    excl = _annotation_mask(store, days, families, exclude_kinds)  # (D, F)
+    keep = (~excl).astype(float)
+    W = 7 * trailing_weeks
+    Ck = C * keep[:, None, :]
+    Vk = V * keep
+    num = _rolling(Ck, W)  # (D, T, F)
+    den = _rolling(Vk, W)[:, None, :]  # (D, 1, F)
+    hist_days = _rolling(keep * (V > 0), W)  # (D, F)
+    topic_num = num.sum(axis=2, keepdims=True)
+    topic_den = den.sum(axis=2, keepdims=True)
+    topic_rate = np.where(topic_den > 0, topic_num / np.maximum(topic_den, 1e-12), 0.0)
+    rate = (num + prior_strength * topic_rate) / (den + prior_strength)
+
+    # Day-of-week factor, topic level: same-weekday share in the window vs overall share.
+    dow_num = np.zeros((D, T))
+    dow_den = np.zeros(D)
+    Ct = Ck.sum(axis=2)
+    Vt = Vk.sum(axis=1)
+    for lag in range(7, W + 1, 7):
+        dow_num[lag:] += Ct[:-lag]
+        dow_den[lag:] += Vt[:-lag]
+    share_all = topic_num[:, :, 0] / np.maximum(topic_den[:, :, 0], 1e-12)
+    k_dow = 200.0  # pseudo-items: the factor needs a few hundred same-weekday items to move
+    dow = (dow_num + k_dow * share_all) / (dow_den[:, None] + k_dow) / np.maximum(share_all, 1e-12)
+    dow = np.where(share_all > 0, np.clip(dow, 0.5, 2.0), 1.0)
+
+    # Same period last year (364 days keeps the weekday).
+    ly = np.ones((D, T))
+    if D > 364 + W:
+        win = 7
+        cnum = np.vstack([np.zeros((1, T)), np.cumsum(Ct, axis=0)])
+        cden = np.concatenate([[0.0], np.cumsum(Vt)])
+        for d in range(364 + W, D):
+            a = d - 364 - win // 2
+            b = d - 364 + win // 2 + 1
+            s_now = (cnum[b] - cnum[a]) / max(cden[b] - cden[a], 1e-12)
+            s_base = (cnum[a] - cnum[a - W]) / max(cden[a] - cden[a - W], 1e-12)
+            n_now = cden[b] - cden[a]
+            f = (s_now * n_now + 100 * s_base) / np.maximum(s_base * (n_now + 100), 1e-12)
+            ly[d] = np.where(s_base > 0, np.clip(f, 0.5, 2.0), 1.0)
+
+    mu = rate * V[:, None, :] * dow[:, :, None] * ly[:, :, None]  # (D, T, F)
+    # Dispersion per topic by moments over baseline-eligible days (spikes winsorised).
+    phi = np.zeros(T)
+    ok_hist = (hist_days >= min_history_days)[:, None, :] & (keep[:, None, :] > 0) & (mu > 0)
+    for k in range(T):
+        m = mu[:, k, :][ok_hist[:, k, :]]
+        c = C[:, k, :][ok_hist[:, k, :]]
+        if m.size > 30:
+            c = np.minimum(c, m + 5 * np.sqrt(m) + 2)
+            phi[k] = max(0.0, float(((c - m) ** 2 - m).sum() / (m**2).sum()))
+    # p = P(X >= obs)
+    obs = C
+    p = np.ones_like(mu)
+    cand = (obs >= min_count) & (mu > 0) & (obs >= min_ratio * mu)
+    cand &= (hist_days >= min_history_days)[:, None, :] & (~excl)[:, None, :]
+    if start is not None:
+        cand &= (days >= pd.Timestamp(start))[:, None, None]
+    if end is not None:
+        cand &= (days <= pd.Timestamp(end))[:, None, None]
+    idx = np.nonzero(cand)
+    if idx[0].size:
+        m = mu[idx]
+        o = obs[idx]
+        ph = phi[idx[1]]
+        pv = np.where(
+            ph > 1e-6,
+            stats.nbinom.sf(o - 1, 1 / np.maximum(ph, 1e-6), 1 / (1 + np.maximum(ph, 1e-6) * m)),
+            stats.poisson.sf(o - 1, m),
+        )
+        p[idx] = pv
+    hits = np.argwhere(cand & (p < alpha))
+    alerts: list[Alert] = []
+    last: dict[tuple[int, int], int] = {}
+    for d, k, f in sorted(map(tuple, hits)):
+        prev = last.get((k, f))
+        if prev is not None and d - prev <= cooldown_days:
+            continue
+        last[(k, f)] = d
+        day = days[d].date()
+        topic, fam = topics[k], families[f]
+        alerts.append(
+            Alert(
+                alert_id=f"alert:{topic}:{fam}:{day.isoformat()}",
+                topic=topic, sku_family=fam, day=day, observed=int(obs[d, k, f]),
+                expected=float(round(mu[d, k, f], 4)), p_value=float(p[d, k, f]),
+                score=float(round(obs[d, k, f] / max(mu[d, k, f], 1e-9), 3)),
+                owner=owners.get(topic, "unassigned"), model_version=version,
+            )
+        )
+    return alerts
+
+
+def write_alerts(store, alerts, *, actor: str = "insightroi-detect") -> int:
+    """Write alerts as ``chain_events`` of type ``alert_delivered`` (idempotent by alert id).
+
+    Row: id = alert_id, alert_id, event_type "alert_delivered", event_time = the morning after the
+    spike day (00:00 UTC of day + 1, when a daily job would deliver it), team = topic owner,
+    topic, sku_family, actor, payload = JSON {observed, expected, p_value, score, model_version}.
+    Returns the number of new rows.
+    """
+    if not alerts:
+        return 0
+    ids = [a.alert_id for a in alerts]
+    ce = store.table("chain_events")
+    existing = set(ce.filter(ce.id.isin(ids)).select("id").execute()["id"])
+    rows = [
+        {
+            "id": a.alert_id, "event_type": "alert_delivered", "alert_id": a.alert_id,
+            "event_time": datetime.combine(a.day + timedelta(days=1), datetime.min.time()),
+            "actor": actor, "team": a.owner, "topic": a.topic, "sku_family": a.sku_family,
+            "payload": json.dumps(
+                {"observed": a.observed, "expected": a.expected, "p_value": a.p_value, "score": a.score,
+                 "day": a.day.isoformat(), "model_version": a.model_version}
+            ),
+            "batch_id": "detect",
+        }
+        for a in alerts
+        if a.alert_id not in existing
+    ]
+    if not rows:
+        return 0
+    with store.transaction():
+        return store.append("chain_events", pd.DataFrame(rows))
