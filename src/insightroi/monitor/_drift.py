@@ -236,11 +236,15 @@ def token_counts(texts: Iterable[str]) -> Counter:
     return c
 
 
-def oov_rate(reference_vocabulary: Iterable[str] | Counter, current_counts: Counter, *, min_count: int = 1) -> float:
+def oov_rate(
+    reference_vocabulary: Iterable[str] | Counter, current_counts: Counter, *, min_count: int = 1, min_repeat: int = 1
+) -> float:
     """Share of current tokens (by frequency) that are not in the reference vocabulary.
 
     The reference vocabulary is every token seen at least ``min_count`` times in the reference
-    window. A new complaint pattern ("drone", "locker") shows up here before any label changes.
+    window. A current token counts as out-of-vocabulary only if it occurs at least ``min_repeat``
+    times in the current window: a new complaint pattern ("drone", "locker") repeats, while typos
+    and one-off names do not, so ``min_repeat=3`` keeps the no-drift OOV rate near zero.
     """
     if isinstance(reference_vocabulary, Counter):
         vocab = {t for t, k in reference_vocabulary.items() if k >= min_count}
@@ -249,7 +253,7 @@ def oov_rate(reference_vocabulary: Iterable[str] | Counter, current_counts: Coun
     total = sum(current_counts.values())
     if total == 0:
         return 0.0
-    return sum(k for t, k in current_counts.items() if t not in vocab) / total
+    return sum(k for t, k in current_counts.items() if t not in vocab and k >= min_repeat) / total
 
 
 def centroid_distance(reference_embeddings, current_embeddings) -> float:
@@ -272,13 +276,15 @@ def text_drift(
     reference_embeddings=None,
     current_embeddings=None,
     min_count: int = 1,
+    min_repeat: int = 1,
 ) -> dict[str, float]:
     """Vocabulary shift between two windows of text.
 
     Returns a dict with ``oov_rate`` (share of current tokens unseen in the reference),
     ``js_distance`` (base 2, over the union vocabulary), the token totals, and
     ``centroid_distance`` when both embedding arrays are given (else None). Token counters may be
-    passed instead of texts (the store computes them in the database).
+    passed instead of texts (the store computes them in the database). ``min_count`` and
+    ``min_repeat`` are passed to :func:`oov_rate`.
     """
     rc = reference_texts if isinstance(reference_texts, Counter) else token_counts(reference_texts)
     cc = current_texts if isinstance(current_texts, Counter) else token_counts(current_texts)
@@ -286,7 +292,7 @@ def text_drift(
     r = np.array([rc.get(t, 0) for t in vocab], float)
     c = np.array([cc.get(t, 0) for t in vocab], float)
     out = {
-        "oov_rate": oov_rate(rc, cc, min_count=min_count),
+        "oov_rate": oov_rate(rc, cc, min_count=min_count, min_repeat=min_repeat),
         "js_distance": js_distance(r, c) if r.sum() > 0 and c.sum() > 0 else float("nan"),
         "reference_tokens": float(r.sum()),
         "current_tokens": float(c.sum()),

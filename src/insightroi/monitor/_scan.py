@@ -85,23 +85,31 @@ def text_drift_row(
     *,
     reference_embeddings=None,
     current_embeddings=None,
+    min_repeat: int = 3,
 ) -> dict[str, Any]:
-    """Vocabulary drift row: alert when the OOV rate exceeds ``oov_alert`` (default 0.05) or the
-    Jensen-Shannon distance of token distributions exceeds ``js_alert`` (default 0.1)."""
+    """Vocabulary drift row.
+
+    Alert when the OOV rate (current tokens unseen in the reference and repeated at least
+    ``min_repeat`` times, see :func:`insightroi.monitor.oov_rate`) exceeds ``oov_alert``
+    (default 0.05). The Jensen-Shannon distance of the token distributions above ``js_alert``
+    (default 0.1) only warns: on weekly samples it carries a small-sample bias of roughly
+    ``sqrt((V - 1) / (8 N ln 2))`` for V distinct tokens and N tokens, which is of the order of the
+    threshold for real vocabularies.
+    """
     th = thresholds or MonitoringThresholds()
     t = d.text_drift(reference, current, reference_embeddings=reference_embeddings,
-                     current_embeddings=current_embeddings)
+                     current_embeddings=current_embeddings, min_repeat=min_repeat)
     if t["reference_tokens"] == 0 or t["current_tokens"] == 0:
         status = "skip"
-    elif t["oov_rate"] > th.oov_alert or t["js_distance"] > th.js_alert:
+    elif t["oov_rate"] > th.oov_alert:
         status = "alert"
-    elif t["oov_rate"] > th.oov_alert / 2 or t["js_distance"] > th.js_alert / 2:
+    elif t["oov_rate"] > th.oov_alert / 2 or t["js_distance"] > th.js_alert:
         status = "warn"
     else:
         status = "ok"
     new_terms = []
     if isinstance(current, Counter) and isinstance(reference, Counter):
-        new_terms = [w for w, _ in current.most_common() if w not in reference][:10]
+        new_terms = [w for w, k in current.most_common() if w not in reference and k >= min_repeat][:10]
     return {"feature": feature, "kind": "text", "psi": None, "p_value": None, "status": status,
             "value": t["oov_rate"], "threshold": th.oov_alert, **t, "new_terms": new_terms}
 
@@ -162,7 +170,8 @@ def drift_by_week_counts(
     reference and a lasting change keeps being flagged against the last normal weeks. A week is
     flagged on a feature when its PSI reaches ``psi_alert`` (default 0.25); text is flagged on
     ``oov_alert`` / ``js_alert``. ``onset`` marks the first week of a flagged episode (flagged
-    now, and the previous week was not flagged for the same feature and top category).
+    now, and the previous week was not flagged for the same feature with the same driver: top
+    category, or one of last week's new terms).
 
     Parameters
     ----------
@@ -184,10 +193,10 @@ def drift_by_week_counts(
     weeks = sorted({w for per in counts.values() for w in per} | set(tokens or {}), key=str)
     flagged_hist: dict[str, list[tuple[Any, str | None]]] = {}
     out = []
-    prev_flags: dict[str, str | None] = {}
+    prev_flags: dict[str, tuple[Any, set]] = {}
     for i, week in enumerate(weeks):
         feats = []
-        flags: dict[str, str | None] = {}
+        flags: dict[str, tuple[Any, set]] = {}
         n_week = 0.0
         for feature, per_week in list(counts.items()) + ([("text", None)] if tokens else []):
             hist = flagged_hist.setdefault(feature, [])
@@ -204,7 +213,7 @@ def drift_by_week_counts(
                 row = text_drift_row(feature, ref_c, cur_c, th)
                 top = row["new_terms"][0] if row["new_terms"] else None
                 row = {"feature": feature, "value": row["oov_rate"], "js_distance": row["js_distance"],
-                       "status": row["status"], "top_category": top, "new_terms": row["new_terms"][:5]}
+                       "status": row["status"], "top_category": top, "new_terms": row["new_terms"]}
             else:
                 cur = dict(per_week.get(week, {}))
                 n_week = max(n_week, float(sum(cur.values())))
@@ -218,9 +227,15 @@ def drift_by_week_counts(
                 row = {k: full[k] for k in ("feature", "psi", "p_value", "status", "top_category", "top_change")}
             feats.append(row)
             if row["status"] == "alert":
-                flags[feature] = row.get("top_category")
-                hist.append((week, row.get("top_category")))
-        onset_features = [f for f, top in flags.items() if f not in prev_flags or prev_flags[f] != top]
+                top = row.get("top_category")
+                drivers = set(row.get("new_terms") or []) | {top}
+                flags[feature] = (top, drivers)
+                hist.append((week, top))
+        # A new episode: the feature was not flagged last week, or what drives it now (top
+        # category, or most frequent new term) was not among last week's drivers.
+        onset_features = [
+            f for f, (top, _) in flags.items() if f not in prev_flags or top not in prev_flags[f][1]
+        ]
         status = "alert" if flags else ("warn" if any(f["status"] == "warn" for f in feats) else "ok")
         if all(f["status"] == "skip" for f in feats):
             status = "skip"
