@@ -1,0 +1,452 @@
+"""The FastAPI app: the event API (bearer token for writes) and the server-rendered dashboard."""
+
+
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import uuid
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qs, quote, urlencode
+
+import jinja2
+from fastapi import Depends, FastAPI, Header, HTTPException, Path as PathParam, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from insightroi.report import _charts
+from insightroi.report._render import _forest_rows, _verdict, format_helpers
+from insightroi.server._data import Backend, Conflict, fingerprint, id_from_key, jsonable, redact_text
+from insightroi.server._models import CHAIN_API_TYPES, ApiError, ChainEventIn, FeedbackIn, StoredEvent
+
+__all__ = ["create_app"]
+
+_TEMPLATES = Path(__file__).parent / "templates"
+_REPORT_CSS = Path(__file__).parent.parent / "report" / "templates" / "report.css"
+_COOKIE = "insightroi_session"
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+# Pages need no script at all; inline styles only. Forms post to this origin only.
+_PAGE_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+             "frame-ancestors 'none'; base-uri 'none'")
+_KEY_RE = r"^[\x21-\x7e]{1,255}$"
+_ERRORS = {401: {"model": ApiError}, 413: {"model": ApiError}, 422: {"model": ApiError}, 409: {"model": ApiError}}
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", pattern=_KEY_RE,
+                                      description="Replays with the same key store once and get the same answer.")]
+_FAVICON = (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" '
+            b'fill="#0f172a"/><path d="M4 11l3-3 2 2 3-5" stroke="#22c55e" stroke-width="2" fill="none"/></svg>')
+
+
+class _BodyLimit:
+    """ASGI middleware: refuse bodies over ``max_bytes`` with 413 before the app reads them.
+
+    A declared Content-Length over the cap is refused at once; a chunked body is counted as it
+    streams and refused as soon as it passes the cap (so memory stays bounded either way).
+    """
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > self.max_bytes
+            except ValueError:
+                return await _send_json(send, 400, {"detail": "invalid Content-Length header"})
+            if too_big:
+                return await _send_json(send, 413, {"detail": f"request body over the {self.max_bytes:,}-byte limit"})
+        chunks, total, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > self.max_bytes:
+                return await _send_json(send, 413, {"detail": f"request body over the {self.max_bytes:,}-byte limit"})
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body, sent = b"".join(chunks), False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+
+async def _send_json(send, status: int, body: dict) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": data})
+
+
+def _field_name(loc: tuple | list) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def create_app(store_url: str | None = None, *, token: str | None = None, max_body_bytes: int = 1_000_000):
+    """Build the insightroi web app: event API, read API and dashboard over one store.
+
+    Parameters
+    ----------
+    store_url : str, optional
+        The store the CLI uses (``duckdb:///insightroi.duckdb`` by default, or ``$INSIGHTROI_STORE``).
+    token : str, optional
+        Bearer token required for writes (API and dashboard forms); defaults to
+        ``$INSIGHTROI_API_TOKEN``. Without one, every write is refused with 401.
+    max_body_bytes : int
+        Request bodies over this size are refused with 413.
+
+    Returns
+    -------
+    fastapi.FastAPI
+        The app; serve it with uvicorn (``insightroi serve`` does).
+    """
+    secret = token if token is not None else os.environ.get("INSIGHTROI_API_TOKEN")
+    secret_b = secret.encode() if secret else None
+    backend_holder: dict[str, Backend] = {}
+
+    def backend() -> Backend:
+        if "b" not in backend_holder:
+            backend_holder["b"] = Backend(store_url or os.environ.get("INSIGHTROI_STORE") or "duckdb:///insightroi.duckdb")
+        return backend_holder["b"]
+
+    @asynccontextmanager
+    async def lifespan(app):
+        backend()
+        yield
+        if "b" in backend_holder:
+            backend_holder.pop("b").close()
+
+    app = FastAPI(
+        title="insightroi", version="1",
+        description="Event API (feedback and decision-chain events; bearer token for writes) and read API "
+                    "(insights, alerts, results, chain traces) of an insightroi store.",
+        docs_url=None, redoc_url=None, lifespan=lifespan,  # the Swagger page loads from a CDN: off
+    )
+    app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
+    bearer = HTTPBearer(auto_error=False, description="The server's API token (INSIGHTROI_API_TOKEN).")
+
+    def token_ok(candidate: str | None) -> bool:
+        if secret_b is None or not candidate:
+            return False
+        return hmac.compare_digest(candidate.encode(), secret_b)
+
+    def require_token(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        if secret_b is None:
+            raise HTTPException(401, "writes are disabled: the server has no API token (set INSIGHTROI_API_TOKEN)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if creds is None or not token_ok(creds.credentials):
+            raise HTTPException(401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    # ---- errors -------------------------------------------------------------------------------
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        errors = []
+        for e in exc.errors():
+            errors.append({"field": _field_name(e.get("loc", ())), "message": str(e.get("msg", "")).removeprefix("Value error, "),
+                           "type": e.get("type")})
+        fields = sorted({e["field"] for e in errors})
+        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:10])
+        return JSONResponse({"detail": f"invalid request: {summary}", "fields": fields, "errors": errors}, 422)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException):
+        if request.url.path.startswith("/api/") or exc.status_code < 400:
+            return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+        return _page(request, "error.html.j2", status_code=exc.status_code, title=f"Error {exc.status_code}",
+                     message=str(exc.detail))
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next):
+        response = await call_next(request)
+        for k, v in _SECURITY_HEADERS.items():
+            response.headers.setdefault(k, v)
+        if response.headers.get("content-type", "").startswith("text/html"):
+            response.headers.setdefault("Content-Security-Policy", _PAGE_CSP)
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    # ---- event API ----------------------------------------------------------------------------
+    def _store_event(kind: str, table: str, model, row: dict[str, Any], key: str | None, response: Response):
+        body = model.model_dump(mode="json")
+        by_key = key is not None and model.id is None
+        if model.id is not None:
+            row["id"] = model.id
+        elif key is not None:
+            row["id"] = id_from_key(kind, key)
+        else:
+            row["id"] = f"{'fb' if kind == 'feedback' else 'ce'}-{uuid.uuid4().hex}"
+        try:
+            stored, replayed = backend().write(table, row, fingerprint(kind, body), by_key=by_key)
+        except Conflict as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+        if replayed:
+            response.headers["Idempotent-Replayed"] = "true"
+        if table == "chain_events":
+            response.headers["Location"] = f"/api/v1/trace/{quote(row['id'])}"
+        return StoredEvent(id=row["id"], table=table, event=stored)
+
+    @app.post("/api/v1/feedback", status_code=201, response_model=StoredEvent, tags=["events"],
+              dependencies=[Depends(require_token)], responses=_ERRORS)
+    def post_feedback(item: FeedbackIn, response: Response, idempotency_key: IdemKey = None) -> StoredEvent:
+        """Store one feedback item; e-mails, phone numbers and card numbers in its text are redacted first."""
+        row = item.row()
+        row["text"] = redact_text(row["text"])
+        return _store_event("feedback", "feedback", item, row, idempotency_key, response)
+
+    @app.post("/api/v1/chain-events", status_code=201, response_model=StoredEvent, tags=["events"],
+              dependencies=[Depends(require_token)], responses=_ERRORS)
+    def post_chain_event(event: ChainEventIn, response: Response, idempotency_key: IdemKey = None) -> StoredEvent:
+        """Record a step of an alert's decision chain (delivered, acknowledged, action taken, fix deployed, outcome)."""
+        row = event.row(_now())
+        if event.payload and isinstance(event.payload.get("note"), str):
+            payload = dict(event.payload)
+            payload["note"] = redact_text(payload["note"])
+            row["payload"] = json.dumps(payload, sort_keys=True, default=str)
+        return _store_event("chain_event", "chain_events", event, row, idempotency_key, response)
+
+    # ---- read API -----------------------------------------------------------------------------
+    @app.get("/api/v1/health", tags=["read"])
+    def health() -> dict[str, Any]:
+        """Liveness and the store's schema version."""
+        return {"status": "ok", "schema_version": backend().schema_version(), "writes_enabled": secret_b is not None}
+
+    @app.get("/api/v1/insights", tags=["read"])
+    def get_insights(
+        task: Annotated[str | None, Query(max_length=64)] = None,
+        label: Annotated[str | None, Query(max_length=128)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    ) -> dict[str, Any]:
+        """Model outputs (newest first), optionally for one task and label."""
+        return backend().insights(task=task, label=label, limit=limit, offset=offset)
+
+    @app.get("/api/v1/alerts", tags=["read"])
+    def get_alerts(
+        team: Annotated[str | None, Query(max_length=128)] = None,
+        status: Literal["open", "new", "delivered", "acknowledged", "acted", "fixed"] | None = None,
+    ) -> dict[str, Any]:
+        """Alerts with their current stage and evidence (observed vs expected, p-value)."""
+        return {"items": backend().alerts(team=team, status=status)}
+
+    @app.get("/api/v1/results", tags=["read"])
+    def get_results(kind: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
+        """Saved analysis results (id, kind, name, created_at)."""
+        return {"items": backend().results(kind)}
+
+    @app.get("/api/v1/results/{result_id}", tags=["read"], responses={404: {"model": ApiError}})
+    def get_result(result_id: Annotated[str, PathParam(max_length=256)]) -> dict[str, Any]:
+        """One saved result's payload (``bundle:latest`` is the report bundle)."""
+        got = backend().result(result_id)
+        if got is None:
+            raise HTTPException(404, f"no result {result_id!r}")
+        return got
+
+    @app.get("/api/v1/trace/{item_id}", tags=["read"], responses={404: {"model": ApiError}})
+    def get_trace(item_id: Annotated[str, PathParam(max_length=256)]) -> dict[str, Any]:
+        """The decision chain around an alert, insight or event id, in time order."""
+        got = backend().trace(item_id)
+        if got is None:
+            raise HTTPException(404, f"nothing in the decision chain has id {item_id!r}")
+        return got
+
+    # ---- dashboard ----------------------------------------------------------------------------
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_TEMPLATES)), autoescape=True,
+                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.ChainableUndefined)
+    css = _REPORT_CSS.read_text(encoding="utf-8") + (_TEMPLATES / "dashboard.css").read_text(encoding="utf-8")
+
+    def session_nonce(request: Request) -> str | None:
+        raw = request.cookies.get(_COOKIE)
+        if not raw or secret_b is None or "." not in raw:
+            return None
+        nonce, mac = raw.split(".", 1)
+        good = hmac.new(secret_b, f"session:{nonce}".encode(), hashlib.sha256).hexdigest()
+        return nonce if hmac.compare_digest(mac, good) else None
+
+    def csrf_for(nonce: str) -> str:
+        assert secret_b is not None
+        return hmac.new(secret_b, f"csrf:{nonce}".encode(), hashlib.sha256).hexdigest()[:40]
+
+    def _page(request: Request, template: str, status_code: int = 200, **ctx) -> HTMLResponse:
+        b = ctx.pop("bundle", None)
+        if b is None:
+            try:
+                b = backend().bundle()
+            except Exception:  # an error page must render even when the store is unreadable
+                b = None
+        program = (b or {}).get("program") or {}
+        nonce = session_nonce(request)
+        html = env.get_template(template).render(
+            css=css, request_path=request.url.path, program=program, bundle=b or {}, signed_in=nonce is not None,
+            csrf=csrf_for(nonce) if nonce else "", writes_enabled=secret_b is not None,
+            **format_helpers(program.get("currency", "USD")), **ctx)
+        return HTMLResponse(html, status_code=status_code)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(_FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+
+    @app.get("/", include_in_schema=False)
+    def overview(request: Request) -> HTMLResponse:
+        b = backend().bundle()
+        charts = {}
+        if b and b.get("kpis"):
+            charts["forest"] = _charts.forest_svg(_forest_rows(b["kpis"], bool(b.get("is_demo"))),
+                                                  fmt=lambda v: format_helpers()["pct"](v, nd=0),
+                                                  title="Relative effect per KPI with 95% interval")
+        funnel = ((b or {}).get("chain") or {}).get("funnel")
+        if funnel:
+            charts["funnel"] = _charts.funnel_svg([(s, funnel.get(s)) for s in
+                                                   ("insights", "alerts", "acknowledged", "acted", "fixed")])
+        counts = {"feedback": backend().count("feedback"), "chain_events": backend().count("chain_events"),
+                  "insights": backend().count("insights")}
+        return _page(request, "overview.html.j2", bundle=b, charts=charts, counts=counts, verdict=_verdict,
+                     title="Overview")
+
+    @app.get("/themes", include_in_schema=False)
+    def themes(request: Request) -> HTMLResponse:
+        b = backend().bundle() or {}
+        topics = sorted((b.get("insights") or {}).get("topics") or [], key=lambda t: -(t.get("count") or 0))
+        chart = _charts.bars_svg([(t["topic"].replace("_", " "), t.get("count"), "bar") for t in topics],
+                                 fmt=lambda v: f"{v:,.0f}", title="Feedback items per theme") if topics else ""
+        evidence = {t["topic"]: backend().evidence(t["topic"]) for t in topics}
+        return _page(request, "themes.html.j2", bundle=b, topics=topics, chart=chart, evidence=evidence,
+                     alerts=backend().alerts(), title="Themes and alerts")
+
+    @app.get("/experiment", include_in_schema=False)
+    def experiment(request: Request) -> HTMLResponse:
+        return _page(request, "experiment.html.j2", verdict=_verdict, title="Experiment and checks")
+
+    @app.get("/monitoring", include_in_schema=False)
+    def monitoring(request: Request) -> HTMLResponse:
+        b = backend().bundle() or {}
+        decay = (b.get("monitor") or {}).get("decay")
+        chart = _charts.trend_svg(decay, fmt=lambda v: format_helpers()["pct"](v, nd=0),
+                                  title="Effect by period (lift decay)") if decay else ""
+        return _page(request, "monitoring.html.j2", bundle=b, chart=chart, title="Monitoring")
+
+    @app.get("/inbox", include_in_schema=False)
+    def inbox(request: Request, team: str | None = None, show: str = "open", done: str | None = None) -> HTMLResponse:
+        alerts = backend().alerts()
+        teams = sorted({a["team"] for a in alerts if a.get("team")})
+        rows = [a for a in alerts if (not team or a["team"] == team)
+                and (show == "all" or (a["status"] != "fixed" and not a["ignored"]))]
+        return _page(request, "inbox.html.j2", alerts=rows, teams=teams, team=team or "", show=show, done=done,
+                     action_types=[t for t in CHAIN_API_TYPES if t not in ("alert_delivered", "acknowledged")],
+                     form_id=uuid.uuid4().hex, title="Owner's inbox")
+
+    @app.post("/inbox/{alert_id}", include_in_schema=False)
+    async def inbox_post(request: Request, alert_id: str) -> Response:
+        form = await _form(request)
+        nonce = session_nonce(request)
+        if nonce is not None:
+            if not hmac.compare_digest(form.get("csrf", ""), csrf_for(nonce)):
+                raise HTTPException(403, "the form expired or did not come from this dashboard; reload the page")
+        elif not token_ok(form.get("token")):
+            raise HTTPException(401, "sign in (or type the API token in the form) to record actions")
+        event_type = form.get("event_type", "")
+        if event_type not in CHAIN_API_TYPES:
+            raise HTTPException(422, f"event_type must be one of {', '.join(CHAIN_API_TYPES)}")
+        alert = await _run(backend().alert, alert_id)
+        if alert is None:
+            raise HTTPException(404, f"no alert {alert_id!r}")
+        note = (form.get("note") or "").strip()[:2000]
+        actor = (form.get("actor") or "").strip()[:200] or "dashboard"
+        payload: dict[str, Any] = {"via": "dashboard"}
+        if note:
+            payload["note"] = redact_text(note)
+        event = ChainEventIn(event_type=event_type, alert_id=alert_id, actor=actor, team=alert.get("team"),
+                             topic=alert.get("topic"), sku_family=alert.get("sku_family"), payload=payload)
+        row = event.row(_now())
+        # A double-submitted form carries the same form_id, so it stores once.
+        form_id = form.get("form_id") or uuid.uuid4().hex
+        row["id"] = id_from_key("chain_event", f"web:{form_id}:{alert_id}:{event_type}")
+        try:
+            await _run(backend().write, "chain_events", row, fingerprint("web", {"f": form_id, "t": event_type}),
+                       by_key=True)
+        except Conflict as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+        query = urlencode({k: v for k, v in {"team": form.get("team", ""), "done": f"{alert_id}:{event_type}"}.items() if v})
+        return RedirectResponse(f"/inbox?{query}#alert-{quote(alert_id)}", status_code=303)
+
+    @app.get("/trace/{item_id}", include_in_schema=False)
+    def trace_page(request: Request, item_id: str) -> HTMLResponse:
+        got = backend().trace(item_id)
+        if got is None:
+            raise HTTPException(404, f"nothing in the decision chain has id {item_id!r}")
+        return _page(request, "trace.html.j2", trace=got, item_id=item_id, title=f"Trace {item_id}")
+
+    @app.get("/login", include_in_schema=False)
+    def login_page(request: Request, next: str = "/inbox") -> HTMLResponse:
+        return _page(request, "login.html.j2", next=_safe_next(next), error=None, title="Sign in")
+
+    @app.post("/login", include_in_schema=False)
+    async def login(request: Request) -> Response:
+        form = await _form(request)
+        nxt = _safe_next(form.get("next", "/inbox"))
+        if not token_ok(form.get("token")):
+            return _page(request, "login.html.j2", status_code=401, next=nxt, title="Sign in",
+                         error="That token is not valid." if secret_b else "This server has no API token configured.")
+        nonce = secrets.token_urlsafe(18)
+        mac = hmac.new(secret_b, f"session:{nonce}".encode(), hashlib.sha256).hexdigest()
+        resp = RedirectResponse(nxt, status_code=303)
+        resp.set_cookie(_COOKIE, f"{nonce}.{mac}", httponly=True, samesite="strict", max_age=12 * 3600,
+                        secure=request.url.scheme == "https", path="/")
+        return resp
+
+    @app.post("/logout", include_in_schema=False)
+    def logout() -> Response:
+        resp = RedirectResponse("/", status_code=303)
+        resp.delete_cookie(_COOKIE, path="/")
+        return resp
+
+    app.state.backend = backend
+    return app
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _safe_next(target: str) -> str:
+    # Only same-site relative paths: no open redirect through //host or scheme URLs.
+    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/inbox"
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """Parse an urlencoded form body (no python-multipart needed for these small forms)."""
+    ctype = request.headers.get("content-type", "")
+    if not ctype.startswith("application/x-www-form-urlencoded"):
+        raise HTTPException(415, "send the form as application/x-www-form-urlencoded")
+    raw = (await request.body()).decode("utf-8", errors="replace")
+    return {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+
+
+async def _run(fn, *args, **kwargs):
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(fn, *args, **kwargs)
+
+
+_ = jsonable  # re-exported for tests that compare API output with store rows

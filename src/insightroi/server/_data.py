@@ -1,0 +1,314 @@
+"""The server's access to the store: idempotent event writes and the reads the pages need.
+
+One store connection per app, guarded by one lock: an embedded DuckDB connection must not be
+used by two threads at once, and the check-then-insert of an idempotent write must be atomic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+from datetime import date, datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+
+from insightroi.store import TABLES, open_store
+
+__all__ = ["Backend", "redact_text", "Conflict"]
+
+_STAGES = ("new", "delivered", "acknowledged", "acted", "fixed")
+
+try:  # the ingest stage's redactor (e-mails, phones, Luhn-valid cards) when it is installed
+    from insightroi.ingest import redact_pii as _redact_pii  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - depends on which stages are present
+    try:
+        from insightroi.ingest._redact import redact_pii as _redact_pii
+    except ImportError:
+        _redact_pii = None
+
+if _redact_pii is None:  # pragma: no cover
+    import re
+
+    _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
+    _CARD = re.compile(r"(?<![0-9])[0-9](?:[ \-]?[0-9]){12,18}(?![0-9])")
+    _PHONE = re.compile(r"(?<![\w+\-])\+?[0-9][0-9 .\-()]{6,}[0-9](?![\w\-])")
+
+    def _redact_pii(text):
+        if text is None:
+            return None
+        text = _EMAIL.sub("[EMAIL]", text)
+        text = _CARD.sub("[CARD]", text)
+        return _PHONE.sub("[PHONE]", text)
+
+
+def redact_text(text: str | None) -> str | None:
+    """Redact e-mail addresses, phone numbers and card numbers (the ingest stage's rules)."""
+    return _redact_pii(text)
+
+
+class Conflict(Exception):
+    """An id or idempotency key was reused with a different request."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def jsonable(v: Any) -> Any:
+    """Plain JSON values (timestamps as ISO strings, NaN/NaT as None)."""
+    if v is None:
+        return None
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
+    if isinstance(v, dict):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    if hasattr(v, "isoformat"):  # pandas Timestamp
+        try:
+            return None if v != v else v.isoformat()  # NaT != NaT
+        except (TypeError, ValueError):
+            return v.isoformat()
+    if hasattr(v, "item"):
+        return jsonable(v.item())
+    if hasattr(v, "to_dict"):
+        return jsonable(v.to_dict())
+    if hasattr(v, "to_pylist"):
+        return jsonable(v.to_pylist())
+    return v
+
+
+def _records(df) -> list[dict[str, Any]]:
+    return [jsonable(r) for r in df.to_dict(orient="records")]
+
+
+class Backend:
+    """Store access for one app: idempotent appends and the reads the API and pages need."""
+
+    def __init__(self, store_url: str) -> None:
+        self.store = open_store(store_url)
+        self.lock = threading.RLock()
+
+    def close(self) -> None:
+        with self.lock:
+            self.store.close()
+
+    # ---- writes -------------------------------------------------------------------------------
+    def _find(self, table: str, event_id: str) -> dict[str, Any] | None:
+        if self.store.kind == "duckdb":
+            rows = self.store.sql(f'SELECT * FROM "{table}" WHERE id = ? LIMIT 1', [event_id]).to_pylist()
+            return rows[0] if rows else None
+        t = self.store.table(table)
+        df = t.filter(t.id == event_id).limit(1).execute()
+        return None if df.empty else df.to_dict(orient="records")[0]
+
+    @staticmethod
+    def _public(row: dict[str, Any]) -> dict[str, Any]:
+        out = {k: jsonable(v) for k, v in row.items() if k not in ("ingested_at", "batch_id")}
+        if isinstance(out.get("payload"), str):
+            try:
+                out["payload"] = json.loads(out["payload"])
+            except ValueError:
+                pass
+        return out
+
+    def write(self, table: str, row: dict[str, Any], fingerprint: str, *, by_key: bool) -> tuple[dict, bool]:
+        """Store ``row`` once; a replay of the same request returns the stored event.
+
+        ``fingerprint`` (a hash of the request body) goes into ``batch_id`` so a replay can be told
+        from a different request reusing the same id or key. Returns ``(public_row, replayed)``.
+        """
+        batch = f"api:{fingerprint}"
+        with self.lock:
+            existing = self._find(table, row["id"])
+            if existing is not None:
+                if existing.get("batch_id") == batch:
+                    return self._public(existing), True
+                if by_key:
+                    raise Conflict("this Idempotency-Key was already used with a different request body", 422)
+                raise Conflict(f"{table} id {row['id']!r} already exists with different content", 409)
+            full = {c: None for c in TABLES[table].columns}
+            full.update(row)
+            full["ingested_at"] = _utcnow()
+            full["batch_id"] = batch
+            with self.store.transaction():
+                self.store.append(table, pa.Table.from_pylist([full]))
+        return self._public(full), False
+
+    # ---- reads --------------------------------------------------------------------------------
+    def bundle(self) -> dict[str, Any] | None:
+        with self.lock:
+            return self.store.load_result("bundle:latest")
+
+    def count(self, table: str) -> int:
+        with self.lock:
+            return self.store.count(table)
+
+    def schema_version(self) -> int:
+        with self.lock:
+            return self.store.schema_version()
+
+    def insights(self, *, task: str | None, label: str | None, limit: int, offset: int) -> dict[str, Any]:
+        with self.lock:
+            t = self.store.table("insights")
+            if task:
+                t = t.filter(t.task == task)
+            if label:
+                t = t.filter(t.label == label)
+            total = int(t.count().execute())
+            df = t.order_by([t.created_at.desc(), t.id]).limit(limit, offset=offset).execute()
+        return {"items": _records(df), "total": total, "limit": limit, "offset": offset}
+
+    def evidence(self, topic: str, n: int = 3) -> list[str]:
+        """A few evidence snippets the topic model gave for ``topic`` (most confident first)."""
+        with self.lock:
+            t = self.store.table("insights")
+            t = t.filter((t.label == topic) & t.evidence.notnull())
+            df = t.order_by(t.confidence.desc()).select("evidence").limit(n).execute()
+        return [str(x) for x in df.evidence.tolist()]
+
+    def results(self, kind: str | None) -> list[dict[str, Any]]:
+        with self.lock:
+            t = self.store.table("results")
+            if kind:
+                t = t.filter(t.kind == kind)
+            df = t.select("id", "kind", "name", "created_at").order_by("created_at").execute()
+        return _records(df)
+
+    def result(self, result_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            return self.store.load_result(result_id)
+
+    def alerts(self, *, team: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """Alerts with their current stage: from chain events, enriched with the bundle's evidence.
+
+        An alert the insight stage raised (bundle) but nobody has delivered yet has stage ``new``.
+        """
+        bundle = self.bundle() or {}
+        evidence = {a["alert_id"]: a for a in (bundle.get("insights") or {}).get("alerts") or [] if a.get("alert_id")}
+        with self.lock:
+            t = self.store.table("chain_events")
+            a = t.filter(t.alert_id.notnull())
+            agg = a.group_by("alert_id").aggregate(
+                team=a.team.max(), topic=a.topic.max(), sku_family=a.sku_family.max(),
+                first_event=a.event_time.min(), last_event=a.event_time.max(), n_events=a.count(),
+                delivered=(a.event_type == "alert_delivered").any(),
+                acknowledged=(a.event_type == "acknowledged").any(),
+                acted=(a.event_type == "action_taken").any(),
+                fixed=(a.event_type == "fix_deployed").any(),
+                ignored=a.event_type.isin(["ignored", "overridden"]).any(),
+            ).execute()
+        out: dict[str, dict[str, Any]] = {}
+        for r in _records(agg):
+            stage = ("fixed" if r["fixed"] else "acted" if r["acted"] else "acknowledged" if r["acknowledged"]
+                     else "delivered")
+            ev = evidence.get(r["alert_id"], {})
+            out[r["alert_id"]] = {
+                "alert_id": r["alert_id"], "team": r["team"] or ev.get("owner"), "topic": r["topic"] or ev.get("topic"),
+                "sku_family": r["sku_family"] or ev.get("sku_family"), "status": stage, "ignored": bool(r["ignored"]),
+                "first_event": r["first_event"], "last_event": r["last_event"], "n_events": r["n_events"],
+                "day": ev.get("day"), "observed": ev.get("observed"), "expected": ev.get("expected"),
+                "p_value": ev.get("p_value"),
+            }
+        for aid, ev in evidence.items():
+            if aid not in out:
+                out[aid] = {
+                    "alert_id": aid, "team": ev.get("owner"), "topic": ev.get("topic"),
+                    "sku_family": ev.get("sku_family"), "status": "new", "ignored": False, "first_event": None,
+                    "last_event": None, "n_events": 0, "day": ev.get("day"), "observed": ev.get("observed"),
+                    "expected": ev.get("expected"), "p_value": ev.get("p_value"),
+                }
+        rows = list(out.values())
+        if team:
+            rows = [r for r in rows if r["team"] == team]
+        if status == "open":
+            rows = [r for r in rows if r["status"] != "fixed" and not r["ignored"]]
+        elif status:
+            rows = [r for r in rows if r["status"] == status]
+        rows.sort(key=lambda r: (str(r.get("day") or r.get("first_event") or ""), r["alert_id"]), reverse=True)
+        return rows
+
+    def alert(self, alert_id: str) -> dict[str, Any] | None:
+        return next((a for a in self.alerts() if a["alert_id"] == alert_id), None)
+
+    def trace(self, item_id: str) -> dict[str, Any] | None:
+        """The decision chain around an alert, insight, feedback or event id.
+
+        Uses :func:`insightroi.chain.trace` (links by ids and, where ids are missing, by SKU
+        family, topic and time) when the chain stage is installed, else a join on ids. Either way
+        the answer carries ``events``: every chain event in time order.
+        """
+        try:
+            from insightroi.chain import trace as chain_trace
+        except ImportError:
+            chain_trace = None
+        if chain_trace is None:
+            return self._simple_trace(item_id)
+        with self.lock:
+            try:
+                got = chain_trace(self.store, item_id)
+            except KeyError:
+                return None
+        d = jsonable(got.to_dict() if hasattr(got, "to_dict") else got)
+        events: list[dict[str, Any]] = []
+        for e in d.get("insight_events") or []:
+            events.append({**e, "event_type": e.get("event_type", "insight")})
+        for a in d.get("alerts") or []:
+            base = {"alert_id": a.get("alert_id"), "team": a.get("team"), "topic": a.get("topic"),
+                    "sku_family": a.get("sku_family")}
+            if a.get("delivered_at"):
+                events.append({**base, "event_type": "alert_delivered", "event_time": a["delivered_at"],
+                               "actor": a.get("recipient"), "link": a.get("link")})
+            for e in a.get("events") or []:
+                events.append({**base, **{k: v for k, v in e.items() if v is not None or k not in base}})
+        events.sort(key=lambda e: (e.get("event_time") is None, str(e.get("event_time"))))
+        d["events"] = events
+        d["stages"] = [e.get("event_type") for e in events]
+        d["source"] = "insightroi.chain.trace"
+        return d
+
+    def _simple_trace(self, item_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            t = self.store.table("chain_events")
+            direct = t.filter((t.alert_id == item_id) | (t.insight_id == item_id) | (t.id == item_id)).execute()
+            alert_ids = {a for a in direct.alert_id.dropna().tolist()}
+            if alert_ids:
+                events = t.filter(t.alert_id.isin(sorted(alert_ids)) | (t.insight_id == item_id) | (t.id == item_id))
+                events = events.order_by([events.event_time, events.id]).execute()
+            else:
+                events = direct.sort_values(["event_time", "id"])
+            insight_ids = sorted(set(events.insight_id.dropna().tolist()) | {item_id})
+            it = self.store.table("insights")
+            insights = it.filter(it.id.isin(insight_ids)).execute()
+            fb_ids = sorted(set(insights.feedback_id.dropna().tolist()))
+            ft = self.store.table("feedback")
+            feedback = ft.filter(ft.id.isin(fb_ids)).select("id", "source", "event_time", "sku", "text").execute() \
+                if fb_ids else None
+        if events.empty and insights.empty:
+            return None
+        evs = [self._public(r) for r in events.to_dict(orient="records")]
+        return {
+            "id": item_id, "alert_ids": sorted(alert_ids), "events": evs, "insights": _records(insights),
+            "feedback": _records(feedback) if feedback is not None else [],
+            "stages": [e["event_type"] for e in evs], "source": "simple_join",
+        }
+
+
+def fingerprint(kind: str, body: dict[str, Any]) -> str:
+    """Stable hash of a request body (key order does not matter)."""
+    blob = json.dumps({"kind": kind, "body": jsonable(body)}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def id_from_key(kind: str, key: str) -> str:
+    """The event id an Idempotency-Key maps to (so the key survives restarts: it is the stored id)."""
+    return f"{'fb' if kind == 'feedback' else 'ce'}-{hashlib.sha256(f'{kind}:{key}'.encode()).hexdigest()[:32]}"

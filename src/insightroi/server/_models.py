@@ -1,0 +1,103 @@
+"""Payload schemas of the event API (pydantic; unknown fields are refused, so typos surface)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from insightroi.store import FEEDBACK_SOURCES
+
+__all__ = ["FeedbackIn", "ChainEventIn", "StoredEvent", "ApiError", "CHAIN_API_TYPES"]
+
+# Event types a team (or its ticketing tool) reports; "insight" rows are written by the models.
+CHAIN_API_TYPES = ("alert_delivered", "acknowledged", "action_taken", "fix_deployed", "outcome", "ignored",
+                   "overridden")
+
+_Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")]
+_Short = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _naive_utc(v: datetime | None) -> datetime | None:
+    return None if v is None else v.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class FeedbackIn(_In):
+    """One feedback item (review, ticket, chat, ...). Text is PII-redacted before storage."""
+
+    id: _Id | None = Field(None, description="Your id for the item; derived from the Idempotency-Key when absent.")
+    source: Literal[FEEDBACK_SOURCES]  # type: ignore[valid-type]
+    text: Annotated[str, Field(min_length=1, max_length=20_000)]
+    event_time: AwareDatetime = Field(description="When it was written, with a UTC offset (ISO 8601).")
+    rating: Annotated[float, Field(ge=0, le=10)] | None = None
+    channel: _Short | None = None
+    locale: Annotated[str, Field(max_length=35)] | None = None
+    product_id: _Short | None = None
+    sku: _Short | None = None
+    sku_family: _Short | None = None
+    customer_id: _Short | None = None
+    segment: _Short | None = None
+    region: _Short | None = None
+
+    def row(self) -> dict[str, Any]:
+        d = self.model_dump()
+        d["event_time"] = _naive_utc(self.event_time)
+        return d
+
+
+class ChainEventIn(_In):
+    """One step of the decision chain for an alert: delivered, acknowledged, acted, fixed, outcome."""
+
+    id: _Id | None = Field(None, description="Your id for the event; derived from the Idempotency-Key when absent.")
+    event_type: Literal[CHAIN_API_TYPES]  # type: ignore[valid-type]
+    alert_id: _Id | None = None
+    insight_id: _Id | None = None
+    event_time: AwareDatetime | None = Field(None, description="When it happened (ISO 8601 with offset); default now.")
+    actor: _Short | None = None
+    team: _Short | None = None
+    topic: _Short | None = None
+    sku: _Short | None = None
+    sku_family: _Short | None = None
+    region: _Short | None = None
+    payload: dict[str, Any] | None = Field(None, description="Free-form JSON details (action taken, ticket link, ...).")
+
+    @model_validator(mode="after")
+    def _linked(self) -> "ChainEventIn":
+        if self.alert_id is None and self.insight_id is None:
+            raise ValueError("alert_id or insight_id is required: a chain event must say what it belongs to")
+        return self
+
+    @field_validator("payload")
+    @classmethod
+    def _small_payload(cls, v: dict | None) -> dict | None:
+        if v is not None and len(json.dumps(v, default=str)) > 10_000:
+            raise ValueError("payload is larger than 10,000 characters of JSON")
+        return v
+
+    def row(self, now: datetime) -> dict[str, Any]:
+        d = self.model_dump()
+        d["event_time"] = _naive_utc(self.event_time) or now
+        d["payload"] = None if self.payload is None else json.dumps(self.payload, sort_keys=True, default=str)
+        return d
+
+
+class StoredEvent(BaseModel):
+    """What the API answers for a stored event; a replay gets the same body (and ``Idempotent-Replayed: true``)."""
+
+    id: str
+    table: str
+    event: dict[str, Any]
+
+
+class ApiError(BaseModel):
+    """Error body: a sentence, and for validation errors the offending fields."""
+
+    detail: str
+    fields: list[str] = []
+    errors: list[dict[str, Any]] = []
