@@ -161,6 +161,7 @@ def run_stages(
     Returns the report bundle (see the report stage); each stage adds its section.
     """
     stages = stages or _Stages(None)
+    truth = truth or None
     bundle: dict[str, Any] = {
         "program": {
             "name": program.program.name,
@@ -171,7 +172,151 @@ def run_stages(
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "is_demo": truth is not None,
     }
+    if truth and truth.get("window"):
+        bundle["window"] = dict(truth["window"])
+
+    # Model layer: classify, detect spikes (alerts become chain events), validate on known labels.
+    stages.run("classify feedback", lambda: _classify(store, program))
+    alerts = stages.run("detect spikes", lambda: _detect(store, program))
+    validation = None
+    if labels_path is not None:
+        validation = stages.run("validate model", lambda: _validate_on_labels(store, program, labels_path))
+    insights = stages.run(
+        "summarise insights",
+        lambda: _insights_summary(store, program, alerts=alerts, validation=validation),
+    )
+    if insights is not None:
+        bundle["insights"] = insights
+
+    # Workflow layer: the decision chain.
+    chain = stages.run("decision chain", lambda: _chain_summary(store))
+    if chain is not None:
+        bundle["chain"] = chain
+
+    # Business layer: the randomized experiment, then money.
+    analysis = stages.run("experiment", lambda: _analyze(store, program))
+    if analysis is not None:
+        bundle["experiment"] = analysis.experiment_section()
+        bundle.setdefault(
+            "window", {"start": analysis.window[0].isoformat(), "end": analysis.window[1].isoformat()}
+        )
+        rows = analysis.kpi_rows(program)
+        for row in rows:
+            t = (truth or {}).get("kpis", {}).get(row["name"]) or {}
+            row["truth"] = t.get("ate")
+            row["truth_relative"] = t.get("ate_relative")
+        bundle["kpis"] = rows
+        for name, result in analysis.results.items():
+            store.save_result("experiment", name, result.to_dict())
+        roi = stages.run("ROI", lambda: _roi(store, program, analysis, truth))
+        if roi is not None:
+            bundle["roi"] = roi
+
+    quasi = stages.run("quasi-experiments", lambda: _quasi(store, program, truth))
+    if quasi is not None:
+        bundle["quasi"] = quasi.get("quasi")
+        bundle["claims"] = quasi.get("claims", [])
+
+    monitor = stages.run("monitor", lambda: _monitor(store, program, analysis))
+    if monitor is not None:
+        bundle["monitor"] = monitor
     return bundle
+
+
+def _classify(store: Store, program: Program) -> Any:
+    from insightroi.insights import classify_store
+
+    return classify_store(store, program)
+
+
+def _detect(store: Store, program: Program) -> Any:
+    from insightroi.insights import detect_spikes, write_alerts
+
+    alerts = detect_spikes(store, program)
+    write_alerts(store, alerts)
+    return alerts
+
+
+def _validate_on_labels(store: Store, program: Program, labels_path: str | Path) -> dict[str, Any]:
+    """Topic and sentiment quality of the stored insights against the world's hidden labels."""
+    import pandas as pd
+
+    from insightroi.insights import current_topic_version, validate_model
+
+    labels = pd.read_parquet(labels_path)
+    version = current_topic_version(store)
+    ins = store.table("insights")
+    preds = ins.filter((ins.task == "topic") & (ins.model_version == version)).select(
+        "feedback_id", "label", "confidence").execute()
+    merged = preds.merge(labels, left_on="feedback_id", right_on="id", how="inner")
+    true_primary = merged["true_topics"].map(_primary_topic)
+    report = validate_model(merged["label"], true_primary, confidence=merged["confidence"])
+    return report.to_dict() if hasattr(report, "to_dict") else dict(report)
+
+
+def _primary_topic(value: Any) -> str:
+    if isinstance(value, str):
+        return value.split("|")[0] if value else "other"
+    try:
+        return str(value[0]) if len(value) else "other"
+    except TypeError:
+        return "other"
+
+
+def _insights_summary(store: Store, program: Program, *, alerts: Any, validation: Any) -> dict[str, Any]:
+    from insightroi.insights import insights_summary
+
+    return insights_summary(store, program, alerts=alerts, validation=validation)
+
+
+def _chain_summary(store: Store) -> dict[str, Any]:
+    from insightroi.chain import chain_summary
+
+    return chain_summary(store)
+
+
+def _analyze(store: Store, program: Program) -> Any:
+    from insightroi.experiments import analyze_experiment
+
+    return analyze_experiment(store, program)
+
+
+def _roi(store: Store, program: Program, analysis: Any, truth: dict[str, Any] | None) -> dict[str, Any]:
+    from insightroi.experiments import treated_volumes
+    from insightroi.roi import RoiVolumes, compute_roi
+
+    volumes_by_kpi = treated_volumes(store, program, window=analysis.window)
+    months = ((analysis.window[1] - analysis.window[0]).days + 1) / 30.4375
+    feedback = volumes_by_kpi.pop("_feedback", {}).get("feedback", 0.0)
+    volumes = RoiVolumes(
+        kpis={k: float(v["denominator"]) for k, v in volumes_by_kpi.items()},
+        feedback=float(feedback),
+        months=months,
+    )
+    store.save_result("volumes", "latest", volumes.to_dict())
+    # Only KPIs that a value pool prices enter the money; the others (e.g. workflow KPIs measured
+    # per team rather than per randomized unit) have no effect estimate to draw from.
+    priced = {pool.kpi for pool in program.value_pools}
+    effects = {k: r for k, r in analysis.results.items() if k in priced}
+    result = compute_roi(program, effects, volumes, rng=20251)
+    store.save_result("roi", "latest", result.to_dict())
+    out = result.to_dict()
+    if truth and truth.get("roi"):
+        out["truth"] = truth["roi"].get("roi")
+        out["truth_detail"] = truth["roi"]
+    return out
+
+
+def _quasi(store: Store, program: Program, truth: dict[str, Any] | None) -> dict[str, Any]:
+    return {}
+
+
+def _monitor(store: Store, program: Program, analysis: Any) -> dict[str, Any]:
+    from insightroi.monitor import monitor_store
+
+    report = monitor_store(store, program)
+    store.save_result("monitor", "latest", report.to_dict())
+    return report.to_dict()
 
 
 def _write_report(bundle: dict[str, Any], out: Path) -> Any:

@@ -55,6 +55,7 @@ TABLES: dict[str, TableSpec] = {
             {
                 "sku": "string", "product_id": "string", "sku_family": "string", "category": "string",
                 "name": "string", "price": "float64", "unit_cost": "float64", "launched_at": "timestamp",
+                "ingested_at": "timestamp", "batch_id": "string",
             },
             key="sku", required=("sku", "sku_family"),
             description="Catalog: one row per SKU, with its family (the usual cluster unit).",
