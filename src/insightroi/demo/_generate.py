@@ -226,13 +226,23 @@ def _assignments(world: CellWorld, program: Program, bad: bool, rng) -> tuple[pa
     arms = ["treatment" if t else "control" for t in world.fam_treated]
     info: dict = {}
     if bad:
-        # A broken assignment pipeline: a third of control families are recorded as treated
-        # (their data still behave as control) - the unit-count sample-ratio check should fire.
-        ctrl = [i for i, a in enumerate(arms) if a == "control"]
-        flip = sorted(rng.choice(ctrl, size=max(1, round(len(ctrl) / 3)), replace=False).tolist())
-        for i in flip:
+        # A broken assignment pipeline: control families recorded as treated (their data still
+        # behave as control). Flip at least a third of control, and enough that a unit-count
+        # chi-square sample-ratio test against the design share has p < 1e-4.
+        from scipy import stats
+
+        share = program.experiment.treatment_share
+        ctrl = [int(i) for i in rng.permutation([i for i, a in enumerate(arms) if a == "control"])]
+        n = len(arms)
+        flip: list[int] = []
+        for i in ctrl:
+            n_t = sum(a == "treatment" for a in arms)
+            chi2 = (n_t - share * n) ** 2 / (share * n) + ((n - n_t) - (1 - share) * n) ** 2 / ((1 - share) * n)
+            if len(flip) >= len(ctrl) / 3 and stats.chi2.sf(chi2, 1) < 1e-4:
+                break
             arms[i] = "treatment"
-        info = {"reassigned_to_treatment": [world.fam_ids[i] for i in flip]}
+            flip.append(i)
+        info = {"reassigned_to_treatment": sorted(world.fam_ids[i] for i in flip)}
     at = _ts(world, world.window_start)
     return pa.table({
         "id": [f"asg-{program.experiment.name}-{f}" for f in world.fam_ids],
@@ -338,25 +348,44 @@ def _chain_events(world: CellWorld, program: Program, tmask_fam: np.ndarray, rng
 
 # ---- bad rows -----------------------------------------------------------------------------------
 
+# (kind, fault, written as). Faults a typed Parquet column cannot hold (an unparseable timestamp,
+# text in a numeric column) go to a JSONL file next to the Parquet part, as a messy export would.
 _BAD_PLAN = (
-    ("orders", "missing_id"), ("feedback", "unknown_source"), ("tickets", "missing_time"),
-    ("refunds", "missing_id"), ("feedback", "missing_time"), ("traffic", "missing_id"),
-    ("orders", "missing_time"), ("feedback", "missing_id"), ("chain_events", "missing_time"),
-    ("refunds", "missing_time"), ("feedback", "missing_text"), ("tickets", "missing_id"),
+    ("orders", "missing_id", "parquet"), ("feedback", "unknown_source", "parquet"),
+    ("tickets", "bad_timestamp", "jsonl"), ("refunds", "missing_id", "parquet"),
+    ("feedback", "bad_timestamp", "jsonl"), ("traffic", "wrong_type", "jsonl"),
+    ("orders", "missing_time", "parquet"), ("feedback", "missing_id", "parquet"),
+    ("chain_events", "missing_time", "parquet"), ("orders", "wrong_type", "jsonl"),
+    ("refunds", "bad_enum", "parquet"), ("feedback", "wrong_type", "jsonl"),
+    ("annotations", "bad_enum", "parquet"), ("tickets", "missing_id", "parquet"),
 )
 _TIME_COL = {"orders": "order_time", "feedback": "event_time", "tickets": "opened_at", "refunds": "event_time",
-             "traffic": "date", "chain_events": "event_time"}
+             "traffic": "date", "chain_events": "event_time", "annotations": "start_time"}
+_WRONG_TYPE = {"orders": ("revenue", "twelve dollars"), "traffic": ("sessions", "many"),
+               "feedback": ("rating", "five stars")}
+_BAD_ENUM = {"refunds": ("kind", "store_credit"), "annotations": ("kind", "earthquake")}
 
 
-def _inject_bad(tables: dict[str, pa.Table], n_bad: int, rng) -> dict[str, int]:
-    """Append exactly ``n_bad`` corrupted copies of real rows, spread over kinds and faults."""
+def _jsonable(v):
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
+    return v
+
+
+def _inject_bad(tables: dict[str, pa.Table], n_bad: int, rng) -> tuple[dict[str, int], dict[str, list[dict]]]:
+    """Add exactly ``n_bad`` corrupted copies of real rows, spread over kinds and faults.
+
+    Returns the count per kind and the rows that go to a JSONL file per kind (the others are
+    appended to the kind's Parquet table in place).
+    """
     per_kind: dict[str, int] = {}
     plan = [p for p in _BAD_PLAN if tables.get(p[0]) is not None and tables[p[0]].num_rows > 0]
     if n_bad and not plan:
         raise RuntimeError("no rows to base bad rows on")
-    extra: dict[str, list[pa.Table]] = {}
+    extra: dict[str, list[dict]] = {}
+    jsonl: dict[str, list[dict]] = {}
     for i in range(n_bad):
-        kind, fault = plan[i % len(plan)]
+        kind, fault, fmt = plan[i % len(plan)]
         tab = tables[kind]
         row = tab.slice(int(rng.integers(tab.num_rows)), 1).to_pylist()[0]
         row["id"] = f"bad-{i:06d}"
@@ -366,13 +395,23 @@ def _inject_bad(tables: dict[str, pa.Table], n_bad: int, rng) -> dict[str, int]:
             row[_TIME_COL[kind]] = None
         elif fault == "unknown_source":
             row["source"] = "carrier_pigeon"
-        elif fault == "missing_text":
-            row["text"] = None
-        extra.setdefault(kind, []).append(pa.Table.from_pylist([row], schema=tab.schema))
+        elif fault == "bad_enum":
+            col, val = _BAD_ENUM[kind]
+            row[col] = val
+        if fmt == "jsonl":
+            row = {k: _jsonable(v) for k, v in row.items()}
+            if fault == "bad_timestamp":
+                row[_TIME_COL[kind]] = "2025-02-30T25:61:00+00:00"
+            elif fault == "wrong_type":
+                col, val = _WRONG_TYPE[kind]
+                row[col] = val
+            jsonl.setdefault(kind, []).append(row)
+        else:
+            extra.setdefault(kind, []).append(row)
         per_kind[kind] = per_kind.get(kind, 0) + 1
-    for kind, parts in extra.items():
-        tables[kind] = pa.concat_tables([tables[kind], *parts])
-    return per_kind
+    for kind, rows_ in extra.items():
+        tables[kind] = pa.concat_tables([tables[kind], pa.Table.from_pylist(rows_, schema=tables[kind].schema)])
+    return per_kind, jsonl
 
 
 # ---- the public entry point -----------------------------------------------------------------------
@@ -409,12 +448,15 @@ def generate_world(
         "tiny" ~4k orders / 40 families, "small" ~50k / 48, "demo" ~400k / 60, or an expected
         number of orders (1,000 .. 100,000,000), generated in chunks of days.
     bad_rows : int
-        Append exactly this many invalid rows (missing ids or required timestamps, unknown feedback
-        source, missing text), spread over files; ingestion must quarantine all of them.
+        Add exactly this many invalid rows, spread over kinds and faults: missing ids or required
+        timestamps, unknown feedback source or refund/annotation kind (in the Parquet files), and
+        unparseable timestamps or text in numeric columns (in a ``bad-rows.jsonl`` beside the
+        Parquet part, so such a kind is written as a folder). Ingestion must quarantine all of them.
     bad_assignment : bool
-        Corrupt the experiment: a third of control families are recorded as treatment in
-        ``assignments`` and 15% of control families' orders are lost, so a sample-ratio-mismatch
-        check fires. ``truth.json`` still describes the true world and says what was corrupted.
+        Corrupt the experiment: enough control families (at least a third) are recorded as
+        treatment in ``assignments`` that a unit-count sample-ratio-mismatch test has p < 1e-4;
+        their data still follow the control policy. ``truth.json`` still describes the true world
+        and lists the corrupted families under ``bad_assignment``.
     program : path, optional
         Program file to generate for; default the starter program (whose dates fit the world).
     chunk_orders : int, optional
@@ -449,8 +491,7 @@ def generate_world(
             acc = 0
     bounds.append(world.n_days)
     chunked = len(bounds) > 2
-    writer = ChunkWriter(world, prog, policy=policy, text_pool=n_target > _TEXT_POOL_ABOVE,
-                         drop_control_share=0.15 if bad_assignment else 0.0)
+    writer = ChunkWriter(world, prog, policy=policy, text_pool=n_target > _TEXT_POOL_ABOVE)
 
     # Clean out what a previous world left.
     for kind in (*TABLE_KINDS, "labels"):
@@ -475,16 +516,18 @@ def generate_world(
     assign_tab, corruption = _assignments(world, prog, bad_assignment, rng)
     small_tables["assignments"] = assign_tab
 
-    def write(kind: str, tab: pa.Table, part: int | None):
+    folder_kinds: set[str] = set(_CHUNKED) if chunked else set()
+
+    def write(kind: str, tab: pa.Table, part: int):
         tab = tab.cast(schemas[kind]) if tab.schema != schemas[kind] else tab
-        if part is None:
-            p = out / f"{kind}.parquet"
-        else:
+        if kind in folder_kinds:
             (out / kind).mkdir(exist_ok=True)
             p = out / kind / f"part-{part:05d}.parquet"
-            p_dir = out / kind
+            paths[kind] = out / kind
+        else:
+            p = out / f"{kind}.parquet"
+            paths[kind] = p
         pq.write_table(tab, p, compression="zstd")
-        paths[kind] = p if part is None else p_dir
         rows[kind] += tab.num_rows
 
     for ci, (d0, d1) in enumerate(zip(bounds[:-1], bounds[1:])):
@@ -496,11 +539,18 @@ def generate_world(
                 tabs[kind] = schemas[kind].empty_table()
         if ci == 0:
             tabs.update(small_tables)
-            bad_per_kind = _inject_bad(tabs, int(bad_rows), rng)
+            bad_per_kind, bad_jsonl = _inject_bad(tabs, int(bad_rows), rng)
+            folder_kinds |= set(bad_jsonl)
+            for kind, jrows in bad_jsonl.items():
+                (out / kind).mkdir(exist_ok=True)
+                with open(out / kind / "bad-rows.jsonl", "w", encoding="utf-8") as fh:
+                    for r in jrows:
+                        fh.write(json.dumps(r) + "\n")
+                rows[kind] += len(jrows)
             for kind in small_tables:
-                write(kind, tabs.pop(kind), None)
+                write(kind, tabs.pop(kind), 0)
         for kind, tab in tabs.items():
-            write(kind, tab, ci if chunked else None)
+            write(kind, tab, ci)
         del tabs
 
     labels_path = paths.pop("labels")
@@ -545,7 +595,8 @@ def generate_world(
                         "observed": {m: [float(x) for x in v] for m, v in obs.items()}},
         "bad_rows": {"total": int(bad_rows), "per_kind": bad_per_kind},
         "bad_assignment": ({"reassigned_to_treatment": corruption.get("reassigned_to_treatment", []),
-                            "dropped_control_order_share": 0.15} if bad_assignment else None),
+                            "note": "assignments.parquet records these control families as treatment; "
+                                    "their data follow the control policy"} if bad_assignment else None),
         "policy_written": policy,
         "topics": list(TOPICS[:-1]),
     }

@@ -65,8 +65,7 @@ def _take(labels: tuple[str, ...], codes: np.ndarray) -> pa.Array:
 class ChunkWriter:
     """Builds Arrow tables for one chunk of days of the observed (or a debug) policy."""
 
-    def __init__(self, world: CellWorld, program, *, policy: str = "observed", text_pool: bool = False,
-                 drop_control_share: float = 0.0):
+    def __init__(self, world: CellWorld, program, *, policy: str = "observed", text_pool: bool = False):
         self.w = world
         self.tmask = world.policy_mask(policy)
         self.n_obs = world.orders(self.tmask)
@@ -85,7 +84,6 @@ class ChunkWriter:
         self.text_pool = text_pool
         self._pool: dict[int, list[str]] = {}
         self._pool_rng = random.Random(world.seed * 7919 + 2)
-        self.drop_control_share = drop_control_share
         self.event_counter = 0
         self.sku_ids = pa.array(world.sku_ids)
         self.fam_of_sku = pa.array([world.fam_ids[f] for f in world.sku_fam])
@@ -136,11 +134,6 @@ class ChunkWriter:
         qty = np.where(jj < q2, 2, np.where(jj < q2 + q3, 3, 1))
         sec, cust, seg, reg = self._order_attrs(idx)
         price = w.price_eff[k, t]
-        keep = None
-        if self.drop_control_share > 0:
-            ctrl = ~w.fam_treated[w.sku_fam[k]]
-            u = (_mix64(idx.astype(np.uint64) ^ np.uint64(0xABCDEF)) % np.uint64(10_000)).astype(float) / 10_000
-            keep = ~(ctrl & (u < self.drop_control_share))
         cols = {
             "id": _ids("O", idx),
             "customer_id": self._cust_ids(cust),
@@ -153,8 +146,7 @@ class ChunkWriter:
             "revenue": pa.array(np.round(price * qty, 2)),
             "margin": pa.array(np.round((price - w.sku_cost[k]) * qty, 2)),
         }
-        tab = pa.table(cols)
-        return tab.filter(pa.array(keep)) if keep is not None else tab
+        return pa.table(cols)
 
     def traffic(self, d0: int, d1: int) -> pa.Table:
         w = self.w
