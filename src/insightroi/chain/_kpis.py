@@ -1,0 +1,250 @@
+"""Workflow KPIs of the decision chain per team and topic, and the bundle's ``chain`` section.
+
+The heavy lifting (joins, per-alert aggregation, complaint counts around fixes) is Ibis and runs
+on the store's backend; what comes back is one row per alert, small enough for pandas, which
+computes the medians (portable exact medians are not available on every backend).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import ibis
+import pandas as pd
+from ibis import _
+
+from insightroi.chain._links import alert_chains, complaints_around, insight_events, linked_events
+
+__all__ = ["alert_table", "workflow_kpis", "reviewer_disagreement", "chain_summary"]
+
+LEADING = ("adoption_rate", "ack_rate", "median_hours_to_ack", "median_days_to_fix", "override_rate", "backlog")
+LAGGING = ("outcomes", "complaints_before", "complaints_after", "complaint_change")
+
+
+def _window(t: ibis.Table, col: str, start: datetime | str | None, end: datetime | str | None) -> ibis.Table:
+    if start is not None:
+        t = t.filter(t[col] >= ibis.timestamp(pd.Timestamp(start).to_pydatetime()))
+    if end is not None:
+        t = t.filter(t[col] < ibis.timestamp(pd.Timestamp(end).to_pydatetime()))
+    return t
+
+
+def alert_table(
+    store,
+    *,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+    infer_window_days: int = 30,
+    outcome_window_days: int = 28,
+) -> pd.DataFrame:
+    """One row per alert delivered in ``[start, end)``: chain timestamps, durations, outcome counts.
+
+    Adds to :func:`~insightroi.chain._links.alert_chains`'s columns: ``acted, acknowledged, fixed,
+    ignored, overridden, in_backlog`` (bool), ``hours_to_ack``, ``days_to_action``, ``days_to_fix``,
+    and ``complaints_before`` / ``complaints_after``: the alert's topic complaints in its SKU
+    family in the ``outcome_window_days`` before and after the fix (NaN for alerts not fixed).
+    """
+    ch = _window(alert_chains(store, infer_window_days=infer_window_days), "delivered_at", start, end)
+    fixed = ch.filter(ch.fixed_at.notnull()).select(
+        anchor_id=_.alert_id, sku_family=_.sku_family, topic=_.topic, anchor_time=_.fixed_at
+    )
+    comp = complaints_around(store, fixed, days=outcome_window_days)
+    j = ch.left_join(comp, ch.alert_id == comp.anchor_id)
+    df = j.drop("anchor_id").order_by("delivered_at", "alert_id").execute()
+    for col in ("delivered_at", "acknowledged_at", "acted_at", "fixed_at", "outcome_at", "ignored_at", "overridden_at"):
+        df[col] = pd.to_datetime(df[col])
+    fixed_mask = df.fixed_at.notna()
+    for col in ("complaints_before", "complaints_after"):
+        df[col] = df[col].astype("float64")
+        df.loc[fixed_mask, col] = df.loc[fixed_mask, col].fillna(0.0)
+    df["acknowledged"] = df.acknowledged_at.notna()
+    df["acted"] = df.acted_at.notna()
+    df["fixed"] = fixed_mask
+    df["ignored"] = df.ignored_at.notna()
+    df["overridden"] = df.overridden_at.notna()
+    # Backlog: delivered, not acted upon and not explicitly ignored (issue 7's definition).
+    df["in_backlog"] = ~df.acted & ~df.ignored
+    hour = pd.Timedelta(hours=1)
+    df["hours_to_ack"] = (df.acknowledged_at - df.delivered_at) / hour
+    df["days_to_action"] = (df.acted_at - df.delivered_at) / (24 * hour)
+    df["days_to_fix"] = (df.fixed_at - df.delivered_at) / (24 * hour)
+    return df
+
+
+def _group_kpis(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    if df.empty:
+        return pd.DataFrame(columns=[*by, "alerts", *LEADING, *LAGGING])
+    g = df.groupby(list(by), dropna=False, sort=True)
+    out = g.agg(
+        alerts=("alert_id", "size"),
+        acknowledged=("acknowledged", "sum"),
+        acted=("acted", "sum"),
+        fixed=("fixed", "sum"),
+        ignored=("ignored", "sum"),
+        overridden=("overridden", "sum"),
+        backlog=("in_backlog", "sum"),
+        median_hours_to_ack=("hours_to_ack", "median"),
+        median_days_to_action=("days_to_action", "median"),
+        median_days_to_fix=("days_to_fix", "median"),
+        outcomes=("outcome_at", "count"),
+        inferred_events=("n_inferred", "sum"),
+        complaints_before=("complaints_before", "sum"),
+        complaints_after=("complaints_after", "sum"),
+    ).reset_index()
+    out["adoption_rate"] = out.acted / out.alerts
+    out["ack_rate"] = out.acknowledged / out.alerts
+    out["fix_rate"] = out.fixed / out.alerts
+    out["override_rate"] = out.overridden / out.alerts
+    has_before = out.complaints_before > 0
+    out["complaint_change"] = float("nan")
+    out.loc[has_before, "complaint_change"] = out.complaints_after[has_before] / out.complaints_before[has_before] - 1.0
+    for c in ("acknowledged", "acted", "fixed", "ignored", "overridden", "backlog", "outcomes", "inferred_events"):
+        out[c] = out[c].astype("int64")
+    return out
+
+
+def reviewer_disagreement(store, *, task: str = "topic") -> pd.DataFrame:
+    """Share of human review labels that differ from the model's label, per model label.
+
+    The model label is ``review_labels.model_label``, or, where that is null, the ``insights``
+    label for the same feedback, task and model version. Returns ``model_label, reviewed,
+    disagreements, disagreement_rate``.
+    """
+    rl = store.table("review_labels")
+    rl = rl.filter(rl.task == task)
+    ins = store.table("insights").select(
+        i_fid=_.feedback_id, i_task=_.task, i_ver=_.model_version, i_label=_.label
+    )
+    j = rl.left_join(ins, [rl.feedback_id == ins.i_fid, rl.task == ins.i_task, rl.model_version == ins.i_ver])
+    j = j.mutate(ml=ibis.coalesce(j.model_label, j.i_label)).filter(_.ml.notnull())
+    agg = j.group_by(model_label=j.ml).aggregate(
+        reviewed=j.count(), disagreements=j.count(where=j.label != j.ml)
+    )
+    df = agg.order_by("model_label").execute()
+    df["disagreement_rate"] = df.disagreements / df.reviewed
+    return df
+
+
+def workflow_kpis(
+    store,
+    *,
+    by: Sequence[str] = ("team", "topic"),
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+    infer_window_days: int = 30,
+    outcome_window_days: int = 28,
+) -> pd.DataFrame:
+    """Workflow KPIs per group of alerts (default per team and topic).
+
+    Leading indicators: ``adoption_rate`` (alerts acted upon / alerts), ``ack_rate``,
+    ``median_hours_to_ack``, ``median_days_to_fix`` (time to remediation), ``override_rate``,
+    ``backlog`` (alerts neither acted upon nor ignored). Lagging, next to them: ``outcomes``
+    (alerts with an outcome event) and the topic complaints of the fixed families in the
+    ``outcome_window_days`` before / after each fix (``complaint_change`` = after / before - 1).
+    """
+    df = alert_table(store, start=start, end=end, infer_window_days=infer_window_days,
+                     outcome_window_days=outcome_window_days)
+    return _group_kpis(df, by)
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    out = []
+    for row in df.to_dict(orient="records"):
+        clean = {}
+        for k, v in row.items():
+            if hasattr(v, "item"):
+                v = v.item()
+            if isinstance(v, float) and v != v:
+                v = None
+            elif v is pd.NaT or (v is not None and not isinstance(v, (str, bool, int, float)) and pd.isna(v)):
+                v = None
+            clean[k] = v
+        out.append(clean)
+    return out
+
+
+def chain_summary(
+    store,
+    *,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+    owners: Mapping[str, str] | None = None,
+    infer_window_days: int = 30,
+    outcome_window_days: int = 28,
+) -> dict[str, Any]:
+    """The report bundle's ``chain`` section (CONTRACTS.md), plus per-topic detail.
+
+    Parameters
+    ----------
+    store : Store
+        Any backend; chain_events, insights, feedback and review_labels are read.
+    start, end : datetime or ISO string, optional
+        Only alerts delivered in ``[start, end)``.
+    owners : dict topic -> team, optional
+        Which team owns each topic (e.g. ``{t.topic: t.owner for t in program.taxonomy}``), used
+        to attribute reviewer disagreement to teams; default: the team most of the topic's alerts
+        went to.
+    infer_window_days : int
+        How far after an alert an event without ids may be and still be linked to it.
+    outcome_window_days : int
+        Width of the before / after windows around each fix for the complaint counts.
+
+    Returns
+    -------
+    dict
+        ``funnel`` {insights, alerts, acknowledged, acted, fixed}, ``by_team`` [{team, alerts,
+        adoption_rate, median_hours_to_ack, median_days_to_fix, override_rate, backlog, ...}],
+        ``inferred_links`` (events and alert-insight links made by SKU/family + topic + time
+        rather than ids), plus ``by_team_topic``, ``links`` (counts per link kind),
+        ``disagreement`` (per topic) and ``indicators`` (which columns lead and which lag).
+    """
+    df = alert_table(store, start=start, end=end, infer_window_days=infer_window_days,
+                     outcome_window_days=outcome_window_days)
+    le = _window(linked_events(store, infer_window_days=infer_window_days), "event_time", start, end)
+    links = le.group_by("link").aggregate(n=le.count()).execute()
+    link_counts = {str(r.link): int(r.n) for r in links.itertuples()}
+    for k in ("id", "insight_id", "inferred", "dangling", "unlinked"):
+        link_counts.setdefault(k, 0)
+    inferred_insight_links = int((df.insight_link == "inferred").sum()) if not df.empty else 0
+
+    ie = _window(insight_events(store), "event_time", start, end)
+    n_insights = int(ie.iid.nunique().execute() or 0)
+    if n_insights == 0 and not df.empty:
+        n_insights = int(df.insight_id.dropna().nunique())
+
+    funnel = {
+        "insights": n_insights,
+        "alerts": int(len(df)),
+        "acknowledged": int(df.acknowledged.sum()) if not df.empty else 0,
+        "acted": int(df.acted.sum()) if not df.empty else 0,
+        "fixed": int(df.fixed.sum()) if not df.empty else 0,
+    }
+
+    dis = reviewer_disagreement(store)
+    if owners is None and not df.empty:
+        owners = df.groupby("topic")["team"].agg(lambda s: s.value_counts().index[0]).to_dict()
+    owners = dict(owners or {})
+    dis["team"] = dis.model_label.map(owners)
+
+    by_team = _group_kpis(df, ["team"])
+    by_team_topic = _group_kpis(df, ["team", "topic"])
+    team_dis = dis.dropna(subset=["team"]).groupby("team")[["reviewed", "disagreements"]].sum()
+    if not by_team.empty:
+        by_team["reviewed"] = by_team.team.map(team_dis.reviewed).fillna(0).astype("int64")
+        d = by_team.team.map(team_dis.disagreements).fillna(0)
+        by_team["reviewer_disagreement"] = (d / by_team.reviewed).where(by_team.reviewed > 0)
+        topic_dis = dis.set_index("model_label").disagreement_rate
+        by_team_topic["reviewer_disagreement"] = by_team_topic.topic.map(topic_dis)
+
+    return {
+        "funnel": funnel,
+        "by_team": _records(by_team),
+        "by_team_topic": _records(by_team_topic),
+        "inferred_links": int(link_counts["inferred"] + inferred_insight_links),
+        "links": {**link_counts, "inferred_alert_insight": inferred_insight_links},
+        "disagreement": _records(dis),
+        "indicators": {"leading": list(LEADING), "lagging": list(LAGGING)},
+        "windows": {"infer_days": infer_window_days, "outcome_days": outcome_window_days},
+    }

@@ -1,0 +1,198 @@
+"""Joining the decision chain: insight -> alert -> acknowledged -> action -> fix -> outcome.
+
+Everything here is an Ibis expression over the store's tables, written with only equi-joins,
+filters, unions, grouped aggregates with ``where=`` and one ``row_number`` window, so the same
+expression runs on DuckDB, Spark and Databricks unchanged.
+
+Linking rules
+-------------
+An *alert* is an ``alert_delivered`` event; its id is ``alert_id`` (the event id when that is
+null). Every later event (acknowledged, action_taken, fix_deployed, outcome, ignored, overridden)
+is attached to an alert by, in order of preference:
+
+1. ``id``: its own ``alert_id``;
+2. ``insight_id``: no ``alert_id``, but its ``insight_id`` is the insight of an alert;
+3. ``inferred``: neither id; an alert on the same topic and the same ``sku_family`` (or ``sku``)
+   delivered at most ``infer_window_days`` before the event (the latest such alert wins).
+
+Events that match no alert are ``unlinked``; events naming an ``alert_id`` that was never
+delivered are ``dangling``. An alert without an ``insight_id`` is linked to the latest
+``insight`` event on the same topic and family (or SKU) in the window before it (``inferred``).
+"""
+
+from __future__ import annotations
+
+import ibis
+from ibis import _
+
+__all__ = ["FOLLOW_UP_TYPES", "alerts", "linked_events", "alert_chains", "insight_events"]
+
+FOLLOW_UP_TYPES = ("acknowledged", "action_taken", "fix_deployed", "outcome", "ignored", "overridden")
+_STAGE_COLUMNS = {
+    "acknowledged": "acknowledged_at",
+    "action_taken": "acted_at",
+    "fix_deployed": "fixed_at",
+    "outcome": "outcome_at",
+    "ignored": "ignored_at",
+    "overridden": "overridden_at",
+}
+
+
+def _events(store) -> ibis.Table:
+    return store.table("chain_events")
+
+
+def alerts(store) -> ibis.Table:
+    """One row per alert: id, its insight (as recorded), team, topic, SKU, family, delivery time."""
+    ev = _events(store)
+    a = ev.filter(ev.event_type == "alert_delivered").mutate(aid=ibis.coalesce(ev.alert_id, ev.id))
+    return a.group_by("aid").aggregate(
+        delivered_at=a.event_time.min(),
+        insight_id=a.insight_id.max(),
+        team=a.team.max(),
+        topic=a.topic.max(),
+        sku=a.sku.max(),
+        sku_family=a.sku_family.max(),
+        region=a.region.max(),
+        recipient=a.actor.max(),
+    )
+
+
+def insight_events(store) -> ibis.Table:
+    """``insight`` chain events with their insight id (the event id when ``insight_id`` is null)."""
+    ev = _events(store)
+    ins = ev.filter(ev.event_type == "insight")
+    return ins.mutate(iid=ibis.coalesce(ins.insight_id, ins.id))
+
+
+def _within(t_event, t_anchor, days: int):
+    return (t_anchor <= t_event) & (t_event <= t_anchor + ibis.interval(days=days))
+
+
+def linked_events(store, *, infer_window_days: int = 30) -> ibis.Table:
+    """Every follow-up event with the alert it belongs to.
+
+    Columns: the event's own (``id, event_type, event_time, actor, team, topic, sku, sku_family,
+    payload``) plus ``resolved_alert_id`` (null when unlinked) and ``link`` in
+    ``id | insight_id | inferred | dangling | unlinked``.
+    """
+    ev = _events(store)
+    fu = ev.filter(ev.event_type.isin(FOLLOW_UP_TYPES)).select(
+        "id", "event_type", "alert_id", "insight_id", "event_time", "actor", "team", "topic", "sku",
+        "sku_family", "payload",
+    )
+    al = alerts(store).select(
+        a_id=_.aid, a_insight=_.insight_id, a_topic=_.topic, a_sku=_.sku, a_family=_.sku_family,
+        a_time=_.delivered_at,
+    )
+    known = al.select(k_id=_.a_id)
+
+    with_id = fu.filter(fu.alert_id.notnull())
+    with_id = with_id.left_join(known, with_id.alert_id == known.k_id)
+    with_id = with_id.mutate(
+        resolved_alert_id=with_id.alert_id,
+        link=ibis.ifelse(with_id.k_id.isnull(), "dangling", "id"),
+    ).drop("k_id")
+
+    orphan = fu.filter(fu.alert_id.isnull())
+    keep = orphan.columns
+    by_insight = orphan.join(al, orphan.insight_id == al.a_insight).select(
+        *keep, cand=al.a_id, cand_time=al.a_time, prio=ibis.literal(0)
+    )
+    by_family = orphan.join(
+        al,
+        [orphan.topic == al.a_topic, orphan.sku_family == al.a_family,
+         _within(orphan.event_time, al.a_time, infer_window_days)],
+    ).select(*keep, cand=al.a_id, cand_time=al.a_time, prio=ibis.literal(1))
+    by_sku = orphan.join(
+        al,
+        [orphan.topic == al.a_topic, orphan.sku == al.a_sku, _within(orphan.event_time, al.a_time, infer_window_days)],
+    ).select(*keep, cand=al.a_id, cand_time=al.a_time, prio=ibis.literal(1))
+    cands = ibis.union(by_insight, by_family, by_sku, distinct=False)
+    rank = ibis.row_number().over(group_by=cands.id, order_by=[cands.prio, ibis.desc(cands.cand_time), cands.cand])
+    best = cands.mutate(rk=rank).filter(_.rk == 0)
+    resolved = best.mutate(
+        resolved_alert_id=best.cand, link=ibis.ifelse(best.prio == 0, "insight_id", "inferred")
+    ).select(*keep, "resolved_alert_id", "link")
+
+    matched_ids = resolved.select(m_id=_.id)
+    unlinked = orphan.left_join(matched_ids, orphan.id == matched_ids.m_id)
+    unlinked = unlinked.filter(unlinked.m_id.isnull()).drop("m_id").mutate(
+        resolved_alert_id=ibis.null("string"), link=ibis.literal("unlinked")
+    )
+    cols = [*keep, "resolved_alert_id", "link"]
+    return ibis.union(with_id.select(cols), resolved.select(cols), unlinked.select(cols), distinct=False)
+
+
+def alert_chains(store, *, infer_window_days: int = 30) -> ibis.Table:
+    """One row per alert with the time each stage of the chain was first reached.
+
+    Columns: ``alert_id, insight_id, insight_link (id | inferred | null), team, topic, sku,
+    sku_family, region, recipient, delivered_at, acknowledged_at, acted_at, fixed_at, outcome_at,
+    ignored_at, overridden_at, n_events, n_inferred``.
+    """
+    al = alerts(store)
+    le = linked_events(store, infer_window_days=infer_window_days)
+    le = le.filter(le.link.isin(["id", "insight_id", "inferred"]))
+    stage = {
+        col: le.event_time.min(where=le.event_type == etype) for etype, col in _STAGE_COLUMNS.items()
+    }
+    per = le.group_by(rid=le.resolved_alert_id).aggregate(
+        **stage,
+        n_events=le.count(),
+        n_inferred=le.count(where=le.link == "inferred"),
+    )
+    # Alerts without a recorded insight: the latest insight event on the same topic and family or SKU.
+    ie = insight_events(store).select(i_id=_.iid, i_topic=_.topic, i_family=_.sku_family, i_sku=_.sku,
+                                      i_time=_.event_time)
+    bare = al.filter(al.insight_id.isnull()).select(b_id=_.aid, b_topic=_.topic, b_family=_.sku_family,
+                                                   b_sku=_.sku, b_time=_.delivered_at)
+    fam = bare.join(ie, [bare.b_topic == ie.i_topic, bare.b_family == ie.i_family,
+                         _within(bare.b_time, ie.i_time, infer_window_days)])
+    sku = bare.join(ie, [bare.b_topic == ie.i_topic, bare.b_sku == ie.i_sku,
+                         _within(bare.b_time, ie.i_time, infer_window_days)])
+    cand = ibis.union(fam.select("b_id", "i_id", "i_time"), sku.select("b_id", "i_id", "i_time"), distinct=False)
+    rank = ibis.row_number().over(group_by=cand.b_id, order_by=[ibis.desc(cand.i_time), cand.i_id])
+    inferred_insight = cand.mutate(rk=rank).filter(_.rk == 0).select(x_id=_.b_id, x_insight=_.i_id)
+
+    j = al.left_join(per, al.aid == per.rid).left_join(inferred_insight, al.aid == inferred_insight.x_id)
+    return j.select(
+        alert_id=j.aid,
+        insight_id=ibis.coalesce(j.insight_id, j.x_insight),
+        insight_link=ibis.ifelse(
+            j.insight_id.notnull(), "id", ibis.ifelse(j.x_insight.notnull(), "inferred", ibis.null("string"))
+        ),
+        team=j.team, topic=j.topic, sku=j.sku, sku_family=j.sku_family, region=j.region, recipient=j.recipient,
+        delivered_at=j.delivered_at,
+        **{col: j[col] for col in _STAGE_COLUMNS.values()},
+        n_events=j.n_events.fill_null(0),
+        n_inferred=j.n_inferred.fill_null(0),
+    )
+
+
+def topic_feedback(store) -> ibis.Table:
+    """Feedback items with their model topic (``insights.task = 'topic'``), one row per item and label."""
+    fb = store.table("feedback")
+    ins = store.table("insights")
+    lab = ins.filter(ins.task == "topic").select(f_id=_.feedback_id, label=_.label).distinct()
+    j = fb.join(lab, fb.id == lab.f_id)
+    return j.select(fid=j.id, sku_family=j.sku_family, sku=j.sku, event_time=j.event_time, label=j.label)
+
+
+def complaints_around(store, anchors: ibis.Table, *, days: int = 28) -> ibis.Table:
+    """Topic complaints of the anchor's SKU family in the ``days`` before and after its time.
+
+    ``anchors`` must have columns ``anchor_id, sku_family, topic, anchor_time``. Returns
+    ``anchor_id, complaints_before, complaints_after`` (anchors with no complaints at all are absent).
+    """
+    tf = topic_feedback(store)
+    an = anchors.select(x_id=_.anchor_id, x_family=_.sku_family, x_topic=_.topic, x_time=_.anchor_time)
+    j = an.join(
+        tf,
+        [an.x_family == tf.sku_family, an.x_topic == tf.label,
+         tf.event_time >= an.x_time - ibis.interval(days=days), tf.event_time < an.x_time + ibis.interval(days=days)],
+    )
+    return j.group_by(anchor_id=j.x_id).aggregate(
+        complaints_before=j.count(where=j.event_time < j.x_time),
+        complaints_after=j.count(where=j.event_time >= j.x_time),
+    )
