@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 from pathlib import Path
 
 __all__ = ["export_pdf", "CHROMIUM", "CHROMIUM_ARGS"]
@@ -40,6 +42,30 @@ def export_pdf(html_path: str | Path, pdf_path: str | Path, *, executable_path: 
         raise RuntimeError("PDF export needs Playwright: pip install playwright (no browser download needed)") from None
     html_path, pdf_path = Path(html_path).resolve(), Path(pdf_path)
     pdf_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        _print(sync_playwright, exe, html_path, pdf_path)
+    else:
+        # Playwright's sync API refuses to run inside an event loop (a server, a notebook, another
+        # Playwright session): print from a worker thread instead.
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                _print(sync_playwright, exe, html_path, pdf_path)
+            except BaseException as exc:  # re-raised in the caller's thread
+                failure.append(exc)
+
+        t = threading.Thread(target=work, name="insightroi-pdf")
+        t.start()
+        t.join()
+        if failure:
+            raise failure[0]
+    return pdf_path
+
+
+def _print(sync_playwright, exe: str, html_path: Path, pdf_path: Path) -> None:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
         try:
@@ -50,4 +76,3 @@ def export_pdf(html_path: str | Path, pdf_path: str | Path, *, executable_path: 
                      margin={"top": "14mm", "bottom": "14mm", "left": "12mm", "right": "12mm"})
         finally:
             browser.close()
-    return pdf_path
