@@ -112,18 +112,14 @@ def _in_window(col: ir.Value, w: Window, is_date: bool) -> ir.BooleanValue:
     return (col >= _day_start(w[0])) & (col < _day_start(w[1] + timedelta(days=1)))
 
 
-def _latest_version(store, task: str) -> str | None:
+def _flagged_ids(store, task: str, label: str) -> ir.Table:
+    # Feedback ids the *latest* model version (by created_at) labelled ``label`` for ``task``;
+    # older versions are kept in the table for validation but must not double count.
     ins = store.table("insights")
-    df = ins.filter(ins.task == task).order_by(ibis.desc("created_at")).limit(1).select("model_version").execute()
-    return None if df.empty else str(df.model_version.iloc[0])
-
-
-def _flagged_ids(store, task: str, label: str) -> ir.Table | None:
-    version = _latest_version(store, task)
-    ins = store.table("insights")
-    if version is None:
-        return None
-    sel = ins.filter((ins.task == task) & (ins.label == label) & (ins.model_version == version))
+    of_task = ins.filter(ins.task == task)
+    latest = of_task.aggregate(_v=of_task.model_version.argmax(of_task.created_at))
+    sel = of_task.filter(of_task.label == label)
+    sel = sel.inner_join(latest, sel.model_version == latest._v)
     return sel.select(_fid=sel.feedback_id).distinct()
 
 
@@ -195,9 +191,6 @@ def unit_measures_expr(
             if spec.insight is not None:
                 ids = _flagged_ids(store, *spec.insight)
                 key = f"_flag_{m}"
-                if ids is None:
-                    flags[m] = ibis.literal(False)
-                    continue
                 ids = ids.rename({key: "_fid"})
                 t = t.left_join(ids, t.id == ids[key])
                 flags[m] = t[key].notnull()
