@@ -253,6 +253,8 @@ class Backend:
             chain_trace = None
         if chain_trace is None:
             return self._simple_trace(item_id)
+        if not self._known(item_id):  # cheap refusal before the full chain join
+            return None
         with self.lock:
             try:
                 got = chain_trace(self.store, item_id)
@@ -275,6 +277,18 @@ class Backend:
         d["stages"] = [e.get("event_type") for e in events]
         d["source"] = "insightroi.chain.trace"
         return d
+
+    def _known(self, item_id: str) -> bool:
+        with self.lock:
+            ev = self.store.table("chain_events")
+            hit = ev.filter((ev.id == item_id) | (ev.alert_id == item_id) | (ev.insight_id == item_id)).count()
+            if int(hit.execute()):
+                return True
+            for name in ("insights", "feedback"):
+                t = self.store.table(name)
+                if int(t.filter(t.id == item_id).count().execute()):
+                    return True
+        return False
 
     def _simple_trace(self, item_id: str) -> dict[str, Any] | None:
         with self.lock:

@@ -1,0 +1,84 @@
+"""Shared helpers of the server tests: a seeded store and a real uvicorn server on loopback."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from datetime import datetime, timedelta
+
+import pyarrow as pa
+
+from insightroi.report import sample_bundle
+from insightroi.store import open_store
+
+TOKEN = "test-token-5f1c9a7e"
+
+# alert id -> stages reached (the sample bundle's alerts; alr-0007 is raised but not yet delivered)
+CHAIN = {
+    "alr-0001": ["alert_delivered"],
+    "alr-0002": ["alert_delivered", "acknowledged"],
+    "alr-0003": ["alert_delivered", "acknowledged", "action_taken"],
+    "alr-0004": ["alert_delivered", "acknowledged", "action_taken", "fix_deployed"],
+    "alr-0005": ["alert_delivered"],
+    "alr-0006": ["alert_delivered"],
+}
+
+
+def seed_store(url: str, *, bundle: bool = True) -> dict:
+    """Write the sample bundle, feedback, insights and chain events the pages show."""
+    b = sample_bundle()
+    alerts = {a["alert_id"]: a for a in b["insights"]["alerts"]}
+    t0 = datetime(2026, 3, 1, 9, 0)
+    with open_store(url) as st:
+        if bundle:
+            st.save_result("bundle", "latest", b)
+        fb, ins, ev = [], [], []
+        for i, (aid, a) in enumerate(sorted(alerts.items())):
+            fid = f"fb-{i:03d}"
+            fb.append({"id": fid, "source": "review", "event_time": t0 + timedelta(days=i), "sku_family": a["sku_family"],
+                       "text": f"Complaint about {a['topic'].replace('_', ' ')} on {a['sku_family']}", "rating": 1.0})
+            ins.append({"id": f"ins-{i:03d}", "feedback_id": fid, "task": "topic", "label": a["topic"], "score": 0.9,
+                        "confidence": 0.9 - i / 100, "evidence": f"...{a['topic'].replace('_', ' ')} mentioned...",
+                        "method": "lexicon", "model_version": "topics-0.9", "created_at": t0 + timedelta(days=i)})
+            for j, stage in enumerate(CHAIN.get(aid, [])):
+                ev.append({"id": f"seed-{aid}-{j}", "event_type": stage, "alert_id": aid, "insight_id": f"ins-{i:03d}",
+                           "event_time": t0 + timedelta(days=i, hours=6 * j + 1), "actor": "seed", "team": a["owner"],
+                           "topic": a["topic"], "sku_family": a["sku_family"], "batch_id": "seed"})
+        with st.transaction():
+            st.append("feedback", pa.Table.from_pylist(fb))
+            st.append("insights", pa.Table.from_pylist(ins))
+            st.append("chain_events", pa.Table.from_pylist(ev))
+    return b
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """uvicorn serving ``app`` on 127.0.0.1 in a background thread (a real socket, real HTTP)."""
+
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "LiveServer":
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
