@@ -103,6 +103,6 @@ def test_trace_and_chain_commands(url):
     assert ch.exit_code == 0, ch.output
     assert json.loads(ch.output)["funnel"]["alerts"] == 6
     with open_store(url) as st:
-        assert st.load_result("chain:latest")["inferred_links"] == 4
+        assert st.load_result("chain:latest")["inferred_links"] == 5
     table = runner.invoke(_app(), ["chain", "--store", url], env={"COLUMNS": "220"})
     assert table.exit_code == 0 and "logistics" in table.output and "6 alerts" in table.output

@@ -188,10 +188,14 @@ def test_chain_summary_matches_the_bundle_contract(store):
     s = chain_summary(store)
     json.dumps(s, allow_nan=False)
     assert s["funnel"] == {"insights": 4, "alerts": 6, "acknowledged": 3, "acted": 2, "fixed": 1}
-    # Two events by SKU family + topic + time, two alert -> insight links the same way.
-    assert s["inferred_links"] == 4
+    # Two events by SKU family + topic + time, two alert -> insight links the same way, and the
+    # alert-less fix u2 (F3, T0+47d) to insight event x-i3 (F3, T0+2d-1h).
+    assert s["inferred_links"] == 5
     assert s["links"] == {"id": 6, "insight_id": 1, "inferred": 2, "dangling": 1, "unlinked": 2,
-                          "inferred_alert_insight": 2}
+                          "inferred_alert_insight": 2, "inferred_fix_insight": 1}
+    assert s["fixes_without_alert"]["fixes"] == 1 and s["fixes_without_alert"]["linked_to_insight"] == 1
+    assert s["fixes_without_alert"]["median_days_insight_to_fix"] == pytest.approx(45 + 1 / 24)
+    assert s["fixes_without_alert"]["median_days_alert_to_fix"] == 5.0
     teams = {r["team"]: r for r in s["by_team"]}
     for r in s["by_team"]:
         assert {"team", "alerts", "adoption_rate", "median_hours_to_ack", "median_days_to_fix",
@@ -212,6 +216,7 @@ def test_chain_summary_on_an_empty_store(tmp_path):
         s = chain_summary(st)
     assert s["funnel"] == {"insights": 0, "alerts": 0, "acknowledged": 0, "acted": 0, "fixed": 0}
     assert s["by_team"] == [] and s["inferred_links"] == 0
+    assert s["fixes_without_alert"]["fixes"] == 0
 
 
 @pytest.mark.parametrize("dialect", ["pyspark", "databricks"])
@@ -226,3 +231,6 @@ def test_chain_expressions_compile_for_spark_and_databricks(dialect):
                                                  anchor_time=ch.fixed_at))):
         sql = st.compile(expr)
         assert "ROW_NUMBER() OVER" in sql or "COUNT" in sql.upper()
+    from insightroi.chain._links import unalerted_fixes
+
+    assert "ROW_NUMBER() OVER" in st.compile(unalerted_fixes(st))

@@ -124,6 +124,13 @@ def chain_cmd(
         f"-> {f['acted']} acted upon -> {f['fixed']} fixes deployed; {s['inferred_links']} links inferred "
         "(by SKU / family + topic + time, no ids)"
     )
+    fx = s.get("fixes_without_alert") or {}
+    if fx.get("fixes"):
+        console.print(
+            f"Fixes with no alert (manual process): {fx['fixes']}, {fx['linked_to_insight']} traced to an earlier "
+            f"insight; median days insight -> fix {_num(fx.get('median_days_insight_to_fix'))} "
+            f"vs alert -> fix {_num(fx.get('median_days_alert_to_fix'))} with alerts"
+        )
     t = Table(title="Per team (leading | lagging)")
     cols = ("team", "alerts", "adoption", "median h to ack", "median d to fix", "override", "backlog",
             "reviewer disagreement", "complaints before -> after fixes")

@@ -15,7 +15,7 @@ import ibis
 import pandas as pd
 from ibis import _
 
-from insightroi.chain._links import alert_chains, complaints_around, insight_events, linked_events
+from insightroi.chain._links import alert_chains, complaints_around, insight_events, linked_events, unalerted_fixes
 
 __all__ = ["alert_table", "workflow_kpis", "reviewer_disagreement", "chain_summary"]
 
@@ -196,8 +196,11 @@ def chain_summary(
     dict
         ``funnel`` {insights, alerts, acknowledged, acted, fixed}, ``by_team`` [{team, alerts,
         adoption_rate, median_hours_to_ack, median_days_to_fix, override_rate, backlog, ...}],
-        ``inferred_links`` (events and alert-insight links made by SKU/family + topic + time
-        rather than ids), plus ``by_team_topic``, ``links`` (counts per link kind),
+        ``inferred_links`` (links made by SKU/family + topic + time rather than ids: follow-up
+        events to alerts, alerts to insights, alert-less fixes to insights), plus
+        ``by_team_topic``, ``links`` (counts per link kind), ``fixes_without_alert`` (fixes no
+        alert claims, e.g. the holdout's manual process, with the median days from the insight
+        to the fix next to the alerted median: a lagging comparison of the two policies),
         ``disagreement`` (per topic) and ``indicators`` (which columns lead and which lag).
     """
     df = alert_table(store, start=start, end=end, infer_window_days=infer_window_days,
@@ -213,6 +216,17 @@ def chain_summary(
     n_insights = int(ie.iid.nunique().execute() or 0)
     if n_insights == 0 and not df.empty:
         n_insights = int(df.insight_id.dropna().nunique())
+
+    # Fixes no alert claims (the manual process), linked to the insight that preceded them.
+    ux = _window(unalerted_fixes(store, infer_window_days=infer_window_days), "event_time", start, end).execute()
+    ux_linked = ux[ux.insight_id.notna()]
+    days_manual = (pd.to_datetime(ux_linked.event_time) - pd.to_datetime(ux_linked.insight_time)) / pd.Timedelta(days=1)
+    fixes_without_alert = {
+        "fixes": int(len(ux)),
+        "linked_to_insight": int(len(ux_linked)),
+        "median_days_insight_to_fix": float(days_manual.median()) if len(days_manual) else None,
+        "median_days_alert_to_fix": (float(df.days_to_fix.median()) if not df.empty and df.fixed.any() else None),
+    }
 
     funnel = {
         "insights": n_insights,
@@ -242,8 +256,10 @@ def chain_summary(
         "funnel": funnel,
         "by_team": _records(by_team),
         "by_team_topic": _records(by_team_topic),
-        "inferred_links": int(link_counts["inferred"] + inferred_insight_links),
-        "links": {**link_counts, "inferred_alert_insight": inferred_insight_links},
+        "inferred_links": int(link_counts["inferred"] + inferred_insight_links + len(ux_linked)),
+        "links": {**link_counts, "inferred_alert_insight": inferred_insight_links,
+                  "inferred_fix_insight": int(len(ux_linked))},
+        "fixes_without_alert": fixes_without_alert,
         "disagreement": _records(dis),
         "indicators": {"leading": list(LEADING), "lagging": list(LAGGING)},
         "windows": {"infer_days": infer_window_days, "outcome_days": outcome_window_days},

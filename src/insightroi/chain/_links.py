@@ -25,7 +25,10 @@ from __future__ import annotations
 import ibis
 from ibis import _
 
-__all__ = ["FOLLOW_UP_TYPES", "alerts", "linked_events", "alert_chains", "insight_events"]
+__all__ = [
+    "FOLLOW_UP_TYPES", "alerts", "linked_events", "alert_chains", "insight_events", "topic_feedback",
+    "complaints_around", "unalerted_fixes",
+]
 
 FOLLOW_UP_TYPES = ("acknowledged", "action_taken", "fix_deployed", "outcome", "ignored", "overridden")
 _STAGE_COLUMNS = {
@@ -196,3 +199,24 @@ def complaints_around(store, anchors: ibis.Table, *, days: int = 28) -> ibis.Tab
         complaints_before=j.count(where=j.event_time < j.x_time),
         complaints_after=j.count(where=j.event_time >= j.x_time),
     )
+
+
+def unalerted_fixes(store, *, infer_window_days: int = 30, fix_window_days: int = 180) -> ibis.Table:
+    """Fixes deployed without any alert (e.g. the manual process in the holdout), with their insight.
+
+    Each ``fix_deployed`` event that no alert claims is linked, where possible, to the latest
+    ``insight`` event on the same topic and SKU family in the ``fix_window_days`` before it
+    (an inferred link). Columns: ``id, event_time, team, topic, sku_family, insight_id,
+    insight_time`` (the last two null when no insight matches).
+    """
+    le = linked_events(store, infer_window_days=infer_window_days)
+    fx = le.filter((le.event_type == "fix_deployed") & (le.link == "unlinked")).select(
+        "id", "event_time", "team", "topic", "sku_family"
+    )
+    ie = insight_events(store).select(i_id=_.iid, i_topic=_.topic, i_family=_.sku_family, i_time=_.event_time)
+    j = fx.join(ie, [fx.topic == ie.i_topic, fx.sku_family == ie.i_family,
+                     _within(fx.event_time, ie.i_time, fix_window_days)])
+    rank = ibis.row_number().over(group_by=j.id, order_by=[ibis.desc(j.i_time), j.i_id])
+    best = j.mutate(rk=rank).filter(_.rk == 0).select(b_id=_.id, insight_id=_.i_id, insight_time=_.i_time)
+    out = fx.left_join(best, fx.id == best.b_id)
+    return out.select("id", "event_time", "team", "topic", "sku_family", "insight_id", "insight_time")
