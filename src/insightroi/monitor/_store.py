@@ -158,7 +158,7 @@ def store_period_effects(
             t = t.filter(t[tcol] < end)
         if program.experiment.end is not None:
             t = t.filter(t[tcol] < _day(program.experiment.end) + timedelta(days=1))
-        t = t.mutate(_p=t[tcol].cast("date").delta(ibis.date(start.date()), "day") // pdays)
+        t = t.mutate(_p=t[tcol].cast("date").delta(ibis.date(start.date()), unit="day") // pdays)
         value = t[vcol].sum() if vcol else t.count()
         df = t.group_by(["_p", "sku_family"]).agg(v=value).execute()
         totals[role] = {(int(p), str(u)): float(v or 0.0) for p, u, v in zip(df["_p"], df["sku_family"], df["v"])}
@@ -250,14 +250,15 @@ def monitor_store(
     else:
         ins, version = latest
         windows["model_version"] = str(version)
-        ins_joined = ins.join(fb.select(fid=fb.id, event_time=fb.event_time), ins.feedback_id == ibis._.fid)
+        times = fb.select(fid=fb.id, event_time=fb.event_time)
+        ins_joined = ins.join(times, ins.feedback_id == times.fid)
         iw = ins_joined.mutate(_w=_window_expr(ins_joined.event_time, reference, current))
         iw = iw.filter(iw._w.notnull())
-        tasks = sorted(iw.task.distinct().execute().tolist())
         low = iw.group_by(["_w", "task"]).agg(
             low=(iw.confidence < th.low_confidence).cast("int64").sum(), n=iw.count()
         ).execute()
-        low_by = {(r._w, r.task): float(r.low or 0) for r in low.itertuples()}
+        tasks = sorted({str(t) for t in low.task})
+        low_by = {(w_, t_): float(n_ or 0) for w_, t_, n_ in zip(low["_w"], low["task"], low["low"])}
         for task in tasks:
             sub = iw.filter(iw.task == task)
             c = _counts_by(sub, "_w", sub.label)
@@ -293,7 +294,7 @@ def monitor_store(
     if weekly:
         wk = fb.mutate(_wk=fb.event_time.truncate("W").cast("date").cast("string"))
         counts = {"source": _counts_by(wk, "_wk", wk.source)}
-        if ins_joined is not None and "topic" in (tasks if latest is not None else []):
+        if ins_joined is not None:
             sub = ins_joined.filter(ins_joined.task == "topic")
             sub = sub.mutate(_wk=sub.event_time.truncate("W").cast("date").cast("string"))
             counts["insight:topic"] = _counts_by(sub, "_wk", sub.label)
