@@ -100,8 +100,9 @@ def matched_cohorts(
     -------
     Result
         ``method="matching_<method>"``, estimate = ATT. The SE treats the matched controls'
-        weights as fixed: Var = s_t^2 / n_t + s_c^2 sum w_j^2, which accounts for controls reused
-        across treated units (a simplification of Abadie & Imbens 2006). ``extra["balance"]`` has
+        weights as fixed: Var = s_t^2 / n_t + s_c^2 sum w_j^2, with s_c^2 the controls' residual
+        variance given X; the sum of squared weights accounts for controls reused across
+        treated units (a simplification of Abadie & Imbens 2006). ``extra["balance"]`` has
         the SMDs before and after.
 
     References
@@ -157,9 +158,13 @@ def matched_cohorts(
     att = float(np.mean(y[tk] - yc_hat))
     s_t = y[tk].var(ddof=1)
     used = w > 0
-    # Residual control variance within matched sets (outcome noise, not covariate spread).
-    resid = (y[matches] - yc_hat[:, None]).ravel()
-    s_c = float(np.sum(resid**2) / max(resid.size - len(tk), 1)) if n_neighbors > 1 else float(y[used].var(ddof=1)) if used.sum() > 1 else s_t
+    # The control term needs the outcome noise given X, not the spread of y across different X:
+    # residual variance of a linear fit of y on X among the controls (Abadie & Imbens 2006 use a
+    # matching estimator of the same conditional variance).
+    Zc = np.column_stack([np.ones(len(ci_)), X[ci_]])
+    coef, *_ = np.linalg.lstsq(Zc, y[ci_], rcond=None)
+    res_c = y[ci_] - Zc @ coef
+    s_c = float(res_c @ res_c / max(len(ci_) - Zc.shape[1], 1))
     se = math.sqrt(s_t / len(tk) + s_c * np.sum(w**2))
     z = sps.norm.ppf(1 - alpha / 2)
     p = float(2 * sps.norm.sf(abs(att / se))) if se > 0 else float("nan")

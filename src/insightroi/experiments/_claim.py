@@ -1,0 +1,513 @@
+"""Claim validation: is "negative reviews down 40%" the program, or the season, or a spike?
+
+A claim is checked the way a sceptical analyst would (the seed articles' checklist): which
+denominator it uses; the absolute and relative before/after change in the treated units; the
+same change in the untreated units; the incremental effect by difference-in-differences with
+its interval; whether the "before" window was a spike that would have fallen anyway
+(regression to the mean); whether the effect persists over the following windows; and whether
+adjacent signals (tickets, refunds, defect mentions) moved the same way. The verdict is
+``supported``, ``weak`` or ``not supported``, with the reasons.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from insightroi.errors import DataError
+from insightroi.stats import Check, Result, did_2x2, twfe
+from insightroi.stats._result import _jsonable
+
+__all__ = ["ParsedClaim", "ClaimReport", "parse_claim", "validate_claim"]
+
+Verdict = Literal["supported", "weak", "not supported"]
+
+_DOWN = r"down|fell|fall|falls|dropped|drop|drops|decreased?|decreases|declined?|reduced?|reduces|reduction|fewer|lower|less|cut|cuts|shrank|slashed"
+_UP = r"up|rose|rise|rises|increased?|increases|grew|grow|grows|more|higher|gained?|boosted?|improved?"
+
+
+@dataclass(frozen=True)
+class ParsedClaim:
+    """What a claim says: direction, size and whether the size is relative (%) or absolute."""
+
+    text: str
+    direction: Literal["decrease", "increase"]
+    magnitude: float  # positive; a fraction (0.4) when relative, KPI units when absolute
+    kind: Literal["relative", "absolute"]
+
+    @property
+    def signed_relative(self) -> float | None:
+        """The claimed relative change with its sign (e.g. -0.4), None for absolute claims."""
+        if self.kind != "relative":
+            return None
+        return -self.magnitude if self.direction == "decrease" else self.magnitude
+
+
+def parse_claim(text: str) -> ParsedClaim:
+    """Parse a claim such as ``"negative reviews down 40%"`` or ``"tickets per 1000 orders fell by 2.5 points"``.
+
+    Recognises percentages (``40%``, ``40 percent``), absolute changes (``by 2.5``, ``2.5 points``),
+    ``halved`` (-50%), ``doubled`` (+100%), ``tripled`` (+200%) and a direction word (down, fell,
+    reduced, fewer, up, rose, increased, ...). A bare signed number (``-40%``) also sets the direction.
+
+    Raises
+    ------
+    DataError
+        When no number or no direction can be read, naming what is missing.
+    """
+    t = text.lower().strip()
+    if re.search(r"\bhalved\b", t):
+        return ParsedClaim(text, "decrease", 0.5, "relative")
+    for word, mult in (("doubled", 1.0), ("tripled", 2.0)):
+        if re.search(rf"\b{word}\b", t):
+            return ParsedClaim(text, "increase", mult, "relative")
+    pat = r"([+\-\u2212]?)\s*(\d+(?:[.,]\d+)?)\s*(%|percent\b|per cent\b|pp\b|points?\b|percentage points?\b)?"
+    cands = list(re.finditer(pat, t))
+    if not cands:
+        raise DataError(f"cannot read a number from the claim {text!r} (e.g. 'negative reviews down 40%')")
+    # Prefer a number with a unit (40%, 2 points), then one after "by", then the last number
+    # ("tickets per 1000 orders fell 12%" must not read 1000).
+    with_unit = [c for c in cands if c.group(3)]
+    after_by = [c for c in cands if t[: c.start()].rstrip().endswith("by")]
+    m = with_unit[0] if with_unit else (after_by[0] if after_by else cands[-1])
+    sign, num, unit = m.group(1), float(m.group(2).replace(",", ".")), (m.group(3) or "").strip()
+    kind: Literal["relative", "absolute"] = "relative" if unit in ("%", "percent", "per cent") else "absolute"
+    mag = num / 100.0 if kind == "relative" else num
+    direction = None
+    down = re.search(rf"\b({_DOWN})\b", t)
+    up = re.search(rf"\b({_UP})\b", t)
+    if sign in ("-", "\u2212"):
+        direction = "decrease"
+    elif sign == "+":
+        direction = "increase"
+    elif down and not up:
+        direction = "decrease"
+    elif up and not down:
+        direction = "increase"
+    elif down and up:
+        direction = "decrease" if down.start() < up.start() else "increase"
+    if direction is None:
+        raise DataError(f"cannot tell whether the claim {text!r} is an increase or a decrease (say 'down' or 'up')")
+    if kind == "relative" and direction == "decrease" and mag > 1:
+        raise DataError(f"the claim {text!r} says a decrease of more than 100%, which is impossible for a rate")
+    return ParsedClaim(text, direction, mag, kind)
+
+
+@dataclass(frozen=True)
+class ClaimReport:
+    """Everything :func:`validate_claim` found, and the verdict with its reasons."""
+
+    claim: ParsedClaim
+    kpi: str
+    numerator: str
+    denominator: str
+    scale: float
+    treated_before: float
+    treated_after: float
+    absolute_change: float
+    relative_change: float
+    control_before: float
+    control_after: float
+    control_absolute_change: float
+    control_relative_change: float
+    incremental: Result
+    incremental_relative: float
+    incremental_relative_ci: tuple[float, float]
+    pre_trends: Check
+    regression_to_mean: Check
+    persistence: Check
+    triangulation: Check
+    verdict: Verdict
+    reasons: tuple[str, ...]
+    windows: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        d = {k: v for k, v in asdict(self).items() if k not in ("incremental", "pre_trends", "regression_to_mean", "persistence", "triangulation")}
+        d["incremental"] = self.incremental.to_dict()
+        for k in ("pre_trends", "regression_to_mean", "persistence", "triangulation"):
+            d[k] = getattr(self, k).to_dict()
+        return _jsonable(d)
+
+    def summary(self) -> str:
+        """Readable text report."""
+        c = self.claim
+        claimed = (f"{c.signed_relative:+.0%}" if c.kind == "relative" else f"{'-' if c.direction == 'decrease' else '+'}{c.magnitude:g}")
+        lo, hi = self.incremental.ci
+        rlo, rhi = self.incremental_relative_ci
+        lines = [
+            f"Claim: {c.text!r} (read as {claimed}, {c.kind})",
+            f"KPI: {self.kpi} = {self.numerator} / {self.denominator} x {self.scale:g}",
+            f"Treated, before -> after: {self.treated_before:.4g} -> {self.treated_after:.4g} "
+            f"({self.absolute_change:+.4g} absolute, {self.relative_change:+.1%} relative)",
+            f"Control, same windows:    {self.control_before:.4g} -> {self.control_after:.4g} "
+            f"({self.control_absolute_change:+.4g}, {self.control_relative_change:+.1%})",
+            f"Incremental effect (DiD): {self.incremental.estimate:+.4g} [{lo:+.4g}, {hi:+.4g}] absolute, "
+            f"{self.incremental_relative:+.1%} [{rlo:+.1%}, {rhi:+.1%}] relative, p = {self.incremental.p_value:.3g}",
+        ]
+        for chk in (self.pre_trends, self.regression_to_mean, self.persistence, self.triangulation):
+            lines.append(f"  {chk.name}: {chk.status.upper()} - {chk.message}")
+        lines.append(f"Verdict: {self.verdict.upper()}")
+        lines += [f"  - {r}" for r in self.reasons]
+        return "\n".join(lines)
+
+
+def _ratio(df: pd.DataFrame, num: str, den: str, scale: float) -> float:
+    d = float(df[den].sum())
+    return float(df[num].sum()) / d * scale if d > 0 else float("nan")
+
+
+def _rel(a: float, b: float) -> float:
+    return (b - a) / a if a not in (0.0,) and np.isfinite(a) else float("nan")
+
+
+def _did_rate(panel: pd.DataFrame, num: str, den: str, scale: float, unit: str, period: str, treated: str,
+              rollout, alpha: float, metric: str, post_periods=None) -> tuple[Result, float, tuple[float, float]]:
+    """DiD of unit-level rates (ratio of sums over the pre and the post periods), paired by unit.
+
+    Each unit's KPI before and after is its own numerator sum over its denominator sum, so thin
+    weeks do not add noise (a weekly rate of 1 review in 20 orders would); the 2x2 DiD across
+    units then has the paired-difference standard error (Card & Krueger 1994's row 4). The
+    relative effect divides by the treated units' counterfactual mean (after-mean - effect).
+    """
+    df = panel[[unit, period, num, den, treated]]
+    if post_periods is not None:
+        df = df[(df[period] < rollout) | df[period].isin(post_periods)]
+    post = df[period] >= rollout
+    g = df.assign(_post=post).groupby([unit, "_post"])[[num, den]].sum()
+    rate = (g[num] / g[den].where(g[den] > 0)).unstack() * scale
+    if True not in rate.columns or False not in rate.columns:
+        raise DataError("no data on one side of the rollout")
+    tr = df.groupby(unit)[treated].first().reindex(rate.index).astype(bool).to_numpy()
+    if float(df[num].sum()) == 0.0:
+        raise DataError(f"{num} is zero everywhere (not measured?)")
+    res = did_2x2(rate[False].to_numpy(dtype=float), rate[True].to_numpy(dtype=float), tr, alpha=alpha, metric=metric)
+    res = replace(res, method="did_unit_rates")
+    cf = res.extra["treated"]["mean_post"] - res.estimate
+    if cf > 0:
+        rel, rci = res.estimate / cf, (res.ci[0] / cf, res.ci[1] / cf)
+    else:
+        rel, rci = float("nan"), (float("nan"), float("nan"))
+    return res, rel, rci
+
+
+def _significant(r: Result) -> bool:
+    lo, hi = r.ci
+    return bool(np.isfinite(lo) and np.isfinite(hi) and not (lo <= 0.0 <= hi))
+
+
+def validate_claim(
+    claim: str | ParsedClaim,
+    panel: pd.DataFrame,
+    *,
+    rollout,
+    unit: str = "unit",
+    period: str = "period",
+    numerator: str = "num",
+    denominator: str = "den",
+    treated: str = "treated",
+    scale: float = 1.0,
+    kpi: str = "kpi",
+    window: int = 4,
+    adjacent: dict[str, tuple[str, str] | tuple[str, str, str]] | None = None,
+    kpi_direction: Literal["decrease", "increase"] | None = None,
+    alpha: float = 0.05,
+    spike_z: float = 2.0,
+) -> ClaimReport:
+    """Validate a before/after claim against a unit x period panel with treated and control units.
+
+    Parameters
+    ----------
+    claim : str or ParsedClaim
+        E.g. ``"negative reviews down 40%"``.
+    panel : DataFrame
+        One row per unit x period: ``unit``, ``period`` (orderable, e.g. week index), KPI
+        ``numerator`` and ``denominator`` counts, boolean ``treated`` (the unit got the program).
+    rollout : period value
+        First period of the program.
+    scale : float
+        KPI = numerator / denominator x scale (e.g. 1000 for "per 1,000 orders").
+    kpi : str
+        Name for the report.
+    window : int
+        Periods on each side of ``rollout`` for the before/after comparison the claim is assumed
+        to come from; the post period is also cut into consecutive windows of this length to
+        check persistence.
+    adjacent : dict, optional
+        Other KPIs in the same panel for triangulation: ``name -> (numerator, denominator[,
+        direction])`` with direction ``"decrease"`` (default) or ``"increase"`` = the good
+        direction for that KPI.
+    kpi_direction : {"decrease", "increase"}, optional
+        The good direction of the claimed KPI (default: the claim's own direction).
+    alpha : float
+    spike_z : float
+        The "before" window counts as a spike when its treated KPI lies more than ``spike_z``
+        standard errors above (or below) the earlier baseline in the claimed direction.
+
+    Returns
+    -------
+    ClaimReport
+
+    Notes
+    -----
+    Verdict rules. *not supported*: the DiD interval contains no change in the claimed direction
+    (it includes 0 and excludes the claimed size, or points the other way), or the claimed size
+    is outside the interval and either more than twice its nearest end or built on a spike
+    (regression to the mean). *weak*: the effect is significant in the claimed direction but
+    the claimed size lies (moderately) outside its interval; or
+    the interval includes both 0 and the claimed size (inconclusive); or a supported effect is
+    undercut by failed pre-trends, no persistence, or adjacent signals moving against it.
+    *supported*: significant in the claimed direction, the claimed size inside the interval, and
+    none of those warnings.
+    """
+    pc = claim if isinstance(claim, ParsedClaim) else parse_claim(claim)
+    need = [unit, period, numerator, denominator, treated]
+    missing = [c for c in need if c not in panel.columns]
+    if missing:
+        raise DataError(f"validate_claim: panel lacks columns {missing}; it has {list(panel.columns)}")
+    df = panel.copy()
+    df[treated] = df[treated].astype(bool)
+    if df[treated].all() or not df[treated].any():
+        raise DataError("validate_claim: the panel needs both treated and control units")
+    periods = np.sort(df[period].unique())
+    pre_p = periods[periods < rollout]
+    post_p = periods[periods >= rollout]
+    if len(pre_p) < 2 or len(post_p) < 1:
+        raise DataError("validate_claim: need at least 2 periods before and 1 after the rollout")
+    w = max(1, min(window, len(pre_p), len(post_p)))
+    before_p, after_p = pre_p[-w:], post_p[:w]
+    T, C = df[df[treated]], df[~df[treated]]
+    tb, ta = _ratio(T[T[period].isin(before_p)], numerator, denominator, scale), _ratio(T[T[period].isin(after_p)], numerator, denominator, scale)
+    cb, ca = _ratio(C[C[period].isin(before_p)], numerator, denominator, scale), _ratio(C[C[period].isin(after_p)], numerator, denominator, scale)
+    good = kpi_direction or pc.direction
+    claim_sign = -1.0 if pc.direction == "decrease" else 1.0
+
+    # Regression to the mean: was the "before" window a treated-specific spike?
+    rtm = _rtm_check(df, numerator, denominator, scale, period, treated, pre_p, before_p, claim_sign, spike_z, tb, ta)
+    if rtm.status == "fail":
+        # The spike would bias DiD too: estimate against the baseline before it.
+        df = df[~df[period].isin(before_p)]
+        pre_p = pre_p[~np.isin(pre_p, before_p)]
+
+    # Incremental effect: DiD over the whole panel (all pre vs all post periods).
+    inc, inc_rel, inc_rel_ci = _did_rate(df, numerator, denominator, scale, unit, period, treated, rollout, alpha, kpi)
+
+    # Pre-trends: treated x linear trend over the pre-period.
+    pre_trends = _pre_trend_check(df, numerator, denominator, scale, unit, period, treated, pre_p, alpha)
+
+    # Persistence: DiD per consecutive post window.
+    pers_rows = []
+    for i in range(0, len(post_p), w):
+        win = post_p[i:i + w]
+        try:
+            r, rr, rci = _did_rate(df, numerator, denominator, scale, unit, period, treated, rollout, alpha, kpi, post_periods=win)
+        except DataError:
+            continue
+        pers_rows.append({"periods": [_plain(x) for x in (win[0], win[-1])], "estimate": r.estimate, "ci": list(r.ci), "relative": rr, "significant": _significant(r)})
+    persistence = _persistence_check(pers_rows, claim_sign)
+
+    # Triangulation: the same DiD on adjacent KPIs.
+    tri_rows = []
+    for name, spec in (adjacent or {}).items():
+        n_, d_ = spec[0], spec[1]
+        good_dir = spec[2] if len(spec) > 2 else "decrease"
+        if n_ not in df.columns or d_ not in df.columns:
+            tri_rows.append({"kpi": name, "status": "missing"})
+            continue
+        try:
+            r, rr, rci = _did_rate(df, n_, d_, 1.0, unit, period, treated, rollout, alpha, name)
+        except DataError as exc:
+            tri_rows.append({"kpi": name, "status": f"not estimable: {exc}"})
+            continue
+        # "Same way" = the adjacent KPI improves when the claimed KPI's change is an improvement.
+        improving_claim = (pc.direction == good)
+        adj_improves = (r.estimate < 0) == (good_dir == "decrease")
+        agrees = adj_improves == improving_claim
+        tri_rows.append({"kpi": name, "estimate": r.estimate, "ci": list(r.ci), "relative": rr, "significant": _significant(r), "agrees": bool(agrees)})
+    triangulation = _triangulation_check(tri_rows)
+
+    verdict, reasons = _verdict(pc, inc, inc_rel, inc_rel_ci, pre_trends, rtm, persistence, triangulation, tb, ta, cb, ca)
+    return ClaimReport(
+        claim=pc, kpi=kpi, numerator=numerator, denominator=denominator, scale=float(scale),
+        treated_before=tb, treated_after=ta, absolute_change=ta - tb, relative_change=_rel(tb, ta),
+        control_before=cb, control_after=ca, control_absolute_change=ca - cb, control_relative_change=_rel(cb, ca),
+        incremental=inc, incremental_relative=float(inc_rel), incremental_relative_ci=(float(inc_rel_ci[0]), float(inc_rel_ci[1])),
+        pre_trends=pre_trends, regression_to_mean=rtm, persistence=persistence, triangulation=triangulation,
+        verdict=verdict, reasons=tuple(reasons),
+        windows={"window": int(w), "before": [_plain(before_p[0]), _plain(before_p[-1])], "after": [_plain(after_p[0]), _plain(after_p[-1])],
+                 "spike_window_excluded": rtm.status == "fail", "n_pre_periods": int(len(pre_p)), "n_post_periods": int(len(post_p)), "persistence": pers_rows, "triangulation": tri_rows},
+    )
+
+
+def _plain(x):
+    if hasattr(x, "item"):
+        return x.item()
+    if hasattr(x, "isoformat"):
+        return x.isoformat()
+    return x
+
+
+def _pre_trend_check(df, num, den, scale, unit, period, treated, pre_p, alpha) -> Check:
+    if len(pre_p) < 3:
+        return Check("pre_trends", "skip", f"Only {len(pre_p)} pre-periods; parallel trends cannot be tested.")
+    d = df[df[period].isin(pre_p) & (df[den] > 0)]
+    rate = d[num].to_numpy(dtype=float) / d[den].to_numpy(dtype=float) * scale
+    codes = np.searchsorted(pre_p, d[period].to_numpy())
+    tr = d[treated].to_numpy(dtype=bool)
+    # Treated x linear pre-period trend, within unit and period effects: a 1-df test with power
+    # against the usual diverging-trend alternative (a full set of leads is in the event study).
+    x = (tr * (codes - codes.mean())).astype(float)
+    try:
+        r = twfe(rate, d[unit].to_numpy(), codes, x, alpha=alpha)
+    except DataError as exc:
+        return Check("pre_trends", "skip", f"Pre-trend test not run: {exc}")
+    p = r.p_value
+    return Check(
+        "pre_trends", "fail" if p < alpha else "pass",
+        f"Treated-minus-control trend before rollout: {r.estimate:+.3g} per period (p = {p:.3g})"
+        + ("; the groups were already diverging, so DiD is biased." if p < alpha else "; no evidence of diverging pre-trends."),
+        statistic=r.estimate, p_value=p, threshold=alpha,
+    )
+
+
+def _rtm_check(df, num, den, scale, period, treated, pre_p, before_p, claim_sign, spike_z, tb, ta) -> Check:
+    base_p = pre_p[~np.isin(pre_p, before_p)]
+    if len(base_p) < 3:
+        return Check("regression_to_mean", "skip", "Fewer than 3 baseline periods before the 'before' window; cannot judge whether it was a spike.")
+    # Treated-minus-control gap per period: common seasonality cancels, so a spike here is
+    # specific to the treated units (the kind that a before/after claim, and a DiD whose
+    # pre-period includes it, would both mistake for an effect).
+    g = df[df[period].isin(pre_p)].groupby([period, treated])[[num, den]].sum()
+    rates = (g[num] / g[den].where(g[den] > 0)).unstack() * scale
+    if True not in rates.columns or False not in rates.columns:
+        return Check("regression_to_mean", "skip", "Treated or control units have no pre-period data.")
+    gap = (rates[True] - rates[False]).dropna()
+    base = gap[gap.index.isin(base_p)]
+    before = gap[gap.index.isin(before_p)]
+    if len(base) < 3 or before.empty:
+        return Check("regression_to_mean", "skip", "Too few baseline periods with data.")
+    mu, sd = float(base.mean()), float(base.std(ddof=1))
+    se = sd * math.sqrt(1 / len(before) + 1 / len(base)) if sd > 0 else float("nan")
+    jump = float(before.mean()) - mu
+    z = jump / se if np.isfinite(se) and se > 0 else 0.0
+    # A spike "helps" a claimed decrease when the before window sat above baseline (a dip helps
+    # a claimed increase).
+    helping = -claim_sign * z
+    naive = ta - tb
+    explained = -jump / naive if naive != 0 else float("nan")
+    details = {"baseline_gap": mu, "before_gap": float(before.mean()), "z": float(z), "share_explained": explained,
+               "baseline_periods": int(len(base)), "before_periods": int(len(before))}
+    if helping > spike_z:
+        return Check(
+            "regression_to_mean", "fail",
+            f"In the 'before' window the treated units ran {abs(jump):.3g} {'above' if jump > 0 else 'below'} their usual gap to control "
+            f"({z:+.1f} SE): a spike. Its return to normal alone accounts for about {explained:.0%} of the before/after change; "
+            "the incremental effect is estimated against the baseline before the spike.",
+            statistic=float(z), threshold=spike_z, details=details,
+        )
+    return Check(
+        "regression_to_mean", "pass",
+        f"The 'before' window is in line with the earlier treated-vs-control gap (z = {z:+.1f}, threshold {spike_z:g}).",
+        statistic=float(z), threshold=spike_z, details=details,
+    )
+
+
+def _persistence_check(rows, claim_sign) -> Check:
+    if len(rows) < 2:
+        return Check("persistence", "skip", "Fewer than two post-rollout windows; persistence cannot be judged.", details={"windows": rows})
+    same = [np.sign(r["estimate"]) == claim_sign for r in rows]
+    last = rows[-1]
+    status = "pass" if all(same) else ("warn" if same[-1] else "fail")
+    desc = ", ".join(f"{r['estimate']:+.3g}" for r in rows)
+    msg = f"Effect by post window: {desc}; " + (
+        "same direction throughout." if status == "pass" else
+        ("direction changes in some windows." if status == "warn" else "the effect has faded or reversed by the last window.")
+    )
+    return Check("persistence", status, msg, statistic=float(last["estimate"]), details={"windows": rows})
+
+
+def _triangulation_check(rows) -> Check:
+    est = [r for r in rows if "agrees" in r]
+    if not est:
+        return Check("triangulation", "skip", "No adjacent signals to triangulate with.", details={"signals": rows})
+    agree_sig = [r["kpi"] for r in est if r["agrees"] and r["significant"]]
+    against_sig = [r["kpi"] for r in est if not r["agrees"] and r["significant"]]
+    agree = [r["kpi"] for r in est if r["agrees"]]
+    if against_sig and len(against_sig) >= len(agree_sig):
+        status = "fail"
+    elif agree_sig:
+        status = "pass"
+    else:
+        status = "warn"
+    msg = (f"{len(agree)} of {len(est)} adjacent signals move the same way ({len(agree_sig)} significantly"
+           + (f": {', '.join(agree_sig)}" if agree_sig else "") + ")"
+           + (f"; significantly against: {', '.join(against_sig)}." if against_sig else "."))
+    return Check("triangulation", status, msg, statistic=float(len(agree)), details={"signals": rows})
+
+
+def _verdict(pc, inc, rel, rel_ci, pre_trends, rtm, persistence, tri, tb, ta, cb, ca) -> tuple[str, list[str]]:
+    reasons = []
+    sign = -1.0 if pc.direction == "decrease" else 1.0
+    lo, hi = inc.ci
+    if pc.kind == "relative":
+        claimed, clo, chi = pc.signed_relative, rel_ci[0], rel_ci[1]
+        unit_txt = lambda v: f"{v:+.1%}"  # noqa: E731
+    else:
+        claimed, clo, chi = sign * pc.magnitude, lo, hi
+        unit_txt = lambda v: f"{v:+.4g}"  # noqa: E731
+    sig_dir = (hi < 0) if sign < 0 else (lo > 0)
+    sig_other = (lo > 0) if sign < 0 else (hi < 0)
+    inside = np.isfinite(clo) and clo <= claimed <= chi
+    naive_rel = _rel(tb, ta)
+    reasons.append(
+        f"Before/after in treated units: {naive_rel:+.1%}; control units moved {_rel(cb, ca):+.1%} over the same windows."
+    )
+    est_txt = unit_txt(rel if pc.kind == "relative" else inc.estimate)
+    ci_txt = f"[{unit_txt(clo)}, {unit_txt(chi)}]"
+    if sig_dir and inside:
+        verdict = "supported"
+        reasons.append(f"The incremental effect {est_txt} {ci_txt} is significant and contains the claimed {unit_txt(claimed)}.")
+    elif sig_dir:
+        # The nearest interval end to the claim: a claim more than twice it, or one whose
+        # before/after rests on a spike, overstates the effect beyond "weak".
+        nearest = clo if abs(clo - claimed) < abs(chi - claimed) else chi
+        overstated = abs(claimed) > 2 * abs(nearest)
+        if overstated or rtm.status == "fail":
+            verdict = "not supported"
+            reasons.append(
+                f"There is an effect in the claimed direction, {est_txt} {ci_txt}, but the claimed {unit_txt(claimed)} "
+                + ("is more than twice what the data allow." if overstated else "comes from a spike and lies outside the interval.")
+            )
+        else:
+            verdict = "weak"
+            reasons.append(f"There is a significant effect in the claimed direction, {est_txt} {ci_txt}, but the claimed {unit_txt(claimed)} lies outside its interval.")
+    elif sig_other:
+        verdict = "not supported"
+        reasons.append(f"The incremental effect {est_txt} {ci_txt} points the other way.")
+    elif inside:
+        verdict = "weak"
+        reasons.append(f"Inconclusive: the interval {ci_txt} contains both no effect and the claimed {unit_txt(claimed)}.")
+    else:
+        verdict = "not supported"
+        reasons.append(f"Against the control group the effect is {est_txt} {ci_txt}: no significant change, and the claimed {unit_txt(claimed)} is outside the interval.")
+    if rtm.status == "fail":
+        reasons.append("Regression to the mean: " + rtm.message)
+    downgrade = []
+    if pre_trends.status == "fail":
+        downgrade.append("pre-trends: " + pre_trends.message)
+    if persistence.status == "fail":
+        downgrade.append("persistence: " + persistence.message)
+    if tri.status == "fail":
+        downgrade.append("triangulation: " + tri.message)
+    if downgrade and verdict == "supported":
+        verdict = "weak"
+    reasons += [d[0].upper() + d[1:] for d in downgrade]
+    if tri.status == "pass" and verdict != "not supported":
+        reasons.append("Corroborated: " + tri.message)
+    return verdict, reasons

@@ -1,0 +1,283 @@
+"""Quasi-experimental estimators on DataFrames: DiD, event study, staggered DiD, synthetic control,
+time-series counterfactual and matched cohorts. Thin wrappers: reshape, then call ``insightroi.stats``.
+
+Panels are long DataFrames, one row per unit x period. ``period`` must be orderable (integers such
+as week indices, or dates); exclusion windows are inclusive ``(start, end)`` pairs on that scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from insightroi.errors import DataError, check_option
+from insightroi.stats import (
+    Result,
+    causal_impact,
+    did_2x2,
+    event_study,
+    matched_cohorts,
+    staggered_did,
+    synthetic_control,
+    twfe,
+)
+
+__all__ = [
+    "kpi_rate",
+    "diff_in_diff",
+    "synthetic_control_panel",
+    "time_series_impact",
+    "matched_cohort_panel",
+]
+
+DidMethod = Literal["2x2", "twfe", "event_study", "staggered"]
+
+
+def kpi_rate(data: pd.DataFrame, numerator: str, denominator: str, scale: float = 1.0, name: str = "kpi") -> pd.DataFrame:
+    """Copy of ``data`` with ``name`` = numerator / denominator x scale (NaN where the denominator is 0)."""
+    out = data.copy()
+    den = out[denominator].astype(float)
+    out[name] = np.where(den > 0, out[numerator].astype(float) / den.where(den > 0, 1.0) * scale, np.nan)
+    return out
+
+
+def _excluded(period: pd.Series, windows: Sequence[tuple]) -> np.ndarray:
+    ex = np.zeros(len(period), dtype=bool)
+    for lo, hi in windows:
+        ex |= ((period >= lo) & (period <= hi)).to_numpy()
+    return ex
+
+
+def _period_codes(period: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    levels = np.sort(period.unique())
+    return np.searchsorted(levels, period.to_numpy()), levels
+
+
+def diff_in_diff(
+    data: pd.DataFrame,
+    *,
+    outcome: str,
+    unit: str,
+    period: str,
+    treated: str | None = None,
+    rollout=None,
+    first_treated: str | None = None,
+    method: DidMethod = "twfe",
+    covariates: Sequence[str] = (),
+    exclude_windows: Sequence[tuple] = (),
+    leads: int = 4,
+    lags: int = 4,
+    control: Literal["never", "notyet"] = "never",
+    alpha: float = 0.05,
+    metric: str = "",
+) -> Result:
+    """Difference-in-differences on a unit x period panel.
+
+    Parameters
+    ----------
+    data : DataFrame
+        One row per unit x period.
+    outcome, unit, period : str
+        Column names.
+    treated : str, optional
+        Boolean column: the unit belongs to the treated group (for a common rollout).
+    rollout : period value, optional
+        First treated period for a common rollout (with ``treated``).
+    first_treated : str, optional
+        Column with each unit's first treated period (NaN/None for never treated); for staggered
+        rollouts and event studies. Either this or ``treated`` + ``rollout``.
+    method : {"2x2", "twfe", "event_study", "staggered"}
+        ``2x2``: unit means before vs after (:func:`insightroi.stats.did_2x2`); ``twfe``: two-way
+        fixed effects with unit-clustered errors; ``event_study``: leads/lags with a joint
+        pre-trend test; ``staggered``: Callaway & Sant'Anna (balanced panel required).
+    covariates : sequence of str
+        Time-varying controls (seasonality terms, annotation dummies); twfe / event_study only.
+    exclude_windows : sequence of (start, end)
+        Declared shocks; their periods are dropped.
+    leads, lags, control, alpha, metric
+        Passed to the estimator.
+
+    Returns
+    -------
+    Result
+    """
+    check_option("method", method, ("2x2", "twfe", "event_study", "staggered"))
+    cols = [outcome, unit, period]
+    missing = [c for c in cols + list(covariates) + [c for c in (treated, first_treated) if c] if c not in data.columns]
+    if missing:
+        raise DataError(f"diff_in_diff: columns {missing} not in the panel; it has {list(data.columns)}")
+    df = data
+    if first_treated is not None:
+        ft = df[first_treated]
+    elif treated is not None and rollout is not None:
+        ft = pd.Series([rollout] * len(df), index=df.index, dtype=object).where(df[treated].astype(bool).to_numpy(), None)
+    else:
+        raise DataError("diff_in_diff: pass either first_treated, or treated and rollout")
+    ex = _excluded(df[period], exclude_windows)
+    pcode, levels = _period_codes(df[period])
+    ft_vals = ft.to_numpy()
+    ft_code = np.full(len(df), np.nan)
+    has = pd.notna(ft).to_numpy()
+    ft_code[has] = np.searchsorted(levels, ft_vals[has])
+    y = df[outcome].to_numpy(dtype=float)
+    u = df[unit].to_numpy()
+    if method == "2x2":
+        if not has.any():
+            raise DataError("diff_in_diff: no treated unit")
+        # Common rollout: "after" starts at the first treated period for every unit.
+        d = pd.DataFrame({"u": u, "y": y, "post": pcode >= np.nanmin(ft_code), "tr": has})[~ex]
+        g = d.groupby(["u", "post"])["y"].mean().unstack()
+        tr = d.groupby("u")["tr"].first().reindex(g.index)
+        return did_2x2(g.get(False, pd.Series(np.nan, index=g.index)).to_numpy(), g.get(True, pd.Series(np.nan, index=g.index)).to_numpy(), tr.to_numpy(dtype=bool), alpha=alpha, metric=metric)
+    if method == "twfe":
+        D = (has & (pcode >= np.nan_to_num(ft_code, nan=np.inf))).astype(float)
+        X = df[list(covariates)].to_numpy(dtype=float) if covariates else None
+        return twfe(y, u, pcode, D, covariates=X, covariate_names=list(covariates) or None, exclude=ex, alpha=alpha, metric=metric)
+    if method == "event_study":
+        X = df[list(covariates)].to_numpy(dtype=float) if covariates else None
+        return event_study(y, u, pcode, ft_code, leads=leads, lags=lags, covariates=X, exclude=ex, alpha=alpha, metric=metric)
+    # staggered: unit x period matrix
+    wide = pd.DataFrame({"u": u, "p": pcode, "y": y}).pivot_table(index="u", columns="p", values="y", aggfunc="mean")
+    if wide.isna().any().any():
+        raise DataError("diff_in_diff(method='staggered'): the panel must be balanced (every unit in every period)")
+    cohort = pd.Series(ft_code, index=u).groupby(level=0).first().reindex(wide.index).to_numpy()
+    exp = np.zeros(len(levels), dtype=bool)
+    for lo, hi in exclude_windows:
+        exp |= (levels >= lo) & (levels <= hi)
+    return staggered_did(wide.to_numpy(), cohort, control=control, exclude_periods=exp, alpha=alpha, metric=metric)
+
+
+def synthetic_control_panel(
+    data: pd.DataFrame,
+    *,
+    outcome: str,
+    unit: str,
+    period: str,
+    treated_unit,
+    rollout,
+    predictors: dict[str, tuple[str, Sequence] | tuple[str, Sequence, str]] | None = None,
+    donors: Sequence | None = None,
+    placebo: bool = True,
+    leave_one_out: bool = True,
+    alpha: float = 0.05,
+    metric: str = "",
+) -> Result:
+    """Synthetic control for one treated unit from a long panel.
+
+    Parameters
+    ----------
+    data : DataFrame
+        One row per unit x period; balanced over the donors used.
+    outcome, unit, period : str
+    treated_unit : value of ``unit``
+    rollout : period value
+        First treated period.
+    predictors : dict, optional
+        ``name -> (column, periods)``: the predictor is the mean of ``column`` over ``periods``
+        (ADH 2010's specification). Without it the pre-period outcomes are matched directly.
+    donors : sequence, optional
+        Donor units (default: every other unit with a complete series).
+    placebo, leave_one_out, alpha, metric
+        See :func:`insightroi.stats.synthetic_control`.
+    """
+    Y = data.pivot_table(index=period, columns=unit, values=outcome, aggfunc="mean").sort_index()
+    if treated_unit not in Y.columns:
+        raise DataError(f"synthetic_control_panel: treated unit {treated_unit!r} not in the panel")
+    pool = [c for c in (donors if donors is not None else Y.columns) if c != treated_unit]
+    pool = [c for c in pool if Y[c].notna().all()]
+    n_pre = int((Y.index < rollout).sum())
+    P1 = P0 = None
+    if predictors:
+        def pred(u):
+            d = data[data[unit] == u].set_index(period)
+            return np.array([d.loc[d.index.isin(list(spec[1])), spec[0]].mean() for spec in predictors.values()])
+        P1 = pred(treated_unit)
+        P0 = np.column_stack([pred(u) for u in pool])
+        ok = np.all(np.isfinite(P0), axis=0)
+        pool = [p for p, k in zip(pool, ok) if k]
+        P0 = P0[:, ok]
+    return synthetic_control(
+        Y[treated_unit].to_numpy(dtype=float), Y[pool].to_numpy(dtype=float), n_pre,
+        predictors_treated=P1, predictors_donors=P0, donor_names=[str(p) for p in pool],
+        placebo=placebo, leave_one_out=leave_one_out, alpha=alpha, metric=metric,
+    )
+
+
+def time_series_impact(
+    data: pd.DataFrame,
+    *,
+    outcome: str,
+    period: str,
+    rollout,
+    controls: Sequence[str] = (),
+    seasonality: int | None = None,
+    exclude_windows: Sequence[tuple] = (),
+    n_sims: int = 2000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    metric: str = "",
+) -> Result:
+    """CausalImpact-like counterfactual for one series (rows = periods, sorted by ``period``).
+
+    Periods inside ``exclude_windows`` are removed from the series before fitting (their rows
+    are neither fitted nor counted as effects).
+    """
+    df = data.sort_values(period)
+    df = df[~_excluded(df[period], exclude_windows)]
+    n_pre = int((df[period] < rollout).sum())
+    X = df[list(controls)].to_numpy(dtype=float) if controls else None
+    r = causal_impact(df[outcome].to_numpy(dtype=float), n_pre, X, seasonality=seasonality, n_sims=n_sims, seed=seed, alpha=alpha, metric=metric)
+    return r
+
+
+def matched_cohort_panel(
+    data: pd.DataFrame,
+    *,
+    outcome: str,
+    unit: str,
+    period: str,
+    treated: str,
+    rollout,
+    covariates: Sequence[str] = (),
+    method: Literal["propensity", "mahalanobis", "exact"] = "mahalanobis",
+    caliper: float | None = 0.2,
+    n_neighbors: int = 1,
+    alpha: float = 0.05,
+    metric: str = "",
+) -> Result:
+    """Match treated to control units on pre-period KPI level and trend, then compare changes.
+
+    Per unit: pre-period mean and slope of ``outcome`` (plus the means of ``covariates`` before
+    ``rollout``) are the matching variables; the outcome compared is post mean - pre mean, so the
+    estimate is a matched difference-in-differences (Heckman, Ichimura & Todd 1997).
+    """
+    df = data[[unit, period, outcome, treated, *covariates]].dropna(subset=[outcome])
+    pre = df[df[period] < rollout]
+    post = df[df[period] >= rollout]
+    if pre.empty or post.empty:
+        raise DataError("matched_cohort_panel: need periods on both sides of the rollout")
+    pcode, _ = _period_codes(pre[period])
+    pre = pre.assign(_t=pcode)
+
+    def slope(g):
+        t = g["_t"].to_numpy(dtype=float)
+        v = g[outcome].to_numpy(dtype=float)
+        return float(np.polyfit(t, v, 1)[0]) if len(np.unique(t)) > 1 else 0.0
+
+    feats = pd.DataFrame({
+        "pre_mean": pre.groupby(unit)[outcome].mean(),
+        "pre_slope": pre.groupby(unit)[[outcome, "_t"]].apply(slope),
+    })
+    for c in covariates:
+        feats[c] = pre.groupby(unit)[c].mean()
+    feats["post_mean"] = post.groupby(unit)[outcome].mean()
+    feats["treated"] = df.groupby(unit)[treated].first().astype(bool)
+    feats = feats.dropna()
+    names = ["pre_mean", "pre_slope", *covariates]
+    return matched_cohorts(
+        feats[names].to_numpy(dtype=float), feats["treated"].to_numpy(), (feats["post_mean"] - feats["pre_mean"]).to_numpy(dtype=float),
+        method=method, caliper=caliper, n_neighbors=n_neighbors, covariate_names=names, alpha=alpha, metric=metric,
+    )
