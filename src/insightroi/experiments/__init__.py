@@ -12,6 +12,15 @@ from insightroi.experiments._checks import (
 from insightroi.experiments._design import assign, hash_uniform, switchback_schedule
 from insightroi.experiments._power_table import power_table, variance_model
 from insightroi.metrics import treated_volumes
+from insightroi.experiments._chooser import MethodChoice, choose_method
+from insightroi.experiments._claim import ClaimReport, ParsedClaim, parse_claim, validate_claim
+from insightroi.experiments._quasi import (
+    diff_in_diff,
+    kpi_rate,
+    matched_cohort_panel,
+    synthetic_control_panel,
+    time_series_impact,
+)
 
 __all__ = [
     "ExperimentAnalysis",
@@ -29,4 +38,16 @@ __all__ = [
     "regression_to_mean_check",
     "novelty_check",
     "contamination_check",
+    # quasi-experimental (issue 6)
+    "diff_in_diff",
+    "synthetic_control_panel",
+    "time_series_impact",
+    "matched_cohort_panel",
+    "kpi_rate",
+    "choose_method",
+    "MethodChoice",
+    "validate_claim",
+    "parse_claim",
+    "ClaimReport",
+    "ParsedClaim",
 ]

@@ -241,8 +241,8 @@ def validate_claim(
         check persistence.
     adjacent : dict, optional
         Other KPIs in the same panel for triangulation: ``name -> (numerator, denominator[,
-        direction])`` with direction ``"decrease"`` (default) or ``"increase"`` = the good
-        direction for that KPI.
+        direction[, scale]])`` with direction ``"decrease"`` (default) or ``"increase"`` = the
+        good direction for that KPI.
     kpi_direction : {"decrease", "increase"}, optional
         The good direction of the claimed KPI (default: the claim's own direction).
     alpha : float
@@ -303,25 +303,30 @@ def validate_claim(
 
     # Persistence: DiD per consecutive post window.
     pers_rows = []
-    for i in range(0, len(post_p), w):
-        win = post_p[i:i + w]
+    # Consecutive windows of ``w`` periods; a shorter remainder joins the last full window.
+    starts = list(range(0, len(post_p), w))
+    if len(starts) > 1 and len(post_p) - starts[-1] < w:
+        starts.pop()
+    for j, i in enumerate(starts):
+        win = post_p[i:(starts[j + 1] if j + 1 < len(starts) else len(post_p))]
         try:
             r, rr, rci = _did_rate(df, numerator, denominator, scale, unit, period, treated, rollout, alpha, kpi, post_periods=win)
         except DataError:
             continue
         pers_rows.append({"periods": [_plain(x) for x in (win[0], win[-1])], "estimate": r.estimate, "ci": list(r.ci), "relative": rr, "significant": _significant(r)})
-    persistence = _persistence_check(pers_rows, claim_sign)
+    persistence = _persistence_check(pers_rows, claim_sign, inc.estimate)
 
     # Triangulation: the same DiD on adjacent KPIs.
     tri_rows = []
     for name, spec in (adjacent or {}).items():
         n_, d_ = spec[0], spec[1]
         good_dir = spec[2] if len(spec) > 2 else "decrease"
+        adj_scale = float(spec[3]) if len(spec) > 3 else 1.0
         if n_ not in df.columns or d_ not in df.columns:
             tri_rows.append({"kpi": name, "status": "missing"})
             continue
         try:
-            r, rr, rci = _did_rate(df, n_, d_, 1.0, unit, period, treated, rollout, alpha, name)
+            r, rr, rci = _did_rate(df, n_, d_, adj_scale, unit, period, treated, rollout, alpha, name)
         except DataError as exc:
             tri_rows.append({"kpi": name, "status": f"not estimable: {exc}"})
             continue
@@ -418,16 +423,20 @@ def _rtm_check(df, num, den, scale, period, treated, pre_p, before_p, claim_sign
     )
 
 
-def _persistence_check(rows, claim_sign) -> Check:
+def _persistence_check(rows, claim_sign, overall) -> Check:
     if len(rows) < 2:
         return Check("persistence", "skip", "Fewer than two post-rollout windows; persistence cannot be judged.", details={"windows": rows})
     same = [np.sign(r["estimate"]) == claim_sign for r in rows]
     last = rows[-1]
-    status = "pass" if all(same) else ("warn" if same[-1] else "fail")
+    # Faded = the last window points the other way AND its interval excludes the overall effect
+    # (one noisy window with the wrong sign is only a warning).
+    lo, hi = last["ci"]
+    faded = (not same[-1]) and np.isfinite(lo) and np.isfinite(hi) and not (lo <= overall <= hi)
+    status = "pass" if all(same) else ("fail" if faded else "warn")
     desc = ", ".join(f"{r['estimate']:+.3g}" for r in rows)
     msg = f"Effect by post window: {desc}; " + (
         "same direction throughout." if status == "pass" else
-        ("direction changes in some windows." if status == "warn" else "the effect has faded or reversed by the last window.")
+        ("direction changes in some windows." if status == "warn" else "the effect has faded or reversed by the last window (its interval excludes the overall effect).")
     )
     return Check("persistence", status, msg, statistic=float(last["estimate"]), details={"windows": rows})
 

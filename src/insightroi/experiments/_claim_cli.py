@@ -66,7 +66,7 @@ def validate_claim_in_store(store: Any, program: Program, claim: str, kpi: str, 
     k = program.kpi(kpi)
     others = [o for o in program.kpis if o.name != k.name and o.unit == k.unit and "units" not in (o.numerator, o.denominator)]
     panel, rollout = claim_panel(store, program, [k.name] + [o.name for o in others])
-    adjacent = {o.name: (o.numerator, o.denominator, o.direction) for o in others}
+    adjacent = {o.name: (o.numerator, o.denominator, o.direction, o.scale) for o in others}
     return validate_claim(
         claim, panel, rollout=rollout, unit="unit", period="period", numerator=k.numerator, denominator=k.denominator,
         treated="treated", scale=k.scale, kpi=k.name, window=window, adjacent=adjacent, kpi_direction=k.direction,
