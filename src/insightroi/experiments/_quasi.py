@@ -242,7 +242,7 @@ def matched_cohort_panel(
     treated: str,
     rollout,
     covariates: Sequence[str] = (),
-    method: Literal["propensity", "mahalanobis", "exact"] = "mahalanobis",
+    method: Literal["propensity", "mahalanobis", "exact"] = "propensity",
     caliper: float | None = 0.2,
     n_neighbors: int = 1,
     alpha: float = 0.05,
