@@ -36,8 +36,10 @@ def monitor(
 
     Thresholds come from the program file's [monitoring] and [retraining] tables (defaults:
     PSI warn 0.1 / alert 0.25, ECE 0.05, "other" share 0.15, low-confidence share 0.25 below
-    confidence 0.5, OOV rate 0.05, Jensen-Shannon 0.1; retrain cost 5000 over 90 days, retire
-    after 3 periods of 28 days). The result is saved as result "monitor:latest".
+    confidence 0.5, OOV rate of repeated new terms 0.05, Jensen-Shannon 0.1 shown for reference;
+    retrain cost 5000 over 90 days, retire after 3 periods of 28 days). The weekly scan flags a
+    week when PSI >= psi_warn and the chi-square p < 0.001, or a category absent from the
+    reference appears improbably often. The result is saved as result "monitor:latest".
     """
     from insightroi.monitor._store import monitor_store
     from insightroi.program import load_program
