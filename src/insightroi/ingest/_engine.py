@@ -122,7 +122,7 @@ def _existing(store: Store, table: str, column: str, values: pa.Array) -> pa.Arr
         raw.register(view, pa.table({"k": values}))
         try:
             got = raw.execute(f'SELECT k FROM "{view}" WHERE k IN (SELECT "{column}" FROM "{table}")')
-            return got.fetch_arrow_table().column("k").combine_chunks()
+            return got.to_arrow_table().column("k").combine_chunks()
         finally:
             raw.unregister(view)
     import ibis

@@ -91,7 +91,7 @@ class _Source:
 
     def _stream(self, sql: str, params: list[Any], transform=None) -> Iterator[pa.Table]:
         try:
-            reader = self.con.execute(sql, params).fetch_record_batch(CHUNK_ROWS)
+            reader = self.con.execute(sql, params).to_arrow_reader(CHUNK_ROWS)
         except duckdb.Error as exc:
             raise self._fail(exc) from None
         pos = 0
@@ -195,6 +195,13 @@ class _JsonlSource(_CsvSource):
             raise self._fail(exc) from None
         self.columns = [k[0] for k in keys]
         self._names = self.columns
+        if not self.columns:
+            lines = con.execute(
+                f"SELECT count(*) FROM read_csv(?, {base}, ignore_errors=true) WHERE trim(line) <> ''", [str(path)]
+            ).fetchone()[0]
+            if lines:
+                raise IngestError(f"{display}: no JSON object on any line; nothing was ingested")
+            raise IngestError(f"{display}: no data rows (empty file); nothing was ingested")
 
     def chunks(self):
         cols = self.columns
@@ -215,7 +222,7 @@ class _JsonlSource(_CsvSource):
         def parse(table):
             worker.register("_jsonl_lines", table)
             try:
-                return worker.execute(sql).fetch_arrow_table()
+                return worker.execute(sql).to_arrow_table()
             finally:
                 worker.unregister("_jsonl_lines")
 

@@ -277,7 +277,7 @@ def validate_chunk(con, spec: TableSpec, table: pa.Table, *, tz: str | None, red
     query, _ = build_query(spec, types, view=view, tz=tz, redact=redact, max_text_bytes=max_text_bytes)
     con.register(view, table)
     try:
-        return con.execute(query).fetch_arrow_table()
+        return con.execute(query).to_arrow_table()
     finally:
         con.unregister(view)
 
