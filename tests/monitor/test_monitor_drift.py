@@ -315,3 +315,18 @@ def test_ratio_difference_point_estimate_by_hand():
     res = ratio_difference([1, 2, 3], [10, 10, 20], [4, 4], [10, 30], scale=1000)
     assert res.estimate == pytest.approx(1000 * (6 / 40 - 8 / 40))
     assert res.extra["treatment_mean"] == pytest.approx(150.0)
+
+
+def test_high_cardinality_noise_is_not_an_alert():
+    # 80 SKU families, one week of 300 rows vs four weeks: PSI's null mean is ~ 79 (1/1200 + 1/300)
+    # = 0.33, above psi_alert, but the chi-square says it is sampling noise -> "warn", not "alert".
+    rng = np.random.default_rng(16)
+    shares = rng.dirichlet(np.full(80, 5.0))
+    ref = dict(enumerate(rng.multinomial(1200, shares)))
+    cur = dict(enumerate(rng.multinomial(300, shares)))
+    row = categorical_drift("sku_family", ref, cur)
+    assert row["psi"] >= 0.25 and row["p_value"] > 0.001
+    assert row["status"] == "warn"
+    moved = dict(cur)
+    moved[0] += 150  # a real surge in one family
+    assert categorical_drift("sku_family", ref, moved)["status"] == "alert"

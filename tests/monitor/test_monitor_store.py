@@ -180,3 +180,30 @@ def test_demo_world_outage_and_new_theme_flagged_in_their_weeks(tmp_path):
     assert topic_row["top_category"] == outage["topic"]
     theme_row = next(f for f in flagged[first_theme_week]["features"] if f["feature"] == "topic")
     assert theme_row["top_category"] == theme and theme_row["new_category"] == theme
+
+
+@pytest.mark.slow
+def test_monitor_store_on_ingested_demo_world(tmp_path):
+    """The demo world ingested into DuckDB: the store-side weekly scan (source mix and vocabulary,
+    counted in the database; no insights yet) flags the outage week and no other week, and the
+    decay table has one row per 28-day period of the experiment."""
+    demo = pytest.importorskip("insightroi.demo")
+    ingest = pytest.importorskip("insightroi.ingest")
+    from insightroi.program import load_program
+
+    info = demo.generate_world(tmp_path / "w", seed=0, scale=200_000)
+    store = open_store(f"duckdb:///{tmp_path / 'd.duckdb'}")
+    for kind in ("feedback", "orders", "tickets", "assignments"):
+        ingest.ingest_path(store, kind, info.paths[kind])
+    program = load_program(info.program_path)
+    out = monitor_store(store, program).to_dict()
+    json.dumps(out, allow_nan=False)
+    outage = next(s for s in info.truth["shocks"] if s["kind"] == "outage")
+    d = pd.Timestamp(outage["start"])
+    outage_week = (d - pd.Timedelta(days=d.weekday())).date().isoformat()
+    assert [w["week"] for w in out["weekly"] if w["flagged"]] == [outage_week]
+    start, end = pd.Timestamp(info.truth["window"]["start"]), pd.Timestamp(info.truth["window"]["end"])
+    assert len(out["decay"]) == int((end - start).days // 28) + 1
+    assert out["decision"] in ("keep", "retrain", "retire") and out["kpi"] == "tickets_per_1000_orders"
+    assert not [r["feature"] for r in out["drift"] if r["status"] == "alert"]
+    store.close()

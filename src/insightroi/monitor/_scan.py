@@ -41,8 +41,15 @@ def categorical_drift(
     thresholds: MonitoringThresholds | None = None,
     *,
     pseudocount: float = 0.0,
+    alpha: float = 0.001,
 ) -> dict[str, Any]:
     """PSI and chi-square drift row of one categorical feature from per-category counts.
+
+    Status: "alert" when PSI >= ``psi_alert`` (default 0.25) and the chi-square p-value is below
+    ``alpha`` (default 0.001); "warn" when PSI >= ``psi_warn`` (0.1) or when PSI reaches
+    ``psi_alert`` but the shift is within sampling noise (PSI's null mean is about
+    ``(K - 1)(1/n_ref + 1/n_cur)``, large for many categories in a small window, e.g. the product
+    mix over 80 SKU families in one week); else "ok".
 
     Parameters
     ----------
@@ -73,19 +80,29 @@ def categorical_drift(
     rs, cs = (r + pseudocount) / (r + pseudocount).sum(), (c + pseudocount) / (c + pseudocount).sum()
     rs, cs = np.where(rs == 0, d.DEFAULT_EPS, rs), np.where(cs == 0, d.DEFAULT_EPS, cs)
     top = int(np.argmax((cs - rs) * np.log(cs / rs)))
-    return {**row, "psi": psi, "chi2": chi2, "p_value": p, "dof": dof, "status": psi_status(psi, th),
+    status = psi_status(psi, th)
+    if status == "alert" and not p < alpha:
+        status = "warn"
+    return {**row, "psi": psi, "chi2": chi2, "p_value": p, "dof": dof, "status": status,
             "top_category": str(cats[top]), "top_change": float(diff[top])}
 
 
 def numeric_drift(
-    feature: str, reference, current, thresholds: MonitoringThresholds | None = None, *, n_bins: int = 10
+    feature: str, reference, current, thresholds: MonitoringThresholds | None = None, *, n_bins: int = 10,
+    alpha: float = 0.001,
 ) -> dict[str, Any]:
-    """PSI on reference deciles plus the two-sample KS test for one numeric feature."""
+    """PSI on reference deciles plus the two-sample KS test for one numeric feature.
+
+    Status as in :func:`categorical_drift`, with the KS p-value as the noise gate.
+    """
     th = thresholds or MonitoringThresholds()
     psi = d.psi_numeric(reference, current, n_bins=n_bins)
     ks, p = d.ks_two_sample(reference, current)
+    status = psi_status(psi, th)
+    if status == "alert" and not p < alpha:
+        status = "warn"
     return {"feature": feature, "kind": "numeric", "psi": psi, "ks": ks, "p_value": p,
-            "status": psi_status(psi, th), "n_reference": float(np.size(reference)),
+            "status": status, "n_reference": float(np.size(reference)),
             "n_current": float(np.size(current))}
 
 

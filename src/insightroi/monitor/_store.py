@@ -185,6 +185,7 @@ def monitor_store(
     current: tuple[Any, Any] | None = None,
     effects: Sequence[Result | dict] | None = None,
     kpi: str | None = None,
+    volume_per_period: float | None = None,
     weekly: bool = True,
 ) -> MonitorReport:
     """Drift, quality drift, outcome decay and the retrain / retire / keep decision for a store.
@@ -207,6 +208,9 @@ def monitor_store(
         when that is not possible).
     kpi : str, optional
         The KPI the decision values.
+    volume_per_period : float, optional
+        Treated denominator volume per period, passed to :func:`decide` (needed when ``effects``
+        come from elsewhere and carry no ``treatment_denominator``).
     weekly : bool
         Also run the weekly scan (:func:`drift_by_week_counts`) over the whole feedback history.
 
@@ -288,7 +292,8 @@ def monitor_store(
         pd_days = program.retraining.period_days
         recent = fb.filter(fb.event_time >= _day(hi) - timedelta(days=pd_days))
         feedback_last = float(recent.count().execute())
-    decision = decide(effects, program, kpi=kpi, drift=drift, feedback_per_period=feedback_last)
+    decision = decide(effects, program, kpi=kpi, drift=drift, feedback_per_period=feedback_last,
+                      volume_per_period=volume_per_period)
 
     weekly_rows: list[dict[str, Any]] = []
     if weekly:
