@@ -308,7 +308,9 @@ def _roi(store: Store, program: Program, analysis: Any, truth: dict[str, Any] | 
 
 
 def _quasi(store: Store, program: Program, truth: dict[str, Any] | None) -> dict[str, Any]:
-    return {}
+    from insightroi.experiments._quasi_section import quasi_section
+
+    return quasi_section(store, program, truth=truth)
 
 
 def _monitor(store: Store, program: Program, analysis: Any) -> dict[str, Any]:
