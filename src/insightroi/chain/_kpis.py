@@ -54,7 +54,8 @@ def alert_table(
     j = ch.left_join(comp, ch.alert_id == comp.anchor_id)
     df = j.drop("anchor_id").order_by("delivered_at", "alert_id").execute()
     for col in ("delivered_at", "acknowledged_at", "acted_at", "fixed_at", "outcome_at", "ignored_at", "overridden_at"):
-        df[col] = pd.to_datetime(df[col])
+        # Backends return different resolutions (DuckDB us, Spark ns); one unit for every caller.
+        df[col] = pd.to_datetime(df[col]).astype("datetime64[us]")
     fixed_mask = df.fixed_at.notna()
     for col in ("complaints_before", "complaints_after"):
         df[col] = df[col].astype("float64")
