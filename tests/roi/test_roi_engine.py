@@ -264,3 +264,16 @@ def test_volumes_round_trip():
     v = RoiVolumes({TICKETS: 123.0}, feedback=50.0, months=2.5)
     assert RoiVolumes.from_dict(v.to_dict()) == v
     assert RoiVolumes.from_dict({"kpis": {TICKETS: 123}, "feedback_treated": 50, "months": 2.5}) == v
+
+
+def test_effects_no_pool_prices_are_ignored_with_a_note():
+    prog = make_program([pool("tickets", TICKETS, rng_(5.0))], [cost("platform", rng_(1000.0))])
+    vol = RoiVolumes({TICKETS: 1e6}, feedback=0, months=3)
+    rel = Result(0.1, 0.01, (0.08, 0.12), 0.0, "x", 10, unit="relative")  # would be refused if priced
+    eff = {"alert_adoption_rate": rel, TICKETS: res(-2.0, 0.5)}
+    out = compute_roi(prog, eff, vol, draws=5_000, rng=4, correlation=np.array([[1.0, 0.3], [0.3, 1.0]]))
+    assert any("alert_adoption_rate" in n for n in out.notes)
+    base = compute_roi(prog, {TICKETS: res(-2.0, 0.5)}, vol, draws=5_000, rng=4)
+    np.testing.assert_array_equal(out.roi_draws, base.roi_draws)
+    with pytest.raises(DataError, match="no value pool"):
+        compute_roi(prog, {"alert_adoption_rate": rel}, vol, draws=100)

@@ -317,7 +317,15 @@ class _Model:
 
 def _build_model(program: Program, effects: Mapping[str, Result], volumes: RoiVolumes,
                  horizon_months: float | None, notes: list[str]) -> _Model:
-    names = list(effects)
+    priced = {p.kpi for p in program.value_pools}
+    for n in effects:
+        program.kpi(n)  # KeyError naming the known KPIs
+    unused = [n for n in effects if n not in priced]
+    if unused:
+        notes.append(f"effects on KPIs no value pool prices are not used: {unused}")
+    names = [n for n in effects if n in priced]
+    if not names:
+        raise DataError("no value pool has an estimated effect: nothing to turn into money")
     for n in names:
         program.kpi(n)  # KeyError naming the known KPIs
         unit = (effects[n].unit or "").lower()
@@ -419,7 +427,7 @@ def compute_roi(
         Source of randomness (``np.random.default_rng(rng)``); pass one for reproducible output.
     correlation : dict {(kpi_a, kpi_b): rho} or (K, K) array, optional
         Correlation of the effect estimates where KPIs share data (array rows in the order of
-        ``effects``). Default: independent.
+        ``effects``; effects no value pool prices are dropped from it). Default: independent.
     horizon_months : float, optional
         Horizon of the ROI. Default: the window (``volumes.months``), i.e. the realized ROI of what
         was run. A longer horizon extrapolates the window's monthly run-rate of benefit and of
@@ -452,7 +460,10 @@ def compute_roi(
 
     # ---- Monte Carlo ----
     z = rng.standard_normal((draws, K))
-    corr = _correlation_matrix(m.effect_names, correlation)
+    corr = _correlation_matrix(list(effects), correlation)
+    if corr is not None:
+        keep = [list(effects).index(n) for n in m.effect_names]
+        corr = corr[np.ix_(keep, keep)]
     if corr is not None:
         z = z @ _chol(corr).T
     eff = m.mu + z * m.sd
