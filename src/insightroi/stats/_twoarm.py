@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import Literal
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize, special
 
 from insightroi.errors import DataError, check_option
 from insightroi.stats._result import Check, Result
@@ -183,12 +183,14 @@ def two_arm(
     elif se == 0 or not math.isfinite(se):
         half, p, ref = math.nan, math.nan, test
     elif test == "t" and math.isfinite(df):
-        half = stats.t.ppf(1 - alpha / 2, df) * se
-        p = 2 * stats.t.sf(abs(estimate) / se, df)
+        # scipy.special directly: the distribution objects cost ~100 us a call, and the
+        # analysis of thousands of KPI x segment cells is dominated by them otherwise.
+        half = special.stdtrit(df, 1 - alpha / 2) * se
+        p = 2 * special.stdtr(df, -abs(estimate) / se)
         ref = "t"
     else:
-        half = stats.norm.ppf(1 - alpha / 2) * se
-        p = 2 * stats.norm.sf(abs(estimate) / se)
+        half = special.ndtri(1 - alpha / 2) * se
+        p = 2 * special.ndtr(-abs(estimate) / se)
         ref = "z"
     extra = {
         "control_mean": rc, "treatment_mean": rt, "control_n": mc.n, "treatment_n": mt.n,

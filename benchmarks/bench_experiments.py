@@ -1,0 +1,182 @@
+#!/usr/bin/env python
+"""Experiment engine benchmarks (issue 5).
+
+1. Sufficient statistics for N orders grouped by arm x 20 segments: ours is
+   ``insightroi.metrics.arm_statistics`` (Ibis -> DuckDB: per SKU family x segment post and
+   pre-period sums, joined with the assignments, then arm x segment moments); the peer is the
+   same computation in pandas (groupby on categorical columns, its best case), on the same rows
+   fetched from the same DuckDB table.
+2. Analysis of 50 KPIs x 20 segments (ratio metrics, 200 SKU families per arm and cell): ours is
+   ``insightroi.stats.two_arm`` (absolute and relative) from sufficient statistics; the peer is
+   pandas + statsmodels on the per-unit rows (linearised ratio, ``weightstats.ttest_ind`` with
+   unequal variances, then the delta-method relative interval), which is the same estimator.
+
+Usage: ``python benchmarks/bench_experiments.py [quick|full] [n_orders]``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import numpy as np
+
+QUICK_ORDERS = 1_000_000
+FULL_ORDERS = 100_000_000
+N_FAMILIES = 2000
+N_SEGMENTS = 20
+
+PROGRAM_EXTRA = """
+[[kpis]]
+name = "revenue_per_order"
+layer = "business"
+numerator = "revenue"
+denominator = "orders"
+unit = "sku_family"
+owner = "finance"
+direction = "increase"
+"""
+
+
+def _program():
+    from insightroi.program import parse_program, starter_program_text
+
+    return parse_program(starter_program_text().replace("end = 2026-03-31", "end = 2025-09-28") + PROGRAM_EXTRA)
+
+
+def _make_store(n_orders: int):
+    import pandas as pd
+
+    from insightroi.experiments import assign
+    from insightroi.store import open_store
+
+    prog = _program()
+    st = open_store("duckdb://:memory:")
+    raw = st.con.con
+    # Setup only (not timed): rows generated inside DuckDB to keep the driver's memory flat.
+    # 180 days from the pre-period start (2025-04-02) to the window end.
+    raw.execute(
+        f"""INSERT INTO orders (sku_family, segment, order_time, quantity, revenue)
+        SELECT 'F' || lpad(CAST(hash(i) % {N_FAMILIES} AS VARCHAR), 4, '0'),
+               'S' || CAST(hash(i * 7 + 1) % {N_SEGMENTS} AS VARCHAR),
+               TIMESTAMP '2025-04-02' + to_seconds(CAST(hash(i * 13 + 5) % (180 * 86400) AS BIGINT)),
+               1, CAST(hash(i * 3 + 2) % 10000 AS DOUBLE) / 100.0
+        FROM range({n_orders}) t(i)"""
+    )
+    fams = [f"F{i:04d}" for i in range(N_FAMILIES)]
+    arms = assign(fams, prog.experiment.salt, 0.5)
+    st.append("assignments", pd.DataFrame({
+        "id": [f"a{i}" for i in range(N_FAMILIES)], "experiment": prog.experiment.name,
+        "unit_type": "sku_family", "unit_id": fams, "arm": arms, "assigned_at": pd.Timestamp("2025-07-01"),
+    }))
+    return prog, st
+
+
+def _pandas_suffstats(orders, assignments):
+    import pandas as pd
+
+    post = (orders.order_time >= pd.Timestamp("2025-07-01")) & (orders.order_time < pd.Timestamp("2025-09-29"))
+    pre = (orders.order_time >= pd.Timestamp("2025-04-02")) & (orders.order_time < pd.Timestamp("2025-07-01"))
+    d = orders.assign(period=np.where(post, 1, np.where(pre, 0, -1)))
+    d = d[d.period >= 0]
+    g = d.groupby(["sku_family", "segment", "period"], observed=True).revenue.agg(["sum", "count"]).unstack("period", fill_value=0)
+    g.columns = ["num_pre", "num", "den_pre", "den"] if list(g.columns) == [("sum", 0), ("sum", 1), ("count", 0), ("count", 1)] \
+        else [f"{a}_{b}" for a, b in g.columns]
+    g = g.reset_index().merge(assignments[["unit_id", "arm"]], left_on="sku_family", right_on="unit_id")
+    cols = ["num", "den", "num_pre", "den_pre"]
+    for i, a in enumerate(cols):
+        for b in cols[i:]:
+            g[f"p_{a}_{b}"] = g[a] * g[b]
+    return g.groupby(["arm", "segment"], observed=True)[cols + [c for c in g.columns if c.startswith("p_")]].sum()
+
+
+def bench_suffstats(n_orders: int) -> dict:
+    from insightroi.metrics import arm_statistics
+
+    prog, st = _make_store(n_orders)
+    t0 = time.perf_counter()
+    ours = arm_statistics(st, prog, "revenue_per_order", by=("segment",))
+    ours_s = time.perf_counter() - t0
+    orders = st.con.con.execute("SELECT sku_family, segment, order_time, revenue FROM orders").fetch_df()
+    orders["sku_family"] = orders.sku_family.astype("category")
+    orders["segment"] = orders.segment.astype("category")
+    assignments = st.table("assignments").execute()
+    t0 = time.perf_counter()
+    peer = _pandas_suffstats(orders, assignments)
+    peer_s = time.perf_counter() - t0
+    # Same numbers: check one cell.
+    key = ("treatment", "S3")
+    assert math.isclose(ours[key].sums[0], peer.loc[key, "num"], rel_tol=1e-9)
+    assert math.isclose(ours[key].products[0][1], peer.loc[key, "p_num_den"], rel_tol=1e-9)
+    st.close()
+    return {"benchmark": f"sufficient statistics, {n_orders:,} orders -> arm x {N_SEGMENTS} segments (post + pre)",
+            "ours_s": ours_s, "peer": "pandas groupby (categorical keys)", "peer_s": peer_s,
+            "ratio": peer_s / ours_s, "note": f"{len(ours)} cells; DuckDB via Ibis; same table"}
+
+
+def _cells(rng, n_kpis=50, n_seg=N_SEGMENTS, units=200):
+    den = rng.poisson(200, (n_kpis, n_seg, 2, units)).astype(float) + 1
+    rate = 0.05 * rng.gamma(5.0, 0.2, (n_kpis, n_seg, 2, units))
+    num = rng.binomial(den.astype(int), np.minimum(rate, 1)).astype(float)
+    return num, den
+
+
+def bench_analysis() -> dict:
+    import pandas as pd
+    from scipy import stats as sps
+    from statsmodels.stats.weightstats import ttest_ind
+
+    from insightroi.stats import Ratio, two_arm
+
+    rng = np.random.default_rng(0)
+    num, den = _cells(rng)
+    k, s = num.shape[:2]
+    stats = [[(Ratio.from_arrays(num[i, j, 0], den[i, j, 0]), Ratio.from_arrays(num[i, j, 1], den[i, j, 1]))
+              for j in range(s)] for i in range(k)]
+    t0 = time.perf_counter()
+    ours = []
+    for i in range(k):
+        for j in range(s):
+            c, t = stats[i][j]
+            ours.append((two_arm(c, t), two_arm(c, t, relative=True)))
+    ours_s = time.perf_counter() - t0
+    frames = {(i, j): pd.DataFrame({"arm": np.repeat([0, 1], num.shape[3]), "num": num[i, j].ravel(),
+                                    "den": den[i, j].ravel()}) for i in range(k) for j in range(s)}
+    t0 = time.perf_counter()
+    peer = []
+    for (i, j), df in frames.items():
+        g = df.groupby("arm")[["num", "den"]].agg(["sum", "mean"])
+        r = g[("num", "sum")] / g[("den", "sum")]
+        # linearised ratio (Deng et al. 2018) re-centred on each arm's ratio: its mean is the
+        # ratio and its variance / n the delta-method variance, so Welch's t is the ratio test.
+        lin = r.loc[df.arm].to_numpy() + (df.num - r.loc[df.arm].to_numpy() * df.den) / g[("den", "mean")].loc[df.arm].to_numpy()
+        tstat, p, dof = ttest_ind(lin[df.arm == 1], lin[df.arm == 0], usevar="unequal")
+        diff = r.loc[1] - r.loc[0]
+        se = diff / tstat if tstat else float("nan")
+        # relative: delta method on r1 / r0 with the arms' linearised variances
+        v1 = lin[df.arm == 1].var(ddof=1) / (df.arm == 1).sum()
+        v0 = lin[df.arm == 0].var(ddof=1) / (df.arm == 0).sum()
+        rel_se = math.sqrt(v1 / r.loc[0] ** 2 + v0 * r.loc[1] ** 2 / r.loc[0] ** 4)
+        half = sps.t.ppf(0.975, dof) * rel_se
+        peer.append((diff, se, p, r.loc[1] / r.loc[0] - 1, half))
+    peer_s = time.perf_counter() - t0
+    assert math.isclose(ours[7][0].p_value, peer[7][2], rel_tol=1e-6)
+    return {"benchmark": f"analysis of {k} KPIs x {s} segments (ratio metric, absolute + relative)",
+            "ours_s": ours_s, "peer": "pandas + statsmodels weightstats.ttest_ind on per-unit rows", "peer_s": peer_s,
+            "ratio": peer_s / ours_s, "note": "ours from sufficient statistics; same estimator and p-values"}
+
+
+def run(scale: str = "quick", n_orders: int | None = None) -> list[dict]:
+    """Benchmark rows: ``quick`` = 1M orders, ``full`` = 100M orders (or ``n_orders``)."""
+    if scale not in ("quick", "full"):
+        raise ValueError(f"The 'scale' parameter must be one of ['quick', 'full']. Got {scale!r} instead.")
+    n = n_orders or (QUICK_ORDERS if scale == "quick" else FULL_ORDERS)
+    return [bench_suffstats(n), bench_analysis()]
+
+
+if __name__ == "__main__":
+    scale = sys.argv[1] if len(sys.argv) > 1 else "quick"
+    n = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    for row in run(scale, n):
+        print(row)
