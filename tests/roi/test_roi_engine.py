@@ -145,7 +145,7 @@ def test_soft_value_never_enters_the_headline():
     soft_rows = [p for p in d["pools"] if not p["hard"]]
     assert soft_rows and soft_rows[0]["share"] == 1.0
     assert sum(p["share"] for p in d["pools"] if p["hard"]) == pytest.approx(1.0)
-    assert all("reputation" not in t["input"] for t in d["tornado"])
+    assert all("reputation" not in t["input"] and NEG not in t["input"] for t in d["tornado"])
 
 
 def test_only_soft_pools_gives_zero_hard_benefit_and_a_note():

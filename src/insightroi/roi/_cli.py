@@ -107,7 +107,7 @@ def print_roi(res: RoiResult) -> None:
             p["name"], p["function"], p["kpi"], "hard" if p["hard"] else "soft", f"{p['avoided_events']:,.0f}",
             _money(p["benefit_median"], cur),
             f"[{_money(p['benefit_ci_low'], cur)}, {_money(p['benefit_ci_high'], cur)}]",
-            _pct(p["share"]),
+            _pct(p["share"]) + ("" if p["hard"] else " of soft"),
         )
     console.print(t)
     t = Table(title="Cost stack")

@@ -482,8 +482,8 @@ def compute_roi(
     rows_c = [m.c_mode, m.c_hi, m.c_lo]
     labels: list[tuple[str, str]] = []
     for i, n in enumerate(m.effect_names):
-        if not np.any(m.pool_k == i):
-            continue
+        if not np.any((m.pool_k == i) & m.pool_hard):
+            continue  # priced only by soft pools: cannot move the ROI
         for bound in (m.eff_lo, m.eff_hi):
             e = m.mu.copy()
             e[i] = bound[i]
