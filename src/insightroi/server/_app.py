@@ -298,7 +298,8 @@ def create_app(store_url: str | None = None, *, token: str | None = None, max_bo
         program = (b or {}).get("program") or {}
         nonce = session_nonce(request)
         html = env.get_template(template).render(
-            css=css, request_path=request.url.path, program=program, bundle=b or {}, signed_in=nonce is not None,
+            css=css, request_path=request.url.path,
+            request_fullpath=request.url.path + (f"?{request.url.query}" if request.url.query else ""), program=program, bundle=b or {}, signed_in=nonce is not None,
             csrf=csrf_for(nonce) if nonce else "", writes_enabled=secret_b is not None,
             **format_helpers(program.get("currency", "USD")), **ctx)
         return HTMLResponse(html, status_code=status_code)
