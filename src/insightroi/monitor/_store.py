@@ -117,12 +117,19 @@ def _token_counts_by(expr, key: str) -> dict[str, Counter]:
 
 
 def _latest_insights(store):
+    """Insights of the latest model version of each task (sentiment, topic, ... are versioned
+    separately); returns (table, {task: version}) or None when there are none."""
     ins = store.table("insights")
-    if int(ins.count().execute()) == 0:
+    versions = ins.group_by(["task", "model_version"]).agg(last=ins.created_at.max()).execute()
+    if versions.empty:
         return None
-    latest = ins.order_by(ibis.desc("created_at")).limit(1).model_version.execute()
-    version = latest.iloc[0]
-    return ins.filter(ins.model_version == version), version
+    versions = versions.sort_values("last").groupby("task").tail(1)
+    latest = {str(t): str(v) for t, v in zip(versions["task"], versions["model_version"])}
+    cond = None
+    for task, version in latest.items():
+        c = (ins.task == task) & (ins.model_version == version)
+        cond = c if cond is None else cond | c
+    return ins.filter(cond), latest
 
 
 def store_period_effects(
@@ -253,7 +260,7 @@ def monitor_store(
         notes.append("no insights in the store yet: topic, sentiment and taxonomy drift skipped")
     else:
         ins, version = latest
-        windows["model_version"] = str(version)
+        windows["model_version"] = version
         times = fb.select(fid=fb.id, event_time=fb.event_time)
         ins_joined = ins.join(times, ins.feedback_id == times.fid)
         iw = ins_joined.mutate(_w=_window_expr(ins_joined.event_time, reference, current))
