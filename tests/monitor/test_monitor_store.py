@@ -79,6 +79,16 @@ def _program_from(start):
 def test_monitor_store_flags_the_shifted_week(tmp_path):
     store, start = _fill_store(tmp_path / "m.duckdb", shift=True)
     program = _program_from(start)
+    # An older topic model (everything "praise") and a sentiment model with its own version: the
+    # monitor reads the latest version of each task and ignores the old one.
+    fb = store.table("feedback").select("id", "event_time").execute()
+    old = pd.DataFrame({"id": "old:" + fb.id, "feedback_id": fb.id, "task": "topic", "label": "praise",
+                        "confidence": 0.99, "model_version": "v0", "created_at": start - timedelta(days=1)})
+    sent = pd.DataFrame({"id": "s:" + fb.id, "feedback_id": fb.id, "task": "sentiment", "label": "negative",
+                         "confidence": 0.8, "model_version": "s1", "created_at": start})
+    with store.transaction():
+        store.append("insights", old)
+        store.append("insights", sent)
     report = monitor_store(store, program)
     out = report.to_dict()
     json.dumps(out, allow_nan=False)
@@ -92,6 +102,8 @@ def test_monitor_store_flags_the_shifted_week(tmp_path):
     assert by["insight:topic"]["status"] == "alert"
     assert by["sku_family"]["status"] == "ok"  # the product mix did not move
     assert out["windows"]["current"] == ["2025-11-03T00:00:00", "2025-11-10T00:00:00"]
+    assert out["windows"]["model_version"] == {"topic": "v1", "sentiment": "s1"}
+    assert by["insight:sentiment"]["status"] == "ok"
     # Weekly scan over the store: only the last week is flagged.
     flagged = [w["week"] for w in out["weekly"] if w["flagged"]]
     assert flagged == ["2025-11-03"]
