@@ -91,12 +91,22 @@ def _records(df) -> list[dict[str, Any]]:
     return [jsonable(r) for r in df.to_dict(orient="records")]
 
 
+class _Pending:
+    __slots__ = ("table", "row", "batch", "by_key", "done", "result", "error")
+
+    def __init__(self, table: str, row: dict[str, Any], batch: str, by_key: bool) -> None:
+        self.table, self.row, self.batch, self.by_key = table, row, batch, by_key
+        self.done, self.result, self.error = False, None, None
+
+
 class Backend:
     """Store access for one app: idempotent appends and the reads the API and pages need."""
 
     def __init__(self, store_url: str) -> None:
         self.store = open_store(store_url)
         self.lock = threading.RLock()
+        self._queue: list[_Pending] = []
+        self._queue_lock = threading.Lock()
 
     def close(self) -> None:
         with self.lock:
@@ -126,23 +136,64 @@ class Backend:
 
         ``fingerprint`` (a hash of the request body) goes into ``batch_id`` so a replay can be told
         from a different request reusing the same id or key. Returns ``(public_row, replayed)``.
+
+        Group commit: concurrent writers queue their rows and whichever thread holds the store
+        lock commits everything queued in one transaction (one WAL flush for many events);
+        every caller returns only after the transaction holding its row has committed.
         """
-        batch = f"api:{fingerprint}"
+        item = _Pending(table, row, f"api:{fingerprint}", by_key)
+        with self._queue_lock:
+            self._queue.append(item)
         with self.lock:
-            existing = self._find(table, row["id"])
-            if existing is not None:
-                if existing.get("batch_id") == batch:
-                    return self._public(existing), True
-                if by_key:
-                    raise Conflict("this Idempotency-Key was already used with a different request body", 422)
-                raise Conflict(f"{table} id {row['id']!r} already exists with different content", 409)
-            full = {c: None for c in TABLES[table].columns}
-            full.update(row)
-            full["ingested_at"] = _utcnow()
-            full["batch_id"] = batch
-            with self.store.transaction():
-                self.store.append(table, pa.Table.from_pylist([full]))
-        return self._public(full), False
+            if not item.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit(batch)
+        if item.error is not None:
+            raise item.error
+        return item.result
+
+    def _commit(self, batch: list["_Pending"]) -> None:
+        try:
+            existing: dict[tuple[str, str], dict[str, Any]] = {}
+            for table in {p.table for p in batch}:
+                ids = [p.row["id"] for p in batch if p.table == table]
+                if self.store.kind == "duckdb":
+                    rows = self.store.sql(f'SELECT * FROM "{table}" WHERE id IN (SELECT unnest(?))', [ids]).to_pylist()
+                else:
+                    t = self.store.table(table)
+                    rows = t.filter(t.id.isin(ids)).execute().to_dict(orient="records")
+                existing.update({(table, r["id"]): r for r in rows})
+            new: dict[str, list[dict[str, Any]]] = {}
+            now = _utcnow()
+            for p in batch:
+                found = existing.get((p.table, p.row["id"]))
+                if found is not None:
+                    if found.get("batch_id") == p.batch:
+                        p.result = (self._public(found), True)
+                    elif p.by_key:
+                        p.error = Conflict("this Idempotency-Key was already used with a different request body", 422)
+                    else:
+                        p.error = Conflict(f"{p.table} id {p.row['id']!r} already exists with different content", 409)
+                    continue
+                full = {c: None for c in TABLES[p.table].columns}
+                full.update(p.row)
+                full["ingested_at"] = now
+                full["batch_id"] = p.batch
+                existing[(p.table, p.row["id"])] = full  # a duplicate later in the same batch is a replay
+                new.setdefault(p.table, []).append(full)
+                p.result = (self._public(full), False)
+            if new:
+                with self.store.transaction():
+                    for table, rows in new.items():
+                        self.store.append(table, pa.Table.from_pylist(rows))
+        except Exception as exc:  # nothing of the batch landed: every caller sees the failure
+            for p in batch:
+                if p.error is None:
+                    p.result, p.error = None, exc
+        finally:
+            for p in batch:
+                p.done = True
 
     # ---- reads --------------------------------------------------------------------------------
     def bundle(self) -> dict[str, Any] | None:
