@@ -245,3 +245,20 @@ def test_kalman_filter_matches_statsmodels():
     np.testing.assert_allclose(a, res.predicted_state[:, -1], atol=1e-6)
     np.testing.assert_allclose(P, res.predicted_state_cov[:, :, -1], atol=1e-6)
     assert math.isfinite(ll)
+
+
+def test_did_ratio_equals_paired_did_when_denominators_are_equal():
+    # Identity: with one common denominator per unit, the ratio of sums is the mean of rates and
+    # the delta-method SE is the paired-difference SE of did_2x2 (Card & Krueger's row 4 formula).
+    from insightroi.stats import did_ratio
+
+    rng = np.random.default_rng(8)
+    n = 30
+    d = np.arange(n) < 12
+    b = np.full(n, 500.0)
+    a0 = rng.poisson(10, n).astype(float)
+    a1 = rng.poisson(12, n).astype(float)
+    r = did_ratio(a0, b, a1, b, d, scale=1000)
+    ref = did_2x2(a0 / b * 1000, a1 / b * 1000, d)
+    assert r.estimate == pytest.approx(ref.estimate, rel=1e-12)
+    assert r.se == pytest.approx(ref.se, rel=1e-12)

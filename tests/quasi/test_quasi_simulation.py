@@ -205,3 +205,31 @@ def test_matching_recovers_att_and_improves_balance(method):
     assert all(abs(v["smd_after"]) < abs(v["smd_before"]) for v in bal.values())
     assert abs(np.mean(ests) - effect) < 0.1
     assert 0.88 <= cover / reps <= 0.99
+
+
+def test_did_ratio_coverage_and_false_positives():
+    # Ratio KPI with very unequal unit sizes: the delta-method SE clustered by unit must cover.
+    from insightroi.stats import did_ratio
+
+    rng = np.random.default_rng(20)
+    reps, n = 800, 50
+    for effect in (0.0, -0.2):
+        cover = reject = 0
+        for _ in range(reps):
+            d = np.arange(n) < n // 2
+            size = rng.lognormal(7, 1, n)
+            rate = 0.01 * rng.lognormal(0, 0.3, n)
+            b0, b1 = rng.poisson(size), rng.poisson(size * 1.1)
+            a0 = rng.poisson(b0 * rate)
+            a1 = rng.poisson(b1 * rate * np.where(d, 1 + effect, 1.0))
+            r = did_ratio(a0, b0, a1, b1, d, scale=1000)
+            # true DiD in KPI units: treated post - pre (ratio of expected sums) minus control's 0
+            wt = size[d] * 1.1
+            truth = 1000 * effect * np.sum(wt * rate[d]) / np.sum(wt)
+            cover += r.ci[0] <= truth <= r.ci[1]
+            reject += r.p_value < 0.05
+        lo, hi = _rate_band(0.95, reps, 3.5)
+        assert lo <= cover / reps <= hi
+        if effect == 0:
+            lo, hi = _rate_band(0.05, reps, 3.5)
+            assert lo <= reject / reps <= hi

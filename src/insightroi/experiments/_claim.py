@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from insightroi.errors import DataError
-from insightroi.stats import Check, Result, did_2x2, twfe
+from insightroi.stats import Check, Result, did_ratio, twfe
 from insightroi.stats._result import _jsonable
 
 __all__ = ["ParsedClaim", "ClaimReport", "parse_claim", "validate_claim"]
@@ -169,27 +169,24 @@ def _rel(a: float, b: float) -> float:
 
 def _did_rate(panel: pd.DataFrame, num: str, den: str, scale: float, unit: str, period: str, treated: str,
               rollout, alpha: float, metric: str, post_periods=None) -> tuple[Result, float, tuple[float, float]]:
-    """DiD of unit-level rates (ratio of sums over the pre and the post periods), paired by unit.
+    """Ratio-of-sums DiD of the KPI, clustered by unit (:func:`insightroi.stats.did_ratio`).
 
-    Each unit's KPI before and after is its own numerator sum over its denominator sum, so thin
-    weeks do not add noise (a weekly rate of 1 review in 20 orders would); the 2x2 DiD across
-    units then has the paired-difference standard error (Card & Krueger 1994's row 4). The
-    relative effect divides by the treated units' counterfactual mean (after-mean - effect).
+    The KPI is computed as the program defines it (sum of numerators / sum of denominators), so
+    thin unit-weeks do not add noise and large units weigh as much as their volume. The relative
+    effect divides by the treated units' counterfactual KPI (after - effect).
     """
     df = panel[[unit, period, num, den, treated]]
     if post_periods is not None:
         df = df[(df[period] < rollout) | df[period].isin(post_periods)]
-    post = df[period] >= rollout
-    g = df.assign(_post=post).groupby([unit, "_post"])[[num, den]].sum()
-    rate = (g[num] / g[den].where(g[den] > 0)).unstack() * scale
-    if True not in rate.columns or False not in rate.columns:
-        raise DataError("no data on one side of the rollout")
-    tr = df.groupby(unit)[treated].first().reindex(rate.index).astype(bool).to_numpy()
     if float(df[num].sum()) == 0.0:
         raise DataError(f"{num} is zero everywhere (not measured?)")
-    res = did_2x2(rate[False].to_numpy(dtype=float), rate[True].to_numpy(dtype=float), tr, alpha=alpha, metric=metric)
-    res = replace(res, method="did_unit_rates")
-    cf = res.extra["treated"]["mean_post"] - res.estimate
+    g = df.assign(_post=df[period] >= rollout).groupby([unit, "_post"])[[num, den]].sum().unstack(fill_value=0.0)
+    if (num, True) not in g.columns or (num, False) not in g.columns:
+        raise DataError("no data on one side of the rollout")
+    tr = df.groupby(unit)[treated].first().reindex(g.index).astype(bool).to_numpy()
+    res = did_ratio(g[(num, False)].to_numpy(), g[(den, False)].to_numpy(), g[(num, True)].to_numpy(), g[(den, True)].to_numpy(),
+                    tr, scale=scale, alpha=alpha, metric=metric)
+    cf = res.extra["treated"]["kpi_post"] - res.estimate
     if cf > 0:
         rel, rci = res.estimate / cf, (res.ci[0] / cf, res.ci[1] / cf)
     else:
