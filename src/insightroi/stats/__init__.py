@@ -13,7 +13,7 @@ from insightroi.stats._power import (
     sample_size_ratio,
 )
 from insightroi.stats._result import Check, Result
-from insightroi.stats._did import did_2x2, event_study, staggered_did, twfe, within_demean
+from insightroi.stats._did import did_2x2, did_ratio, event_study, staggered_did, twfe, within_demean
 from insightroi.stats._its import causal_impact
 from insightroi.stats._matching import matched_cohorts, propensity_scores, standardized_mean_differences
 from insightroi.stats._synth import simplex_weights, synth_fit, synthetic_control
@@ -77,6 +77,7 @@ __all__ = [
     "switchback_power",
     # quasi-experimental (issue 6)
     "did_2x2",
+    "did_ratio",
     "twfe",
     "event_study",
     "staggered_did",
