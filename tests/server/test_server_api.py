@@ -214,3 +214,25 @@ def test_posted_chain_events_appear_in_trace_and_alert_status(client):
     assert "size chart fixed" in notes and "555 0100" not in notes
     status = {a["alert_id"]: a["status"] for a in client.get("/api/v1/alerts").json()["items"]}
     assert status["alr-0006"] == "acted"
+
+
+def test_concurrent_writes_all_land_and_concurrent_replays_store_once(server, backend):
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = backend.count("chain_events")
+
+    def post(i):
+        key = f"conc-{i % 10}"  # 40 requests, 10 distinct keys, sent 4 times each at once
+        body = {"event_type": "outcome", "alert_id": f"conc-{i % 10}", "payload": {"k": i % 10}}
+        with httpx.Client(base_url=server.url, timeout=60) as c:
+            r = c.post("/api/v1/chain-events", json=body, headers={**AUTH, "Idempotency-Key": key})
+        return i % 10, r.status_code, r.json()
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(post, range(40)))
+    assert all(status == 201 for _, status, _ in results)
+    by_key: dict[int, list] = {}
+    for k, _, body in results:
+        by_key.setdefault(k, []).append(body)
+    assert all(len({json.dumps(b, sort_keys=True) for b in bodies}) == 1 for bodies in by_key.values())
+    assert backend.count("chain_events") == before + 10
