@@ -27,6 +27,8 @@ from insightroi.stats._result import _jsonable
 __all__ = ["ParsedClaim", "ClaimReport", "parse_claim", "validate_claim"]
 
 Verdict = Literal["supported", "weak", "not supported"]
+# A claim this many times beyond the interval's nearest end is "not supported" rather than "weak".
+OVERSTATEMENT = 1.5
 
 _DOWN = r"down|fell|fall|falls|dropped|drop|drops|decreased?|decreases|declined?|reduced?|reduces|reduction|fewer|lower|less|cut|cuts|shrank|slashed"
 _UP = r"up|rose|rise|rises|increased?|increases|grew|grow|grows|more|higher|gained?|boosted?|improved?"
@@ -255,7 +257,7 @@ def validate_claim(
     -----
     Verdict rules. *not supported*: the DiD interval contains no change in the claimed direction
     (it includes 0 and excludes the claimed size, or points the other way), or the claimed size
-    is outside the interval and either more than twice its nearest end or built on a spike
+    is outside the interval and either more than 1.5 times its nearest end or built on a spike
     (regression to the mean). *weak*: the effect is significant in the claimed direction but
     the claimed size lies (moderately) outside its interval; or
     the interval includes both 0 and the claimed size (inconclusive); or a supported effect is
@@ -480,15 +482,15 @@ def _verdict(pc, inc, rel, rel_ci, pre_trends, rtm, persistence, tri, tb, ta, cb
         verdict = "supported"
         reasons.append(f"The incremental effect {est_txt} {ci_txt} is significant and contains the claimed {unit_txt(claimed)}.")
     elif sig_dir:
-        # The nearest interval end to the claim: a claim more than twice it, or one whose
-        # before/after rests on a spike, overstates the effect beyond "weak".
+        # The nearest interval end to the claim is the largest effect the data allow: a claim
+        # 1.5 times beyond it, or one whose before/after rests on a spike, is not "weak".
         nearest = clo if abs(clo - claimed) < abs(chi - claimed) else chi
-        overstated = abs(claimed) > 2 * abs(nearest)
+        overstated = abs(claimed) > OVERSTATEMENT * abs(nearest)
         if overstated or rtm.status == "fail":
             verdict = "not supported"
             reasons.append(
                 f"There is an effect in the claimed direction, {est_txt} {ci_txt}, but the claimed {unit_txt(claimed)} "
-                + ("is more than twice what the data allow." if overstated else "comes from a spike and lies outside the interval.")
+                + (f"is more than {OVERSTATEMENT:g} times the largest effect the interval allows." if overstated else "comes from a spike and lies outside the interval.")
             )
         else:
             verdict = "weak"
