@@ -205,13 +205,14 @@ def test_posted_chain_events_appear_in_trace_and_alert_status(client):
         r = client.post("/api/v1/chain-events", headers=AUTH, json={
             "event_type": step, "alert_id": "alr-0006", "actor": "lee", "team": "merchandising",
             "event_time": f"2026-03-16T{10 if step == 'acknowledged' else 15}:00:00Z",
-            "payload": {"note": "size chart fixed; call me on +1 415 555 0100"}})
+            "payload": {"note": "size chart fixed; call me on +1 415 555 0100",
+                        "contacts": [{"email": "lee@acme.example"}]}})
         assert r.status_code == 201
     tr = client.get("/api/v1/trace/alr-0006").json()
     stages = [e["event_type"] for e in tr["events"]]
     assert stages[:3] == ["alert_delivered", "acknowledged", "action_taken"]
     notes = json.dumps(tr)
-    assert "size chart fixed" in notes and "555 0100" not in notes
+    assert "size chart fixed" in notes and "555 0100" not in notes and "lee@acme.example" not in notes
     status = {a["alert_id"]: a["status"] for a in client.get("/api/v1/alerts").json()["items"]}
     assert status["alr-0006"] == "acted"
 

@@ -220,10 +220,9 @@ def create_app(store_url: str | None = None, *, token: str | None = None, max_bo
     def post_chain_event(event: ChainEventIn, response: Response, idempotency_key: IdemKey = None) -> StoredEvent:
         """Record a step of an alert's decision chain (delivered, acknowledged, action taken, fix deployed, outcome)."""
         row = event.row(_now())
-        if event.payload and isinstance(event.payload.get("note"), str):
-            payload = dict(event.payload)
-            payload["note"] = redact_text(payload["note"])
-            row["payload"] = json.dumps(payload, sort_keys=True, default=str)
+        if event.payload:
+            # Every string in the payload, as ingestion redacts chain_events.payload.
+            row["payload"] = json.dumps(_redact_obj(event.payload), sort_keys=True, default=str)
         return _store_event("chain_event", "chain_events", event, row, idempotency_key, response)
 
     # ---- read API -----------------------------------------------------------------------------
@@ -424,6 +423,16 @@ def create_app(store_url: str | None = None, *, token: str | None = None, max_bo
 
     app.state.backend = backend
     return app
+
+
+def _redact_obj(obj: Any) -> Any:
+    if isinstance(obj, str):
+        return redact_text(obj)
+    if isinstance(obj, dict):
+        return {k: _redact_obj(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_redact_obj(v) for v in obj]
+    return obj
 
 
 def _now() -> datetime:
