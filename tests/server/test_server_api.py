@@ -237,3 +237,38 @@ def test_concurrent_writes_all_land_and_concurrent_replays_store_once(server, ba
         by_key.setdefault(k, []).append(body)
     assert all(len({json.dumps(b, sort_keys=True) for b in bodies}) == 1 for bodies in by_key.values())
     assert backend.count("chain_events") == before + 10
+
+
+def test_insightroi_serve_cli_serves_the_cli_store(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from _srv_helpers import free_port
+
+    url = f"duckdb:///{tmp_path}/cli.duckdb"
+    seed_store(url)
+    port = free_port()
+    env = {**os.environ, "INSIGHTROI_API_TOKEN": TOKEN}
+    proc = subprocess.Popen([sys.executable, "-m", "insightroi", "serve", "--store", url, "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/api/v1/alerts", timeout=5)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+                time.sleep(0.3)
+        assert r.status_code == 200 and len(r.json()["items"]) == 7
+        w = httpx.post(f"http://127.0.0.1:{port}/api/v1/chain-events", headers=AUTH, timeout=30,
+                       json={"event_type": "acknowledged", "alert_id": "alr-0001"})
+        assert w.status_code == 201
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=60)
+    assert TOKEN not in out  # a configured token is never printed
+    with open_store(url) as st:
+        assert st.sql("SELECT count(*) AS n FROM chain_events WHERE batch_id LIKE 'api:%'").to_pylist()[0]["n"] == 1
