@@ -7,6 +7,8 @@ operation, no per-example deadline (the machine is shared).
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,6 +21,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from insightroi.server import create_app  # noqa: E402
 
 _DIR = Path(tempfile.mkdtemp(prefix="insightroi-fuzz-"))
+atexit.register(shutil.rmtree, _DIR, ignore_errors=True)
 _URL = f"duckdb:///{_DIR}/fuzz.duckdb"
 seed_store(_URL)
 APP = create_app(_URL, token=TOKEN, max_body_bytes=100_000)

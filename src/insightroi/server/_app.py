@@ -22,7 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from insightroi.report import _charts
 from insightroi.report._render import _forest_rows, _verdict, format_helpers
-from insightroi.server._data import Backend, Conflict, fingerprint, id_from_key, jsonable, redact_text
+from insightroi.server._data import Backend, Conflict, fingerprint, id_from_key, redact_text
 from insightroi.server._models import CHAIN_API_TYPES, ApiError, ChainEventIn, FeedbackIn, StoredEvent
 
 __all__ = ["create_app"]
@@ -458,5 +458,3 @@ async def _run(fn, *args, **kwargs):
 
     return await run_in_threadpool(fn, *args, **kwargs)
 
-
-_ = jsonable  # re-exported for tests that compare API output with store rows
