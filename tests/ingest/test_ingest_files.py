@@ -370,3 +370,11 @@ def test_other_tables_types_and_rules(store, tmp_path):
     assert r.errors == ["chain.csv row 2, field 'event_type': 'emailed' is not one of insight, alert_delivered, "
                         "acknowledged, action_taken, fix_deployed, outcome, ignored, overridden"]
     assert store.sql("SELECT payload FROM chain_events").to_pylist() == [{"payload": '{"to": "[EMAIL]"}'}]
+
+
+def test_padded_values_are_trimmed_for_typed_columns_only(store, tmp_path):
+    path = write(tmp_path / "pad.csv", HEADER + 'p1, review ,web, 2025-03-01T10:00:00Z\t, 4 ,"  spaced text  "\n')
+    report = ingest_path(store, "feedback", path)
+    assert (report.landed, report.quarantined) == (1, 0), report.errors
+    row = store.sql("SELECT source, event_time, rating, text FROM feedback").to_pylist()[0]
+    assert row == {"source": "review", "event_time": datetime(2025, 3, 1, 10), "rating": 4.0, "text": "  spaced text  "}
