@@ -7,6 +7,7 @@ import html
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,17 @@ class Prepared:
 
 
 def _prepare_one(raw: Any) -> Prepared:
+    if isinstance(raw, str) and len(raw) < 4096:
+        return _prepare_cached(raw)
+    return _prepare_uncached(raw)
+
+
+@lru_cache(maxsize=65536)
+def _prepare_cached(raw: str) -> Prepared:
+    return _prepare_uncached(raw)
+
+
+def _prepare_uncached(raw: Any) -> Prepared:
     if raw is None or (isinstance(raw, float) and np.isnan(raw)):
         return Prepared(None, "empty text (null)")
     text = raw if isinstance(raw, str) else str(raw)
@@ -75,7 +87,7 @@ def _prepare_one(raw: Any) -> Prepared:
     if not words:
         return Prepared(text, None, tuple(notes + ["no words (emoji or symbols only)"]), has_words=False)
     letters = "".join(words)
-    latin = sum(1 for ch in letters if ch.isascii() or "\u00c0" <= ch <= "\u024f")
+    latin = len(letters) if letters.isascii() else sum(1 for ch in letters if ch.isascii() or "\u00c0" <= ch <= "\u024f")
     if latin / len(letters) < 0.5:
         return Prepared(None, "not English (mostly non-Latin script)", tuple(notes))
     if len(words) >= 5 and not any(w.lower() in _EN_FUNCTION for w in words):

@@ -55,9 +55,12 @@ class InsightModels:
 
         Returns the insights-table columns except created_at.
         """
-        texts = df["text"].tolist()
-        sent = self.sentiment.classify(texts)
-        top = self.topic.classify(texts)
+        texts = ["" if t is None or (isinstance(t, float) and t != t) else str(t) for t in df["text"].tolist()]
+        # Feedback repeats itself (templates, one-liners): classify each distinct text once.
+        uniq, inv = np.unique(np.array(texts, dtype=object), return_inverse=True) if texts else ([], [])
+        uniq = list(uniq)
+        sent = self.sentiment.classify(uniq).iloc[inv].reset_index(drop=True)
+        top = self.topic.classify(uniq).iloc[inv].reset_index(drop=True)
         sev = self.severity.classify(
             texts,
             top["label"].to_numpy(),
@@ -156,6 +159,13 @@ def classify_store(
     versions = models.versions
     todo, n_feedback = _todo_frame(store, versions["severity"])
     total = len(todo)
+    existing: set[str] = set()
+    if total:
+        # Rows of the upstream tasks may already exist (same sentiment or topic model, new
+        # combination); ids are deterministic, so skip those instead of duplicating keys.
+        ins = store.table("insights")
+        prior = ins.filter(ins.model_version.isin([versions["sentiment"], versions["topic"]])).select("id")
+        existing = set(prior.execute()["id"])
     written = unclassifiable = 0
     counts: dict[str, int] = {}
     if progress:
@@ -163,8 +173,6 @@ def classify_store(
     for start in range(0, total, max(1, int(batch_size))):
         batch = todo.iloc[start : start + batch_size]
         rows = models.classify_frame(batch)
-        ins = store.table("insights")
-        existing = set(ins.filter(ins.id.isin(rows["id"].tolist())).select("id").execute()["id"])
         if existing:
             rows = rows[~rows["id"].isin(existing)]
         rows = rows.assign(created_at=datetime.now(timezone.utc).replace(tzinfo=None))

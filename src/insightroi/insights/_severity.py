@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import numpy as np
 
@@ -23,6 +24,14 @@ _ESCALATE = re.compile(
     r"never (?:again|buying)|bbb|better business bureau|complaint|report(?:ing)? you)\b",
     re.I,
 )
+
+
+@lru_cache(maxsize=65536)
+def _terms(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    t = text[:20000]
+    crit = tuple(sorted({w.lower() for w in _CRITICAL.findall(t)}))
+    esc = () if crit else tuple(sorted({w.lower() for w in _ESCALATE.findall(t)}))
+    return crit, esc
 
 
 class SeverityRules:
@@ -71,15 +80,14 @@ class SeverityRules:
             base = self.topic_severity_.get(topic, "low")
             level = SEVERITY_LEVELS.index(base)
             reasons = [f"topic {topic}: {base}"]
-            crit = _CRITICAL.findall(text[:20000])
+            crit, esc = _terms(text)
             if crit:
                 level = 3
-                reasons.append("safety/legal terms: " + ", ".join(sorted(set(w.lower() for w in crit))[:5]))
+                reasons.append("safety/legal terms: " + ", ".join(crit[:5]))
             else:
-                esc = _ESCALATE.findall(text[:20000])
                 if esc:
                     level += 1
-                    reasons.append("escalation terms: " + ", ".join(sorted(set(w.lower() for w in esc))[:5]))
+                    reasons.append("escalation terms: " + ", ".join(esc[:5]))
                 s = sentiment_scores[i]
                 if s is not None and np.isfinite(s) and s <= self.negative_cut:
                     level += 1

@@ -74,7 +74,8 @@ def cluster_texts(
     if n_clusters is None:
         best, best_s = None, -1.0
         sample = min(len(texts), 2000)
-        for k in range(2, min(8, len(texts) // min_size) + 1):
+        n_distinct = len(set(texts))
+        for k in range(2, min(8, len(texts) // min_size, n_distinct - 1) + 1):
             km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(Z)
             s = silhouette_score(Z, km.labels_, sample_size=sample, random_state=seed)
             if s > best_s:
@@ -83,7 +84,7 @@ def cluster_texts(
             return []
         km = best
     else:
-        km = KMeans(n_clusters=n_clusters, n_init=4, random_state=seed).fit(Z)
+        km = KMeans(n_clusters=min(n_clusters, len(set(texts))), n_init=4, random_state=seed).fit(Z)
     terms = np.array(vec.get_feature_names_out())
     excl = {t.lower() for t in exclude_terms}
     themes = []

@@ -93,6 +93,7 @@ class TopicClassifier(BaseEstimator, ClassifierMixin):
         self.owners_ = {t.topic: t.owner for t in self.taxonomy}
         self.classes_ = np.array(self.topics_ + [OTHER], dtype=object)
         self.keywords_ = [[_norm_tokens(k) for k in t.keywords if _norm_tokens(k)] for t in self.taxonomy]
+        self._kw_index = None
         self.rule_coef_ = (np.log(1 - self.p_single_match),)
         self.sim_params_ = (self.sim_center, self.sim_scale)
         if self.method != "rules":
@@ -133,12 +134,10 @@ class TopicClassifier(BaseEstimator, ClassifierMixin):
         Y = np.array([[lab == t for t in self.topics_] for lab in y])[ok]
         if self.method != "embedding":
             m = self._match_counts(tok)[0][ok].ravel()
-            lr = LogisticRegression().fit(np.log1p(m)[:, None], Y.ravel())
-            # keep the 1-(1-p)^m form: fit p1 to the rate at m = 1 (fallback: keep default)
+            # keep the 1-(1-p1)^m form; p1 = share of single-keyword matches that are right
             hit1 = Y.ravel()[m == 1]
             if hit1.size >= 10:
                 self.rule_coef_ = (float(np.log(1 - np.clip(hit1.mean(), 0.05, 0.99))),)
-            del lr
         if self.method != "rules":
             sims = self._similarities([p.text for p, k in zip(prepared, ok) if k]).ravel()
             lr = LogisticRegression(C=100.0).fit(sims[:, None], Y.ravel())
@@ -150,29 +149,40 @@ class TopicClassifier(BaseEstimator, ClassifierMixin):
     def _match_counts(self, token_lists: list[list[str]]):
         n, k = len(token_lists), len(self.topics_)
         counts = np.zeros((n, k))
-        matched: list[list[list[str]]] = [[[] for _ in range(k)] for _ in range(n)]
+        matched: list[dict[int, list[str]]] = [{} for _ in range(n)]
         negated: list[list[str]] = [[] for _ in range(n)]
         w = self.negation_window
+        index = self._first_token_index()
         for i, toks in enumerate(token_lists):
             if not toks:
                 continue
-            tokset = set(toks)
+            seen: set[tuple[int, str]] = set()
+            for s, tok in enumerate(toks):
+                for j, kw in index.get(tok, ()):
+                    L = len(kw)
+                    if toks[s : s + L] != kw:
+                        continue
+                    phrase = " ".join(kw)
+                    if (j, phrase) in seen:
+                        continue
+                    window = toks[max(0, s - w) : s]
+                    if any(t in _NEGATORS for t in window) and not (set(kw) & NEGATION_TOLERANT):
+                        negated[i].append(phrase)
+                        continue
+                    seen.add((j, phrase))
+                    matched[i].setdefault(j, []).append(phrase)
+                    counts[i, j] += 1
+        return counts, matched, negated
+
+    def _first_token_index(self) -> dict[str, list[tuple[int, list[str]]]]:
+        idx = getattr(self, "_kw_index", None)
+        if idx is None:
+            idx = {}
             for j, kws in enumerate(self.keywords_):
                 for kw in kws:
-                    if kw[0] not in tokset:
-                        continue
-                    L = len(kw)
-                    for s in range(len(toks) - L + 1):
-                        if toks[s : s + L] == kw:
-                            phrase = " ".join(kw)
-                            window = toks[max(0, s - w) : s]
-                            if any(t in _NEGATORS for t in window) and not (set(kw) & NEGATION_TOLERANT):
-                                negated[i].append(phrase)
-                                continue
-                            matched[i][j].append(phrase)
-                            counts[i, j] += 1
-                            break
-        return counts, matched, negated
+                    idx.setdefault(kw[0], []).append((j, kw))
+            self._kw_index = idx
+        return idx
 
     def _similarities(self, texts: list[str]) -> np.ndarray:
         E = self.encoder_.encode(texts)
@@ -267,7 +277,7 @@ class TopicClassifier(BaseEstimator, ClassifierMixin):
                     score[i] = float(row.max()) if row.size else 0.0
                 ev["proba"] = {str(topics[j]): round(float(row[j]), 4) for j in order if row[j] >= 0.05}
                 if "matched" in info:
-                    kws = {self.topics_[j]: info["matched"][r][j] for j in range(len(self.topics_)) if info["matched"][r][j]}
+                    kws = {self.topics_[j]: v for j, v in sorted(info["matched"][r].items())}
                     if kws:
                         ev["keywords"] = kws
                     if info["negated"][r]:
