@@ -189,7 +189,7 @@ def run_stages(
         bundle["insights"] = insights
 
     # Workflow layer: the decision chain.
-    chain = stages.run("decision chain", lambda: _chain_summary(store))
+    chain = stages.run("decision chain", lambda: _chain_summary(store, program))
     if chain is not None:
         bundle["chain"] = chain
 
@@ -269,10 +269,11 @@ def _insights_summary(store: Store, program: Program, *, alerts: Any, validation
     return insights_summary(store, program, alerts=alerts, validation=validation)
 
 
-def _chain_summary(store: Store) -> dict[str, Any]:
+def _chain_summary(store: Store, program: Program) -> dict[str, Any]:
     from insightroi.chain import chain_summary
 
-    return chain_summary(store)
+    # Reviewer disagreement belongs to the topic's owner, not to whoever got most of its alerts.
+    return chain_summary(store, owners={t.topic: t.owner for t in program.taxonomy})
 
 
 def _analyze(store: Store, program: Program) -> Any:

@@ -166,6 +166,10 @@ class Store:
                     raw.execute(f'INSERT INTO "{name}" SELECT * FROM "{view}"')
                 finally:
                     raw.unregister(view)
+            elif self.kind == "pyspark":
+                # Spark's own Arrow reader keeps nulls as nulls; Ibis' insert goes through pandas,
+                # whose string dtype turns a missing text value into the literal string "NaN".
+                self.con._session.createDataFrame(table).write.insertInto(name)
             else:
                 self.con.insert(name, table)
         return table.num_rows
