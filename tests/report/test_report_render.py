@@ -224,3 +224,27 @@ def test_roi_histogram_bars_match_counts(bundle):
     top = max(range(len(counts)), key=counts.__getitem__)
     assert max(range(len(heights)), key=heights.__getitem__) == top
     assert all(math.isfinite(h) and h >= 0 for h in heights)
+
+
+def test_stage_failures_are_reported_not_hidden():
+    b = sample_bundle()
+    b["failures"] = [{"stage": "monitor", "status": "failed", "error": "EstimationError: too few periods"},
+                     {"stage": "quasi-experiments", "status": "skipped", "error": "stage not available: x"}]
+    for view in ("full", "executive"):
+        html = render_html(b, view=view)
+        assert 'id="failures"' in html and "EstimationError: too few periods" in html
+    assert 'id="failures"' not in render_html(sample_bundle())
+
+
+@pytest.mark.parametrize("section", ["experiment", "kpis", "roi", "chain", "insights", "monitor", "claims"])
+def test_partial_sections_from_other_stages_still_render(section):
+    # Other stages may fill a section only in part: drop each key in turn, every view still renders.
+    base = sample_bundle()
+    value = base[section]
+    keys = list(value[0]) if isinstance(value, list) else list(value)
+    for key in keys:
+        b = sample_bundle()
+        for item in (b[section] if isinstance(b[section], list) else [b[section]]):
+            item.pop(key, None)
+        for view in VIEWS:
+            assert "</html>" in render_html(b, view=view), (section, key, view)

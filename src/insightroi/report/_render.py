@@ -28,9 +28,9 @@ _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹"}
 
 # Which sections each audience sees (order is page order). "full" shows everything present.
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "full": ("summary", "tree", "experiment", "effects", "roi", "assumptions", "chain", "insights",
+    "full": ("summary", "failures", "tree", "experiment", "effects", "roi", "assumptions", "chain", "insights",
              "monitor", "claims"),
-    "executive": ("summary", "effects_brief", "roi_brief", "chain_brief", "monitor_brief", "claims"),
+    "executive": ("summary", "failures", "effects_brief", "roi_brief", "chain_brief", "monitor_brief", "claims"),
     "finance": ("finance_numbers", "finance_trend", "roi", "assumptions"),
     "support": ("support_numbers", "support_resolution", "support_pain", "support_alerts"),
     "product": ("product_themes", "product_evidence", "product_fixes", "effects_product"),
@@ -220,7 +220,7 @@ def _forest_rows(kpis: list[dict], is_demo: bool, relative: bool = True) -> list
         if not _finite(k.get(keys[0])):
             continue
         rows.append({
-            "label": k["name"].replace("_", " "),
+            "label": str(k.get("name", "?")).replace("_", " "),
             "estimate": k[keys[0]], "ci_low": k.get(keys[1]), "ci_high": k.get(keys[2]),
             "truth": k.get(keys[3]) if is_demo else None, "good": _verdict(k),
         })
@@ -259,12 +259,13 @@ def _context(bundle: dict, view: str, cadence: str | None) -> dict[str, Any]:
     if kpis:
         charts["forest"] = _charts.forest_svg(_forest_rows(kpis, is_demo), fmt=lambda v: pct(v, nd=0),
                                               title="Relative effect per KPI with 95% interval")
-    if roi.get("tornado"):
-        base = roi.get("estimate") if _finite(roi.get("estimate")) else roi.get("median", 0.0)
+    tornado = [t for t in roi.get("tornado") or [] if _finite(t.get("low_roi")) and _finite(t.get("high_roi"))]
+    if tornado:
+        base = next((roi[k] for k in ("estimate", "median") if _finite(roi.get(k))), 0.0)
         charts["tornado"] = _charts.tornado_svg(
-            [{**t, "input": t["input"].replace("_", " ")} for t in roi["tornado"]], base, fmt=roi_fmt)
+            [{**t, "input": str(t.get("input", "?")).replace("_", " ")} for t in tornado], base, fmt=roi_fmt)
     hist = roi.get("histogram") or {}
-    if hist.get("counts"):
+    if hist.get("counts") and len(hist.get("edges") or []) == len(hist["counts"]) + 1:
         markers = [("median", roi.get("median")), ("break-even", 0.0)]
         if is_demo and _finite(roi.get("truth")):
             markers.append(("truth", roi["truth"]))
@@ -272,11 +273,11 @@ def _context(bundle: dict, view: str, cadence: str | None) -> dict[str, Any]:
     if roi.get("costs"):
         costs = sorted(roi["costs"], key=lambda c: -(c.get("total_mode") or 0))
         charts["costs"] = _charts.bars_svg(
-            [(c["name"], c.get("total_mode"), c.get("category", "bar")) for c in costs], fmt=fmt["money"],
+            [(str(c.get("name", "?")), c.get("total_mode"), c.get("category", "bar")) for c in costs], fmt=fmt["money"],
             title="Cost stack (most likely totals over the window)")
     if roi.get("pools"):
         charts["pools"] = _charts.bars_svg(
-            [(p["name"].replace("_", " ") + ("" if p.get("hard", True) else " (soft)"), p.get("benefit_median"),
+            [(str(p.get("name", "?")).replace("_", " ") + ("" if p.get("hard", True) else " (soft)"), p.get("benefit_median"),
               "good" if p.get("hard", True) else "bar2") for p in roi["pools"]],
             fmt=fmt["money"], title="Benefit by value pool (median)")
     funnel = chain.get("funnel") or {}
@@ -289,23 +290,23 @@ def _context(bundle: dict, view: str, cadence: str | None) -> dict[str, Any]:
     if chain.get("by_team"):
         teams = chain["by_team"]
         charts["ack_hours"] = _charts.bars_svg(
-            [(t["team"].replace("_", " "), t.get("median_hours_to_ack"), "neutral") for t in teams],
+            [(str(t.get("team", "?")).replace("_", " "), t.get("median_hours_to_ack"), "neutral") for t in teams],
             fmt=lambda v: f"{v:,.1f} h", title="Median hours from alert to acknowledgement")
         charts["fix_days"] = _charts.bars_svg(
-            [(t["team"].replace("_", " "), t.get("median_days_to_fix"), "labor") for t in teams],
+            [(str(t.get("team", "?")).replace("_", " "), t.get("median_days_to_fix"), "labor") for t in teams],
             fmt=lambda v: f"{v:,.1f} d", title="Median days from alert to fix")
         charts["fixed_by_team"] = _charts.bars_svg(
-            [(t["team"].replace("_", " "), t.get("fixed", t.get("fixed_count")), "good") for t in teams
+            [(str(t.get("team", "?")).replace("_", " "), t.get("fixed", t.get("fixed_count")), "good") for t in teams
              if t.get("fixed", t.get("fixed_count")) is not None],
             fmt=fmt["count"], title="Fixes shipped per team")
     if insights.get("topics"):
         topics = sorted(insights["topics"], key=lambda t: -(t.get("count") or 0))
         charts["topics"] = _charts.bars_svg(
-            [(t["topic"].replace("_", " "), t.get("count"), "bar") for t in topics], fmt=fmt["count"],
+            [(str(t.get("topic", "?")).replace("_", " "), t.get("count"), "bar") for t in topics], fmt=fmt["count"],
             title="Feedback items per theme")
-    support_kpis = [k for k in kpis if k.get("owner") == "support" or "ticket" in k["name"] or "deflect" in k["name"]]
+    support_kpis = [k for k in kpis if k.get("owner") == "support" or "ticket" in str(k.get("name", "?")) or "deflect" in str(k.get("name", "?"))]
     product_kpis = [k for k in kpis if k.get("owner") in ("product", "product_quality", "ml_platform")
-                    or "defect" in k["name"] or "review" in k["name"]]
+                    or "defect" in str(k.get("name", "?")) or "review" in str(k.get("name", "?"))]
     support_teams = {"support", "customer_service", "cs"}
     pain = sorted(insights.get("topics") or [], key=lambda t: -(t.get("count") or 0))
     hard_pools = [p for p in roi.get("pools") or [] if p.get("hard", True)]
@@ -336,7 +337,7 @@ def _narrative(bundle: dict, primary: dict | None, period: dict, fmt: dict) -> l
         moved = "lower" if primary["relative"] < 0 else "higher"
         ci = ""
         if _finite(primary.get("relative_ci_low")):
-            ci = f" (95% interval {pct(primary['relative_ci_low'])} to {pct(primary['relative_ci_high'])})"
+            ci = f" (95% interval {pct(primary.get('relative_ci_low'))} to {pct(primary.get('relative_ci_high'))})"
         versus = "in treated units than in the control group" if exp else "than its baseline"
         window = bundle.get("window") or {}
         when = (f"Over the experiment window ({window.get('start')} to {window.get('end')})" if window.get("end")
@@ -344,7 +345,7 @@ def _narrative(bundle: dict, primary: dict | None, period: dict, fmt: dict) -> l
         judgement = {True: "the change the program was built for",
                      False: "the opposite of what the program intended",
                      None: "not distinguishable from no change"}[v]
-        out.append(f"{when}, {label(primary['name'])} was {pct(abs(primary['relative']), False)} {moved} "
+        out.append(f"{when}, {label(primary.get('name', 'the primary KPI'))} was {pct(abs(primary['relative']), False)} {moved} "
                    f"{versus}{ci}: {judgement}.")
     roi = bundle.get("roi") or {}
     if _finite(roi.get("estimate")):
@@ -375,7 +376,7 @@ def _check_counts(checks: list[dict]) -> dict[str, int]:
 def _present(section: str, b: dict) -> bool:
     has = lambda *keys: all(b.get(k) for k in keys)  # noqa: E731
     return {
-        "summary": True, "tree": has("kpis") or has("roi"), "experiment": has("experiment"),
+        "summary": True, "failures": bool(b.get("failures")), "tree": has("kpis") or has("roi"), "experiment": has("experiment"),
         "effects": has("kpis"), "effects_brief": has("kpis"), "effects_product": has("kpis"),
         "roi": has("roi"), "roi_brief": has("roi"), "assumptions": bool((b.get("roi") or {}).get("pools")),
         "chain": has("chain"), "chain_brief": has("chain"), "insights": has("insights"),
