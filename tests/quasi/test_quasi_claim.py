@@ -109,7 +109,7 @@ def test_no_effect_claims_are_rarely_supported():
     # False-positive rate of the verdict under no effect and no spike: "supported" needs a
     # significant DiD, so it should happen at most ~alpha/2 of the time.
     supported = 0
-    reps = 60
+    reps = 40
     for s in range(reps):
         df = sim_panel(100 + s, effect=0.0, n_units=30, n_weeks=20, rollout=12)
         rep = validate_claim("negative reviews down 10%", df, rollout=12, scale=1000)

@@ -171,6 +171,7 @@ def test_synthetic_control_detects_and_recovers_an_effect():
     assert abs(np.median(ests) + 3.0) < 0.5
 
 
+@pytest.mark.slow
 def test_causal_impact_coverage_and_recovery():
     rng = np.random.default_rng(18)
     reps, n, n_pre = 50, 60, 45

@@ -10,8 +10,8 @@ Optimiser (deterministic, documented as the reference README asks):
 * outer problem, V: diagonal, on the simplex; predictors are first scaled by their standard
   deviation across all units (as R Synth and pysyncon do). V minimises the pre-period MSPE of the
   outcome, searched by Nelder-Mead from equal weights over |v| / sum |v| (R Synth's default and
-  pysyncon's), followed by a second Nelder-Mead restart from the best point. Same data give the
-  same weights: there is no random start.
+  pysyncon's) and from R Synth's regression-based start, each followed by one restart from
+  where it stopped; the lower loss wins. Same data give the same weights: no random start.
 * without predictors, the pre-period outcomes themselves are the predictors with V = I, i.e.
   W minimises the pre-period MSPE directly (no outer loop).
 
@@ -115,19 +115,38 @@ def synth_fit(
         return float(r @ r / len(r))
 
     x0 = np.full(k, 1.0 / k)
-    if precise:
-        opts = {"maxiter": maxiter, "xatol": 1e-8, "fatol": 1e-12}
-    else:
+    if not precise:
         opts = {"maxiter": maxiter, "xatol": 1e-4, "fatol": 1e-6 * max(loss(x0), 1e-12)}
-    res = minimize(loss, x0, method="Nelder-Mead", options=opts)
-    best = res
-    if precise:
-        res2 = minimize(loss, res.x, method="Nelder-Mead", options=opts)
-        best = res2 if res2.fun <= res.fun else res
+        best = minimize(loss, x0, method="Nelder-Mead", options=opts)
+    else:
+        opts = {"maxiter": maxiter, "xatol": 1e-8, "fatol": 1e-12}
+        best = None
+        # The V problem is not convex: two deterministic starts (equal weights, then R Synth's
+        # regression-based start), each followed by one restart from where it stopped; the
+        # lowest loss wins, ties going to the equal-weights start.
+        for start in (x0, _ols_start(X1s, X0s, Z1, Z0)):
+            if start is None:
+                continue
+            r1 = minimize(loss, start, method="Nelder-Mead", options=opts)
+            r2 = minimize(loss, r1.x, method="Nelder-Mead", options=opts)
+            r = r2 if r2.fun <= r1.fun else r1
+            if best is None or r.fun < best.fun - 1e-12 * max(abs(best.fun), 1.0):
+                best = r
     v = np.abs(best.x) / np.sum(np.abs(best.x))
     w = simplex_weights(X1s, X0s, v)
     r = Z1 - Z0 @ w
     return {"w": w, "v": v, "loss_v": float(r @ r / len(r))}
+
+
+def _ols_start(X1s: np.ndarray, X0s: np.ndarray, Z1: np.ndarray, Z0: np.ndarray) -> np.ndarray | None:
+    """Regression-based V start (R Synth / pysyncon ``optim_initial="ols"``): squared coefficients
+    of the pre-period outcomes on the scaled predictors across units, normalised."""
+    Xa = np.column_stack([X0s, X1s]).T
+    Xa = np.column_stack([np.ones(Xa.shape[0]), Xa])
+    Za = np.column_stack([Z0, Z1]).T
+    beta = np.linalg.lstsq(Xa, Za, rcond=None)[0][1:]
+    x = np.sum(beta**2, axis=1)
+    return x / x.sum() if np.all(np.isfinite(x)) and x.sum() > 0 else None
 
 
 def _rmspe(gap: np.ndarray) -> float:
