@@ -22,6 +22,7 @@ from insightroi.ingest._redact import PREFILTER, redact_matched, redact_pii
 from insightroi.ingest._report import FileReport, IngestReport
 from insightroi.ingest._sources import FrameSource, format_of, open_source
 from insightroi.ingest._validate import (
+    ERR_SEP,
     MAX_TEXT_BYTES,
     REDACT_COLUMNS,
     SYSTEM_COLUMNS,
@@ -250,8 +251,6 @@ def _run_batch(
             if rejects:
                 rn = _renumber(rn, [r[0] for r in rejects])
                 rn = np.concatenate([rn, np.array([r[0] for r in rejects], np.int64)])
-                from insightroi.ingest._validate import ERR_SEP
-
                 q_err.extend((r[1] or "") + ERR_SEP + r[2] for r in rejects)
                 q_raw.extend(r[3] for r in rejects)
                 rows_read += len(rejects)

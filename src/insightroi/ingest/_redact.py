@@ -137,7 +137,7 @@ def redact_pii(text: str | None) -> str | None:
     Cards are 13-19 digits (optionally grouped by spaces or dashes) that pass the Luhn check
     (Luhn, US patent 2,950,048, 1960; ISO/IEC 7812-1), so order numbers and other digit runs that
     fail it are kept. Phones need 7-15 digits (ITU-T E.164) written with a leading ``+``, an
-    area code in parentheses, or at least two group separators (or 10+ digits in two groups);
+    area code in parentheses, or at least two separators of one kind (or 10+ digits in two groups);
     an unseparated digit run such as an order number is kept, as are ISO and day/month dates.
     """
     if text is None or not _PREFILTER.search(text):

@@ -186,7 +186,7 @@ class _JsonlSource(_CsvSource):
         )
         try:
             keys = con.execute(
-                f"SELECT DISTINCT unnest(json_keys(jo)) AS k FROM ("
+                "SELECT DISTINCT unnest(json_keys(jo)) AS k FROM ("
                 + self._jsonl.format(src=f"read_csv(?, {base}, ignore_errors=true)")
                 + ") WHERE jo IS NOT NULL ORDER BY k",
                 [str(path)],

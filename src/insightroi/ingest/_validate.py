@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from insightroi.store import ANNOTATION_KINDS, CHAIN_EVENT_TYPES, FEEDBACK_SOURCES, TABLES, TableSpec
+from insightroi.store import ANNOTATION_KINDS, CHAIN_EVENT_TYPES, FEEDBACK_SOURCES, TableSpec
 
 __all__ = [
     "MAX_TEXT_BYTES",
@@ -320,7 +320,3 @@ def _duck_type(t: pa.DataType) -> str:
     if pa.types.is_null(t):
         return "NULL"
     return str(t).upper()
-
-
-def spec_for(kind: str) -> TableSpec:
-    return TABLES[kind]
