@@ -163,3 +163,26 @@ def test_time_series_impact_with_seasonality():
     assert seas.ci[0] <= 1.5 <= seas.ci[1]
     # modelling the weekly cycle removes it from the noise: a much narrower interval
     assert (seas.ci[1] - seas.ci[0]) < 0.6 * (plain.ci[1] - plain.ci[0])
+
+
+def test_quasi_kpi_effects_recover_a_ratio_effect():
+    from insightroi.experiments import quasi_kpi_effects
+
+    rng = np.random.default_rng(9)
+    N, T, rollout = 40, 30, 20
+    u = np.repeat(np.arange(N), T)
+    w = np.tile(np.arange(T), N)
+    tr = u < N // 2
+    den = rng.poisson(3000 * np.exp(rng.normal(0, 0.5, N))[u])
+    rate = 12 * np.exp(rng.normal(0, 0.15, N))[u] * (1 + 0.15 * np.sin(2 * np.pi * w / 13))
+    num = rng.poisson(den * rate * np.where(tr & (w >= rollout), 0.8, 1.0) / 1000)
+    panel = pd.DataFrame(dict(unit=u, period=w, treated=tr, neg=num, orders=den))
+    out = quasi_kpi_effects(panel, numerator="neg", denominator="orders", rollout=rollout, scale=1000, metric="neg_per_1000")
+    post = panel[panel.period >= rollout]
+    t = post[post.treated]
+    truth = -0.2 * (t.neg.sum() / 0.8) / t.orders.sum() * 1000  # -20% of the treated counterfactual
+    for name in ("did", "causal_impact"):
+        r = out[name]
+        assert r.metric == "neg_per_1000"
+        assert r.ci[0] <= truth <= r.ci[1], (name, r.estimate, r.ci, truth)
+        assert r.ci[1] < 0

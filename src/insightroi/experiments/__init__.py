@@ -18,6 +18,7 @@ from insightroi.experiments._quasi import (
     diff_in_diff,
     kpi_rate,
     matched_cohort_panel,
+    quasi_kpi_effects,
     synthetic_control_panel,
     time_series_impact,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "synthetic_control_panel",
     "time_series_impact",
     "matched_cohort_panel",
+    "quasi_kpi_effects",
     "kpi_rate",
     "choose_method",
     "MethodChoice",

@@ -31,6 +31,7 @@ __all__ = [
     "synthetic_control_panel",
     "time_series_impact",
     "matched_cohort_panel",
+    "quasi_kpi_effects",
 ]
 
 DidMethod = Literal["2x2", "twfe", "event_study", "staggered"]
@@ -281,3 +282,47 @@ def matched_cohort_panel(
         feats[names].to_numpy(dtype=float), feats["treated"].to_numpy(), (feats["post_mean"] - feats["pre_mean"]).to_numpy(dtype=float),
         method=method, caliper=caliper, n_neighbors=n_neighbors, covariate_names=names, alpha=alpha, metric=metric,
     )
+
+
+def quasi_kpi_effects(
+    panel: pd.DataFrame,
+    *,
+    numerator: str,
+    denominator: str,
+    rollout,
+    scale: float = 1.0,
+    unit: str = "unit",
+    period: str = "period",
+    treated: str = "treated",
+    exclude_windows: Sequence[tuple] = (),
+    seasonality: int | None = None,
+    alpha: float = 0.05,
+    seed: int = 0,
+    metric: str = "",
+) -> dict[str, Result]:
+    """Observational estimates of a ratio KPI's effect from a unit x period panel (randomization ignored).
+
+    Returns
+    -------
+    dict
+        ``"did"``: ratio-of-sums DiD, all pre vs all post periods, SE clustered by unit
+        (:func:`insightroi.stats.did_ratio`); ``"causal_impact"``: time-series counterfactual of
+        the treated units' weekly KPI with the control units' weekly KPI as the control series
+        (:func:`insightroi.stats.causal_impact`). Both in KPI units (x ``scale``).
+    """
+    from insightroi.stats import did_ratio
+
+    df = panel[~_excluded(panel[period], exclude_windows)]
+    g = df.assign(_post=df[period] >= rollout).groupby([unit, "_post"])[[numerator, denominator]].sum().unstack(fill_value=0.0)
+    if (numerator, True) not in g.columns or (numerator, False) not in g.columns:
+        raise DataError("quasi_kpi_effects: need data on both sides of the rollout")
+    tr = df.groupby(unit)[treated].first().reindex(g.index).astype(bool).to_numpy()
+    did = did_ratio(g[(numerator, False)].to_numpy(), g[(denominator, False)].to_numpy(), g[(numerator, True)].to_numpy(),
+                    g[(denominator, True)].to_numpy(), tr, scale=scale, alpha=alpha, metric=metric)
+    w = df.groupby([period, treated])[[numerator, denominator]].sum().reset_index()
+    w = kpi_rate(w, numerator, denominator, scale)
+    wide = w.pivot(index=period, columns=treated, values="kpi").sort_index().dropna()
+    wide.columns = ["control" if not c else "treated" for c in wide.columns]
+    its = causal_impact(wide["treated"].to_numpy(), int((wide.index < rollout).sum()), wide[["control"]].to_numpy(),
+                        seasonality=seasonality, alpha=alpha, seed=seed, metric=metric)
+    return {"did": did, "causal_impact": its}
