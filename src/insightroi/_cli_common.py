@@ -11,7 +11,8 @@ from rich.console import Console
 
 from insightroi.errors import InsightRoiError
 
-console = Console()
+# Piped output (CI logs, `| less`) has no terminal width; 80 columns crushes the effect tables.
+console = Console(width=None if Console().is_terminal else 140)
 err_console = Console(stderr=True)
 
 StoreOption = Annotated[
