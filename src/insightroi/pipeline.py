@@ -144,7 +144,9 @@ def _ingest_world(store: Store, world: Any, program: Program) -> dict[str, Any]:
 
     reports = {}
     for kind, path in world.paths.items():
-        reports[kind] = ingest_path(store, kind, path, program=program)
+        report = ingest_path(store, kind, path, program=program)
+        report.raise_for_errors()  # a directory run records a bad file and goes on; the demo must not
+        reports[kind] = report
     return reports
 
 

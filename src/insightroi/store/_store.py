@@ -103,7 +103,7 @@ class Store:
         """Run raw SQL on an embedded DuckDB store and return Arrow (DuckDB only)."""
         self._require_duckdb("raw SQL")
         with self._lock:
-            return self.con.con.execute(query, params or []).fetch_arrow_table()
+            return self.con.con.execute(query, params or []).to_arrow_table()
 
     # ---- writes ---------------------------------------------------------------------------
     @contextlib.contextmanager
