@@ -90,8 +90,12 @@ def _prepare_uncached(raw: Any) -> Prepared:
     latin = len(letters) if letters.isascii() else sum(1 for ch in letters if ch.isascii() or "\u00c0" <= ch <= "\u024f")
     if latin / len(letters) < 0.5:
         return Prepared(None, "not English (mostly non-Latin script)", tuple(notes))
-    if len(words) >= 5 and not any(w.lower() in _EN_FUNCTION for w in words):
-        return Prepared(None, "not English (no English function words)", tuple(notes))
+    if len(words) >= 8:
+        # English prose is 30-50% function words; below 10% it is not English. Shorter texts
+        # ("Yay. Another good phone interview.") are too short to judge and are kept.
+        hits = sum(1 for w in words[:400] if w.lower() in _EN_FUNCTION)
+        if len(words) >= 8 and hits / min(len(words), 400) < 0.1:
+            return Prepared(None, "not English (too few English function words)", tuple(notes))
     return Prepared(text, None, tuple(notes))
 
 
