@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from insightroi.errors import DataError
 from insightroi.stats import Check, Result, did_ratio, twfe

@@ -1,9 +1,13 @@
 """Time-series counterfactual for a rollout with no control group (CausalImpact-like).
 
-The pre-period is fitted with a structural time-series model (statsmodels
-``UnobservedComponents``): a local level, optional seasonality, and a static regression on
-control series that the treatment cannot affect. The post-period counterfactual is the model's
-predictive distribution, simulated; the effect is observed minus simulated counterfactual.
+The pre-period is fitted with a structural time-series model: a local level, optional
+seasonality, and a static regression on control series that the treatment cannot affect (the
+model of statsmodels' ``UnobservedComponents(level="llevel", exog=X, mle_regression=False)``).
+It is filtered by a small numpy Kalman filter here, checked against statsmodels in the tests
+(log-likelihood and states), because stats/ stays numpy/scipy and because the CausalImpact
+priors below (initial-level prior, variance rescaling per draw) need access to the filter.
+The post-period counterfactual is the model's predictive distribution, simulated; the effect is
+observed minus counterfactual.
 
 How this tracks R's CausalImpact (Brodersen et al. 2015), which is Bayesian (bsts, MCMC):
 
@@ -24,7 +28,6 @@ pre-period and adds state and observation noise, so intervals are posterior-pred
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 
@@ -127,10 +130,11 @@ def causal_impact(
     -------
     Result
         ``estimate`` is the average post-period effect (original units) with its interval;
-        ``p_value`` is CausalImpact's one-sided posterior tail-area probability (the share of
-        simulated cumulative effects on the other side of zero, +1 smoothing, doubled is NOT
-        applied, matching R's reporting). ``extra`` has the cumulative and relative effects with
-        intervals, and the pointwise counterfactual.
+        ``p_value`` is CausalImpact's one-sided posterior tail-area probability (share of
+        simulated counterfactual sums beyond the observed sum, on the smaller side, with +1
+        smoothing; not doubled, as R reports it). ``se`` is the SD of the simulated average
+        effect. ``extra`` has the cumulative and relative effects with intervals, and the
+        pointwise counterfactual.
 
     References
     ----------

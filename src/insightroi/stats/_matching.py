@@ -168,19 +168,13 @@ def matched_cohorts(
     se = math.sqrt(s_t / len(tk) + s_c * np.sum(w**2))
     z = sps.norm.ppf(1 - alpha / 2)
     p = float(2 * sps.norm.sf(abs(att / se))) if se > 0 else float("nan")
-    w_t = d.astype(float)
-    w_t[ti[~ok]] = 0.0
     smd_before = standardized_mean_differences(X, d)
-    Xm = X.copy()
-    # after: matched treated vs their controls, on the before-matching scale
-    mask = np.zeros(n, dtype=bool)
-    mask[tk] = True
+    # after: matched treated vs their (weighted) controls, on the before-matching scale
     mt = X[tk].mean(axis=0)
     mc = (w[:, None] * X).sum(axis=0) / w.sum()
     pooled = np.sqrt((X[d].var(axis=0, ddof=1) + X[~d].var(axis=0, ddof=1)) / 2)
     pooled[pooled == 0] = 1.0
     smd_after = (mt - mc) / pooled
-    del Xm, mask, w_t
     worst = float(np.max(np.abs(smd_after)))
     balance = {nm: {"smd_before": float(b), "smd_after": float(a)} for nm, b, a in zip(names, smd_before, smd_after)}
     checks = [
