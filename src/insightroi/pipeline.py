@@ -131,9 +131,11 @@ def run_demo(
         bundle = run_stages(store, program, truth=truth, labels_path=getattr(world, "labels_path", None),
                             stages=stages)
         bundle["world"] = {"seed": seed, "scale": scale, "rows": getattr(world, "rows", {})}
-        stages.run("report", lambda: _write_report(bundle, out))
+        # The report shows what could not be computed, so failures go into the bundle first; a
+        # report failure itself is recorded after the fact.
         bundle["failures"] = stages.failures
         bundle["timings_s"] = stages.timings
+        stages.run("report", lambda: _write_report(bundle, out))
         store.save_result("bundle", "latest", bundle)
     (out / "report.json").write_text(json.dumps(bundle, indent=1, default=str, allow_nan=False), encoding="utf-8")
     return DemoRun(bundle=bundle, out_dir=out, store_url=store_url, timings=stages.timings, failures=stages.failures)
