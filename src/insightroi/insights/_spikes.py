@@ -122,6 +122,7 @@ def detect_spikes(
     prior_strength: float = 30.0,
     exclude_kinds=EXCLUDE_KINDS,
     include_other: bool = False,
+    window_days: int = 3,
 ) -> list:
     """Find topic spikes per topic x SKU family x day (see the module docstring for the model).
 
@@ -135,6 +136,11 @@ def detect_spikes(
         Days on which alerts may fire (the baseline always uses earlier history).
     alpha : float
         Per-test tail-probability threshold. Thousands of series-days are tested, so it is small.
+    window_days : int
+        Test the sum of the last ``window_days`` days (ending on the alert day) against the sum of
+        their expectations (default 3: on the demo world, 1 day found 6% of defect episodes and
+        3 days 20%, at similar precision); 7 suits very sparse streams (a few mentions per family per week), where a
+        one-day test has no power. The baseline then ends before the tested window.
 
     Returns
     -------
@@ -213,6 +219,11 @@ def detect_spikes(
             f = (s_now * n_now + 100 * s_base) / np.maximum(s_base * (n_now + 100), 1e-12)
             ly[d] = np.where(s_base > 0, np.clip(f, 0.5, 2.0), 1.0)
 
+    if window_days > 1:
+        # the baseline of day d must end before the tested window d-window_days+1 .. d
+        sh = window_days - 1
+        rate = np.concatenate([np.repeat(rate[:1], sh, axis=0), rate[:-sh]]) if D > sh else rate
+        hist_days = np.concatenate([np.zeros((sh, F)), hist_days[:-sh]]) if D > sh else hist_days * 0
     mu = rate * V[:, None, :] * dow[:, :, None] * ly[:, :, None]  # (D, T, F)
     # Dispersion per topic by moments over baseline-eligible days (spikes winsorised).
     phi = np.zeros(T)
@@ -223,11 +234,19 @@ def detect_spikes(
         if m.size > 30:
             c = np.minimum(c, m + 5 * np.sqrt(m) + 2)
             phi[k] = max(0.0, float(((c - m) ** 2 - m).sum() / (m**2).sum()))
-    # p = P(X >= obs)
     obs = C
+    if window_days > 1:
+        obs = _rolling(np.concatenate([C, C[:1] * 0]), window_days)[1:]  # sum of days d-w+1 .. d
+        mu_w = _rolling(np.concatenate([mu, mu[:1] * 0]), window_days)[1:]
+        mu = mu_w
+        excl_w = _rolling(np.concatenate([excl.astype(float), excl[:1] * 0.0]), window_days)[1:] > 0
+    else:
+        excl_w = excl
+    # p = P(X >= obs); with NB dispersion phi per day, a w-day sum has dispersion phi / w (iid days)
+    phi = phi / window_days
     p = np.ones_like(mu)
     cand = (obs >= min_count) & (mu > 0) & (obs >= min_ratio * mu)
-    cand &= (hist_days >= min_history_days)[:, None, :] & (~excl)[:, None, :]
+    cand &= (hist_days >= min_history_days)[:, None, :] & (~excl_w)[:, None, :]
     if start is not None:
         cand &= (days >= pd.Timestamp(start))[:, None, None]
     if end is not None:
