@@ -77,5 +77,5 @@ def quasi_section(store: Any, program: Program, *, truth: dict[str, Any] | None 
         texts.append(("true", f"{words} {'down' if true_rel < 0 else 'up'} {abs(true_rel):.0%}"))
     for label, text in texts:
         report = validate_claim_in_store(store, program, text, primary.name)
-        claims.append({"label": label, **report.to_dict()})
+        claims.append({**report.to_dict(), "label": label, "claim": text})
     return {"quasi": rows, "claims": claims}
