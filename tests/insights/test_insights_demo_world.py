@@ -26,3 +26,20 @@ def test_topic_f1_and_spike_scoring_on_demo_world(tmp_path):
     sp = r["spikes"]
     assert sp["episodes"] > 0 and 0 <= (sp["recall"] or 0) <= 1
     st.close()
+
+
+@pytest.mark.slow
+def test_new_theme_surfaces_first_on_demo_world(tmp_path):
+    # The demo's "counterfeit" theme is outside the taxonomy and starts late in the world.
+    import numpy as np
+
+    from insightroi.insights import discover_themes
+    from insightroi.program import load_program
+
+    info = demo.generate_world(tmp_path / "world", seed=0, scale="demo")
+    st = open_store(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    evaluate_world(info.out_dir, st)
+    themes = discover_themes(st, load_program(info.out_dir / "insightroi.toml"), rng=np.random.default_rng(0))
+    top_terms = " ".join(" ".join(t.terms) for t in themes[:2])
+    assert any(w in top_terms for w in ("knockoff", "fake", "counterfeit", "authentic", "genuine", "hologram")), themes[:2]
+    st.close()

@@ -2,13 +2,16 @@
 licence; /work/shared/reference/sentiment).
 
 What is compared with the paper (tweets, 4,200, all rows):
-* Pearson r of VADER compound with the mean human rating: paper 0.881. We get 0.872 with
+* Pearson r of VADER compound with the mean human rating: paper 0.881. We get 0.8725 with
   vaderSentiment 3.3.2; tolerance 0.02 because 3.3.2 differs from the 2014 code (emoji handling,
   "but"/"least" rules, lexicon edits) and the file keeps HTML entities such as "&amp;".
 * 3-class F1 (VADER's +-0.05 thresholds on compound; human class = sign of the mean rating,
-  support-weighted average over classes): paper 0.96, we get 0.948; tolerance 0.03 because the
+  support-weighted average over classes): paper 0.96, we get 0.9475; tolerance 0.03 because the
   paper does not state its averaging or the human neutral band. With the +-0.05 band on the
-  human mean as well, accuracy is 0.911 (asserted >= 0.89).
+  human mean as well, accuracy is 0.926 (asserted >= 0.89).
+Measured through our pipeline (text cleaning + fast VADER): tweets r 0.8725, weighted F1 0.9475,
+accuracy 0.9255; movie snippets r 0.427 (paper Table 4: 0.451). Raw vaderSentiment gives tweets
+r 0.8722 / F1 0.948, so the cleaning step (HTML entities, non-English check) costs nothing.
 The embedding head is checked on the HELD-OUT split (ids divisible by 5), never seen in training.
 """
 

@@ -22,6 +22,7 @@ class Theme:
     size: int
     feedback_ids: list[str] = field(default_factory=list)
     cohesion: float = 0.0  # mean cosine similarity of members to the centroid
+    growth: float | None = None  # mean lift of its top terms vs the baseline window (emerging themes > 1)
 
     def to_dict(self, with_ids: bool = False) -> dict:
         d = asdict(self)
@@ -42,13 +43,20 @@ def cluster_texts(
     exclude_terms=(),
     rng: np.random.Generator | None = None,
     device: str = "cpu",
+    baseline_texts: list[str] | None = None,
+    max_clusters: int = 16,
 ) -> list[Theme]:
     """Cluster texts and describe each cluster (largest first).
 
     TF-IDF (unigrams + bigrams, English stop words) + k-means, with k chosen by silhouette over
-    2..8 when not given (Rousseeuw 1987); ``embedding`` clusters MiniLM vectors instead and still
+    2..max_clusters when not given (Rousseeuw 1987); ``embedding`` clusters MiniLM vectors instead and still
     names clusters by their TF-IDF terms. Terms already in the taxonomy can be excluded so the
     names point at what is new.
+
+    With ``baseline_texts`` (the same kind of feedback from an earlier window), each term is
+    weighted by its lift (document frequency now / before, capped at 10) before clustering, and
+    themes are ordered by growth then size, so an emerging theme is not buried under the
+    perennial chatter of the "other" bucket.
     """
     from sklearn.cluster import KMeans
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -64,6 +72,15 @@ def cluster_texts(
         X = vec.fit_transform(texts)
     except ValueError:  # empty vocabulary
         return []
+    lift = None
+    if baseline_texts:
+        from sklearn.preprocessing import normalize
+
+        B = vec.transform(baseline_texts)
+        df_r = np.asarray((X > 0).sum(axis=0)).ravel() / X.shape[0]
+        df_b = np.asarray((B > 0).sum(axis=0)).ravel() / max(B.shape[0], 1)
+        lift = np.clip((df_r + 0.5 / X.shape[0]) / (df_b + 0.5 / max(B.shape[0], 1)), 0.0, 10.0)
+        X = normalize(X.multiply(np.maximum(lift, 0.2)).tocsr())
     if method == "embedding":
         from insightroi.insights._embed import get_encoder
 
@@ -75,7 +92,7 @@ def cluster_texts(
         best, best_s = None, -1.0
         sample = min(len(texts), 2000)
         n_distinct = len(set(texts))
-        for k in range(2, min(8, len(texts) // min_size, n_distinct - 1) + 1):
+        for k in range(2, min(max_clusters, len(texts) // min_size, n_distinct - 1) + 1):
             km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(Z)
             s = silhouette_score(Z, km.labels_, sample_size=sample, random_state=seed)
             if s > best_s:
@@ -103,10 +120,16 @@ def cluster_texts(
         sims = sims / norm
         ex_order = members[np.argsort(-sims)]
         examples = list(dict.fromkeys(texts[i] for i in ex_order))[:n_examples]
+        growth = None
+        if lift is not None and top:
+            pos = {t: i for i, t in enumerate(terms)}
+            growth = float(np.mean([lift[pos[t]] for t in top[:5]]))
         themes.append(
             Theme(terms=top, examples=examples, size=int(members.size),
-                  feedback_ids=[ids[i] for i in members], cohesion=float(np.mean(sims)))
+                  feedback_ids=[ids[i] for i in members], cohesion=float(np.mean(sims)), growth=growth)
         )
+    if lift is not None:
+        return sorted(themes, key=lambda t: (-(t.growth or 0), -t.size))
     return sorted(themes, key=lambda t: -t.size)
 
 
@@ -124,7 +147,8 @@ def discover_themes(
     """Propose new topics from the last ``days`` days of feedback whose topic was "other" or whose
     topic confidence was below the program's ``monitoring.low_confidence``.
 
-    Returns themes (largest first) with top terms (taxonomy keywords excluded) and examples.
+    Returns themes with top terms (taxonomy keywords excluded) and examples, emerging ones first
+    (growth vs the previous max(days, 56) days), then by size.
     """
     from insightroi.insights._spikes import current_topic_version
 
@@ -140,13 +164,17 @@ def discover_themes(
     thr = program.monitoring.low_confidence
     t = ins.filter((ins.task == "topic") & (ins.model_version == version))
     t = t.filter((t.label == "other") | ((t.label != "unclassifiable") & (t.confidence < thr)))
-    j = t.join(fb, t.feedback_id == fb.id).filter(fb.event_time >= since.to_pydatetime())
-    df = j.select(id=fb.id, text=fb.text).execute()
+    j = t.join(fb, t.feedback_id == fb.id)
+    df = j.filter(fb.event_time >= since.to_pydatetime()).select(id=fb.id, text=fb.text).execute()
+    # the previous window of the same kind of feedback: what was already there is not new
+    before = since - timedelta(days=max(days, 56))
+    base = j.filter((fb.event_time >= before.to_pydatetime()) & (fb.event_time < since.to_pydatetime()))
+    base_texts = base.select(text=fb.text).execute().text.astype(str).tolist()
     if len(df) > max_items:
         rng_s = rng if rng is not None else np.random.default_rng(0)
         df = df.iloc[np.sort(rng_s.choice(len(df), max_items, replace=False))]
     exclude = {w for tp in program.taxonomy for k in tp.keywords for w in k.lower().split()}
     return cluster_texts(
         df.text.astype(str).tolist(), df.id.astype(str).tolist(), method=method, min_size=min_size,
-        exclude_terms=exclude, rng=rng,
+        exclude_terms=exclude, rng=rng, baseline_texts=base_texts[:max_items] or None,
     )
