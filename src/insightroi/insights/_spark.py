@@ -23,7 +23,26 @@ _DDL = ("id string, feedback_id string, task string, label string, score double,
         "evidence string, method string, model_version string, created_at timestamp")
 
 
-def classify_spark(spark_store, program, *, method: str = "lexicon", models=None) -> int:
+# Models built in a Python worker, per (method, program): they hold caches that cannot be pickled,
+# so the program travels to the executors and each worker process builds the models once.
+_WORKER_MODELS: dict[tuple[str, str], object] = {}
+
+
+def _worker_models(program, method: str, versions: dict[str, str]):
+    from insightroi.insights._classify import build_models
+
+    key = (method, program.model_dump_json())
+    models = _WORKER_MODELS.get(key)
+    if models is None:
+        models = build_models(program, method)
+        if models.versions != versions:
+            # Same program, other code or bundled data on the executors: refuse to mix versions.
+            raise RuntimeError(f"executor models {models.versions} differ from the driver's {versions}")
+        _WORKER_MODELS[key] = models
+    return models
+
+
+def classify_spark(spark_store, program, *, method: str = "lexicon") -> int:
     """Classify every feedback row not yet classified by this model version, as one Spark job.
 
     Parameters
@@ -36,8 +55,6 @@ def classify_spark(spark_store, program, *, method: str = "lexicon", models=None
     method : {"lexicon", "embedding", "auto"}
         As in :func:`insightroi.insights.build_models`; the model versions written are the ones
         ``classify_store`` writes for the same program and method.
-    models : InsightModels, optional
-        Pre-built models (otherwise built here, once, and shipped to the executors).
 
     Returns
     -------
@@ -60,8 +77,9 @@ def classify_spark(spark_store, program, *, method: str = "lexicon", models=None
 
     from insightroi.insights._classify import build_models
 
-    models = models or build_models(program, method)
+    models = build_models(program, method)
     versions = models.versions
+    method = models.method  # "auto" resolved on the driver, so executors build the same models
     session = spark_store.con._session
     fb = session.table("feedback").select("id", "text", "rating")
     ins = session.table("insights")
@@ -70,7 +88,8 @@ def classify_spark(spark_store, program, *, method: str = "lexicon", models=None
     created = datetime.now(timezone.utc).replace(tzinfo=None)
 
     def classify_batches(batches):
-        # Runs in the Python workers; ``models`` arrives pickled with this closure.
+        # Runs in the Python workers; ``program`` arrives pickled with this closure.
+        models = _worker_models(program, method, versions)
         schema = pa.schema([(c, pa.float64() if c in ("score", "confidence") else pa.string()) for c in _OUT]
                            + [("created_at", pa.timestamp("us", tz="UTC"))])
         for batch in batches:

@@ -41,7 +41,8 @@ def _norm_tokens(text: str) -> list[str]:
 class TopicClassifier(BaseEstimator, ClassifierMixin):
     """Multi-label topic classifier over a taxonomy of :class:`insightroi.program.Topic`.
 
-    ``rules``: word-boundary keyword/phrase matches, ignoring a match when one of the three
+    ``rules``: word-boundary keyword/phrase matches (the last word may carry -s/-es/-ed/-ing),
+    ignoring a match when one of the three
     preceding tokens negates it (NegEx-style window; Chapman et al. 2001), except for aspect words
     in :data:`NEGATION_TOLERANT`. Probability from the number of distinct matched keywords,
     ``1 - (1 - p1)^m``. ``embedding``: cosine similarity of the MiniLM embedding to each topic's
@@ -180,7 +181,15 @@ class TopicClassifier(BaseEstimator, ClassifierMixin):
             idx = {}
             for j, kws in enumerate(self.keywords_):
                 for kw in kws:
-                    idx.setdefault(kw[0], []).append((j, kw))
+                    # light inflection of the last word ("malfunction" -> "malfunctions"),
+                    # still whole-token matches
+                    last = kw[-1]
+                    forms = {last, last + "s", last + "es", last + "ed", last + "d", last + "ing"}
+                    if last.endswith("e"):
+                        forms.add(last[:-1] + "ing")
+                    for form in forms:
+                        variant = kw[:-1] + [form]
+                        idx.setdefault(variant[0], []).append((j, variant))
             self._kw_index = idx
         return idx
 
