@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -266,6 +267,9 @@ def _open_pyspark(url: str, parsed) -> Store:
     query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
     master = query.pop("master", "local[2]")
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python UDF workers (mapInArrow) must run this interpreter, which has pyspark and insightroi;
+    # Spark's default is whatever "python3" is first on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.master(master)
         .appName(query.pop("app", "insightroi"))
