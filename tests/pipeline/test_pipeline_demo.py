@@ -1,0 +1,70 @@
+"""The main job end to end: `insightroi demo` on a tiny world, through the real CLI and store."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from insightroi.cli import app
+from insightroi.store import open_store
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--scale", "tiny", "--seed", "3", "--json"])
+    return out, result
+
+
+def test_demo_runs_every_stage_without_failures(demo_run):
+    out, result = demo_run
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["failures"] == []
+    for stage in ("ingest", "classify feedback", "detect spikes", "experiment", "ROI", "quasi-experiments",
+                  "monitor", "report"):
+        assert stage in payload["timings_s"], stage
+
+
+def test_demo_json_has_the_documented_keys_and_the_truth(demo_run):
+    out, result = demo_run
+    payload = json.loads(result.stdout)
+    names = {k["name"] for k in payload["kpis"]}
+    assert "negative_reviews_per_1000_orders" in names
+    for k in payload["kpis"]:
+        assert set(k) >= {"name", "estimate", "ci_low", "ci_high", "truth"}
+        if k["estimate"] is not None:
+            assert k["ci_low"] <= k["estimate"] <= k["ci_high"]
+    truth = json.loads((out / "world" / "truth.json").read_text())
+    primary = next(k for k in payload["kpis"] if k["name"] == "negative_reviews_per_1000_orders")
+    assert primary["truth"] == pytest.approx(truth["kpis"]["negative_reviews_per_1000_orders"]["ate"])
+    roi = payload["roi"]
+    assert set(roi) >= {"estimate", "ci_low", "ci_high", "truth"}
+    assert roi["truth"] == pytest.approx(truth["roi"]["roi"])
+    assert roi["ci_low"] <= roi["conservative"] <= roi["ci_high"]
+
+
+def test_demo_writes_report_and_saves_the_bundle(demo_run):
+    out, _ = demo_run
+    html = (out / "report.html").read_text()
+    assert "<html" in html and "negative_reviews_per_1000_orders" in html
+    bundle = json.loads((out / "report.json").read_text())
+    with open_store(f"duckdb:///{out}/insightroi.duckdb") as st:
+        saved = st.load_result("bundle:latest")
+        assert saved["kpis"] == json.loads(json.dumps(bundle["kpis"]))
+        assert st.count("quarantine") == 0, "the demo world is clean: nothing may be quarantined"
+        assert st.count("insights") > 0 and st.count("chain_events") > 0
+
+
+def test_demo_quarantines_injected_bad_rows_and_fires_srm(tmp_path):
+    result = CliRunner().invoke(
+        app, ["demo", "--out", str(tmp_path), "--scale", "tiny", "--seed", "3", "--bad-rows", "25",
+              "--bad-assignment", "--json"])
+    assert result.exit_code == 0, result.output
+    with open_store(f"duckdb:///{tmp_path}/insightroi.duckdb") as st:
+        assert st.count("quarantine") == 25
+    bundle = json.loads((tmp_path / "report.json").read_text())
+    srm = next(c for c in bundle["experiment"]["checks"] if c["name"] == "sample_ratio_mismatch")
+    assert srm["status"] == "fail"
