@@ -84,7 +84,7 @@ def detect(
 def themes(
     store: StoreOption = None,
     program: ProgramOption = DEFAULT_PROGRAM,
-    days: Annotated[int, typer.Option(help="Look-back window in days.")] = 28,
+    days: Annotated[int, typer.Option(help="Look-back window in days (compared with the window before it).")] = 56,
     method: Annotated[str, typer.Option(help="tfidf | embedding")] = "tfidf",
     as_json: JsonOption = False,
 ) -> None:

@@ -137,14 +137,14 @@ def discover_themes(
     store,
     program,
     *,
-    days: int = 28,
+    days: int = 56,
     model_version: str | None = None,
     method: str = "tfidf",
     min_size: int = 10,
     max_items: int = 20_000,
     rng: np.random.Generator | None = None,
 ) -> list[Theme]:
-    """Propose new topics from the last ``days`` days of feedback whose topic was "other" or whose
+    """Propose new topics from the last ``days`` (default 8 weeks) days of feedback whose topic was "other" or whose
     topic confidence was below the program's ``monitoring.low_confidence``.
 
     Returns themes with top terms (taxonomy keywords excluded) and examples, emerging ones first
