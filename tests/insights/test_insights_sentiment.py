@@ -21,9 +21,10 @@ import numpy as np
 import pytest
 
 from insightroi.insights import EmbeddingSentiment, LexiconSentiment, load_reference_sentiment, sentiment_class, validate_model
+from insightroi.insights._sentiment import DEFAULT_REFERENCE
 from insightroi.insights._vader import VaderCore
 
-REF = Path("/work/shared/reference/sentiment")
+REF = DEFAULT_REFERENCE  # shared/ beside the repository, or $INSIGHTROI_SHARED
 pytestmark = pytest.mark.skipif(not REF.exists(), reason="reference data not present")
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
+import os
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,11 @@ __all__ = [
 
 SENTIMENT_CLASSES = ("negative", "neutral", "positive")
 _MODELS = Path(__file__).parent / "_models"
-DEFAULT_REFERENCE = Path("/work/shared/reference/sentiment")
+# The human-labeled reference text lives in shared/ beside the repository (not shipped in the
+# wheel); INSIGHTROI_SHARED points elsewhere.
+DEFAULT_REFERENCE = (
+    Path(os.environ.get("INSIGHTROI_SHARED", Path(__file__).resolve().parents[4] / "shared")) / "reference" / "sentiment"
+)
 
 
 def sentiment_class(values, threshold: float = 0.05) -> np.ndarray:
