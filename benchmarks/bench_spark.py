@@ -53,7 +53,7 @@ def run(scale: str = "quick") -> list[dict]:
         classify_store(duck, program)
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         t0 = time.perf_counter()
-        spark = open_store(f"pyspark:///{tmp / 'warehouse'}")
+        spark = open_store(f"pyspark:///{tmp / 'warehouse'}?spark.ui.showConsoleProgress=false")
         start_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         copied = copy_store(duck, spark)

@@ -43,7 +43,7 @@ def stores(tmp_path_factory):
         ingest_path(duck, kind, path, program=program).raise_for_errors()
     classify_store(duck, program)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    spark = open_store(f"pyspark:///{root / 'warehouse'}")
+    spark = open_store(f"pyspark:///{root / 'warehouse'}?spark.ui.showConsoleProgress=false")
     copy_store(duck, spark, [t for t in TABLES if t != "insights"])
     written = classify_spark(spark, program)
     yield program, duck, spark, written
