@@ -288,6 +288,7 @@ def _analyze(store: Store, program: Program) -> Any:
 
 def _roi(store: Store, program: Program, analysis: Any, truth: dict[str, Any] | None) -> dict[str, Any]:
     from insightroi.experiments import treated_volumes
+    from insightroi.experiments._correlation import effect_correlation
     from insightroi.roi import RoiVolumes, compute_roi
 
     volumes_by_kpi = treated_volumes(store, program, window=analysis.window)
@@ -303,7 +304,10 @@ def _roi(store: Store, program: Program, analysis: Any, truth: dict[str, Any] | 
     # per team rather than per randomized unit) have no effect estimate to draw from.
     priced = {pool.kpi for pool in program.value_pools}
     effects = {k: r for k, r in analysis.results.items() if k in priced}
-    result = compute_roi(program, effects, volumes, rng=20251)
+    # KPIs sharing units and denominators have correlated errors; independent draws would
+    # understate the ROI's uncertainty.
+    correlation = effect_correlation(store, program, list(effects), window=analysis.window)
+    result = compute_roi(program, effects, volumes, rng=20251, correlation=correlation)
     store.save_result("roi", "latest", result.to_dict())
     out = result.to_dict()
     if truth and truth.get("roi"):
