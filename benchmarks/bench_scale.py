@@ -36,7 +36,9 @@ def _child(n_orders: int, out_dir: str) -> None:
     t0 = time.perf_counter()
     run = run_demo(out_dir, seed=7, scale=n_orders)
     wall = time.perf_counter() - t0
-    kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    # ru_maxrss is KiB on Linux; children (if a stage ever forks) count as their own peak.
+    kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+              resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     db = Path(out_dir) / "insightroi.duckdb"
     print("RESULT " + json.dumps({
         "n_orders": n_orders, "wall_s": wall, "peak_rss_mib": kib / 1024, "timings": run.timings,
