@@ -17,6 +17,7 @@ from insightroi.insights._sentiment import (
     sentiment_class,
 )
 from insightroi.insights._severity import SEVERITY_LEVELS, SeverityRules
+from insightroi.insights._spark import classify_spark
 from insightroi.insights._spikes import Alert, current_topic_version, detect_spikes, write_alerts
 from insightroi.insights._summary import insights_summary
 from insightroi.insights._themes import Theme, cluster_texts, discover_themes
@@ -42,6 +43,7 @@ __all__ = [
     "UNCLASSIFIABLE",
     "ValidationReport",
     "build_models",
+    "classify_spark",
     "classify_store",
     "cluster_texts",
     "current_topic_version",
