@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP_CORE := $(VENV)/.core-installed
 STAMP_TEST := $(VENV)/.test-installed
+EVIDENTLY_PEER := evidently==0.7.23 dynaconf uuid6 typing-inspect mypy_extensions deprecation \
+	iterative-telemetry appdirs distro ujson nltk regex
 
 .PHONY: demo test setup setup-test system-deps bench clean
 
@@ -28,7 +30,10 @@ system-deps:
 $(STAMP_TEST): $(STAMP_CORE) pyproject.toml
 	# CPU build of torch from the local wheel; a plain `torch` requirement would pull CUDA.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[web,dev,spark,embeddings]'
+	$(PIP) install -q -e '.[web,dev,spark,embeddings,bench]'
+	# Evidently is the drift peer; its pins would downgrade plotly, numpy and scikit-learn, so it
+	# lives in its own folder, installed without dependencies (the drift test skips without it).
+	$(PIP) install -q --target .bench-peers --no-deps $(EVIDENTLY_PEER) || echo "note: Evidently peer not installed"
 	touch $@
 
 setup-test: $(STAMP_TEST) system-deps
@@ -43,4 +48,4 @@ bench: setup-test
 	$(PY) benchmarks/run.py --scale full
 
 clean:
-	rm -rf $(VENV) demo test-artifacts .pytest_cache
+	rm -rf $(VENV) .bench-peers demo test-artifacts .pytest_cache
