@@ -144,6 +144,18 @@ def test_treated_volumes_and_totals(world):
     assert tot["orders"] == _in(o_all.order_time, e.start, e.end).sum()
 
 
+def test_two_insight_measures_from_one_table_in_one_pass(world):
+    # Regression: the second insight join used to invalidate the first measure's flag expression.
+    prog, st, *_ = world
+    both = unit_measures_expr(st, prog, ["negative_feedback", "defect_mentions", "feedback"]).execute()
+    alone = {m: unit_measures_expr(st, prog, [m, "feedback"]).execute().set_index("unit_id")[m]
+             for m in ("negative_feedback", "defect_mentions")}
+    both = both.set_index("unit_id")
+    assert both["defect_mentions"].sum() > 0
+    for m, series in alone.items():
+        pd.testing.assert_series_equal(both[m].sort_index(), series.sort_index(), check_names=False)
+
+
 def test_expression_is_backend_neutral_ibis(world):
     prog, st, *_ = world
     expr = unit_measures_expr(st, prog, ["orders", "negative_reviews", "tickets"], by=("week",))

@@ -185,7 +185,7 @@ def unit_measures_expr(
         for lo, hi in e.exclude_windows:
             keep = keep & ~_in_window(tc, (lo, hi), is_date)
         t = t.filter(keep & t[ucol].notnull())
-        flags = {}
+        flag_keys = {}
         for m in ms:
             spec = MEASURE_SPECS[m]
             if spec.insight is not None:
@@ -193,7 +193,11 @@ def unit_measures_expr(
                 key = f"_flag_{m}"
                 ids = ids.rename({key: "_fid"})
                 t = t.left_join(ids, t.id == ids[key])
-                flags[m] = t[key].notnull()
+                flag_keys[m] = key
+        # Flags are taken from the final joined table: an expression built before a later join
+        # belongs to the earlier relation, and Ibis refuses to mix the two (two insight measures
+        # on one table, e.g. negative_feedback and defect_mentions).
+        flags = {m: t[key].notnull() for m, key in flag_keys.items()}
         tc = t[time_col]
         post = _in_window(tc, window, is_date)
         keys = {"unit_id": t[ucol].cast("string")}
