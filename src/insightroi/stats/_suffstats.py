@@ -14,11 +14,18 @@ statistic without a pre-period has zero pre components. One delta-method engine
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import numpy as np
 
 from insightroi.errors import DataError
+
+
+def _fieldwise_sum(a, b):
+    """Pool two strata: every field of these statistics is a plain sum over units."""
+    if type(a) is not type(b):
+        return NotImplemented
+    return type(a)(*(x + y for x, y in zip(astuple(a), astuple(b))))
 
 __all__ = ["SampleMean", "Proportion", "Ratio", "RegressionAdjusted", "RatioRegressionAdjusted", "Moments"]
 
@@ -61,7 +68,7 @@ class SampleMean:
     sum_sq: float
 
     def __add__(self, other: "SampleMean") -> "SampleMean":
-        return SampleMean(self.n + other.n, self.sum + other.sum, self.sum_sq + other.sum_sq)
+        return _fieldwise_sum(self, other)
 
     @classmethod
     def from_array(cls, x) -> "SampleMean":
@@ -95,7 +102,7 @@ class Proportion:
     successes: float
 
     def __add__(self, other: "Proportion") -> "Proportion":
-        return Proportion(self.n + other.n, self.successes + other.successes)
+        return _fieldwise_sum(self, other)
 
     @classmethod
     def from_array(cls, x) -> "Proportion":
@@ -136,10 +143,7 @@ class Ratio:
     cross_sum: float
 
     def __add__(self, other: "Ratio") -> "Ratio":
-        return Ratio(
-            self.n + other.n, self.num_sum + other.num_sum, self.num_sum_sq + other.num_sum_sq,
-            self.den_sum + other.den_sum, self.den_sum_sq + other.den_sum_sq, self.cross_sum + other.cross_sum,
-        )
+        return _fieldwise_sum(self, other)
 
     @classmethod
     def from_arrays(cls, num, den) -> "Ratio":
@@ -177,10 +181,7 @@ class RegressionAdjusted:
     cross_sum: float
 
     def __add__(self, other: "RegressionAdjusted") -> "RegressionAdjusted":
-        return RegressionAdjusted(
-            self.n + other.n, self.post_sum + other.post_sum, self.post_sum_sq + other.post_sum_sq,
-            self.pre_sum + other.pre_sum, self.pre_sum_sq + other.pre_sum_sq, self.cross_sum + other.cross_sum,
-        )
+        return _fieldwise_sum(self, other)
 
     @classmethod
     def from_arrays(cls, post, pre) -> "RegressionAdjusted":
