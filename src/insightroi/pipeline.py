@@ -237,8 +237,21 @@ def _detect(store: Store, program: Program) -> Any:
     from insightroi.insights import detect_spikes, write_alerts
 
     alerts = detect_spikes(store, program)
-    write_alerts(store, alerts)
-    return alerts
+    # The persistent holdout must not hear about its spikes: routing an alert to a control
+    # family's owner would contaminate the comparison the ROI rests on.
+    holdout = _holdout_units(store, program)
+    routed = [a for a in alerts if a.sku_family not in holdout]
+    write_alerts(store, routed)
+    return routed
+
+
+def _holdout_units(store: Store, program: Program) -> set[str]:
+    e = program.experiment
+    if e.unit != "sku_family":
+        return set()
+    a = store.table("assignments")
+    rows = a.filter((a.experiment == e.name) & (a.unit_type == e.unit) & (a.arm == "control")).select("unit_id")
+    return set(rows.execute().unit_id)
 
 
 def _validate_on_labels(store: Store, program: Program, labels_path: str | Path) -> dict[str, Any]:

@@ -68,3 +68,29 @@ def test_demo_quarantines_injected_bad_rows_and_fires_srm(tmp_path):
     bundle = json.loads((tmp_path / "report.json").read_text())
     srm = next(c for c in bundle["experiment"]["checks"] if c["name"] == "sample_ratio_mismatch")
     assert srm["status"] == "fail"
+
+
+
+
+def test_detected_alerts_are_not_routed_to_the_holdout(demo_run, monkeypatch):
+    # The tiny world is too small for real spikes, so the detector is fed two known ones: one in a
+    # treated family, one in a holdout family. Only the first may reach its owner.
+    from datetime import date
+
+    import insightroi.insights as insights
+    from insightroi import pipeline
+    from insightroi.insights import Alert
+    from insightroi.program import load_program
+
+    out, _ = demo_run
+    program = load_program(out / "world" / "insightroi.toml")
+    with open_store(f"duckdb:///{out}/insightroi.duckdb") as st:
+        arms = dict(st.con.con.execute("SELECT arm, min(unit_id) FROM assignments GROUP BY arm").fetchall())
+        fake = [Alert(f"alert:test:{arm}", "product_defect", fam, date(2025, 9, 1), 9, 2.0, 1e-5, 4.5,
+                      "product_quality", "v-test") for arm, fam in arms.items()]
+        monkeypatch.setattr(insights, "detect_spikes", lambda store, program: fake)
+        routed = pipeline._detect(st, program)
+        written = {r[0] for r in st.con.con.execute(
+            "SELECT alert_id FROM chain_events WHERE alert_id LIKE 'alert:test:%'").fetchall()}
+    assert [a.sku_family for a in routed] == [arms["treatment"]]
+    assert written == {"alert:test:treatment"}
