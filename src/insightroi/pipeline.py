@@ -165,7 +165,7 @@ def run_stages(
     Returns the report bundle (see the report stage); each stage adds its section.
     """
     stages = stages or _Stages(None)
-    truth = truth or None
+    truth = truth or None  # an empty truth file means no truth
     bundle: dict[str, Any] = {
         "program": {
             "name": program.program.name,
@@ -221,7 +221,7 @@ def run_stages(
         bundle["quasi"] = quasi.get("quasi")
         bundle["claims"] = quasi.get("claims", [])
 
-    monitor = stages.run("monitor", lambda: _monitor(store, program, analysis))
+    monitor = stages.run("monitor", lambda: _monitor(store, program))
     if monitor is not None:
         bundle["monitor"] = monitor
     return bundle
@@ -335,12 +335,12 @@ def _quasi(store: Store, program: Program, truth: dict[str, Any] | None) -> dict
     return quasi_section(store, program, truth=truth)
 
 
-def _monitor(store: Store, program: Program, analysis: Any) -> dict[str, Any]:
+def _monitor(store: Store, program: Program) -> dict[str, Any]:
     from insightroi.monitor import monitor_store
 
-    report = monitor_store(store, program)
-    store.save_result("monitor", "latest", report.to_dict())
-    return report.to_dict()
+    section = monitor_store(store, program).to_dict()
+    store.save_result("monitor", "latest", section)
+    return section
 
 
 def _write_report(bundle: dict[str, Any], out: Path) -> Any:
