@@ -36,7 +36,6 @@ def expected_calibration_error(confidence, correct, *, n_bins: int = 10) -> floa
         return float("nan")
     # Bin b holds (b/B, (b+1)/B]; confidence 0 goes to the first bin.
     idx = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
-    n_b = np.bincount(idx, minlength=n_bins)
     conf_b = np.bincount(idx, weights=conf, minlength=n_bins)
     hit_b = np.bincount(idx, weights=hit, minlength=n_bins)
     return float(np.sum(np.abs(hit_b - conf_b)) / conf.size)

@@ -14,7 +14,6 @@ from insightroi._cli_common import (
     ProgramOption,
     StoreOption,
     console,
-    fail,
     run_or_fail,
     store_url,
 )
