@@ -27,6 +27,16 @@ def _fieldwise_sum(a, b):
         return NotImplemented
     return type(a)(*(x + y for x, y in zip(astuple(a), astuple(b))))
 
+
+def _pair_sums(x, y, x_name: str, y_name: str) -> tuple[int, float, float, float, float, float]:
+    """``n, sum x, sum x^2, sum y, sum y^2, sum xy`` of two per-unit arrays of one shape."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if x.shape != y.shape:
+        raise DataError(f"{x_name} and {y_name} must have the same shape, got {x.shape} and {y.shape}")
+    return (int(x.size), float(x.sum()), float((x * x).sum()), float(y.sum()), float((y * y).sum()),
+            float((x * y).sum()))
+
 __all__ = ["SampleMean", "Proportion", "Ratio", "RegressionAdjusted", "RatioRegressionAdjusted", "Moments"]
 
 
@@ -148,12 +158,7 @@ class Ratio:
     @classmethod
     def from_arrays(cls, num, den) -> "Ratio":
         """Statistics of per-unit numerators ``num`` and denominators ``den``."""
-        num = np.asarray(num, dtype=float)
-        den = np.asarray(den, dtype=float)
-        if num.shape != den.shape:
-            raise DataError(f"num and den must have the same shape, got {num.shape} and {den.shape}")
-        return cls(int(num.size), float(num.sum()), float((num * num).sum()), float(den.sum()),
-                   float((den * den).sum()), float((num * den).sum()))
+        return cls(*_pair_sums(num, den, "num", "den"))
 
     @property
     def mean(self) -> float:
@@ -186,10 +191,7 @@ class RegressionAdjusted:
     @classmethod
     def from_arrays(cls, post, pre) -> "RegressionAdjusted":
         """Statistics of per-unit outcomes ``post`` and pre-period covariate ``pre``."""
-        post = np.asarray(post, dtype=float)
-        pre = np.asarray(pre, dtype=float)
-        return cls(int(post.size), float(post.sum()), float((post * post).sum()), float(pre.sum()),
-                   float((pre * pre).sum()), float((post * pre).sum()))
+        return cls(*_pair_sums(post, pre, "post", "pre"))
 
     @property
     def mean(self) -> float:
