@@ -37,6 +37,17 @@ from insightroi.stats._result import Check, Result
 __all__ = ["causal_impact"]
 
 
+def _observation_rows(X, n: int, m: int, seasonal: int) -> np.ndarray:
+    """Rows Z_t of the observation equation y_t = Z_t state_t + e_t: level, current season, betas."""
+    Z = np.zeros((n, m))
+    Z[:, 0] = 1.0
+    if seasonal:
+        Z[:, 1] = 1.0
+    if X is not None and X.shape[1]:
+        Z[:, m - X.shape[1]:] = X[:n]
+    return Z
+
+
 def _kalman_end_state(y, X, level_var, obs_var, seasonal, season_var, level0=None):
     """Filter the pre-period; return the state mean/cov at the first post period and the system.
 
@@ -65,13 +76,9 @@ def _kalman_end_state(y, X, level_var, obs_var, seasonal, season_var, level0=Non
         # bsts' default initial-level prior: N(first observation, SD(y)^2), SD = 1 standardised.
         a[0], P[0, 0] = level0, 1.0
     ll = 0.0
+    Z = _observation_rows(X, n, m, s)
     for t in range(n):
-        Zt = np.zeros(m)
-        Zt[0] = 1.0
-        if s:
-            Zt[1] = 1.0
-        if k:
-            Zt[m - k:] = X[t]
+        Zt = Z[t]
         F = Zt @ P @ Zt + obs_var
         v = y[t] - Zt @ a
         K = P @ Zt / F
@@ -195,7 +202,7 @@ def causal_impact(
     a, P, Tm, Q, _, m = _kalman_end_state(ys[:n_pre], Xpre, level_var, obs_var_c, s, season_var, ys[0])
     obs_var = obs_var_c
     n_post = T - n_pre
-    k = 0 if Xs is None else Xs.shape[1]
+    Z_post = _observation_rows(None if Xs is None else Xs[n_pre:], n_post, m, s)
     n_blocks = 50
     per = int(math.ceil(n_sims / n_blocks))
     sims = []
@@ -209,13 +216,7 @@ def causal_impact(
         out = np.empty((per, n_post))
         Qs = np.sqrt(np.diag(Q) * scale)
         for h in range(n_post):
-            Zt = np.zeros(m)
-            Zt[0] = 1.0
-            if s:
-                Zt[1] = 1.0
-            if k:
-                Zt[m - k:] = Xs[n_pre + h]
-            out[:, h] = st @ Zt + rng.standard_normal(per) * math.sqrt(ov)
+            out[:, h] = st @ Z_post[h] + rng.standard_normal(per) * math.sqrt(ov)
             st = st @ Tm.T + rng.standard_normal((per, m)) * Qs
         sims.append(out)
     pred = np.concatenate(sims)[:n_sims] * sd + mu  # counterfactual paths, original units
@@ -223,13 +224,7 @@ def causal_impact(
     mean_path = np.empty(n_post)
     st_mean = a.copy()
     for h in range(n_post):
-        Zt = np.zeros(m)
-        Zt[0] = 1.0
-        if s:
-            Zt[1] = 1.0
-        if k:
-            Zt[m - k:] = Xs[n_pre + h]
-        mean_path[h] = Zt @ st_mean
+        mean_path[h] = Z_post[h] @ st_mean
         st_mean = Tm @ st_mean
     mean_path = mean_path * sd + mu
     obs = y[n_pre:]
