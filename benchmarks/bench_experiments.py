@@ -4,8 +4,8 @@
 1. Sufficient statistics for N orders grouped by arm x 20 segments: ours is
    ``insightroi.metrics.arm_statistics`` (Ibis -> DuckDB: per SKU family x segment post and
    pre-period sums, joined with the assignments, then arm x segment moments); the peer is the
-   same computation in pandas (groupby on categorical columns, its best case), on the same rows
-   fetched from the same DuckDB table.
+   same computation in pandas (groupby on categorical columns, its best case) on the same
+   generated rows held as an in-memory frame (loading it is not timed; ours reads the store file).
 2. Analysis of 50 KPIs x 20 segments (ratio metrics, 200 SKU families per arm and cell): ours is
    ``insightroi.stats.two_arm`` (absolute and relative) from sufficient statistics; the peer is
    pandas + statsmodels on the per-unit rows (linearised ratio, ``weightstats.ttest_ind`` with
@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -45,32 +46,56 @@ def _program():
     return parse_program(starter_program_text().replace("end = 2026-03-31", "end = 2025-09-28") + PROGRAM_EXTRA)
 
 
-def _make_store(n_orders: int):
+def _generate_orders(n_orders: int, seed: int = 0, chunk: int = 10_000_000):
+    """Yield the benchmark's orders as Arrow tables of ``chunk`` rows (setup only, not timed).
+
+    180 days from the pre-period start (2025-04-02) to the window end; family and segment as
+    dictionary arrays so neither DuckDB nor pandas pays for 100M Python strings.
+    """
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    families = pa.array([f"F{i:04d}" for i in range(N_FAMILIES)])
+    segments = pa.array([f"S{i}" for i in range(N_SEGMENTS)])
+    start_us = np.datetime64("2025-04-02T00:00:00", "us").astype(np.int64)
+    for lo in range(0, n_orders, chunk):
+        m = min(chunk, n_orders - lo)
+        yield pa.table({
+            "sku_family": pa.DictionaryArray.from_arrays(pa.array(rng.integers(0, N_FAMILIES, m, dtype=np.int16)), families),
+            "segment": pa.DictionaryArray.from_arrays(pa.array(rng.integers(0, N_SEGMENTS, m, dtype=np.int8)), segments),
+            "order_time": pa.array(start_us + rng.integers(0, 180 * 86400, m) * 1_000_000, pa.timestamp("us")),
+            "revenue": pa.array(rng.integers(0, 10000, m) / 100.0),
+        })
+
+
+def _make_store(n_orders: int, path: str):
+    """A DuckDB store file holding ``n_orders`` orders and the experiment's assignments, plus the
+    same orders as a pandas frame for the peer (categorical keys, its best case)."""
     import pandas as pd
 
     from insightroi.experiments import assign
     from insightroi.store import open_store
 
     prog = _program()
-    st = open_store("duckdb://:memory:")
+    st = open_store(f"duckdb:///{path}")
     raw = st.con.con
-    # Setup only (not timed): rows generated inside DuckDB to keep the driver's memory flat.
-    # 180 days from the pre-period start (2025-04-02) to the window end.
-    raw.execute(
-        f"""INSERT INTO orders (sku_family, segment, order_time, quantity, revenue)
-        SELECT 'F' || lpad(CAST(hash(i) % {N_FAMILIES} AS VARCHAR), 4, '0'),
-               'S' || CAST(hash(i * 7 + 1) % {N_SEGMENTS} AS VARCHAR),
-               TIMESTAMP '2025-04-02' + to_seconds(CAST(hash(i * 13 + 5) % (180 * 86400) AS BIGINT)),
-               1, CAST(hash(i * 3 + 2) % 10000 AS DOUBLE) / 100.0
-        FROM range({n_orders}) t(i)"""
-    )
+    frames = []
+    for chunk in _generate_orders(n_orders):
+        raw.register("_chunk", chunk)
+        raw.execute("INSERT INTO orders (sku_family, segment, order_time, quantity, revenue) "
+                    "SELECT sku_family, segment, order_time, 1, revenue FROM _chunk")
+        raw.unregister("_chunk")
+        frames.append(chunk.to_pandas())
+    orders = pd.concat(frames, ignore_index=True)
+    del frames
     fams = [f"F{i:04d}" for i in range(N_FAMILIES)]
     arms = assign(fams, prog.experiment.salt, 0.5)
     st.append("assignments", pd.DataFrame({
         "id": [f"a{i}" for i in range(N_FAMILIES)], "experiment": prog.experiment.name,
         "unit_type": "sku_family", "unit_id": fams, "arm": arms, "assigned_at": pd.Timestamp("2025-07-01"),
     }))
-    return prog, st
+    raw.execute("CHECKPOINT")
+    return prog, st, orders
 
 
 def _pandas_suffstats(orders, assignments):
@@ -92,27 +117,36 @@ def _pandas_suffstats(orders, assignments):
 
 
 def bench_suffstats(n_orders: int) -> dict:
+    import resource
+    import tempfile
+
     from insightroi.metrics import arm_statistics
 
-    prog, st = _make_store(n_orders)
-    t0 = time.perf_counter()
-    ours = arm_statistics(st, prog, "revenue_per_order", by=("segment",))
-    ours_s = time.perf_counter() - t0
-    orders = st.con.con.execute("SELECT sku_family, segment, order_time, revenue FROM orders").fetch_df()
-    orders["sku_family"] = orders.sku_family.astype("category")
-    orders["segment"] = orders.segment.astype("category")
-    assignments = st.table("assignments").execute()
-    t0 = time.perf_counter()
-    peer = _pandas_suffstats(orders, assignments)
-    peer_s = time.perf_counter() - t0
-    # Same numbers: check one cell.
-    key = ("treatment", "S3")
-    assert math.isclose(ours[key].sums[0], peer.loc[key, "num"], rel_tol=1e-9)
-    assert math.isclose(ours[key].products[0][1], peer.loc[key, "p_num_den"], rel_tol=1e-9)
-    st.close()
+    with tempfile.TemporaryDirectory(prefix="bench_exp_") as tmp:
+        prog, st, orders = _make_store(n_orders, f"{tmp}/orders.duckdb")
+        assignments = st.table("assignments").execute()
+        # Best of two for both sides: the first DuckDB run also warms the OS page cache of the
+        # file, which a second analysis of the same store would find warm too.
+        ours_s = peer_s = float("inf")
+        for _ in range(2):
+            t0 = time.perf_counter()
+            ours = arm_statistics(st, prog, "revenue_per_order", by=("segment",))
+            ours_s = min(ours_s, time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            peer = _pandas_suffstats(orders, assignments)
+            peer_s = min(peer_s, time.perf_counter() - t0)
+        store_mib = Path(tmp, "orders.duckdb").stat().st_size / 2**20
+        st.close()
+    # Same numbers: every cell's post sum and one cross product.
+    for key, s in ours.items():
+        assert math.isclose(s.sums[0], peer.loc[key, "num"], rel_tol=1e-9), key
+        assert math.isclose(s.products[0][1], peer.loc[key, "p_num_den"], rel_tol=1e-9), key
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"benchmark": f"sufficient statistics, {n_orders:,} orders -> arm x {N_SEGMENTS} segments (post + pre)",
-            "ours_s": ours_s, "peer": "pandas groupby (categorical keys)", "peer_s": peer_s,
-            "ratio": peer_s / ours_s, "note": f"{len(ours)} cells; DuckDB via Ibis; same table"}
+            "ours_s": ours_s, "peer": "pandas groupby (categorical keys, frame in memory)", "peer_s": peer_s,
+            "ratio": peer_s / ours_s,
+            "note": (f"{len(ours)} cells, all equal to 1e-9; ours: Ibis -> DuckDB file ({store_mib:,.0f} MiB), "
+                     f"best of 2; target < 15 s at 100M; process peak RSS {peak:,.0f} MiB (mostly the peer's frame)")}
 
 
 def _cells(rng, n_kpis=50, n_seg=N_SEGMENTS, units=200):
