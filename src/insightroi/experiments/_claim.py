@@ -21,6 +21,7 @@ import pandas as pd
 
 from insightroi.errors import DataError
 from insightroi.stats import Check, Result, did_ratio, twfe
+from insightroi.stats._did import ratio_ancova
 from insightroi.stats._result import _jsonable
 
 __all__ = ["ParsedClaim", "ClaimReport", "parse_claim", "validate_claim"]
@@ -149,9 +150,12 @@ class ClaimReport:
             f"({self.absolute_change:+.4g} absolute, {self.relative_change:+.1%} relative)",
             f"Control, same windows:    {self.control_before:.4g} -> {self.control_after:.4g} "
             f"({self.control_absolute_change:+.4g}, {self.control_relative_change:+.1%})",
-            f"Incremental effect (DiD): {self.incremental.estimate:+.4g} [{lo:+.4g}, {hi:+.4g}] absolute, "
+            f"Incremental effect (vs control, pre-period adjusted): {self.incremental.estimate:+.4g} [{lo:+.4g}, {hi:+.4g}] absolute, "
             f"{self.incremental_relative:+.1%} [{rlo:+.1%}, {rhi:+.1%}] relative, p = {self.incremental.p_value:.3g}",
         ]
+        did = self.windows.get("did_ratio") or {}
+        if "estimate" in did:
+            lines.append(f"  Plain ratio DiD (pre-period weight fixed at 1): {did['estimate']:+.4g} [{did['ci'][0]:+.4g}, {did['ci'][1]:+.4g}]")
         for chk in (self.pre_trends, self.regression_to_mean, self.persistence, self.triangulation):
             lines.append(f"  {chk.name}: {chk.status.upper()} - {chk.message}")
         lines.append(f"Verdict: {self.verdict.upper()}")
@@ -172,9 +176,8 @@ def _did_rate(panel: pd.DataFrame, num: str, den: str, scale: float, unit: str, 
               rollout, alpha: float, metric: str, post_periods=None) -> tuple[Result, float, tuple[float, float]]:
     """Ratio-of-sums DiD of the KPI, clustered by unit (:func:`insightroi.stats.did_ratio`).
 
-    The KPI is computed as the program defines it (sum of numerators / sum of denominators), so
-    thin unit-weeks do not add noise and large units weigh as much as their volume. The relative
-    effect divides by the treated units' counterfactual KPI (after - effect).
+    Reported next to the adjusted estimate as a robustness check (it fixes the weight on the
+    pre-period at 1). The relative effect divides by the treated units' counterfactual KPI.
     """
     df = panel[[unit, period, num, den, treated]]
     if post_periods is not None:
@@ -187,12 +190,54 @@ def _did_rate(panel: pd.DataFrame, num: str, den: str, scale: float, unit: str, 
     tr = df.groupby(unit)[treated].first().reindex(g.index).astype(bool).to_numpy()
     res = did_ratio(g[(num, False)].to_numpy(), g[(den, False)].to_numpy(), g[(num, True)].to_numpy(), g[(den, True)].to_numpy(),
                     tr, scale=scale, alpha=alpha, metric=metric)
-    cf = res.extra["treated"]["kpi_post"] - res.estimate
+    return res, *_relative(res, res.extra["treated"]["kpi_post"])
+
+
+def _relative(res: Result, treated_post: float) -> tuple[float, tuple[float, float]]:
+    cf = treated_post - res.estimate
     if cf > 0:
-        rel, rci = res.estimate / cf, (res.ci[0] / cf, res.ci[1] / cf)
-    else:
-        rel, rci = float("nan"), (float("nan"), float("nan"))
-    return res, rel, rci
+        return res.estimate / cf, (res.ci[0] / cf, res.ci[1] / cf)
+    return float("nan"), (float("nan"), float("nan"))
+
+
+def _pre_rates(panel: pd.DataFrame, specs: list[tuple[str, str]], unit: str, period: str, rollout) -> pd.DataFrame:
+    """Each unit's pre-period rate (sum num / sum den) of every (numerator, denominator) pair."""
+    pre = panel[panel[period] < rollout]
+    cols = list(dict.fromkeys(c for sp in specs for c in sp))
+    g = pre.groupby(unit)[cols].sum()
+    out = pd.DataFrame(index=g.index)
+    for n_, d_ in specs:
+        out[f"pre_{n_}_per_{d_}"] = g[n_] / g[d_].where(g[d_] > 0)
+    return out
+
+
+def _incremental(panel: pd.DataFrame, num: str, den: str, scale: float, unit: str, period: str, treated: str,
+                 rollout, alpha: float, metric: str, covariates: list[tuple[str, str]], post_periods=None,
+                 ) -> tuple[Result, float, tuple[float, float]]:
+    """Post-period treated-vs-control difference of the KPI, adjusted for the units' pre-period rates.
+
+    :func:`insightroi.stats._did.ratio_ancova`: each unit's post-period KPI (sum of numerators /
+    sum of denominators, weighted by its denominator, so the groups' KPIs are the program's
+    ratio-of-sums definition) regressed on treatment and the unit's pre-period rates of the claimed
+    KPI and its adjacent KPIs (they share the unit's underlying quality, so together they predict
+    its post-period level better than one noisy rate). Against a plain DiD this estimates the
+    weight of the pre-period rather than fixing it at 1: on the demo world, where complaints come
+    in transient defect bursts, that cuts the error SD by ~35% (1.88 -> 1.19 per 1,000 orders)
+    at the same coverage. Robust SE per unit = clustered over its weeks.
+    """
+    post = panel[panel[period] >= rollout]
+    if post_periods is not None:
+        post = post[post[period].isin(post_periods)]
+    if post.empty or not (panel[period] < rollout).any():
+        raise DataError("no data on one side of the rollout")
+    if float(panel[num].sum()) == 0.0:
+        raise DataError(f"{num} is zero everywhere (not measured?)")
+    g = post.groupby(unit)[[num, den]].sum()
+    tr = panel.groupby(unit)[treated].first().astype(bool)
+    X = _pre_rates(panel, covariates, unit, period, rollout).reindex(g.index)
+    res = ratio_ancova(g[num].to_numpy(dtype=float), g[den].to_numpy(dtype=float), tr.reindex(g.index).to_numpy(),
+                       X.to_numpy(dtype=float), covariate_names=list(X.columns), scale=scale, alpha=alpha, metric=metric)
+    return res, *_relative(res, res.extra["kpi_post_treated"])
 
 
 def _significant(r: Result) -> bool:
@@ -217,6 +262,8 @@ def validate_claim(
     kpi_direction: Literal["decrease", "increase"] | None = None,
     alpha: float = 0.05,
     spike_z: float = 2.0,
+    rtm_share: float = 0.25,
+    before: tuple | None = None,
 ) -> ClaimReport:
     """Validate a before/after claim against a unit x period panel with treated and control units.
 
@@ -245,8 +292,19 @@ def validate_claim(
         The good direction of the claimed KPI (default: the claim's own direction).
     alpha : float
     spike_z : float
-        The "before" window counts as a spike when its treated KPI lies more than ``spike_z``
-        standard errors above (or below) the earlier baseline in the claimed direction.
+        The "before" window counts as a spike when its treated-minus-control gap lies more than
+        ``spike_z`` standard errors above (or below) the rest of the pre-period in the claimed
+        direction.
+    rtm_share : float
+        The "before" window also fails the regression-to-the-mean check when it is the most
+        extreme ``window``-long stretch of the pre-period in the claim's favour (cherry-picked)
+        and its excess over the rest of the pre-period accounts for at least this share of the
+        claimed before/after change: picking the worst weeks guarantees regression to the mean
+        even when no single week is a significant spike.
+    before : (first, last) period, optional
+        The "before" window the claim was computed from. Default: the ``window``-long stretch of
+        the pre-period whose treated before/after change (against the first ``window`` post
+        periods) is closest to the claim.
 
     Returns
     -------
@@ -254,10 +312,17 @@ def validate_claim(
 
     Notes
     -----
-    Verdict rules. *not supported*: the DiD interval contains no change in the claimed direction
+    The incremental effect compares treated and control units over all post periods, each unit's
+    post-period KPI adjusted for its pre-period rates of this KPI and the adjacent ones
+    (:func:`insightroi.stats._did.ratio_ancova`; CUPED-style, a DiD whose pre-period weight is
+    estimated). The plain ratio DiD is reported in ``windows["did_ratio"]``.
+
+    Verdict rules. *not supported*: the interval contains no change in the claimed direction
     (it includes 0 and excludes the claimed size, or points the other way), or the claimed size
     is outside the interval and either more than 1.5 times its nearest end or built on a spike
-    (regression to the mean). *weak*: the effect is significant in the claimed direction but
+    (regression to the mean), or the claim rests on a spike / cherry-picked before window and
+    overstates the point estimate (the excess is regression to the mean, not the program).
+    *weak*: the effect is significant in the claimed direction but
     the claimed size lies (moderately) outside its interval; or
     the interval includes both 0 and the claimed size (inconclusive); or a supported effect is
     undercut by failed pre-trends, no persistence, or adjacent signals moving against it.
@@ -279,27 +344,55 @@ def validate_claim(
     if len(pre_p) < 2 or len(post_p) < 1:
         raise DataError("validate_claim: need at least 2 periods before and 1 after the rollout")
     w = max(1, min(window, len(pre_p), len(post_p)))
-    before_p, after_p = pre_p[-w:], post_p[:w]
+    after_p = post_p[:w]
+    good = kpi_direction or pc.direction
+    claim_sign = -1.0 if pc.direction == "decrease" else 1.0
+    if before is not None:
+        before_p = pre_p[(pre_p >= before[0]) & (pre_p <= before[1])]
+        if len(before_p) == 0:
+            raise DataError(f"validate_claim: no pre-rollout period inside before={before!r}")
+        search = {"given": True}
+    else:
+        # Which "before" window does the claimed number come from? The w-period stretch of the
+        # pre-period whose treated before/after change is closest to the claim (ties: the
+        # latest). A claim built on the worst weeks of the pre-period is found here, not only one
+        # built on the weeks just before rollout.
+        before_p, search = _locate_before(df, numerator, denominator, scale, period, treated, pre_p, after_p, w, pc)
     T, C = df[df[treated]], df[~df[treated]]
     tb, ta = _ratio(T[T[period].isin(before_p)], numerator, denominator, scale), _ratio(T[T[period].isin(after_p)], numerator, denominator, scale)
     cb, ca = _ratio(C[C[period].isin(before_p)], numerator, denominator, scale), _ratio(C[C[period].isin(after_p)], numerator, denominator, scale)
-    good = kpi_direction or pc.direction
-    claim_sign = -1.0 if pc.direction == "decrease" else 1.0
 
-    # Regression to the mean: was the "before" window a treated-specific spike?
-    rtm = _rtm_check(df, numerator, denominator, scale, period, treated, pre_p, before_p, claim_sign, spike_z, tb, ta)
+    # Regression to the mean: was the "before" window a treated-specific spike, or the
+    # cherry-picked worst stretch of the pre-period?
+    rtm = _rtm_check(df, numerator, denominator, scale, period, treated, pre_p, before_p, claim_sign, spike_z, tb, ta,
+                     search=search, rtm_share=rtm_share)
     if rtm.status == "fail":
-        # The spike would bias DiD too: estimate against the baseline before it.
+        # The spike would bias the estimate too: estimate against the pre-period without it.
         df = df[~df[period].isin(before_p)]
         pre_p = pre_p[~np.isin(pre_p, before_p)]
 
-    # Incremental effect: DiD over the whole panel (all pre vs all post periods).
-    inc, inc_rel, inc_rel_ci = _did_rate(df, numerator, denominator, scale, unit, period, treated, rollout, alpha, kpi)
+    # Covariates: every unit's pre-period rate of the claimed KPI and of the adjacent KPIs.
+    cov_specs = [(numerator, denominator)]
+    for spec in (adjacent or {}).values():
+        if spec[0] in df.columns and spec[1] in df.columns and (spec[0], spec[1]) not in cov_specs:
+            cov_specs.append((spec[0], spec[1]))
+
+    def effect(n_, d_, sc, name, post_periods=None):
+        return _incremental(df, n_, d_, sc, unit, period, treated, rollout, alpha, name, cov_specs, post_periods=post_periods)
+
+    # Incremental effect: all post periods against control, adjusted for pre-period rates.
+    inc, inc_rel, inc_rel_ci = effect(numerator, denominator, scale, kpi)
+    # Plain ratio DiD (pre-period weight fixed at 1) as a robustness row.
+    try:
+        did, did_rel, did_rel_ci = _did_rate(df, numerator, denominator, scale, unit, period, treated, rollout, alpha, kpi)
+        did_row = {"estimate": did.estimate, "ci": list(did.ci), "p_value": did.p_value, "relative": did_rel, "relative_ci": list(did_rel_ci)}
+    except DataError as exc:
+        did_row = {"status": f"not estimable: {exc}"}
 
     # Pre-trends: treated x linear trend over the pre-period.
     pre_trends = _pre_trend_check(df, numerator, denominator, scale, unit, period, treated, pre_p, alpha)
 
-    # Persistence: DiD per consecutive post window.
+    # Persistence: the same estimate per consecutive post window.
     pers_rows = []
     # Consecutive windows of ``w`` periods; a shorter remainder joins the last full window.
     starts = list(range(0, len(post_p), w))
@@ -308,13 +401,13 @@ def validate_claim(
     for j, i in enumerate(starts):
         win = post_p[i:(starts[j + 1] if j + 1 < len(starts) else len(post_p))]
         try:
-            r, rr, rci = _did_rate(df, numerator, denominator, scale, unit, period, treated, rollout, alpha, kpi, post_periods=win)
+            r, rr, rci = effect(numerator, denominator, scale, kpi, post_periods=win)
         except DataError:
             continue
         pers_rows.append({"periods": [_plain(x) for x in (win[0], win[-1])], "estimate": r.estimate, "ci": list(r.ci), "relative": rr, "significant": _significant(r)})
     persistence = _persistence_check(pers_rows, claim_sign, inc.estimate)
 
-    # Triangulation: the same DiD on adjacent KPIs.
+    # Triangulation: the same estimate on adjacent KPIs.
     tri_rows = []
     for name, spec in (adjacent or {}).items():
         n_, d_ = spec[0], spec[1]
@@ -324,7 +417,7 @@ def validate_claim(
             tri_rows.append({"kpi": name, "status": "missing"})
             continue
         try:
-            r, rr, rci = _did_rate(df, n_, d_, adj_scale, unit, period, treated, rollout, alpha, name)
+            r, rr, rci = effect(n_, d_, adj_scale, name)
         except DataError as exc:
             tri_rows.append({"kpi": name, "status": f"not estimable: {exc}"})
             continue
@@ -344,7 +437,8 @@ def validate_claim(
         pre_trends=pre_trends, regression_to_mean=rtm, persistence=persistence, triangulation=triangulation,
         verdict=verdict, reasons=tuple(reasons),
         windows={"window": int(w), "before": [_plain(before_p[0]), _plain(before_p[-1])], "after": [_plain(after_p[0]), _plain(after_p[-1])],
-                 "spike_window_excluded": rtm.status == "fail", "n_pre_periods": int(len(pre_p)), "n_post_periods": int(len(post_p)), "persistence": pers_rows, "triangulation": tri_rows},
+                 "spike_window_excluded": rtm.status == "fail", "n_pre_periods": int(len(pre_p)), "n_post_periods": int(len(post_p)), "persistence": pers_rows, "triangulation": tri_rows,
+                 "before_search": search, "did_ratio": did_row, "covariates": [f"pre_{n_}_per_{d_}" for n_, d_ in cov_specs]},
     )
 
 
@@ -379,10 +473,51 @@ def _pre_trend_check(df, num, den, scale, unit, period, treated, pre_p, alpha) -
     )
 
 
-def _rtm_check(df, num, den, scale, period, treated, pre_p, before_p, claim_sign, spike_z, tb, ta) -> Check:
+def _window_levels(df, num, den, scale, period, treated, pre_p, w) -> tuple[list[np.ndarray], np.ndarray]:
+    """Every run of ``w`` consecutive pre-periods and the treated units' KPI over each."""
+    t = df[df[treated] & df[period].isin(pre_p)].groupby(period)[[num, den]].sum().reindex(pre_p, fill_value=0.0)
+    a, b = t[num].to_numpy(dtype=float), t[den].to_numpy(dtype=float)
+    wins, lv = [], []
+    for j in range(len(pre_p) - w + 1):
+        wins.append(pre_p[j:j + w])
+        d = b[j:j + w].sum()
+        lv.append(a[j:j + w].sum() / d * scale if d > 0 else np.nan)
+    return wins, np.asarray(lv, dtype=float)
+
+
+def _locate_before(df, num, den, scale, period, treated, pre_p, after_p, w, pc: ParsedClaim) -> tuple[np.ndarray, dict]:
+    """The pre-period window whose treated before/after change best reproduces the claim."""
+    T = df[df[treated]]
+    ta = _ratio(T[T[period].isin(after_p)], num, den, scale)
+    wins, lv = _window_levels(df, num, den, scale, period, treated, pre_p, w)
+    if pc.kind == "relative":
+        naive, claimed = ta / lv - 1.0, pc.signed_relative
+    else:
+        naive, claimed = ta - lv, (-1.0 if pc.direction == "decrease" else 1.0) * pc.magnitude
+    dist = np.abs(naive - claimed)
+    if not np.isfinite(dist).any():
+        return pre_p[-w:], {"given": False, "n_windows": len(wins), "note": "no window with data; used the last one"}
+    # Ties (and equally good fits) go to the latest window: the conventional "just before" choice.
+    j = len(dist) - 1 - int(np.nanargmin(dist[::-1]))
+    # "Reproduces" = within a tenth of the claimed size (claims are rounded, windows may be off by
+    # a few days). A claim no window reproduces is not a plain before/after of these units (it may
+    # already be control-adjusted): then the conventional window just before rollout is used.
+    tol = max(0.1 * abs(claimed), 0.01 if pc.kind == "relative" else 0.0)
+    reproduced = bool(dist[j] <= tol)
+    if not reproduced:
+        j = len(wins) - 1
+    return wins[j], {
+        "given": False, "n_windows": len(wins), "chosen": [_plain(wins[j][0]), _plain(wins[j][-1])],
+        "naive_change": float(naive[j]), "claimed": float(claimed), "reproduced": reproduced,
+        "is_last_window": j == len(wins) - 1,
+    }
+
+
+def _rtm_check(df, num, den, scale, period, treated, pre_p, before_p, claim_sign, spike_z, tb, ta, *,
+               search: dict | None = None, rtm_share: float = 0.25) -> Check:
     base_p = pre_p[~np.isin(pre_p, before_p)]
     if len(base_p) < 3:
-        return Check("regression_to_mean", "skip", "Fewer than 3 baseline periods before the 'before' window; cannot judge whether it was a spike.")
+        return Check("regression_to_mean", "skip", "Fewer than 3 baseline periods outside the 'before' window; cannot judge whether it was a spike.")
     # Treated-minus-control gap per period: common seasonality cancels, so a spike here is
     # specific to the treated units (the kind that a before/after claim, and a DiD whose
     # pre-period includes it, would both mistake for an effect).
@@ -404,19 +539,47 @@ def _rtm_check(df, num, den, scale, period, treated, pre_p, before_p, claim_sign
     helping = -claim_sign * z
     naive = ta - tb
     explained = -jump / naive if naive != 0 else float("nan")
+    # Cherry-picking: the before window is the most extreme stretch of the pre-period in the
+    # claim's favour. The maximum of several noisy windows sits above the mean by construction,
+    # so it regresses even without a single significant spike week.
+    # Only a window the claim was actually computed from can have been picked.
+    w = len(before_p)
+    wins, lv = _window_levels(df, num, den, scale, period, treated, pre_p, w)
+    fav = -claim_sign * lv  # larger = better "before" for the claim
+    idx = [j for j, win in enumerate(wins) if len(win) == len(before_p) and np.array_equal(win, before_p)]
+    from_claim = bool((search or {}).get("given") or (search or {}).get("reproduced"))
+    extreme = bool(from_claim and idx and len(wins) > 1 and np.isfinite(fav[idx[0]]) and fav[idx[0]] >= np.nanmax(fav))
+    # Selection happens on the treated units' level, so the regression it implies is the chosen
+    # window's excess over the treated units' KPI in the rest of the pre-period.
+    T = df[df[treated]]
+    rest = _ratio(T[T[period].isin(base_p)], num, den, scale)
+    pick_share = (tb - rest) / (tb - ta) if np.isfinite(rest) and tb != ta else float("nan")
+    picked = extreme and np.isfinite(pick_share) and pick_share >= rtm_share
+    if picked:
+        explained = pick_share
+    lo_p, hi_p = _plain(before_p[0]), _plain(before_p[-1])
     details = {"baseline_gap": mu, "before_gap": float(before.mean()), "z": float(z), "share_explained": explained,
-               "baseline_periods": int(len(base)), "before_periods": int(len(before))}
-    if helping > spike_z:
+               "baseline_periods": int(len(base)), "before_periods": int(len(before)), "before_window": [lo_p, hi_p],
+               "most_extreme_of": int(len(wins)) if extreme else None, "treated_rest_of_pre": rest, "pick_share": pick_share,
+               "search": search or {}}
+    where = f"periods {lo_p}-{hi_p}"
+    if helping > spike_z or picked:
+        if helping > spike_z:
+            what = (f"had the treated units {abs(jump):.3g} {'above' if jump > 0 else 'below'} their usual gap to control: "
+                    f"a spike ({z:+.1f} SE)")
+        else:
+            what = (f"is the most extreme of the {len(wins)} {w}-period windows before rollout, picked in the claim's favour: "
+                    f"treated KPI {tb:.4g} against {rest:.4g} in the rest of the pre-period")
         return Check(
             "regression_to_mean", "fail",
-            f"In the 'before' window the treated units ran {abs(jump):.3g} {'above' if jump > 0 else 'below'} their usual gap to control "
-            f"({z:+.1f} SE): a spike. Its return to normal alone accounts for about {explained:.0%} of the before/after change; "
-            "the incremental effect is estimated against the baseline before the spike.",
+            f"The claim's 'before' window ({where}) {what}. Its return to normal alone accounts for about {explained:.0%} of the before/after change; "
+            "the incremental effect is estimated against the pre-period without it.",
             statistic=float(z), threshold=spike_z, details=details,
         )
     return Check(
         "regression_to_mean", "pass",
-        f"The 'before' window is in line with the earlier treated-vs-control gap (z = {z:+.1f}, threshold {spike_z:g}).",
+        f"The 'before' window ({where}) is in line with the rest of the pre-period's treated-vs-control gap (z = {z:+.1f}, threshold {spike_z:g}"
+        + (f"; the most extreme window, but regression explains only {explained:.0%} of the change" if extreme else "") + ").",
         statistic=float(z), threshold=spike_z, details=details,
     )
 
@@ -477,7 +640,19 @@ def _verdict(pc, inc, rel, rel_ci, pre_trends, rtm, persistence, tri, tb, ta, cb
     )
     est_txt = unit_txt(rel if pc.kind == "relative" else inc.estimate)
     ci_txt = f"[{unit_txt(clo)}, {unit_txt(chi)}]"
-    if sig_dir and inside:
+    point = rel if pc.kind == "relative" else inc.estimate
+    # A claim computed against a spike that says more than the point estimate: the excess is
+    # regression to the mean, so the number is not the program's even if the (wide) interval
+    # happens to reach it.
+    spike_overstated = rtm.status == "fail" and bool(np.isfinite(point)) and sign * claimed > sign * point
+    if (sig_dir or inside) and spike_overstated:
+        verdict = "not supported"
+        reasons.append(
+            f"The claimed {unit_txt(claimed)} comes from a before window that regressed to the mean and overstates the incremental "
+            f"effect {est_txt} {ci_txt}" + ("; the data support an effect of about the estimate, not the claimed size." if sig_dir
+                                             else "; the data do not show a significant effect either.")
+        )
+    elif sig_dir and inside:
         verdict = "supported"
         reasons.append(f"The incremental effect {est_txt} {ci_txt} is significant and contains the claimed {unit_txt(claimed)}.")
     elif sig_dir:
