@@ -10,6 +10,12 @@ from insightroi.experiments._checks import (
     srm_check,
 )
 from insightroi.experiments._design import assign, hash_uniform, switchback_schedule
+from insightroi.experiments._switchback_analysis import (
+    analyze_switchback,
+    block_arms,
+    carryover_check,
+    switchback_kpi_effect,
+)
 from insightroi.experiments._power_table import power_table, variance_model
 from insightroi.metrics import treated_volumes
 from insightroi.experiments._chooser import MethodChoice, choose_method
@@ -33,6 +39,10 @@ __all__ = [
     "assign",
     "hash_uniform",
     "switchback_schedule",
+    "analyze_switchback",
+    "block_arms",
+    "carryover_check",
+    "switchback_kpi_effect",
     "srm_check",
     "balance_check",
     "pre_period_check",

@@ -199,7 +199,11 @@ def analyze_experiment(
     cuped: bool = True,
     weekly: bool = True,
 ) -> ExperimentAnalysis:
-    """Analyse the program's randomized experiment (designs ab, cluster, holdout) on the store.
+    """Analyse the program's randomized experiment (designs ab, cluster, holdout, switchback) on the store.
+
+    A switchback design is handed to
+    :func:`insightroi.experiments._switchback_analysis.analyze_switchback` (time blocks are the
+    unit; ``cuped``, ``weekly`` and ``segments`` do not apply).
 
     Parameters
     ----------
@@ -233,12 +237,18 @@ def analyze_experiment(
         When the store has no assignments for the experiment.
     """
     e = program.experiment
+    if e.design == "switchback":
+        # Time blocks, not units, are randomized: a separate path with the same result shape.
+        from insightroi.experiments._switchback_analysis import analyze_switchback
+
+        if segments:
+            raise EstimationError("segment breakdowns are not available for switchback designs (blocks are the unit)")
+        return analyze_switchback(store, program, kpis=kpis, window=window, alpha=alpha)
     alpha = e.alpha if alpha is None else alpha
     if e.design not in _RANDOMIZED:
         raise EstimationError(
             f"experiment design {e.design!r} is not a randomized unit-level design; analyze_experiment handles "
-            f"{list(_RANDOMIZED)} (switchback: insightroi.stats.switchback on block outcomes; did, synthetic_control, "
-            "its: the quasi-experiment estimators)")
+            f"{list(_RANDOMIZED) + ['switchback']} (did, synthetic_control, its: the quasi-experiment estimators)")
     chosen = [program.kpi(k) for k in kpis] if kpis else list(program.kpis)
     window, pre_window = analysis_windows(program, window=window)
     measures = sorted({m for k in chosen for m in (k.numerator, k.denominator)} | {"alerts"})
