@@ -2,8 +2,11 @@
 
 A claim is checked the way a sceptical analyst would (the seed articles' checklist): which
 denominator it uses; the absolute and relative before/after change in the treated units; the
-same change in the untreated units; the incremental effect by difference-in-differences with
-its interval; whether the "before" window was a spike that would have fallen anyway
+same change in the untreated units; the incremental effect against the untreated units with its
+interval (a difference-in-differences whose pre-period weight is estimated: each unit's
+post-period KPI adjusted for its pre-period rates, see ``_incremental``; the plain DiD is shown
+beside it); which "before" window the claimed number was computed from, and whether it was a
+spike or the cherry-picked worst stretch of the pre-period that would have fallen anyway
 (regression to the mean); whether the effect persists over the following windows; and whether
 adjacent signals (tickets, refunds, defect mentions) moved the same way. The verdict is
 ``supported``, ``weak`` or ``not supported``, with the reasons.
