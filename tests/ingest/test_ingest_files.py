@@ -123,6 +123,28 @@ def test_duplicate_ids_within_file_and_across_files(store, tmp_path):
     assert store.count("feedback") == 5
 
 
+def test_duplicates_across_chunks_keep_the_first_row(store, tmp_path, monkeypatch):
+    # Keys repeated in later chunks of one file, and keys already stored (one of them appended
+    # outside ingest, with no batch id): the file's first row of a new key lands, nothing else.
+    import insightroi.ingest._sources as sources
+
+    monkeypatch.setattr(sources, "CHUNK_ROWS", 3)
+    with store.transaction():
+        store.append("feedback", pd.DataFrame({"id": ["fb-9"], "source": ["chat"], "text": ["outside ingest"],
+                                               "event_time": [pd.Timestamp("2025-03-01")]}))
+    rows = good_rows(7) + "fb-2,review,web,2025-03-01T10:00:00Z,1,second fb-2\n" + good_rows(3, 8)
+    rows += "fb-5,review,web,2025-03-01T10:00:00Z,1,second fb-5\n" + "fb-2,review,web,2025-03-01T10:00:00Z,1,third fb-2\n"
+    r = ingest_path(store, "feedback", write(tmp_path / "dups.csv", HEADER + rows))
+    # 13 rows: fb-1..fb-10 once each (fb-9 already stored), fb-2 twice more, fb-5 once more.
+    assert (r.rows_read, r.landed, r.duplicates, r.quarantined) == (13, 9, 4, 0)
+    texts = dict(store.sql("SELECT id, text FROM feedback").to_pandas().itertuples(index=False))
+    assert len(texts) == 10 and store.count("feedback") == 10
+    assert texts["fb-2"] == "Row 2 is fine" and texts["fb-5"] == "Row 5 is fine"
+    assert texts["fb-9"] == "outside ingest"
+    batches = store.sql("SELECT landed, duplicates FROM ingest_batches").to_pylist()
+    assert batches == [{"landed": 9, "duplicates": 4}]
+
+
 def test_reingesting_the_same_file_changes_nothing(store, tmp_path):
     path = write(tmp_path / "feedback.csv", HEADER + good_rows(4) + "fb-bad,review,web,nope,1,x\n")
     r1 = ingest_path(store, "feedback", path)

@@ -134,6 +134,31 @@ def _existing(store: Store, table: str, column: str, values: pa.Array) -> pa.Arr
     return hits.column(column).combine_chunks()
 
 
+def _drop_duplicates_landed(store: Store, table: str, key: str, batch_id: str, *, against_table: bool) -> int:
+    """Delete the rows this batch landed whose key came earlier in the batch or is already in
+    the table from another batch (DuckDB, inside the batch's transaction); returns how many.
+
+    Within the batch the first landed row of a key stays: rows land in file order and each
+    chunk already kept its first row per key, so the lowest ``rowid`` is the file's first.
+    """
+    raw = store.con.con
+    q = f'"{table}"'
+    k = f'"{key}"'
+    clauses, params = [], []
+    repeated = raw.execute(f"SELECT count(*) - count(DISTINCT {k}) FROM {q} WHERE batch_id = ?", [batch_id]).fetchone()[0]
+    if repeated:
+        clauses.append(f"rowid NOT IN (SELECT min(rowid) FROM {q} WHERE batch_id = ? GROUP BY {k})")
+        params.append(batch_id)
+    if against_table:
+        # IS DISTINCT FROM: rows appended outside ingest have no batch id and still count.
+        clauses.append(f"{k} IN (SELECT {k} FROM {q} WHERE batch_id IS DISTINCT FROM ?)")
+        params.append(batch_id)
+    if not clauses:
+        return 0
+    row = raw.execute(f"DELETE FROM {q} WHERE batch_id = ? AND ({' OR '.join(clauses)})", [batch_id, *params]).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _has_rows(store: Store, table: str) -> bool:
     if store.kind == "duckdb":
         return store.con.con.execute(f'SELECT EXISTS (SELECT 1 FROM "{table}")').fetchone()[0]
@@ -230,7 +255,9 @@ def _run_batch(
                     res = _redact_table(res, kind)
                 n_good = res.num_rows
                 res = _first_per_key(res, key)
-                if store_had_rows or landed:
+                # DuckDB dedupes against the table once per file, after landing (below): probing
+                # every chunk against the growing table made a 100M-row file quadratic.
+                if store.kind != "duckdb" and (store_had_rows or landed):
                     seen = _existing(store, kind, key, res.column(key).combine_chunks())
                     if len(seen):
                         res = res.filter(pc.invert(pc.is_in(res.column(key), value_set=seen)))
@@ -245,6 +272,11 @@ def _run_batch(
                     "batch_id", pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([batch_id]))
                 )
                 landed += store.append(kind, out)
+
+            if store.kind == "duckdb" and landed:
+                dropped = _drop_duplicates_landed(store, kind, key, batch_id, against_table=store_had_rows)
+                landed -= dropped
+                duplicates += dropped
 
             rejects = source.rejects()
             rn = np.concatenate(q_rn) if q_rn else np.zeros(0, np.int64)
