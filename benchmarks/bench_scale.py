@@ -34,7 +34,7 @@ def _child(n_orders: int, out_dir: str) -> None:
     from insightroi.pipeline import run_demo
 
     t0 = time.perf_counter()
-    run = run_demo(out_dir, seed=7, scale=n_orders)
+    run = run_demo(out_dir, seed=7, scale=n_orders, classify_jobs=-1)  # as `insightroi demo` runs it
     wall = time.perf_counter() - t0
     # ru_maxrss is KiB on Linux; children (if a stage ever forks) count as their own peak.
     kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,

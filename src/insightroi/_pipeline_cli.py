@@ -23,6 +23,7 @@ def demo(
     store: Annotated[str | None, typer.Option("--store", help="Store URL (default: a fresh DuckDB file in --out).")] = None,
     bad_rows: Annotated[int, typer.Option(help="Inject this many bad rows (they must be quarantined).")] = 0,
     bad_assignment: Annotated[bool, typer.Option(help="Corrupt the assignment (the SRM check must fire).")] = False,
+    jobs: Annotated[int, typer.Option(help="Classification worker processes; -1 = one per core.")] = -1,
     as_json: JsonOption = False,
 ) -> None:
     """Generate the demo company, ingest it, run every stage, and print effects next to the truth."""
@@ -32,7 +33,7 @@ def demo(
     with err_console.status("starting") as status:
         run = run_demo(
             out, seed=seed, scale=scale_arg, store_url=store, bad_rows=bad_rows, bad_assignment=bad_assignment,
-            progress=lambda stage: status.update(f"[bold]{stage}[/] ..."),
+            classify_jobs=jobs, progress=lambda stage: status.update(f"[bold]{stage}[/] ..."),
         )
     if as_json:
         print(json.dumps(run.headline(), indent=1, default=str))

@@ -89,6 +89,7 @@ def run_demo(
     progress: Callable[[str], None] | None = None,
     bad_rows: int = 0,
     bad_assignment: bool = False,
+    classify_jobs: int = 1,
 ) -> DemoRun:
     """Generate the demo company, ingest it into a fresh store, and run every stage on it.
 
@@ -104,6 +105,9 @@ def run_demo(
         Called with each stage's name as it starts.
     bad_rows, bad_assignment : int, bool
         The generator's fault-injection switches (quarantine and SRM demonstrations).
+    classify_jobs : int
+        Worker processes for feedback classification (``classify_store``'s ``n_jobs``; -1 =
+        one per core). Other than 1 needs a ``__main__`` guard in a calling script.
     """
     from insightroi.demo import generate_world
 
@@ -129,7 +133,7 @@ def run_demo(
     with open_store(store_url) as store:
         stages.run("ingest", lambda: _ingest_world(store, world, program))
         bundle = run_stages(store, program, truth=truth, labels_path=getattr(world, "labels_path", None),
-                            stages=stages)
+                            stages=stages, classify_jobs=classify_jobs)
         bundle["world"] = {"seed": seed, "scale": scale, "rows": getattr(world, "rows", {})}
         # The report shows what could not be computed, so failures go into the bundle first; a
         # report failure itself is recorded after the fact.
@@ -159,10 +163,12 @@ def run_stages(
     truth: dict[str, Any] | None = None,
     labels_path: str | Path | None = None,
     stages: _Stages | None = None,
+    classify_jobs: int = 1,
 ) -> dict[str, Any]:
     """Run classification, chain, experiment, ROI, quasi-experiments and monitoring on ``store``.
 
     Returns the report bundle (see the report stage); each stage adds its section.
+    ``classify_jobs`` is ``classify_store``'s ``n_jobs``.
     """
     stages = stages or _Stages(None)
     truth = truth or None  # an empty truth file means no truth
@@ -180,7 +186,7 @@ def run_stages(
         bundle["window"] = dict(truth["window"])
 
     # Model layer: classify, detect spikes (alerts become chain events), validate on known labels.
-    stages.run("classify feedback", lambda: _classify(store, program))
+    stages.run("classify feedback", lambda: _classify(store, program, classify_jobs))
     alerts = stages.run("detect spikes", lambda: _detect(store, program))
     validation = None
     if labels_path is not None:
@@ -227,10 +233,10 @@ def run_stages(
     return bundle
 
 
-def _classify(store: Store, program: Program) -> Any:
+def _classify(store: Store, program: Program, jobs: int) -> Any:
     from insightroi.insights import classify_store
 
-    return classify_store(store, program)
+    return classify_store(store, program, n_jobs=jobs)
 
 
 def _detect(store: Store, program: Program) -> Any:

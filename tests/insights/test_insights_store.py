@@ -145,3 +145,20 @@ def test_null_series_false_alarm_rate(tmp_path):
     tested = (150 - 14) * 8 * 8
     assert len(alerts) / tested < 2e-3, len(alerts)
     st.close()
+
+
+def test_classify_in_worker_processes_writes_the_same_rows(tmp_path):
+    # Two worker processes (spawned, models pickled to them) must write exactly the rows that
+    # in-process classification writes: same ids, labels, scores and evidence.
+    df = synthetic_feedback(np.random.default_rng(5), days=30, families=4, volume=10).drop(columns="true_topic")
+    frames = {}
+    for jobs in (1, 2):
+        with open_store(f"duckdb:///{tmp_path / f'j{jobs}.duckdb'}") as st:
+            with st.transaction():
+                st.append("feedback", df)
+            report = classify_store(st, PROGRAM, batch_size=200, n_jobs=jobs)
+            assert report.n_rows_written == 3 * len(df)
+            frames[jobs] = (st.table("insights").execute().drop(columns=["created_at"])
+                            .sort_values("id").reset_index(drop=True))
+    assert len(df) > 4 * 200  # several batches, so both workers had work
+    pd.testing.assert_frame_equal(frames[1], frames[2])

@@ -116,15 +116,81 @@ class ClassifyReport:
         return asdict(self)
 
 
-def _todo_frame(store, severity_version: str) -> tuple[pd.DataFrame, int]:
+def _todo_table(store, severity_version: str):
+    """The feedback rows not yet classified by this severity version, as an Arrow table.
+
+    Arrow rather than pandas: at 100M orders this is ~17M texts, and Arrow's buffers take about
+    half the memory of the equivalent Python string objects; batches become pandas one at a time.
+    """
     fb = store.table("feedback")
     ins = store.table("insights")
     done = ins.filter((ins.task == "severity") & (ins.model_version == severity_version)).select(
         done_id=ins.feedback_id
     )
     todo = fb.anti_join(done, fb.id == done.done_id).select("id", "text", "rating", "event_time")
-    df = todo.order_by("id").execute()
-    return df, store.count("feedback")
+    return todo.order_by("id").to_pyarrow(), store.count("feedback")
+
+
+# Worker state for the process pool: each worker builds the models once.
+_WORKER_MODELS: InsightModels | None = None
+
+
+def _init_worker(models: InsightModels) -> None:
+    global _WORKER_MODELS
+    _WORKER_MODELS = models
+
+
+def _classify_in_worker(batch: pd.DataFrame) -> pd.DataFrame:
+    return _WORKER_MODELS.classify_frame(batch)
+
+
+def _classified(batches, models: InsightModels, jobs: int):
+    """Classified rows of each batch, in order; ``jobs`` > 1 classifies in a process pool."""
+    if jobs <= 1:
+        for batch in batches:
+            yield models.classify_frame(batch)
+        return
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    from concurrent.futures.process import BrokenProcessPool
+
+    # spawn, not fork: the parent holds a DuckDB connection with its own threads and locks.
+    ctx = multiprocessing.get_context("spawn")
+    pending: deque = deque()
+    try:
+        # The fitted models travel to each worker (pickled once per worker), so every process
+        # classifies with exactly the model versions recorded in the rows.
+        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(models,)) as pool:
+            for batch in batches:
+                # Queued before submit, so a pool that breaks on submit cannot drop the batch.
+                pending.append([batch, None])
+                pending[-1][1] = pool.submit(_classify_in_worker, batch)
+                # Bounded read-ahead: two batches per worker in flight keeps memory flat.
+                if len(pending) >= 2 * jobs:
+                    yield pending[0][1].result()
+                    pending.popleft()
+            while pending:
+                yield pending[0][1].result()
+                pending.popleft()
+    except BrokenProcessPool:
+        # A worker could not start (e.g. an unguarded __main__ re-executed by spawn): the
+        # batches not yet written are classified here, in order, so nothing is lost.
+        for batch, _ in pending:
+            yield models.classify_frame(batch)
+        for batch in batches:
+            yield models.classify_frame(batch)
+
+
+def _default_jobs(method: str, n_batches: int) -> int:
+    import os
+
+    # Lexicon models are single-threaded Python: one process per core. Embedding models already
+    # use every core through torch, so more processes would only contend.
+    if method != "lexicon" or n_batches < 4:
+        return 1
+    return max(1, min(os.cpu_count() or 1, 8, n_batches))
 
 
 def classify_store(
@@ -136,6 +202,7 @@ def classify_store(
     progress: Callable[[int, int], None] | None = None,
     models: InsightModels | None = None,
     device: str = "cpu",
+    n_jobs: int = 1,
 ) -> ClassifyReport:
     """Classify every feedback row not yet classified by this model version; write ``insights``.
 
@@ -153,12 +220,21 @@ def classify_store(
     progress : callable(done, total), optional
     models : InsightModels, optional
         Pre-built models (otherwise :func:`build_models`).
+    device : str
+        Torch device of the embedding models.
+    n_jobs : int
+        Worker processes that classify batches while this one writes them; 1 (default) works
+        in-process, -1 means one per core (up to 8) for the lexicon models when there are at
+        least 4 batches. Workers are spawned, so a script that calls this with ``n_jobs != 1``
+        needs the usual ``if __name__ == "__main__":`` guard; if the pool cannot start, the
+        remaining batches are classified in-process. The workers receive the fitted models, so
+        the rows written do not depend on ``n_jobs``.
     """
     t0 = time.perf_counter()
     models = models or build_models(program, method, device=device)
     versions = models.versions
-    todo, n_feedback = _todo_frame(store, versions["severity"])
-    total = len(todo)
+    todo, n_feedback = _todo_table(store, versions["severity"])
+    total = todo.num_rows
     existing: set[str] = set()
     if total:
         # Rows of the upstream tasks may already exist (same sentiment or topic model, new
@@ -170,9 +246,13 @@ def classify_store(
     counts: dict[str, int] = {}
     if progress:
         progress(0, total)
-    for start in range(0, total, max(1, int(batch_size))):
-        batch = todo.iloc[start : start + batch_size]
-        rows = models.classify_frame(batch)
+    size = max(1, int(batch_size))
+    starts = range(0, total, size)
+    jobs = _default_jobs(models.method, len(starts)) if n_jobs == -1 else int(n_jobs)
+    if jobs < 1:
+        raise ValueError(f"n_jobs must be -1 or a positive number of processes, got {n_jobs!r}")
+    batches = (todo.slice(start, size).to_pandas() for start in starts)
+    for start, rows in zip(starts, _classified(batches, models, jobs)):
         if existing:
             rows = rows[~rows["id"].isin(existing)]
         rows = rows.assign(created_at=datetime.now(timezone.utc).replace(tzinfo=None))
@@ -183,7 +263,7 @@ def classify_store(
         for k, v in t.label.value_counts().items():
             counts[str(k)] = counts.get(str(k), 0) + int(v)
         if progress:
-            progress(min(start + batch_size, total), total)
+            progress(min(start + size, total), total)
     store.save_result("insights_model", "latest", {"method": models.method, "versions": versions})
     return ClassifyReport(
         method=models.method, model_versions=versions, n_feedback=n_feedback, n_todo=total,

@@ -25,6 +25,7 @@ def classify(
     program: ProgramOption = DEFAULT_PROGRAM,
     method: Annotated[str, typer.Option(help="lexicon (VADER + keyword rules) | embedding | auto")] = "lexicon",
     batch_size: Annotated[int, typer.Option(help="Feedback rows per transaction.")] = 5000,
+    jobs: Annotated[int, typer.Option(help="Worker processes; -1 = one per core (lexicon models).")] = -1,
     as_json: JsonOption = False,
 ) -> None:
     """Classify feedback not yet classified by this model version (sentiment, topic, severity)."""
@@ -33,7 +34,7 @@ def classify(
 
     with open_store(store_url(store)) as st:
         if as_json:
-            rep = run_or_fail(classify_store, st, prog, method=method, batch_size=batch_size)
+            rep = run_or_fail(classify_store, st, prog, method=method, batch_size=batch_size, n_jobs=jobs)
             _dump(rep.to_dict())
             return
         with Progress(TextColumn("classifying"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -43,7 +44,8 @@ def classify(
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            rep = run_or_fail(classify_store, st, prog, method=method, batch_size=batch_size, progress=progress)
+            rep = run_or_fail(classify_store, st, prog, method=method, batch_size=batch_size, n_jobs=jobs,
+                             progress=progress)
     console.print(
         f"classified {rep.n_classified} of {rep.n_feedback} feedback rows ({rep.method}); wrote {rep.n_rows_written} "
         f"insight rows in {rep.seconds:.1f}s; {rep.n_unclassifiable} unclassifiable"

@@ -55,6 +55,15 @@ class VaderCore:
         self.cache_size = cache_size
         self._cached = lru_cache(maxsize=cache_size)(self._score) if cache_size else self._score
 
+    # The memo wraps a bound method, which pickle cannot carry; a copy (a classification worker
+    # process) starts with an empty cache instead.
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_cached"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._cached = lru_cache(maxsize=self.cache_size)(self._score) if self.cache_size else self._score
+
     # -- public -------------------------------------------------------------------------------
     def score(self, text: str) -> tuple[float, float, float, float, tuple[tuple[str, float], ...]]:
         """(compound, pos, neu, neg, drivers): VADER's four scores plus the tokens that drove them.
