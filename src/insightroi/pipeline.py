@@ -107,7 +107,7 @@ def run_demo(
         The generator's fault-injection switches (quarantine and SRM demonstrations).
     classify_jobs : int
         Worker processes for feedback classification (``classify_store``'s ``n_jobs``; -1 =
-        one per core). Other than 1 needs a ``__main__`` guard in a calling script.
+        one per core).
     """
     from insightroi.demo import generate_world
 

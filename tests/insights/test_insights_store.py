@@ -162,3 +162,25 @@ def test_classify_in_worker_processes_writes_the_same_rows(tmp_path):
                             .sort_values("id").reset_index(drop=True))
     assert len(df) > 4 * 200  # several batches, so both workers had work
     pd.testing.assert_frame_equal(frames[1], frames[2])
+
+
+def _worker_that_dies(batch):
+    import os
+
+    os._exit(3)
+
+
+def test_classify_falls_back_in_process_when_a_worker_dies(tmp_path, monkeypatch):
+    # A worker that dies mid-run (here: exits on its first batch) breaks the pool; the batches
+    # not yet written are classified in the parent, in order, and none is lost or doubled.
+    import insightroi.insights._classify as classify_module
+
+    monkeypatch.setattr(classify_module, "_classify_in_worker", _worker_that_dies)
+    df = synthetic_feedback(np.random.default_rng(6), days=20, families=3, volume=10).drop(columns="true_topic")
+    with open_store(f"duckdb:///{tmp_path / 'broken.duckdb'}") as st:
+        with st.transaction():
+            st.append("feedback", df)
+        report = classify_store(st, PROGRAM, batch_size=100, n_jobs=2)
+        ins = st.table("insights").execute()
+    assert report.n_rows_written == 3 * len(df) == len(ins)
+    assert ins.id.is_unique and set(ins.feedback_id) == set(df.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -156,8 +157,11 @@ def _classified(batches, models: InsightModels, jobs: int):
 
     from concurrent.futures.process import BrokenProcessPool
 
-    # spawn, not fork: the parent holds a DuckDB connection with its own threads and locks.
-    ctx = multiprocessing.get_context("spawn")
+    # Linux: fork. A spawned worker re-imports the caller's __main__, which runs an unguarded
+    # script's body again (and hung on the store's file lock in a test); a forked worker only
+    # runs the models, never DuckDB, whose threads sit idle between queries. Elsewhere (macOS
+    # forbids fork after threads) spawn, with the usual __main__-guard requirement.
+    ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     pending: deque = deque()
     try:
         # The fitted models travel to each worker (pickled once per worker), so every process
@@ -225,8 +229,8 @@ def classify_store(
     n_jobs : int
         Worker processes that classify batches while this one writes them; 1 (default) works
         in-process, -1 means one per core (up to 8) for the lexicon models when there are at
-        least 4 batches. Workers are spawned, so a script that calls this with ``n_jobs != 1``
-        needs the usual ``if __name__ == "__main__":`` guard; if the pool cannot start, the
+        least 4 batches. Workers are forked on Linux and spawned elsewhere (where a calling
+        script needs the usual ``if __name__ == "__main__":`` guard); if the pool breaks, the
         remaining batches are classified in-process. The workers receive the fitted models, so
         the rows written do not depend on ``n_jobs``.
     """
