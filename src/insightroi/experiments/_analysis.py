@@ -188,6 +188,26 @@ def _weekly(store, program, kpis_needed: Sequence[Kpi], window, alpha) -> dict[s
     return out
 
 
+def annotate_kpi_results(results: dict[str, Result], relative: dict[str, Result], program: Program, *,
+                         analysis_unit: str, n_treatment: int, n_control: int, window) -> None:
+    """Add each KPI's metadata and its Holm and Benjamini-Hochberg adjusted p-values (across the
+    KPIs analysed together) to ``results[name].extra`` and ``relative[name].extra``, in place."""
+    names = list(results)
+    pvals = [results[n].p_value for n in names]
+    holm_p, bh_p = adjust_pvalues(pvals, "holm"), adjust_pvalues(pvals, "bh")
+    for i, name in enumerate(names):
+        k = program.kpi(name)
+        rel = relative[name]
+        meta = {"layer": k.layer, "owner": k.owner, "direction": k.direction, "decision_rule": k.decision_rule,
+                "kpi_unit": k.unit, "analysis_unit": analysis_unit, "scale": k.scale, "numerator": k.numerator,
+                "denominator": k.denominator, "p_adjusted": _f(holm_p[i]), "p_adjusted_bh": _f(bh_p[i]),
+                "relative": rel.estimate, "relative_ci_low": rel.ci[0], "relative_ci_high": rel.ci[1],
+                "relative_se": rel.se, "relative_p_value": rel.p_value, "n_treatment": n_treatment,
+                "n_control": n_control, "window": [window[0].isoformat(), window[1].isoformat()]}
+        results[name] = replace(results[name], extra={**results[name].extra, **meta})
+        relative[name] = replace(rel, extra={**rel.extra, "p_adjusted": _f(holm_p[i]), "p_adjusted_bh": _f(bh_p[i])})
+
+
 def analyze_experiment(
     store,
     program: Program,
@@ -305,20 +325,8 @@ def analyze_experiment(
         nov = novelty_check(wk, alpha=alpha)
         checks.append(replace(nov, message=f"{primary.name}: {nov.message}"))
 
-    names = list(results)
-    pvals = [results[n].p_value for n in names]
-    holm_p, bh_p = adjust_pvalues(pvals, "holm"), adjust_pvalues(pvals, "bh")
-    for i, name in enumerate(names):
-        k = program.kpi(name)
-        rel = relative[name]
-        meta = {"layer": k.layer, "owner": k.owner, "direction": k.direction, "decision_rule": k.decision_rule,
-                "kpi_unit": k.unit, "analysis_unit": e.unit, "scale": k.scale, "numerator": k.numerator,
-                "denominator": k.denominator, "p_adjusted": _f(holm_p[i]), "p_adjusted_bh": _f(bh_p[i]),
-                "relative": rel.estimate, "relative_ci_low": rel.ci[0], "relative_ci_high": rel.ci[1],
-                "relative_se": rel.se, "relative_p_value": rel.p_value, "n_treatment": n_t, "n_control": n_c,
-                "window": [window[0].isoformat(), window[1].isoformat()]}
-        results[name] = replace(results[name], extra={**results[name].extra, **meta})
-        relative[name] = replace(rel, extra={**rel.extra, "p_adjusted": _f(holm_p[i]), "p_adjusted_bh": _f(bh_p[i])})
+    annotate_kpi_results(results, relative, program, analysis_unit=e.unit, n_treatment=n_t, n_control=n_c,
+                         window=window)
 
     seg_out: dict[str, dict[str, dict[str, Result]]] = {}
     for col in segments or ():

@@ -33,12 +33,12 @@ import pandas as pd
 from scipy import stats
 
 from insightroi.errors import DataError, EstimationError
-from insightroi.experiments._analysis import CONTROL, TREATMENT, ExperimentAnalysis, _f
+from insightroi.experiments._analysis import CONTROL, TREATMENT, ExperimentAnalysis, _f, annotate_kpi_results
 from insightroi.experiments._checks import srm_check
 from insightroi.experiments._design import switchback_schedule
 from insightroi.metrics import analysis_windows, block_measures_expr
-from insightroi.program import Kpi, Program
-from insightroi.stats import Check, Result, adjust_pvalues, switchback
+from insightroi.program import Program
+from insightroi.stats import Check, Result, switchback
 
 __all__ = ["TIME_BLOCK", "analyze_switchback", "block_arms", "carryover_check", "switchback_kpi_effect"]
 
@@ -368,20 +368,8 @@ def analyze_switchback(
         c = carry[primary.name]
         checks.append(c if c.message.startswith(primary.name) else replace(c, message=f"{primary.name}: {c.message}"))
 
-    names = list(results)
-    pvals = [results[nm].p_value for nm in names]
-    holm_p, bh_p = adjust_pvalues(pvals, "holm"), adjust_pvalues(pvals, "bh")
-    for i, name in enumerate(names):
-        k: Kpi = program.kpi(name)
-        rel = relative[name]
-        meta = {"layer": k.layer, "owner": k.owner, "direction": k.direction, "decision_rule": k.decision_rule,
-                "kpi_unit": k.unit, "analysis_unit": TIME_BLOCK, "scale": k.scale, "numerator": k.numerator,
-                "denominator": k.denominator, "p_adjusted": _f(holm_p[i]), "p_adjusted_bh": _f(bh_p[i]),
-                "relative": rel.estimate, "relative_ci_low": rel.ci[0], "relative_ci_high": rel.ci[1],
-                "relative_se": rel.se, "relative_p_value": rel.p_value, "n_treatment": n_t, "n_control": n_c,
-                "window": [window[0].isoformat(), window[1].isoformat()]}
-        results[name] = replace(results[name], extra={**results[name].extra, **meta})
-        relative[name] = replace(rel, extra={**rel.extra, "p_adjusted": _f(holm_p[i]), "p_adjusted_bh": _f(bh_p[i])})
+    annotate_kpi_results(results, relative, program, analysis_unit=TIME_BLOCK, n_treatment=n_t, n_control=n_c,
+                         window=window)
 
     return ExperimentAnalysis(
         name=e.name, design=e.design, unit=TIME_BLOCK, window=window, pre_window=None, n_treatment=n_t,

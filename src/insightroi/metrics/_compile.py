@@ -124,6 +124,22 @@ def _flagged_ids(store, task: str, label: str) -> ir.Table:
     return sel.select(_fid=sel.feedback_id).distinct()
 
 
+def _join_insight_flags(store, t: ir.Table, measures: Sequence[str]) -> tuple[ir.Table, dict[str, ir.BooleanValue]]:
+    """Left-join the ids flagged by each insight measure's model; ``measure -> row is flagged``."""
+    flag_keys = {}
+    for m in measures:
+        spec = MEASURE_SPECS[m]
+        if spec.insight is not None:
+            key = f"_flag_{m}"
+            ids = _flagged_ids(store, *spec.insight).rename({key: "_fid"})
+            t = t.left_join(ids, t.id == ids[key])
+            flag_keys[m] = key
+    # Flags are taken from the final joined table: an expression built before a later join
+    # belongs to the earlier relation, and Ibis refuses to mix the two (two insight measures
+    # on one table, e.g. negative_feedback and defect_mentions).
+    return t, {m: t[key].notnull() for m, key in flag_keys.items()}
+
+
 def _week_index(col: ir.Value, start: date, is_date: bool) -> ir.IntegerValue:
     ts = col.cast("timestamp") if is_date else col
     origin = int(_day_start(start).timestamp()) - int(datetime(1970, 1, 1).timestamp())
@@ -186,19 +202,7 @@ def unit_measures_expr(
         for lo, hi in e.exclude_windows:
             keep = keep & ~_in_window(tc, (lo, hi), is_date)
         t = t.filter(keep & t[ucol].notnull())
-        flag_keys = {}
-        for m in ms:
-            spec = MEASURE_SPECS[m]
-            if spec.insight is not None:
-                ids = _flagged_ids(store, *spec.insight)
-                key = f"_flag_{m}"
-                ids = ids.rename({key: "_fid"})
-                t = t.left_join(ids, t.id == ids[key])
-                flag_keys[m] = key
-        # Flags are taken from the final joined table: an expression built before a later join
-        # belongs to the earlier relation, and Ibis refuses to mix the two (two insight measures
-        # on one table, e.g. negative_feedback and defect_mentions).
-        flags = {m: t[key].notnull() for m, key in flag_keys.items()}
+        t, flags = _join_insight_flags(store, t, ms)
         tc = t[time_col]
         post = _in_window(tc, window, is_date)
         keys = {"unit_id": t[ucol].cast("string")}
@@ -299,15 +303,7 @@ def block_measures_expr(
         for lo, hi in e.exclude_windows:
             keep = keep & ~_in_window(t[time_col], (lo, hi), is_date)
         t = t.filter(keep)
-        flag_keys = {}
-        for m in ms:
-            spec = MEASURE_SPECS[m]
-            if spec.insight is not None:
-                key = f"_flag_{m}"
-                ids = _flagged_ids(store, *spec.insight).rename({key: "_fid"})
-                t = t.left_join(ids, t.id == ids[key])
-                flag_keys[m] = key
-        flags = {m: t[key].notnull() for m, key in flag_keys.items()}  # from the final join (see above)
+        t, flags = _join_insight_flags(store, t, ms)
         tc = t[time_col]
         sec = (tc.cast("timestamp") if is_date else tc).epoch_seconds() - origin
         block = (sec // block_s).cast("int64")
