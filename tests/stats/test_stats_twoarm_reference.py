@@ -80,9 +80,22 @@ def test_gbstats_relative_delta_method():
 def test_gbstats_sequential_interval():
     r = two_arm(A, B, sequential_tuning=5000)
     assert r.ci == pytest.approx((-0.198498, 1.198498), abs=1e-6)
-    # Our p is the smallest alpha whose confidence sequence excludes 0 (not gbstats' 0.305249,
-    # which is computed differently); it must at least agree that the result is not significant.
-    assert r.p_value > 0.05
+    # gbstats 0.8.0 SequentialTwoSidedTTest, same statistics, tuning 5000 (run on this data).
+    assert r.p_value == pytest.approx(0.3052489260774931, abs=1e-9)
+    rel = two_arm(A, B, relative=True, sequential_tuning=5000)
+    assert rel.ci == pytest.approx((-0.021617362067554505, 0.12161736206755451), abs=1e-9)
+    assert rel.p_value == pytest.approx(0.33489265258610657, abs=1e-9)
+
+
+def test_sequential_p_below_alpha_exactly_when_the_sequence_excludes_zero():
+    # The e-value and the interval use the same rho, so the two decisions cannot disagree.
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        n = int(rng.integers(50, 5000))
+        c = SampleMean.from_array(rng.normal(10, 5, n))
+        t = SampleMean.from_array(rng.normal(10 + rng.normal(0, 0.6), 5, n))
+        r = two_arm(c, t, sequential_tuning=float(rng.choice([500, 5000, 50000])))
+        assert (r.p_value < 0.05) == (r.ci[0] > 0 or r.ci[1] < 0)
 
 
 def test_gbstats_proportions_t_and_statsmodels_z():

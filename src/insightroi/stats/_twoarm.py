@@ -178,7 +178,7 @@ def two_arm(
     n_total = mc.n + mt.n
     if sequential_tuning is not None:
         half = _sequential_halfwidth(var, n_total, alpha, sequential_tuning)
-        p = _sequential_p(var, n_total, sequential_tuning, abs(estimate))
+        p = _sequential_p(var, n_total, alpha, sequential_tuning, estimate)
         ref = "sequential"
     elif se == 0 or not math.isfinite(se):
         half, p, ref = math.nan, math.nan, test
@@ -208,16 +208,17 @@ def two_arm(
     )
 
 
-def _sequential_p(var: float, n: int, tuning: float, effect: float) -> float:
-    if var <= 0 or effect == 0:
-        return 1.0
-    f = lambda a: _sequential_halfwidth(var, n, a, tuning) - effect  # noqa: E731
-    lo, hi = 1e-300, 1 - 1e-12
-    if f(hi) > 0:
-        return 1.0
-    if f(lo) < 0:
-        return 0.0
-    return float(optimize.brentq(f, lo, hi, xtol=1e-14))
+def _sequential_p(var: float, n: int, alpha: float, tuning: float, effect: float) -> float:
+    # Always-valid p-value = 1 / e-value of the normal-mixture martingale (Waudby-Smith et al.
+    # 2023, eq. 155), with the mixture width rho tuned for ``alpha`` as the interval is; so
+    # p < alpha exactly when the confidence sequence excludes 0. Same formula as gbstats.
+    if not var > 0:
+        return math.nan
+    rho2 = (-2 * math.log(alpha) + math.log(-2 * math.log(alpha) + 1)) / tuning
+    st2 = effect**2 * n / var
+    tr2p1 = n * rho2 + 1
+    log_e = rho2 * st2 / (2 * tr2p1) - 0.5 * math.log(tr2p1)
+    return float(min(1.0, math.exp(-log_e)))
 
 
 def welch_t(control_values, treatment_values, *, relative: bool = False, alpha: float = 0.05, metric: str = "") -> Result:
