@@ -220,17 +220,23 @@ def time_series_impact(
     seed: int = 0,
     alpha: float = 0.05,
     metric: str = "",
+    level: Literal["prior", "pre_period", "controls"] = "pre_period",
 ) -> Result:
     """CausalImpact-like counterfactual for one series (rows = periods, sorted by ``period``).
 
     Periods inside ``exclude_windows`` are removed from the series before fitting (their rows
-    are neither fitted nor counted as effects).
+    are neither fitted nor counted as effects). ``level`` is passed to
+    :func:`insightroi.stats.causal_impact`: the default, ``"pre_period"``, integrates over how
+    fast the level wanders instead of fixing it at R CausalImpact's prior (``"prior"``), whose
+    intervals are far too narrow when the pre-period is short and noisy; use ``"controls"``
+    when the controls are comparable untreated units (e.g. a control group's aggregate).
     """
     df = data.sort_values(period)
     df = df[~_excluded(df[period], exclude_windows)]
     n_pre = int((df[period] < rollout).sum())
     X = df[list(controls)].to_numpy(dtype=float) if controls else None
-    r = causal_impact(df[outcome].to_numpy(dtype=float), n_pre, X, seasonality=seasonality, n_sims=n_sims, seed=seed, alpha=alpha, metric=metric)
+    r = causal_impact(df[outcome].to_numpy(dtype=float), n_pre, X, seasonality=seasonality, n_sims=n_sims, seed=seed, alpha=alpha,
+                      metric=metric, level=level)
     return r
 
 
