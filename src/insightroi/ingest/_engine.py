@@ -142,21 +142,30 @@ def _drop_duplicates_landed(store: Store, table: str, key: str, batch_id: str, *
     chunk already kept its first row per key, so the lowest ``rowid`` is the file's first.
     """
     raw = store.con.con
-    q = f'"{table}"'
-    k = f'"{key}"'
-    clauses, params = [], []
+    q, k = f'"{table}"', f'"{key}"'
+    dropped = 0
+    if against_table:
+        # An explicit join with this batch's keys as the build side: DuckDB then pushes their
+        # min/max into the scan of the stored keys, so ids that grow with time (orders, events)
+        # skip whole row groups. ``IN (SELECT ...)`` hashed every stored key instead (10x slower).
+        # IS DISTINCT FROM: rows appended outside ingest have no batch id and still count.
+        seen = raw.execute(
+            f"SELECT DISTINCT o.{k} FROM {q} o JOIN (SELECT {k} FROM {q} WHERE batch_id = ?) b ON o.{k} = b.{k} "
+            "WHERE o.batch_id IS DISTINCT FROM ?", [batch_id, batch_id]).to_arrow_table()
+        if seen.num_rows:
+            view = f"_ingest_seen_{threading.get_ident()}"
+            raw.register(view, seen)
+            try:
+                dropped += int(raw.execute(f'DELETE FROM {q} WHERE batch_id = ? AND {k} IN (SELECT {k} FROM "{view}")',
+                                           [batch_id]).fetchone()[0])
+            finally:
+                raw.unregister(view)
     repeated = raw.execute(f"SELECT count(*) - count(DISTINCT {k}) FROM {q} WHERE batch_id = ?", [batch_id]).fetchone()[0]
     if repeated:
-        clauses.append(f"rowid NOT IN (SELECT min(rowid) FROM {q} WHERE batch_id = ? GROUP BY {k})")
-        params.append(batch_id)
-    if against_table:
-        # IS DISTINCT FROM: rows appended outside ingest have no batch id and still count.
-        clauses.append(f"{k} IN (SELECT {k} FROM {q} WHERE batch_id IS DISTINCT FROM ?)")
-        params.append(batch_id)
-    if not clauses:
-        return 0
-    row = raw.execute(f"DELETE FROM {q} WHERE batch_id = ? AND ({' OR '.join(clauses)})", [batch_id, *params]).fetchone()
-    return int(row[0]) if row else 0
+        dropped += int(raw.execute(
+            f"DELETE FROM {q} WHERE batch_id = ? AND rowid NOT IN (SELECT min(rowid) FROM {q} WHERE batch_id = ? GROUP BY {k})",
+            [batch_id, batch_id]).fetchone()[0])
+    return dropped
 
 
 def _has_rows(store: Store, table: str) -> bool:
