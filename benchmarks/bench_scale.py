@@ -87,9 +87,7 @@ def run(scale: str = "quick") -> list[dict]:
                              "peer_s": None, "ratio": None,
                              "note": (f"NOT MEASURED: linear extrapolation of the {_label(last['n_orders'])} run is "
                                       f"~{projected:,.0f} s, over the {BUDGET_S:.0f} s budget "
-                                      "(INSIGHTROI_SCALE_BUDGET_S raises it); peak memory not extrapolated "
-                                      "(generation and ingest work in chunks, classification holds the "
-                                      "unclassified feedback texts in memory)")})
+                                      "(INSIGHTROI_SCALE_BUDGET_S raises it); peak memory not extrapolated")})
                 continue
         last = _one(n)
         rows.append(_row(last))
