@@ -198,6 +198,10 @@ def causal_impact(
         chi-square worth ``prior_df`` observations centred on (1 - ``prior_r2``) x Var(y)
         (bsts ``expected.r2 = 0.8``, ``prior.df = 50``). ``prior_r2=None`` uses the data alone.
         Without control series the variance is estimated from the data alone, as bsts does.
+        Only with ``level="prior"`` (R's model): its 50 pseudo-observations at R^2 = 0.8
+        outweigh a short pre-period and shrink the noise when the controls explain little
+        (simulated drifting series, 13 pre-periods: 95% intervals covered 85% with the prior,
+        95% without), so the honest modes use the data alone.
     n_sims : int
         Simulated counterfactual paths.
     alpha : float
@@ -278,7 +282,7 @@ def causal_impact(
         # Effective residual degrees of freedom behind the ML variance.
         dof = float(max(n_pre - m, 2))
         ss = dof * obs_var
-        if Xs is not None and prior_r2 is not None:
+        if Xs is not None and prior_r2 is not None and level == "prior":
             # Conjugate update of the observation variance with CausalImpact's prior (standardised
             # data, so Var(y) = 1): posterior ~ scaled inverse chi-square(dof + df0, pooled scale).
             ss += prior_df * (1.0 - prior_r2)
