@@ -14,13 +14,15 @@ import sys
 import tempfile
 
 _SCRIPT = r"""
-import json, resource, sys, time
+import json, sys, time
 from insightroi.demo import generate_world
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def hwm():  # VmHWM: ru_maxrss would carry the runner's peak across fork + exec
+    return next(float(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+base = hwm()
 t = time.perf_counter()
 info = generate_world(sys.argv[1], seed=0, scale=int(sys.argv[2]))
 dt = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = hwm()
 print(json.dumps({"s": dt, "orders": info.rows["orders"], "feedback": info.rows["feedback"],
                   "peak_mb": peak / 1024, "growth_mb": (peak - base) / 1024}))
 """
