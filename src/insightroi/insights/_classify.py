@@ -132,7 +132,7 @@ def _todo_table(store, severity_version: str):
     return todo.order_by("id").to_pyarrow(), store.count("feedback")
 
 
-# Worker state for the process pool: each worker builds the models once.
+# Worker state for the process pool: the fitted models, received once per worker.
 _WORKER_MODELS: InsightModels | None = None
 
 
@@ -154,7 +154,6 @@ def _classified(batches, models: InsightModels, jobs: int):
     import multiprocessing
     from collections import deque
     from concurrent.futures import ProcessPoolExecutor
-
     from concurrent.futures.process import BrokenProcessPool
 
     # Linux: fork. A spawned worker re-imports the caller's __main__, which runs an unguarded
@@ -179,7 +178,7 @@ def _classified(batches, models: InsightModels, jobs: int):
                 yield pending[0][1].result()
                 pending.popleft()
     except BrokenProcessPool:
-        # A worker could not start (e.g. an unguarded __main__ re-executed by spawn): the
+        # A worker died or could not start (e.g. an unguarded __main__ re-run by spawn): the
         # batches not yet written are classified here, in order, so nothing is lost.
         for batch, _ in pending:
             yield models.classify_frame(batch)
