@@ -36,9 +36,9 @@ def run(scale: str = "quick") -> list[dict]:
     if scale not in WORLDS:
         raise ValueError(f"scale must be one of {sorted(WORLDS)}, got {scale!r}")
     from insightroi.demo import generate_world
-    from insightroi.ingest import ingest_path
     from insightroi.insights import classify_store
     from insightroi.metrics import unit_measures_expr
+    from insightroi.pipeline import ingest_world
     from insightroi.program import load_program
     from insightroi.store import copy_store, open_store
 
@@ -48,8 +48,7 @@ def run(scale: str = "quick") -> list[dict]:
         world = generate_world(tmp / "world", seed=3, scale=WORLDS[scale])
         program = load_program(world.program_path)
         duck = open_store(f"duckdb:///{tmp / 'b.duckdb'}")
-        for kind, path in world.paths.items():
-            ingest_path(duck, kind, path, program=program).raise_for_errors()
+        ingest_world(duck, world, program)
         classify_store(duck, program)
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         t0 = time.perf_counter()

@@ -131,7 +131,7 @@ def run_demo(
     program = load_program(world.program_path)
     truth = world.truth
     with open_store(store_url) as store:
-        stages.run("ingest", lambda: _ingest_world(store, world, program))
+        stages.run("ingest", lambda: ingest_world(store, world, program))
         bundle = run_stages(store, program, truth=truth, labels_path=getattr(world, "labels_path", None),
                             stages=stages, classify_jobs=classify_jobs)
         bundle["world"] = {"seed": seed, "scale": scale, "rows": getattr(world, "rows", {})}
@@ -145,7 +145,12 @@ def run_demo(
     return DemoRun(bundle=bundle, out_dir=out, store_url=store_url, timings=stages.timings, failures=stages.failures)
 
 
-def _ingest_world(store: Store, world: Any, program: Program) -> dict[str, Any]:
+def ingest_world(store: Store, world: Any, program: Program) -> dict[str, Any]:
+    """Ingest every table of a generated demo world into ``store``; ``kind -> IngestReport``.
+
+    Raises :class:`~insightroi.errors.IngestError` on a whole-file error (bad rows are
+    quarantined as usual and do not raise).
+    """
     from insightroi.ingest import ingest_path
 
     reports = {}

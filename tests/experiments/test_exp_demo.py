@@ -19,16 +19,13 @@ from insightroi.store import open_store  # noqa: E402
 
 
 def _build(tmp_path, bad: bool):
-    from insightroi.ingest import ingest_path
+    from insightroi.pipeline import ingest_world
 
     out = tmp_path / ("bad" if bad else "ok")
-    demo.generate_world(out, seed=0, scale="small", bad_assignment=bad)
-    prog = load_program(out / "insightroi.toml")
+    world = demo.generate_world(out, seed=0, scale="small", bad_assignment=bad)
+    prog = load_program(world.program_path)
     st = open_store(f"duckdb:///{out}/s.duckdb")
-    for kind in demo.TABLE_KINDS:
-        for q in out.iterdir():
-            if q.name.startswith(kind):
-                ingest_path(st, kind, q, program=prog)
+    ingest_world(st, world, prog)
     return prog, st, json.loads((out / "truth.json").read_text())
 
 

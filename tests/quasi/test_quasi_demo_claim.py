@@ -41,16 +41,13 @@ PRIMARY = "negative_reviews_per_1000_orders"
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from insightroi.ingest import ingest_path
+    from insightroi.pipeline import ingest_world
 
     out = tmp_path_factory.mktemp("demo_claim")
-    demo.generate_world(out, seed=0, scale="demo")
-    prog = load_program(out / "insightroi.toml")
+    world = demo.generate_world(out, seed=0, scale="demo")
+    prog = load_program(world.program_path)
     st = open_store(f"duckdb:///{out}/s.duckdb")
-    for kind in demo.TABLE_KINDS:
-        for q in out.iterdir():
-            if q.name.startswith(kind):
-                ingest_path(st, kind, q, program=prog)
+    ingest_world(st, world, prog)
     truth = json.loads((out / "truth.json").read_text())
     section = quasi_section(st, prog, truth=truth)
     yield prog, st, truth, section

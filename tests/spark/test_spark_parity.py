@@ -22,10 +22,10 @@ pytest.importorskip("pyspark")
 from insightroi.chain import chain_summary  # noqa: E402
 from insightroi.demo import generate_world  # noqa: E402
 from insightroi.experiments import analyze_experiment  # noqa: E402
-from insightroi.ingest import ingest_path  # noqa: E402
 from insightroi.insights import build_models, classify_store  # noqa: E402
 from insightroi.insights._spark import classify_spark  # noqa: E402
 from insightroi.metrics import arm_statistics, treated_volumes  # noqa: E402
+from insightroi.pipeline import ingest_world  # noqa: E402
 from insightroi.program import load_program  # noqa: E402
 from insightroi.store import TABLES, copy_store, open_store  # noqa: E402
 
@@ -39,8 +39,7 @@ def stores(tmp_path_factory):
     world = generate_world(root / "world", seed=11, scale="tiny")
     program = load_program(world.program_path)
     duck = open_store(f"duckdb:///{root / 'd.duckdb'}")
-    for kind, path in world.paths.items():
-        ingest_path(duck, kind, path, program=program).raise_for_errors()
+    ingest_world(duck, world, program)
     classify_store(duck, program)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     spark = open_store(f"pyspark:///{root / 'warehouse'}?spark.ui.showConsoleProgress=false")
