@@ -248,3 +248,18 @@ def test_partial_sections_from_other_stages_still_render(section):
             item.pop(key, None)
         for view in VIEWS:
             assert "</html>" in render_html(b, view=view), (section, key, view)
+
+
+def test_claims_table_says_where_each_claim_comes_from():
+    b = sample_bundle()
+    b["claims"] = [
+        {"claim": "orders down 29%", "label": "naive", "verdict": "not_supported",
+         "incremental_relative": -0.17, "incremental_relative_ci": [-0.33, -0.015], "reasons": ["Spike."]},
+        {"claim": "orders down 12%", "label": "true", "verdict": "supported",
+         "incremental_relative": -0.121, "incremental_relative_ci": [-0.2, -0.04], "reasons": ["Holds."]},
+    ]
+    section = render_html(b).split('id="claims"')[1].split("</section>")[0]
+    rows = re.findall(r"<tr><td>(.*?)</tr>", section, flags=re.S)
+    assert len(rows) == 2
+    assert "orders down 29%" in rows[0] and "no control" in rows[0] and "−17.0% [−33.0%, −1.5%]" in rows[0]
+    assert "orders down 12%" in rows[1] and "true effect the demo world simulated" in rows[1]

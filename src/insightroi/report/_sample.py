@@ -345,9 +345,11 @@ def sample_bundle(*, is_demo: bool = True, seed: int = 7) -> dict[str, Any]:
                        "value_at_risk": 11800.0},
         },
         "claims": [
-            {"claim": "Alerts cut negative reviews by 15%", "verdict": "supported",
+            {"claim": "Alerts cut negative reviews by 15%", "label": "naive", "verdict": "supported",
+             "incremental_relative": -0.15, "incremental_relative_ci": [-0.224, -0.076],
              "reasons": ["Estimate -15.0% with 95% CI [-22.4%, -7.6%]; checks pass except a pre-trend warning."]},
-            {"claim": "The program raised conversion", "verdict": "not_supported",
+            {"claim": "The program raised conversion", "label": "naive", "verdict": "not_supported",
+             "incremental_relative": 0.019, "incremental_relative_ci": [-0.012, 0.05],
              "reasons": ["Conversion effect +1.9%, CI includes zero (p = 0.23)."]},
         ],
     }
