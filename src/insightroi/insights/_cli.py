@@ -76,10 +76,11 @@ def detect(
         _dump({"alerts": [a.to_dict() for a in alerts], "written": written})
         return
     table = Table(title=f"{len(alerts)} alerts ({written} new chain events)")
-    for col in ("day", "topic", "sku_family", "observed", "expected", "p", "owner"):
+    for col in ("day", "topic", "sku_family", "days", "observed", "expected", "p", "owner"):
         table.add_column(col)
     for a in alerts[:100]:
-        table.add_row(str(a.day), a.topic, a.sku_family, str(a.observed), f"{a.expected:.2f}", f"{a.p_value:.1e}", a.owner)
+        table.add_row(str(a.day), a.topic, a.sku_family, str(a.window_days), str(a.observed),
+                      f"{a.expected:.2f}", f"{a.p_value:.1e}", a.owner)
     console.print(table)
 
 

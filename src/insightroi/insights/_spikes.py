@@ -16,9 +16,12 @@ Baseline (for day d, series s = topic x family):
 expected = rate x volume x dow x last_year. The tail probability P(X >= observed) uses a negative
 binomial whose dispersion is estimated per topic by moments from the baseline days (Poisson when
 there is no over-dispersion) — the standard count-surveillance approach (Farrington et al. 1996,
-JRSS A; Noufaily et al. 2013, Stat Med). An alert needs p < alpha, observed >= min_count,
-observed >= min_ratio x expected, at least ``min_history_days`` baseline days, and no alert on the
-same series in the previous ``cooldown_days`` (one alert per episode).
+JRSS A; Noufaily et al. 2013, Stat Med). Each day is tested over several windows ending on it
+(1, 3, 7 and 14 days by default: a sudden burst shows in one day, a defect that adds a mention or
+two a day only in two weeks), each at alpha / number of windows (Bonferroni). An alert needs
+p below that, observed >= min_count, observed >= min_ratio x expected, at least
+``min_history_days`` baseline days, and no alert on the same series in the previous
+``cooldown_days`` (one alert per episode).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class Alert:
     score: float  # observed / expected
     owner: str
     model_version: str
+    window_days: int = 1  # length of the tested window that ends on ``day`` (observed / expected are its sums)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -122,7 +126,7 @@ def detect_spikes(
     prior_strength: float = 30.0,
     exclude_kinds=EXCLUDE_KINDS,
     include_other: bool = False,
-    window_days: int = 3,
+    window_days: int | tuple[int, ...] = (1, 3, 7, 14),
 ) -> list:
     """Find topic spikes per topic x SKU family x day (see the module docstring for the model).
 
@@ -135,12 +139,15 @@ def detect_spikes(
     start, end : date, optional
         Days on which alerts may fire (the baseline always uses earlier history).
     alpha : float
-        Per-test tail-probability threshold. Thousands of series-days are tested, so it is small.
-    window_days : int
-        Test the sum of the last ``window_days`` days (ending on the alert day) against the sum of
-        their expectations (default 3: on the demo world, 1 day found 6% of defect episodes and
-        3 days 20%, at similar precision); 7 suits very sparse streams (a few mentions per family per week), where a
-        one-day test has no power. The baseline then ends before the tested window.
+        False-alarm threshold per series-day, split evenly over the windows. Thousands of
+        series-days are tested, so it is small.
+    window_days : int or tuple of int
+        Window lengths: each tests the sum of the last ``w`` days (ending on the alert day) against
+        the sum of their expectations, with a baseline that ends before the window. The alert
+        reports the window with the smallest p. On the demo world's defect episodes (seeds 0 and
+        1), the default (1, 3, 7, 14) found 26% and 32% of them with 40% and 54% of alerts true,
+        against 14% / 17% recall and 27% / 33% precision for a single 3-day window; 14 days alone
+        found as many at lower precision and later.
 
     Returns
     -------
@@ -149,6 +156,51 @@ def detect_spikes(
     version = model_version or current_topic_version(store)
     if version is None:
         return []
+    windows = sorted({int(w) for w in ([window_days] if np.isscalar(window_days) else window_days)})
+    if not windows or windows[0] < 1:
+        raise ValueError(f"window_days must be positive day counts, got {window_days!r}")
+    owners = {tp.topic: tp.owner for tp in program.taxonomy}
+    skip = {UNCLASSIFIABLE} | (set() if include_other else {"other"})
+    series = _family_series(store, version, skip)
+    if series is None:
+        return []
+    days, families, topics, C, V = series
+    excl = _annotation_mask(store, days, families, exclude_kinds)  # (D, F)
+    p, obs, mu, w = _scan(C, V, excl, windows, trailing_weeks=trailing_weeks, prior_strength=prior_strength,
+                          min_history_days=min_history_days, min_count=min_count, min_ratio=min_ratio)
+    if start is not None:
+        p[days < pd.Timestamp(start)] = 1.0
+    if end is not None:
+        p[days > pd.Timestamp(end)] = 1.0
+    # Bonferroni over the windows: scanning several lengths keeps the false-alarm rate per
+    # series-day at that of one test at alpha.
+    hits = np.argwhere(p < alpha / len(windows))
+    alerts: list[Alert] = []
+    last: dict[tuple[int, int], int] = {}
+    for d, k, f in sorted(map(tuple, hits)):
+        prev = last.get((k, f))
+        if prev is not None and d - prev <= cooldown_days:
+            continue  # the same episode as the alert already sent
+        last[(k, f)] = d
+        day = days[d].date()
+        topic, fam = topics[k], families[f]
+        alerts.append(
+            Alert(
+                alert_id=f"alert:{topic}:{fam}:{day.isoformat()}",
+                topic=topic, sku_family=fam, day=day, observed=int(obs[d, k, f]),
+                expected=float(round(mu[d, k, f], 4)), p_value=float(p[d, k, f]),
+                score=float(round(obs[d, k, f] / max(mu[d, k, f], 1e-9), 3)),
+                owner=owners.get(topic, "unassigned"), model_version=version, window_days=int(w[d, k, f]),
+            )
+        )
+    return alerts
+
+
+def _family_series(store, version: str, skip: set):
+    """Daily topic counts and feedback volume per SKU family as dense arrays.
+
+    Returns ``(days, families, topics, C (D, T, F), V (D, F))``, or None without classified feedback.
+    """
     ins = store.table("insights")
     fb = store.table("feedback")
     t = ins.filter((ins.task == "topic") & (ins.model_version == version)).select("feedback_id", "label")
@@ -158,27 +210,31 @@ def detect_spikes(
     counts = j.group_by(["topic", "sku_family", "day"]).aggregate(n=j.topic.count()).execute()
     fbd = fb.select(sku_family=fb.sku_family.fill_null("(none)"), day=fb.event_time.date())
     totals = fbd.group_by(["sku_family", "day"]).aggregate(N=fbd.day.count()).execute()
-    if counts.empty:
-        return []
-    owners = {tp.topic: tp.owner for tp in program.taxonomy}
-    skip = {UNCLASSIFIABLE} | (set() if include_other else {"other"})
     counts = counts[~counts.topic.isin(skip)]
+    if counts.empty:
+        return None
     counts["day"] = pd.to_datetime(counts["day"])
     totals["day"] = pd.to_datetime(totals["day"])
     days = pd.date_range(totals.day.min(), totals.day.max(), freq="D")
     families = sorted(totals.sku_family.unique())
     topics = sorted(counts.topic.unique())
-    D, F, T = len(days), len(families), len(topics)
     V = totals.pivot_table(index="day", columns="sku_family", values="N", aggfunc="sum").reindex(
         index=days, columns=families, fill_value=0
     ).fillna(0).to_numpy(float)
-    C = np.zeros((D, T, F))
-    di = days.get_indexer(counts.day)
-    ti = pd.Index(topics).get_indexer(counts.topic)
-    fi = pd.Index(families).get_indexer(counts.sku_family)
-    np.add.at(C, (di, ti, fi), counts.n.to_numpy(float))
+    C = np.zeros((len(days), len(topics), len(families)))
+    np.add.at(C, (days.get_indexer(counts.day), pd.Index(topics).get_indexer(counts.topic),
+                  pd.Index(families).get_indexer(counts.sku_family)), counts.n.to_numpy(float))
+    return days, families, topics, C, V
 
-    excl = _annotation_mask(store, days, families, exclude_kinds)  # (D, F)
+
+def _scan(C, V, excl, windows, *, trailing_weeks: int, prior_strength: float, min_history_days: int,
+          min_count: int, min_ratio: float):
+    """Baseline (rate x volume x weekday x last year) and the smallest window p per day x topic x group.
+
+    Returns ``(p, observed, expected, window)`` arrays of shape (D, T, G) for the window with the
+    smallest p on each cell.
+    """
+    D, T, F = C.shape
     keep = (~excl).astype(float)
     W = 7 * trailing_weeks
     Ck = C * keep[:, None, :]
@@ -219,8 +275,30 @@ def detect_spikes(
             f = (s_now * n_now + 100 * s_base) / np.maximum(s_base * (n_now + 100), 1e-12)
             ly[d] = np.where(s_base > 0, np.clip(f, 0.5, 2.0), 1.0)
 
+    best_p = np.ones((D, T, F))
+    best_obs = np.zeros((D, T, F))
+    best_mu = np.zeros((D, T, F))
+    best_w = np.zeros((D, T, F), dtype=int)
+    for w in windows:
+        obs, mu, p = _window_test(C, V, excl, keep, rate, hist_days, dow, ly, w, min_history_days=min_history_days,
+                                  min_count=min_count, min_ratio=min_ratio)
+        better = p < best_p
+        best_p = np.where(better, p, best_p)
+        best_obs = np.where(better, obs, best_obs)
+        best_mu = np.where(better, mu, best_mu)
+        best_w = np.where(better, w, best_w)
+    return best_p, best_obs, best_mu, best_w
+
+
+def _window_test(C, V, excl, keep, rate, hist_days, dow, ly, window_days: int, *, min_history_days: int,
+                 min_count: int, min_ratio: float):
+    """Observed sum, expected sum and tail p of the last ``window_days`` days, per day x topic x group.
+
+    The baseline of day d ends before the tested window d - window_days + 1 .. d, so a spike
+    does not raise its own expectation. Days that fail the candidate rules keep p = 1.
+    """
+    D, T, F = C.shape
     if window_days > 1:
-        # the baseline of day d must end before the tested window d-window_days+1 .. d
         sh = window_days - 1
         rate = np.concatenate([np.repeat(rate[:1], sh, axis=0), rate[:-sh]]) if D > sh else rate
         hist_days = np.concatenate([np.zeros((sh, F)), hist_days[:-sh]]) if D > sh else hist_days * 0
@@ -237,8 +315,7 @@ def detect_spikes(
     obs = C
     if window_days > 1:
         obs = _rolling(np.concatenate([C, C[:1] * 0]), window_days)[1:]  # sum of days d-w+1 .. d
-        mu_w = _rolling(np.concatenate([mu, mu[:1] * 0]), window_days)[1:]
-        mu = mu_w
+        mu = _rolling(np.concatenate([mu, mu[:1] * 0]), window_days)[1:]
         excl_w = _rolling(np.concatenate([excl.astype(float), excl[:1] * 0.0]), window_days)[1:] > 0
     else:
         excl_w = excl
@@ -247,41 +324,17 @@ def detect_spikes(
     p = np.ones_like(mu)
     cand = (obs >= min_count) & (mu > 0) & (obs >= min_ratio * mu)
     cand &= (hist_days >= min_history_days)[:, None, :] & (~excl_w)[:, None, :]
-    if start is not None:
-        cand &= (days >= pd.Timestamp(start))[:, None, None]
-    if end is not None:
-        cand &= (days <= pd.Timestamp(end))[:, None, None]
     idx = np.nonzero(cand)
     if idx[0].size:
         m = mu[idx]
         o = obs[idx]
         ph = phi[idx[1]]
-        pv = np.where(
+        p[idx] = np.where(
             ph > 1e-6,
             stats.nbinom.sf(o - 1, 1 / np.maximum(ph, 1e-6), 1 / (1 + np.maximum(ph, 1e-6) * m)),
             stats.poisson.sf(o - 1, m),
         )
-        p[idx] = pv
-    hits = np.argwhere(cand & (p < alpha))
-    alerts: list[Alert] = []
-    last: dict[tuple[int, int], int] = {}
-    for d, k, f in sorted(map(tuple, hits)):
-        prev = last.get((k, f))
-        if prev is not None and d - prev <= cooldown_days:
-            continue
-        last[(k, f)] = d
-        day = days[d].date()
-        topic, fam = topics[k], families[f]
-        alerts.append(
-            Alert(
-                alert_id=f"alert:{topic}:{fam}:{day.isoformat()}",
-                topic=topic, sku_family=fam, day=day, observed=int(obs[d, k, f]),
-                expected=float(round(mu[d, k, f], 4)), p_value=float(p[d, k, f]),
-                score=float(round(obs[d, k, f] / max(mu[d, k, f], 1e-9), 3)),
-                owner=owners.get(topic, "unassigned"), model_version=version,
-            )
-        )
-    return alerts
+    return obs, mu, p
 
 
 def write_alerts(store, alerts, *, actor: str = "insightroi-detect") -> int:
@@ -304,7 +357,7 @@ def write_alerts(store, alerts, *, actor: str = "insightroi-detect") -> int:
             "actor": actor, "team": a.owner, "topic": a.topic, "sku_family": a.sku_family,
             "payload": json.dumps(
                 {"observed": a.observed, "expected": a.expected, "p_value": a.p_value, "score": a.score,
-                 "day": a.day.isoformat(), "model_version": a.model_version}
+                 "day": a.day.isoformat(), "window_days": a.window_days, "model_version": a.model_version}
             ),
             "batch_id": "detect",
         }
