@@ -64,7 +64,7 @@ def plan(
     except ImportError:
         return
     url = store_url(store)
-    if url.startswith("duckdb:///") and not Path(url.removeprefix("duckdb:///")).exists():
+    if url.startswith("duckdb:///") and not Path(url.removeprefix("duckdb:///").split("?", 1)[0]).exists():
         console.print("[dim]No store yet: ingest pre-period data to get the power table.[/]")
         return
     with open_store(url) as st:

@@ -80,6 +80,17 @@ def test_store_refuses_newer_schema(tmp_path):
         open_store(url)
 
 
+def test_duckdb_url_query_sets_duckdb_settings(tmp_path):
+    url = f"duckdb:///{tmp_path / 'capped.duckdb'}?memory_limit=1GB&threads=1"
+    with open_store(url) as st:
+        limit, threads = st.con.con.execute(
+            "SELECT current_setting('memory_limit'), current_setting('threads')").fetchone()
+        assert limit == "953.6 MiB" and int(threads) == 1
+        assert st.path == tmp_path / "capped.duckdb"  # the query is not part of the file name
+    with pytest.raises(StoreError, match="no_such_setting"):
+        open_store(f"duckdb:///{tmp_path / 'other.duckdb'}?no_such_setting=3")
+
+
 def test_unknown_scheme():
     with pytest.raises(StoreError, match="unknown store scheme 'mysql'"):
         open_store("mysql://x")

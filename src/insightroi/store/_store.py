@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import duckdb
 import ibis
 import pyarrow as pa
 
@@ -247,14 +248,22 @@ def _json_default(obj: Any) -> Any:
 def _open_duckdb(url: str, parsed) -> Store:
     # duckdb:///relative/path.duckdb -> "relative/path.duckdb"; duckdb:////abs/path -> "/abs/path";
     # duckdb://:memory: -> in-memory.
+    # Query parameters are DuckDB settings (duckdb:///x.duckdb?memory_limit=4GB&threads=2): by
+    # default DuckDB's buffer pool may grow to 80% of RAM, which a shared machine may not want.
+    settings = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
     raw_path = parsed.netloc + parsed.path
-    if raw_path in ("", ":memory:", "/:memory:"):
-        con = ibis.duckdb.connect()
-        path = None
-    else:
-        path = Path(raw_path[1:] if raw_path.startswith("/") else raw_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        con = ibis.duckdb.connect(str(path))
+    try:
+        if raw_path in ("", ":memory:", "/:memory:"):
+            con = ibis.duckdb.connect(**settings)
+            path = None
+        else:
+            path = Path(raw_path[1:] if raw_path.startswith("/") else raw_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            con = ibis.duckdb.connect(str(path), **settings)
+    except duckdb.Error as exc:
+        if not settings:
+            raise
+        raise StoreError(f"{url}: DuckDB refused the settings {settings}: {exc}") from exc
     con.con.execute("SET TimeZone = 'UTC'")
     return Store(url=url, kind="duckdb", con=con, path=path)
 
@@ -361,7 +370,9 @@ def open_store(url: str | os.PathLike | None = None, *, migrate: bool = True) ->
     url : str or path, optional
         ``duckdb:///path/insightroi.duckdb`` (the default, relative to the working directory;
         four slashes for an absolute path), ``duckdb://:memory:``, ``pyspark:///warehouse-dir``,
-        or ``databricks://...``. A bare path is taken as a DuckDB file. Defaults to the
+        or ``databricks://...``. A bare path is taken as a DuckDB file. Query parameters of a
+        DuckDB URL are DuckDB settings (``?memory_limit=4GB&threads=2``); of a Spark URL, Spark
+        configuration. Defaults to the
         ``INSIGHTROI_STORE`` environment variable, else ``duckdb:///insightroi.duckdb``.
     migrate : bool
         Create missing tables and apply migrations (default True).
