@@ -265,18 +265,30 @@ def _holdout_units(store: Store, program: Program) -> set[str]:
     return set(rows.execute().unit_id)
 
 
+# The hidden labels are the demo's stand-in for a human-reviewed sample; 200,000 of them pin
+# macro-F1 and calibration to well under a percentage point, and reading all 15.5M of a
+# 100M-order world into pandas made this stage the pipeline's largest memory user.
+MAX_VALIDATION_LABELS = 200_000
+
+
 def _validate_on_labels(store: Store, program: Program, labels_path: str | Path) -> dict[str, Any]:
-    """Topic and sentiment quality of the stored insights against the world's hidden labels."""
-    import pandas as pd
+    """Topic and sentiment quality of the stored insights against (a seeded sample of) the world's hidden labels."""
+    import ibis
+    import numpy as np
+    import pyarrow.dataset as ds
 
     from insightroi.insights import current_topic_version, validate_model
 
-    labels = pd.read_parquet(labels_path)
+    labels = ds.dataset(str(labels_path), format="parquet").to_table(columns=["id", "true_topics"])
+    if labels.num_rows > MAX_VALIDATION_LABELS:
+        keep = np.random.default_rng(0).choice(labels.num_rows, MAX_VALIDATION_LABELS, replace=False)
+        labels = labels.take(np.sort(keep))
+    lab = ibis.memtable(labels.to_pandas())
     version = current_topic_version(store)
     ins = store.table("insights")
-    preds = ins.filter((ins.task == "topic") & (ins.model_version == version)).select(
-        "feedback_id", "label", "confidence").execute()
-    merged = preds.merge(labels, left_on="feedback_id", right_on="id", how="inner")
+    preds = ins.filter((ins.task == "topic") & (ins.model_version == version))
+    merged = preds.join(lab, preds.feedback_id == lab.id).select(
+        preds.label, preds.confidence, lab.true_topics).execute()
     true_primary = merged["true_topics"].map(_primary_topic)
     report = validate_model(merged["label"], true_primary, confidence=merged["confidence"])
     return report.to_dict() if hasattr(report, "to_dict") else dict(report)
