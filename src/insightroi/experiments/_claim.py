@@ -494,7 +494,8 @@ def _locate_before(df, num, den, scale, period, treated, pre_p, after_p, w, pc: 
     ta = _ratio(T[T[period].isin(after_p)], num, den, scale)
     wins, lv = _window_levels(df, num, den, scale, period, treated, pre_p, w)
     if pc.kind == "relative":
-        naive, claimed = ta / lv - 1.0, pc.signed_relative
+        with np.errstate(divide="ignore", invalid="ignore"):  # a window with a zero KPI cannot reproduce a relative claim
+            naive, claimed = ta / lv - 1.0, pc.signed_relative
     else:
         naive, claimed = ta - lv, (-1.0 if pc.direction == "decrease" else 1.0) * pc.magnitude
     dist = np.abs(naive - claimed)
