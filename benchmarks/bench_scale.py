@@ -31,10 +31,11 @@ SIZES = {"quick": [1_000_000], "full": [1_000_000, 10_000_000, 100_000_000]}
 BUDGET_S = float(os.environ.get("INSIGHTROI_SCALE_BUDGET_S", 3600))
 
 
-def _vm_hwm_kib() -> float:
-    """Peak resident set of this process image (``VmHWM`` in /proc/self/status), KiB."""
+def proc_status_kib(field: str = "VmHWM") -> float:
+    """A memory field of /proc/self/status in KiB: ``VmHWM`` (peak resident set of this process
+    image) or ``VmRSS`` (now). Without /proc: ru_maxrss."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return float(line.split()[1])
     return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
@@ -49,7 +50,7 @@ def _child(n_orders: int, out_dir: str) -> None:
     # report the peak of the benchmark runner it was started from (9.6 GB after the 100M-order
     # experiments benchmark). The classification workers are forked: their peak counts the
     # pages they share with this process, so it is reported apart, not added.
-    kib = _vm_hwm_kib()
+    kib = proc_status_kib()
     worker_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     db = Path(out_dir) / "insightroi.duckdb"
     print("RESULT " + json.dumps({

@@ -13,17 +13,11 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
-
-
-def _rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main(argv: list[str]) -> int:
+    from bench_scale import proc_status_kib  # this folder is on sys.path when run as a script
+
     from insightroi.pipeline import run_demo
 
     n_orders = int(argv[0]) if argv else 1_000_000
@@ -32,7 +26,7 @@ def main(argv: list[str]) -> int:
 
     def sample() -> None:
         while True:
-            rss, stage = _rss_mib(), current["stage"]
+            rss, stage = proc_status_kib("VmRSS") / 1024, current["stage"]
             peak[stage] = max(peak.get(stage, 0.0), rss)
             time.sleep(0.2)
 

@@ -18,7 +18,7 @@ from insightroi._cli_common import (
     store_url,
 )
 from insightroi.program import load_program, starter_program_text
-from insightroi.store import TABLES, open_store
+from insightroi.store import TABLES, duckdb_file, open_store
 
 
 def init(
@@ -64,7 +64,8 @@ def plan(
     except ImportError:
         return
     url = store_url(store)
-    if url.startswith("duckdb:///") and not Path(url.removeprefix("duckdb:///").split("?", 1)[0]).exists():
+    db_file = duckdb_file(url) if url.startswith("duckdb://") else None
+    if db_file is not None and not db_file.exists():
         console.print("[dim]No store yet: ingest pre-period data to get the power table.[/]")
         return
     with open_store(url) as st:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 
 from insightroi.errors import ProgramError, StoreError, check_option
 from insightroi.program import parse_program, starter_program_text
 from insightroi.stats import Check, Result
-from insightroi.store import SCHEMA_VERSION, TABLES, open_store
+from insightroi.store import SCHEMA_VERSION, TABLES, duckdb_file, open_store
 
 
 def test_starter_program_is_valid_and_complete():
@@ -87,6 +89,8 @@ def test_duckdb_url_query_sets_duckdb_settings(tmp_path):
             "SELECT current_setting('memory_limit'), current_setting('threads')").fetchone()
         assert limit == "953.6 MiB" and int(threads) == 1
         assert st.path == tmp_path / "capped.duckdb"  # the query is not part of the file name
+    assert duckdb_file(url) == tmp_path / "capped.duckdb"
+    assert duckdb_file("duckdb:///rel/x.duckdb") == Path("rel/x.duckdb") and duckdb_file("duckdb://:memory:") is None
     with pytest.raises(StoreError, match="no_such_setting"):
         open_store(f"duckdb:///{tmp_path / 'other.duckdb'}?no_such_setting=3")
 
@@ -108,3 +112,16 @@ def test_results_round_trip(tmp_path):
     assert "[1] srm: PASS - ok" in r.summary()
     assert "<ol class=\"notes\">" in r.summary("html")
     assert r.to_frame().loc[0, "ci_high"] == 2.48
+
+
+def test_plan_sees_no_store_behind_a_url_with_settings(tmp_path):
+    # The query (DuckDB settings) is not part of the file name: without the file, plan says so.
+    from typer.testing import CliRunner
+
+    from insightroi.cli import app
+
+    (tmp_path / "insightroi.toml").write_text(starter_program_text())
+    url = f"duckdb:///{tmp_path / 'none.duckdb'}?threads=1"
+    out = CliRunner().invoke(app, ["plan", "--store", url, "--program", str(tmp_path / "insightroi.toml")])
+    assert out.exit_code == 0, out.output
+    assert "No store yet" in out.output and not (tmp_path / "none.duckdb").exists()

@@ -8,7 +8,15 @@ from insightroi.store._schema import (
     TABLES,
     TableSpec,
 )
-from insightroi.store._store import DEFAULT_URL, Store, UnboundStore, copy_store, open_store, register_opener
+from insightroi.store._store import (
+    DEFAULT_URL,
+    Store,
+    UnboundStore,
+    copy_store,
+    duckdb_file,
+    open_store,
+    register_opener,
+)
 
 __all__ = [
     "ANNOTATION_KINDS",
@@ -21,6 +29,7 @@ __all__ = [
     "TableSpec",
     "UnboundStore",
     "copy_store",
+    "duckdb_file",
     "open_store",
     "register_opener",
 ]

@@ -21,7 +21,7 @@ import pyarrow as pa
 from insightroi.errors import StoreError
 from insightroi.store._schema import SCHEMA_VERSION, TABLES, TableSpec
 
-__all__ = ["Store", "UnboundStore", "open_store", "register_opener", "copy_store", "DEFAULT_URL"]
+__all__ = ["Store", "UnboundStore", "open_store", "register_opener", "copy_store", "duckdb_file", "DEFAULT_URL"]
 
 DEFAULT_URL = "duckdb:///insightroi.duckdb"
 _VERSION_TABLE = "_schema_version"
@@ -245,19 +245,28 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def duckdb_file(url: str) -> Path | None:
+    """The database file a ``duckdb://`` URL names (None for an in-memory store).
+
+    ``duckdb:///relative/path.duckdb`` -> ``relative/path.duckdb``; ``duckdb:////abs/path`` ->
+    ``/abs/path``; ``duckdb://:memory:`` -> None. The query (DuckDB settings) is not part of it.
+    """
+    parsed = urlparse(url)
+    raw_path = parsed.netloc + parsed.path
+    if raw_path in ("", ":memory:", "/:memory:"):
+        return None
+    return Path(raw_path[1:] if raw_path.startswith("/") else raw_path)
+
+
 def _open_duckdb(url: str, parsed) -> Store:
-    # duckdb:///relative/path.duckdb -> "relative/path.duckdb"; duckdb:////abs/path -> "/abs/path";
-    # duckdb://:memory: -> in-memory.
     # Query parameters are DuckDB settings (duckdb:///x.duckdb?memory_limit=4GB&threads=2): by
     # default DuckDB's buffer pool may grow to 80% of RAM, which a shared machine may not want.
     settings = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-    raw_path = parsed.netloc + parsed.path
+    path = duckdb_file(url)
     try:
-        if raw_path in ("", ":memory:", "/:memory:"):
+        if path is None:
             con = ibis.duckdb.connect(**settings)
-            path = None
         else:
-            path = Path(raw_path[1:] if raw_path.startswith("/") else raw_path)
             path.parent.mkdir(parents=True, exist_ok=True)
             con = ibis.duckdb.connect(str(path), **settings)
     except duckdb.Error as exc:
