@@ -94,3 +94,21 @@ def test_detected_alerts_are_not_routed_to_the_holdout(demo_run, monkeypatch):
             "SELECT alert_id FROM chain_events WHERE alert_id LIKE 'alert:test:%'").fetchall()}
     assert [a.sku_family for a in routed] == [arms["treatment"]]
     assert written == {"alert:test:treatment"}
+
+
+def test_model_validation_on_a_label_sample_matches_all_labels(demo_run, monkeypatch):
+    # Above MAX_VALIDATION_LABELS the demo validates on a seeded sample; its figures must be those
+    # of all labels up to sampling error, and exactly them when the cap is not reached.
+    from insightroi import pipeline
+    from insightroi.program import load_program
+
+    out, _ = demo_run
+    program = load_program(out / "world" / "insightroi.toml")
+    with open_store(f"duckdb:///{out / 'insightroi.duckdb'}") as st:
+        full = pipeline._validate_on_labels(st, program, out / "world" / "labels.parquet")
+        assert full["n"] > 600
+        monkeypatch.setattr(pipeline, "MAX_VALIDATION_LABELS", 300)
+        sample = pipeline._validate_on_labels(st, program, out / "world" / "labels.parquet")
+        again = pipeline._validate_on_labels(st, program, out / "world" / "labels.parquet")
+    assert sample["n"] == 300 and again == sample  # seeded
+    assert abs(sample["accuracy"] - full["accuracy"]) < 0.06  # ~2.7 SE of 300 draws from ~735
