@@ -76,7 +76,7 @@ class ProgramMeta(_Strict):
     value_hypothesis: Annotated[str, Field(min_length=10)]
     currency: str = "USD"
     timezone: str | None = None
-    horizon_months: Annotated[int, Field(gt=0, le=120)] = 12
+    horizon_months: Annotated[float, Field(gt=0, le=120)] = 12
 
     @field_validator("timezone")
     @classmethod

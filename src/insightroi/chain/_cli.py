@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from insightroi._cli_common import JsonOption, StoreOption, console, run_or_fail, store_url
+from insightroi._cli_common import DEFAULT_PROGRAM, JsonOption, ProgramOption, StoreOption, console, run_or_fail, store_url
 
 __all__ = ["register"]
 
@@ -71,6 +71,7 @@ def render_trace(tr) -> Tree:
                 f"before vs after the {'fix' if o['anchor'] == 'fix_deployed' else 'alert'}: "
                 f"{o['complaints_before']} -> {o['complaints_after']}"
                 + (f" ({change:+.0%})" if change is not None else "")
+                + " [dim](uncontrolled before/after: `insightroi analyze` has the effect against control)[/]"
             )
             on.add("weekly: " + "  ".join(f"{w['week']:+d}w:{w['complaints']}" for w in o["weekly"]))
     for n in tr.notes:
@@ -88,7 +89,7 @@ def trace_cmd(
     from insightroi.chain._trace import trace
     from insightroi.store import open_store
 
-    with open_store(store_url(store)) as st:
+    with run_or_fail(open_store, store_url(store)) as st:
         tr = run_or_fail(trace, st, id, outcome_window_days=window)
     if json_out:
         typer.echo(json.dumps(tr.to_dict(), indent=2, default=str))
@@ -104,17 +105,24 @@ def trace_cmd(
 
 def chain_cmd(
     store: StoreOption = None,
+    program: ProgramOption = DEFAULT_PROGRAM,
     json_out: JsonOption = False,
     start: Annotated[str | None, typer.Option("--start", help="Only alerts delivered from this date.")] = None,
     end: Annotated[str | None, typer.Option("--end", help="Only alerts delivered before this date.")] = None,
 ) -> None:
     """Workflow KPIs of the decision chain per team: adoption, time to ack / fix, overrides, backlog."""
     from insightroi.chain._kpis import chain_summary
+    from insightroi.program import load_program
+    from insightroi.services import run_chain
     from insightroi.store import open_store
 
-    with open_store(store_url(store)) as st:
-        s = run_or_fail(chain_summary, st, start=start, end=end)
-        st.save_result("chain", "latest", s)
+    with run_or_fail(open_store, store_url(store)) as st:
+        if start is None and end is None:
+            # The whole chain is the stage's section (what the report shows); a date slice is a view.
+            s = run_or_fail(run_chain, st, run_or_fail(load_program, program)).model_dump(
+                mode="json", exclude={"provenance"})
+        else:
+            s = run_or_fail(chain_summary, st, start=start, end=end)
     if json_out:
         typer.echo(json.dumps(s, indent=2, default=str))
         return

@@ -603,6 +603,10 @@ def generate_world(
     truth = _clean(truth)
     truth_path = out / "truth.json"
     truth_path.write_text(json.dumps(truth, indent=1, allow_nan=False, default=_json_default), encoding="utf-8")
+    if program is None:
+        # The demo measures the realized ROI of what was run, the quantity its truth is: so its
+        # program's horizon is the analysis window (a user's program projects over its own).
+        prog_text = re.sub(r"(?m)^horizon_months = .*$", f"horizon_months = {roi['months']:.6f}", prog_text, count=1)
     program_path = out / "insightroi.toml"
     program_path.write_text(prog_text, encoding="utf-8")
     return WorldInfo(

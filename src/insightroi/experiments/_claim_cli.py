@@ -80,20 +80,16 @@ def validate_claim_cmd(
     store: StoreOption = None,
     program: ProgramOption = DEFAULT_PROGRAM,
     window: Annotated[int, typer.Option("--window", "-w", help="Weeks on each side of the rollout for the before/after.")] = 4,
-    save: Annotated[bool, typer.Option("--save/--no-save", help="Save the report as a result (kind 'claim').")] = True,
+    save: Annotated[bool, typer.Option("--save/--no-save", help="Save the report (kind 'claim'); saved claims appear in the report.")] = True,
     as_json: JsonOption = False,
 ) -> None:
     """Check a before/after claim: denominator, control group, DiD, regression to the mean, persistence, triangulation."""
+    from insightroi.services import run_claim
     from insightroi.store import open_store
 
     prog = run_or_fail(load_program, program)
-    st = run_or_fail(open_store, store_url(store))
-    try:
-        report = run_or_fail(validate_claim_in_store, st, prog, claim, kpi, window=window)
-        if save:
-            st.save_result("claim", kpi, report.to_dict())
-    finally:
-        st.close()
+    with run_or_fail(open_store, store_url(store)) as st:
+        report = run_or_fail(run_claim, st, prog, claim, kpi, window=window, save=save)
     if as_json:
         console.print_json(json.dumps(report.to_dict()))
     else:

@@ -6,6 +6,7 @@ import json
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from insightroi._cli_common import DEFAULT_PROGRAM, JsonOption, ProgramOption, StoreOption, console, run_or_fail, store_url
@@ -28,38 +29,53 @@ def analyze(
     kpi: Annotated[list[str] | None, typer.Option("--kpi", help="Analyse only this KPI (repeatable).")] = None,
     segment: Annotated[list[str] | None, typer.Option("--segment", help="Break down by this column (repeatable).")] = None,
 ) -> None:
-    """Run the program's experiment on the store: effects per KPI, adjusted p-values, checks."""
-    from insightroi.experiments import analyze_experiment
+    """Run the program's experiment on the store: effects per KPI, adjusted p-values, checks, decision rules.
+
+    Every design the program file accepts: ab / cluster / holdout / switchback (randomized),
+    did, synthetic_control and its (quasi-experimental). The section saved is what `roi`,
+    `report` and the dashboard read.
+    """
+    from insightroi.services import run_analyze
 
     prog = run_or_fail(load_program, program)
     with run_or_fail(open_store, store_url(store)) as st:
-        res = run_or_fail(analyze_experiment, st, prog, kpis=kpi or None, segments=segment or None)
-        for name, r in res.results.items():
-            st.save_result("experiment", name, r.to_dict())
-        st.save_result("experiment_checks", res.name, res.experiment_section())
+        sec = run_or_fail(run_analyze, st, prog, kpis=kpi or None, segments=segment or None)
+    data = sec.model_dump(mode="json")
     if json_out:
-        console.print_json(json.dumps(res.to_dict(), default=str))
+        console.print_json(json.dumps(data, default=str))
         return
-    t = Table(title=f"Experiment {res.name} ({res.design} on {res.unit}: {res.n_treatment} treated, "
-                    f"{res.n_control} control; {res.window[0]} to {res.window[1]})")
-    for col in ("KPI", "control", "treatment", "effect", "relative", f"{round(100 * (1 - res.alpha))}% CI (rel.)",
+    w = sec.window or {}
+    t = Table(title=f"Experiment {sec.name} ({sec.design} on {sec.unit}: {sec.n_treatment} treated, "
+                    f"{sec.n_control} control; {w.get('start')} to {w.get('end')})")
+    for col in ("KPI", "control", "treatment", "effect", "relative", f"{round(100 * (1 - sec.alpha))}% CI (rel.)",
                 "p", "p (Holm)", "method", "checks"):
         t.add_column(col, justify="left" if col in ("KPI", "method", "checks") else "right")
-    for name, r in res.results.items():
-        x = r.extra
-        bad = [c.name for c in r.diagnostics if c.status in ("fail", "warn")]
-        t.add_row(name, _num(x.get("control_mean")), _num(x.get("treatment_mean")), _num(r.estimate),
-                  _pct(x.get("relative")), f"{_pct(x.get('relative_ci_low'))} to {_pct(x.get('relative_ci_high'))}",
-                  _num(r.p_value), _num(x.get("p_adjusted")), r.method + (" +CUPED" if x.get("cuped") else ""),
+    for r in data["kpis"]:
+        bad = [c["name"] for c in r.get("checks", []) if c.get("status") in ("fail", "warn")]
+        primary = " (primary)" if r["name"] == prog.experiment.primary_kpi else ""
+        t.add_row(r["name"] + primary, _num(r.get("control_mean")), _num(r.get("treatment_mean")),
+                  _num(r.get("estimate")), _pct(r.get("relative")),
+                  f"{_pct(r.get('relative_ci_low'))} to {_pct(r.get('relative_ci_high'))}",
+                  _num(r.get("p_value")), _num(r.get("p_adjusted")),
+                  (r.get("method") or "") + (" +CUPED" if sec.results.get(r["name"], {}).get("extra", {}).get("cuped")
+                                             else ""),
                   ", ".join(bad) or "ok")
     console.print(t)
     ct = Table(title="Checks")
     for col in ("check", "status", "message"):
         ct.add_column(col)
     colors = {"pass": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
-    for c in res.checks:
-        ct.add_row(c.name, f"[{colors[c.status]}]{c.status}[/]", c.message)
+    for c in sec.checks:
+        ct.add_row(c["name"], f"[{colors.get(c['status'], 'white')}]{c['status']}[/]", escape(c.get("message", "")))
     console.print(ct)
+    if sec.decision_rules:
+        rt = Table(title="Decision rules (program file), on Holm-adjusted results")
+        for col in ("KPI", "rule", "status", "evidence"):
+            rt.add_column(col)
+        rc = {"pass": "green", "fail": "red", "inconclusive": "yellow", "not_evaluable": "dim"}
+        for r in sec.decision_rules:
+            rt.add_row(r.kpi, escape(r.rule), f"[{rc[r.status]}]{r.status}[/]", escape(r.message))
+        console.print(rt)
 
 
 def register(app: typer.Typer) -> None:

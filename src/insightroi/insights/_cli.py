@@ -13,6 +13,7 @@ from rich.table import Table
 
 from insightroi._cli_common import DEFAULT_PROGRAM, JsonOption, ProgramOption, StoreOption, console, run_or_fail, store_url
 from insightroi.program import load_program
+from insightroi.services import run_classify, run_detect
 from insightroi.store import open_store
 
 
@@ -30,12 +31,10 @@ def classify(
 ) -> None:
     """Classify feedback not yet classified by this model version (sentiment, topic, severity)."""
     prog = run_or_fail(load_program, program)
-    from insightroi.insights import classify_store
-
-    with open_store(store_url(store)) as st:
+    with run_or_fail(open_store, store_url(store)) as st:
         if as_json:
-            rep = run_or_fail(classify_store, st, prog, method=method, batch_size=batch_size, n_jobs=jobs)
-            _dump(rep.to_dict())
+            sec = run_or_fail(run_classify, st, prog, method=method, batch_size=batch_size, jobs=jobs)
+            _dump(sec.model_dump(mode="json"))
             return
         with Progress(TextColumn("classifying"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TimeRemainingColumn(), console=console, transient=True) as bar:
@@ -44,13 +43,15 @@ def classify(
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            rep = run_or_fail(classify_store, st, prog, method=method, batch_size=batch_size, n_jobs=jobs,
-                             progress=progress)
+            sec = run_or_fail(run_classify, st, prog, method=method, batch_size=batch_size, jobs=jobs,
+                              progress=progress)
+    x = sec.model_dump()
     console.print(
-        f"classified {rep.n_classified} of {rep.n_feedback} feedback rows ({rep.method}); wrote {rep.n_rows_written} "
-        f"insight rows in {rep.seconds:.1f}s; {rep.n_unclassifiable} unclassifiable"
+        f"classified {sec.n_classified} of {sec.n_feedback} feedback rows ({sec.method}); wrote "
+        f"{x.get('n_rows_written', 0)} insight rows in {x.get('classify_seconds', 0):.1f}s; "
+        f"{x.get('n_unclassifiable', 0)} unclassifiable"
     )
-    for task_name, v in rep.model_versions.items():
+    for task_name, v in sec.model_versions.items():
         console.print(f"  {task_name}: {v}")
 
 
@@ -63,24 +64,24 @@ def detect(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print alerts without writing chain events.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Detect topic spikes per SKU family and day; write them as alert_delivered chain events."""
+    """Detect topic spikes per SKU family and day; route them to owners (never to control units)."""
     prog = run_or_fail(load_program, program)
-    from insightroi.insights import detect_spikes, write_alerts
-
-    with open_store(store_url(store)) as st:
-        alerts = run_or_fail(
-            detect_spikes, st, prog, start=start.date() if start else None, end=end.date() if end else None, alpha=alpha
-        )
-        written = 0 if dry_run else write_alerts(st, alerts)
+    with run_or_fail(open_store, store_url(store)) as st:
+        sec = run_or_fail(run_detect, st, prog, start=start.date() if start else None,
+                          end=end.date() if end else None, alpha=alpha, dry_run=dry_run)
     if as_json:
-        _dump({"alerts": [a.to_dict() for a in alerts], "written": written})
+        _dump(sec.model_dump(mode="json"))
         return
-    table = Table(title=f"{len(alerts)} alerts ({written} new chain events)")
-    for col in ("day", "topic", "sku_family", "days", "observed", "expected", "p", "owner"):
+    title = f"{len(sec.alerts)} alerts ({sec.n_written} new chain events)"
+    if sec.withheld_control:
+        title += f"; {sec.withheld_control} about control units withheld"
+    table = Table(title=title)
+    for col in ("alert", "day", "topic", "sku_family", "days", "observed", "expected", "p", "owner", "evidence"):
         table.add_column(col)
-    for a in alerts[:100]:
-        table.add_row(str(a.day), a.topic, a.sku_family, str(a.window_days), str(a.observed),
-                      f"{a.expected:.2f}", f"{a.p_value:.1e}", a.owner)
+    for a in sec.alerts[:100]:
+        table.add_row(a["alert_id"], a["day"], a["topic"], a["sku_family"], str(a["window_days"]), str(a["observed"]),
+                      f"{a['expected']:.2f}", f"{a['p_value']:.1e}", a["owner"],
+                      f"{len(a.get('feedback_ids', []))} rows")
     console.print(table)
 
 

@@ -337,12 +337,14 @@ def _window_test(C, V, excl, keep, rate, hist_days, dow, ly, window_days: int, *
     return obs, mu, p
 
 
-def write_alerts(store, alerts, *, actor: str = "insightroi-detect") -> int:
+def write_alerts(store, alerts, *, actor: str = "insightroi-detect",
+                 evidence: dict[str, list[str]] | None = None) -> int:
     """Write alerts as ``chain_events`` of type ``alert_delivered`` (idempotent by alert id).
 
     Row: id = alert_id, alert_id, event_type "alert_delivered", event_time = the morning after the
     spike day (00:00 UTC of day + 1, when a daily job would deliver it), team = topic owner,
-    topic, sku_family, actor, payload = JSON {observed, expected, p_value, score, model_version}.
+    topic, sku_family, actor, payload = JSON {observed, expected, p_value, score, model_version,
+    feedback_ids}; ``evidence`` maps alert id -> ids of the feedback rows that triggered it.
     Returns the number of new rows.
     """
     if not alerts:
@@ -357,7 +359,8 @@ def write_alerts(store, alerts, *, actor: str = "insightroi-detect") -> int:
             "actor": actor, "team": a.owner, "topic": a.topic, "sku_family": a.sku_family,
             "payload": json.dumps(
                 {"observed": a.observed, "expected": a.expected, "p_value": a.p_value, "score": a.score,
-                 "day": a.day.isoformat(), "window_days": a.window_days, "model_version": a.model_version}
+                 "day": a.day.isoformat(), "window_days": a.window_days, "model_version": a.model_version,
+                 "feedback_ids": (evidence or {}).get(a.alert_id, [])}
             ),
             "batch_id": "detect",
         }

@@ -41,18 +41,14 @@ def monitor(
     week when PSI >= psi_warn and the chi-square p < 0.001, or a category absent from the
     reference appears improbably often. The result is saved as result "monitor:latest".
     """
-    from insightroi.monitor._store import monitor_store
     from insightroi.program import load_program
+    from insightroi.services import run_monitor
     from insightroi.store import open_store
 
     prog = run_or_fail(load_program, program)
-    st = run_or_fail(open_store, store_url(store))
-    try:
-        report = run_or_fail(monitor_store, st, prog)
-        payload = report.to_dict()
-        st.save_result("monitor", "latest", payload)
-    finally:
-        st.close()
+    with run_or_fail(open_store, store_url(store)) as st:
+        section = run_or_fail(run_monitor, st, prog)
+    payload = section.model_dump(mode="json", exclude={"provenance"})
     if json_out:
         console.print_json(json.dumps(payload))
         return

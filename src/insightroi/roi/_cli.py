@@ -17,48 +17,10 @@ from insightroi._cli_common import (
     run_or_fail,
     store_url,
 )
-from insightroi.errors import DataError
-from insightroi.program import Program, load_program
-from insightroi.roi._engine import RoiResult, RoiVolumes, compute_roi
-from insightroi.stats import Result
+from insightroi.program import load_program
+from insightroi.services import ROI_DRAWS, ROI_SEED, run_roi
 
-__all__ = ["register", "load_inputs"]
-
-
-def load_inputs(store: Any, program: Program, method: str | None = None) -> tuple[dict[str, Result], RoiVolumes]:
-    """Experiment Results per KPI and the treated volumes, as the pipeline saved them.
-
-    For each KPI the latest saved ``experiment`` result about it is used (optionally only those of
-    one ``method``). Raises DataError, telling the user what to run, when either is missing.
-    """
-    kpis = {k.name for k in program.kpis}
-    effects: dict[str, Result] = {}
-    for row in store.load_results("experiment"):  # ordered by created_at: later ones win
-        payload = row["payload"]
-        if not isinstance(payload, dict) or "estimate" not in payload:
-            continue
-        try:
-            res = Result.from_dict(payload)
-        except (KeyError, TypeError, ValueError):
-            continue
-        name = res.metric if res.metric in kpis else row["name"]
-        if name not in kpis or (method is not None and res.method != method):
-            continue
-        effects[name] = res
-    if not effects:
-        raise DataError(
-            "no saved experiment results in the store"
-            + (f" with method {method!r}" if method else "")
-            + ": run `insightroi analyze` (or the pipeline) first"
-        )
-    vol_rows = store.load_results("volumes")
-    if not vol_rows:
-        raise DataError(
-            "no saved treated volumes (result kind 'volumes') in the store: run `insightroi analyze` "
-            "(or the pipeline) first so the ROI knows how many orders, sessions and feedback items were treated"
-        )
-    volumes = RoiVolumes.from_dict(vol_rows[-1]["payload"])
-    return effects, volumes
+__all__ = ["register", "print_roi"]
 
 
 def _money(x: float | None, cur: str) -> str:
@@ -71,37 +33,42 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:,.1f}%"
 
 
-def print_roi(res: RoiResult) -> None:
-    """Rich rendering: headline first, then hard vs soft, scenarios, tornado, pools and costs."""
-    cur = res.currency
+def _payback(months: float | None) -> str:
+    # JSON has no infinity: a payback that never comes is saved as null.
+    return "never" if months is None or months == float("inf") else f"{months:.1f} months"
+
+
+def print_roi(res: dict[str, Any]) -> None:
+    """Rich rendering of a saved ROI section: headline, hard vs soft, scenarios, tornado, pools, costs."""
+    cur = res.get("currency", "")
     console.print(
-        f"[bold]ROI over {res.months:.1f} months (hard value only)[/]\n"
-        f"  conservative headline (10th percentile): [bold]{_pct(res.conservative)}[/]\n"
-        f"  median {_pct(res.median)}, 90% interval [{_pct(res.ci[0])}, {_pct(res.ci[1])}], "
-        f"P(ROI > 0) = {res.p_positive:.1%}\n"
-        f"  expected scenario: ROI {_pct(res.estimate)}, benefit-cost ratio {res.bcr:.2f}, "
-        f"payback {'never' if res.payback_months == float('inf') else f'{res.payback_months:.1f} months'}"
+        f"[bold]ROI over {res['months']:.1f} months (hard value only; program horizon)[/]\n"
+        f"  conservative headline (10th percentile): [bold]{_pct(res['conservative'])}[/]\n"
+        f"  median {_pct(res['median'])}, 90% interval [{_pct(res['ci_low'])}, {_pct(res['ci_high'])}], "
+        f"P(ROI > 0) = {res['p_positive']:.1%}\n"
+        f"  expected scenario: ROI {_pct(res['estimate'])}, benefit-cost ratio {res['bcr']:.2f}, "
+        f"payback {_payback(res.get('payback_months'))}"
     )
     console.print(
-        f"  hard benefit {_money(res.benefit, cur)} vs cost {_money(res.cost, cur)}; "
-        f"soft value (reported separately, not in the ROI): {_money(res.benefit_soft, cur)}"
+        f"  hard benefit {_money(res['benefit'], cur)} vs cost {_money(res['cost'], cur)}; "
+        f"soft value (reported separately, not in the ROI): {_money((res.get('soft') or {}).get('benefit'), cur)}"
     )
     t = Table(title="Scenarios")
     for c in ("scenario", "ROI", "hard benefit", "cost", "B/C"):
         t.add_column(c)
-    for s in res.scenarios:
+    for s in res['scenarios']:
         t.add_row(s["name"], _pct(s["roi"]), _money(s["benefit"], cur), _money(s["cost"], cur), f"{s['bcr']:.2f}")
     console.print(t)
     t = Table(title="Sensitivity (one input at a time, others expected)")
     for c in ("input", "ROI at low", "ROI at high", "swing"):
         t.add_column(c)
-    for r in res.tornado:
+    for r in res['tornado']:
         t.add_row(r["input"], _pct(r["low_roi"]), _pct(r["high_roi"]), _pct(r["swing"]))
     console.print(t)
     t = Table(title="Value pools (attribution)")
     for c in ("pool", "function", "KPI", "hard", "avoided", "benefit (median)", "90% interval", "share"):
         t.add_column(c)
-    for p in res.pools:
+    for p in res['pools']:
         t.add_row(
             p["name"], p["function"], p["kpi"], "hard" if p["hard"] else "soft", f"{p['avoided_events']:,.0f}",
             _money(p["benefit_median"], cur),
@@ -112,17 +79,17 @@ def print_roi(res: RoiResult) -> None:
     t = Table(title="Cost stack")
     for c in ("line", "category", "kind", "total (low / mode / high)"):
         t.add_column(c)
-    for c in res.costs:
+    for c in res['costs']:
         t.add_row(c["name"], c["category"], c["kind"],
                   f"{c['total_low']:,.0f} / {c['total_mode']:,.0f} / {c['total_high']:,.0f}")
     console.print(t)
-    cs = res.cost_summary
+    cs = res['cost_summary']
     per_fb = cs.get("per_1000_feedback_mode")
     console.print(
         f"  cost per month {_money(cs['per_month_mode'], cur)}; one-off {_money(cs['one_off_mode'], cur)}; "
         f"recurring {_money(cs['recurring_mode'], cur)}; per 1,000 feedback {_money(per_fb, cur)}"
     )
-    for n in res.notes:
+    for n in res['notes']:
         console.print(f"[dim]note: {n}[/]")
 
 
@@ -130,24 +97,22 @@ def roi(
     store: StoreOption = None,
     program: ProgramOption = DEFAULT_PROGRAM,
     json_out: JsonOption = False,
-    draws: Annotated[int, typer.Option("--draws", min=100, help="Monte Carlo draws.")] = 100_000,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (reproducible output).")] = 0,
+    draws: Annotated[int, typer.Option("--draws", min=100, help="Monte Carlo draws.")] = ROI_DRAWS,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (the default is every other stage's).")] = ROI_SEED,
     method: Annotated[str | None, typer.Option("--method", help="Use only experiment results of this method.")] = None,
-    horizon: Annotated[float | None, typer.Option("--horizon", help="Horizon in months (default: the window).")] = None,
+    horizon: Annotated[float | None, typer.Option("--horizon", help="Horizon in months (default: the program's horizon_months).")] = None,
 ) -> None:
-    """ROI of the program: conservative headline, interval, scenarios, tornado, value pools."""
+    """ROI of the program from the saved analysis: conservative headline, interval, scenarios, tornado, value pools."""
     from insightroi.store import open_store
 
     prog = run_or_fail(load_program, program)
-    with open_store(store_url(store)) as st:
-        effects, volumes = run_or_fail(load_inputs, st, prog, method)
-        res = run_or_fail(compute_roi, prog, effects, volumes, draws=draws, rng=seed, horizon_months=horizon)
-        payload = res.to_dict()
-        st.save_result("roi", "latest", payload)
+    with run_or_fail(open_store, store_url(store)) as st:
+        sec = run_or_fail(run_roi, st, prog, draws=draws, seed=seed, horizon_months=horizon, method=method)
+    payload = sec.model_dump(mode="json", exclude={"provenance"})
     if json_out:
         typer.echo(json.dumps(payload, indent=2))
         return
-    print_roi(res)
+    print_roi(payload)
 
 
 def register(app: typer.Typer) -> None:
