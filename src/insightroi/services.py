@@ -18,6 +18,8 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from insightroi import __version__
 from insightroi.bundle import (
     STAGES,
@@ -178,6 +180,8 @@ def _evidence_ids(store: Store, alerts: Sequence[Any], limit: int = 20) -> dict[
     rows = fb.filter((day >= ibis.literal(lo)) & (day <= ibis.literal(hi))).select(
         fid=fb.id, sku_family=fb.sku_family, day=day)
     joined = rows.join(topics, "fid").execute()
+    # Backends return a date column as datetime64 or as date objects; compare as dates.
+    joined["day"] = pd.to_datetime(joined["day"]).dt.date
     out: dict[str, list[str]] = {}
     for a in alerts:
         first = a.day.fromordinal(a.day.toordinal() - a.window_days + 1)
@@ -387,6 +391,9 @@ def run_roi(store: Store, program: Program, *, draws: int = ROI_DRAWS, seed: int
     if not effects:
         raise DataError("no priced KPI has an effect estimate" + (f" with method {method!r}" if method else "")
                         + ": check the program's value_pools and run `insightroi analyze`")
+    if not exp.get("volumes"):
+        raise DataError("the saved experiment section has no treated volumes: rerun `insightroi analyze` so the ROI "
+                        "knows how many orders, sessions and feedback items were treated")
     volumes = RoiVolumes.from_dict(exp["volumes"])
     corr = {(r["a"], r["b"]): r["rho"] for r in exp.get("correlation", []) if r["a"] in effects and r["b"] in effects}
     horizon = float(horizon_months if horizon_months is not None else program.program.horizon_months)

@@ -23,7 +23,7 @@ def test_demo_runs_every_stage_without_failures(demo_run):
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["failures"] == []
-    for stage in ("ingest", "classify feedback", "detect spikes", "experiment", "ROI", "quasi-experiments",
+    for stage in ("generate world", "ingest", "classify", "detect", "insights", "chain", "analyze", "roi", "quasi",
                   "monitor", "report"):
         assert stage in payload["timings_s"], stage
 
@@ -47,6 +47,9 @@ def test_demo_json_has_the_documented_keys_and_the_truth(demo_run):
 
 
 def test_demo_writes_report_and_saves_the_bundle(demo_run):
+    from insightroi.bundle import STAGES, assemble_bundle
+    from insightroi.program import load_program
+
     out, _ = demo_run
     html = (out / "report.html").read_text()
     assert "<html" in html and "negative_reviews_per_1000_orders" in html
@@ -54,6 +57,10 @@ def test_demo_writes_report_and_saves_the_bundle(demo_run):
     with open_store(f"duckdb:///{out}/insightroi.duckdb") as st:
         saved = st.load_result("bundle:latest")
         assert saved["kpis"] == json.loads(json.dumps(bundle["kpis"]))
+        # Every stage saved its own section with provenance, and the report is those sections.
+        again = assemble_bundle(st, load_program(out / "world" / "insightroi.toml")).to_report()
+        assert set(again["provenance"]) == set(STAGES) - {"report"}
+        assert again["kpis"] == bundle["kpis"] and again["roi"] == bundle["roi"]
         assert st.count("quarantine") == 0, "the demo world is clean: nothing may be quarantined"
         assert st.count("insights") > 0 and st.count("chain_events") > 0
 
@@ -77,8 +84,6 @@ def test_detected_alerts_are_not_routed_to_the_holdout(demo_run, monkeypatch):
     # treated family, one in a holdout family. Only the first may reach its owner.
     from datetime import date
 
-    import insightroi.insights as insights
-    from insightroi import pipeline
     from insightroi.insights import Alert
     from insightroi.program import load_program
 
@@ -88,11 +93,15 @@ def test_detected_alerts_are_not_routed_to_the_holdout(demo_run, monkeypatch):
         arms = dict(st.con.con.execute("SELECT arm, min(unit_id) FROM assignments GROUP BY arm").fetchall())
         fake = [Alert(f"alert:test:{arm}", "product_defect", fam, date(2025, 9, 1), 9, 2.0, 1e-5, 4.5,
                       "product_quality", "v-test") for arm, fam in arms.items()]
-        monkeypatch.setattr(insights, "detect_spikes", lambda store, program: fake)
-        routed = pipeline._detect(st, program)
+        from insightroi import services
+
+        monkeypatch.setattr(services, "detect_spikes", lambda store, program, **kw: fake)
+        section = services.run_detect(st, program)
+        routed = section.alerts
         written = {r[0] for r in st.con.con.execute(
             "SELECT alert_id FROM chain_events WHERE alert_id LIKE 'alert:test:%'").fetchall()}
-    assert [a.sku_family for a in routed] == [arms["treatment"]]
+    assert [a["sku_family"] for a in routed] == [arms["treatment"]]
+    assert section.withheld_control == 1
     assert written == {"alert:test:treatment"}
 
 
@@ -105,10 +114,10 @@ def test_model_validation_on_a_label_sample_matches_all_labels(demo_run, monkeyp
     out, _ = demo_run
     program = load_program(out / "world" / "insightroi.toml")
     with open_store(f"duckdb:///{out / 'insightroi.duckdb'}") as st:
-        full = pipeline._validate_on_labels(st, program, out / "world" / "labels.parquet")
+        full = pipeline.validate_on_labels(st, program, out / "world" / "labels.parquet")
         assert full["n"] > 600
         monkeypatch.setattr(pipeline, "MAX_VALIDATION_LABELS", 300)
-        sample = pipeline._validate_on_labels(st, program, out / "world" / "labels.parquet")
-        again = pipeline._validate_on_labels(st, program, out / "world" / "labels.parquet")
+        sample = pipeline.validate_on_labels(st, program, out / "world" / "labels.parquet")
+        again = pipeline.validate_on_labels(st, program, out / "world" / "labels.parquet")
     assert sample["n"] == 300 and again == sample  # seeded
     assert abs(sample["accuracy"] - full["accuracy"]) < 0.06  # ~2.7 SE of 300 draws from ~735

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
+from insightroi.bundle import ExperimentSection, load_section, save_section
 from insightroi.program import starter_program_text
 from insightroi.roi import RoiVolumes
 from insightroi.roi._cli import register
@@ -30,16 +32,18 @@ def _setup(tmp_path, with_volumes=True):
     url = f"duckdb:///{tmp_path}/s.duckdb"
     prog = tmp_path / "insightroi.toml"
     prog.write_text(starter_program_text(), encoding="utf-8")
+    # What `insightroi analyze` saves: its section with the Results, the treated volumes and the
+    # effects' correlation (the ROI's only inputs).
+    results = {}
+    for name, est, se in (("tickets_per_1000_orders", -8.0, 2.0), ("refunds_per_1000_orders", -3.0, 1.0)):
+        results[name] = Result(est, se, (est - 2 * se, est + 2 * se), 0.001, "cluster_welch", 120, metric=name).to_dict()
+    vol = RoiVolumes({"tickets_per_1000_orders": 1e6, "refunds_per_1000_orders": 1e6,
+                      "negative_reviews_per_1000_orders": 1e6}, feedback=2e5, months=9)
+    section = ExperimentSection(name="t", design="cluster", unit="sku_family", results=results,
+                                volumes=vol.to_dict() if with_volumes else None)
     with open_store(url) as st:
-        for name, est, se in (("tickets_per_1000_orders", -8.0, 2.0), ("refunds_per_1000_orders", -3.0, 1.0)):
-            r = Result(est, se, (est - 2 * se, est + 2 * se), 0.001, "cluster_welch", 120, metric=name)
-            st.save_result("experiment", name, r.to_dict())
-        # An older, superseded result for tickets and a non-Result payload must not confuse it.
-        st.save_result("experiment", "notes", {"text": "not a result"})
-        if with_volumes:
-            vol = RoiVolumes({"tickets_per_1000_orders": 1e6, "refunds_per_1000_orders": 1e6,
-                              "negative_reviews_per_1000_orders": 1e6}, feedback=2e5, months=9)
-            st.save_result("volumes", "latest", vol.to_dict())
+        if with_volumes is not None:
+            save_section(st, "analyze", section)
     return url, prog
 
 
@@ -49,11 +53,14 @@ def test_roi_command_prints_json_and_saves(tmp_path):
                                       "--draws", "3000", "--seed", "7"])
     assert out.exit_code == 0, out.output
     d = json.loads(out.output)
-    assert d["draws"] == 3000 and d["benefit"] == 8000 * 6.5 + 3000 * 25.0
+    # Over the starter program's 12-month horizon: the 9-month window's run-rate x 12 / 9.
+    assert d["months"] == 12 and d["draws"] == 3000
+    assert d["benefit"] == pytest.approx((8000 * 6.5 + 3000 * 25.0) * 12 / 9, rel=1e-12)
     assert d["ci_low"] <= d["conservative"] <= d["median"] <= d["ci_high"]
     with open_store(url) as st:
-        saved = st.load_result("roi:latest")
-    assert saved == d
+        saved = load_section(st, "roi")
+    assert {k: v for k, v in saved.items() if k != "provenance"} == d
+    assert saved["provenance"]["stage"] == "roi"
     # Same seed, same answer.
     again = CliRunner().invoke(_app(), ["roi", "--store", url, "--program", str(prog), "--json",
                                         "--draws", "3000", "--seed", "7"])
@@ -74,7 +81,8 @@ def test_roi_command_without_volumes_says_what_to_run(tmp_path):
     url, prog = _setup(tmp_path, with_volumes=False)
     out = CliRunner().invoke(_app(), ["roi", "--store", url, "--program", str(prog), "--draws", "2000"])
     assert out.exit_code == 1
-    assert "insightroi analyze" in out.output and "volumes" in out.output
+    text = " ".join(out.output.split())  # Rich wraps at the test terminal's width
+    assert "insightroi analyze" in text and "volumes" in text
 
 
 def test_roi_command_without_results_says_what_to_run(tmp_path):
@@ -82,4 +90,4 @@ def test_roi_command_without_results_says_what_to_run(tmp_path):
     prog = tmp_path / "insightroi.toml"
     prog.write_text(starter_program_text(), encoding="utf-8")
     out = CliRunner().invoke(_app(), ["roi", "--store", url, "--program", str(prog)])
-    assert out.exit_code == 1 and "no saved experiment results" in out.output
+    assert out.exit_code == 1 and "no saved experiment section" in " ".join(out.output.split())
