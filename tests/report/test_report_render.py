@@ -10,8 +10,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from insightroi.bundle import Bundle, migrate_bundle
 from insightroi.report import CADENCES, VIEWS, cadence_period, render_html, sample_bundle, write_report
 from insightroi.report import _cli as report_cli
+from insightroi.report._render import _verdict
 from insightroi.store import open_store
 
 
@@ -109,7 +111,8 @@ def test_truth_only_for_demo_bundles():
 def test_sections_render_only_when_present():
     html = render_html({"program": {"name": "Bare program", "value_hypothesis": "A hypothesis long enough"}})
     assert "Bare program" in html and 'id="summary"' in html
-    for section in ("roi", "experiment", "effects", "chain", "monitor", "tree", "claims"):
+    for section in ("roi", "experiment", "effects", "chain", "monitor", "tree", "claims", "decision-rules", "quasi",
+                    "provenance"):
         assert f'id="{section}"' not in html
     b = sample_bundle()
     del b["roi"]
@@ -122,10 +125,11 @@ def test_audience_views_show_their_slice(bundle):
     assert "Three numbers" in fin and fin.count('class="stat"') >= 3 and 'id="trend"' in fin
     assert 'id="insights"' not in fin
     sup = render_html(bundle, view="support")
-    assert "Resolution time by team" in sup and "Tickets deflected" in sup and "Top pain points" in sup
+    assert "Resolution time by team" in sup and "support tickets avoided" in sup and "Top pain points" in sup
     assert "alr-0005" in sup and "alr-0001" not in sup  # only support-owned alerts
     prod = render_html(bundle, view="product")
     assert "Emerging themes" in prod and "Fixes shipped" in prod and "×3.3" in prod
+    assert "alr-0005" not in prod and "alr-0003" not in prod  # support's and logistics' alerts stay out
     execv = render_html(bundle, view="executive")
     assert "Monitoring recommends to retrain the model" in execv
     assert "was 15.0% lower in treated units than in the control group" in execv
@@ -195,21 +199,38 @@ def _cli_app():
     return app
 
 
-def test_cli_report_reads_latest_bundle_from_store(tmp_path, bundle):
+def test_cli_report_writes_the_bundle_assembled_from_saved_sections(tmp_path):
+    from insightroi.bundle import assemble_bundle, program_hash
+    from insightroi.program import parse_program, starter_program_text
+    from insightroi.report._sample import sample_sections
+
+    prog_path = tmp_path / "insightroi.toml"
+    prog_path.write_text(starter_program_text(), encoding="utf-8")
+    program = parse_program(starter_program_text())
     url = f"duckdb:///{tmp_path}/s.duckdb"
     runner = CliRunner()
-    empty = runner.invoke(_cli_app(), ["report", "--store", url, "--out", str(tmp_path / "r0")])
-    assert empty.exit_code == 1
-    assert "run insightroi demo or the stages first" in empty.output
+    args = ["report", "--store", url, "--program", str(prog_path)]
+    missing = runner.invoke(_cli_app(), ["report", "--store", url, "--program", str(tmp_path / "nope.toml")])
+    assert missing.exit_code == 1 and "no program file" in missing.output
     with open_store(url) as st:
-        st.save_result("bundle", "latest", bundle)
-    ok = runner.invoke(_cli_app(), ["report", "--store", url, "--out", str(tmp_path / "r1")])
+        for stage, payload in sample_sections(program_hash(program)).items():
+            st.save_result("section", stage, payload)
+    ok = runner.invoke(_cli_app(), [*args, "--out", str(tmp_path / "r1")])
     assert ok.exit_code == 0, ok.output
     assert (tmp_path / "r1" / "report.html").exists() and (tmp_path / "r1" / "report-support.html").exists()
-    one = runner.invoke(_cli_app(), ["report", "--store", url, "--out", str(tmp_path / "r2"), "--view", "finance"])
+    with open_store(url) as st:
+        expected = assemble_bundle(st, program).to_report()
+    written = json.loads((tmp_path / "r1" / "report.json").read_text())
+    drop = lambda b: {k: v for k, v in b.items() if k != "generated_at"}  # noqa: E731
+    assert drop(written) == drop(expected)
+    printed = runner.invoke(_cli_app(), [*args, "--out", str(tmp_path / "r3"), "--json"])
+    assert printed.exit_code == 0 and drop(json.loads(printed.stdout)) == drop(expected)
+    html = (tmp_path / "r1" / "report.html").read_text()
+    assert 'id="decision-rules"' in html and 'id="quasi"' in html and 'id="provenance"' in html
+    one = runner.invoke(_cli_app(), [*args, "--out", str(tmp_path / "r2"), "--view", "finance"])
     assert one.exit_code == 0 and (tmp_path / "r2" / "report-finance.html").exists()
     assert not (tmp_path / "r2" / "report.html").exists()
-    bad = runner.invoke(_cli_app(), ["report", "--store", url, "--view", "board"])
+    bad = runner.invoke(_cli_app(), [*args, "--view", "board"])
     assert bad.exit_code == 1 and "--view must be one of" in bad.output
 
 
@@ -263,3 +284,147 @@ def test_claims_table_says_where_each_claim_comes_from():
     assert len(rows) == 2
     assert "orders down 29%" in rows[0] and "no control" in rows[0] and "−17.0% [−33.0%, −1.5%]" in rows[0]
     assert "orders down 12%" in rows[1] and "true effect the demo world simulated" in rows[1]
+
+
+# ---- schema 2: the saved objects, shown as saved -------------------------------------------------
+@pytest.mark.parametrize("is_demo", [True, False])
+def test_sample_bundle_validates_against_the_bundle_schema(is_demo):
+    b = sample_bundle(is_demo=is_demo)
+    model = Bundle.model_validate(b)
+    assert model.schema_version == 2 and model.program.primary_kpi == "negative_reviews_per_1000_orders"
+    assert model.program.audiences["support"] and model.decision_rules and model.provenance
+    assert all(k.significant_adjusted is not None for k in model.kpis if k.p_adjusted is not None)
+    # The sample is what report.json holds, so it survives the round trip through the schema.
+    assert migrate_bundle(b).to_report()["kpis"][0]["name"] == b["kpis"][0]["name"]
+
+
+def test_report_package_points_at_the_bundle_module_not_contracts_md():
+    from pathlib import Path
+
+    import insightroi.report as rep
+
+    for path in Path(rep.__file__).parent.rglob("*"):
+        if path.suffix in (".py", ".j2", ".css"):
+            assert "CONTRACTS.md" not in path.read_text(encoding="utf-8"), path
+
+
+def _card(html: str, card_id: str) -> str:
+    part = html.split(f'id="{card_id}"', 1)[1]
+    return part[: part.index('<div class="stat"')] if '<div class="stat"' in part else part[:2000]
+
+
+def test_primary_kpi_card_shows_the_programs_primary_kpi_not_the_lowest_p_value():
+    b = sample_bundle()
+    b["program"]["primary_kpi"] = "refunds_per_1000_orders"
+    refunds = next(k for k in b["kpis"] if k["name"] == "refunds_per_1000_orders")
+    assert refunds["p_value"] > min(k["p_value"] for k in b["kpis"] if k["p_value"] is not None)
+    for view in ("full", "executive"):
+        html = render_html(b, view=view)
+        card = _card(html, "primary-kpi")
+        assert "refunds per 1000 orders" in card and "−8.0%" in card
+        assert "negative reviews" not in card
+    assert "the primary KPI refunds per 1000 orders was 8.0% lower" in render_html(b, view="executive")
+
+
+def test_primary_kpi_without_a_result_is_said_plainly():
+    b = sample_bundle()
+    b["program"]["primary_kpi"] = "revenue_per_sku_family"  # a program KPI the analysis did not estimate
+    html = render_html(b, view="executive")
+    card = _card(html, "primary-kpi")
+    assert "no result" in card and "revenue per sku family" in card
+    assert "%" not in card  # no other KPI's number stands in for it
+    assert "There is no result yet for the primary KPI, revenue per sku family." in html
+    del b["program"]["primary_kpi"]
+    assert "The program names no primary KPI" in _card(render_html(b), "primary-kpi")
+
+
+def _kpi_row(html: str, name: str) -> str:
+    # A row holds the KPI's own result table, so it ends where the next KPI's row starts.
+    return html.split(f'<tr data-kpi="{name}">')[1].split("<tr data-kpi=")[0].split("</tbody></table>")[0]
+
+
+def test_verdict_badges_use_the_holm_adjusted_result():
+    b = sample_bundle()
+    refunds = next(k for k in b["kpis"] if k["name"] == "refunds_per_1000_orders")
+    # Significant before adjustment (the interval excludes zero, p = 0.016), not after Holm.
+    assert refunds["ci_high"] < 0 and refunds["p_value"] < 0.05
+    refunds["p_adjusted"], refunds["significant_adjusted"] = 0.08, False
+    html = render_html(b)
+    row = _kpi_row(html, "refunds_per_1000_orders")
+    assert "improved" not in row and ">inconclusive<" in row and "adjusted (Holm)" in row
+    good = _kpi_row(html, "negative_reviews_per_1000_orders")
+    assert 'class="badge good" title="adjusted (Holm): p = &lt; 0.001 &lt; alpha 0.05"' in good
+    assert _verdict(refunds) is None
+    # The direction decides the sign: a significant rise of a KPI meant to fall is "worsened".
+    assert _verdict({**refunds, "significant_adjusted": True}) is True
+    assert _verdict({**refunds, "significant_adjusted": True, "direction": "increase"}) is False
+    # Schema-1 rows have only the Holm p-value; it decides, the unadjusted interval does not.
+    legacy = {k: v for k, v in refunds.items() if k != "significant_adjusted"}
+    assert _verdict(legacy) is None and _verdict({**legacy, "p_adjusted": 0.03}) is True
+
+
+def test_audience_views_route_by_the_programs_owners():
+    b = sample_bundle()
+    b["program"]["audiences"] = {"support": ["support", "ecommerce"], "product": ["ml_platform"], "finance": ["finance"]}
+    # A KPI's name says nothing about who owns it: a "tickets" KPI owned by finance is finance's.
+    tickets = next(k for k in b["kpis"] if k["name"] == "tickets_per_1000_orders")
+    tickets["owner"] = "finance"
+    owned = lambda owners: sorted(k["name"] for k in b["kpis"] if k["owner"] in owners)  # noqa: E731
+    sup = render_html(b, view="support")
+    assert sorted(set(re.findall(r'data-kpi="([^"]+)"', sup))) == owned({"support", "ecommerce"}) == ["conversion_rate"]
+    assert "ecommerce" in sup.split('id="audience"')[1].split("</p>")[0]
+    assert sorted(re.findall(r"<td>(alr-\d+)</td>", sup)) == ["alr-0005"]
+    prod = render_html(b, view="product")
+    assert sorted(set(re.findall(r'data-kpi="([^"]+)"', prod))) == ["defect_mentions_per_1000_feedback"]
+    assert "negative reviews" not in prod.split('id="effects"')[1].split("</section>")[0]
+    assert "alr-0001" not in prod  # product_quality is not in this program's product audience
+    fin = render_html(b, view="finance")
+    assert sorted(set(re.findall(r'data-kpi="([^"]+)"', fin))) == owned({"finance"})
+    # Teams too: the support view's resolution charts show only the support audience's teams.
+    b["program"]["audiences"]["support"] = ["logistics"]
+    sup = render_html(b, view="support")
+    resolution = sup.split('id="resolution"')[1].split("</section>")[0]
+    assert "logistics" in resolution and "fulfillment" not in resolution and "product quality" not in resolution
+
+
+def test_decision_rules_table_renders_every_status():
+    b = sample_bundle()
+    b["decision_rules"] = [
+        {"kpi": "negative_reviews_per_1000_orders", "rule": "down 15% vs control", "status": "pass",
+         "message": "-15.0% [-22.3%, -7.7%], Holm p = 0.000317", "target_relative": -0.15},
+        {"kpi": "tickets_per_1000_orders", "rule": "down 10% vs control", "status": "inconclusive",
+         "message": "-8.0% [-12.9%, -3.1%], Holm p = 0.0055", "target_relative": -0.1},
+        {"kpi": "conversion_rate", "rule": "not down vs control", "status": "fail",
+         "message": "-3.0% [-5.0%, -1.0%], Holm p = 0.01", "target_relative": None},
+        {"kpi": "revenue_per_sku_family", "rule": "up vs control", "status": "not_evaluable",
+         "message": "no effect estimate for this KPI", "target_relative": None},
+    ]
+    Bundle.model_validate(b)
+    for view in ("full", "executive"):
+        section = render_html(b, view=view).split('id="decision-rules"')[1].split("</section>")[0]
+        rows = re.findall(r'<tr data-status="([a-z_]+)">(.*?)</tr>', section, flags=re.S)
+        assert [r[0] for r in rows] == ["pass", "inconclusive", "fail", "not_evaluable"]
+        for (status, row), rule in zip(rows, b["decision_rules"]):
+            assert f'class="badge {status}"' in row and rule["rule"] in row and rule["message"] in row
+        assert "not evaluable" in section and "(target −15%)" in section
+    assert 'id="decision-rules"' not in render_html(b, view="finance")
+
+
+def test_quasi_rows_saved_claims_and_provenance_in_the_full_report():
+    b = sample_bundle()
+    html = render_html(b)
+    quasi = html.split('id="quasi"')[1].split("</section>")[0]
+    assert quasi.count("<tr><td>") == len(b["quasi"]) and "causal impact" in quasi and "did" in quasi
+    assert 'class="badge fail">no<' in quasi  # the time-series estimate misses the demo truth
+    claims = html.split('id="claims"')[1].split("</section>")[0]
+    saved = next(r for r in re.findall(r"<tr><td>(.*?)</tr>", claims, flags=re.S) if "fell 12%" in r)
+    assert "tickets per 1000 orders fell 12%" in saved and "validate-claim" in saved
+    assert 'class="badge weak">weak<' in saved and "{" not in saved  # the parsed claim shows as its text
+    b["claims"] = [{"claim": {"text": "refunds halved"}, "label": "saved", "verdict": "not supported"}]
+    row = render_html(b).split('id="claims"')[1].split("</section>")[0]
+    assert 'class="badge not_supported">not supported<' in row
+    prov = html.split('id="provenance"')[1].split("</footer>")[0]
+    for stage in ("classify", "analyze", "roi", "quasi", "monitor"):
+        assert f"<td>{stage}</td>" in prov
+    assert b["provenance"]["analyze"]["program_hash"] in prov and "topics-0.9" in prov and "0.1.0" in prov
+    assert "2026-04-02 07:51:47" in prov

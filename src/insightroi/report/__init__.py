@@ -1,6 +1,7 @@
 """Reports: one self-contained HTML page per audience (inline CSS and SVG charts), plus JSON and PDF.
 
-Input is the report bundle of CONTRACTS.md (``store.load_result("bundle:latest")``).
+Input is the JSON form of :class:`insightroi.bundle.Bundle` (``Bundle.to_report()``), which
+:func:`insightroi.bundle.assemble_bundle` builds from the stages' saved sections.
 """
 
 from insightroi.report._pdf import export_pdf

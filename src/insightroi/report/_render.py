@@ -1,4 +1,9 @@
-"""Rendering a report bundle (CONTRACTS.md) to one self-contained HTML page per audience."""
+"""Rendering a report bundle to one self-contained HTML page per audience.
+
+The input is the JSON form of :class:`insightroi.bundle.Bundle` (``Bundle.to_report()``): the
+stages' saved sections joined by :func:`insightroi.bundle.assemble_bundle`. Every figure on the
+page is one of those saved objects; nothing here re-derives an effect, a verdict or an owner.
+"""
 
 from __future__ import annotations
 
@@ -28,10 +33,11 @@ _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹"}
 
 # Which sections each audience sees (order is page order). "full" shows everything present.
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "full": ("summary", "failures", "tree", "experiment", "effects", "roi", "assumptions", "chain", "insights",
-             "monitor", "claims"),
-    "executive": ("summary", "failures", "effects_brief", "roi_brief", "chain_brief", "monitor_brief", "claims"),
-    "finance": ("finance_numbers", "finance_trend", "roi", "assumptions"),
+    "full": ("summary", "failures", "tree", "experiment", "effects", "decision_rules", "roi", "assumptions", "chain",
+             "insights", "monitor", "quasi", "claims"),
+    "executive": ("summary", "failures", "effects_brief", "decision_rules", "roi_brief", "chain_brief",
+                  "monitor_brief", "claims"),
+    "finance": ("finance_numbers", "finance_kpis", "finance_trend", "roi", "assumptions"),
     "support": ("support_numbers", "support_resolution", "support_pain", "support_alerts"),
     "product": ("product_themes", "product_evidence", "product_fixes", "effects_product"),
 }
@@ -167,36 +173,77 @@ def _sanitize(fragment: Any) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # derived content
-def _verdict(k: dict) -> bool | None:
-    """True when the interval sits on the desired side of zero, False on the wrong side, else None."""
-    lo, hi = k.get("ci_low"), k.get("ci_high")
-    if k.get("control_mean") is None or not (_finite(lo) and _finite(hi)):
+def _alpha(bundle: dict) -> float:
+    """The significance level the experiment stage used (program's ``alpha`` when not saved)."""
+    for src in (bundle.get("experiment") or {}, bundle.get("program") or {}):
+        a = src.get("alpha")
+        if _finite(a) and 0 < a < 1:
+            return float(a)
+    return 0.05
+
+
+def _significant_adjusted(k: dict, alpha: float = 0.05) -> bool | None:
+    """The saved multiplicity-adjusted (Holm) significance; from ``p_adjusted`` for older bundles."""
+    sig = k.get("significant_adjusted")
+    if isinstance(sig, bool):
+        return sig
+    # Schema-1 bundles carry the Holm p-value but not the flag the analyze stage now saves.
+    p_adj = k.get("p_adjusted")
+    return bool(p_adj < alpha) if _finite(p_adj) else None
+
+
+def _verdict(k: dict, alpha: float = 0.05) -> bool | None:
+    """Whether a KPI improved (True), worsened (False) or neither is shown (None).
+
+    Uses the multiplicity-adjusted result: a KPI is "improved" only when its Holm-adjusted test
+    is significant and the estimate points the way the KPI's ``direction`` wants. An interval
+    that excludes zero before adjustment is not enough: with several KPIs, one of them would
+    often do so by chance.
+    """
+    if not isinstance(k, dict) or _significant_adjusted(k, alpha) is not True:
         return None
-    want_down = k.get("direction", "decrease") == "decrease"
-    if hi < 0:
-        return want_down
-    if lo > 0:
-        return not want_down
-    return None
+    est = next((k[key] for key in ("estimate", "relative") if _finite(k.get(key))), None)
+    direction = k.get("direction")
+    if est is None or est == 0 or direction not in ("increase", "decrease"):
+        return None
+    return (est < 0) == (direction == "decrease")
 
 
-def _primary_kpi(bundle: dict) -> dict | None:
-    kpis = bundle.get("kpis") or []
+def _verdict_title(k: dict, alpha: float = 0.05, pval: Any = None) -> str:
+    """The badge's tooltip: which test the verdict rests on."""
+    fmt = pval or (lambda x: f"{x:.3g}")
+    sig = _significant_adjusted(k, alpha) if isinstance(k, dict) else None
+    p_adj = k.get("p_adjusted") if isinstance(k, dict) else None
+    if sig is None:
+        return "no multiplicity-adjusted (Holm) result for this KPI"
+    shown = f"p = {fmt(p_adj)}" if _finite(p_adj) else "p"
+    if sig:
+        return f"adjusted (Holm): {shown} < alpha {alpha:g}"
+    return f"adjusted (Holm): {shown}, not below alpha {alpha:g}; not counted as a change"
+
+
+def _has_result(k: dict | None) -> bool:
+    return isinstance(k, dict) and any(_finite(k.get(x)) for x in ("estimate", "relative"))
+
+
+def _primary_kpi(bundle: dict) -> tuple[str | None, dict | None]:
+    """The program's primary KPI: ``(name, its saved row)``; the row is None when it has no result.
+
+    Never another KPI in its place: the headline is the KPI the program committed to before
+    seeing the data, not the one that happened to come out best.
+    """
     name = (bundle.get("program") or {}).get("primary_kpi")
-    for k in kpis:
-        if k.get("name") == name:
-            return k
-    business = [k for k in kpis if k.get("layer") == "business" and _finite(k.get("p_value"))]
-    if business:
-        return min(business, key=lambda k: k["p_value"])
-    return kpis[0] if kpis else None
+    if not name:
+        return None, None
+    row = next((k for k in bundle.get("kpis") or [] if isinstance(k, dict) and k.get("name") == name), None)
+    return name, (row if _has_result(row) else None)
 
 
 def _decision(bundle: dict, primary: dict | None) -> tuple[str, str, str]:
     """(status, headline, reason) of the decision the evidence supports."""
     roi = bundle.get("roi") or {}
     p = roi.get("p_positive")
-    good = _verdict(primary) if primary else None
+    good = _verdict(primary, _alpha(bundle)) if primary else None
     if not _finite(p):
         if good:
             return "pass", "Keep the program running", "The primary KPI moved the right way; no ROI estimate yet."
@@ -212,7 +259,7 @@ def _decision(bundle: dict, primary: dict | None) -> tuple[str, str, str]:
     return "fail", "Stop or redesign the program", f"ROI is positive with probability {p:.0%}."
 
 
-def _forest_rows(kpis: list[dict], is_demo: bool, relative: bool = True) -> list[dict]:
+def _forest_rows(kpis: list[dict], is_demo: bool, relative: bool = True, alpha: float = 0.05) -> list[dict]:
     keys = ("relative", "relative_ci_low", "relative_ci_high", "truth_relative") if relative else \
         ("estimate", "ci_low", "ci_high", "truth")
     rows = []
@@ -222,7 +269,7 @@ def _forest_rows(kpis: list[dict], is_demo: bool, relative: bool = True) -> list
         rows.append({
             "label": str(k.get("name", "?")).replace("_", " "),
             "estimate": k[keys[0]], "ci_low": k.get(keys[1]), "ci_high": k.get(keys[2]),
-            "truth": k.get(keys[3]) if is_demo else None, "good": _verdict(k),
+            "truth": k.get(keys[3]) if is_demo else None, "good": _verdict(k, alpha),
         })
     return rows
 
@@ -240,24 +287,121 @@ def _tree(bundle: dict) -> list[dict]:
     return [c for c in cols if c["items"]]
 
 
+def _audiences(program: dict) -> tuple[dict[str, set[str]], bool]:
+    """Owners per audience view from the program section, and whether they are the defaults.
+
+    A schema-1 bundle has no ``audiences``; it then gets the defaults the bundle module gives a
+    program file that names none, so an old store still renders its views (and says so).
+    """
+    aud = program.get("audiences")
+    if isinstance(aud, dict) and aud:
+        return {v: {str(o) for o in (owners or [])} for v, owners in aud.items()}, False
+    from insightroi.bundle import DEFAULT_AUDIENCES
+
+    return {v: set(owners) for v, owners in DEFAULT_AUDIENCES.items()}, True
+
+
+def _kpi_owner(k: dict, program: dict) -> str | None:
+    return k.get("owner") or (program.get("kpi_owners") or {}).get(k.get("name"))
+
+
+def _topic_owner(t: dict, program: dict) -> str | None:
+    return t.get("owner") or (program.get("topic_owners") or {}).get(t.get("topic"))
+
+
+_CLAIM_SOURCES = {
+    "naive": "Before/after of the treated group, no control: what a dashboard would report",
+    "true": "The true effect the demo world simulated (known only in the demo)",
+    "saved": "Checked with insightroi validate-claim",
+}
+
+
+def _claim_rows(claims: Any) -> list[dict[str, Any]]:
+    """Claims as the table shows them: the quasi stage's and those saved by ``validate-claim``.
+
+    A saved claim keeps the validator's own shape (``claim`` is the parsed claim, a dict with its
+    ``text``; the verdict ``"not supported"`` has a space), so it is normalised here.
+    """
+    rows = []
+    for c in claims or []:
+        if not isinstance(c, dict):
+            continue
+        text = c.get("claim")
+        if isinstance(text, dict):
+            text = text.get("text")
+        verdict = c.get("verdict")
+        ci = c.get("incremental_relative_ci")
+        reasons = c.get("reasons")
+        rows.append({
+            "claim": text or "–", "kpi": c.get("kpi"), "label": c.get("label"),
+            "source": _CLAIM_SOURCES.get(c.get("label"), c.get("label") or "–"),
+            "verdict": str(verdict).replace("_", " ") if verdict else "–",
+            "verdict_class": str(verdict or "skip").replace(" ", "_"),
+            "incremental_relative": c.get("incremental_relative"),
+            "ci": ci if isinstance(ci, (list, tuple)) and len(ci) == 2 else None,
+            "reasons": " ".join(str(r) for r in reasons) if isinstance(reasons, (list, tuple)) else (reasons or ""),
+        })
+    return rows
+
+
+def _quasi_rows(quasi: Any) -> list[dict[str, Any]]:
+    if isinstance(quasi, dict):  # a hand-edited schema-1 file may nest the rows
+        quasi = quasi.get("rows")
+    return [q for q in quasi or [] if isinstance(q, dict)]
+
+
+def _provenance_rows(bundle: dict) -> list[dict[str, Any]]:
+    """One line per stage (flow order) of what its saved section was computed from."""
+    prov = bundle.get("provenance") or {}
+    if not isinstance(prov, dict):
+        return []
+    from insightroi.bundle import STAGES
+
+    order = {s: i for i, s in enumerate(STAGES)}
+    rows = []
+    for stage in sorted(prov, key=lambda s: (order.get(s, len(order)), s)):
+        p = prov[stage] if isinstance(prov[stage], dict) else {}
+        models = p.get("model_versions") or {}
+        rows.append({
+            "stage": stage, "created_at": str(p.get("created_at") or "–")[:19].replace("T", " "),
+            "program_hash": p.get("program_hash") or "–", "package_version": p.get("package_version") or "–",
+            "models": ", ".join(f"{k} {v}" for k, v in models.items()) if isinstance(models, dict) else str(models),
+        })
+    return rows
+
+
 def _context(bundle: dict, view: str, cadence: str | None) -> dict[str, Any]:
     program = bundle.get("program") or {}
     fmt = format_helpers(program.get("currency", "USD"))
     is_demo = bool(bundle.get("is_demo"))
-    kpis = bundle.get("kpis") or []
+    alpha = _alpha(bundle)
+    kpis = [k for k in bundle.get("kpis") or [] if isinstance(k, dict)]
     roi = bundle.get("roi") or {}
     chain = bundle.get("chain") or {}
     insights = bundle.get("insights") or {}
     monitor = bundle.get("monitor") or {}
     experiment = bundle.get("experiment") or {}
-    primary = _primary_kpi(bundle)
+    primary_name, primary = _primary_kpi(bundle)
     status, headline, reason = _decision(bundle, primary)
     period = cadence_period(bundle.get("window"), cadence)
+
+    # Audience views show what the program file routes to each audience's owners, nothing else.
+    audiences, default_audiences = _audiences(program)
+    owners = {v: audiences.get(v, set()) for v in ("support", "product", "finance")}
+    kpis_of = {v: [k for k in kpis if _kpi_owner(k, program) in o] for v, o in owners.items()}
+    alerts_of = {v: [a for a in insights.get("alerts") or [] if isinstance(a, dict) and a.get("owner") in o]
+                 for v, o in owners.items()}
+    all_teams = [t for t in chain.get("by_team") or [] if isinstance(t, dict)]
+    teams_of = {v: [t for t in all_teams if t.get("team") in o] for v, o in owners.items()}
+    view_teams = teams_of.get(view, all_teams)
+
+    verdict = lambda k: _verdict(k, alpha)  # noqa: E731
+    verdict_title = lambda k: _verdict_title(k, alpha, fmt["pval"])  # noqa: E731
     charts: dict[str, str] = {}
     pct = fmt["pct"]
     roi_fmt = lambda v: f"{v * 100:,.0f}%"  # noqa: E731
     if kpis:
-        charts["forest"] = _charts.forest_svg(_forest_rows(kpis, is_demo), fmt=lambda v: pct(v, nd=0),
+        charts["forest"] = _charts.forest_svg(_forest_rows(kpis, is_demo, alpha=alpha), fmt=lambda v: pct(v, nd=0),
                                               title="Relative effect per KPI with 95% interval")
     tornado = [t for t in roi.get("tornado") or [] if _finite(t.get("low_roi")) and _finite(t.get("high_roi"))]
     if tornado:
@@ -287,53 +431,63 @@ def _context(bundle: dict, view: str, cadence: str | None) -> dict[str, Any]:
     if monitor.get("decay"):
         charts["decay"] = _charts.trend_svg(monitor["decay"], fmt=lambda v: pct(v, nd=0),
                                             title="Effect on the primary KPI by period (lift decay)")
-    if chain.get("by_team"):
-        teams = chain["by_team"]
+    if view_teams:
         charts["ack_hours"] = _charts.bars_svg(
-            [(str(t.get("team", "?")).replace("_", " "), t.get("median_hours_to_ack"), "neutral") for t in teams],
+            [(str(t.get("team", "?")).replace("_", " "), t.get("median_hours_to_ack"), "neutral") for t in view_teams],
             fmt=lambda v: f"{v:,.1f} h", title="Median hours from alert to acknowledgement")
         charts["fix_days"] = _charts.bars_svg(
-            [(str(t.get("team", "?")).replace("_", " "), t.get("median_days_to_fix"), "labor") for t in teams],
+            [(str(t.get("team", "?")).replace("_", " "), t.get("median_days_to_fix"), "labor") for t in view_teams],
             fmt=lambda v: f"{v:,.1f} d", title="Median days from alert to fix")
-        charts["fixed_by_team"] = _charts.bars_svg(
-            [(str(t.get("team", "?")).replace("_", " "), t.get("fixed", t.get("fixed_count")), "good") for t in teams
-             if t.get("fixed", t.get("fixed_count")) is not None],
-            fmt=fmt["count"], title="Fixes shipped per team")
+        fixed = [(str(t.get("team", "?")).replace("_", " "), t.get("fixed", t.get("fixed_count")), "good")
+                 for t in view_teams if t.get("fixed", t.get("fixed_count")) is not None]
+        if fixed:
+            charts["fixed_by_team"] = _charts.bars_svg(fixed, fmt=fmt["count"], title="Fixes shipped per team")
     if insights.get("topics"):
         topics = sorted(insights["topics"], key=lambda t: -(t.get("count") or 0))
         charts["topics"] = _charts.bars_svg(
             [(str(t.get("topic", "?")).replace("_", " "), t.get("count"), "bar") for t in topics], fmt=fmt["count"],
             title="Feedback items per theme")
-    support_kpis = [k for k in kpis if k.get("owner") == "support" or "ticket" in str(k.get("name", "?")) or "deflect" in str(k.get("name", "?"))]
-    product_kpis = [k for k in kpis if k.get("owner") in ("product", "product_quality", "ml_platform")
-                    or "defect" in str(k.get("name", "?")) or "review" in str(k.get("name", "?"))]
-    support_teams = {"support", "customer_service", "cs"}
     pain = sorted(insights.get("topics") or [], key=lambda t: -(t.get("count") or 0))
+    pain = [{**t, "owner": _topic_owner(t, program)} for t in pain[:5]]
     hard_pools = [p for p in roi.get("pools") or [] if p.get("hard", True)]
-    sections = [s for s in _SECTIONS[view] if _present(s, bundle)]
+    support_names = {k.get("name") for k in kpis_of["support"]}
+    lists = {
+        "support_kpis": kpis_of["support"], "product_kpis": kpis_of["product"], "finance_kpis": kpis_of["finance"],
+        "support_alerts": alerts_of["support"], "product_alerts": alerts_of["product"],
+        "support_teams": teams_of["support"], "product_teams": teams_of["product"],
+        # Value pools priced from support-owned KPIs (e.g. tickets avoided), by KPI, not by pool name.
+        "support_pools": [p for p in roi.get("pools") or [] if p.get("kpi") in support_names],
+    }
+    claims = _claim_rows(bundle.get("claims"))
+    quasi = _quasi_rows(bundle.get("quasi"))
+    rules = [r for r in bundle.get("decision_rules") or [] if isinstance(r, dict)]
+    sections = [s for s in _SECTIONS[view] if _present(s, bundle, lists, claims=claims, quasi=quasi, rules=rules)]
+    audience_owners = sorted(owners.get(view, ())) if view in owners else None
     return {
         "b": bundle, "program": program, "view": view, "view_title": _TITLES[view], "views": VIEWS,
         "view_titles": _TITLES, "period": period, "is_demo": is_demo, "kpis": kpis, "roi": roi,
-        "chain": chain, "insights": insights, "monitor": monitor, "experiment": experiment,
-        "primary": primary, "decision": {"status": status, "headline": headline, "reason": reason},
-        "charts": charts, "sections": sections, "tree": _tree(bundle), "verdict": _verdict,
-        "sanitize": _sanitize, "support_kpis": support_kpis, "product_kpis": product_kpis,
-        "support_alerts": [a for a in insights.get("alerts") or [] if a.get("owner") in support_teams],
-        "support_teams": [t for t in chain.get("by_team") or [] if t.get("team") in support_teams],
-        "pain_points": pain[:5], "hard_pools": hard_pools,
+        "chain": chain, "insights": insights, "monitor": monitor, "experiment": experiment, "alpha": alpha,
+        "primary": primary, "primary_name": primary_name,
+        "decision": {"status": status, "headline": headline, "reason": reason},
+        "charts": charts, "sections": sections, "tree": _tree(bundle), "verdict": verdict,
+        "verdict_title": verdict_title, "sanitize": _sanitize, **lists,
+        "audience_owners": audience_owners, "default_audiences": default_audiences,
+        "pain_points": pain, "hard_pools": hard_pools, "claims": claims, "quasi": quasi, "rules": rules,
+        "provenance": _provenance_rows(bundle),
         "check_counts": _check_counts(experiment.get("checks") or []),
-        "narrative": _narrative(bundle, primary, period, fmt),
+        "narrative": _narrative(bundle, primary_name, primary, period, fmt, alpha),
         **fmt,
     }
 
 
-def _narrative(bundle: dict, primary: dict | None, period: dict, fmt: dict) -> list[str]:
+def _narrative(bundle: dict, primary_name: str | None, primary: dict | None, period: dict, fmt: dict,
+               alpha: float = 0.05) -> list[str]:
     """The executive story in plain sentences, built only from figures present in the bundle."""
     pct, money, label = fmt["pct"], fmt["money"], fmt["label"]
     out = []
     exp = bundle.get("experiment") or {}
     if primary is not None and _finite(primary.get("relative")):
-        v = _verdict(primary)
+        v = _verdict(primary, alpha)
         moved = "lower" if primary["relative"] < 0 else "higher"
         ci = ""
         if _finite(primary.get("relative_ci_low")):
@@ -342,17 +496,26 @@ def _narrative(bundle: dict, primary: dict | None, period: dict, fmt: dict) -> l
         window = bundle.get("window") or {}
         when = (f"Over the experiment window ({window.get('start')} to {window.get('end')})" if window.get("end")
                 else f"In {period['label']}")
-        judgement = {True: "the change the program was built for",
-                     False: "the opposite of what the program intended",
-                     None: "not distinguishable from no change"}[v]
-        out.append(f"{when}, {label(primary.get('name', 'the primary KPI'))} was {pct(abs(primary['relative']), False)} {moved} "
-                   f"{versus}{ci}: {judgement}.")
+        if v is None:
+            judgement = ("not a significant change once adjusted for the number of KPIs tested (Holm)"
+                         if _significant_adjusted(primary, alpha) is False else "without a multiplicity-adjusted test")
+        else:
+            judgement = "the change the program was built for" if v else "the opposite of what the program intended"
+        out.append(f"{when}, the primary KPI {label(primary.get('name', primary_name))} was "
+                   f"{pct(abs(primary['relative']), False)} {moved} {versus}{ci}: {judgement}.")
+    elif primary_name:
+        out.append(f"There is no result yet for the primary KPI, {label(primary_name)}.")
     roi = bundle.get("roi") or {}
     if _finite(roi.get("estimate")):
         out.append(f"The hard value ({money(roi.get('benefit'))}) against the full cost ({money(roi.get('cost'))}) gives "
                    f"an ROI of {pct(roi['estimate'], False, 0)}; allowing for every uncertainty the 90% interval is "
                    f"{pct(roi.get('ci_low'), False, 0)} to {pct(roi.get('ci_high'), False, 0)} and the chance the program "
                    f"pays for itself is {pct(roi.get('p_positive'), False, 0)}.")
+    rules = [r for r in bundle.get("decision_rules") or [] if isinstance(r, dict)]
+    if rules:
+        counts = {s: sum(r.get("status") == s for r in rules) for s in ("pass", "fail", "inconclusive")}
+        out.append(f"Of {len(rules)} decision rules in the program file, {counts['pass']} pass, {counts['fail']} fail "
+                   f"and {counts['inconclusive']} are inconclusive.")
     funnel = (bundle.get("chain") or {}).get("funnel") or {}
     if funnel.get("alerts"):
         out.append(f"Teams acted on {funnel.get('acted', 0):,} of {funnel['alerts']:,} alerts and shipped "
@@ -373,16 +536,18 @@ def _check_counts(checks: list[dict]) -> dict[str, int]:
     return out
 
 
-def _present(section: str, b: dict) -> bool:
+def _present(section: str, b: dict, lists: dict[str, list], *, claims: list, quasi: list, rules: list) -> bool:
     has = lambda *keys: all(b.get(k) for k in keys)  # noqa: E731
     return {
         "summary": True, "failures": bool(b.get("failures")), "tree": has("kpis") or has("roi"), "experiment": has("experiment"),
-        "effects": has("kpis"), "effects_brief": has("kpis"), "effects_product": has("kpis"),
+        "effects": has("kpis"), "effects_brief": has("kpis"), "effects_product": bool(lists["product_kpis"]),
+        "decision_rules": bool(rules), "quasi": bool(quasi),
         "roi": has("roi"), "roi_brief": has("roi"), "assumptions": bool((b.get("roi") or {}).get("pools")),
         "chain": has("chain"), "chain_brief": has("chain"), "insights": has("insights"),
-        "monitor": has("monitor"), "monitor_brief": has("monitor"), "claims": has("claims"),
-        "finance_numbers": True, "finance_trend": bool((b.get("monitor") or {}).get("decay")),
-        "support_numbers": has("kpis") or has("chain"), "support_resolution": bool((b.get("chain") or {}).get("by_team")),
+        "monitor": has("monitor"), "monitor_brief": has("monitor"), "claims": bool(claims),
+        "finance_numbers": True, "finance_kpis": bool(lists["finance_kpis"]),
+        "finance_trend": bool((b.get("monitor") or {}).get("decay")),
+        "support_numbers": has("kpis") or has("chain"), "support_resolution": bool(lists["support_teams"]),
         "support_pain": bool((b.get("insights") or {}).get("topics")),
         "support_alerts": bool((b.get("insights") or {}).get("alerts")),
         "product_themes": has("insights"), "product_evidence": has("insights"), "product_fixes": has("chain"),
@@ -409,8 +574,8 @@ def render_html(bundle: dict[str, Any], *, view: View = "full", cadence: Cadence
     Parameters
     ----------
     bundle : dict
-        The report bundle (CONTRACTS.md); every section except ``program`` is optional and a
-        section is rendered only when present.
+        The JSON form of :class:`insightroi.bundle.Bundle` (``Bundle.to_report()``); every
+        section except ``program`` is optional and a section is rendered only when present.
     view : {"full", "executive", "finance", "support", "product"}
         The audience: ``full`` shows everything; the others show the slice that audience acts on.
     cadence : {"weekly", "monthly", "quarterly"}, optional
@@ -425,7 +590,7 @@ def render_html(bundle: dict[str, Any], *, view: View = "full", cadence: Cadence
     if cadence is not None:
         check_option("cadence", cadence, CADENCES)
     if not isinstance(bundle, dict) or "program" not in bundle:
-        raise ValueError("the report bundle must be a dict with a 'program' section (see CONTRACTS.md)")
+        raise ValueError("the report bundle must be a dict with a 'program' section (see insightroi.bundle.Bundle)")
     ctx = _context(bundle, view, cadence)
     ctx["css"] = (_TEMPLATES / "report.css").read_text(encoding="utf-8")
     return _env().get_template("report.html.j2").render(**ctx)
@@ -438,7 +603,7 @@ def write_report(bundle: dict[str, Any], out_dir: str | Path, *, cadence: Cadenc
     Parameters
     ----------
     bundle : dict
-        The report bundle.
+        The report bundle (``insightroi.bundle.Bundle.to_report()``); ``report.json`` is this dict.
     out_dir : str or Path
         Folder to write into (created if missing).
     cadence : {"weekly", "monthly", "quarterly"}, optional

@@ -1,5 +1,10 @@
 """A realistic, internally consistent report bundle for tests and previews.
 
+The bundle is the JSON form of :class:`insightroi.bundle.Bundle` (schema 2): it validates with
+``Bundle.model_validate(sample_bundle())`` and carries what the stages save (the program's
+primary KPI and audiences, Holm-adjusted significance, evaluated decision rules, quasi-experimental
+rows, saved claims and per-stage provenance).
+
 Every figure is computed here from a handful of inputs (arm means and standard errors, volumes,
 unit values and costs from the starter program) with the same formulas the ROI contract states,
 so cross-checks in the tests (benefit = avoided events x unit value, ROI = (benefit - cost) /
@@ -14,7 +19,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-__all__ = ["sample_bundle"]
+__all__ = ["sample_bundle", "sample_sections"]
 
 _Z95 = 1.959963984540054
 
@@ -56,6 +61,9 @@ _TREATED_FEEDBACK = 400_000  # feedback rows of treated units in the window
 _WINDOW = ("2025-07-01", "2026-03-31")
 _DAYS = 274  # inclusive day count of the window
 _N_DRAWS = 4000
+_ALPHA = 0.05
+_PROGRAM_NAME = "Acme Commerce - complaint-theme alerts"
+_PROGRAM_HASH = "5c1e0f9a7d2b4e83"  # stands for program_hash() of the starter program
 
 
 def _check(name, status, message, statistic=None, p_value=None, threshold=None, **details) -> dict[str, Any]:
@@ -111,13 +119,15 @@ def _kpi_rows(is_demo: bool) -> list[dict[str, Any]]:
                 f"to normal for a t-interval.</li></ol>"
             ),
         })
-    # Holm adjustment over the business KPIs (the family the decision rests on).
-    fam = [r for r in rows if r["layer"] == "business"]
+    # Holm adjustment over every KPI tested against control, as the analyze stage does.
+    fam = list(rows)
     order = sorted(range(len(fam)), key=lambda i: fam[i]["p_value"])
     running = 0.0
     for rank, i in enumerate(order):
         running = max(running, min(1.0, (len(fam) - rank) * fam[i]["p_value"]))
         fam[i]["p_adjusted"] = _r(running, 10)
+    for r in rows:
+        r["significant_adjusted"] = bool(r["p_adjusted"] < _ALPHA)
     # The workflow KPI exists only where alerts are sent (treated arm): no control mean.
     acted, alerts = 144, 212
     p_hat = acted / alerts
@@ -129,8 +139,83 @@ def _kpi_rows(is_demo: bool) -> list[dict[str, Any]]:
         "ci_low": _r(p_hat - _Z95 * se), "ci_high": _r(p_hat + _Z95 * se), "p_value": None, "p_adjusted": None,
         "relative": None, "relative_ci_low": None, "relative_ci_high": None, "n": alerts,
         "truth": None, "truth_relative": None, "checks": [], "summary_html": "",
+        "significant_adjusted": None,
     })
     return rows
+
+
+def _rules(kpis: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The program file's decision rules evaluated on the Holm-adjusted rows.
+
+    The rule forms of the starter program only, with the analyze stage's reading: a directional
+    rule passes when significant in its direction with the target reached, fails when significant
+    the other way or when the interval excludes the target, and is inconclusive otherwise; a
+    guardrail ("not down") fails only on a significant move the forbidden way; "at least X%" is a
+    level the treated arm must reach.
+    """
+    out = []
+    for k in kpis:
+        rule = k["decision_rule"]
+        if rule.startswith("at least"):
+            level = float(rule.split()[2].rstrip("%")) / 100
+            v = k["treatment_mean"]
+            out.append({"kpi": k["name"], "rule": rule, "status": "pass" if v >= level else "fail",
+                        "message": f"treated arm at {v:.1%} vs the {level:.0%} target", "target_relative": None})
+            continue
+        words = rule.split()
+        guard = words[0] == "not"
+        sign = -1.0 if (words[1] if guard else words[0]) == "down" else 1.0
+        target = float(words[1].rstrip("%")) / 100 if not guard and words[1].endswith("%") else 0.0
+        rel, lo, hi, p_adj = k["relative"], k["relative_ci_low"], k["relative_ci_high"], k["p_adjusted"]
+        sig, good = p_adj < _ALPHA, sign * rel
+        if guard:
+            status = "fail" if sig and good > 0 else "pass"
+        elif sig and good < 0:
+            status = "fail"
+        elif sig and good >= target:
+            status = "pass"
+        elif target > 0 and max(sign * lo, sign * hi) < target:
+            status = "fail"
+        else:
+            status = "inconclusive"
+        out.append({"kpi": k["name"], "rule": rule, "status": status,
+                    "message": f"{rel:+.1%} [{lo:+.1%}, {hi:+.1%}], Holm p = {p_adj:.3g}",
+                    "target_relative": sign * target if target else None})
+    return out
+
+
+def _quasi(kpis: list[dict[str, Any]], is_demo: bool) -> list[dict[str, Any]]:
+    """Observational re-estimates (DiD, time-series counterfactual) of the priced KPIs."""
+    # kpi, method, estimate, half-width of the 95% CI, p-value
+    rows = [
+        ("negative_reviews_per_1000_orders", "did", -3.1, 1.9, 0.0014),
+        ("negative_reviews_per_1000_orders", "causal_impact", -5.2, 1.7, 2e-9),
+        ("tickets_per_1000_orders", "did", -5.4, 4.1, 0.010),
+        ("refunds_per_1000_orders", "did", -2.0, 2.0, 0.050),
+    ]
+    truth = {k[0]: k[8] for k in _KPIS}
+    out = []
+    for name, method, est, half, p in rows:
+        att = truth[name] if is_demo else None
+        out.append({"kpi": name, "method": method, "estimate": est, "ci_low": _r(est - half), "ci_high": _r(est + half),
+                    "p_value": p, "truth_att": att,
+                    "covered": None if att is None else bool(est - half <= att <= est + half)})
+    return out
+
+
+def _provenance(is_demo: bool) -> dict[str, dict[str, Any]]:
+    """Per-stage provenance as the stages save it (one program hash: one program file)."""
+    models = {"sentiment": "lexicon-vader-1.3", "topic": "topics-0.9"}
+    stages = [("classify", "2026-04-02T07:41:12", models), ("detect", "2026-04-02T07:44:03", {}),
+              ("insights", "2026-04-02T07:44:30", models), ("chain", "2026-04-02T07:45:02", {}),
+              ("analyze", "2026-04-02T07:51:47", {}), ("roi", "2026-04-02T07:52:10", {}),
+              ("quasi", "2026-04-02T07:55:31", {}), ("monitor", "2026-04-02T07:58:09", models)]
+    return {
+        stage: {"stage": stage, "created_at": at, "package_version": "0.1.0", "program_hash": _PROGRAM_HASH,
+                "program_name": _PROGRAM_NAME, "store_url": "duckdb:///demo/insightroi.duckdb" if is_demo else None,
+                "model_versions": mv, "inputs": {"feedback": {"rows": 1_850_000, "start": _WINDOW[0], "end": _WINDOW[1]}}}
+        for stage, at, mv in stages
+    }
 
 
 def _roi(kpis: list[dict[str, Any]], rng, is_demo: bool) -> dict[str, Any]:
@@ -228,7 +313,9 @@ def _roi(kpis: list[dict[str, Any]], rng, is_demo: bool) -> dict[str, Any]:
 
 
 def sample_bundle(*, is_demo: bool = True, seed: int = 7) -> dict[str, Any]:
-    """A complete report bundle (CONTRACTS.md) with consistent figures, for tests and previews.
+    """A complete report bundle (``insightroi.bundle.Bundle``, schema 2) with consistent figures.
+
+    For tests and previews; ``Bundle.model_validate(sample_bundle())`` passes.
 
     Parameters
     ----------
@@ -283,24 +370,35 @@ def sample_bundle(*, is_demo: bool = True, seed: int = 7) -> dict[str, Any]:
                statistic=0.51, p_value=0.61, threshold=0.05),
     ]
     decay = [("2025-Q3", -0.17, -0.25, -0.09), ("2025-Q4", -0.16, -0.23, -0.09), ("2026-Q1", -0.12, -0.20, -0.04)]
+    topic_owners = {t[0]: t[2] for t in topics}
     return {
+        "schema_version": 2,
         "program": {
-            "name": "Acme Commerce - complaint-theme alerts",
+            "name": _PROGRAM_NAME,
             "value_hypothesis": (
                 "Routing detected complaint themes to the owning team within two days cuts negative reviews per "
                 "1,000 orders by 15% in treated SKU families, with fewer tickets and refunds."
             ),
             "currency": "USD", "horizon_months": 12,
-            "primary_kpi": "negative_reviews_per_1000_orders",
+            "primary_kpi": "negative_reviews_per_1000_orders", "design": "cluster", "unit": "sku_family",
+            "alpha": _ALPHA,
+            "kpi_owners": {k["name"]: k["owner"] for k in kpis}, "kpi_layers": {k["name"]: k["layer"] for k in kpis},
+            "topic_owners": topic_owners,
+            # Audience view -> owners whose KPIs, alerts and teams that view shows.
+            "audiences": {"support": ["support", "customer_service"], "product": ["product", "product_quality", "ml_platform"],
+                          "finance": ["finance"]},
         },
         "generated_at": "2026-04-02T08:00:00",
         "is_demo": is_demo,
         "window": {"start": _WINDOW[0], "end": _WINDOW[1]},
         "experiment": {
             "name": "theme-alerts-2025", "design": "cluster", "unit": "sku_family",
-            "n_treatment": 60, "n_control": 60, "checks": checks,
+            "n_treatment": 60, "n_control": 60, "checks": checks, "alpha": _ALPHA,
+            "window": {"start": _WINDOW[0], "end": _WINDOW[1]},
         },
         "kpis": kpis,
+        "decision_rules": _rules(kpis),
+        "quasi": _quasi(kpis, is_demo),
         "roi": roi,
         "chain": {
             "funnel": funnel,
@@ -351,5 +449,50 @@ def sample_bundle(*, is_demo: bool = True, seed: int = 7) -> dict[str, Any]:
             {"claim": "The program raised conversion", "label": "naive", "verdict": "not_supported",
              "incremental_relative": 0.019, "incremental_relative_ci": [-0.012, 0.05],
              "reasons": ["Conversion effect +1.9%, CI includes zero (p = 0.23)."]},
+            # As `insightroi validate-claim` saves it: the parsed claim, the validator's verdict words.
+            {"claim": {"text": "tickets per 1000 orders fell 12%", "direction": "decrease", "magnitude": 0.12,
+                       "kind": "relative"},
+             "kpi": "tickets_per_1000_orders", "label": "saved", "verdict": "weak",
+             "incremental_relative": -0.08, "incremental_relative_ci": [-0.129, -0.031],
+             "reasons": ["The incremental effect (-8.0%) is real but smaller than the claimed -12%."]},
         ],
+        "provenance": _provenance(is_demo),
     }
+
+
+def sample_sections(program_hash: str, *, is_demo: bool = False, seed: int = 7) -> dict[str, dict[str, Any]]:
+    """The sample bundle split into the stage sections the stages save (``insightroi.bundle``).
+
+    Saving each with ``store.save_result("section", stage, payload)`` gives a store that
+    :func:`insightroi.bundle.assemble_bundle` reads like one the stages filled, without running
+    them: what tests of the report, the ``report`` command and the dashboard need.
+
+    Parameters
+    ----------
+    program_hash : str
+        ``insightroi.bundle.program_hash(program)`` of the program the sections are for; a
+        section under another hash is reported stale, not shown.
+    is_demo, seed
+        As for :func:`sample_bundle`.
+
+    Returns
+    -------
+    dict of str to dict
+        Stage name -> section payload (JSON), each with its provenance.
+    """
+    b = sample_bundle(is_demo=is_demo, seed=seed)
+    prov = {stage: {**p, "program_hash": program_hash} for stage, p in _provenance(is_demo).items()}
+    exp = b["experiment"]
+    sections = {
+        "analyze": {"name": exp["name"], "design": exp["design"], "unit": exp["unit"],
+                    "n_treatment": exp["n_treatment"], "n_control": exp["n_control"], "alpha": exp["alpha"],
+                    "window": exp["window"], "checks": exp["checks"], "kpis": b["kpis"],
+                    "decision_rules": b["decision_rules"]},
+        "insights": dict(b["insights"]),
+        "chain": dict(b["chain"]),
+        "roi": dict(b["roi"]),
+        # The quasi stage's own claims; claims saved by validate-claim live under kind "claim".
+        "quasi": {"rows": b["quasi"], "claims": [c for c in b["claims"] if c.get("label") != "saved"]},
+        "monitor": dict(b["monitor"]),
+    }
+    return {stage: {**payload, "provenance": prov[stage]} for stage, payload in sections.items()}

@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from insightroi.report import _charts
-from insightroi.report._render import _forest_rows, _verdict, format_helpers
+from insightroi.report._render import _alpha, _forest_rows, _primary_kpi, _verdict, _verdict_title, format_helpers
 from insightroi.server._data import Backend, Conflict, fingerprint, id_from_key, redact_text
 from insightroi.server._models import CHAIN_API_TYPES, ApiError, ChainEventIn, FeedbackIn, StoredEvent
 
@@ -104,13 +104,34 @@ def _field_name(loc: tuple | list) -> str:
     return ".".join(parts) or "body"
 
 
-def create_app(store_url: str | None = None, *, token: str | None = None, max_body_bytes: int = 1_000_000):
+def _load_program(program: str | Path | None):
+    """The program file the dashboard reads the stages' sections with, or None.
+
+    The argument, else ``$INSIGHTROI_PROGRAM``, else ``./insightroi.toml`` when it exists. A file
+    that is named but missing or invalid raises: a dashboard silently showing another program's
+    (or no) numbers is worse than one that does not start.
+    """
+    from insightroi.program import load_program
+
+    path = program or os.environ.get("INSIGHTROI_PROGRAM")
+    if not path and Path("insightroi.toml").is_file():
+        path = "insightroi.toml"
+    return load_program(path) if path else None
+
+
+def create_app(store_url: str | None = None, *, program: str | Path | None = None, token: str | None = None,
+               max_body_bytes: int = 1_000_000):
     """Build the insightroi web app: event API, read API and dashboard over one store.
 
     Parameters
     ----------
     store_url : str, optional
         The store the CLI uses (``duckdb:///insightroi.duckdb`` by default, or ``$INSIGHTROI_STORE``).
+    program : str or Path, optional
+        The program file (``insightroi.toml``); defaults to ``$INSIGHTROI_PROGRAM``, then
+        ``./insightroi.toml`` when it exists. With it the dashboard and ``/api/bundle`` show the
+        stages' saved sections (:func:`insightroi.bundle.assemble_bundle`); without it, the last
+        saved ``bundle:latest``.
     token : str, optional
         Bearer token required for writes (API and dashboard forms); defaults to
         ``$INSIGHTROI_API_TOKEN``. Without one, every write is refused with 401.
@@ -122,6 +143,7 @@ def create_app(store_url: str | None = None, *, token: str | None = None, max_bo
     fastapi.FastAPI
         The app; serve it with uvicorn (``insightroi serve`` does).
     """
+    prog = _load_program(program)
     secret = token if token is not None else os.environ.get("INSIGHTROI_API_TOKEN")
     secret_b = secret.encode() if secret else None
     backend_holder: dict[str, Backend] = {}
@@ -129,6 +151,7 @@ def create_app(store_url: str | None = None, *, token: str | None = None, max_bo
     def backend() -> Backend:
         if "b" not in backend_holder:
             backend_holder["b"] = Backend(store_url or os.environ.get("INSIGHTROI_STORE") or "duckdb:///insightroi.duckdb")
+            backend_holder["b"].program = prog  # Backend.bundle() assembles the sections with it
         return backend_holder["b"]
 
     @asynccontextmanager
@@ -262,6 +285,18 @@ def create_app(store_url: str | None = None, *, token: str | None = None, max_bo
             raise HTTPException(404, f"no result {result_id!r}")
         return got
 
+    @app.get("/api/bundle", tags=["read"], responses={404: {"model": ApiError}})
+    def get_bundle() -> dict[str, Any]:
+        """The report bundle (``insightroi.bundle.Bundle``, schema 2) the dashboard shows.
+
+        The same JSON as ``insightroi report --json`` and report.json for this store and program.
+        """
+        got = backend().bundle()
+        if got is None:
+            raise HTTPException(404, "no results in this store yet: run the stages (insightroi run), "
+                                     "or start the server with --program to read their saved sections")
+        return got
+
     @app.get("/api/v1/trace/{item_id}", tags=["read"], responses={404: {"model": ApiError}})
     def get_trace(item_id: Annotated[str, PathParam(max_length=256)]) -> dict[str, Any]:
         """The decision chain around an alert, insight or event id, in time order."""
@@ -307,12 +342,20 @@ def create_app(store_url: str | None = None, *, token: str | None = None, max_bo
     def favicon() -> Response:
         return Response(_FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
+    def _verdicts(b: dict | None) -> dict[str, Any]:
+        # Badges rest on the saved Holm-adjusted result at the experiment's alpha, as in the report.
+        alpha = _alpha(b or {})
+        return {"alpha": alpha, "verdict": lambda k: _verdict(k, alpha),
+                "verdict_title": lambda k: _verdict_title(k, alpha, format_helpers()["pval"])}
+
     @app.get("/", include_in_schema=False)
     def overview(request: Request) -> HTMLResponse:
         b = backend().bundle()
+        v = _verdicts(b)
+        primary_name, primary = _primary_kpi(b or {})
         charts = {}
         if b and b.get("kpis"):
-            charts["forest"] = _charts.forest_svg(_forest_rows(b["kpis"], bool(b.get("is_demo"))),
+            charts["forest"] = _charts.forest_svg(_forest_rows(b["kpis"], bool(b.get("is_demo")), alpha=v["alpha"]),
                                                   fmt=lambda v: format_helpers()["pct"](v, nd=0),
                                                   title="Relative effect per KPI with 95% interval")
         funnel = ((b or {}).get("chain") or {}).get("funnel")
@@ -321,8 +364,8 @@ def create_app(store_url: str | None = None, *, token: str | None = None, max_bo
                                                    ("insights", "alerts", "acknowledged", "acted", "fixed")])
         counts = {"feedback": backend().count("feedback"), "chain_events": backend().count("chain_events"),
                   "insights": backend().count("insights")}
-        return _page(request, "overview.html.j2", bundle=b, charts=charts, counts=counts, verdict=_verdict,
-                     title="Overview")
+        return _page(request, "overview.html.j2", bundle=b, charts=charts, counts=counts, primary=primary,
+                     primary_name=primary_name, title="Overview", **v)
 
     @app.get("/themes", include_in_schema=False)
     def themes(request: Request) -> HTMLResponse:
@@ -336,7 +379,8 @@ def create_app(store_url: str | None = None, *, token: str | None = None, max_bo
 
     @app.get("/experiment", include_in_schema=False)
     def experiment(request: Request) -> HTMLResponse:
-        return _page(request, "experiment.html.j2", verdict=_verdict, title="Experiment and checks")
+        b = backend().bundle()
+        return _page(request, "experiment.html.j2", bundle=b, title="Experiment and checks", **_verdicts(b))
 
     @app.get("/monitoring", include_in_schema=False)
     def monitoring(request: Request) -> HTMLResponse:
@@ -422,6 +466,7 @@ def create_app(store_url: str | None = None, *, token: str | None = None, max_bo
         return resp
 
     app.state.backend = backend
+    app.state.program = prog
     return app
 
 

@@ -197,8 +197,35 @@ class Backend:
 
     # ---- reads --------------------------------------------------------------------------------
     def bundle(self) -> dict[str, Any] | None:
+        """The report bundle the pages and ``/api/bundle`` show (``Bundle.to_report()``), or None.
+
+        With a program file (``self.program``, which :func:`create_app` sets) it is the stages'
+        saved sections joined by :func:`insightroi.bundle.assemble_bundle`, the object the
+        ``report`` command writes to report.json; without one, the legacy saved ``bundle:latest``
+        upgraded by :func:`insightroi.bundle.migrate_bundle`; None when neither exists.
+        """
+        import copy
+
+        from insightroi.bundle import assemble_bundle, migrate_bundle
+
+        program = getattr(self, "program", None)
         with self.lock:
-            return self.store.load_result("bundle:latest")
+            # Assembling reads every stage's section (about ten queries) and a page asks for the
+            # bundle more than once, so keep it until the results table changes: a saved
+            # section replaces its row, which moves the newest created_at.
+            t = self.store.table("results")
+            state = t.aggregate(n=t.count(), last=t.created_at.max()).execute().iloc[0]
+            key = (id(program), int(state["n"]), str(state["last"]))
+            cached = self.__dict__.get("_bundle_cache")
+            if cached is None or cached[0] != key:
+                if program is not None:
+                    out = assemble_bundle(self.store, program).to_report()
+                else:
+                    legacy = self.store.load_result("bundle:latest")
+                    out = None if legacy is None else migrate_bundle(legacy).to_report()
+                cached = self.__dict__["_bundle_cache"] = (key, out)
+        # Callers get their own copy: the cached one must not change under the next request.
+        return copy.deepcopy(cached[1])
 
     def count(self, table: str) -> int:
         with self.lock:
