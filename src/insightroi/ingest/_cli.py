@@ -1,31 +1,69 @@
-"""``insightroi ingest KIND PATH``: load files into the store with a progress bar and a summary."""
+"""``insightroi ingest KIND PATH``: load files into the store with a progress bar and a summary;
+``insightroi ingest --retry-quarantine [KIND]``: land quarantined rows that now pass;
+``insightroi schema [TABLE]``: the data contract each table is validated against."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from insightroi._cli_common import JsonOption, StoreOption, console, err_console, fail, store_url
+from insightroi._cli_common import (
+    DEFAULT_PROGRAM,
+    JsonOption,
+    ProgramOption,
+    StoreOption,
+    console,
+    err_console,
+    fail,
+    store_url,
+)
 from insightroi.errors import InsightRoiError
-from insightroi.ingest._engine import INGESTIBLE, ingest_path
+from insightroi.ingest._engine import INGESTIBLE, ingest_path, retry_quarantine
 from insightroi.ingest._report import FileReport
 
 _SHOW_REASONS = 5
+_RETRY_HINT = "after fixing the program file (e.g. program.timezone), 'insightroi ingest --retry-quarantine' lands those that pass"
+
+
+def _program(ctx: typer.Context, path: Path) -> Any:
+    """The program file, or None when the default ./insightroi.toml is absent.
+
+    Ingest works without a program (timestamps then need offsets), so only a file the user
+    named (option or $INSIGHTROI_PROGRAM) must exist.
+    """
+    from insightroi.program import load_program
+
+    # By name: Typer vendors its own copy of click, so click's ParameterSource is another enum.
+    source = ctx.get_parameter_source("program")
+    named = getattr(source, "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
+    if not named and not path.exists():
+        return None
+    try:
+        return load_program(path)
+    except InsightRoiError as exc:
+        fail(str(exc))
 
 
 def ingest(
-    kind: Annotated[str, typer.Argument(help=f"Target table: {', '.join(INGESTIBLE)}.")],
-    path: Annotated[Path, typer.Argument(help="A .csv, .jsonl or .parquet file, or a directory of them.")],
-    store: StoreOption = None,
-    program: Annotated[
-        Path | None,
-        typer.Option("--program", "-p", envvar="INSIGHTROI_PROGRAM",
-                     help="Program file; its program.timezone localises naive timestamps."),
+    ctx: typer.Context,
+    kind: Annotated[
+        str | None, typer.Argument(metavar="KIND", show_default=False, help=f"Target table: {', '.join(INGESTIBLE)} (with --retry-quarantine: default all).")
     ] = None,
+    path: Annotated[
+        Path | None, typer.Argument(metavar="PATH", show_default=False, help="A .csv, .jsonl or .parquet file, or a directory of them.")
+    ] = None,
+    store: StoreOption = None,
+    program: ProgramOption = DEFAULT_PROGRAM,
+    retry: Annotated[
+        bool,
+        typer.Option("--retry-quarantine",
+                     help="Validate the quarantined rows of KIND (default: every table) again with the current "
+                          "program file; rows that now pass land and leave the quarantine."),
+    ] = False,
     no_redact: Annotated[
         bool, typer.Option("--no-redact", help="Keep e-mails, phone and card numbers in text (default: redact).")
     ] = False,
@@ -33,22 +71,33 @@ def ingest(
 ) -> None:
     """Ingest KIND rows from PATH: bad rows are quarantined with their reason, duplicates skipped.
 
+    Reads ./insightroi.toml when it exists: its program.timezone localises timestamps without an offset.
+
     Exits non-zero only when a whole file could not be ingested (unreadable, empty, wrong columns).
+    'insightroi schema' lists the columns each table accepts.
     """
-    from insightroi.program import load_program
     from insightroi.store import open_store
 
-    if kind not in INGESTIBLE:
+    if kind is not None and kind not in INGESTIBLE:
         fail(f"unknown kind {kind!r}; use one of: {', '.join(INGESTIBLE)}")
-    try:
-        prog = load_program(program) if program is not None else None
-    except InsightRoiError as exc:
-        fail(str(exc))
+    if retry and path is not None:
+        fail("--retry-quarantine takes a table, not a PATH: it re-reads the rows kept in the quarantine")
+    if not retry and (kind is None or path is None):
+        fail("give KIND and PATH (e.g. 'insightroi ingest feedback exports/feedback.csv'), or --retry-quarantine")
+    prog = _program(ctx, program)
+    tz = getattr(getattr(prog, "program", None), "timezone", None)
     try:
         st = open_store(store_url(store))
     except InsightRoiError as exc:
         fail(str(exc))
     with st:
+        if retry:
+            try:
+                rr = retry_quarantine(st, kind, program=prog, redact=not no_redact)
+            except InsightRoiError as exc:
+                fail(str(exc))
+            _print_retry(rr, tz, as_json)
+            return
         with Progress(
             TextColumn("[bold]ingest[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), console=err_console, transient=True, disable=as_json,
@@ -66,17 +115,74 @@ def ingest(
         console.print_json(json.dumps(report.to_dict(), default=str))
     else:
         console.print(report.summary_table())
+        if tz:
+            console.print(f"[dim]Timestamps without an offset were read in {tz} (program.timezone).[/]")
         reasons = report.errors[:_SHOW_REASONS]
         if reasons:
             console.print(f"[yellow]{report.quarantined:,} row(s) quarantined[/]; first reasons:")
             for line in reasons:
                 console.print(f"  - {line}", markup=False, highlight=False)
-            console.print("[dim]All of them are in the store's 'quarantine' table (file, row, field, reason, raw).[/]")
+            console.print(
+                "[dim]All of them are in the store's 'quarantine' table (file, row, field, reason, raw); "
+                f"{_RETRY_HINT}.[/]"
+            )
         for err in report.file_errors:
             err_console.print(f"[bold red]error:[/] {err}", highlight=False)
     if not report.ok:
         raise typer.Exit(1)
 
 
+def _print_retry(rr, tz: str | None, as_json: bool) -> None:
+    if as_json:
+        console.print_json(json.dumps(rr.to_dict(), default=str))
+        return
+    if not rr.tables:
+        console.print("Nothing in quarantine.")
+        return
+    console.print(rr.summary_table())
+    if tz:
+        console.print(f"[dim]Timestamps without an offset were read in {tz} (program.timezone).[/]")
+    if rr.still_quarantined:
+        console.print(f"[yellow]{rr.still_quarantined:,} row(s) still quarantined[/]; first reasons:")
+        for line in rr.errors[:_SHOW_REASONS]:
+            console.print(f"  - {line}", markup=False, highlight=False)
+        stuck = sum(t.not_rereadable for t in rr.tables)
+        if stuck:
+            console.print(f"[dim]Not re-readable without the file ({stuck:,}): lines the reader could not split into "
+                          "columns or that are not JSON objects; fix the file and ingest it again.[/]")
+
+
+def schema(
+    table: Annotated[str | None, typer.Argument(metavar="TABLE", show_default=False, help=f"One table: {', '.join(INGESTIBLE)} (default: all).")] = None,
+    as_json: JsonOption = False,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print Markdown (the text of docs/data-contract.md).")
+    ] = False,
+) -> None:
+    """The data contract: each table's columns, types, required or optional, allowed values, examples.
+
+    It is read from the rules 'insightroi ingest' enforces, so what it prints is what is checked.
+    """
+    from insightroi.ingest._contract import contract_tables, data_contract, data_contract_markdown
+
+    if table is not None and table not in INGESTIBLE:
+        # One line even on a narrow terminal, so scripts can grep it.
+        err_console.print(f"[bold red]error:[/] unknown table {table!r}; tables: {', '.join(INGESTIBLE)}",
+                          highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    if as_json and markdown:
+        fail("choose one of --json and --markdown")
+    if markdown:
+        # Plain text: Rich would re-wrap lines and read [EMAIL] as markup.
+        typer.echo(data_contract_markdown(table), nl=False)
+    elif as_json:
+        typer.echo(json.dumps({"tables": data_contract(table)}, indent=2))
+    else:
+        for rt in contract_tables(table):
+            console.print(rt)
+            console.print()
+
+
 def register(app: typer.Typer) -> None:
     app.command()(ingest)
+    app.command()(schema)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 import uuid
@@ -17,10 +18,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from insightroi.errors import IngestError, check_option
-from insightroi.ingest._redact import PREFILTER, redact_matched, redact_pii
-from insightroi.ingest._report import FileReport, IngestReport
-from insightroi.ingest._sources import FrameSource, format_of, open_source
+from insightroi.errors import IngestError, StoreError, check_option
+from insightroi.ingest._redact import CARD_TOKEN, EMAIL_TOKEN, PHONE_TOKEN, PREFILTER, redact_matched, redact_pii
+from insightroi.ingest._report import FileReport, IngestReport, RetryReport, TableRetry
+from insightroi.ingest._sources import CHUNK_ROWS, FrameSource, format_of, open_source, parse_raw_rows
 from insightroi.ingest._validate import (
     ERR_SEP,
     MAX_TEXT_BYTES,
@@ -31,11 +32,13 @@ from insightroi.ingest._validate import (
 )
 from insightroi.store import TABLES, Store, TableSpec
 
-__all__ = ["ingest_path", "ingest_frame", "INGESTIBLE"]
+__all__ = ["ingest_path", "ingest_frame", "retry_quarantine", "INGESTIBLE", "RETRY_SOURCE"]
 
 #: Tables a user may ingest into.
 INGESTIBLE = tuple(name for name, spec in TABLES.items() if spec.ingestible)
 _ERROR_SAMPLE = 5
+#: The ``file`` recorded in ``ingest_batches`` for rows landed by :func:`retry_quarantine`.
+RETRY_SOURCE = "<quarantine retry>"
 _SMALL = 1024  # key lists up to this size are passed as a parameter instead of a registered table
 
 Progress = Callable[[int, int, FileReport], Any]
@@ -219,6 +222,37 @@ def _renumber(rn: np.ndarray, rejected: list[int]) -> np.ndarray:
     return out
 
 
+def _land(store: Store, spec: TableSpec, res: pa.Table, *, keep: list[str], batch_id: str, started: datetime,
+          redact: bool, probe: bool) -> tuple[int, int]:
+    """Redact, dedupe and append one chunk of validated rows; returns (landed, duplicates).
+
+    ``probe``: the table may already hold some of these keys (non-DuckDB stores check here;
+    DuckDB checks once per batch with :func:`_drop_duplicates_landed`).
+    """
+    kind, key = spec.name, spec.key
+    if redact:
+        res = _redact_table(res, kind)
+    n_good = res.num_rows
+    res = _first_per_key(res, key)
+    # DuckDB dedupes against the table once per batch, after landing: probing every chunk
+    # against the growing table made a 100M-row file quadratic.
+    if store.kind != "duckdb" and probe:
+        seen = _existing(store, kind, key, res.column(key).combine_chunks())
+        if len(seen):
+            res = res.filter(pc.invert(pc.is_in(res.column(key), value_set=seen)))
+    duplicates = n_good - res.num_rows
+    if res.num_rows == 0:
+        return 0, duplicates
+    out = res.select(keep)
+    n = out.num_rows
+    out = out.append_column(
+        "ingested_at", pa.array(np.full(n, np.datetime64(started, "us")), pa.timestamp("us"))
+    ).append_column(
+        "batch_id", pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([batch_id]))
+    )
+    return store.append(kind, out), duplicates
+
+
 def _run_batch(
     store: Store,
     spec: TableSpec,
@@ -260,27 +294,12 @@ def _run_batch(
                     q_raw.extend(source.raw(chunk.take(positions)))
                 if res.num_rows == 0:
                     continue
-                if redact:
-                    res = _redact_table(res, kind)
-                n_good = res.num_rows
-                res = _first_per_key(res, key)
-                # DuckDB dedupes against the table once per file, after landing (below): probing
-                # every chunk against the growing table made a 100M-row file quadratic.
-                if store.kind != "duckdb" and (store_had_rows or landed):
-                    seen = _existing(store, kind, key, res.column(key).combine_chunks())
-                    if len(seen):
-                        res = res.filter(pc.invert(pc.is_in(res.column(key), value_set=seen)))
-                duplicates += n_good - res.num_rows
-                if res.num_rows == 0:
-                    continue
-                out = res.select(keep)
-                n = out.num_rows
-                out = out.append_column(
-                    "ingested_at", pa.array(np.full(n, np.datetime64(started, "us")), pa.timestamp("us"))
-                ).append_column(
-                    "batch_id", pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([batch_id]))
+                n_landed, n_dup = _land(
+                    store, spec, res, keep=keep, batch_id=batch_id, started=started, redact=redact,
+                    probe=store_had_rows or landed > 0,
                 )
-                landed += store.append(kind, out)
+                landed += n_landed
+                duplicates += n_dup
 
             if store.kind == "duckdb" and landed:
                 dropped = _drop_duplicates_landed(store, kind, key, batch_id, against_table=store_had_rows)
@@ -491,6 +510,195 @@ def ingest_frame(
         max_text_bytes=max_text_bytes,
     )
     return IngestReport(kind=kind, files=[fr])
+
+
+def retry_quarantine(
+    store: Store,
+    kind: str | None = None,
+    *,
+    program: Any = None,
+    redact: bool = True,
+    max_text_bytes: int = MAX_TEXT_BYTES,
+) -> RetryReport:
+    """Validate quarantined rows again (after the program file or the rules changed) and land those that pass.
+
+    Each quarantined row is re-read from its stored raw text and goes through the same
+    validation, redaction and dedupe as :func:`ingest_path`. Rows that now pass land in their
+    table (one new batch per table) and leave the quarantine; rows that still fail stay, with
+    their field and reason updated. Each table is one transaction, so a crash changes nothing,
+    and running it again lands nothing new: a row leaves the quarantine exactly when it lands
+    (or when its key is already in the table, which counts as a duplicate).
+
+    Rows that cannot be re-read from the quarantine stay as they are: CSV lines the reader could
+    not split into fields, JSONL lines that are not objects, and rows whose stored raw text was
+    redacted outside the free-text columns (an id that looked like a phone number is stored as
+    ``[PHONE]``). Fix the file and ingest it again for those.
+
+    Parameters
+    ----------
+    store : Store
+        An embedded DuckDB store (rows are deleted from and updated in the quarantine table).
+    kind : str, optional
+        One ingestible table; all of them when None.
+    program : Program or path, optional
+        The program file; its ``program.timezone`` localises naive timestamps (the usual reason
+        to retry: rows quarantined for a missing time zone land once it is set).
+    redact : bool
+        Redact e-mails, phone and card numbers in text of the rows that land (default True).
+    max_text_bytes : int
+        Longest text value accepted (default 1,000,000).
+
+    Returns
+    -------
+    RetryReport
+        One :class:`~insightroi.ingest.TableRetry` per table that had quarantined rows (always
+        one for a named ``kind``): ``landed + duplicates + still_quarantined == retried``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``kind``.
+    StoreError
+        On a store other than DuckDB.
+    """
+    kinds = INGESTIBLE if kind is None else (_check_kind(kind).name,)
+    if store.kind != "duckdb":
+        raise StoreError(f"retrying quarantined rows is only supported on the embedded DuckDB store, not {store.kind}")
+    tz = _zone(program)
+    report = RetryReport()
+    for name in kinds:
+        tr = _retry_table(store, TABLES[name], tz=tz, redact=redact, max_text_bytes=max_text_bytes)
+        if tr.retried or kind is not None:
+            report.tables.append(tr)
+    return report
+
+
+def _retry_table(store: Store, spec: TableSpec, *, tz: str | None, redact: bool, max_text_bytes: int) -> TableRetry:
+    t0 = time.perf_counter()
+    kind, key = spec.name, spec.key
+    raw = store.con.con
+    cols = [c for c in spec.columns if c not in SYSTEM_COLUMNS]
+    started = _utcnow()
+    batch_id = f"{kind}-retry-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    tag = uuid.uuid4().hex[:8]
+    passed, failed = f"_retry_pass_{tag}", f"_retry_fail_{tag}"
+    retried = landed = duplicates = changed = unreadable = 0
+    va = _validation_cursor()
+    try:
+        with store.transaction():
+            lo, hi, n = raw.execute(
+                "SELECT min(rowid), max(rowid), count(*) FROM quarantine WHERE target_table = ?", [kind]
+            ).fetchone()
+            if not n:
+                return TableRetry(kind=kind, seconds=time.perf_counter() - t0)
+            store_had_rows = _has_rows(store, kind)
+            # Which rows passed or changed is collected in temp tables and applied to the
+            # quarantine at the end: pages are addressed by rowid, which must not move meanwhile.
+            raw.execute(f"CREATE TEMP TABLE {passed} (rid BIGINT)")
+            raw.execute(f"CREATE TEMP TABLE {failed} (rid BIGINT, field VARCHAR, reason VARCHAR)")
+            for start in range(int(lo), int(hi) + 1, CHUNK_ROWS):
+                page = raw.execute(
+                    "SELECT rowid AS _rn, field, reason, raw FROM quarantine "
+                    "WHERE target_table = ? AND rowid BETWEEN ? AND ?",
+                    [kind, start, start + CHUNK_ROWS - 1],
+                ).to_arrow_table()
+                retried += page.num_rows
+                rows = _unredacted(parse_raw_rows(va, page, cols), kind)
+                unreadable += page.num_rows - rows.num_rows
+                if rows.num_rows == 0:
+                    continue
+                res = validate_chunk(va, spec, rows, tz=tz, redact=redact, max_text_bytes=max_text_bytes)
+                bad_mask = pc.is_valid(res.column("_err"))
+                bad = res.filter(bad_mask).select(["_rn", "_err"])
+                if bad.num_rows:
+                    at = pc.index_in(bad.column("_rn"), value_set=page.column("_rn").combine_chunks())
+                    old = page.select(["field", "reason"]).take(at).to_pylist()
+                    upd = [
+                        (rid, *new) for rid, new, was in zip(
+                            bad.column("_rn").to_pylist(), map(split_error, bad.column("_err").to_pylist()), old)
+                        if new != (was["field"], was["reason"])
+                    ]
+                    if upd:
+                        changed += len(upd)
+                        _insert(raw, failed, pa.table({
+                            "rid": pa.array([u[0] for u in upd], pa.int64()),
+                            "field": pa.array([u[1] for u in upd], pa.string()),
+                            "reason": pa.array([u[2] for u in upd], pa.string()),
+                        }))
+                good = res.filter(pc.invert(bad_mask))
+                if good.num_rows == 0:
+                    continue
+                _insert(raw, passed, pa.table({"rid": good.column("_rn")}))
+                n_landed, n_dup = _land(
+                    store, spec, good, keep=[c for c in cols if c in good.column_names], batch_id=batch_id,
+                    started=started, redact=redact, probe=store_had_rows or landed > 0,
+                )
+                landed += n_landed
+                duplicates += n_dup
+            if landed:
+                dropped = _drop_duplicates_landed(store, kind, key, batch_id, against_table=store_had_rows)
+                landed -= dropped
+                duplicates += dropped
+            # Delete first: a delete never moves the rows left, so the rowids to update stay valid.
+            raw.execute(f"DELETE FROM quarantine WHERE rowid IN (SELECT rid FROM {passed})")
+            raw.execute(
+                f"UPDATE quarantine SET field = f.field, reason = f.reason FROM {failed} f WHERE quarantine.rowid = f.rid"
+            )
+            raw.execute(f"DROP TABLE {passed}")
+            raw.execute(f"DROP TABLE {failed}")
+            if landed or duplicates:
+                store.append("ingest_batches", pa.table({
+                    "batch_id": [batch_id], "target_table": [kind], "file": [RETRY_SOURCE],
+                    "sha256": pa.array([None], pa.string()),
+                    "rows_read": pa.array([landed + duplicates], pa.int64()),
+                    "landed": pa.array([landed], pa.int64()), "duplicates": pa.array([duplicates], pa.int64()),
+                    "quarantined": pa.array([0], pa.int64()),
+                    "started_at": pa.array([started], pa.timestamp("us")),
+                    "finished_at": pa.array([_utcnow()], pa.timestamp("us")),
+                }))
+            sample = raw.execute(
+                "SELECT file, row_number, field, reason FROM quarantine WHERE target_table = ? "
+                "ORDER BY rowid LIMIT ?", [kind, _ERROR_SAMPLE],
+            ).fetchall()
+    finally:
+        va.close()
+    errors = tuple(
+        f"{file} row {rn}" + (f", field {field!r}" if field else "") + f": {reason}" for file, rn, field, reason in sample
+    )
+    return TableRetry(
+        kind=kind, retried=retried, landed=landed, duplicates=duplicates,
+        still_quarantined=retried - landed - duplicates, reasons_changed=changed, not_rereadable=unreadable,
+        batch_id=batch_id if landed else None, errors=errors, seconds=time.perf_counter() - t0,
+    )
+
+
+_TOKENS = "|".join(re.escape(t) for t in (EMAIL_TOKEN, PHONE_TOKEN, CARD_TOKEN))
+
+
+def _unredacted(rows: pa.Table, kind: str) -> pa.Table:
+    """The rows whose values outside the redacted free-text columns carry no redaction token.
+
+    A quarantined raw row is redacted as a whole, so an id or a field that looked like a phone
+    number was stored as ``[PHONE]``; landing it would store the token instead of the value.
+    Such a row stays in quarantine: only ingesting its file again brings the value back.
+    """
+    free = set(REDACT_COLUMNS.get(kind, ()))
+    keep = None
+    for name in rows.column_names:
+        if name == "_rn" or name in free:
+            continue
+        hit = pc.fill_null(pc.match_substring_regex(rows.column(name), _TOKENS), False)
+        keep = pc.invert(hit) if keep is None else pc.and_(keep, pc.invert(hit))
+    return rows if keep is None else rows.filter(keep)
+
+
+def _insert(raw: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> None:
+    view = f"_ins_{uuid.uuid4().hex[:8]}"
+    raw.register(view, rows)
+    try:
+        raw.execute(f"INSERT INTO {table} SELECT * FROM {view}")
+    finally:
+        raw.unregister(view)
 
 
 def _to_arrow(data: Any, source: str) -> pa.Table:

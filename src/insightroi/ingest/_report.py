@@ -7,7 +7,7 @@ from typing import Any
 
 from insightroi.errors import IngestError
 
-__all__ = ["FileReport", "IngestReport"]
+__all__ = ["FileReport", "IngestReport", "TableRetry", "RetryReport"]
 
 
 @dataclass(frozen=True)
@@ -152,3 +152,116 @@ class IngestReport:
                  f"quarantined {f.quarantined}" + (f" (error: {f.error})" if f.error else "")
                  for f in self.files]
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class TableRetry:
+    """One table's quarantined rows validated again, in one transaction.
+
+    Every quarantined row is accounted for: ``landed + duplicates + still_quarantined == retried``.
+
+    Attributes
+    ----------
+    kind : str
+        The target table.
+    retried : int
+        Rows of this table that were in quarantine before the retry.
+    landed : int
+        Rows that now pass: written to the table and removed from quarantine.
+    duplicates : int
+        Rows that now pass but whose key was already in the table (or in an earlier quarantined
+        row): removed from quarantine, not written again.
+    still_quarantined : int
+        Rows that still fail; they stay in quarantine with their current field and reason.
+    reasons_changed : int
+        Of those, rows whose field or reason changed (e.g. a time zone is now set but the value
+        is out of range).
+    not_rereadable : int
+        Of those, rows whose stored raw text is not a row of this table (CSV lines the reader
+        rejected, lines that are not JSON objects) or was redacted outside the free-text columns:
+        only fixing the file and ingesting it again helps; they are left as they were.
+    batch_id : str or None
+        The batch that landed the rows (None when none passed).
+    errors : tuple of str
+        The first few reasons of rows still quarantined, e.g. ``fb.csv row 7, field 'rating': ...``.
+    seconds : float
+        Wall time for this table.
+    """
+
+    kind: str
+    retried: int = 0
+    landed: int = 0
+    duplicates: int = 0
+    still_quarantined: int = 0
+    reasons_changed: int = 0
+    not_rereadable: int = 0
+    batch_id: str | None = None
+    errors: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+
+@dataclass
+class RetryReport:
+    """The result of :func:`insightroi.ingest.retry_quarantine`: one :class:`TableRetry` per table.
+
+    Print it with Rich for the summary table, or call :meth:`to_dict` for JSON.
+    """
+
+    tables: list[TableRetry] = field(default_factory=list)
+
+    @property
+    def retried(self) -> int:
+        return sum(t.retried for t in self.tables)
+
+    @property
+    def landed(self) -> int:
+        return sum(t.landed for t in self.tables)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(t.duplicates for t in self.tables)
+
+    @property
+    def still_quarantined(self) -> int:
+        return sum(t.still_quarantined for t in self.tables)
+
+    @property
+    def errors(self) -> list[str]:
+        """Sample of reasons for rows still quarantined, across tables."""
+        return [e for t in self.tables for e in t.errors]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "retried": self.retried, "landed": self.landed, "duplicates": self.duplicates,
+            "still_quarantined": self.still_quarantined,
+            "tables": [asdict(t) | {"errors": list(t.errors)} for t in self.tables],
+        }
+
+    def summary_table(self, title: str | None = None):
+        """A ``rich.table.Table``: table, retried, landed, duplicate, still quarantined, reason changed."""
+        from rich.table import Table
+
+        table = Table(title=title or "Quarantine retried")
+        table.add_column("table")
+        for col in ("retried", "landed", "duplicate", "still quarantined", "reason changed"):
+            table.add_column(col, justify="right")
+        for t in self.tables:
+            table.add_row(
+                t.kind, f"{t.retried:,}", f"[green]{t.landed:,}[/]" if t.landed else "0", f"{t.duplicates:,}",
+                f"[yellow]{t.still_quarantined:,}[/]" if t.still_quarantined else "0", f"{t.reasons_changed:,}",
+            )
+        if len(self.tables) > 1:
+            table.add_row(
+                "[bold]total[/]", f"{self.retried:,}", f"{self.landed:,}", f"{self.duplicates:,}",
+                f"{self.still_quarantined:,}", f"{sum(t.reasons_changed for t in self.tables):,}",
+            )
+        return table
+
+    def __rich__(self):
+        return self.summary_table()
+
+    def __str__(self) -> str:
+        return "\n".join(
+            f"{t.kind}: retried {t.retried}, landed {t.landed}, duplicates {t.duplicates}, "
+            f"still quarantined {t.still_quarantined}" for t in self.tables
+        )

@@ -25,7 +25,9 @@ import pyarrow as pa
 from insightroi.errors import IngestError
 from insightroi.ingest._validate import ERR_SEP
 
-__all__ = ["open_source", "FrameSource", "format_of", "SUFFIXES", "CHUNK_ROWS", "MAX_LINE_BYTES"]
+__all__ = [
+    "open_source", "FrameSource", "format_of", "parse_raw_rows", "SUFFIXES", "CHUNK_ROWS", "MAX_LINE_BYTES",
+]
 
 #: Rows per chunk: bounds memory while a file is validated and appended (one transaction per file).
 CHUNK_ROWS = 262_144
@@ -267,6 +269,32 @@ class FrameSource(_Source):
     def chunks(self):
         for start in range(0, self.table.num_rows, CHUNK_ROWS):
             yield _with_rn(self.table.slice(start, CHUNK_ROWS), start)
+
+
+def parse_raw_rows(con: duckdb.DuckDBPyConnection, rows: pa.Table, columns: list[str]) -> pa.Table:
+    """Quarantined raw rows back into a table that :func:`~insightroi.ingest._validate.validate_chunk` takes.
+
+    ``rows`` has ``_rn`` (int64) and ``raw`` (the quarantine table's JSON text of the row, as
+    :meth:`_Source.raw` and the JSONL reader store it). Values are read as text, like a JSONL line,
+    so a row is validated exactly as when it was first ingested. Only rows that are a JSON object
+    whose keys are all in ``columns`` come back: CSV lines the reader rejected (stored as
+    ``{"line": ...}``) and lines that are not JSON objects cannot be re-read without the file, and
+    keep their quarantine entry. Every column of ``columns`` is returned (NULL where absent), so a
+    missing required value is reported per row instead of failing the whole set.
+    """
+    allowed = "[" + ", ".join("'" + c.replace("'", "''") + "'" for c in columns) + "]"
+    extract = ", ".join(
+        f"json_extract_string(raw, '$.\"{c}\"') AS \"{c}\"" for c in columns if '"' not in c and "'" not in c
+    )
+    view = f"_raw_rows_{uuid.uuid4().hex[:8]}"
+    con.register(view, rows.select(["_rn", "raw"]))
+    try:
+        return con.execute(
+            f"SELECT _rn, {extract} FROM {view} WHERE raw IS NOT NULL AND json_valid(raw) "
+            f"AND json_type(raw) = 'OBJECT' AND list_has_all({allowed}::VARCHAR[], json_keys(raw)) ORDER BY _rn"
+        ).to_arrow_table()
+    finally:
+        con.unregister(view)
 
 
 def open_source(path: Path, con: duckdb.DuckDBPyConnection, display: str) -> _Source:

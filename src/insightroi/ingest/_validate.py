@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from insightroi.store import ANNOTATION_KINDS, CHAIN_EVENT_TYPES, FEEDBACK_SOURCES, TableSpec
+from insightroi.store import TABLES, TableSpec
 
 __all__ = [
     "MAX_TEXT_BYTES",
@@ -17,6 +17,9 @@ __all__ = [
     "SYSTEM_COLUMNS",
     "ENUMS",
     "RANGES",
+    "TRUE_WORDS",
+    "FALSE_WORDS",
+    "TYPE_FORMATS",
     "ERR_SEP",
     "build_query",
     "validate_chunk",
@@ -39,22 +42,36 @@ REDACT_COLUMNS: dict[str, tuple[str, ...]] = {
 #: Columns ingestion fills in itself; if a file carries them (an export of the store) they are ignored.
 SYSTEM_COLUMNS = ("ingested_at", "batch_id")
 
-#: Columns with a closed set of values (compared after trimming and lower-casing).
+#: Columns with a closed set of values (compared after trimming and lower-casing); the values
+#: live on the column specs (``ColumnInfo.allowed``) so the printed data contract is the one enforced.
 ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("feedback", "source"): FEEDBACK_SOURCES,
-    ("chain_events", "event_type"): CHAIN_EVENT_TYPES,
-    ("annotations", "kind"): ANNOTATION_KINDS,
-    ("refunds", "kind"): ("refund", "return"),
+    (t.name, col): info.allowed for t in TABLES.values() for col, info in t.column_info.items() if info.allowed
 }
 
-#: Inclusive numeric ranges (None: unbounded). Ratings cover 1-5 stars and 0-10 NPS scales.
+#: Inclusive numeric ranges (None: unbounded), from ``ColumnInfo.minimum`` / ``maximum``.
+#: Ratings cover 1-5 stars and 0-10 NPS scales.
 RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
-    ("feedback", "rating"): (0, 10),
-    ("orders", "quantity"): (0, None),
-    ("refunds", "amount"): (0, None),
-    ("tickets", "handle_minutes"): (0, None),
-    ("traffic", "sessions"): (0, None),
-    ("traffic", "conversions"): (0, None),
+    (t.name, col): (info.minimum, info.maximum)
+    for t in TABLES.values()
+    for col, info in t.column_info.items()
+    if info.minimum is not None or info.maximum is not None
+}
+
+#: Text accepted as a boolean (after trimming, any case).
+TRUE_WORDS = ("true", "t", "yes", "y", "1")
+FALSE_WORDS = ("false", "f", "no", "n", "0")
+
+#: What a cell of each column type may hold, as users read it (``insightroi schema``).
+TYPE_FORMATS: dict[str, str] = {
+    "string": f"text, kept exactly (at most {MAX_TEXT_BYTES:,} UTF-8 bytes)",
+    "float64": "a number, e.g. 12.5",
+    "int64": "a whole number, e.g. 12 (12.0 is accepted)",
+    "boolean": f"{'/'.join(TRUE_WORDS)} or {'/'.join(FALSE_WORDS)} (any case)",
+    "date": "a date, YYYY-MM-DD",
+    "timestamp": (
+        "ISO 8601 date and time with an offset (Z, +01:00 or an IANA zone name); a time without one "
+        "is read in the program file's program.timezone, and quarantined when there is none"
+    ),
 }
 
 #: Separates field and reason in the single error column the query returns.
@@ -200,8 +217,8 @@ def build_query(
             if is_text:
                 low = f"lower({s})"
                 v_expr = (
-                    f"CASE WHEN {low} IN ('true', 't', 'yes', 'y', '1') THEN true "
-                    f"WHEN {low} IN ('false', 'f', 'no', 'n', '0') THEN false END"
+                    f"CASE WHEN {low} IN ({', '.join(map(_lit, TRUE_WORDS))}) THEN true "
+                    f"WHEN {low} IN ({', '.join(map(_lit, FALSE_WORDS))}) THEN false END"
                 )
             elif stype == "BOOLEAN":
                 v_expr = src

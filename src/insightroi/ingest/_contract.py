@@ -1,0 +1,219 @@
+"""The data contract: what each ingestible table accepts, read from the rules ingestion enforces.
+
+Nothing here is written by hand about a column: names, types and required columns come from
+:data:`insightroi.store.TABLES`, meanings, examples, allowed values and ranges from each column's
+:class:`~insightroi.store._schema.ColumnInfo` (which the validator also reads), and the accepted
+cell formats from :data:`insightroi.ingest._validate.TYPE_FORMATS`. ``insightroi schema`` prints
+it and ``docs/data-contract.md`` is :func:`data_contract_markdown`'s output, so the documentation
+cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from insightroi.errors import check_option
+from insightroi.ingest._engine import INGESTIBLE
+from insightroi.ingest._validate import (
+    ENUMS,
+    MAX_TEXT_BYTES,
+    RANGES,
+    REDACT_COLUMNS,
+    SYSTEM_COLUMNS,
+    TYPE_FORMATS,
+)
+from insightroi.store import TABLES
+
+__all__ = ["data_contract", "data_contract_markdown", "contract_tables", "TYPE_NAMES"]
+
+#: Column types as users read them.
+TYPE_NAMES = {
+    "string": "text", "float64": "number", "int64": "integer", "boolean": "boolean",
+    "date": "date", "timestamp": "timestamp",
+}
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def _rule(table: str, column: str) -> str:
+    """Allowed values of a column, in words ('' when any value of its type is accepted)."""
+    if (table, column) in ENUMS:
+        return ", ".join(ENUMS[(table, column)])
+    if (table, column) in RANGES:
+        lo, hi = RANGES[(table, column)]
+        if lo is not None and hi is not None:
+            return f"{_num(lo)} to {_num(hi)}"
+        return f">= {_num(lo)}" if lo is not None else f"<= {_num(hi)}"
+    return ""
+
+
+def data_contract(table: str | None = None) -> list[dict[str, Any]]:
+    """Each ingestible table's columns, types, required or optional, allowed values and examples.
+
+    Parameters
+    ----------
+    table : str, optional
+        One ingestible table; all of them (in the store's order) when None.
+
+    Returns
+    -------
+    list of dict
+        One dict per table: ``name``, ``description``, ``key``, ``time_column`` and ``columns``,
+        a list of dicts with ``name``, ``type`` (text, number, integer, boolean, date, timestamp),
+        ``store_type`` (the Ibis type), ``format`` (what a cell may hold), ``required``,
+        ``set_by_ingestion``, ``redacted``, ``allowed`` (list or None), ``minimum``, ``maximum``,
+        ``rule`` (allowed values in words), ``example`` and ``description``.
+
+    Raises
+    ------
+    ValueError
+        For a table that is not ingestible (the message lists those that are).
+    """
+    names = INGESTIBLE if table is None else (check_option("table", table, INGESTIBLE),)
+    out = []
+    for name in names:
+        spec = TABLES[name]
+        columns = []
+        for col, ibis_type in spec.columns.items():
+            info = spec.column_info[col]
+            lo, hi = RANGES.get((name, col), (None, None))
+            columns.append({
+                "name": col,
+                "type": TYPE_NAMES[ibis_type],
+                "store_type": ibis_type,
+                "format": TYPE_FORMATS[ibis_type],
+                "required": col in spec.required,
+                "set_by_ingestion": col in SYSTEM_COLUMNS,
+                "redacted": col in REDACT_COLUMNS.get(name, ()),
+                "allowed": list(ENUMS[(name, col)]) if (name, col) in ENUMS else None,
+                "minimum": lo,
+                "maximum": hi,
+                "rule": _rule(name, col),
+                "example": info.example,
+                "description": info.description,
+            })
+        out.append({
+            "name": name, "description": spec.description, "key": spec.key, "time_column": spec.time_column,
+            "columns": columns,
+        })
+    return out
+
+
+def _required_word(col: dict[str, Any]) -> str:
+    if col["set_by_ingestion"]:
+        return "set by ingestion"
+    return "required" if col["required"] else "optional"
+
+
+def _md(text: str | None) -> str:
+    return (text or "").replace("|", "\\|").replace("\n", " ")
+
+
+def _code(text: str | None) -> str:
+    return f"`{text}`" if text else ""
+
+
+def data_contract_markdown(table: str | None = None) -> str:
+    """The data contract as Markdown: with no ``table``, the text of ``docs/data-contract.md``.
+
+    Parameters
+    ----------
+    table : str, optional
+        Only this ingestible table's section (after the rules that hold for every table).
+
+    Returns
+    -------
+    str
+        A Markdown document ending in a newline; regenerate the committed file with
+        ``insightroi schema --markdown > docs/data-contract.md``.
+
+    Raises
+    ------
+    ValueError
+        For a table that is not ingestible.
+    """
+    lines = [
+        "# Data contract",
+        "",
+        "<!-- Generated by `insightroi schema --markdown > docs/data-contract.md` from the rules that",
+        "     ingestion enforces (src/insightroi/store/_schema.py, src/insightroi/ingest/_validate.py).",
+        "     Do not edit by hand: change the code and regenerate; a test fails when they differ. -->",
+        "",
+        "What `insightroi ingest TABLE PATH` accepts, table by table. `insightroi schema [TABLE]` prints",
+        "the same in the terminal (`--json` for programs).",
+        "",
+        "## Rules for every table",
+        "",
+        "- **Files**: CSV with a header row, JSONL (one JSON object per line) or Parquet (CSV and JSONL",
+        "  may be gzip-compressed), or a directory of them. Each file lands in one transaction.",
+        "- **Columns**: a file must have every *required* column and no column the table does not",
+        "  have, otherwise the whole file is refused and nothing lands. *Optional* columns may be left",
+        "  out. Columns *set by ingestion* are ignored when a file carries them.",
+        "- **Rows**: a row that breaks a rule below (a missing required value, a value that does not",
+        "  parse as its type, a value outside its allowed values or range) goes to the store's `quarantine`",
+        "  table with its file, row number, field, reason and raw text; the other rows land.",
+        "- **Duplicates**: a row whose key is already stored, or repeated earlier in the file, is",
+        "  skipped; ingesting the same file twice changes nothing.",
+        "- **Allowed values** are compared after trimming spaces and lower-casing (`Chat ` is `chat`).",
+        f"- **Text** is kept exactly; a value over {MAX_TEXT_BYTES:,} UTF-8 bytes quarantines its row.",
+        "  E-mails, phone and card numbers in redacted columns become `[EMAIL]`, `[PHONE]`, `[CARD]`",
+        "  (turn off with `--no-redact`).",
+        "- **Time zones**: timestamps are stored in UTC. A timestamp written without an offset is read",
+        "  in the program file's `program.timezone`; without one it is quarantined. After setting it,",
+        "  `insightroi ingest --retry-quarantine [TABLE]` lands the rows that now pass.",
+        "",
+        "Cell formats by type:",
+        "",
+        "| type | a cell may hold |",
+        "|---|---|",
+    ]
+    for ibis_type, fmt in TYPE_FORMATS.items():
+        lines.append(f"| {TYPE_NAMES[ibis_type]} | {_md(fmt)} |")
+    for t in data_contract(table):
+        lines += ["", f"## {t['name']}", ""]
+        if t["description"]:
+            lines += [_md(t["description"]), ""]
+        facts = [f"Key: `{t['key']}`"]
+        if t["time_column"]:
+            facts.append(f"event time: `{t['time_column']}`")
+        lines += ["; ".join(facts) + ".", ""]
+        lines += [
+            "| column | type | required | allowed values | example | description |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in t["columns"]:
+            desc = c["description"] + (" Redacted." if c["redacted"] else "")
+            lines.append(
+                f"| `{c['name']}` | {c['type']} | {_required_word(c)} | {_md(c['rule'])} | "
+                f"{_md(_code(c['example']))} | {_md(desc)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def contract_tables(table: str | None = None) -> list:
+    """The contract as ``rich.table.Table`` objects, one per table (for ``insightroi schema``)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = []
+    for t in data_contract(table):
+        facts = f"key {t['key']}" + (f"; event time {t['time_column']}" if t["time_column"] else "")
+        rt = Table(title=f"[bold]{t['name']}[/]" + (f" - {escape(t['description'])}" if t["description"] else ""),
+                   caption=facts, title_justify="left", caption_justify="left")
+        rt.add_column("column", style="bold", no_wrap=True)
+        rt.add_column("type", no_wrap=True)
+        rt.add_column("required")
+        rt.add_column("allowed values", overflow="fold")
+        rt.add_column("example", overflow="fold")
+        rt.add_column("description", overflow="fold")
+        for c in t["columns"]:
+            req = _required_word(c)
+            style = {"required": "[green]required[/]", "set by ingestion": "[dim]set by ingestion[/]"}
+            rt.add_row(
+                escape(c["name"]), c["type"], style.get(req, req), escape(c["rule"]), escape(c["example"] or ""),
+                escape(c["description"] + (" Redacted." if c["redacted"] else "")),
+            )
+        out.append(rt)
+    return out
