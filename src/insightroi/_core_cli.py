@@ -61,6 +61,7 @@ def plan(
     )
     try:
         from insightroi.experiments import power_table
+        from insightroi.experiments._power_table import MAX_WEEKS
     except ImportError:
         return
     url = store_url(store)
@@ -68,16 +69,48 @@ def plan(
     if db_file is not None and not db_file.exists():
         console.print("[dim]No store yet: ingest pre-period data to get the power table.[/]")
         return
-    with open_store(url) as st:
+    with run_or_fail(open_store, url) as st:
         rows = run_or_fail(power_table, prog, st)
     if not rows:
         return
+    # Side by side: what a plain comparison would need and what the analysis, which is
+    # CUPED-adjusted, will need; planning on the plain column alone calls detectable effects
+    # hopeless (issue 15).
+    cols = [("kpi", "kpi"), ("baseline", "baseline"), ("units\nt/c", None), ("weeks\nplain", "weeks_needed"),
+            ("weeks\nCUPED", "weeks_needed_cuped"), ("rho", "rho")]
+    if e.end:
+        cols += [("MDE at end\nplain", "mde_at_planned_end"), ("MDE at end\nCUPED", "mde_at_planned_end_cuped"),
+                 ("power at end\nplain", "power_at_planned_end"),
+                 ("power at end\nCUPED", "power_at_planned_end_cuped")]
+    cols += [("ICC", "icc")]
+
+    def cell(r: dict, key: str | None) -> str:
+        if key is None:
+            return f"{r['units_treatment']}/{r['units_control']}"
+        v = r.get(key)
+        if v is None:  # a searched-for duration that does not exist reads as "more than the search"
+            return f"> {MAX_WEEKS}" if key.startswith("weeks_needed") and r["baseline"] else "-"
+        if key.startswith(("mde_", "power_")):
+            return f"{v:.1%}"
+        return f"{v:,.4g}" if isinstance(v, float) else str(v)
+
     pt = Table(title="Power (from the store's pre-period data)")
-    for col in rows[0]:
-        pt.add_column(str(col))
+    for header, key in cols:
+        pt.add_column(header, justify="left" if key == "kpi" else "right")
     for r in rows:
-        pt.add_row(*[f"{v:,.4g}" if isinstance(v, float) else str(v) for v in r.values()])
+        pt.add_row(*[cell(r, key) for _, key in cols])
     console.print(pt)
+    for r in rows:
+        adj = (f"; rho between two adjacent {r['rho_window_weeks']}-week pre-period windows: {r['rho_adjacent']:.2f}"
+               if r.get("rho_adjacent") is not None else "")
+        console.print(f"- {r['kpi']}: {r['verdict']}{adj}", markup=False)
+    console.print(
+        f"The analysis (insightroi analyze) will use CUPED: it adjusts each KPI by the unit's value in the "
+        f"{e.pre_period_days}-day pre-period, so plan on the CUPED columns (plain: without CUPED). rho is the "
+        "correlation of a unit's KPI in the planned window with its pre-period KPI, extrapolated from the one "
+        "measured between two adjacent pre-period windows; CUPED leaves (1 - rho^2) of the plain variance. "
+        f"Units are the randomization units ({e.unit}), so the between-unit (intra-cluster) variance is included."
+    )
 
 
 def status(store: StoreOption = None) -> None:

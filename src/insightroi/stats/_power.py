@@ -10,6 +10,8 @@ Cohen, J. (1988). Statistical Power Analysis for the Behavioral Sciences, 2nd ed
 Donner, A., Klar, N. (2000). Design and Analysis of Cluster Randomization Trials.
 Eldridge, S., Ashby, D., Kerry, S. (2006). Sample size for cluster randomized trials: effect of
 coefficient of variation of cluster size and analysis method. Int. J. Epidemiology 35, 1292-1300.
+Deng, A., Xu, Y., Kohavi, R., Walker, T. (2013). Improving the sensitivity of online controlled
+experiments by utilizing pre-experiment data (CUPED). WSDM.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import numpy as np
 from scipy import optimize, stats
 
 from insightroi.errors import DataError, check_option
-from insightroi.stats._suffstats import Ratio
+from insightroi.stats._suffstats import Ratio, RatioRegressionAdjusted
+from insightroi.stats._twoarm import _grad_post, _grad_pre
 
 __all__ = [
     "power",
@@ -32,6 +35,10 @@ __all__ = [
     "sample_size_ratio",
     "ratio_unit_variance",
     "power_from_se",
+    "mde_from_se",
+    "ratio_window_moments",
+    "cuped_residual_variance",
+    "duration_variances",
     "icc_anova",
     "design_effect",
 ]
@@ -127,13 +134,120 @@ def sample_size_ratio(
     return int(math.ceil(sample_size(d, power_target=power_target, alpha=alpha, ratio=ratio) - 1e-9))
 
 
-def power_from_se(effect: float, se: float, *, alpha: float = 0.05) -> float:
-    """Two-sided normal power for an effect measured with standard error ``se``."""
+def power_from_se(effect: float, se: float, *, alpha: float = 0.05, df: float | None = None) -> float:
+    """Two-sided power for an effect measured with standard error ``se``.
+
+    Parameters
+    ----------
+    effect, se : float
+        The true effect and the standard error of its estimate, in the same units.
+    alpha : float
+        Two-sided level of the test.
+    df : float, optional
+        Degrees of freedom of a t reference (noncentral t power, as :func:`power` with
+        ``test="t"``); the normal when None. A cluster design analysed at the cluster has
+        about ``clusters - 2`` of them, and with few clusters the normal overstates power.
+    """
     if not se > 0:
         return math.nan
-    crit = stats.norm.isf(alpha / 2)
     nc = abs(effect) / se
-    return float(stats.norm.sf(crit - nc) + stats.norm.cdf(-crit - nc))
+    if df is None or not math.isfinite(df):
+        crit = stats.norm.isf(alpha / 2)
+        return float(stats.norm.sf(crit - nc) + stats.norm.cdf(-crit - nc))
+    if not df > 0:
+        return math.nan
+    crit = stats.t.isf(alpha / 2, df)
+    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+
+
+def mde_from_se(se: float, *, alpha: float = 0.05, power_target: float = 0.8, df: float | None = None) -> float:
+    """Smallest effect detected with ``power_target`` when its estimate has standard error ``se``.
+
+    ``(z_{1-alpha/2} + z_{power}) se`` for the normal reference; for a t reference (``df``
+    given) the root of :func:`power_from_se`. Either way it is proportional to ``se``.
+    """
+    if not se > 0:
+        return math.nan
+    if df is None or not math.isfinite(df):
+        return float((stats.norm.isf(alpha / 2) + stats.norm.isf(1 - power_target)) * se)
+    f = lambda k: power_from_se(k, 1.0, alpha=alpha, df=df) - power_target  # noqa: E731
+    hi = 8.0
+    while not f(hi) > 0:  # scipy's nct turns NaN far in the tail, so widen the bracket stepwise
+        hi *= 2
+        if hi > 1e3:
+            return math.nan
+    return float(optimize.brentq(f, 1e-9, hi, xtol=1e-12)) * se
+
+
+def ratio_window_moments(stat: RatioRegressionAdjusted) -> tuple[float, float, float]:
+    """Per-unit variances of the linearised post and pre ratios, and their covariance.
+
+    The linearisations are the ones :func:`insightroi.stats.two_arm` uses for a
+    :class:`RatioRegressionAdjusted` (``(num - R den) / mean(den)`` in each period), so the
+    CUPED variance a plan derives from them is the one the analysis will get.
+
+    Returns
+    -------
+    (var_post, var_pre, cov)
+    """
+    m = stat.moments()
+    gp, gq = _grad_post(m), _grad_pre(m)
+    return float(gp @ m.cov @ gp), float(gq @ m.cov @ gq), float(gp @ m.cov @ gq)
+
+
+def cuped_residual_variance(var_post: float, var_pre: float, cov: float) -> tuple[float, float]:
+    """Variance left after CUPED with the variance-minimising ``theta = cov / var_pre``.
+
+    ``var_post - cov^2 / var_pre = var_post (1 - rho^2)`` (Deng et al. 2013, eq. 3).
+
+    Returns
+    -------
+    (variance, rho)
+        ``rho = cov / sqrt(var_post var_pre)``; ``(var_post, 0.0)`` when the pre-period has
+        no variance.
+    """
+    if not (var_pre > 0 and var_post > 0) or not math.isfinite(cov):
+        return float(var_post), 0.0
+    rho = max(min(cov / math.sqrt(var_post * var_pre), 1.0), -1.0)
+    return float(var_post * (1 - rho * rho)), float(rho)
+
+
+def duration_variances(
+    a: float, b: float, weeks: float, *, cross_cov: float = 0.0, pre_weeks: float | None = None,
+) -> tuple[float, float, float]:
+    """Per-unit variance of a ratio KPI over ``weeks`` weeks, without and with CUPED, and rho.
+
+    The linearised ratio of a unit over ``T`` weeks has variance ``V(T) = a + b / T``: ``a``
+    the lasting between-unit heterogeneity, ``b / T`` the counting noise. Two disjoint windows
+    share only the lasting part, so their covariance is ``cross_cov`` whatever their lengths
+    (estimate it from two adjacent pre-period windows). CUPED adjusts the ``T``-week
+    experiment window by the ``P``-week pre-period, which gives
+    ``rho(T)^2 = cross_cov^2 / ((a + b / P) (a + b / T))``: rho grows with both durations as
+    the noise averages out, so a rho measured at one window length must not be reused at another.
+
+    Parameters
+    ----------
+    a, b : float
+        Variance components (see ``insightroi.experiments.variance_model``).
+    weeks : float
+        Experiment window ``T``.
+    cross_cov : float
+        Covariance of a unit's linearised KPI in two disjoint windows. Clipped to ``[0, a]``:
+        under the model it estimates ``a``, and a larger value is sampling noise that would
+        promise a variance below zero; a negative one promises nothing a plan can rely on.
+    pre_weeks : float, optional
+        Pre-period length ``P`` (None: no pre-period, so no CUPED).
+
+    Returns
+    -------
+    (variance, variance_cuped, rho)
+    """
+    v_post = a + b / weeks
+    if not pre_weeks or pre_weeks <= 0:
+        return float(v_post), float(v_post), 0.0
+    c = min(max(cross_cov, 0.0), max(a, 0.0))
+    v_cuped, rho = cuped_residual_variance(v_post, a + b / pre_weeks, c)
+    return float(v_post), v_cuped, rho
 
 
 def icc_anova(values, clusters) -> float:
