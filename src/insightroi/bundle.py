@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "SCHEMA_VERSION",
+    "DEFAULT_AUDIENCES",
     "SECTION_KIND",
     "STAGES",
     "Provenance",
@@ -361,13 +362,25 @@ def assemble_bundle(store: Any, program: Any, *, failures: list[dict[str, Any]] 
         data["quasi"] = sections["quasi"].get("rows", [])
     claims = list((sections.get("quasi") or {}).get("claims", []))
     saved_claims = store.load_results("claim")
-    claims += [{**row["payload"], "label": row["payload"].get("label", "saved")} for row in saved_claims]
+    claims += [_saved_claim(row["payload"]) for row in saved_claims]
     data["claims"] = claims
     if "monitor" in sections:
         data["monitor"] = _strip(sections["monitor"])
     if demo:
         data["world"] = demo.get("demo_run")
     return Bundle.model_validate(data)
+
+
+def _saved_claim(payload: dict[str, Any]) -> dict[str, Any]:
+    """A ``validate-claim`` report in the claims table's shape (claim text, verdict with underscores)."""
+    out = dict(payload)
+    claim = out.get("claim")
+    if isinstance(claim, dict):
+        out["claim_detail"] = claim
+        out["claim"] = claim.get("text") or claim.get("raw") or str(claim)
+    out["verdict"] = str(out.get("verdict", "")).replace(" ", "_")
+    out.setdefault("label", "saved")
+    return out
 
 
 def _strip(section: dict[str, Any]) -> dict[str, Any]:

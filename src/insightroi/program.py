@@ -224,6 +224,9 @@ class Program(_Strict):
     costs: list[Cost] = []
     retraining: RetrainingPolicy = RetrainingPolicy()
     monitoring: MonitoringThresholds = MonitoringThresholds()
+    # Report audience -> the owners (teams) whose KPIs, alerts and workflow figures its view shows,
+    # e.g. support = ["support", "customer_service"]. Empty: the report's defaults.
+    audiences: dict[Literal["support", "product", "finance", "executive"], list[str]] = {}
 
     @model_validator(mode="after")
     def _cross_references(self) -> "Program":

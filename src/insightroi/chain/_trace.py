@@ -199,9 +199,12 @@ def trace(store, id: str, *, infer_window_days: int = 30, outcome_window_days: i
     else:
         raise KeyError(f"no insight, alert, feedback item or chain event has id {id!r}")
 
-    # Alerts -> their insights.
+    # Alerts -> their insights, and the feedback rows the detector recorded as the alert's evidence.
     if alert_ids:
         insight_ids.update(str(x) for x in chains[chains.alert_id.isin(list(alert_ids))].insight_id.dropna())
+        delivered = ev.filter((ev.event_type == "alert_delivered") & ev.alert_id.isin(sorted(alert_ids)))
+        for r in _parse_payload(_records(delivered.select("payload").execute())):
+            feedback_ids.update(_payload_feedback_ids(r.get("payload")))
 
     # Insights -> feedback and (when we started below the alert) the alerts they raised.
     insight_rows: list[dict] = []
