@@ -10,6 +10,14 @@ from insightroi.experiments._checks import (
     srm_check,
 )
 from insightroi.experiments._design import assign, hash_uniform, switchback_schedule
+from insightroi.experiments._design_analysis import (
+    DesignPanel,
+    analyze_quasi_design,
+    design_panel,
+    did_design_effect,
+    its_design_effect,
+    synth_design_effect,
+)
 from insightroi.experiments._switchback_analysis import (
     analyze_switchback,
     block_arms,
@@ -62,4 +70,11 @@ __all__ = [
     "parse_claim",
     "ClaimReport",
     "ParsedClaim",
+    # quasi-experimental program designs through analyze_experiment (issue 15)
+    "analyze_quasi_design",
+    "design_panel",
+    "DesignPanel",
+    "did_design_effect",
+    "synth_design_effect",
+    "its_design_effect",
 ]

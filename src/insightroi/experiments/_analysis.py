@@ -264,6 +264,13 @@ def analyze_experiment(
         if segments:
             raise EstimationError("segment breakdowns are not available for switchback designs (blocks are the unit)")
         return analyze_switchback(store, program, kpis=kpis, window=window, alpha=alpha)
+    if e.design in ("did", "synthetic_control", "its"):
+        # Nothing was randomized: the design's own estimator, with the same result shape.
+        from insightroi.experiments._design_analysis import analyze_quasi_design
+
+        if segments:
+            raise EstimationError(f"segment breakdowns are not available for the {e.design} design")
+        return analyze_quasi_design(store, program, kpis=kpis, window=window, alpha=alpha)
     alpha = e.alpha if alpha is None else alpha
     if e.design not in _RANDOMIZED:
         raise EstimationError(

@@ -407,11 +407,25 @@ def measure_totals(store, program: Program, measures: Iterable[str], *, window: 
     return {m: float(row[m] or 0.0) for m in measures} | {"units": float(row["_n"])}
 
 
-def treated_volumes(store, program: Program, *, window: Window | None = None, arm: str = "treatment") -> dict[str, dict]:
+def treated_volumes(store, program: Program, *, window: Window | None = None, arm: str = "treatment",
+                    from_assignment: bool | None = None) -> dict[str, dict]:
     """Per KPI, the numerator and denominator volume of the treated units in the window.
 
     What the ROI stage multiplies an estimated rate change by: avoided events =
     ``-(KPI_treated - KPI_control) / scale x denominator``.
+
+    Parameters
+    ----------
+    window : (date, date), optional
+        Inclusive window; default from :func:`analysis_windows`.
+    arm : str
+        Whose volume (``"treatment"``).
+    from_assignment : bool, optional
+        Count each unit only from the week of its first ``assigned_at`` (whole weeks counted from
+        the window start, the week holding the assignment included), as the staggered
+        difference-in-differences of a ``did`` design measures its effect. Default: True for the
+        ``did`` design, False otherwise (a randomized unit is analysed over the whole window).
+        When every assignment precedes the window both give the same totals.
 
     Returns
     -------
@@ -421,7 +435,12 @@ def treated_volumes(store, program: Program, *, window: Window | None = None, ar
         per-1,000-feedback cost lines).
     """
     needed = {m for k in program.kpis for m in (k.numerator, k.denominator)} | {"feedback"}
-    tot = measure_totals(store, program, sorted(needed), window=window, arm=arm)
+    if from_assignment is None:
+        from_assignment = program.experiment.design == "did"
+    if from_assignment:
+        tot = _totals_from_assignment(store, program, sorted(needed), window=window, arm=arm)
+    else:
+        tot = measure_totals(store, program, sorted(needed), window=window, arm=arm)
     out: dict[str, dict] = {}
     for k in program.kpis:
         out[k.name] = {"numerator_measure": k.numerator, "denominator_measure": k.denominator,
@@ -429,3 +448,29 @@ def treated_volumes(store, program: Program, *, window: Window | None = None, ar
                        "units": int(tot["units"]), "scale": k.scale}
     out["_feedback"] = {"feedback": tot["feedback"], "units": int(tot["units"])}
     return out
+
+
+def _totals_from_assignment(store, program: Program, measures: Sequence[str], *, window: Window | None,
+                            arm: str) -> dict[str, float]:
+    """:func:`measure_totals` of ``arm``'s units, each counted from the week of its first assignment."""
+    window, _ = analysis_windows(program, window=window)
+    e = program.experiment
+    a = store.table("assignments")
+    a = a.filter((a.experiment == e.name) & (a.unit_type == e.unit))
+    first = a.group_by(_uid=a.unit_id.cast("string")).aggregate(
+        _arm=a.arm.argmin(a.assigned_at), _first_at=a.assigned_at.min())
+    first = first.filter(first._arm == arm)
+    # Week of the first assignment, counted like the "week" grouping of unit_measures_expr.
+    first = first.mutate(_from_week=ibis.greatest(_week_index(first._first_at, window[0], False), 0))
+    n_weeks = ((window[1] - window[0]).days + 7) // 7
+    started = first.filter(first._from_week < n_weeks)
+    units = float(started.count().execute())
+    fact = [m for m in measures if m != "units"]
+    out = {m: 0.0 for m in fact}
+    if fact:
+        t = unit_measures_expr(store, program, fact, window=window, pre_window=None, by=("week",))
+        j = t.inner_join(started, t.unit_id == started._uid)
+        j = j.filter(j.week >= j._from_week)
+        row = j.aggregate(**{m: j[m].sum() for m in fact}).execute().iloc[0]
+        out = {m: float(row[m] or 0.0) for m in fact}
+    return out | {"units": units}
