@@ -107,6 +107,9 @@ def run(
     from insightroi.services import run_all
     from insightroi.store import open_store
 
+    for name in [start_from, *(only or [])]:
+        if name is not None and name not in STAGES:
+            fail(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
     prog = run_or_fail(load_program, program)
     with run_or_fail(open_store, store_url(store)) as st:
         with err_console.status("starting") as status:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+
+from insightroi.bundle import load_section
+from insightroi.program import starter_program_text
 from pathlib import Path
 
 import pytest
@@ -89,7 +92,7 @@ def _app():
     return app
 
 
-def test_trace_and_chain_commands(url):
+def test_trace_and_chain_commands(url, tmp_path):
     runner = CliRunner()
     out = runner.invoke(_app(), ["trace", "A1", "--store", url], env={"COLUMNS": "220"})
     assert out.exit_code == 0, out.output
@@ -103,6 +106,13 @@ def test_trace_and_chain_commands(url):
     assert ch.exit_code == 0, ch.output
     assert json.loads(ch.output)["funnel"]["alerts"] == 6
     with open_store(url) as st:
-        assert st.load_result("chain:latest")["inferred_links"] == 5
+        assert load_section(st, "chain") is None  # no program file: a view, not the stage's section
+    prog = tmp_path / "insightroi.toml"
+    prog.write_text(starter_program_text(), encoding="utf-8")
+    ch = runner.invoke(_app(), ["chain", "--store", url, "--program", str(prog), "--json"])
+    assert ch.exit_code == 0, ch.output
+    with open_store(url) as st:
+        saved = load_section(st, "chain")
+    assert saved["inferred_links"] == 5 and saved["provenance"]["stage"] == "chain"
     table = runner.invoke(_app(), ["chain", "--store", url], env={"COLUMNS": "220"})
     assert table.exit_code == 0 and "logistics" in table.output and "6 alerts" in table.output

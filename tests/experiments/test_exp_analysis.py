@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from insightroi.errors import EstimationError
+from insightroi.errors import DataError, EstimationError
 from insightroi.experiments import analyze_experiment, power_table
 from insightroi.experiments._simstore import simulate_experiment_tables, write_tables
 from insightroi.program import parse_program, starter_program_text
@@ -107,8 +107,10 @@ def test_analyze_cli_saves_results(analysed):
     assert saved["metric"] == "negative_reviews_per_1000_orders" and saved["extra"]["p_adjusted"] is not None
 
 
-def test_quasi_designs_are_refused(tmp_path):
+def test_quasi_designs_dispatch_and_say_what_is_missing(tmp_path):
+    # did / synthetic_control / its are analysed (tests/quasi/test_quasi_design_analysis.py); on a
+    # store without assignments the error says what to ingest.
     prog = parse_program(TEXT.replace('design = "cluster"', 'design = "did"'))
     st = open_store("duckdb://:memory:")
-    with pytest.raises(EstimationError, match="did"):
+    with pytest.raises(DataError, match="assignments"):
         analyze_experiment(st, prog)

@@ -121,3 +121,32 @@ def test_model_validation_on_a_label_sample_matches_all_labels(demo_run, monkeyp
         again = pipeline.validate_on_labels(st, program, out / "world" / "labels.parquet")
     assert sample["n"] == 300 and again == sample  # seeded
     assert abs(sample["accuracy"] - full["accuracy"]) < 0.06  # ~2.7 SE of 300 draws from ~735
+
+
+def test_roi_command_on_the_demo_store_prints_the_demo_roi_exactly(demo_run):
+    # One number everywhere: `insightroi roi` (same default seed and draws) on the store the demo
+    # wrote gives the ROI the demo's report shows, to the last bit.
+    out, _ = demo_run
+    store = f"duckdb:///{out}/insightroi.duckdb"
+    program = str(out / "world" / "insightroi.toml")
+    res = CliRunner().invoke(app, ["roi", "--store", store, "--program", program, "--json"])
+    assert res.exit_code == 0, res.output
+    cli = json.loads(res.stdout)
+    report = json.loads((out / "report.json").read_text())["roi"]
+    for key in ("conservative", "median", "ci_low", "ci_high", "p_positive", "estimate", "benefit", "cost", "months"):
+        assert cli[key] == report[key], key
+
+
+def test_run_resumes_and_reruns_single_stages(demo_run, tmp_path):
+    out, _ = demo_run
+    store = f"duckdb:///{out}/insightroi.duckdb"
+    program = str(out / "world" / "insightroi.toml")
+    res = CliRunner().invoke(app, ["run", "--store", store, "--program", program, "--only", "roi", "--only", "report",
+                                   "--out", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout)
+    assert list(payload["stages"]) == ["roi", "report"]
+    assert payload["roi"]["conservative"] == json.loads((out / "report.json").read_text())["roi"]["conservative"]
+    assert (tmp_path / "report.html").exists()
+    bad = CliRunner().invoke(app, ["run", "--store", store, "--program", program, "--from", "nonsense"])
+    assert bad.exit_code == 1 and "stage" in bad.output and "classify" in bad.output

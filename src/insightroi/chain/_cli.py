@@ -117,8 +117,9 @@ def chain_cmd(
     from insightroi.store import open_store
 
     with run_or_fail(open_store, store_url(store)) as st:
-        if start is None and end is None:
-            # The whole chain is the stage's section (what the report shows); a date slice is a view.
+        if start is None and end is None and program.exists():
+            # The whole chain is the stage's section (what the report shows); a date slice, or a
+            # store without a program file, gets a view that is not saved.
             s = run_or_fail(run_chain, st, run_or_fail(load_program, program)).model_dump(
                 mode="json", exclude={"provenance"})
         else:

@@ -219,11 +219,12 @@ def analyze_experiment(
     cuped: bool = True,
     weekly: bool = True,
 ) -> ExperimentAnalysis:
-    """Analyse the program's randomized experiment (designs ab, cluster, holdout, switchback) on the store.
+    """Analyse the program's experiment on the store, whatever its design.
 
-    A switchback design is handed to
-    :func:`insightroi.experiments._switchback_analysis.analyze_switchback` (time blocks are the
-    unit; ``cuped``, ``weekly`` and ``segments`` do not apply).
+    Randomized unit designs (ab, cluster, holdout) are analysed here. A switchback design is
+    handed to :func:`insightroi.experiments._switchback_analysis.analyze_switchback` (time blocks
+    are the unit; ``cuped``, ``weekly`` and ``segments`` do not apply); did, synthetic_control and
+    its to :func:`insightroi.experiments.analyze_quasi_design` (same result shape).
 
     Parameters
     ----------
@@ -252,7 +253,7 @@ def analyze_experiment(
     Raises
     ------
     EstimationError
-        For a quasi-experimental design (did, synthetic_control, its): use those estimators.
+        For segment breakdowns of a switchback or quasi-experimental design.
     DataError
         When the store has no assignments for the experiment.
     """
