@@ -190,3 +190,92 @@ def user_program(starter: str) -> str:
         assert old in text, f"starter program changed: {old!r} not found"
         text = text.replace(old, new, 1)
     return text
+
+
+GEO_EXPERIMENT = "geo-rollout-2026"
+GEO_TREATED = ("west", "north", "metro")
+GEO_EFFECT = -0.30
+
+
+def write_geo_world(folder: Path, *, n_regions: int = 20, pre_days: int = 182, seed: int = 11) -> UserWorld:
+    """A geo rollout: the program goes live in three regions; the rest are the donor pool.
+
+    Regions share a seasonal factor and drift, so a plain before/after would mislead and a
+    synthetic control built from the donors has something to match. Negative reviews, tickets and
+    refunds fall by ``GEO_EFFECT`` / 15% / 15% in the treated regions from ``START``.
+    """
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = real_texts()
+    names = list(GEO_TREATED) + [f"region{i:02d}" for i in range(n_regions - len(GEO_TREATED))]
+    is_t = np.array([r in GEO_TREATED for r in names])
+    days = [START - timedelta(days=pre_days) + timedelta(days=d) for d in range(pre_days + POST_DAYS)]
+    n_days = len(days)
+    post = np.array([d >= START for d in days])
+    t = np.arange(n_days)
+    season = 1 + 0.25 * np.sin(2 * np.pi * t / 91) + 0.1 * np.sin(2 * np.pi * t / 30)
+    level = rng.uniform(25, 45, n_regions)
+    loading = rng.uniform(0.6, 1.4, n_regions)  # how strongly each region follows the common season
+    risk = rng.lognormal(0, 0.2, n_regions)
+    lam = level[:, None] * (1 + loading[:, None] * (season[None, :] - 1))
+    counts = rng.poisson(lam)
+    reg_idx = np.repeat(np.arange(n_regions), counts.sum(axis=1))
+    day_idx = np.concatenate([np.repeat(np.arange(n_days), counts[r]) for r in range(n_regions)])
+    n = reg_idx.size
+    order_time = (np.datetime64(days[0]) + day_idx.astype("timedelta64[D]")
+                  + rng.integers(0, 86400, n).astype("timedelta64[s]"))
+    treated_post = is_t[reg_idx] & post[day_idx]
+    order_ids = np.char.add("g-", np.arange(n).astype(str))
+    revenue = np.round(rng.uniform(20, 120, n), 2)
+    region = np.array(names)[reg_idx]
+    orders = pd.DataFrame({"id": order_ids, "customer_id": np.char.add("gc-", rng.integers(0, 40000, n).astype(str)),
+                           "sku_family": "all", "region": region, "order_time": _iso(order_time), "quantity": 1,
+                           "revenue": revenue, "margin": np.round(revenue * 0.3, 2)})
+    # Complaints follow the season more than orders do (busy weeks go wrong more often).
+    seasonal_risk = risk[reg_idx] * season[day_idx] ** 2
+
+    def events(base: float, effect: float) -> np.ndarray:
+        return rng.random(n) < base * seasonal_risk * np.where(treated_post, 1 + effect, 1.0)
+
+    neg = events(0.04, GEO_EFFECT)
+    lag = rng.integers(0, 86400, n).astype("timedelta64[s]")
+    idx = np.flatnonzero(neg)
+    picks = rng.integers(0, len(texts["negative"]), idx.size)
+    fb = pd.DataFrame({"id": np.char.add("gf-", idx.astype(str)), "source": "review", "region": region[idx],
+                       "sku_family": "all", "event_time": _iso(order_time[idx] + lag[idx]),
+                       "rating": rng.integers(1, 3, idx.size).astype(float),
+                       "text": [texts["negative"][p] for p in picks]})
+    tick = np.flatnonzero(events(0.03, -0.15))
+    tickets = pd.DataFrame({"id": np.char.add("gt-", tick.astype(str)), "order_id": order_ids[tick],
+                            "region": region[tick], "sku_family": "all", "opened_at": _iso(order_time[tick] + lag[tick]),
+                            "handle_minutes": 10.0, "deflected": False, "team": "support", "channel": "chat"})
+    ref = np.flatnonzero(events(0.02, -0.15))
+    refunds = pd.DataFrame({"id": np.char.add("gr-", ref.astype(str)), "order_id": order_ids[ref],
+                            "region": region[ref], "sku_family": "all", "kind": "refund",
+                            "event_time": _iso(order_time[ref] + lag[ref]), "amount": np.round(revenue[ref] * 0.8, 2)})
+    assignments = pd.DataFrame({"id": [f"{GEO_EXPERIMENT}:{r}" for r in names], "experiment": GEO_EXPERIMENT,
+                                "unit_type": "region", "unit_id": names,
+                                "arm": ["treatment" if r in GEO_TREATED else "control" for r in names],
+                                "assigned_at": f"{START}T00:00:00Z"})
+    files = {}
+    for name, df in (("orders", orders), ("feedback", fb), ("tickets", tickets), ("refunds", refunds),
+                     ("assignments", assignments)):
+        files[name] = folder / f"{name}.csv"
+        df.to_csv(files[name], index=False)
+    # The planted effect on the treated regions (ATT, ratio of sums, expected rates).
+    tp = treated_post
+    base = {"negative_reviews_per_1000_orders": (0.04, GEO_EFFECT), "tickets_per_1000_orders": (0.03, -0.15),
+            "refunds_per_1000_orders": (0.02, -0.15)}
+    planted = {k: eff * 1000 * b * seasonal_risk[tp].sum() / tp.sum() for k, (b, eff) in base.items()}
+    return UserWorld(folder=folder, files=files, treated=list(GEO_TREATED),
+                     control=[r for r in names if r not in GEO_TREATED], spike_families={}, planted=planted,
+                     n_rows={"orders": len(orders), "feedback": len(fb), "tickets": len(tickets),
+                             "refunds": len(refunds), "assignments": len(assignments)})
+
+
+def geo_program(starter: str) -> str:
+    """The starter program as a geo-rollout user edits it: synthetic control on regions."""
+    text = user_program(starter).replace(f'name = "{EXPERIMENT}"', f'name = "{GEO_EXPERIMENT}"', 1)
+    text = text.replace('design = "cluster"', 'design = "synthetic_control"', 1)
+    text = text.replace("pre_period_days = 90", "pre_period_days = 182", 1)
+    return text.replace('unit = "sku_family"', 'unit = "region"')
