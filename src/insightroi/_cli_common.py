@@ -8,6 +8,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from insightroi.errors import InsightRoiError
 
@@ -35,13 +36,22 @@ DEFAULT_PROGRAM = Path("insightroi.toml")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print an error in red on stderr and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    """Print an error in red on stderr and exit with ``code``.
+
+    The message is printed as it is: one line stays one line (no wrapping at the console
+    width, which is 80 columns when stderr is a pipe), and brackets in it are not markup.
+    """
+    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
 def run_or_fail(func, *args, **kwargs):
-    """Call ``func``; turn insightroi's named errors into a clean message and exit code 1."""
+    """Call ``func``; turn insightroi's named errors into a clean message and exit code 1.
+
+    Every command that opens a store does it through here (``with run_or_fail(open_store, url)
+    as st:``), so a store another process holds (:class:`~insightroi.errors.StoreBusyError`)
+    is one line naming the holder, never a traceback.
+    """
     try:
         return func(*args, **kwargs)
     except (InsightRoiError, FileNotFoundError, KeyError) as exc:

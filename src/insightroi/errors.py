@@ -13,6 +13,7 @@ __all__ = [
     "InsightRoiError",
     "ProgramError",
     "StoreError",
+    "StoreBusyError",
     "IngestError",
     "DataError",
     "EstimationError",
@@ -30,6 +31,19 @@ class ProgramError(InsightRoiError, ValueError):
 
 class StoreError(InsightRoiError):
     """A store URL cannot be opened, or its schema is newer than this version understands."""
+
+
+class StoreBusyError(StoreError):
+    """Another process holds the store's write lock (a DuckDB file is one writer at a time).
+
+    The message is one line naming the file and the holder (PID and command line where the
+    operating system tells them); ``pid`` is that process id, or None when unknown.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.pid = pid
 
 
 class IngestError(InsightRoiError):

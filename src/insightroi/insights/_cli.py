@@ -98,7 +98,7 @@ def themes(
     prog = run_or_fail(load_program, program)
     from insightroi.insights import discover_themes
 
-    with open_store(store_url(store)) as st:
+    with run_or_fail(open_store, store_url(store)) as st:
         found = run_or_fail(discover_themes, st, prog, days=days, method=method, rng=np.random.default_rng(0))
     if as_json:
         _dump([t.to_dict() for t in found])

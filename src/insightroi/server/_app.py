@@ -7,6 +7,8 @@ import hmac
 import json
 import os
 import secrets
+import sys
+import threading
 import uuid
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
@@ -20,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from insightroi.errors import StoreBusyError
 from insightroi.report import _charts
 from insightroi.report._render import _alpha, _forest_rows, _primary_kpi, _verdict, _verdict_title, format_helpers
 from insightroi.server._data import Backend, Conflict, fingerprint, id_from_key, redact_text
@@ -148,15 +151,23 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
     secret_b = secret.encode() if secret else None
     backend_holder: dict[str, Backend] = {}
 
+    backend_lock = threading.Lock()
+
     def backend() -> Backend:
-        if "b" not in backend_holder:
-            backend_holder["b"] = Backend(store_url or os.environ.get("INSIGHTROI_STORE") or "duckdb:///insightroi.duckdb")
-            backend_holder["b"].program = prog  # Backend.bundle() assembles the sections with it
+        with backend_lock:  # made at startup, or by the first request if the store was busy then
+            if "b" not in backend_holder:
+                b = Backend(store_url or os.environ.get("INSIGHTROI_STORE") or "duckdb:///insightroi.duckdb")
+                b.program = prog  # Backend.bundle() assembles the sections with it
+                backend_holder["b"] = b
         return backend_holder["b"]
 
     @asynccontextmanager
     async def lifespan(app):
-        backend()
+        try:
+            backend()
+        except StoreBusyError as exc:
+            # Serve anyway (a CLI job may be writing the store): requests answer 503 until it is free.
+            print(f"warning: {exc}", file=sys.stderr)
         yield
         if "b" in backend_holder:
             backend_holder.pop("b").close()
@@ -183,6 +194,16 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
             raise HTTPException(401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     # ---- errors -------------------------------------------------------------------------------
+    @app.exception_handler(StoreBusyError)
+    async def _busy(request: Request, exc: StoreBusyError):
+        # Another process (a CLI command) holds the DuckDB file: temporary, so 503 and a retry hint.
+        retry = {"Retry-After": "5"}
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": str(exc)}, 503, headers=retry)
+        page = _page(request, "error.html.j2", status_code=503, title="Store busy", message=str(exc), bundle={})
+        page.headers.update(retry)
+        return page
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
         errors = []

@@ -1,7 +1,11 @@
 """The server's access to the store: idempotent event writes and the reads the pages need.
 
-One store connection per app, guarded by one lock: an embedded DuckDB connection must not be
-used by two threads at once, and the check-then-insert of an idempotent write must be atomic.
+The app never holds a DuckDB file between requests, so CLI commands can use the same store
+while it serves: the store is opened with ``hold=False`` and every unit of work (one read, one
+group commit of queued events) attaches the file for its duration. ``Backend.lock`` is that unit
+of work: reentrant, one thread at a time (an embedded DuckDB connection must not be used by two
+threads at once, and the check-then-insert of an idempotent write must be atomic). A file held
+by another process for longer than the store's busy timeout raises ``StoreBusyError`` (HTTP 503).
 """
 
 from __future__ import annotations
@@ -103,22 +107,24 @@ class Backend:
     """Store access for one app: idempotent appends and the reads the API and pages need."""
 
     def __init__(self, store_url: str) -> None:
-        self.store = open_store(store_url)
-        self.lock = threading.RLock()
+        self.store = open_store(store_url, hold=False)
+        # Entering it attaches the store's file (outermost entry of a thread); leaving detaches.
+        self.lock = self.store.attached()
         self._queue: list[_Pending] = []
         self._queue_lock = threading.Lock()
+        self._commit_lock = threading.Lock()
 
     def close(self) -> None:
-        with self.lock:
-            self.store.close()
+        self.store.close()
 
     # ---- writes -------------------------------------------------------------------------------
     def _find(self, table: str, event_id: str) -> dict[str, Any] | None:
-        if self.store.kind == "duckdb":
-            rows = self.store.sql(f'SELECT * FROM "{table}" WHERE id = ? LIMIT 1', [event_id]).to_pylist()
-            return rows[0] if rows else None
-        t = self.store.table(table)
-        df = t.filter(t.id == event_id).limit(1).execute()
+        with self.lock:
+            if self.store.kind == "duckdb":
+                rows = self.store.sql(f'SELECT * FROM "{table}" WHERE id = ? LIMIT 1', [event_id]).to_pylist()
+                return rows[0] if rows else None
+            t = self.store.table(table)
+            df = t.filter(t.id == event_id).limit(1).execute()
         return None if df.empty else df.to_dict(orient="records")[0]
 
     @staticmethod
@@ -137,14 +143,17 @@ class Backend:
         ``fingerprint`` (a hash of the request body) goes into ``batch_id`` so a replay can be told
         from a different request reusing the same id or key. Returns ``(public_row, replayed)``.
 
-        Group commit: concurrent writers queue their rows and whichever thread holds the store
-        lock commits everything queued in one transaction (one WAL flush for many events);
-        every caller returns only after the transaction holding its row has committed.
+        Group commit: concurrent writers queue their rows and whichever thread holds the commit
+        lock commits everything queued in one transaction, under one attach of the store's file
+        (one open and one WAL flush for many events); every caller returns only after the
+        transaction holding its row has committed, or with the error that stopped it.
         """
         item = _Pending(table, row, f"api:{fingerprint}", by_key)
         with self._queue_lock:
             self._queue.append(item)
-        with self.lock:
+        # Not self.lock: attaching the file may fail (busy), and then every row of the batch
+        # taken below must fail with it rather than stay queued for a later commit.
+        with self._commit_lock:
             if not item.done:
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
@@ -155,38 +164,8 @@ class Backend:
 
     def _commit(self, batch: list["_Pending"]) -> None:
         try:
-            existing: dict[tuple[str, str], dict[str, Any]] = {}
-            for table in {p.table for p in batch}:
-                ids = [p.row["id"] for p in batch if p.table == table]
-                if self.store.kind == "duckdb":
-                    rows = self.store.sql(f'SELECT * FROM "{table}" WHERE id IN (SELECT unnest(?))', [ids]).to_pylist()
-                else:
-                    t = self.store.table(table)
-                    rows = t.filter(t.id.isin(ids)).execute().to_dict(orient="records")
-                existing.update({(table, r["id"]): r for r in rows})
-            new: dict[str, list[dict[str, Any]]] = {}
-            now = _utcnow()
-            for p in batch:
-                found = existing.get((p.table, p.row["id"]))
-                if found is not None:
-                    if found.get("batch_id") == p.batch:
-                        p.result = (self._public(found), True)
-                    elif p.by_key:
-                        p.error = Conflict("this Idempotency-Key was already used with a different request body", 422)
-                    else:
-                        p.error = Conflict(f"{p.table} id {p.row['id']!r} already exists with different content", 409)
-                    continue
-                full = {c: None for c in TABLES[p.table].columns}
-                full.update(p.row)
-                full["ingested_at"] = now
-                full["batch_id"] = p.batch
-                existing[(p.table, p.row["id"])] = full  # a duplicate later in the same batch is a replay
-                new.setdefault(p.table, []).append(full)
-                p.result = (self._public(full), False)
-            if new:
-                with self.store.transaction():
-                    for table, rows in new.items():
-                        self.store.append(table, pa.Table.from_pylist(rows))
+            with self.lock:  # one attach of the file for the whole batch
+                self._commit_attached(batch)
         except Exception as exc:  # nothing of the batch landed: every caller sees the failure
             for p in batch:
                 if p.error is None:
@@ -194,6 +173,40 @@ class Backend:
         finally:
             for p in batch:
                 p.done = True
+
+    def _commit_attached(self, batch: list["_Pending"]) -> None:
+        existing: dict[tuple[str, str], dict[str, Any]] = {}
+        for table in {p.table for p in batch}:
+            ids = [p.row["id"] for p in batch if p.table == table]
+            if self.store.kind == "duckdb":
+                rows = self.store.sql(f'SELECT * FROM "{table}" WHERE id IN (SELECT unnest(?))', [ids]).to_pylist()
+            else:
+                t = self.store.table(table)
+                rows = t.filter(t.id.isin(ids)).execute().to_dict(orient="records")
+            existing.update({(table, r["id"]): r for r in rows})
+        new: dict[str, list[dict[str, Any]]] = {}
+        now = _utcnow()
+        for p in batch:
+            found = existing.get((p.table, p.row["id"]))
+            if found is not None:
+                if found.get("batch_id") == p.batch:
+                    p.result = (self._public(found), True)
+                elif p.by_key:
+                    p.error = Conflict("this Idempotency-Key was already used with a different request body", 422)
+                else:
+                    p.error = Conflict(f"{p.table} id {p.row['id']!r} already exists with different content", 409)
+                continue
+            full = {c: None for c in TABLES[p.table].columns}
+            full.update(p.row)
+            full["ingested_at"] = now
+            full["batch_id"] = p.batch
+            existing[(p.table, p.row["id"])] = full  # a duplicate later in the same batch is a replay
+            new.setdefault(p.table, []).append(full)
+            p.result = (self._public(full), False)
+        if new:
+            with self.store.transaction():
+                for table, rows in new.items():
+                    self.store.append(table, pa.Table.from_pylist(rows))
 
     # ---- reads --------------------------------------------------------------------------------
     def bundle(self) -> dict[str, Any] | None:
@@ -271,9 +284,10 @@ class Backend:
 
         An alert the insight stage raised (bundle) but nobody has delivered yet has stage ``new``.
         """
-        bundle = self.bundle() or {}
-        evidence = {a["alert_id"]: a for a in (bundle.get("insights") or {}).get("alerts") or [] if a.get("alert_id")}
-        with self.lock:
+        with self.lock:  # one attach of the file for the bundle and the events
+            bundle = self.bundle() or {}
+            evidence = {a["alert_id"]: a for a in (bundle.get("insights") or {}).get("alerts") or []
+                        if a.get("alert_id")}
             t = self.store.table("chain_events")
             a = t.filter(t.alert_id.notnull())
             agg = a.group_by("alert_id").aggregate(
@@ -331,9 +345,9 @@ class Backend:
             chain_trace = None
         if chain_trace is None:
             return self._simple_trace(item_id)
-        if not self._known(item_id):  # cheap refusal before the full chain join
-            return None
-        with self.lock:
+        with self.lock:  # one attach of the file for the check and the trace
+            if not self._known(item_id):  # cheap refusal before the full chain join
+                return None
             try:
                 got = chain_trace(self.store, item_id)
             except KeyError:

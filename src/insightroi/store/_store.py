@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -18,13 +20,20 @@ import duckdb
 import ibis
 import pyarrow as pa
 
-from insightroi.errors import StoreError
+from insightroi.errors import StoreBusyError, StoreError
 from insightroi.store._schema import SCHEMA_VERSION, TABLES, TableSpec
 
 __all__ = ["Store", "UnboundStore", "open_store", "register_opener", "copy_store", "duckdb_file", "DEFAULT_URL"]
 
 DEFAULT_URL = "duckdb:///insightroi.duckdb"
 _VERSION_TABLE = "_schema_version"
+_VERSION_COLUMNS = {"version": "int64", "applied_at": "timestamp"}
+# How long opening a DuckDB file waits for another process's write lock before giving up. A
+# server that opens the file per request holds it for milliseconds, so a CLI command started
+# meanwhile gets in after a short wait; a long job (classify) is reported instead of waited on.
+DEFAULT_BUSY_TIMEOUT = 5.0
+# Catalog name of the file in a store opened with hold=False (attached per unit of work).
+_ATTACHED = "insightroi_store"
 
 
 def _arrow_schema(spec: TableSpec) -> pa.Schema:
@@ -37,21 +46,71 @@ class Store:
 
     Use :func:`open_store` to build one. Reads go through :meth:`table` (Ibis expressions, so the
     same aggregation runs on DuckDB, Spark or Databricks); writes go through :meth:`append`
-    inside :meth:`transaction`.
+    inside :meth:`transaction`. A DuckDB file is one process at a time: a store opened with
+    ``hold=False`` (the server's) takes the file only inside :meth:`attached` blocks.
     """
 
     url: str
     kind: str
     con: Any
     path: Path | None = None
-    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    hold: bool = True
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+    _lease: "_Lease" = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._lease = _Lease(self)
+        self._attached = False
+
+    # ---- holding the file ---------------------------------------------------------------------
+    def attached(self) -> "_Lease":
+        """The store's unit of work: a reentrant, thread-exclusive context manager.
+
+        On a store opened with ``hold=False`` the DuckDB file is attached (its write lock taken)
+        when the outermost ``with store.attached():`` of a thread starts and released when it
+        ends, so other processes can open the file in between. Build and execute Ibis
+        expressions inside it. On any other store it only serialises threads.
+
+        Returns
+        -------
+        context manager
+            The same object on every call; entering it returns the store.
+
+        Raises
+        ------
+        StoreBusyError
+            (On entering) another process held the file for longer than ``busy_timeout``.
+        """
+        return self._lease
+
+    def _reads(self):
+        # A held store keeps its old behaviour (reads take no lock); a detached one must attach.
+        return contextlib.nullcontext() if self.hold else self._lease
+
+    def _attach(self) -> None:
+        if self._attached:
+            return
+        raw = self.con.con
+        target = str(self.path).replace("'", "''")
+        _wait_for_lock(lambda: raw.execute(f"ATTACH '{target}' AS {_ATTACHED}"), self.path, self.busy_timeout)
+        self._attached = True
+        raw.execute(f"USE {_ATTACHED}")
+
+    def _detach(self) -> None:
+        if not self._attached:
+            return
+        raw = self.con.con
+        raw.execute("USE memory")
+        raw.execute(f"DETACH {_ATTACHED}")
+        self._attached = False
 
     # ---- schema -------------------------------------------------------------------------
     def schema_version(self) -> int:
         """The schema version recorded in the store (0 for an empty store)."""
-        if _VERSION_TABLE not in self.con.list_tables():
-            return 0
-        rows = self.con.table(_VERSION_TABLE).version.max().execute()
+        with self._reads():
+            if _VERSION_TABLE not in self.con.list_tables():
+                return 0
+            rows = self.con.table(_VERSION_TABLE).version.max().execute()
         return int(rows) if rows is not None else 0
 
     def migrate(self) -> int:
@@ -62,7 +121,7 @@ class Store:
         StoreError
             If the store was written by a newer insightroi (its version is above ours).
         """
-        with self._lock:
+        with self._lease:
             current = self.schema_version()
             if current > SCHEMA_VERSION:
                 raise StoreError(
@@ -77,9 +136,7 @@ class Store:
                 _MIGRATIONS[version](self)
             if current < SCHEMA_VERSION:
                 if _VERSION_TABLE not in existing:
-                    self.con.create_table(
-                        _VERSION_TABLE, schema=ibis.schema({"version": "int64", "applied_at": "timestamp"})
-                    )
+                    self.con.create_table(_VERSION_TABLE, schema=ibis.schema(_VERSION_COLUMNS))
                 if self.kind == "duckdb":
                     self.con.con.execute(f"INSERT INTO {_VERSION_TABLE} VALUES (?, ?)", [SCHEMA_VERSION, _utcnow()])
                 else:
@@ -92,19 +149,26 @@ class Store:
 
     # ---- reads ----------------------------------------------------------------------------
     def table(self, name: str) -> ibis.Table:
-        """The Ibis table expression for ``name`` (KeyError naming the known tables otherwise)."""
+        """The Ibis table expression for ``name`` (KeyError naming the known tables otherwise).
+
+        On a store opened with ``hold=False``, call it (and execute the expression) inside
+        ``with store.attached():``.
+        """
+        if not self.hold and not self._lease.held_here():
+            raise StoreError(f"{self.url}: opened with hold=False; use its tables inside `with store.attached():`")
         if name not in TABLES and name not in self.con.list_tables():
             raise KeyError(f"no table {name!r}; tables: {sorted(TABLES)}")
         return self.con.table(name)
 
     def count(self, name: str) -> int:
         """Number of rows in table ``name``."""
-        return int(self.table(name).count().execute())
+        with self._reads():
+            return int(self.table(name).count().execute())
 
     def sql(self, query: str, params: list | None = None) -> pa.Table:
         """Run raw SQL on an embedded DuckDB store and return Arrow (DuckDB only)."""
         self._require_duckdb("raw SQL")
-        with self._lock:
+        with self._lease:
             return self.con.con.execute(query, params or []).to_arrow_table()
 
     # ---- writes ---------------------------------------------------------------------------
@@ -115,7 +179,7 @@ class Store:
         On DuckDB this is a real transaction on the file; a crash mid-batch leaves the store as
         before the batch. On other backends writes are per-append (documented limitation).
         """
-        with self._lock:
+        with self._lease:
             if self.kind != "duckdb":
                 yield self
                 return
@@ -159,7 +223,7 @@ class Store:
         table = pa.Table.from_arrays(cols, schema=target)
         if table.num_rows == 0:
             return 0
-        with self._lock:
+        with self._lease:
             if self.kind == "duckdb":
                 raw = self.con.con
                 view = f"_append_{name}_{threading.get_ident()}"
@@ -195,16 +259,18 @@ class Store:
 
     def load_result(self, result_id: str) -> dict[str, Any] | None:
         """The payload saved under ``result_id``, or None."""
-        t = self.table("results")
-        rows = t.filter(t.id == result_id).select("payload").execute()
+        with self._reads():
+            t = self.table("results")
+            rows = t.filter(t.id == result_id).select("payload").execute()
         return None if rows.empty else json.loads(rows.payload.iloc[0])
 
     def load_results(self, kind: str | None = None) -> list[dict[str, Any]]:
         """All saved results (optionally of one kind) as dicts with id, kind, name, created_at, payload."""
-        t = self.table("results")
-        if kind is not None:
-            t = t.filter(t.kind == kind)
-        df = t.order_by("created_at").execute()
+        with self._reads():
+            t = self.table("results")
+            if kind is not None:
+                t = t.filter(t.kind == kind)
+            df = t.order_by("created_at").execute()
         return [
             {"id": r.id, "kind": r.kind, "name": r.name, "created_at": r.created_at, "payload": json.loads(r.payload)}
             for r in df.itertuples()
@@ -220,15 +286,119 @@ class Store:
             raise StoreError(f"{what} is only supported on the embedded DuckDB store, not {self.kind}")
 
     def close(self) -> None:
-        """Close the connection (the file stays)."""
-        with contextlib.suppress(Exception):
-            self.con.disconnect()
+        """Close the connection (the file stays, and its lock is released)."""
+        with self._lease._lock:  # after a unit of work in flight on another thread, without attaching
+            self._attached = False
+            with contextlib.suppress(Exception):
+                self.con.disconnect()
 
     def __enter__(self) -> "Store":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Lease:
+    """Reentrant per-thread unit of work on a store (see :meth:`Store.attached`)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._owner: int | None = None
+
+    def held_here(self) -> bool:
+        return self._owner == threading.get_ident()
+
+    def __enter__(self) -> Store:
+        self._lock.acquire()
+        try:
+            if self._depth == 0 and not self._store.hold:
+                self._store._attach()
+        except BaseException:
+            self._lock.release()
+            raise
+        self._depth += 1
+        self._owner = threading.get_ident()
+        return self._store
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        try:
+            if self._depth == 0:
+                self._owner = None
+                if not self._store.hold:
+                    self._store._detach()
+        finally:
+            self._lock.release()
+
+
+_BUSY_MARKERS = ("Could not set lock on file", "Conflicting lock is held", "Unique file handle conflict")
+
+
+def _busy_timeout(value: float | None) -> float:
+    if value is not None:
+        return max(0.0, float(value))
+    env = os.environ.get("INSIGHTROI_BUSY_TIMEOUT")
+    if not env:
+        return DEFAULT_BUSY_TIMEOUT
+    try:
+        return max(0.0, float(env))
+    except ValueError:
+        raise StoreError(f"INSIGHTROI_BUSY_TIMEOUT={env!r} is not a number of seconds") from None
+
+
+def _command_line(pid: int) -> str | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # not Linux, gone, or another user's process
+        return None
+    # Whitespace collapsed: an argument may hold newlines (python -c '...'), the message is one line.
+    args = [" ".join(a.decode(errors="replace").split()) for a in raw.split(b"\0") if a]
+    # `python .../bin/insightroi classify ...` reads better as `insightroi classify ...`.
+    for i, a in enumerate(args):
+        if Path(a).name == "insightroi":
+            args = ["insightroi", *args[i + 1:]]
+            break
+    text = " ".join(args)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _busy_error(exc: Exception, path: Path | None, waited: float) -> StoreBusyError:
+    msg = str(exc)
+    found = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", msg)
+    pid = int(found.group(2)) if found else None
+    if pid is not None:
+        holder = f"process {pid} ({_command_line(pid) or found.group(1)})"
+    elif "Unique file handle conflict" in msg:
+        pid = os.getpid()
+        holder = f"another connection in this process ({pid})"
+    else:
+        holder = "another process"
+    where = path.resolve() if path is not None else "the store"
+    return StoreBusyError(
+        f"store {where} is busy: {holder} has it open (waited {waited:g} s); a DuckDB file is used by one "
+        "process at a time, so retry when that one has finished", path=str(where), pid=pid,
+    )
+
+
+def _wait_for_lock(attempt: Callable[[], Any], path: Path | None, timeout: float) -> Any:
+    """Run ``attempt`` (an open or ATTACH), retrying while another process holds the file's lock."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            return attempt()
+        except duckdb.Error as exc:
+            if not any(m in str(exc) for m in _BUSY_MARKERS):
+                raise
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _busy_error(exc, path, timeout) from exc
+            # Short polls: a server's per-request hold ends within milliseconds.
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 0.05)
 
 
 def _utcnow() -> datetime:
@@ -258,23 +428,29 @@ def duckdb_file(url: str) -> Path | None:
     return Path(raw_path[1:] if raw_path.startswith("/") else raw_path)
 
 
-def _open_duckdb(url: str, parsed) -> Store:
+def _open_duckdb(url: str, parsed, *, hold: bool = True, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Store:
     # Query parameters are DuckDB settings (duckdb:///x.duckdb?memory_limit=4GB&threads=2): by
     # default DuckDB's buffer pool may grow to 80% of RAM, which a shared machine may not want.
     settings = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
     path = duckdb_file(url)
+    hold = hold or path is None
     try:
         if path is None:
             con = ibis.duckdb.connect(**settings)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
-            con = ibis.duckdb.connect(str(path), **settings)
+            # hold=False: an in-memory database that ATTACHes the file per unit of work. Attaching
+            # costs a few ms; creating a DuckDB instance per request costs ~20 ms.
+            con = _wait_for_lock(lambda: ibis.duckdb.connect(str(path) if hold else ":memory:", **settings),
+                                 path, busy_timeout)
+    except StoreBusyError:
+        raise
     except duckdb.Error as exc:
         if not settings:
             raise
         raise StoreError(f"{url}: DuckDB refused the settings {settings}: {exc}") from exc
     con.con.execute("SET TimeZone = 'UTC'")
-    return Store(url=url, kind="duckdb", con=con, path=path)
+    return Store(url=url, kind="duckdb", con=con, path=path, hold=hold, busy_timeout=busy_timeout)
 
 
 def _open_pyspark(url: str, parsed) -> Store:
@@ -301,8 +477,37 @@ def _open_pyspark(url: str, parsed) -> Store:
     for k, v in query.items():
         builder = builder.config(k, v)
     session = builder.getOrCreate()
+    _register_warehouse_tables(session)
     con = ibis.pyspark.connect(session)
     return Store(url=url, kind="pyspark", con=con)
+
+
+def _register_warehouse_tables(session: Any) -> None:
+    # Spark's default catalog lives in memory: the next process knows no tables although the
+    # warehouse still holds their folders, so migrate() would create them again and fail with
+    # LOCATION_ALREADY_EXISTS. Register each folder found as a table over its own Parquet files
+    # (no Hive/Derby metastore, which would be a second single-process lock next to the data).
+    if session.conf.get("spark.sql.catalogImplementation", "in-memory") != "in-memory":
+        return  # a Hive metastore remembers its tables
+    raw = session.conf.get("spark.sql.warehouse.dir", "spark-warehouse")
+    parsed = urlparse(raw)
+    if parsed.scheme not in ("", "file"):
+        return  # a remote warehouse (s3a://, hdfs://) cannot be listed from here; use a metastore
+    warehouse = Path(parsed.path if parsed.scheme else raw)
+    if not warehouse.is_dir():
+        return
+    from ibis.backends.pyspark.datatypes import PySparkSchema
+
+    known = {t.name for t in session.catalog.listTables()}
+    wanted = {name: spec.columns for name, spec in TABLES.items()}
+    wanted[_VERSION_TABLE] = _VERSION_COLUMNS
+    for name, columns in wanted.items():
+        folder = warehouse / name
+        if name in known or not folder.is_dir():
+            continue
+        session.catalog.createTable(
+            name, path=str(folder.resolve()), source="parquet", schema=PySparkSchema.from_ibis(ibis.schema(columns))
+        )
 
 
 def _open_databricks(url: str, parsed) -> Store:
@@ -371,7 +576,9 @@ def register_opener(scheme: str, opener: Callable[[str, Any], Store]) -> None:
     _OPENERS[scheme] = opener
 
 
-def open_store(url: str | os.PathLike | None = None, *, migrate: bool = True) -> Store:
+def open_store(
+    url: str | os.PathLike | None = None, *, migrate: bool = True, hold: bool = True, busy_timeout: float | None = None,
+) -> Store:
     """Open the store at ``url`` and make sure its tables exist.
 
     Parameters
@@ -385,9 +592,20 @@ def open_store(url: str | os.PathLike | None = None, *, migrate: bool = True) ->
         ``INSIGHTROI_STORE`` environment variable, else ``duckdb:///insightroi.duckdb``.
     migrate : bool
         Create missing tables and apply migrations (default True).
+    hold : bool
+        Keep a DuckDB file open, and so its single-writer lock taken, until :meth:`Store.close`
+        (default). ``False`` attaches the file only inside ``with store.attached():`` blocks, so
+        other processes (CLI commands next to ``insightroi serve``) can use it in between.
+        Ignored by other backends, which have no file lock.
+    busy_timeout : float, optional
+        Seconds to wait, retrying, while another process holds the DuckDB file's lock; default
+        ``$INSIGHTROI_BUSY_TIMEOUT``, else 5.
 
     Raises
     ------
+    StoreBusyError
+        Another process held the DuckDB file for longer than ``busy_timeout``; the one-line
+        message names the file, the process id and its command line.
     StoreError
         For an unknown scheme, a missing optional backend, or a store newer than this version.
     """
@@ -398,7 +616,10 @@ def open_store(url: str | os.PathLike | None = None, *, migrate: bool = True) ->
     opener = _OPENERS.get(parsed.scheme)
     if opener is None:
         raise StoreError(f"{url}: unknown store scheme {parsed.scheme!r}; known: {sorted(_OPENERS)}")
-    store = opener(url, parsed)
+    if opener is _open_duckdb:
+        store = _open_duckdb(url, parsed, hold=hold, busy_timeout=_busy_timeout(busy_timeout))
+    else:
+        store = opener(url, parsed)
     if migrate:
         store.migrate()
     return store
