@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from insightroi.insights._sentiment import DEFAULT_REFERENCE
+from conftest import REFERENCE_DIR
 from insightroi.store import open_store
 
 sys.path.insert(0, str(Path(__file__).parent))
 from userworld import write_user_world, user_program  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not DEFAULT_REFERENCE.exists(), reason="reference data not present")
+pytestmark = pytest.mark.skipif(not (REFERENCE_DIR / "sentiment").exists(), reason="reference data not present")
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 BIN = Path(sys.executable).parent / "insightroi"

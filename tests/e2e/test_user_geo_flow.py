@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from insightroi.insights._sentiment import DEFAULT_REFERENCE
+from conftest import REFERENCE_DIR
 
 sys.path.insert(0, str(Path(__file__).parent))
 from userworld import geo_program, write_geo_world  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not DEFAULT_REFERENCE.exists(), reason="reference data not present")
+pytestmark = pytest.mark.skipif(not (REFERENCE_DIR / "sentiment").exists(), reason="reference data not present")
 BIN = Path(sys.executable).parent / "insightroi"
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from insightroi.insights._sentiment import DEFAULT_REFERENCE
+from conftest import REFERENCE_DIR
 
 START = date(2026, 3, 2)  # a Monday
 PRE_DAYS = 91
@@ -50,7 +50,7 @@ class UserWorld:
 
 def real_texts() -> dict[str, list[str]]:
     """Real customer text by human label: negative, positive, and defect complaints."""
-    ref = DEFAULT_REFERENCE
+    ref = REFERENCE_DIR / "sentiment"
     uci = pd.read_csv(ref / "uci_sentences" / "uci_sentiment_sentences_amazon_yelp.csv")
     tw = pd.read_csv(ref / "tweets_GroundTruth.txt", sep="\t", header=None, names=["id", "score", "text"],
                      quoting=csv.QUOTE_NONE)

@@ -15,16 +15,16 @@ r 0.8722 / F1 0.948, so the cleaning step (HTML entities, non-English check) cos
 The embedding head is checked on the HELD-OUT split (ids divisible by 5), never seen in training.
 """
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from insightroi.insights import EmbeddingSentiment, LexiconSentiment, load_reference_sentiment, sentiment_class, validate_model
-from insightroi.insights._sentiment import DEFAULT_REFERENCE
 from insightroi.insights._vader import VaderCore
 
-REF = DEFAULT_REFERENCE  # shared/ beside the repository, or $INSIGHTROI_SHARED
+from conftest import REFERENCE_DIR
+
+REF = REFERENCE_DIR / "sentiment"
 pytestmark = pytest.mark.skipif(not REF.exists(), reason="reference data not present")
 
 

@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -40,8 +38,8 @@ import pytest
 
 from insightroi.stats import causal_impact, did_2x2, event_study, synth_fit, synthetic_control, twfe
 
-# shared/ sits beside the repository (CI clones main next to it); INSIGHTROI_SHARED overrides.
-REF = Path(os.environ.get("INSIGHTROI_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "reference"
+from conftest import REFERENCE_DIR as REF
+
 CK_COLS = (
     "SHEET CHAIN CO_OWNED STATE SOUTHJ CENTRALJ NORTHJ PA1 PA2 SHORE NCALLS EMPFT EMPPT NMGRS WAGE_ST INCTIME "
     "FIRSTINC BONUS PCTAFF MEALS OPEN HRSOPEN PSODA PFRY PENTREE NREGS NREGS11 TYPE2 STATUS2 DATE2 NCALLS2 EMPFT2 "

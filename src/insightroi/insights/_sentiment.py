@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-import os
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +33,9 @@ __all__ = [
 ]
 
 SENTIMENT_CLASSES = ("negative", "neutral", "positive")
+# Fitted parameters ship inside the package (package-data) so an installed wheel runs offline
+# with no checkout beside it; the human-labelled texts they were fitted on are not shipped.
 _MODELS = Path(__file__).parent / "_models"
-# The human-labeled reference text lives in shared/ beside the repository (not shipped in the
-# wheel); INSIGHTROI_SHARED points elsewhere.
-DEFAULT_REFERENCE = (
-    Path(os.environ.get("INSIGHTROI_SHARED", Path(__file__).resolve().parents[4] / "shared")) / "reference" / "sentiment"
-)
 
 
 def sentiment_class(values, threshold: float = 0.05) -> np.ndarray:
@@ -48,15 +44,25 @@ def sentiment_class(values, threshold: float = 0.05) -> np.ndarray:
     return np.where(v >= threshold, "positive", np.where(v <= -threshold, "negative", "neutral")).astype(object)
 
 
-def load_reference_sentiment(path: str | Path | None = None):
+def load_reference_sentiment(path: str | Path):
     """The Hutto & Gilbert (2014) human-labelled texts as a DataFrame.
 
-    Columns: corpus (tweets | movies), id, rating (mean human rating, -4..+4), text, split
-    (``test`` when id % 5 == 0, else ``train``).
+    Parameters
+    ----------
+    path : str or Path
+        Folder holding ``tweets_GroundTruth.txt`` and ``movieReviewSnippets_GroundTruth.txt``
+        (in a checkout: ``shared/reference/sentiment``). The package does not ship these texts,
+        so the caller always says where they are.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns: corpus (tweets | movies), id, rating (mean human rating, -4..+4), text, split
+        (``test`` when id % 5 == 0, else ``train``).
     """
     import pandas as pd
 
-    path = Path(path or DEFAULT_REFERENCE)
+    path = Path(path)
     frames = []
     for corpus, fname in (("tweets", "tweets_GroundTruth.txt"), ("movies", "movieReviewSnippets_GroundTruth.txt")):
         rows = []

@@ -1,6 +1,6 @@
 """Rebuild the bundled sentiment parameters from the human-labelled reference data.
 
-    python -m insightroi.insights._train [--reference DIR] [--embeddings cached.npz] [--skip-embeddings]
+    python -m insightroi.insights._train --reference DIR [--embeddings cached.npz] [--skip-embeddings]
 
 Trains on the reference TRAIN split only (ids not divisible by 5); the test split stays held out
 for the tests and ``validate-model``. Writes ``insights/_models/*.json``.
@@ -29,7 +29,7 @@ def _data_tag(df) -> str:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--reference", default=None)
+    ap.add_argument("--reference", required=True, help="folder with the Hutto & Gilbert texts (shared/reference/sentiment)")
     ap.add_argument("--embeddings", default=None, help="npz with arrays 'tweets' and 'movieReviewSnippets'")
     ap.add_argument("--skip-embeddings", action="store_true")
     args = ap.parse_args(argv)
