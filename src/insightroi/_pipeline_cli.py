@@ -44,8 +44,8 @@ def demo(
 
     scale_arg: str | int = int(scale) if scale.isdigit() else scale
     with err_console.status("starting") as status:
-        run = run_demo(
-            out, seed=seed, scale=scale_arg, store_url=store, bad_rows=bad_rows, bad_assignment=bad_assignment,
+        run = run_or_fail(
+            run_demo, out, seed=seed, scale=scale_arg, store_url=store, bad_rows=bad_rows, bad_assignment=bad_assignment,
             classify_jobs=jobs, progress=lambda stage: status.update(f"[bold]{stage}[/] ..."),
         )
     if as_json:

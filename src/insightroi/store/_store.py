@@ -253,7 +253,10 @@ class Store:
             }
         )
         with self.transaction():
-            self._delete_ids("results", [result_id])
+            if self.kind == "duckdb":
+                self._delete_ids("results", [result_id])
+            # Engines without row deletes (Spark's Parquet tables) keep every version; readers take
+            # the latest row of an id, so the result is the same.
             self.append("results", row)
         return result_id
 
@@ -261,7 +264,7 @@ class Store:
         """The payload saved under ``result_id``, or None."""
         with self._reads():
             t = self.table("results")
-            rows = t.filter(t.id == result_id).select("payload").execute()
+            rows = t.filter(t.id == result_id).order_by(ibis.desc("created_at")).select("payload").limit(1).execute()
         return None if rows.empty else json.loads(rows.payload.iloc[0])
 
     def load_results(self, kind: str | None = None) -> list[dict[str, Any]]:
@@ -271,6 +274,7 @@ class Store:
             if kind is not None:
                 t = t.filter(t.kind == kind)
             df = t.order_by("created_at").execute()
+        df = df.drop_duplicates("id", keep="last")  # append-only engines keep superseded versions
         return [
             {"id": r.id, "kind": r.kind, "name": r.name, "created_at": r.created_at, "payload": json.loads(r.payload)}
             for r in df.itertuples()
