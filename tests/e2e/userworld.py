@@ -78,7 +78,7 @@ def write_user_world(folder: Path, *, n_families: int = 40, orders_per_day: tupl
     treated = sorted(fams[i] for i in perm[: n_families // 2])
     control = sorted(set(fams) - set(treated))
     is_t = np.array([f in treated for f in fams])
-    level = rng.uniform(30, 55, n_families)  # orders per day
+    level = rng.uniform(*orders_per_day, n_families)
     risk = rng.lognormal(0, 0.3, n_families)  # persistent family quality: the pre-period predicts the post
     days = [START - timedelta(days=PRE_DAYS) + timedelta(days=d) for d in range(PRE_DAYS + POST_DAYS)]
     n_days = len(days)
