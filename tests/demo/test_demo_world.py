@@ -32,8 +32,8 @@ def _digest(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return generate_world(tmp_path_factory.mktemp("tiny"), seed=11, scale="tiny")
+def tiny(demo_world):
+    return demo_world("tiny", 11)
 
 
 def test_same_seed_same_bytes_different_seed_different_world(tmp_path, tiny):

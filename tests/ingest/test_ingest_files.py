@@ -19,13 +19,6 @@ from insightroi.store import open_store
 HEADER = "id,source,channel,event_time,rating,text\n"
 
 
-@pytest.fixture()
-def store(tmp_path):
-    st = open_store(f"duckdb:///{tmp_path}/store.duckdb")
-    yield st
-    st.close()
-
-
 def write(path: Path, text: str | bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(text, bytes):

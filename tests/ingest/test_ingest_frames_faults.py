@@ -15,13 +15,6 @@ from insightroi.ingest import IngestReport, ingest_frame, ingest_path
 from insightroi.store import open_store
 
 
-@pytest.fixture()
-def store(tmp_path):
-    st = open_store(f"duckdb:///{tmp_path}/store.duckdb")
-    yield st
-    st.close()
-
-
 def _state(store):
     return tuple(store.count(t) for t in ("feedback", "quarantine", "ingest_batches"))
 

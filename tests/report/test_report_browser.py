@@ -7,22 +7,14 @@ from pathlib import Path
 import pytest
 
 from insightroi.report import VIEWS, export_pdf, sample_bundle, write_report
-from insightroi.report._pdf import CHROMIUM, CHROMIUM_ARGS
+from insightroi.report._pdf import CHROMIUM
 
 pytestmark = pytest.mark.browser
-sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 if not Path(CHROMIUM).exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "report"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
