@@ -156,15 +156,15 @@ def test_cli_monitor_json_and_saved(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_world_outage_and_new_theme_flagged_in_their_weeks(tmp_path):
+def test_demo_world_outage_and_new_theme_flagged_in_their_weeks(demo_world):
     """On a 200,000-order demo world (seed 0) the weekly scan of the hidden labels flags exactly two
     weeks: the carrier outage's week (shipping_delay, with a ticket surge) and the first week with
     counterfeit complaints, which is the week of the theme's start or the next one.
 
     At the "small" scale (~120 feedback a week) neither shift is distinguishable from weekly noise
     at the scan's significance level, so the test uses four times as many orders."""
-    demo = pytest.importorskip("insightroi.demo")
-    info = demo.generate_world(tmp_path / "w", seed=0, scale=200_000)
+    pytest.importorskip("insightroi.demo")
+    info = demo_world(200_000, 0)
     truth = info.truth
     labels = pd.read_parquet(info.labels_path)
     fb = pd.read_parquet(info.paths["feedback"])
@@ -195,15 +195,15 @@ def test_demo_world_outage_and_new_theme_flagged_in_their_weeks(tmp_path):
 
 
 @pytest.mark.slow
-def test_monitor_store_on_ingested_demo_world(tmp_path):
+def test_monitor_store_on_ingested_demo_world(tmp_path, demo_world):
     """The demo world ingested into DuckDB: the store-side weekly scan (source mix and vocabulary,
     counted in the database; no insights yet) flags the outage week and no other week, and the
     decay table has one row per 28-day period of the experiment."""
-    demo = pytest.importorskip("insightroi.demo")
+    pytest.importorskip("insightroi.demo")
     ingest = pytest.importorskip("insightroi.ingest")
     from insightroi.program import load_program
 
-    info = demo.generate_world(tmp_path / "w", seed=0, scale=200_000)
+    info = demo_world(200_000, 0)
     store = open_store(f"duckdb:///{tmp_path / 'd.duckdb'}")
     for kind in ("feedback", "orders", "tickets", "assignments"):
         ingest.ingest_path(store, kind, info.paths[kind])

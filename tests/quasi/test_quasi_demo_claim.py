@@ -40,15 +40,14 @@ PRIMARY = "negative_reviews_per_1000_orders"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, demo_world):
     from insightroi.pipeline import ingest_world
 
-    out = tmp_path_factory.mktemp("demo_claim")
-    world = demo.generate_world(out, seed=0, scale="demo")
+    world = demo_world("demo", 0)
     prog = load_program(world.program_path)
-    st = open_store(f"duckdb:///{out}/s.duckdb")
+    st = open_store(f"duckdb:///{tmp_path_factory.mktemp('demo_claim')}/s.duckdb")
     ingest_world(st, world, prog)
-    truth = json.loads((out / "truth.json").read_text())
+    truth = json.loads((world.out_dir / "truth.json").read_text())
     section = quasi_section(st, prog, truth=truth)
     yield prog, st, truth, section
     st.close()

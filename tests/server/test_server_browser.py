@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from _srv_helpers import TOKEN, LiveServer, seed_store
 
-from insightroi.report._pdf import CHROMIUM, CHROMIUM_ARGS
+from insightroi.report._pdf import CHROMIUM
 from insightroi.server import create_app
 
 pytestmark = pytest.mark.browser
-sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 if not Path(CHROMIUM).exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
@@ -31,14 +31,6 @@ def server(tmp_path_factory):
     seed_store(url)
     with LiveServer(create_app(url, token=TOKEN)) as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture()

@@ -20,7 +20,6 @@ import pytest
 pytest.importorskip("pyspark")
 
 from insightroi.chain import chain_summary  # noqa: E402
-from insightroi.demo import generate_world  # noqa: E402
 from insightroi.experiments import analyze_experiment  # noqa: E402
 from insightroi.insights import build_models, classify_store  # noqa: E402
 from insightroi.insights._spark import classify_spark  # noqa: E402
@@ -34,9 +33,9 @@ REL = 1e-9
 
 
 @pytest.fixture(scope="module")
-def stores(tmp_path_factory):
+def stores(tmp_path_factory, demo_world):
     root = tmp_path_factory.mktemp("spark_parity")
-    world = generate_world(root / "world", seed=11, scale="tiny")
+    world = demo_world("tiny", 11)
     program = load_program(world.program_path)
     duck = open_store(f"duckdb:///{root / 'd.duckdb'}")
     ingest_world(duck, world, program)
