@@ -472,6 +472,8 @@ def _open_pyspark(url: str, parsed) -> Store:
         SparkSession.builder.master(master)
         .appName(query.pop("app", "insightroi"))
         .config("spark.ui.enabled", "false")
+        # The stage progress bars write over the CLI's own output on stderr.
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", query.pop("shuffle_partitions", "4"))
     )
