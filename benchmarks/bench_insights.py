@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -21,7 +22,8 @@ def _texts(n: int) -> list[str]:
     try:
         from insightroi.insights import load_reference_sentiment
 
-        t = load_reference_sentiment().text.tolist()
+        shared = Path(os.environ.get("INSIGHTROI_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+        t = load_reference_sentiment(shared / "reference" / "sentiment").text.tolist()
     except Exception:
         from insightroi.insights._synthetic import PHRASES
 

@@ -34,15 +34,9 @@ _STAGE_CLIS = (
 )
 
 for _module in _STAGE_CLIS:
-    try:
-        _mod = importlib.import_module(_module)
-    except ModuleNotFoundError as _exc:
-        # A stage whose module is not there yet (or whose optional extra is not installed)
-        # simply contributes no commands; any other import error is a bug and must surface.
-        if _exc.name is None or not _module.startswith(_exc.name):
-            raise
-        continue
-    _mod.register(app)
+    # Every stage's commands import without the optional extras (web, spark, embeddings), which
+    # their commands load when run; a failing import here is a bug and must surface.
+    importlib.import_module(_module).register(app)
 
 
 def main() -> None:

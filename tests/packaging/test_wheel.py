@@ -80,8 +80,6 @@ def test_import_from_installed_wheel(installed):
     assert Path(res.stdout.strip()).is_relative_to(venv.resolve()), res.stdout  # not this checkout's src/
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py imports insightroi.server._cli, whose package __init__ imports "
-                                       "fastapi: without the web extra no command starts (issue 17)")
 def test_cli_starts_without_web_extra(installed):
     venv, env, work = installed
     res = _run([venv / "bin" / "insightroi", "--help"], cwd=work, env=env, timeout=120, check=False)
