@@ -20,11 +20,13 @@ from insightroi.errors import DataError, EstimationError
 from insightroi.metrics import analysis_windows, unit_measures_expr
 from insightroi.program import Kpi, Program
 from insightroi.stats import (
+    NO_DENOMINATOR_IN_ARM,
     Check,
     Ratio,
     RatioRegressionAdjusted,
     Result,
     adjust_pvalues,
+    jsonable,
     segment_breakdown,
     two_arm,
 )
@@ -117,9 +119,7 @@ class ExperimentAnalysis:
 
 
 def _jsonable_rows(rows):
-    from insightroi.stats._result import _jsonable
-
-    return _jsonable(rows)
+    return jsonable(rows)
 
 
 def _stats(df, arm: str, use_pre: bool):
@@ -140,10 +140,9 @@ def _scaled(res: Result, scale: float) -> Result:
                    extra=x)
 
 
-def _nan_result(kpi: Kpi, n: int, message: str, alpha: float, unit: str = "absolute") -> Result:
-    nan = math.nan
-    return Result(nan, nan, (nan, nan), nan, "not_estimable", n, unit, (Check("estimable", "skip", message),), alpha,
-                  kpi.name, {})
+def _nan_result(kpi: Kpi, n: int, message: str, alpha: float, unit: str = "absolute", *,
+                method: str = "ratio_delta", extra: dict | None = None) -> Result:
+    return Result.not_estimable(message, method=method, metric=kpi.name, n=n, unit=unit, alpha=alpha, extra=extra)
 
 
 def kpi_effect(df, kpi: Kpi, *, alpha: float = 0.05, cuped: bool = True) -> tuple[Result, Result]:
@@ -158,19 +157,20 @@ def kpi_effect(df, kpi: Kpi, *, alpha: float = 0.05, cuped: bool = True) -> tupl
     dens = {a: float(df.loc[df.arm == a, "den"].sum()) for a in (TREATMENT, CONTROL)}
     if dens[CONTROL] == 0 or dens[TREATMENT] == 0:
         empty = CONTROL if dens[CONTROL] == 0 else TREATMENT
-        msg = (f"the {empty} arm has no {kpi.denominator} in the window, so {kpi.name} cannot be compared "
-               "(a workflow KPI that exists only under treatment is descriptive)")
+        msg = NO_DENOMINATOR_IN_ARM.format(arm=empty, denominator=kpi.denominator, kpi=kpi.name)
         tr = df[df.arm == TREATMENT]
         tm = float(tr.num.sum() / tr.den.sum() * kpi.scale) if dens[TREATMENT] else math.nan
-        r = _nan_result(kpi, n, msg, alpha)
-        return replace(r, extra={"treatment_mean": tm, "control_mean": math.nan}), _nan_result(kpi, n, msg, alpha, "relative")
+        return (_nan_result(kpi, n, msg, alpha, extra={"treatment_mean": tm, "control_mean": math.nan}),
+                _nan_result(kpi, n, msg, alpha, "relative"))
     use_pre = bool(cuped and all(float(df.loc[df.arm == a, "den_pre"].sum()) > 0 for a in (TREATMENT, CONTROL)))
     c, t = _stats(df, CONTROL, use_pre), _stats(df, TREATMENT, use_pre)
     try:
         ab = two_arm(c, t, alpha=alpha, metric=kpi.name, cuped=use_pre)
         rel = two_arm(c, t, relative=True, alpha=alpha, metric=kpi.name, cuped=use_pre)
     except DataError as exc:
-        return _nan_result(kpi, n, str(exc), alpha), _nan_result(kpi, n, str(exc), alpha, "relative")
+        method = "cuped_ratio" if use_pre else "ratio_delta"
+        return (_nan_result(kpi, n, str(exc), alpha, method=method),
+                _nan_result(kpi, n, str(exc), alpha, "relative", method=method))
     return _scaled(ab, kpi.scale), rel
 
 

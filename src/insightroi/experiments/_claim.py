@@ -25,7 +25,7 @@ import pandas as pd
 from insightroi.errors import DataError
 from insightroi.stats import Check, Result, did_ratio, twfe
 from insightroi.stats._did import ratio_ancova
-from insightroi.stats._result import _jsonable
+from insightroi.stats import jsonable
 
 __all__ = ["ParsedClaim", "ClaimReport", "parse_claim", "validate_claim"]
 
@@ -138,7 +138,7 @@ class ClaimReport:
         d["incremental"] = self.incremental.to_dict()
         for k in ("pre_trends", "regression_to_mean", "persistence", "triangulation"):
             d[k] = getattr(self, k).to_dict()
-        return _jsonable(d)
+        return jsonable(d)
 
     def summary(self) -> str:
         """Readable text report."""

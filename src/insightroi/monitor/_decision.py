@@ -11,7 +11,7 @@ import numpy as np
 from insightroi.monitor._decay import decay_rows
 from insightroi.program import Program
 from insightroi.stats import Result
-from insightroi.stats._result import _jsonable
+from insightroi.stats import jsonable
 
 __all__ = ["MonitorDecision", "decide", "running_cost_per_period", "value_per_unit", "decision_kpi"]
 
@@ -48,7 +48,7 @@ class MonitorDecision:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
-        return _jsonable(asdict(self))
+        return jsonable(asdict(self))
 
 
 def decision_kpi(program: Program) -> str:

@@ -19,7 +19,7 @@ from insightroi.monitor._quality import quality_by_slice
 from insightroi.monitor._scan import categorical_drift, drift_by_week_counts, taxonomy_drift, text_drift_row
 from insightroi.program import Program
 from insightroi.stats import Result
-from insightroi.stats._result import _jsonable
+from insightroi.stats import jsonable
 
 __all__ = ["MonitorReport", "monitor_store", "store_period_effects"]
 
@@ -58,7 +58,7 @@ class MonitorReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The bundle's "monitor" section (plain JSON)."""
-        return _jsonable(
+        return jsonable(
             {
                 "decision": self.decision.decision,
                 "reasons": list(self.decision.reasons) + list(self.notes),

@@ -12,8 +12,19 @@ from insightroi.stats._power import (
     sample_size_proportions,
     sample_size_ratio,
 )
-from insightroi.stats._result import Check, Result
-from insightroi.stats._did import did_2x2, did_ratio, event_study, staggered_did, twfe, within_demean
+from insightroi.stats._result import (
+    NO_DENOMINATOR_IN_ARM,
+    NOT_ESTIMABLE,
+    TOO_FEW_UNITS,
+    UNDEFINED_COUNTERFACTUAL,
+    ZERO_CONTROL_MEAN,
+    ZERO_DENOMINATOR,
+    Check,
+    Result,
+    jsonable,
+)
+from insightroi.stats._did import did_2x2, did_ratio, event_study, staggered_did, twfe
+from insightroi.stats._panel import within_demean
 from insightroi.stats._its import causal_impact
 from insightroi.stats._matching import matched_cohorts, propensity_scores, standardized_mean_differences
 from insightroi.stats._synth import simplex_weights, synth_fit, synthetic_control
@@ -24,7 +35,14 @@ from insightroi.stats._suffstats import (
     RegressionAdjusted,
     SampleMean,
 )
-from insightroi.stats._switchback import switchback, switchback_blocks, switchback_power
+from insightroi.stats._intervals import se_from_interval, wald_interval, welch_df
+from insightroi.stats._switchback import (
+    switchback,
+    switchback_blocks,
+    switchback_carryover,
+    switchback_power,
+    switchback_ratio_effect,
+)
 from insightroi.stats._twoarm import (
     adjust_pvalues,
     benjamini_hochberg,
@@ -42,6 +60,14 @@ from insightroi.stats._twoarm import (
 __all__ = [
     "Check",
     "Result",
+    "jsonable",
+    # "cannot compute" label and message templates (Result.not_estimable)
+    "NOT_ESTIMABLE",
+    "TOO_FEW_UNITS",
+    "ZERO_DENOMINATOR",
+    "ZERO_CONTROL_MEAN",
+    "NO_DENOMINATOR_IN_ARM",
+    "UNDEFINED_COUNTERFACTUAL",
     # sufficient statistics
     "SampleMean",
     "Proportion",
@@ -58,7 +84,13 @@ __all__ = [
     "holdout",
     "switchback",
     "switchback_blocks",
+    "switchback_ratio_effect",
+    "switchback_carryover",
     "segment_breakdown",
+    # intervals
+    "wald_interval",
+    "se_from_interval",
+    "welch_df",
     # multiple testing
     "adjust_pvalues",
     "holm",

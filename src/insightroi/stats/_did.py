@@ -1,7 +1,9 @@
 """Difference-in-differences over arrays: 2x2, two-way fixed effects, event study, staggered rollouts.
 
 Everything here is pure numpy/scipy over long-format arrays (one entry per unit x period) or a
-unit x period matrix; the DataFrame wrappers live in ``insightroi.experiments._quasi``.
+unit x period matrix; the DataFrame wrappers live in ``insightroi.experiments._quasi``. The
+regression and variance machinery (demeaning, OLS with fixed effects, cluster and HC2 vcovs) is
+in :mod:`insightroi.stats._panel`; the estimators here set up the design and read the fit.
 
 Staggered rollouts use Callaway & Sant'Anna (2021). Why it and not Sun & Abraham (2021): both are
 robust to effects that vary by cohort and over time, but Callaway-Sant'Anna is built only from
@@ -20,6 +22,8 @@ import numpy as np
 from scipy import stats as sps
 
 from insightroi.errors import DataError, check_option
+from insightroi.stats._intervals import wald_interval
+from insightroi.stats._panel import cluster_count_check, group_codes, ols_fe, wls_hc2
 from insightroi.stats._result import Check, Result
 
 __all__ = [
@@ -29,22 +33,9 @@ __all__ = [
     "twfe",
     "event_study",
     "staggered_did",
-    "within_demean",
 ]
 
 Control = Literal["never", "notyet"]
-
-
-def _ci(est: float, se: float, alpha: float, df: float | None = None) -> tuple[tuple[float, float], float]:
-    if not (np.isfinite(se) and se > 0):
-        return (float("nan"), float("nan")), float("nan")
-    if df is None or not np.isfinite(df):
-        q = sps.norm.ppf(1 - alpha / 2)
-        p = 2 * sps.norm.sf(abs(est / se))
-    else:
-        q = sps.t.ppf(1 - alpha / 2, df)
-        p = 2 * sps.t.sf(abs(est / se), df)
-    return (float(est - q * se), float(est + q * se)), float(p)
 
 
 # ---------------------------------------------------------------------------------------- 2x2
@@ -119,7 +110,7 @@ def did_2x2(
         }
     est = out["treated"]["change"] - out["control"]["change"]
     se = math.sqrt(out["treated"]["se_change"] ** 2 + out["control"]["se_change"] ** 2)
-    ci, p = _ci(est, se, alpha)
+    ci, p = wald_interval(est, se, alpha=alpha)
     checks = (_parallel_level_check(out),)
     return Result(
         estimate=float(est), se=float(se), ci=ci, p_value=p, method="did_2x2", n=int(len(d)),
@@ -193,11 +184,11 @@ def did_ratio(
     # t with min(n_T, n_C) - 1 degrees of freedom: the delta-method SE rests on few clusters
     # when a group has few units (simulations with 25 units per group under-cover with z).
     df_t = min(out["treated"]["n_units"], out["control"]["n_units"]) - 1
-    ci, p = _ci(est, se, alpha, df=df_t)
+    ci, p = wald_interval(est, se, alpha=alpha, df=df_t)
     lvl = {"treated": {"mean_pre": out["treated"]["kpi_pre"]}, "control": {"mean_pre": out["control"]["kpi_pre"]}}
     return Result(
         estimate=float(est), se=float(se), ci=ci, p_value=p, method="did_ratio", n=int(len(d)), unit="absolute",
-        diagnostics=(_parallel_level_check(lvl), _clusters_check(int(len(d)))), alpha=alpha, metric=metric, extra=out,
+        diagnostics=(_parallel_level_check(lvl), cluster_count_check(int(len(d)))), alpha=alpha, metric=metric, extra=out,
     )
 
 
@@ -300,30 +291,15 @@ def ratio_ancova(
     # the treated at their own covariate values (irrelevant for a common slope, but explicit).
     cols = [x - np.average(x[d], weights=b[d]) for x in cols]
 
-    def fit(Z):
-        XtWX = Z.T @ (Z * b[:, None])
-        try:
-            B = np.linalg.inv(XtWX)
-        except np.linalg.LinAlgError:
-            raise DataError("ratio_ancova: covariates are collinear") from None
-        beta = B @ (Z.T @ (b * y))
-        e = y - Z @ beta
-        # HC2: residuals scaled by 1 / sqrt(1 - leverage). Units carry very unequal weights (a
-        # big SKU family with a defect burst is a high-leverage point), where HC1 under-covers.
-        h = b * np.einsum("ij,jk,ik->i", Z, B, Z)
-        S = Z * (b * e / np.sqrt(np.clip(1.0 - h, 1e-12, None)))[:, None]
-        V = B @ (S.T @ S) @ B
-        return beta, V
-
     one = np.ones_like(y)
-    beta0, V0 = fit(np.column_stack([one, d.astype(float)]))
+    beta0, V0 = wls_hc2(y, np.column_stack([one, d.astype(float)]), b, who="ratio_ancova")
     X = np.column_stack([one, d.astype(float), *cols])
     if X.shape[1] >= len(y) - 1:
         raise DataError(f"ratio_ancova: {X.shape[1]} parameters for {len(y)} units")
-    beta, V = fit(X)
+    beta, V = wls_hc2(y, X, b, who="ratio_ancova")
     est, se = float(beta[1]), float(math.sqrt(max(V[1, 1], 0.0)))
     df_t = min(n_t, n_c) - 1
-    ci, p = _ci(est, se, alpha, df=df_t)
+    ci, p = wald_interval(est, se, alpha=alpha, df=df_t)
     kt = float(a[d].sum() / b[d].sum() * scale)
     kc = float(a[~d].sum() / b[~d].sum() * scale)
     sev = np.sqrt(np.clip(np.diag(V), 0, None))
@@ -337,7 +313,7 @@ def ratio_ancova(
     }
     return Result(
         estimate=est, se=se, ci=ci, p_value=p, method="ratio_ancova", n=int(len(y)), unit="absolute",
-        diagnostics=(_clusters_check(int(len(y))),), alpha=alpha, metric=metric, extra=extra,
+        diagnostics=(cluster_count_check(int(len(y))),), alpha=alpha, metric=metric, extra=extra,
     )
 
 def _parallel_level_check(out: dict) -> Check:
@@ -360,107 +336,6 @@ def _parallel_level_check(out: dict) -> Check:
 
 
 # ---------------------------------------------------------------------------------------- TWFE
-
-
-def _codes(x: np.ndarray) -> tuple[np.ndarray, int]:
-    _, inv = np.unique(np.asarray(x), return_inverse=True)
-    inv = inv.ravel()
-    return inv, int(inv.max()) + 1 if inv.size else 0
-
-
-def within_demean(
-    M: np.ndarray,
-    fe: list[np.ndarray],
-    *,
-    weights: np.ndarray | None = None,
-    tol: float = 1e-13,
-    max_iter: int = 10_000,
-) -> np.ndarray:
-    """Sweep out one or more sets of fixed effects by alternating projections.
-
-    For a balanced two-way panel one pass is exact; otherwise the projections are repeated
-    until the largest change is below ``tol`` (the method of alternating projections, Gaure 2013,
-    the algorithm behind R's lfe and fixest).
-
-    Parameters
-    ----------
-    M : array, shape (n,) or (n, k)
-        Columns to demean (not modified).
-    fe : list of integer code arrays, each shape (n,)
-        Fixed-effect group codes (0..G-1).
-    weights : array, shape (n,), optional
-    """
-    X = np.array(M, dtype=float, copy=True)
-    squeeze = X.ndim == 1
-    if squeeze:
-        X = X[:, None]
-    w = np.ones(X.shape[0]) if weights is None else np.asarray(weights, dtype=float)
-    sizes = [np.bincount(f, weights=w) for f in fe]
-    scale = max(float(np.abs(X).max(initial=0.0)), 1.0)
-    for _ in range(max_iter):
-        delta = 0.0
-        for f, sz in zip(fe, sizes):
-            G = sz.shape[0]
-            # np.bincount per column is the fastest group-sum in plain numpy.
-            means = np.empty((G, X.shape[1]))
-            for j in range(X.shape[1]):
-                means[:, j] = np.bincount(f, weights=X[:, j] * w, minlength=G)
-            means /= np.where(sz > 0, sz, 1.0)[:, None]
-            step = means[f]
-            X -= step
-            delta = max(delta, float(np.abs(step).max(initial=0.0)))
-        if len(fe) <= 1 or delta <= tol * scale:
-            break
-    return X[:, 0] if squeeze else X
-
-
-def _cluster_vcov(Xd: np.ndarray, e: np.ndarray, bread: np.ndarray, cl: np.ndarray, G: int) -> np.ndarray:
-    k = Xd.shape[1]
-    scores = np.empty((G, k))
-    for j in range(k):
-        scores[:, j] = np.bincount(cl, weights=Xd[:, j] * e, minlength=G)
-    meat = scores.T @ scores
-    return bread @ meat @ bread
-
-
-def _ols_fe(
-    y: np.ndarray,
-    X: np.ndarray,
-    fes: list[np.ndarray],
-    cluster: np.ndarray,
-) -> dict:
-    """OLS of y on X with absorbed fixed effects and CRV1 errors (pyfixest's default correction)."""
-    n = y.shape[0]
-    Z = within_demean(np.column_stack([y, X]), fes)
-    yd, Xd = Z[:, 0], Z[:, 1:]
-    XtX = Xd.T @ Xd
-    try:
-        bread = np.linalg.inv(XtX)
-    except np.linalg.LinAlgError:
-        raise DataError("twfe: regressors are collinear with the fixed effects") from None
-    beta = bread @ (Xd.T @ yd)
-    e = yd - Xd @ beta
-    cl, G = _codes(cluster)
-    if G < 2:
-        raise DataError("twfe: need at least 2 clusters for cluster-robust errors")
-    V = _cluster_vcov(Xd, e, bread, cl, G)
-    # Small-sample factor as fixest/pyfixest (ssc(k_adj=True, k_fixef="nonnested", G_adj=True)):
-    # count fixed effects that are not nested in the clusters, plus one per fully nested set.
-    k = X.shape[1]
-    n_levels = [int(f.max()) + 1 for f in fes]
-    k_fe_adj = sum(n_levels) - (len(fes) - 1) if len(fes) > 1 else sum(n_levels)
-    nested, fully = 0, 0
-    for f, L in zip(fes, n_levels):
-        # nested: every level of this fixed effect sits inside a single cluster
-        first = np.full(L, -1)
-        first[f] = cl
-        if np.all(first[f] == cl):
-            nested += L
-            fully += 1
-    df_k = k + k_fe_adj - nested + fully
-    adj = (n - 1) / (n - df_k) * G / (G - 1)
-    V = V * adj
-    return {"beta": beta, "vcov": V, "resid": e, "G": G, "df_t": G - 1, "n": n}
 
 
 def twfe(
@@ -524,38 +399,25 @@ def twfe(
     y, D, u, t, cl = y[keep], D[keep], u[keep], t[keep], cl[keep]
     X = D[:, None] if Xc is None else np.column_stack([D, Xc[keep]])
     names = ["treat"] + (list(covariate_names) if covariate_names else [f"x{j}" for j in range(X.shape[1] - 1)])
-    ucode, n_units = _codes(u)
-    tcode, n_times = _codes(t)
+    ucode, n_units = group_codes(u)
+    tcode, n_times = group_codes(t)
     if n_units < 2 or n_times < 2:
         raise DataError("twfe: need at least 2 units and 2 periods")
     if np.all(D == D[0]):
         raise DataError("twfe: the treatment indicator does not vary")
-    fit = _ols_fe(y, X, [ucode, tcode], cl)
-    b, V = fit["beta"], fit["vcov"]
+    fit = ols_fe(y, X, [ucode, tcode], cl)
+    b, V = fit.beta, fit.vcov
     se = np.sqrt(np.diag(V))
-    ci, p = _ci(float(b[0]), float(se[0]), alpha, df=fit["df_t"])
+    ci, p = wald_interval(float(b[0]), float(se[0]), alpha=alpha, df=fit.df_t)
     checks = []
     if n_excluded:
         checks.append(Check("exclusion_windows", "pass", f"{n_excluded} unit-period rows inside declared exclusion windows were dropped.", statistic=float(n_excluded)))
-    checks.append(_clusters_check(fit["G"]))
+    checks.append(cluster_count_check(fit.n_clusters))
     coefs = {nm: {"estimate": float(b[j]), "se": float(se[j])} for j, nm in enumerate(names)}
     return Result(
         estimate=float(b[0]), se=float(se[0]), ci=ci, p_value=p, method="twfe", n=int(n_units),
         unit="absolute", diagnostics=tuple(checks), alpha=alpha, metric=metric,
-        extra={"coefficients": coefs, "n_obs": int(fit["n"]), "n_clusters": int(fit["G"]), "n_periods": int(n_times)},
-    )
-
-
-def _clusters_check(G: int) -> Check:
-    status = "warn" if G < 30 else "pass"
-    return Check(
-        name="cluster_count",
-        status=status,
-        message=(
-            f"{G} clusters; " + ("cluster-robust errors are unreliable below ~30 clusters (Cameron & Miller 2015), read the interval as approximate." if status == "warn" else "enough for cluster-robust errors.")
-        ),
-        statistic=float(G),
-        threshold=30.0,
+        extra={"coefficients": coefs, "n_obs": int(fit.n_obs), "n_clusters": int(fit.n_clusters), "n_periods": int(n_times)},
     )
 
 
@@ -636,10 +498,10 @@ def event_study(
         keep &= ~np.asarray(exclude, dtype=bool)
     X = Xe[keep] if Xc is None else np.column_stack([Xe[keep], Xc[keep]])
     u = np.asarray(unit)[keep]
-    ucode, n_units = _codes(u)
-    tcode, _ = _codes(np.asarray(time)[keep])
-    fit = _ols_fe(y[keep], X, [ucode, tcode], u)
-    b, V = fit["beta"][: len(ks)], fit["vcov"][: len(ks), : len(ks)]
+    ucode, n_units = group_codes(u)
+    tcode, _ = group_codes(np.asarray(time)[keep])
+    fit = ols_fe(y[keep], X, [ucode, tcode], u)
+    b, V = fit.beta[: len(ks)], fit.vcov[: len(ks), : len(ks)]
     se = np.sqrt(np.diag(V))
     pre_idx = [i for i, k in enumerate(ks) if k < -1]
     post_idx = [i for i, k in enumerate(ks) if k >= 0]
@@ -648,7 +510,7 @@ def event_study(
     q = len(pre_idx)
     wald = float(bp @ np.linalg.solve(Vp, bp))
     F = wald / q
-    p_pre = float(sps.f.sf(F, q, fit["df_t"]))
+    p_pre = float(sps.f.sf(F, q, fit.df_t))
     pre_check = Check(
         name="pre_trends",
         status="fail" if p_pre < pretrend_alpha else "pass",
@@ -665,16 +527,16 @@ def event_study(
     w[post_idx] = 1.0 / len(post_idx)
     est = float(w @ b)
     se_avg = float(math.sqrt(w @ V @ w))
-    ci, p = _ci(est, se_avg, alpha, df=fit["df_t"])
-    tq = sps.t.ppf(1 - alpha / 2, fit["df_t"])
+    ci, p = wald_interval(est, se_avg, alpha=alpha, df=fit.df_t)
+    tq = sps.t.ppf(1 - alpha / 2, fit.df_t)
     rows = [{"event_time": -1, "estimate": 0.0, "se": 0.0, "ci_low": 0.0, "ci_high": 0.0, "reference": True}]
     for i, k in enumerate(ks):
         rows.append({"event_time": k, "estimate": float(b[i]), "se": float(se[i]), "ci_low": float(b[i] - tq * se[i]), "ci_high": float(b[i] + tq * se[i]), "reference": False})
     rows.sort(key=lambda r: r["event_time"])
     return Result(
         estimate=est, se=se_avg, ci=ci, p_value=p, method="event_study", n=int(n_units), unit="absolute",
-        diagnostics=(pre_check, _clusters_check(fit["G"])), alpha=alpha, metric=metric,
-        extra={"event_time": rows, "leads": leads, "lags": lags, "pretrend_p_value": p_pre, "n_obs": int(fit["n"])},
+        diagnostics=(pre_check, cluster_count_check(fit.n_clusters)), alpha=alpha, metric=metric,
+        extra={"event_time": rows, "leads": leads, "lags": lags, "pretrend_p_value": p_pre, "n_obs": int(fit.n_obs)},
     )
 
 
@@ -773,7 +635,7 @@ def staggered_did(
 
     post = [cell for cell in cells if cell[1] >= cell[0]]
     est, se = aggregate(post)
-    ci, p = _ci(est, se, alpha)
+    ci, p = wald_interval(est, se, alpha=alpha)
     z = sps.norm.ppf(1 - alpha / 2)
     ev_rows = []
     for e in sorted({cell[1] - cell[0] for cell in cells}):

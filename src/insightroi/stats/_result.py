@@ -7,9 +7,29 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Check", "Result"]
+__all__ = [
+    "Check",
+    "Result",
+    "jsonable",
+    "NOT_ESTIMABLE",
+    "TOO_FEW_UNITS",
+    "ZERO_DENOMINATOR",
+    "ZERO_CONTROL_MEAN",
+    "NO_DENOMINATOR_IN_ARM",
+    "UNDEFINED_COUNTERFACTUAL",
+]
 
 CheckStatus = Literal["pass", "warn", "fail", "skip"]
+
+# One label and a few message templates for every "cannot compute" case, so a report, a test or
+# a batch run can recognise them without parsing prose (as gbstats' ``messages.py``).
+NOT_ESTIMABLE = "not_estimable"
+TOO_FEW_UNITS = "the {arm} arm has {n} unit(s); at least 2 are needed for a variance"
+ZERO_DENOMINATOR = "the {arm} arm's denominator sums to zero"
+ZERO_CONTROL_MEAN = "the control mean is zero, so the relative lift is undefined"
+NO_DENOMINATOR_IN_ARM = ("the {arm} arm has no {denominator} in the window, so {kpi} cannot be compared "
+                         "(a workflow KPI that exists only under treatment is descriptive)")
+UNDEFINED_COUNTERFACTUAL = "the counterfactual KPI is zero or undefined, so the relative effect is undefined"
 
 
 @dataclass(frozen=True)
@@ -45,7 +65,7 @@ class Check:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (NaN and infinities become None)."""
-        return _jsonable(asdict(self))
+        return jsonable(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -115,7 +135,51 @@ class Result:
         d = asdict(self)
         d["ci"] = list(self.ci)
         d["diagnostics"] = [c.to_dict() for c in self.diagnostics]
-        return _jsonable(d)
+        return jsonable(d)
+
+    @classmethod
+    def not_estimable(
+        cls,
+        reason: str,
+        *,
+        method: str,
+        metric: str = "",
+        n: int = 0,
+        unit: str = "absolute",
+        alpha: float = 0.05,
+        diagnostics: tuple[Check, ...] = (),
+        extra: dict[str, Any] | None = None,
+    ) -> "Result":
+        """The one shape of a result that could not be computed.
+
+        Every figure is NaN, ``method`` is :data:`NOT_ESTIMABLE` and the last diagnostic is a
+        ``skip`` check named ``"estimable"`` carrying ``reason``, so a breakdown or a batch run
+        keeps the row and says why, instead of dropping it (gbstats' ``_default_output`` with its
+        message constants, ``gbstats/messages.py``).
+
+        Parameters
+        ----------
+        reason : str
+            Why, in one sentence; preferably one of the message templates of this module
+            (:data:`TOO_FEW_UNITS`, :data:`ZERO_DENOMINATOR`, ...) filled in.
+        method : str
+            The estimator that was attempted (kept in the check's ``details["method"]``).
+        metric, n, unit, alpha :
+            As on :class:`Result`.
+        diagnostics : tuple of Check
+            Checks already run before the estimate failed; the ``estimable`` check is appended.
+        extra : dict, optional
+            Figures that are still known (e.g. the treatment arm's mean).
+        """
+        nan = math.nan
+        chk = Check("estimable", "skip", reason, details={"method": method})
+        return cls(nan, nan, (nan, nan), nan, NOT_ESTIMABLE, int(n), unit, tuple(diagnostics) + (chk,), alpha, metric,
+                   dict(extra or {}))
+
+    @property
+    def estimable(self) -> bool:
+        """False for a :meth:`not_estimable` result."""
+        return self.method != NOT_ESTIMABLE
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Result":
@@ -195,13 +259,20 @@ class Result:
         return "\n".join(lines)
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """Plain-JSON form of nested results: NaN and infinities become None, numpy scalars Python ones.
+
+    Dict keys become strings and tuples lists, so ``json.dumps(jsonable(x), allow_nan=False)``
+    succeeds for anything built from dicts, sequences, numbers and strings (strict JSON has no
+    NaN, RFC 8259 sec. 6).
+    """
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
-        return _jsonable(obj.item())
+        return jsonable(obj.item())
     return obj
+

@@ -25,10 +25,16 @@ from dataclasses import replace
 from typing import Literal
 
 import numpy as np
-from scipy import optimize, special
+from scipy import special
 
 from insightroi.errors import DataError, check_option
-from insightroi.stats._result import Check, Result
+from insightroi.stats._intervals import welch_df
+from insightroi.stats._result import (
+    TOO_FEW_UNITS,
+    ZERO_CONTROL_MEAN,
+    ZERO_DENOMINATOR,
+    Result,
+)
 from insightroi.stats._suffstats import (
     Moments,
     Proportion,
@@ -144,9 +150,9 @@ def two_arm(
     mc, mt = control.moments(), treatment.moments()
     for name, m in (("control", mc), ("treatment", mt)):
         if m.n < 2:
-            raise DataError(f"the {name} arm has {m.n} unit(s); at least 2 are needed for a variance")
+            raise DataError(TOO_FEW_UNITS.format(arm=name, n=m.n))
         if m.mean[1] == 0:
-            raise DataError(f"the {name} arm's denominator sums to zero")
+            raise DataError(ZERO_DENOMINATOR.format(arm=name))
     ac, at = _grad_post(mc), _grad_post(mt)
     bc, bt = _grad_pre(mc), _grad_pre(mt)
     theta = 0.0
@@ -163,7 +169,7 @@ def two_arm(
     gt, gc = at - theta * bt, -(ac - theta * bc)
     if relative:
         if rc == 0:
-            raise DataError("the control mean is zero, so the relative lift is undefined")
+            raise DataError(ZERO_CONTROL_MEAN)
         estimate = diff / rc
         gt, gc = gt / rc, gc / rc - (diff / rc**2) * ac
         raw_var = _quad(at / rc, mt) + _quad(-(rt / rc**2) * ac, mc)
@@ -173,8 +179,7 @@ def two_arm(
     vt, vc = _quad(gt, mt), _quad(gc, mc)
     var = vt + vc
     se = math.sqrt(var) if var >= 0 else math.nan
-    df_den = vt**2 / (mt.n - 1) + vc**2 / (mc.n - 1)
-    df = var**2 / df_den if df_den > 0 else math.inf
+    df = welch_df([vt, vc], [mt.n, mc.n])
     n_total = mc.n + mt.n
     if sequential_tuning is not None:
         half = _sequential_halfwidth(var, n_total, alpha, sequential_tuning)
@@ -384,10 +389,9 @@ def segment_breakdown(
         try:
             out[seg] = two_arm(c, t, relative=relative, alpha=alpha, metric=metric)
         except DataError as exc:
-            nan = math.nan
-            out[seg] = Result(nan, nan, (nan, nan), nan, "not_estimable", int(getattr(c, "n", 0) + getattr(t, "n", 0)),
-                              "relative" if relative else "absolute",
-                              (Check("estimable", "skip", str(exc)),), alpha, metric, {})
+            out[seg] = Result.not_estimable(str(exc), method=_DEFAULT_METHOD.get(type(c), "two_arm"), metric=metric,
+                                            n=int(getattr(c, "n", 0) + getattr(t, "n", 0)),
+                                            unit="relative" if relative else "absolute", alpha=alpha)
     keys = list(out)
     adj = adjust_pvalues([out[k].p_value for k in keys], correction)
     for k, a in zip(keys, adj):
