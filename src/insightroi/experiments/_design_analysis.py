@@ -64,29 +64,30 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from insightroi.errors import DataError, EstimationError, check_option
 from insightroi.experiments._analysis import (
     CONTROL,
     TREATMENT,
     ExperimentAnalysis,
-    _nan_result,
     annotate_kpi_results,
 )
 from insightroi.experiments._checks import contamination_check
 from insightroi.metrics import analysis_windows, unit_measures_expr
 from insightroi.program import Kpi, Program
 from insightroi.stats import (
+    UNDEFINED_COUNTERFACTUAL,
     Check,
     Result,
     causal_impact,
     did_ratio,
     event_study,
     simplex_weights,
+    se_from_interval,
     staggered_did,
     synthetic_control,
     twfe,
+    wald_interval,
 )
 
 __all__ = ["QUASI_DESIGNS", "DesignPanel", "analyze_quasi_design", "design_panel", "did_design_effect",
@@ -246,11 +247,8 @@ def design_panel(store, program: Program, measures: Sequence[str], *, window: tu
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def _t_ci(est: float, se: float, alpha: float, df: float) -> tuple[tuple[float, float], float]:
-    if not (math.isfinite(se) and se > 0):
-        return (math.nan, math.nan), math.nan
-    q = sps.t.ppf(1 - alpha / 2, df)
-    return (est - q * se, est + q * se), float(2 * sps.t.sf(abs(est / se), df))
+# The estimator each design runs, named on a result that could not be computed.
+_DESIGN_METHOD = {"did": "did_ratio", "synthetic_control": "synthetic_control", "its": "causal_impact"}
 
 
 def _ratio_series(num: np.ndarray, den: np.ndarray, rows: np.ndarray, scale: float) -> np.ndarray:
@@ -271,7 +269,8 @@ def _relative(ab: Result, treatment_mean: float, *, ci: tuple[float, float] | No
     T, est = treatment_mean, ab.estimate
     cf = T - est
     if not (math.isfinite(cf) and cf != 0 and math.isfinite(est)):
-        return Result(nan, nan, (nan, nan), nan, ab.method, ab.n, "relative", ab.diagnostics, ab.alpha, ab.metric, {})
+        return Result.not_estimable(UNDEFINED_COUNTERFACTUAL, method=ab.method, metric=ab.metric, n=ab.n,
+                                    unit="relative", alpha=ab.alpha, diagnostics=ab.diagnostics)
     rel = est / cf
     if ci is None:
         lo, hi = ab.ci
@@ -373,7 +372,7 @@ def did_design_effect(num: np.ndarray, den: np.ndarray, treated: np.ndarray, coh
     var_c = n_c / (n_c - 1) * float(np.sum(psi_c[ctrl] ** 2))
     se = math.sqrt(var_t + var_c) * scale
     df_t = min(int(tr.sum()), n_c) - 1
-    ci, p = _t_ci(est, se, alpha, df_t)
+    ci, p = wald_interval(est, se, alpha=alpha, df=df_t)
     diag = tuple(c for c in parts[0][2].diagnostics if c.name == "cluster_count")
     return Result(est, se, ci, p, "did_ratio_staggered", int(tr.sum() + n_c), "absolute", diag, alpha, metric,
                   {"cohorts": rows_out, "df": df_t})
@@ -568,8 +567,7 @@ def synth_design_effect(num: np.ndarray, den: np.ndarray, treated: np.ndarray, n
             ci = (float(grid[lo_i]) if not keep[0] else nan, float(grid[hi_i]) if not keep[-1] else nan)
         else:
             ci = (est, est)
-        z = sps.norm.ppf(1 - alpha / 2)
-        se = (ci[1] - ci[0]) / (2 * z) if all(math.isfinite(v) for v in ci) else nan
+        se = se_from_interval(ci[0], ci[1], alpha=alpha)
     else:
         p, ci, se = nan, (nan, nan), nan
     need = math.ceil(1 / alpha) - 1
@@ -800,9 +798,12 @@ def analyze_quasi_design(
             d = float((den * post)[tr].sum())
             tm = float((num * post)[tr].sum() / d * k.scale) if d > 0 else math.nan
             tm = tm * unit_days if k.denominator == "units" else tm
-            r = _nan_result(k, panel.units.size, f"{k.name}: {exc}", alpha)
-            results[k.name] = replace(r, extra={"treatment_mean": tm, "control_mean": math.nan})
-            relative[k.name] = _nan_result(k, panel.units.size, f"{k.name}: {exc}", alpha, "relative")
+            attempted = _DESIGN_METHOD[e.design]
+            results[k.name] = Result.not_estimable(f"{k.name}: {exc}", method=attempted, metric=k.name,
+                                                   n=panel.units.size, alpha=alpha,
+                                                   extra={"treatment_mean": tm, "control_mean": math.nan})
+            relative[k.name] = Result.not_estimable(f"{k.name}: {exc}", method=attempted, metric=k.name,
+                                                    n=panel.units.size, unit="relative", alpha=alpha)
             continue
         x = {**ab.extra, "design": e.design, "rollout": e.start.isoformat(), "n_pre_weeks": panel.n_pre,
              "n_post_weeks": panel.n_weeks - panel.n_pre}

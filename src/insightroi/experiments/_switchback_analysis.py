@@ -13,7 +13,7 @@ carryover burn-in (the first ``burn_in_hours`` of a block whose arm differs from
 block's) and the declared ``exclude_windows`` left out. The block KPI is
 ``num / den x scale``; the effect is the difference of mean block KPIs between treated and
 control blocks, with a randomization-inference p-value over re-randomised block assignments
-(:func:`insightroi.stats.switchback`; Bojinov, Simchi-Levi & Zhao 2023, Management Science
+(:func:`insightroi.stats.switchback_ratio_effect`; Bojinov, Simchi-Levi & Zhao 2023, Management Science
 69(7)). Holm and Benjamini-Hochberg adjust across KPIs, as for unit-randomized designs.
 
 Checks: sample-ratio mismatch on block counts; carryover (does the effect differ in blocks right
@@ -30,7 +30,6 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from insightroi.errors import DataError, EstimationError
 from insightroi.experiments._analysis import CONTROL, TREATMENT, ExperimentAnalysis, _f, annotate_kpi_results
@@ -38,7 +37,7 @@ from insightroi.experiments._checks import srm_check
 from insightroi.experiments._design import switchback_schedule
 from insightroi.metrics import analysis_windows, block_measures_expr
 from insightroi.program import Program
-from insightroi.stats import Check, Result, switchback
+from insightroi.stats import Check, Result, switchback_carryover, switchback_ratio_effect
 
 __all__ = ["TIME_BLOCK", "analyze_switchback", "block_arms", "carryover_check", "switchback_kpi_effect"]
 
@@ -149,123 +148,20 @@ def _exposure(start, end, n, block_hours, burn_in_hours, switched, exclude_windo
     return kept, burn
 
 
-def _welch_df(v1: float, v0: float, n1: int, n0: int) -> float:
-    den = v1**2 / (n1 - 1) + v0**2 / (n0 - 1)
-    return (v1 + v0) ** 2 / den if den > 0 else math.inf
-
-
-def _nan_pair(metric: str, n: int, message: str, alpha: float, extra: dict) -> tuple[Result, Result]:
-    nan = math.nan
-    chk = (Check("estimable", "skip", message),)
-    return (Result(nan, nan, (nan, nan), nan, "not_estimable", n, "absolute", chk, alpha, metric, dict(extra)),
-            Result(nan, nan, (nan, nan), nan, "not_estimable", n, "relative", chk, alpha, metric, {}))
-
-
 def switchback_kpi_effect(
     num, den, treated, *, scale: float = 1.0, alpha: float = 0.05, n_permutations: int = 2000,
     seed: int | np.random.Generator | None = 0, metric: str = "",
 ) -> tuple[Result, Result]:
-    """Absolute and relative effect of a ratio KPI from per-block numerator and denominator sums.
-
-    The block KPI is ``num / den x scale`` (blocks with ``den = 0`` are dropped); the absolute
-    effect is the difference of mean block KPIs with :func:`insightroi.stats.switchback`'s
-    randomization-inference p-value and Welch interval over blocks. The relative effect is
-    ``mean_t / mean_c - 1`` with a delta-method standard error over blocks and the same
-    randomization p-value (both test the sharp null of no effect in any block).
-
-    Parameters
-    ----------
-    num, den : array
-        Per-block sums (burn-in and excluded windows already left out).
-    treated : array of bool
-        Arm of each block.
-
-    Returns
-    -------
-    (Result, Result)
-        Absolute (KPI units, method ``"switchback_ri"``) and relative.
-    """
-    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
-    z = np.asarray(treated, dtype=bool)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        y = np.where(den > 0, num / den * scale, np.nan)
-    ok = np.isfinite(y)
-    n = int(ok.sum())
-    try:
-        ab = switchback(y, z, alpha=alpha, n_permutations=n_permutations, seed=seed, metric=metric)
-    except DataError as exc:
-        t_ok = ok & z
-        tm = float(np.mean(y[t_ok])) if t_ok.any() else math.nan
-        return _nan_pair(metric, n, str(exc), alpha, {"treatment_mean": tm, "control_mean": math.nan})
-    y1, y0 = y[ok & z], y[ok & ~z]
-    m1, m0 = y1.mean(), y0.mean()
-    v1, v0 = y1.var(ddof=1) / y1.size, y0.var(ddof=1) / y0.size
-    if m0 == 0:
-        rel = _nan_pair(metric, n, "control blocks have a zero mean KPI; no relative effect", alpha, {})[1]
-    else:
-        r = m1 / m0 - 1
-        g1, g0 = 1 / m0, -m1 / m0**2  # gradient of m1/m0
-        se = math.sqrt(g1**2 * v1 + g0**2 * v0)
-        half = stats.t.ppf(1 - alpha / 2, _welch_df(v1, v0, y1.size, y0.size)) * se
-        rel = Result(float(r), se, (float(r - half), float(r + half)), ab.p_value, "switchback_ri", n, "relative",
-                     ab.diagnostics, alpha, metric, {"control_mean": float(m0), "treatment_mean": float(m1)})
-    extra = {**ab.extra, "relative": rel.estimate, "relative_ci_low": rel.ci[0], "relative_ci_high": rel.ci[1],
-             "relative_se": rel.se, "relative_p_value": rel.p_value}
-    return replace(ab, extra=extra), rel
+    """Absolute and relative effect of a ratio KPI from per-block sums: :func:`insightroi.stats.switchback_ratio_effect`."""
+    return switchback_ratio_effect(num, den, treated, scale=scale, alpha=alpha, n_permutations=n_permutations,
+                                   seed=seed, metric=metric)
 
 
 def carryover_check(block_values, treated, *, alpha: float = 0.05, estimate_without_burn_in: float | None = None,
                     estimate: float | None = None, burn_in_hours: float = 0.0, metric: str = "") -> Check:
-    """Carryover: is the effect different in blocks right after a switch than in blocks that continue an arm?
-
-    Without carryover the treated-minus-control difference is the same whether or not the
-    previous block had the other arm, so the interaction
-    ``(T_switch - C_switch) - (T_stay - C_stay)`` is zero; a lingering previous policy pulls the
-    first-after-switch difference towards zero (Bojinov, Simchi-Levi & Zhao 2023). Welch test
-    over the four cells of blocks (block 0 has no previous block and is left out). ``warn`` when
-    it is significant at ``alpha``: lengthen ``burn_in_hours`` or the blocks.
-
-    Parameters
-    ----------
-    block_values : array
-        Block KPI as analysed (NaN blocks are ignored).
-    treated : array of bool
-    estimate_without_burn_in, estimate : float, optional
-        The effect with every row kept and with the burn-in dropped (reported in ``details``).
-    """
-    y = np.asarray(block_values, dtype=float)
-    z = np.asarray(treated, dtype=bool)
-    after = np.zeros(z.size, dtype=bool)
-    after[1:] = z[1:] != z[:-1]
-    ok = np.isfinite(y)
-    ok[:1] = False
-    cells = {(t, s): y[ok & (z == t) & (after == s)] for t in (True, False) for s in (True, False)}
-    details = {"n_blocks": {f"{'treated' if t else 'control'}_{'after_switch' if s else 'continuing'}": int(v.size)
-                            for (t, s), v in cells.items()},
-               "burn_in_hours": burn_in_hours, "estimate": estimate, "estimate_without_burn_in": estimate_without_burn_in}
-    shift = ""
-    if estimate is not None and estimate_without_burn_in is not None and burn_in_hours > 0:
-        shift = f"; dropping the {burn_in_hours:g}h burn-in moved the estimate from {estimate_without_burn_in:.4g} to {estimate:.4g}"
-    pre = f"{metric}: " if metric else ""
-    if any(v.size < 2 for v in cells.values()):
-        return Check("carryover", "skip", f"{pre}need 2 blocks in each arm after a switch and continuing{shift}",
-                     details=details)
-    mean = {k: v.mean() for k, v in cells.items()}
-    var = {k: v.var(ddof=1) / v.size for k, v in cells.items()}
-    inter = (mean[True, True] - mean[False, True]) - (mean[True, False] - mean[False, False])
-    tot = sum(var.values())
-    se = math.sqrt(tot)
-    dfs = tot**2 / sum(var[k] ** 2 / (cells[k].size - 1) for k in cells) if tot > 0 else math.inf
-    p = float(2 * stats.t.sf(abs(inter) / se, dfs)) if se > 0 else math.nan
-    details |= {"effect_after_switch": float(mean[True, True] - mean[False, True]),
-                "effect_continuing": float(mean[True, False] - mean[False, False]), "se": se}
-    if p < alpha:
-        return Check("carryover", "warn",
-                     f"{pre}effect after a switch differs from continuing blocks by {inter:+.4g} (p = {p:.2g}); the "
-                     f"previous arm lingers: lengthen burn_in_hours (now {burn_in_hours:g}) or the blocks{shift}",
-                     statistic=float(inter), p_value=p, threshold=alpha, details=details)
-    return Check("carryover", "pass", f"{pre}no carryover detected ({inter:+.4g}, p = {p:.2g}){shift}",
-                 statistic=float(inter), p_value=p, threshold=alpha, details=details)
+    """Carryover test over the four switch x arm cells of blocks: :func:`insightroi.stats.switchback_carryover`."""
+    return switchback_carryover(block_values, treated, alpha=alpha, estimate_without_burn_in=estimate_without_burn_in,
+                                estimate=estimate, burn_in_hours=burn_in_hours, metric=metric)
 
 
 def analyze_switchback(
@@ -349,14 +245,14 @@ def analyze_switchback(
         ab, rel = switchback_kpi_effect(num[known], den[known], z[known], scale=k.scale, alpha=alpha,
                                         n_permutations=n_permutations, seed=seed, metric=k.name)
         no_burn = ab.estimate
-        if burn > 0 and ab.method != "not_estimable":
+        if burn > 0 and ab.estimable:
             no_burn = switchback_kpi_effect(num_all[known], den_all[known], z[known], scale=k.scale, alpha=alpha,
                                             n_permutations=1, seed=seed, metric=k.name)[0].estimate
         with np.errstate(invalid="ignore", divide="ignore"):
             y = np.where(den > 0, num / den * k.scale, np.nan)
         y[~known] = np.nan
         chk = carryover_check(y, z, alpha=alpha, estimate_without_burn_in=_f(no_burn), estimate=_f(ab.estimate),
-                              burn_in_hours=burn) if ab.method != "not_estimable" else \
+                              burn_in_hours=burn) if ab.estimable else \
             Check("carryover", "skip", f"{k.name} not estimable")
         carry[k.name] = chk
         x = {**ab.extra, "estimate_without_burn_in": _f(no_burn), "n_blocks": n, "block_hours": e.block_hours,

@@ -6,22 +6,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.special import ndtr, ndtri
 
 from insightroi.errors import DataError
-from insightroi.stats import Check, Result
+from insightroi.stats import Check, Ratio, Result, two_arm
 
 __all__ = ["ratio_difference", "outcome_decay", "decay_rows"]
-
-
-def _ratio_and_var(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
-    n = num.size
-    xbar = den.mean()
-    r = num.sum() / den.sum()
-    resid = num - r * den
-    # Delta method for a ratio of means over independent units: Var(R) ~ s^2(y - R x) / (n xbar^2).
-    var = float(np.sum(resid**2) / (n - 1) / n / xbar**2)
-    return float(r), var
 
 
 def ratio_difference(
@@ -32,7 +21,8 @@ def ratio_difference(
     Each arm's KPI is ``scale * sum(num) / sum(den)`` over its units (clusters); its variance is
     the delta-method (linearisation) variance of a ratio of means over independent units
     (Cochran 1977, *Sampling Techniques*, sec. 6.4; Deng, Knoblich & Lu 2018, "Applying the delta
-    method in metric analytics"). The difference's interval is normal.
+    method in metric analytics"), computed by :func:`insightroi.stats.two_arm` on
+    :class:`insightroi.stats.Ratio` statistics. The difference's interval is normal.
 
     Parameters
     ----------
@@ -60,12 +50,9 @@ def ratio_difference(
             f"period {period!r}: need at least 2 units with a positive denominator in each arm "
             f"(treatment {nt.size}, control {nc.size})"
         )
-    rt, vt = _ratio_and_var(nt, dt)
-    rc, vc = _ratio_and_var(nc, dc)
-    est = scale * (rt - rc)
-    se = scale * float(np.sqrt(vt + vc))
-    z = float(ndtri(1 - alpha / 2))
-    p = float(2 * ndtr(-abs(est) / se)) if se > 0 else float("nan")
+    res = two_arm(Ratio.from_arrays(nc, dc), Ratio.from_arrays(nt, dt), test="z", alpha=alpha, metric=metric,
+                  method="delta_ratio_difference")
+    est, se = scale * res.estimate, scale * res.se
     small = min(nt.size, nc.size) < 10
     check = Check(
         "units_per_arm",
@@ -77,8 +64,8 @@ def ratio_difference(
     return Result(
         estimate=est,
         se=se,
-        ci=(est - z * se, est + z * se),
-        p_value=p,
+        ci=(scale * res.ci[0], scale * res.ci[1]),
+        p_value=res.p_value,
         method="delta_ratio_difference",
         n=int(nt.size + nc.size),
         unit="absolute",
@@ -87,8 +74,8 @@ def ratio_difference(
         metric=metric,
         extra={
             "period": period,
-            "treatment_mean": scale * rt,
-            "control_mean": scale * rc,
+            "treatment_mean": scale * res.extra["treatment_mean"],
+            "control_mean": scale * res.extra["control_mean"],
             "n_treatment": int(nt.size),
             "n_control": int(nc.size),
             "treatment_denominator": float(dt.sum()),
