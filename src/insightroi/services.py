@@ -427,7 +427,7 @@ def run_quasi(store: Store, program: Program) -> QuasiSection:
 
 def run_claim(store: Store, program: Program, claim: str, kpi: str, *, window: int = 4, save: bool = True):
     """Validate a before/after claim about ``kpi``; saved claims appear in the report."""
-    from insightroi.experiments._claim_cli import validate_claim_in_store
+    from insightroi.experiments import validate_claim_in_store
 
     report = validate_claim_in_store(store, program, claim, kpi, window=window)
     if save:

@@ -28,6 +28,7 @@ from insightroi.experiments._power_table import power_table, variance_model
 from insightroi.metrics import treated_volumes
 from insightroi.experiments._chooser import MethodChoice, choose_method
 from insightroi.experiments._claim import ClaimReport, ParsedClaim, parse_claim, validate_claim
+from insightroi.experiments._claim_store import claim_panel, validate_claim_in_store
 from insightroi.experiments._quasi import (
     diff_in_diff,
     kpi_rate,
@@ -70,6 +71,8 @@ __all__ = [
     "parse_claim",
     "ClaimReport",
     "ParsedClaim",
+    "claim_panel",
+    "validate_claim_in_store",
     # quasi-experimental program designs through analyze_experiment (issue 15)
     "analyze_quasi_design",
     "design_panel",

@@ -50,7 +50,7 @@ def quasi_section(store: Any, program: Program, *, truth: dict[str, Any] | None 
         ``did_adjusted`` (the claim validator's pre-period-adjusted comparison).
     """
     from insightroi.experiments._claim import _incremental
-    from insightroi.experiments._claim_cli import claim_panel, validate_claim_in_store
+    from insightroi.experiments._claim_store import claim_panel, validate_claim_in_store
     from insightroi.experiments._quasi import quasi_kpi_effects
 
     kpis = [program.experiment.primary_kpi] + [p.kpi for p in program.value_pools]

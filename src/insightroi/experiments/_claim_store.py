@@ -1,0 +1,68 @@
+"""Claims checked against the store: the unit x week panel of program KPIs and the claim check on it."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from insightroi.errors import DataError
+from insightroi.experiments._claim import ClaimReport, validate_claim
+from insightroi.metrics import unit_measures_expr
+from insightroi.program import Program
+
+__all__ = ["claim_panel", "validate_claim_in_store"]
+
+
+def claim_panel(store: Any, program: Program, kpis: list[str], *, end: date | None = None):
+    """Unit x week panel of the numerators and denominators of ``kpis`` (plus ``treated``).
+
+    Weeks are whole weeks counted from the start of the pre-period, which is
+    ``experiment.pre_period_days`` before ``experiment.start`` rounded up to whole weeks, so the
+    rollout falls on a week boundary. ``treated`` is the unit's first assigned arm ==
+    ``"treatment"`` (intention to treat). Built with ``insightroi.metrics.unit_metrics`` (Ibis),
+    so it runs on any backend the store supports.
+
+    Returns
+    -------
+    (DataFrame, int)
+        The panel (``unit, period, treated, <measure>...``) and the rollout week index.
+    """
+    e = program.experiment
+    pre_weeks = max(1, -(-e.pre_period_days // 7))
+    start = e.start - timedelta(days=7 * pre_weeks)
+    stop = end or e.end or date.today()
+    measures = []
+    for name in kpis:
+        k = program.kpi(name)
+        measures += [k.numerator, k.denominator]
+    measures = [m for m in dict.fromkeys(measures) if m != "units"]
+    t = unit_measures_expr(store, program, measures, window=(start, stop), by=("week",))
+    df = t.execute()
+    if df.empty:
+        raise DataError("validate-claim: no rows in the store for the experiment's units and window; ingest data and assignments first")
+    df = df.rename(columns={"unit_id": "unit", "week": "period"})
+    df["treated"] = df["arm"] == "treatment"
+    # Last week may be partial: drop it unless the window ends on a week boundary.
+    n_days = (stop - start).days + 1
+    if n_days % 7:
+        df = df[df["period"] < n_days // 7]
+    df = df.sort_values(["unit", "period"], kind="stable").reset_index(drop=True)
+    keep = ["unit", "period", "treated", *measures]
+    return df[keep], pre_weeks
+
+
+def validate_claim_in_store(store: Any, program: Program, claim: str, kpi: str, *, window: int = 4, alpha: float | None = None) -> ClaimReport:
+    """Run :func:`validate_claim` for a program KPI on the store's unit x week panel.
+
+    Adjacent signals are the program's other KPIs measured on the same unit (their own good
+    direction from the program file).
+    """
+    k = program.kpi(kpi)
+    others = [o for o in program.kpis if o.name != k.name and o.unit == k.unit and "units" not in (o.numerator, o.denominator)]
+    panel, rollout = claim_panel(store, program, [k.name] + [o.name for o in others])
+    adjacent = {o.name: (o.numerator, o.denominator, o.direction, o.scale) for o in others}
+    return validate_claim(
+        claim, panel, rollout=rollout, unit="unit", period="period", numerator=k.numerator, denominator=k.denominator,
+        treated="treated", scale=k.scale, kpi=k.name, window=window, adjacent=adjacent, kpi_direction=k.direction,
+        alpha=alpha if alpha is not None else program.experiment.alpha,
+    )
