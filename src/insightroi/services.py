@@ -43,8 +43,7 @@ from insightroi.bundle import (
 )
 from insightroi.chain import chain_summary
 from insightroi.errors import DataError, check_option
-from insightroi.experiments import analyze_experiment, treated_volumes
-from insightroi.experiments._correlation import effect_correlation
+from insightroi.experiments import analyze_experiment, effect_correlation, treated_volumes
 from insightroi.insights import classify_store, detect_spikes, insights_summary, write_alerts
 from insightroi.monitor import monitor_store
 from insightroi.program import Program
@@ -166,7 +165,7 @@ def _evidence_ids(store: Store, alerts: Sequence[Any], limit: int = 20) -> dict[
 
     if not alerts:
         return {}
-    from insightroi.insights._spikes import current_topic_version
+    from insightroi.insights import current_topic_version
 
     version = current_topic_version(store)
     ins = store.table("insights")
@@ -219,7 +218,7 @@ def run_insights(store: Store, program: Program, *, validation: dict[str, Any] |
     detect = load_section(store, "detect")
     alerts = None
     if detect is not None:
-        from insightroi.insights._spikes import Alert
+        from insightroi.insights import Alert
 
         alerts = [Alert(**{k: (date.fromisoformat(v) if k == "day" else v) for k, v in a.items()
                            if k in Alert.__dataclass_fields__}) for a in detect.get("alerts", [])]
@@ -334,12 +333,17 @@ def run_analyze(store: Store, program: Program, *, kpis: Sequence[str] | None = 
     rules = [evaluate_decision_rule(r["decision_rule"], r, alpha=alpha) for r in rows if r.get("decision_rule")]
     for name, result in analysis.results.items():
         store.save_result("experiment", name, result.to_dict())
-    volumes_by_kpi = treated_volumes(store, program, window=analysis.window)
-    feedback = volumes_by_kpi.pop("_feedback", {}).get("feedback", 0.0)
-    months = ((analysis.window[1] - analysis.window[0]).days + 1) / 30.4375
-    volumes = RoiVolumes(kpis={k: float(v["denominator"]) for k, v in volumes_by_kpi.items()},
-                         feedback=float(feedback), months=months)
-    store.save_result("volumes", "latest", volumes.to_dict())
+    volumes, volumes_note = None, None
+    if analysis.design == "switchback":
+        # Time blocks, not units, are treated; the unit-level volume query does not apply.
+        volumes_note = "treated volumes of a switchback design (volume in treatment blocks) are not computed yet"
+    else:
+        volumes_by_kpi = treated_volumes(store, program, window=analysis.window)
+        feedback = volumes_by_kpi.pop("_feedback", {}).get("feedback", 0.0)
+        months = ((analysis.window[1] - analysis.window[0]).days + 1) / 30.4375
+        volumes = RoiVolumes(kpis={k: float(v["denominator"]) for k, v in volumes_by_kpi.items()},
+                             feedback=float(feedback), months=months)
+        store.save_result("volumes", "latest", volumes.to_dict())
     priced = [k for k in dict.fromkeys(p.kpi for p in program.value_pools) if k in analysis.results]
     # KPIs sharing units and denominators have correlated errors; independent draws would
     # understate the ROI's uncertainty. Only randomized unit-level designs have the unit table.
@@ -350,7 +354,8 @@ def run_analyze(store: Store, program: Program, *, kpis: Sequence[str] | None = 
         name=analysis.name, design=analysis.design, unit=analysis.unit, n_treatment=analysis.n_treatment,
         n_control=analysis.n_control, alpha=alpha, window=full["window"], pre_window=full["pre_window"],
         checks=[c.to_dict() for c in analysis.checks], kpis=rows, decision_rules=rules,
-        results=full["results"], volumes=volumes.to_dict(), correlation=_correlation_rows(corr),
+        results=full["results"], volumes=None if volumes is None else volumes.to_dict(),
+        volumes_note=volumes_note, correlation=_correlation_rows(corr),
         segments=full["segments"],
     )
     section.provenance = _provenance(store, program, "analyze", t0)
@@ -392,8 +397,8 @@ def run_roi(store: Store, program: Program, *, draws: int = ROI_DRAWS, seed: int
         raise DataError("no priced KPI has an effect estimate" + (f" with method {method!r}" if method else "")
                         + ": check the program's value_pools and run `insightroi analyze`")
     if not exp.get("volumes"):
-        raise DataError("the saved experiment section has no treated volumes: rerun `insightroi analyze` so the ROI "
-                        "knows how many orders, sessions and feedback items were treated")
+        raise DataError(exp.get("volumes_note") or "the saved experiment section has no treated volumes: rerun "
+                        "`insightroi analyze` so the ROI knows how many orders, sessions and feedback items were treated")
     volumes = RoiVolumes.from_dict(exp["volumes"])
     corr = {(r["a"], r["b"]): r["rho"] for r in exp.get("correlation", []) if r["a"] in effects and r["b"] in effects}
     horizon = float(horizon_months if horizon_months is not None else program.program.horizon_months)
@@ -415,7 +420,7 @@ def run_roi(store: Store, program: Program, *, draws: int = ROI_DRAWS, seed: int
 
 def run_quasi(store: Store, program: Program) -> QuasiSection:
     """Observational re-analyses (DiD, time-series counterfactual) and the demo's validated claims."""
-    from insightroi.experiments._quasi_section import quasi_section
+    from insightroi.experiments import quasi_section
 
     t0 = time.perf_counter()
     out = quasi_section(store, program, truth=_truth(store))
@@ -433,7 +438,8 @@ def run_claim(store: Store, program: Program, claim: str, kpi: str, *, window: i
     if save:
         payload = report.to_dict()
         payload["label"] = "saved"
-        store.save_result("claim", f"{kpi}:{claim}", payload)
+        # One saved result per claim text (several claims about one KPI all reach the report).
+        store.save_result("claim", kpi, payload, result_id=f"claim:{kpi}:{claim}")
     return report
 
 
