@@ -60,8 +60,7 @@ def plan(
         f"MDE {e.mde_relative:.0%} on {e.primary_kpi}."
     )
     try:
-        from insightroi.experiments import power_table
-        from insightroi.experiments._power_table import MAX_WEEKS
+        from insightroi.experiments import MAX_WEEKS, power_table
     except ImportError:
         return
     url = store_url(store)

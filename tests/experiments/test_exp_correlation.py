@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from insightroi.experiments._correlation import effect_correlation_from_units
+from insightroi.experiments import effect_correlation_from_units
 
 
 def _one_world(rng, n_units=80):

@@ -32,7 +32,7 @@ demo = pytest.importorskip("insightroi.demo")
 
 from insightroi.experiments._claim import validate_claim  # noqa: E402
 from insightroi.experiments import claim_panel  # noqa: E402
-from insightroi.experiments._quasi_section import naive_before_after_claim, quasi_section  # noqa: E402
+from insightroi.experiments import naive_before_after_claim, quasi_section  # noqa: E402
 from insightroi.program import load_program  # noqa: E402
 from insightroi.store import open_store  # noqa: E402
 

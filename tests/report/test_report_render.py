@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from insightroi.bundle import Bundle, migrate_bundle
 from insightroi.report import CADENCES, VIEWS, cadence_period, render_html, sample_bundle, write_report
 from insightroi.report import _cli as report_cli
-from insightroi.report._render import _verdict
+from insightroi.report import kpi_verdict
 from insightroi.store import open_store
 
 
@@ -354,13 +354,13 @@ def test_verdict_badges_use_the_holm_adjusted_result():
     assert "improved" not in row and ">inconclusive<" in row and "adjusted (Holm)" in row
     good = _kpi_row(html, "negative_reviews_per_1000_orders")
     assert 'class="badge good" title="adjusted (Holm): p = &lt; 0.001 &lt; alpha 0.05"' in good
-    assert _verdict(refunds) is None
+    assert kpi_verdict(refunds) is None
     # The direction decides the sign: a significant rise of a KPI meant to fall is "worsened".
-    assert _verdict({**refunds, "significant_adjusted": True}) is True
-    assert _verdict({**refunds, "significant_adjusted": True, "direction": "increase"}) is False
+    assert kpi_verdict({**refunds, "significant_adjusted": True}) is True
+    assert kpi_verdict({**refunds, "significant_adjusted": True, "direction": "increase"}) is False
     # Schema-1 rows have only the Holm p-value; it decides, the unadjusted interval does not.
     legacy = {k: v for k, v in refunds.items() if k != "significant_adjusted"}
-    assert _verdict(legacy) is None and _verdict({**legacy, "p_adjusted": 0.03}) is True
+    assert kpi_verdict(legacy) is None and kpi_verdict({**legacy, "p_adjusted": 0.03}) is True
 
 
 def test_audience_views_route_by_the_programs_owners():

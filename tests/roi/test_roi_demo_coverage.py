@@ -51,7 +51,7 @@ from insightroi.demo import family_sums, kpi_truth, resolve_scale, world_cells
 # not a re-derivation of it.
 from insightroi.demo._generate import _load, _roi_truth
 from insightroi.experiments import kpi_effect
-from insightroi.experiments._correlation import effect_correlation_from_units
+from insightroi.experiments import effect_correlation_from_units
 from insightroi.program import Program, Range
 from insightroi.roi import RoiVolumes, compute_roi
 

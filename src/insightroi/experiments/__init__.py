@@ -24,9 +24,10 @@ from insightroi.experiments._switchback_analysis import (
     carryover_check,
     switchback_kpi_effect,
 )
-from insightroi.experiments._power_table import power_table, variance_model
+from insightroi.experiments._power_table import MAX_WEEKS, power_table, variance_model
 from insightroi.metrics import treated_volumes
 from insightroi.experiments._chooser import MethodChoice, choose_method
+from insightroi.experiments._correlation import effect_correlation, effect_correlation_from_units
 from insightroi.experiments._claim import ClaimReport, ParsedClaim, parse_claim, validate_claim
 from insightroi.experiments._claim_store import claim_panel, validate_claim_in_store
 from insightroi.experiments._quasi import (
@@ -37,6 +38,7 @@ from insightroi.experiments._quasi import (
     synthetic_control_panel,
     time_series_impact,
 )
+from insightroi.experiments._quasi_section import naive_before_after_claim, quasi_section
 
 __all__ = [
     "ExperimentAnalysis",
@@ -44,6 +46,9 @@ __all__ = [
     "kpi_effect",
     "power_table",
     "variance_model",
+    "MAX_WEEKS",
+    "effect_correlation",
+    "effect_correlation_from_units",
     "treated_volumes",
     "assign",
     "hash_uniform",
@@ -73,6 +78,8 @@ __all__ = [
     "ParsedClaim",
     "claim_panel",
     "validate_claim_in_store",
+    "quasi_section",
+    "naive_before_after_claim",
     # quasi-experimental program designs through analyze_experiment (issue 15)
     "analyze_quasi_design",
     "design_panel",

@@ -21,7 +21,10 @@ import jinja2
 from insightroi.errors import check_option
 from insightroi.report import _charts
 
-__all__ = ["render_html", "write_report", "cadence_period", "VIEWS", "CADENCES", "format_helpers"]
+__all__ = [
+    "render_html", "write_report", "cadence_period", "VIEWS", "CADENCES", "format_helpers",
+    "bundle_alpha", "kpi_verdict", "kpi_verdict_title", "primary_kpi_row", "forest_rows",
+]
 
 View = Literal["full", "executive", "finance", "support", "product"]
 Cadence = Literal["weekly", "monthly", "quarterly"]
@@ -173,7 +176,7 @@ def _sanitize(fragment: Any) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # derived content
-def _alpha(bundle: dict) -> float:
+def bundle_alpha(bundle: dict) -> float:
     """The significance level the experiment stage used (program's ``alpha`` when not saved)."""
     for src in (bundle.get("experiment") or {}, bundle.get("program") or {}):
         a = src.get("alpha")
@@ -192,7 +195,7 @@ def _significant_adjusted(k: dict, alpha: float = 0.05) -> bool | None:
     return bool(p_adj < alpha) if _finite(p_adj) else None
 
 
-def _verdict(k: dict, alpha: float = 0.05) -> bool | None:
+def kpi_verdict(k: dict, alpha: float = 0.05) -> bool | None:
     """Whether a KPI improved (True), worsened (False) or neither is shown (None).
 
     Uses the multiplicity-adjusted result: a KPI is "improved" only when its Holm-adjusted test
@@ -209,7 +212,7 @@ def _verdict(k: dict, alpha: float = 0.05) -> bool | None:
     return (est < 0) == (direction == "decrease")
 
 
-def _verdict_title(k: dict, alpha: float = 0.05, pval: Any = None) -> str:
+def kpi_verdict_title(k: dict, alpha: float = 0.05, pval: Any = None) -> str:
     """The badge's tooltip: which test the verdict rests on."""
     fmt = pval or (lambda x: f"{x:.3g}")
     sig = _significant_adjusted(k, alpha) if isinstance(k, dict) else None
@@ -226,7 +229,7 @@ def _has_result(k: dict | None) -> bool:
     return isinstance(k, dict) and any(_finite(k.get(x)) for x in ("estimate", "relative"))
 
 
-def _primary_kpi(bundle: dict) -> tuple[str | None, dict | None]:
+def primary_kpi_row(bundle: dict) -> tuple[str | None, dict | None]:
     """The program's primary KPI: ``(name, its saved row)``; the row is None when it has no result.
 
     Never another KPI in its place: the headline is the KPI the program committed to before
@@ -243,7 +246,7 @@ def _decision(bundle: dict, primary: dict | None) -> tuple[str, str, str]:
     """(status, headline, reason) of the decision the evidence supports."""
     roi = bundle.get("roi") or {}
     p = roi.get("p_positive")
-    good = _verdict(primary, _alpha(bundle)) if primary else None
+    good = kpi_verdict(primary, bundle_alpha(bundle)) if primary else None
     if not _finite(p):
         if good:
             return "pass", "Keep the program running", "The primary KPI moved the right way; no ROI estimate yet."
@@ -259,7 +262,8 @@ def _decision(bundle: dict, primary: dict | None) -> tuple[str, str, str]:
     return "fail", "Stop or redesign the program", f"ROI is positive with probability {p:.0%}."
 
 
-def _forest_rows(kpis: list[dict], is_demo: bool, relative: bool = True, alpha: float = 0.05) -> list[dict]:
+def forest_rows(kpis: list[dict], is_demo: bool, relative: bool = True, alpha: float = 0.05) -> list[dict]:
+    """The forest chart's rows (label, estimate, interval, truth on the demo, verdict) for KPIs with a result."""
     keys = ("relative", "relative_ci_low", "relative_ci_high", "truth_relative") if relative else \
         ("estimate", "ci_low", "ci_high", "truth")
     rows = []
@@ -269,7 +273,7 @@ def _forest_rows(kpis: list[dict], is_demo: bool, relative: bool = True, alpha: 
         rows.append({
             "label": str(k.get("name", "?")).replace("_", " "),
             "estimate": k[keys[0]], "ci_low": k.get(keys[1]), "ci_high": k.get(keys[2]),
-            "truth": k.get(keys[3]) if is_demo else None, "good": _verdict(k, alpha),
+            "truth": k.get(keys[3]) if is_demo else None, "good": kpi_verdict(k, alpha),
         })
     return rows
 
@@ -374,14 +378,14 @@ def _context(bundle: dict, view: str, cadence: str | None) -> dict[str, Any]:
     program = bundle.get("program") or {}
     fmt = format_helpers(program.get("currency", "USD"))
     is_demo = bool(bundle.get("is_demo"))
-    alpha = _alpha(bundle)
+    alpha = bundle_alpha(bundle)
     kpis = [k for k in bundle.get("kpis") or [] if isinstance(k, dict)]
     roi = bundle.get("roi") or {}
     chain = bundle.get("chain") or {}
     insights = bundle.get("insights") or {}
     monitor = bundle.get("monitor") or {}
     experiment = bundle.get("experiment") or {}
-    primary_name, primary = _primary_kpi(bundle)
+    primary_name, primary = primary_kpi_row(bundle)
     status, headline, reason = _decision(bundle, primary)
     period = cadence_period(bundle.get("window"), cadence)
 
@@ -395,13 +399,13 @@ def _context(bundle: dict, view: str, cadence: str | None) -> dict[str, Any]:
     teams_of = {v: [t for t in all_teams if t.get("team") in o] for v, o in owners.items()}
     view_teams = teams_of.get(view, all_teams)
 
-    verdict = lambda k: _verdict(k, alpha)  # noqa: E731
-    verdict_title = lambda k: _verdict_title(k, alpha, fmt["pval"])  # noqa: E731
+    verdict = lambda k: kpi_verdict(k, alpha)  # noqa: E731
+    verdict_title = lambda k: kpi_verdict_title(k, alpha, fmt["pval"])  # noqa: E731
     charts: dict[str, str] = {}
     pct = fmt["pct"]
     roi_fmt = lambda v: f"{v * 100:,.0f}%"  # noqa: E731
     if kpis:
-        charts["forest"] = _charts.forest_svg(_forest_rows(kpis, is_demo, alpha=alpha), fmt=lambda v: pct(v, nd=0),
+        charts["forest"] = _charts.forest_svg(forest_rows(kpis, is_demo, alpha=alpha), fmt=lambda v: pct(v, nd=0),
                                               title="Relative effect per KPI with 95% interval")
     tornado = [t for t in roi.get("tornado") or [] if _finite(t.get("low_roi")) and _finite(t.get("high_roi"))]
     if tornado:
@@ -487,7 +491,7 @@ def _narrative(bundle: dict, primary_name: str | None, primary: dict | None, per
     out = []
     exp = bundle.get("experiment") or {}
     if primary is not None and _finite(primary.get("relative")):
-        v = _verdict(primary, alpha)
+        v = kpi_verdict(primary, alpha)
         moved = "lower" if primary["relative"] < 0 else "higher"
         ci = ""
         if _finite(primary.get("relative_ci_low")):

@@ -23,8 +23,18 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from insightroi.errors import StoreBusyError
-from insightroi.report import _charts
-from insightroi.report._render import _alpha, _forest_rows, _primary_kpi, _verdict, _verdict_title, format_helpers
+from insightroi.report import (
+    bars_svg,
+    bundle_alpha,
+    forest_rows,
+    forest_svg,
+    format_helpers,
+    funnel_svg,
+    kpi_verdict,
+    kpi_verdict_title,
+    primary_kpi_row,
+    trend_svg,
+)
 from insightroi.server._data import Backend, Conflict, fingerprint, id_from_key, redact_text
 from insightroi.server._models import CHAIN_API_TYPES, ApiError, ChainEventIn, FeedbackIn, StoredEvent
 
@@ -365,23 +375,23 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
 
     def _verdicts(b: dict | None) -> dict[str, Any]:
         # Badges rest on the saved Holm-adjusted result at the experiment's alpha, as in the report.
-        alpha = _alpha(b or {})
-        return {"alpha": alpha, "verdict": lambda k: _verdict(k, alpha),
-                "verdict_title": lambda k: _verdict_title(k, alpha, format_helpers()["pval"])}
+        alpha = bundle_alpha(b or {})
+        return {"alpha": alpha, "verdict": lambda k: kpi_verdict(k, alpha),
+                "verdict_title": lambda k: kpi_verdict_title(k, alpha, format_helpers()["pval"])}
 
     @app.get("/", include_in_schema=False)
     def overview(request: Request) -> HTMLResponse:
         b = backend().bundle()
         v = _verdicts(b)
-        primary_name, primary = _primary_kpi(b or {})
+        primary_name, primary = primary_kpi_row(b or {})
         charts = {}
         if b and b.get("kpis"):
-            charts["forest"] = _charts.forest_svg(_forest_rows(b["kpis"], bool(b.get("is_demo")), alpha=v["alpha"]),
+            charts["forest"] = forest_svg(forest_rows(b["kpis"], bool(b.get("is_demo")), alpha=v["alpha"]),
                                                   fmt=lambda v: format_helpers()["pct"](v, nd=0),
                                                   title="Relative effect per KPI with 95% interval")
         funnel = ((b or {}).get("chain") or {}).get("funnel")
         if funnel:
-            charts["funnel"] = _charts.funnel_svg([(s, funnel.get(s)) for s in
+            charts["funnel"] = funnel_svg([(s, funnel.get(s)) for s in
                                                    ("insights", "alerts", "acknowledged", "acted", "fixed")])
         counts = {"feedback": backend().count("feedback"), "chain_events": backend().count("chain_events"),
                   "insights": backend().count("insights")}
@@ -392,7 +402,7 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
     def themes(request: Request) -> HTMLResponse:
         b = backend().bundle() or {}
         topics = sorted((b.get("insights") or {}).get("topics") or [], key=lambda t: -(t.get("count") or 0))
-        chart = _charts.bars_svg([(t["topic"].replace("_", " "), t.get("count"), "bar") for t in topics],
+        chart = bars_svg([(t["topic"].replace("_", " "), t.get("count"), "bar") for t in topics],
                                  fmt=lambda v: f"{v:,.0f}", title="Feedback items per theme") if topics else ""
         evidence = {t["topic"]: backend().evidence(t["topic"]) for t in topics}
         return _page(request, "themes.html.j2", bundle=b, topics=topics, chart=chart, evidence=evidence,
@@ -407,7 +417,7 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
     def monitoring(request: Request) -> HTMLResponse:
         b = backend().bundle() or {}
         decay = (b.get("monitor") or {}).get("decay")
-        chart = _charts.trend_svg(decay, fmt=lambda v: format_helpers()["pct"](v, nd=0),
+        chart = trend_svg(decay, fmt=lambda v: format_helpers()["pct"](v, nd=0),
                                   title="Effect by period (lift decay)") if decay else ""
         return _page(request, "monitoring.html.j2", bundle=b, chart=chart, title="Monitoring")
 

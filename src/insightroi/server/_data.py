@@ -19,38 +19,16 @@ from typing import Any
 
 import pyarrow as pa
 
+from insightroi.ingest import redact_pii
 from insightroi.store import TABLES, open_store
 
 __all__ = ["Backend", "redact_text", "Conflict"]
 
 _STAGES = ("new", "delivered", "acknowledged", "acted", "fixed")
 
-try:  # the ingest stage's redactor (e-mails, phones, Luhn-valid cards) when it is installed
-    from insightroi.ingest import redact_pii as _redact_pii  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - depends on which stages are present
-    try:
-        from insightroi.ingest._redact import redact_pii as _redact_pii
-    except ImportError:
-        _redact_pii = None
-
-if _redact_pii is None:  # pragma: no cover
-    import re
-
-    _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
-    _CARD = re.compile(r"(?<![0-9])[0-9](?:[ \-]?[0-9]){12,18}(?![0-9])")
-    _PHONE = re.compile(r"(?<![\w+\-])\+?[0-9][0-9 .\-()]{6,}[0-9](?![\w\-])")
-
-    def _redact_pii(text):
-        if text is None:
-            return None
-        text = _EMAIL.sub("[EMAIL]", text)
-        text = _CARD.sub("[CARD]", text)
-        return _PHONE.sub("[PHONE]", text)
-
-
 def redact_text(text: str | None) -> str | None:
     """Redact e-mail addresses, phone numbers and card numbers (the ingest stage's rules)."""
-    return _redact_pii(text)
+    return redact_pii(text)
 
 
 class Conflict(Exception):
