@@ -17,6 +17,7 @@ from insightroi._cli_common import (
     run_or_fail,
     store_url,
 )
+from insightroi.experiments import MAX_WEEKS, power_table
 from insightroi.program import load_program, starter_program_text
 from insightroi.store import TABLES, duckdb_file, open_store
 
@@ -59,10 +60,6 @@ def plan(
         f"from {e.start}{' to ' + str(e.end) if e.end else ''}; alpha {e.alpha}, power {e.power}, "
         f"MDE {e.mde_relative:.0%} on {e.primary_kpi}."
     )
-    try:
-        from insightroi.experiments import MAX_WEEKS, power_table
-    except ImportError:
-        return
     url = store_url(store)
     db_file = duckdb_file(url) if url.startswith("duckdb://") else None
     if db_file is not None and not db_file.exists():

@@ -43,10 +43,17 @@ from insightroi.bundle import (
 )
 from insightroi.chain import chain_summary
 from insightroi.errors import DataError, check_option
-from insightroi.experiments import analyze_experiment, effect_correlation, treated_volumes
-from insightroi.insights import classify_store, detect_spikes, insights_summary, write_alerts
+from insightroi.experiments import (
+    analyze_experiment,
+    effect_correlation,
+    quasi_section,
+    treated_volumes,
+    validate_claim_in_store,
+)
+from insightroi.insights import Alert, classify_store, current_topic_version, detect_spikes, insights_summary, write_alerts
 from insightroi.monitor import monitor_store
 from insightroi.program import Program
+from insightroi.report import VIEWS, export_pdf, render_html, write_report
 from insightroi.roi import RoiVolumes, compute_roi
 from insightroi.stats import Result
 from insightroi.store import TABLES, Store
@@ -165,7 +172,6 @@ def _evidence_ids(store: Store, alerts: Sequence[Any], limit: int = 20) -> dict[
 
     if not alerts:
         return {}
-    from insightroi.insights import current_topic_version
 
     version = current_topic_version(store)
     ins = store.table("insights")
@@ -218,8 +224,6 @@ def run_insights(store: Store, program: Program, *, validation: dict[str, Any] |
     detect = load_section(store, "detect")
     alerts = None
     if detect is not None:
-        from insightroi.insights import Alert
-
         alerts = [Alert(**{k: (date.fromisoformat(v) if k == "day" else v) for k, v in a.items()
                            if k in Alert.__dataclass_fields__}) for a in detect.get("alerts", [])]
     summary = insights_summary(store, program, alerts=alerts, validation=validation)
@@ -420,8 +424,6 @@ def run_roi(store: Store, program: Program, *, draws: int = ROI_DRAWS, seed: int
 
 def run_quasi(store: Store, program: Program) -> QuasiSection:
     """Observational re-analyses (DiD, time-series counterfactual) and the demo's validated claims."""
-    from insightroi.experiments import quasi_section
-
     t0 = time.perf_counter()
     out = quasi_section(store, program, truth=_truth(store))
     section = QuasiSection(rows=out.get("quasi") or [], claims=out.get("claims") or [])
@@ -432,8 +434,6 @@ def run_quasi(store: Store, program: Program) -> QuasiSection:
 
 def run_claim(store: Store, program: Program, claim: str, kpi: str, *, window: int = 4, save: bool = True):
     """Validate a before/after claim about ``kpi``; saved claims appear in the report."""
-    from insightroi.experiments import validate_claim_in_store
-
     report = validate_claim_in_store(store, program, claim, kpi, window=window)
     if save:
         payload = report.to_dict()
@@ -464,8 +464,6 @@ def run_report(store: Store, program: Program, out_dir: str | Path, *, view: str
     (Bundle, dict)
         The bundle written and the paths per view (plus ``json`` and, with ``pdf``, ``pdf``).
     """
-    from insightroi.report import VIEWS, export_pdf, render_html, write_report
-
     if view is not None:
         check_option("view", view, VIEWS)
     bundle = assemble_bundle(store, program, failures=failures, timings=timings)

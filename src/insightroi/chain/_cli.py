@@ -10,6 +10,10 @@ from rich.table import Table
 from rich.tree import Tree
 
 from insightroi._cli_common import DEFAULT_PROGRAM, JsonOption, ProgramOption, StoreOption, console, run_or_fail, store_url
+from insightroi.chain import chain_summary, trace
+from insightroi.program import load_program
+from insightroi.services import run_chain
+from insightroi.store import open_store
 
 __all__ = ["register"]
 
@@ -86,9 +90,6 @@ def trace_cmd(
     window: Annotated[int, typer.Option("--window", help="Days before/after the fix to compare.")] = 28,
 ) -> None:
     """Chain of custody of one insight, alert or feedback item: from the words to what moved."""
-    from insightroi.chain._trace import trace
-    from insightroi.store import open_store
-
     with run_or_fail(open_store, store_url(store)) as st:
         tr = run_or_fail(trace, st, id, outcome_window_days=window)
     if json_out:
@@ -111,11 +112,6 @@ def chain_cmd(
     end: Annotated[str | None, typer.Option("--end", help="Only alerts delivered before this date.")] = None,
 ) -> None:
     """Workflow KPIs of the decision chain per team: adoption, time to ack / fix, overrides, backlog."""
-    from insightroi.chain._kpis import chain_summary
-    from insightroi.program import load_program
-    from insightroi.services import run_chain
-    from insightroi.store import open_store
-
     with run_or_fail(open_store, store_url(store)) as st:
         if start is None and end is None and program.exists():
             # The whole chain is the stage's section (what the report shows); a date slice, or a

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from insightroi.demo._rows import ChunkWriter, arrow_schema
 from insightroi.demo._world import (
-    SCALES, SUPPORTED_MEASURES, TOPICS, CellWorld, family_sums, simulate_cells,
+    CATEGORIES, SCALES, SUPPORTED_MEASURES, TOPICS, CellWorld, family_sums, simulate_cells,
 )
 from insightroi.errors import check_option
 from insightroi.program import Program, load_program, parse_program, starter_program_text
@@ -210,8 +210,6 @@ def _ts(world: CellWorld, day: float) -> datetime:
 
 
 def _products(world: CellWorld) -> pa.Table:
-    from insightroi.demo._world import CATEGORIES
-
     cats = [CATEGORIES[world.fam_cat[f]] for f in world.sku_fam]
     names = [f"{c.title()} model {i.split('-')[1].upper()}-{i.split('-')[-1]}" for c, i in zip(cats, world.sku_ids)]
     return pa.table({

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from insightroi._cli_common import DEFAULT_PROGRAM, JsonOption, ProgramOption, StoreOption, console, run_or_fail, store_url
 from insightroi.program import load_program
+from insightroi.services import run_analyze
 from insightroi.store import open_store
 
 
@@ -35,8 +36,6 @@ def analyze(
     did, synthetic_control and its (quasi-experimental). The section saved is what `roi`,
     `report` and the dashboard read.
     """
-    from insightroi.services import run_analyze
-
     prog = run_or_fail(load_program, program)
     with run_or_fail(open_store, store_url(store)) as st:
         sec = run_or_fail(run_analyze, st, prog, kpis=kpi or None, segments=segment or None)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from insightroi.metrics import analysis_windows, unit_measures_expr
 from insightroi.program import Program
 
 __all__ = ["effect_correlation", "effect_correlation_from_units"]
@@ -60,8 +61,6 @@ def effect_correlation_from_units(units: pd.DataFrame, kpis: Sequence[tuple[str,
 
 def effect_correlation(store, program: Program, kpis: Sequence[str], *, window=None) -> dict[tuple[str, str], float]:
     """:func:`effect_correlation_from_units` for program KPIs, from the store's per-unit totals."""
-    from insightroi.metrics import analysis_windows, unit_measures_expr
-
     chosen = [program.kpi(k) for k in kpis]
     win, _ = analysis_windows(program, window=window)
     measures = sorted({m for k in chosen for m in (k.numerator, k.denominator) if m != "units"})

@@ -24,6 +24,7 @@ from insightroi.stats import (
     synthetic_control,
     twfe,
 )
+from insightroi.stats import did_ratio
 
 __all__ = [
     "kpi_rate",
@@ -316,8 +317,6 @@ def quasi_kpi_effects(
         the treated units' weekly KPI with the control units' weekly KPI as the control series
         (:func:`insightroi.stats.causal_impact`). Both in KPI units (x ``scale``).
     """
-    from insightroi.stats import did_ratio
-
     df = panel[~_excluded(panel[period], exclude_windows)]
     g = df.assign(_post=df[period] >= rollout).groupby([unit, "_post"])[[numerator, denominator]].sum().unstack(fill_value=0.0)
     if (numerator, True) not in g.columns or (numerator, False) not in g.columns:

@@ -12,6 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from insightroi.experiments._claim import _incremental
+from insightroi.experiments._claim_store import claim_panel, validate_claim_in_store
+from insightroi.experiments._quasi import quasi_kpi_effects
 from insightroi.program import Program
 
 __all__ = ["quasi_section", "naive_before_after_claim"]
@@ -49,10 +52,6 @@ def quasi_section(store: Any, program: Program, *, truth: dict[str, Any] | None 
         Methods: ``did`` (ratio DiD), ``causal_impact`` (time-series counterfactual) and
         ``did_adjusted`` (the claim validator's pre-period-adjusted comparison).
     """
-    from insightroi.experiments._claim import _incremental
-    from insightroi.experiments._claim_store import claim_panel, validate_claim_in_store
-    from insightroi.experiments._quasi import quasi_kpi_effects
-
     kpis = [program.experiment.primary_kpi] + [p.kpi for p in program.value_pools]
     kpis = [k for k in dict.fromkeys(kpis) if "units" not in (program.kpi(k).numerator, program.kpi(k).denominator)]
     panel, rollout = claim_panel(store, program, kpis)

@@ -22,8 +22,11 @@ from insightroi._cli_common import (
     store_url,
 )
 from insightroi.errors import InsightRoiError
+from insightroi.ingest._contract import contract_tables, data_contract, data_contract_markdown
 from insightroi.ingest._engine import INGESTIBLE, ingest_path, retry_quarantine
 from insightroi.ingest._report import FileReport
+from insightroi.program import load_program
+from insightroi.store import open_store
 
 _SHOW_REASONS = 5
 _RETRY_HINT = "after fixing the program file (e.g. program.timezone), 'insightroi ingest --retry-quarantine' lands those that pass"
@@ -35,8 +38,6 @@ def _program(ctx: typer.Context, path: Path) -> Any:
     Ingest works without a program (timestamps then need offsets), so only a file the user
     named (option or $INSIGHTROI_PROGRAM) must exist.
     """
-    from insightroi.program import load_program
-
     # By name: Typer vendors its own copy of click, so click's ParameterSource is another enum.
     source = ctx.get_parameter_source("program")
     named = getattr(source, "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
@@ -76,8 +77,6 @@ def ingest(
     Exits non-zero only when a whole file could not be ingested (unreadable, empty, wrong columns).
     'insightroi schema' lists the columns each table accepts.
     """
-    from insightroi.store import open_store
-
     if kind is not None and kind not in INGESTIBLE:
         fail(f"unknown kind {kind!r}; use one of: {', '.join(INGESTIBLE)}")
     if retry and path is not None:
@@ -163,8 +162,6 @@ def schema(
 
     It is read from the rules 'insightroi ingest' enforces, so what it prints is what is checked.
     """
-    from insightroi.ingest._contract import contract_tables, data_contract, data_contract_markdown
-
     if table is not None and table not in INGESTIBLE:
         # One line even on a narrow terminal, so scripts can grep it.
         err_console.print(f"[bold red]error:[/] unknown table {table!r}; tables: {', '.join(INGESTIBLE)}",

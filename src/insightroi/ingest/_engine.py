@@ -30,6 +30,7 @@ from insightroi.ingest._validate import (
     split_error,
     validate_chunk,
 )
+from insightroi.program import load_program
 from insightroi.store import TABLES, Store, TableSpec
 
 __all__ = ["ingest_path", "ingest_frame", "retry_quarantine", "INGESTIBLE", "RETRY_SOURCE"]
@@ -68,8 +69,6 @@ def _zone(program: Any) -> str | None:
     if program is None:
         return None
     if isinstance(program, (str, PathLike)):
-        from insightroi.program import load_program
-
         program = load_program(program)
     meta = getattr(program, "program", program)
     return getattr(meta, "timezone", None)

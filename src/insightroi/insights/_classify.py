@@ -13,6 +13,7 @@ import pandas as pd
 
 from insightroi.errors import check_option
 from insightroi.insights._base import UNCLASSIFIABLE
+from insightroi.insights._embed import embeddings_available
 from insightroi.insights._sentiment import EmbeddingSentiment, LexiconSentiment
 from insightroi.insights._severity import SeverityRules
 from insightroi.insights._topic import TopicClassifier
@@ -86,8 +87,6 @@ def build_models(program, method: str = "lexicon", *, device: str = "cpu") -> In
     head + combined rules/similarity topics; auto = embedding when the extra is installed."""
     check_option("method", method, CLASSIFY_METHODS)
     if method == "auto":
-        from insightroi.insights._embed import embeddings_available
-
         method = "embedding" if embeddings_available() else "lexicon"
     thr = program.monitoring.low_confidence
     if method == "embedding":

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from insightroi._cli_common import DEFAULT_PROGRAM, JsonOption, ProgramOption, StoreOption, console, run_or_fail, store_url
+from insightroi.insights import discover_themes, validate_csv
 from insightroi.program import load_program
 from insightroi.services import run_classify, run_detect
 from insightroi.store import open_store
@@ -96,7 +97,6 @@ def themes(
     import numpy as np
 
     prog = run_or_fail(load_program, program)
-    from insightroi.insights import discover_themes
 
     with run_or_fail(open_store, store_url(store)) as st:
         found = run_or_fail(discover_themes, st, prog, days=days, method=method, rng=np.random.default_rng(0))
@@ -118,7 +118,6 @@ def validate_model_cmd(
 ) -> None:
     """Precision / recall / F1 per label, confusion matrix and calibration on a labelled CSV."""
     prog = run_or_fail(load_program, program)
-    from insightroi.insights import validate_csv
 
     rep = run_or_fail(validate_csv, labels, prog, task=task, method=method)
     if as_json:

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 
+from insightroi.insights._spikes import current_topic_version
 from insightroi.insights._validate import ValidationReport, validate_model
 
 __all__ = ["review_queue", "record_review_labels", "validate_from_reviews"]
@@ -33,8 +34,6 @@ def review_queue(
     DataFrame with feedback_id, text, task ("topic"), model_version, model_label, confidence,
     severity, stratum (high_severity | low_confidence), inclusion_prob.
     """
-    from insightroi.insights._spikes import current_topic_version
-
     rng = rng if rng is not None else np.random.default_rng(0)
     version = model_version or current_topic_version(store)
     cols = ["feedback_id", "text", "task", "model_version", "model_label", "confidence", "severity",
@@ -103,8 +102,6 @@ def record_review_labels(store, labels: pd.DataFrame, *, reviewer: str | None = 
 
 def validate_from_reviews(store, *, task: str = "topic", model_version: str | None = None) -> ValidationReport | None:
     """Validate the stored predictions of ``model_version`` against the human review labels."""
-    from insightroi.insights._spikes import current_topic_version
-
     version = model_version or current_topic_version(store)
     rl = store.table("review_labels").filter(lambda t: t.task == task).execute()
     if rl.empty or version is None:

@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from insightroi.errors import check_option
 from insightroi.insights._base import UNCLASSIFIABLE, as_text_list, make_rows, model_version, prepare_texts
+from insightroi.insights._embed import get_encoder
 from insightroi.insights._vader import VaderCore
 
 __all__ = [
@@ -254,8 +255,6 @@ class EmbeddingSentiment(BaseEstimator, ClassifierMixin):
         self.threshold = threshold
 
     def _encoder(self):
-        from insightroi.insights._embed import get_encoder
-
         return get_encoder(self.device)
 
     def fit(self, X=None, y=None, embeddings: np.ndarray | None = None):

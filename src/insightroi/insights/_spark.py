@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 
 from insightroi.errors import StoreError
+from insightroi.insights._classify import build_models
 
 __all__ = ["classify_spark"]
 
@@ -29,8 +30,6 @@ _WORKER_MODELS: dict[tuple[str, str], object] = {}
 
 
 def _worker_models(program, method: str, versions: dict[str, str]):
-    from insightroi.insights._classify import build_models
-
     key = (method, program.model_dump_json())
     models = _WORKER_MODELS.get(key)
     if models is None:
@@ -74,8 +73,6 @@ def classify_spark(spark_store, program, *, method: str = "lexicon") -> int:
     if getattr(spark_store, "kind", None) != "pyspark":
         raise StoreError(f"classify_spark needs a pyspark:// store, got {getattr(spark_store, 'kind', spark_store)!r}")
     from pyspark.sql import functions as F
-
-    from insightroi.insights._classify import build_models
 
     models = build_models(program, method)
     versions = models.versions

@@ -6,6 +6,10 @@ import json
 
 import numpy as np
 
+from insightroi.insights._review import validate_from_reviews
+from insightroi.insights._spikes import current_topic_version
+from insightroi.insights._themes import discover_themes
+
 __all__ = ["insights_summary"]
 
 
@@ -30,10 +34,6 @@ def insights_summary(
     ``themes`` default: :func:`discover_themes` (TF-IDF) when ``discover``. ``validation`` may be
     a ValidationReport or dict; default: validation against stored human review labels, if any.
     """
-    from insightroi.insights._review import validate_from_reviews
-    from insightroi.insights._spikes import current_topic_version
-    from insightroi.insights._themes import discover_themes
-
     version = model_version or current_topic_version(store)
     owners = {t.topic: t.owner for t in program.taxonomy}
     topics = []

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 
 from insightroi.errors import check_option
+from insightroi.insights._embed import get_encoder
+from insightroi.insights._spikes import current_topic_version
 
 __all__ = ["Theme", "discover_themes", "cluster_texts"]
 
@@ -82,8 +84,6 @@ def cluster_texts(
         lift = np.clip((df_r + 0.5 / X.shape[0]) / (df_b + 0.5 / max(B.shape[0], 1)), 0.0, 10.0)
         X = normalize(X.multiply(np.maximum(lift, 0.2)).tocsr())
     if method == "embedding":
-        from insightroi.insights._embed import get_encoder
-
         Z = get_encoder(device).encode(texts)
     else:
         Z = X
@@ -150,8 +150,6 @@ def discover_themes(
     Returns themes with top terms (taxonomy keywords excluded) and examples, emerging ones first
     (growth vs the previous max(days, 56) days), then by size.
     """
-    from insightroi.insights._spikes import current_topic_version
-
     version = model_version or current_topic_version(store)
     if version is None:
         return []

@@ -15,6 +15,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from insightroi.errors import check_option
 from insightroi.insights._base import UNCLASSIFIABLE, as_text_list, make_rows, model_version, prepare_texts
+from insightroi.insights._embed import get_encoder
 from insightroi.program import Topic
 
 __all__ = ["TopicClassifier", "OTHER", "NEGATION_TOLERANT"]
@@ -98,8 +99,6 @@ class TopicClassifier(BaseEstimator, ClassifierMixin):
         self.rule_coef_ = (np.log(1 - self.p_single_match),)
         self.sim_params_ = (self.sim_center, self.sim_scale)
         if self.method != "rules":
-            from insightroi.insights._embed import get_encoder
-
             self.encoder_ = get_encoder(self.device)
             phrases, owner = [], []
             for k, t in enumerate(self.taxonomy):

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from insightroi.errors import DataError, check_option
+from insightroi.insights._classify import build_models
 from insightroi.insights._validate import ValidationReport, validate_model
 
 __all__ = ["validate_csv"]
@@ -21,8 +22,6 @@ def validate_csv(path, program, *, task: str = "auto", method: str = "lexicon") 
     Labels may be any taxonomy topic or "other". Per-time-slice figures (monthly) are added when
     the file has a ``time``/``event_time``/``date`` column.
     """
-    from insightroi.insights._classify import build_models
-
     check_option("task", task, ("auto", "topic", "sentiment"))
     path = Path(path)
     try:

@@ -18,6 +18,7 @@ import ibis.expr.types as ir
 
 from insightroi.errors import DataError
 from insightroi.program import MEASURES, Kpi, Program
+from insightroi.stats import RatioRegressionAdjusted
 
 __all__ = [
     "MEASURE_SPECS",
@@ -376,8 +377,6 @@ def arm_statistics(store, program: Program, kpi: str | Kpi, *, window: Window | 
         ``(arm, *by values) -> RatioRegressionAdjusted`` (post and pre numerator and
         denominator sums and all cross products over units).
     """
-    from insightroi.stats import RatioRegressionAdjusted
-
     t = unit_metrics_expr(store, program, kpi, window=window, pre_window=pre_window, by=by)
     cols = ["num", "den", "num_pre", "den_pre"]
     aggs = {"n": t.count()}

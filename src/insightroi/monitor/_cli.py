@@ -15,6 +15,9 @@ from insightroi._cli_common import (
     run_or_fail,
     store_url,
 )
+from insightroi.program import load_program
+from insightroi.services import run_monitor
+from insightroi.store import open_store
 
 
 def _fmt(x) -> str:
@@ -41,10 +44,6 @@ def monitor(
     week when PSI >= psi_warn and the chi-square p < 0.001, or a category absent from the
     reference appears improbably often. The result is saved as result "monitor:latest".
     """
-    from insightroi.program import load_program
-    from insightroi.services import run_monitor
-    from insightroi.store import open_store
-
     prog = run_or_fail(load_program, program)
     with run_or_fail(open_store, store_url(store)) as st:
         section = run_or_fail(run_monitor, st, prog)

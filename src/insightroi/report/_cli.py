@@ -18,6 +18,9 @@ from insightroi._cli_common import (
     run_or_fail,
     store_url,
 )
+from insightroi.program import load_program
+from insightroi.report import CADENCES, VIEWS
+from insightroi.services import run_report
 from insightroi.store import open_store
 
 
@@ -31,11 +34,6 @@ def report(
     as_json: JsonOption = False,
 ) -> None:
     """Write the report (report.html, report.json, one page per audience) from the stages' saved sections."""
-    from insightroi.program import load_program
-    from insightroi.report import VIEWS
-    from insightroi.report._render import CADENCES
-    from insightroi.services import run_report
-
     if view is not None and view not in VIEWS:
         fail(f"--view must be one of {', '.join(VIEWS)}; got {view!r}")
     if cadence is not None and cadence not in CADENCES:

@@ -18,8 +18,10 @@ from typing import Any, Literal
 
 import jinja2
 
+from insightroi.bundle import DEFAULT_AUDIENCES, STAGES
 from insightroi.errors import check_option
 from insightroi.report import _charts
+from insightroi.report._pdf import export_pdf
 
 __all__ = [
     "render_html", "write_report", "cadence_period", "VIEWS", "CADENCES", "format_helpers",
@@ -300,7 +302,6 @@ def _audiences(program: dict) -> tuple[dict[str, set[str]], bool]:
     aud = program.get("audiences")
     if isinstance(aud, dict) and aud:
         return {v: {str(o) for o in (owners or [])} for v, owners in aud.items()}, False
-    from insightroi.bundle import DEFAULT_AUDIENCES
 
     return {v: set(owners) for v, owners in DEFAULT_AUDIENCES.items()}, True
 
@@ -359,7 +360,6 @@ def _provenance_rows(bundle: dict) -> list[dict[str, Any]]:
     prov = bundle.get("provenance") or {}
     if not isinstance(prov, dict):
         return []
-    from insightroi.bundle import STAGES
 
     order = {s: i for i, s in enumerate(STAGES)}
     rows = []
@@ -630,7 +630,5 @@ def write_report(bundle: dict[str, Any], out_dir: str | Path, *, cadence: Cadenc
     paths["json"] = out / "report.json"
     paths["json"].write_text(json.dumps(bundle, indent=2, default=str, allow_nan=False), encoding="utf-8")
     if pdf:
-        from insightroi.report._pdf import export_pdf
-
         paths["pdf"] = export_pdf(paths["executive"], out / "report-executive.pdf")
     return paths

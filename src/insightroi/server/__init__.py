@@ -14,6 +14,7 @@ __all__ = ["create_app"]
 
 def __getattr__(name: str) -> Any:
     if name == "create_app":
+        # Imported on first use: _app imports FastAPI (the optional 'web' extra).
         from insightroi.server._app import create_app
 
         return create_app

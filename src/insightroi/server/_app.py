@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from insightroi.errors import StoreBusyError
+from insightroi.program import load_program
 from insightroi.report import (
     bars_svg,
     bundle_alpha,
@@ -124,8 +125,6 @@ def _load_program(program: str | Path | None):
     that is named but missing or invalid raises: a dashboard silently showing another program's
     (or no) numbers is worse than one that does not start.
     """
-    from insightroi.program import load_program
-
     path = program or os.environ.get("INSIGHTROI_PROGRAM")
     if not path and Path("insightroi.toml").is_file():
         path = "insightroi.toml"

@@ -23,7 +23,7 @@ def serve(
     max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", help="Refuse request bodies over this size (413).")] = 1_000_000,
 ) -> None:
     """Serve the event API (token-authenticated writes) and the dashboard."""
-    try:
+    try:  # uvicorn and FastAPI are the optional 'web' extra: loaded only when serving
         import uvicorn
 
         from insightroi.server import create_app

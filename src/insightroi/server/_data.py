@@ -19,6 +19,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from insightroi.bundle import assemble_bundle, migrate_bundle
+from insightroi.chain import trace as chain_trace
 from insightroi.ingest import redact_pii
 from insightroi.store import TABLES, open_store
 
@@ -197,8 +199,6 @@ class Backend:
         """
         import copy
 
-        from insightroi.bundle import assemble_bundle, migrate_bundle
-
         program = getattr(self, "program", None)
         with self.lock:
             # Assembling reads every stage's section (about ten queries) and a page asks for the
@@ -314,15 +314,8 @@ class Backend:
         """The decision chain around an alert, insight, feedback or event id.
 
         Uses :func:`insightroi.chain.trace` (links by ids and, where ids are missing, by SKU
-        family, topic and time) when the chain stage is installed, else a join on ids. Either way
-        the answer carries ``events``: every chain event in time order.
+        family, topic and time); the answer carries ``events``: every chain event in time order.
         """
-        try:
-            from insightroi.chain import trace as chain_trace
-        except ImportError:
-            chain_trace = None
-        if chain_trace is None:
-            return self._simple_trace(item_id)
         with self.lock:  # one attach of the file for the check and the trace
             if not self._known(item_id):  # cheap refusal before the full chain join
                 return None
@@ -359,32 +352,6 @@ class Backend:
                 if int(t.filter(t.id == item_id).count().execute()):
                     return True
         return False
-
-    def _simple_trace(self, item_id: str) -> dict[str, Any] | None:
-        with self.lock:
-            t = self.store.table("chain_events")
-            direct = t.filter((t.alert_id == item_id) | (t.insight_id == item_id) | (t.id == item_id)).execute()
-            alert_ids = {a for a in direct.alert_id.dropna().tolist()}
-            if alert_ids:
-                events = t.filter(t.alert_id.isin(sorted(alert_ids)) | (t.insight_id == item_id) | (t.id == item_id))
-                events = events.order_by([events.event_time, events.id]).execute()
-            else:
-                events = direct.sort_values(["event_time", "id"])
-            insight_ids = sorted(set(events.insight_id.dropna().tolist()) | {item_id})
-            it = self.store.table("insights")
-            insights = it.filter(it.id.isin(insight_ids)).execute()
-            fb_ids = sorted(set(insights.feedback_id.dropna().tolist()))
-            ft = self.store.table("feedback")
-            feedback = ft.filter(ft.id.isin(fb_ids)).select("id", "source", "event_time", "sku", "text").execute() \
-                if fb_ids else None
-        if events.empty and insights.empty:
-            return None
-        evs = [self._public(r) for r in events.to_dict(orient="records")]
-        return {
-            "id": item_id, "alert_ids": sorted(alert_ids), "events": evs, "insights": _records(insights),
-            "feedback": _records(feedback) if feedback is not None else [],
-            "stages": [e["event_type"] for e in evs], "source": "simple_join",
-        }
 
 
 def fingerprint(kind: str, body: dict[str, Any]) -> str:
