@@ -25,9 +25,9 @@ def _texts(n: int) -> list[str]:
         shared = Path(os.environ.get("INSIGHTROI_SHARED", Path(__file__).resolve().parents[2] / "shared"))
         t = load_reference_sentiment(shared / "reference" / "sentiment").text.tolist()
     except Exception:
-        from insightroi.insights._synthetic import PHRASES
+        from insightroi.demo import SYNTHETIC_PHRASES
 
-        t = [f"{p} #{i}" for i in range(2000) for ps in PHRASES.values() for p in ps]
+        t = [f"{p} #{i}" for i in range(2000) for ps in SYNTHETIC_PHRASES.values() for p in ps]
     reps = -(-n // len(t))
     out = (t * reps)[:n]
     # make repeats distinct so caches cannot serve them

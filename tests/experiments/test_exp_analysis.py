@@ -1,6 +1,6 @@
 """analyze_experiment, power_table and the analyze CLI on a simulated store with a known effect.
 
-The simulated world (insightroi.experiments._simstore) multiplies treated families' negative
+The simulated world (tests/helpers/simstore.py) multiplies treated families' negative
 review, ticket and refund propensities by 0.7 in the window (relative effect -30%); refunds
 propensity too. Conversion and revenue have no effect.
 """
@@ -13,7 +13,7 @@ import pytest
 
 from insightroi.errors import DataError, EstimationError
 from insightroi.experiments import analyze_experiment, power_table
-from insightroi.experiments._simstore import simulate_experiment_tables, write_tables
+from helpers.simstore import simulate_experiment_tables, write_tables
 from insightroi.program import parse_program, starter_program_text
 from insightroi.store import open_store
 

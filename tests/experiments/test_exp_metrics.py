@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from insightroi.experiments._simstore import simulate_experiment_tables, write_tables
+from helpers.simstore import simulate_experiment_tables, write_tables
 from insightroi.metrics import (
     arm_statistics,
     measure_totals,

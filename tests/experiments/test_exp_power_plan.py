@@ -8,7 +8,7 @@ strongly correlated with its pre-period KPI, and the plain plan cannot reach 15%
 duration while the CUPED plan can.
 
 The worlds are written as traffic rows only (one row per family and day, ratio KPI
-``conversion_rate = conversions / sessions``): ``_simstore`` gives every family the same
+``conversion_rate = conversions / sessions``): ``helpers.simstore`` gives every family the same
 conversion propensity (no lasting levels to exploit) and writes an order row per order, too
 slow for 40 worlds. Every world is its own experiment (name, salt, families) in one DuckDB
 file, so one store serves the plan and the 40 analyses.

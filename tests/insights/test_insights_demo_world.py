@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("insightroi.demo")
 
 from insightroi.insights import discover_themes  # noqa: E402
-from insightroi.insights._world_eval import evaluate_world  # noqa: E402
+from helpers.world_eval import evaluate_world  # noqa: E402
 from insightroi.program import load_program  # noqa: E402
 from insightroi.store import open_store  # noqa: E402
 

@@ -11,7 +11,7 @@ from insightroi.insights import (
     classify_store, detect_spikes, discover_themes, insights_summary, record_review_labels, review_queue,
     validate_from_reviews, write_alerts,
 )
-from insightroi.insights._synthetic import synthetic_feedback
+from insightroi.demo import synthetic_feedback
 from insightroi.program import parse_program, starter_program_text
 from insightroi.store import open_store
 

@@ -127,7 +127,7 @@ def test_validate_claim_input_errors():
 
 def test_validate_claim_cli_on_a_store(tmp_path):
     from insightroi.cli import app
-    from insightroi.experiments._simstore import simulate_experiment_tables, write_tables
+    from helpers.simstore import simulate_experiment_tables, write_tables
     from insightroi.program import parse_program, starter_program_text
     from insightroi.store import open_store
 

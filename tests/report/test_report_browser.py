@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from insightroi.report import VIEWS, export_pdf, sample_bundle, write_report
+from helpers.report_sample import sample_bundle
+from insightroi.report import VIEWS, export_pdf, write_report
 from insightroi.report._pdf import CHROMIUM
 
 pytestmark = pytest.mark.browser

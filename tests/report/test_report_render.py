@@ -11,7 +11,8 @@ import typer
 from typer.testing import CliRunner
 
 from insightroi.bundle import Bundle, migrate_bundle
-from insightroi.report import CADENCES, VIEWS, cadence_period, render_html, sample_bundle, write_report
+from helpers.report_sample import sample_bundle, sample_sections
+from insightroi.report import CADENCES, VIEWS, cadence_period, render_html, write_report
 from insightroi.report import _cli as report_cli
 from insightroi.report import kpi_verdict
 from insightroi.store import open_store
@@ -202,7 +203,6 @@ def _cli_app():
 def test_cli_report_writes_the_bundle_assembled_from_saved_sections(tmp_path):
     from insightroi.bundle import assemble_bundle, program_hash
     from insightroi.program import parse_program, starter_program_text
-    from insightroi.report._sample import sample_sections
 
     prog_path = tmp_path / "insightroi.toml"
     prog_path.write_text(starter_program_text(), encoding="utf-8")

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import pyarrow as pa
 
-from insightroi.report import sample_bundle
+from helpers.report_sample import sample_bundle
 from insightroi.store import open_store
 
 TOKEN = "test-token-5f1c9a7e"

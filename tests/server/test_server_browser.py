@@ -107,7 +107,8 @@ def test_owner_acknowledges_and_records_action_then_sees_trace(server, page):
 
 
 def test_report_file_opens_in_the_same_browser(page, tmp_path):
-    from insightroi.report import sample_bundle, write_report
+    from helpers.report_sample import sample_bundle
+    from insightroi.report import write_report
 
     paths = write_report(sample_bundle(), tmp_path)
     page.goto(paths["full"].as_uri())

@@ -11,8 +11,7 @@ from _srv_helpers import TOKEN, LiveServer, seed_store
 from insightroi.bundle import assemble_bundle, migrate_bundle, program_hash
 from insightroi.errors import ProgramError
 from insightroi.program import parse_program, starter_program_text
-from insightroi.report import sample_bundle
-from insightroi.report._sample import sample_sections
+from helpers.report_sample import sample_bundle, sample_sections
 from insightroi.server import create_app
 from insightroi.store import open_store
 

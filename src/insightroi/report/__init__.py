@@ -19,7 +19,6 @@ from insightroi.report._render import (
     render_html,
     write_report,
 )
-from insightroi.report._sample import sample_bundle
 
 __all__ = [
     "CADENCES",
@@ -27,7 +26,6 @@ __all__ = [
     "cadence_period",
     "export_pdf",
     "render_html",
-    "sample_bundle",
     "write_report",
     # the pieces the dashboard shares with the report (formatters, verdicts, SVG charts)
     "format_helpers",

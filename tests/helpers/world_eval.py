@@ -1,7 +1,7 @@
 """Measure the insight layer on a demo world (``insightroi.demo.generate_world`` output).
 
 Topic quality against the hidden ``labels.parquet`` and spike detection against truth.json's
-defect episodes. Used by the tests and the benchmark; the pipeline may call it for demo bundles.
+defect episodes (test helper).
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from insightroi.insights import classify_store, detect_spikes
+from insightroi.program import load_program
 
 __all__ = ["topic_scores", "spike_scores", "evaluate_world"]
 
@@ -88,10 +91,6 @@ def evaluate_world(world_dir, store, program=None, *, method: str = "lexicon", b
     Returns {"classify": ClassifyReport dict, "topics": topic_scores, "spikes": spike_scores,
     "sentiment_accuracy": float}.
     """
-    from insightroi.insights._classify import classify_store
-    from insightroi.insights._spikes import detect_spikes
-    from insightroi.program import load_program
-
     world = Path(world_dir)
     program = program or load_program(world / "insightroi.toml")
     fb = _read(world / "feedback.parquet") if (world / "feedback.parquet").exists() else pd.read_parquet(world / "feedback")

@@ -1,4 +1,4 @@
-"""A realistic, internally consistent report bundle for tests and previews.
+"""A realistic, internally consistent report bundle for the report and dashboard tests.
 
 The bundle is the JSON form of :class:`insightroi.bundle.Bundle` (schema 2): it validates with
 ``Bundle.model_validate(sample_bundle())`` and carries what the stages save (the program's

@@ -1,6 +1,6 @@
 """Small synthetic feedback streams with known topics and injected spikes (tests and benchmarks).
 
-Not the demo world (``insightroi.demo``): this is a minimal generator for checking the detector's
+Not the demo world (:func:`generate_world`): this is a minimal generator for checking the detector's
 false-alarm rate and recall under controlled conditions.
 """
 
@@ -11,9 +11,9 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-__all__ = ["PHRASES", "synthetic_feedback"]
+__all__ = ["SYNTHETIC_PHRASES", "synthetic_feedback"]
 
-PHRASES: dict[str, list[str]] = {
+SYNTHETIC_PHRASES: dict[str, list[str]] = {
     "shipping_delay": ["my order arrived two weeks late", "still waiting for the package", "delivery was delayed again",
                        "tracking has not moved in days", "the parcel never arrived"],
     "damaged_packaging": ["the box was crushed", "package arrived torn open", "item came dented in damaged packaging",
@@ -67,7 +67,7 @@ def synthetic_feedback(
                 recs.append((sp["sku_family"], day, sp["topic"]))
     rows = []
     for i, (fam, day, topic) in enumerate(recs):
-        bank = PHRASES[topic]
+        bank = SYNTHETIC_PHRASES[topic]
         text = bank[rng.integers(len(bank))]
         rating = float(rng.integers(4, 6)) if topic == "praise" else float(rng.integers(1, 4))
         t = datetime.combine(day, datetime.min.time()) + timedelta(seconds=int(rng.integers(0, 86400)))

@@ -1,4 +1,4 @@
-"""A small simulated cluster experiment written into a store (for tests, benchmarks, examples).
+"""A small simulated cluster experiment written into a store (test helper).
 
 Not the demo world (``insightroi.demo``): just enough fact rows, with a known effect, to run the
 metrics layer and :func:`analyze_experiment` end to end.
@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from insightroi.experiments._design import assign
+from insightroi.experiments import assign
 from insightroi.program import Program
 
 __all__ = ["simulate_experiment_tables", "write_tables"]
