@@ -70,8 +70,8 @@ def plan(
     if not rows:
         return
     # Side by side: what a plain comparison would need and what the analysis, which is
-    # CUPED-adjusted, will need; planning on the plain column alone calls detectable effects
-    # hopeless (issue 15).
+    # CUPED-adjusted, will need; planning on the plain column alone calls effects that the
+    # analysis can detect hopeless.
     cols = [("kpi", "kpi"), ("baseline", "baseline"), ("units\nt/c", None), ("weeks\nplain", "weeks_needed"),
             ("weeks\nCUPED", "weeks_needed_cuped"), ("rho", "rho")]
     if e.end:

@@ -65,7 +65,8 @@ def alert_table(
     df["fixed"] = fixed_mask
     df["ignored"] = df.ignored_at.notna()
     df["overridden"] = df.overridden_at.notna()
-    # Backlog: delivered, not acted upon and not explicitly ignored (issue 7's definition).
+    # Backlog: delivered, not acted upon and not explicitly ignored; ignoring an alert is a
+    # recorded decision, so an ignored alert is not waiting on anyone.
     df["in_backlog"] = ~df.acted & ~df.ignored
     hour = pd.Timedelta(hours=1)
     df["hours_to_ack"] = (df.acknowledged_at - df.delivered_at) / hour

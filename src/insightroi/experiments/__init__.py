@@ -63,7 +63,7 @@ __all__ = [
     "regression_to_mean_check",
     "novelty_check",
     "contamination_check",
-    # quasi-experimental (issue 6)
+    # quasi-experimental: DiD, synthetic control, time-series impact, claim checks
     "diff_in_diff",
     "synthetic_control_panel",
     "time_series_impact",
@@ -80,7 +80,7 @@ __all__ = [
     "validate_claim_in_store",
     "quasi_section",
     "naive_before_after_claim",
-    # quasi-experimental program designs through analyze_experiment (issue 15)
+    # quasi-experimental program designs (did, synthetic_control, its) run by analyze_experiment
     "analyze_quasi_design",
     "design_panel",
     "DesignPanel",
