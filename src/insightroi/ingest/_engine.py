@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from insightroi.errors import IngestError, StoreError, check_option
+from insightroi.errors import IngestError, check_option
 from insightroi.ingest._redact import CARD_TOKEN, EMAIL_TOKEN, PHONE_TOKEN, PREFILTER, redact_matched, redact_pii
 from insightroi.ingest._report import FileReport, IngestReport, RetryReport, TableRetry
 from insightroi.ingest._sources import CHUNK_ROWS, FrameSource, format_of, open_source, parse_raw_rows
@@ -40,7 +40,6 @@ INGESTIBLE = tuple(name for name, spec in TABLES.items() if spec.ingestible)
 _ERROR_SAMPLE = 5
 #: The ``file`` recorded in ``ingest_batches`` for rows landed by :func:`retry_quarantine`.
 RETRY_SOURCE = "<quarantine retry>"
-_SMALL = 1024  # key lists up to this size are passed as a parameter instead of a registered table
 
 Progress = Callable[[int, int, FileReport], Any]
 
@@ -108,34 +107,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-# ---- store helpers (raw SQL on DuckDB, Ibis elsewhere) --------------------------------------
-def _existing(store: Store, table: str, column: str, values: pa.Array) -> pa.Array:
-    """The subset of ``values`` already present in ``table.column``."""
-    if len(values) == 0:
-        return pa.array([], pa.string())
-    if store.kind == "duckdb":
-        raw = store.con.con
-        if len(values) <= _SMALL:
-            rows = raw.execute(
-                f'SELECT DISTINCT "{column}" FROM "{table}" WHERE "{column}" IN (SELECT unnest(?))',
-                [values.to_pylist()],
-            ).fetchall()
-            return pa.array([r[0] for r in rows], pa.string())
-        view = f"_ingest_keys_{threading.get_ident()}"
-        raw.register(view, pa.table({"k": values}))
-        try:
-            got = raw.execute(f'SELECT k FROM "{view}" WHERE k IN (SELECT "{column}" FROM "{table}")')
-            return got.to_arrow_table().column("k").combine_chunks()
-        finally:
-            raw.unregister(view)
-    import ibis
-
-    t = store.table(table)
-    probe = ibis.memtable(pa.table({"_k": values}))
-    hits = t.select(column).semi_join(probe, t[column] == probe._k).distinct().to_pyarrow()
-    return hits.column(column).combine_chunks()
-
-
+# ---- store helpers -----------------------------------------------------------------------------
 def _drop_duplicates_landed(store: Store, table: str, key: str, batch_id: str, *, against_table: bool) -> int:
     """Delete the rows this batch landed whose key came earlier in the batch or is already in
     the table from another batch (DuckDB, inside the batch's transaction); returns how many.
@@ -170,22 +142,9 @@ def _drop_duplicates_landed(store: Store, table: str, key: str, batch_id: str, *
     return dropped
 
 
-def _has_rows(store: Store, table: str) -> bool:
-    if store.kind == "duckdb":
-        return store.con.con.execute(f'SELECT EXISTS (SELECT 1 FROM "{table}")').fetchone()[0]
-    return store.count(table) > 0
-
-
 def _previous_batch(store: Store, kind: str, sha: str) -> tuple[str, int] | None:
-    if store.kind == "duckdb":
-        row = store.con.con.execute(
-            "SELECT batch_id, rows_read FROM ingest_batches WHERE target_table = ? AND sha256 = ? LIMIT 1",
-            [kind, sha],
-        ).fetchone()
-        return (row[0], int(row[1] or 0)) if row else None
-    t = store.table("ingest_batches")
-    df = t.filter((t.target_table == kind) & (t.sha256 == sha)).select("batch_id", "rows_read").limit(1).execute()
-    return None if df.empty else (str(df.batch_id.iloc[0]), int(df.rows_read.iloc[0]))
+    row = store.first_row("ingest_batches", ["batch_id", "rows_read"], target_table=kind, sha256=sha)
+    return None if row is None else (str(row["batch_id"]), int(row["rows_read"] or 0))
 
 
 # ---- the batch ---------------------------------------------------------------------------------
@@ -235,8 +194,8 @@ def _land(store: Store, spec: TableSpec, res: pa.Table, *, keep: list[str], batc
     res = _first_per_key(res, key)
     # DuckDB dedupes against the table once per batch, after landing: probing every chunk
     # against the growing table made a 100M-row file quadratic.
-    if store.kind != "duckdb" and probe:
-        seen = _existing(store, kind, key, res.column(key).combine_chunks())
+    if not store.supports_row_deletes and probe:
+        seen = store.existing_keys(kind, key, res.column(key).combine_chunks())
         if len(seen):
             res = res.filter(pc.invert(pc.is_in(res.column(key), value_set=seen)))
     duplicates = n_good - res.num_rows
@@ -277,7 +236,7 @@ def _run_batch(
     va = _validation_cursor()
     try:
         with store.transaction():
-            store_had_rows = _has_rows(store, kind)
+            store_had_rows = store.has_rows(kind)
             for chunk in source.chunks():
                 rows_read += chunk.num_rows
                 res = validate_chunk(va, spec, chunk, tz=tz, redact=redact, max_text_bytes=max_text_bytes)
@@ -300,7 +259,7 @@ def _run_batch(
                 landed += n_landed
                 duplicates += n_dup
 
-            if store.kind == "duckdb" and landed:
+            if store.supports_row_deletes and landed:
                 dropped = _drop_duplicates_landed(store, kind, key, batch_id, against_table=store_had_rows)
                 landed -= dropped
                 duplicates += dropped
@@ -362,7 +321,7 @@ def _quarantine(store, kind, *, file, display, batch_id, rn, errs, raws, redact,
     })
     # Rows already quarantined (the same bad row of the same file) are counted but not re-added;
     # they are reported as duplicates.
-    seen = _existing(store, "quarantine", "id", table.column("id").combine_chunks())
+    seen = store.existing_keys("quarantine", "id", table.column("id").combine_chunks())
     if len(seen):
         table = table.filter(pc.invert(pc.is_in(table.column("id"), value_set=seen)))
     store.append("quarantine", table)
@@ -561,8 +520,7 @@ def retry_quarantine(
         On a store other than DuckDB.
     """
     kinds = INGESTIBLE if kind is None else (_check_kind(kind).name,)
-    if store.kind != "duckdb":
-        raise StoreError(f"retrying quarantined rows is only supported on the embedded DuckDB store, not {store.kind}")
+    store.require_duckdb("retrying quarantined rows")
     tz = _zone(program)
     report = RetryReport()
     for name in kinds:
@@ -590,7 +548,7 @@ def _retry_table(store: Store, spec: TableSpec, *, tz: str | None, redact: bool,
             ).fetchone()
             if not n:
                 return TableRetry(kind=kind, seconds=time.perf_counter() - t0)
-            store_had_rows = _has_rows(store, kind)
+            store_had_rows = store.has_rows(kind)
             # Which rows passed or changed is collected in temp tables and applied to the
             # quarantine at the end: pages are addressed by rowid, which must not move meanwhile.
             raw.execute(f"CREATE TEMP TABLE {passed} (rid BIGINT)")

@@ -98,15 +98,6 @@ class Backend:
         self.store.close()
 
     # ---- writes -------------------------------------------------------------------------------
-    def _find(self, table: str, event_id: str) -> dict[str, Any] | None:
-        with self.lock:
-            if self.store.kind == "duckdb":
-                rows = self.store.sql(f'SELECT * FROM "{table}" WHERE id = ? LIMIT 1', [event_id]).to_pylist()
-                return rows[0] if rows else None
-            t = self.store.table(table)
-            df = t.filter(t.id == event_id).limit(1).execute()
-        return None if df.empty else df.to_dict(orient="records")[0]
-
     @staticmethod
     def _public(row: dict[str, Any]) -> dict[str, Any]:
         out = {k: jsonable(v) for k, v in row.items() if k not in ("ingested_at", "batch_id")}
@@ -158,11 +149,7 @@ class Backend:
         existing: dict[tuple[str, str], dict[str, Any]] = {}
         for table in {p.table for p in batch}:
             ids = [p.row["id"] for p in batch if p.table == table]
-            if self.store.kind == "duckdb":
-                rows = self.store.sql(f'SELECT * FROM "{table}" WHERE id IN (SELECT unnest(?))', [ids]).to_pylist()
-            else:
-                t = self.store.table(table)
-                rows = t.filter(t.id.isin(ids)).execute().to_dict(orient="records")
+            rows = self.store.rows_by_id(table, ids)
             existing.update({(table, r["id"]): r for r in rows})
         new: dict[str, list[dict[str, Any]]] = {}
         now = _utcnow()

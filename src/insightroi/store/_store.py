@@ -165,9 +165,67 @@ class Store:
         with self._reads():
             return int(self.table(name).count().execute())
 
+    def has_rows(self, name: str) -> bool:
+        """Whether table ``name`` holds at least one row (without counting them on DuckDB)."""
+        if self.kind == "duckdb":
+            with self._lease:
+                return bool(self.con.con.execute(f'SELECT EXISTS (SELECT 1 FROM "{name}")').fetchone()[0])
+        return self.count(name) > 0
+
+    def rows_by_id(self, name: str, ids: list[str]) -> list[dict[str, Any]]:
+        """The rows of table ``name`` whose ``id`` is in ``ids``, as dicts (any order)."""
+        if self.kind == "duckdb":
+            return self.sql(f'SELECT * FROM "{name}" WHERE id IN (SELECT unnest(?))', [ids]).to_pylist()
+        with self._reads():
+            t = self.table(name)
+            return t.filter(t.id.isin(ids)).execute().to_dict(orient="records")
+
+    def first_row(self, name: str, columns: list[str], **equal: Any) -> dict[str, Any] | None:
+        """``columns`` of one row of table ``name`` whose columns equal ``equal``'s values, or None."""
+        if self.kind == "duckdb":
+            cols = ", ".join(f'"{c}"' for c in columns)
+            where = " AND ".join(f'"{c}" = ?' for c in equal)
+            with self._lease:
+                row = self.con.con.execute(f'SELECT {cols} FROM "{name}" WHERE {where} LIMIT 1', list(equal.values())).fetchone()
+            return dict(zip(columns, row)) if row else None
+        with self._reads():
+            t = self.table(name)
+            df = t.filter([t[c] == v for c, v in equal.items()]).select(columns).limit(1).execute()
+        return None if df.empty else df.to_dict(orient="records")[0]
+
+    def existing_keys(self, name: str, column: str, values: pa.Array, *, small: int = 1024) -> pa.Array:
+        """The distinct ``values`` already present in ``name.column`` (strings).
+
+        On DuckDB up to ``small`` values go in as a query parameter, more as a registered Arrow
+        view; other engines semi-join an in-memory table.
+        """
+        if len(values) == 0:
+            return pa.array([], pa.string())
+        if self.kind == "duckdb":
+            with self._lease:
+                raw = self.con.con
+                if len(values) <= small:
+                    rows = raw.execute(
+                        f'SELECT DISTINCT "{column}" FROM "{name}" WHERE "{column}" IN (SELECT unnest(?))',
+                        [values.to_pylist()],
+                    ).fetchall()
+                    return pa.array([r[0] for r in rows], pa.string())
+                view = f"_keys_{threading.get_ident()}"
+                raw.register(view, pa.table({"k": values}))
+                try:
+                    got = raw.execute(f'SELECT k FROM "{view}" WHERE k IN (SELECT "{column}" FROM "{name}")')
+                    return got.to_arrow_table().column("k").combine_chunks()
+                finally:
+                    raw.unregister(view)
+        with self._reads():
+            t = self.table(name)
+            probe = ibis.memtable(pa.table({"_k": values}))
+            hits = t.select(column).semi_join(probe, t[column] == probe._k).distinct().to_pyarrow()
+        return hits.column(column).combine_chunks()
+
     def sql(self, query: str, params: list | None = None) -> pa.Table:
         """Run raw SQL on an embedded DuckDB store and return Arrow (DuckDB only)."""
-        self._require_duckdb("raw SQL")
+        self.require_duckdb("raw SQL")
         with self._lease:
             return self.con.con.execute(query, params or []).to_arrow_table()
 
@@ -253,7 +311,7 @@ class Store:
             }
         )
         with self.transaction():
-            if self.kind == "duckdb":
+            if self.supports_row_deletes:
                 self._delete_ids("results", [result_id])
             # Engines without row deletes (Spark's Parquet tables) keep every version; readers take
             # the latest row of an id, so the result is the same.
@@ -281,11 +339,17 @@ class Store:
         ]
 
     def _delete_ids(self, name: str, ids: list[str]) -> None:
-        self._require_duckdb("deleting rows")
+        self.require_duckdb("deleting rows")
         key = TABLES[name].key
         self.con.con.execute(f'DELETE FROM "{name}" WHERE "{key}" IN (SELECT unnest(?))', [ids])
 
-    def _require_duckdb(self, what: str) -> None:
+    @property
+    def supports_row_deletes(self) -> bool:
+        """Whether rows can be deleted in place (embedded DuckDB); other engines only append."""
+        return self.kind == "duckdb"
+
+    def require_duckdb(self, what: str) -> None:
+        """Raise :class:`StoreError` naming ``what`` unless this is the embedded DuckDB store."""
         if self.kind != "duckdb":
             raise StoreError(f"{what} is only supported on the embedded DuckDB store, not {self.kind}")
 
