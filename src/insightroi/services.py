@@ -143,7 +143,7 @@ def run_classify(store: Store, program: Program, *, method: str = "lexicon", bat
     rep = classify_store(store, program, method=method, batch_size=batch_size, n_jobs=jobs, progress=progress)
     section = ClassifySection(
         n_feedback=rep.n_feedback, n_classified=rep.n_classified, method=rep.method,
-        model_versions=dict(rep.model_versions), n_rows_written=rep.n_rows_written,
+        model_versions=dict(rep.model_versions), n_todo=rep.n_todo, n_rows_written=rep.n_rows_written,
         n_unclassifiable=rep.n_unclassifiable, topic_counts=dict(rep.topic_counts), classify_seconds=rep.seconds,
     )
     section.provenance = _provenance(store, program, "classify", t0, dict(rep.model_versions))
