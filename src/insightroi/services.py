@@ -18,6 +18,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import ibis
 import pandas as pd
 
 from insightroi import __version__
@@ -168,21 +169,22 @@ def withheld_units(store: Store, program: Program) -> set[str]:
 
 def _evidence_ids(store: Store, alerts: Sequence[Any], limit: int = 20) -> dict[str, list[str]]:
     """Per alert, ids of the feedback rows (topic x family x the alert's window) that made it fire."""
-    import ibis
-
     if not alerts:
         return {}
 
     version = current_topic_version(store)
     ins = store.table("insights")
     fb = store.table("feedback")
-    topics = ins.filter((ins.task == "topic") & (ins.model_version == version)).select(
-        fid=ins.feedback_id, topic=ins.label)
+    # Only the alerts' topics and families are read: over a long window the whole feedback table
+    # would not fit in memory at the larger scales.
+    topics = ins.filter((ins.task == "topic") & (ins.model_version == version)
+                        & ins.label.isin(sorted({a.topic for a in alerts}))).select(fid=ins.feedback_id, topic=ins.label)
     lo = min(a.day for a in alerts)
     lo = lo.fromordinal(lo.toordinal() - max(a.window_days for a in alerts) + 1)
     hi = max(a.day for a in alerts)
     day = fb.event_time.cast("date")
-    rows = fb.filter((day >= ibis.literal(lo)) & (day <= ibis.literal(hi))).select(
+    rows = fb.filter((day >= ibis.literal(lo)) & (day <= ibis.literal(hi))
+                     & fb.sku_family.isin(sorted({a.sku_family for a in alerts}))).select(
         fid=fb.id, sku_family=fb.sku_family, day=day)
     joined = rows.join(topics, "fid").execute()
     # Backends return a date column as datetime64 or as date objects; compare as dates.
