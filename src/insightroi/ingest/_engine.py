@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from insightroi.errors import IngestError, check_option
-from insightroi.ingest._redact import CARD_TOKEN, EMAIL_TOKEN, PHONE_TOKEN, PREFILTER, redact_matched, redact_pii
+from insightroi.ingest._redact import CARD_TOKEN, EMAIL_TOKEN, PHONE_TOKEN, redact_pii, redact_table
 from insightroi.ingest._report import FileReport, IngestReport, RetryReport, TableRetry
 from insightroi.ingest._sources import CHUNK_ROWS, FrameSource, format_of, open_source, parse_raw_rows
 from insightroi.ingest._validate import (
@@ -148,21 +148,6 @@ def _previous_batch(store: Store, kind: str, sha: str) -> tuple[str, int] | None
 
 
 # ---- the batch ---------------------------------------------------------------------------------
-def _redact_table(table: pa.Table, kind: str) -> pa.Table:
-    for col in REDACT_COLUMNS.get(kind, ()):
-        if col not in table.column_names:
-            continue
-        values = table.column(col).combine_chunks().cast(pa.string())
-        mask = pc.fill_null(pc.match_substring_regex(values, PREFILTER), False)
-        if not pc.any(mask).as_py():
-            continue
-        redacted = pa.array([redact_matched(v) for v in values.filter(mask).to_pylist()], pa.string())
-        table = table.set_column(
-            table.column_names.index(col), col, pc.replace_with_mask(values, mask, redacted)
-        )
-    return table
-
-
 def _first_per_key(table: pa.Table, key: str) -> pa.Table:
     """Keep the first row (lowest ``_rn``) of each key."""
     keys = table.column(key)
@@ -189,7 +174,7 @@ def _land(store: Store, spec: TableSpec, res: pa.Table, *, keep: list[str], batc
     """
     kind, key = spec.name, spec.key
     if redact:
-        res = _redact_table(res, kind)
+        res = redact_table(res, kind)
     n_good = res.num_rows
     res = _first_per_key(res, key)
     # DuckDB dedupes against the table once per batch, after landing: probing every chunk

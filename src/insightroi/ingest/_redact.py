@@ -16,7 +16,12 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["redact_pii", "PREFILTER", "EMAIL_TOKEN", "PHONE_TOKEN", "CARD_TOKEN", "luhn_valid"]
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from insightroi.ingest._validate import REDACT_COLUMNS
+
+__all__ = ["redact_pii", "redact_table", "PREFILTER", "EMAIL_TOKEN", "PHONE_TOKEN", "CARD_TOKEN", "luhn_valid"]
 
 EMAIL_TOKEN = "[EMAIL]"
 PHONE_TOKEN = "[PHONE]"
@@ -150,3 +155,33 @@ def redact_matched(text: str) -> str:
     if "@" in text:
         text = _emails(text)
     return _numbers(text)
+
+
+def redact_table(table: pa.Table, kind: str) -> pa.Table:
+    """Redact the free-text columns of one chunk of validated rows bound for table ``kind``.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        Validated rows (the columns of ``kind``'s spec, plus ingestion's own).
+    kind : str
+        The target table; its free-text columns are ``REDACT_COLUMNS[kind]``.
+
+    Returns
+    -------
+    pyarrow.Table
+        The same rows with PII replaced by tokens in the free-text columns. Only rows that pass
+        :data:`PREFILTER` (vectorised) go through the Python patterns.
+    """
+    for col in REDACT_COLUMNS.get(kind, ()):
+        if col not in table.column_names:
+            continue
+        values = table.column(col).combine_chunks().cast(pa.string())
+        mask = pc.fill_null(pc.match_substring_regex(values, PREFILTER), False)
+        if not pc.any(mask).as_py():
+            continue
+        redacted = pa.array([redact_matched(v) for v in values.filter(mask).to_pylist()], pa.string())
+        table = table.set_column(
+            table.column_names.index(col), col, pc.replace_with_mask(values, mask, redacted)
+        )
+    return table
