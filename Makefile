@@ -42,7 +42,7 @@ demo: setup
 	$(VENV)/bin/insightroi demo --out demo
 
 test: setup-test
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=30
 
 bench: setup-test
 	$(PY) benchmarks/run.py --scale full
