@@ -24,11 +24,14 @@ __all__ = [
     "Kpi",
     "ExperimentDesign",
     "Range",
+    "Amount",
     "ValuePool",
     "Cost",
     "RetrainingPolicy",
     "MonitoringThresholds",
+    "IngestSettings",
     "MEASURES",
+    "CURRENCIES",
     "load_program",
     "parse_program",
     "starter_program_text",
@@ -59,6 +62,22 @@ MEASURES: dict[str, str] = {
     "units": "number of analysis units (for per-unit means)",
 }
 
+#: ISO 4217 currency codes (the active list, funds and precious-metal codes included).
+CURRENCIES: frozenset[str] = frozenset("""
+AED AFN ALL AMD AOA ARS AUD AWG AZN BAM BBD BDT BHD BIF BMD BND BOB BOV BRL BSD BTN BWP BYN BZD
+CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP
+GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR
+KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN
+MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD
+SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX
+USD USN UYI UYU UYW UZS VED VES VND VUV WST XAD XAF XAG XAU XBA XBB XBC XBD XCD XCG XDR XOF XPD
+XPF XPT XSU XTS XUA XXX YER ZAR ZMW ZWG
+""".split())
+
+# Numbers must be written as numbers (``scale = "1000"`` is refused, not converted) and be finite.
+Num = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+NonNeg = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0)]
+
 Layer = Literal["model", "workflow", "business"]
 Severity = Literal["low", "medium", "high", "critical"]
 Unit = Literal["customer", "order", "sku", "sku_family", "region", "team", "time_block"]
@@ -76,7 +95,15 @@ class ProgramMeta(_Strict):
     value_hypothesis: Annotated[str, Field(min_length=10)]
     currency: str = "USD"
     timezone: str | None = None
-    horizon_months: Annotated[float, Field(gt=0, le=120)] = 12
+    horizon_months: Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0, le=120)] = 12
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_currency(cls, v: str) -> str:
+        if v not in CURRENCIES:
+            hint = f"; did you mean {v.upper()!r}?" if v.upper() in CURRENCIES else ""
+            raise ValueError(f"{v!r} is not an ISO 4217 currency code (e.g. 'USD', 'EUR', 'GBP'){hint}")
+        return v
 
     @field_validator("timezone")
     @classmethod
@@ -107,7 +134,7 @@ class Kpi(_Strict):
     layer: Layer
     numerator: str
     denominator: str = "units"
-    scale: Annotated[float, Field(gt=0)] = 1.0
+    scale: Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)] = 1.0
     unit: Unit = "sku_family"
     owner: str
     instrumentation: str = ""
@@ -129,16 +156,16 @@ class ExperimentDesign(_Strict):
     design: Design = "cluster"
     unit: Unit = "sku_family"
     salt: str = "insightroi"
-    treatment_share: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    treatment_share: Annotated[float, Field(strict=True, gt=0, lt=1)] = 0.5
     strata: list[str] = []
     start: date
     end: date | None = None
-    pre_period_days: Annotated[int, Field(ge=0)] = 90
-    block_hours: Annotated[int, Field(gt=0)] = 24
-    burn_in_hours: Annotated[int, Field(ge=0)] = 0
-    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
-    power: Annotated[float, Field(gt=0, lt=1)] = 0.8
-    mde_relative: Annotated[float, Field(gt=0)] = 0.15
+    pre_period_days: Annotated[int, Field(strict=True, ge=0)] = 90
+    block_hours: Annotated[int, Field(strict=True, gt=0)] = 24
+    burn_in_hours: Annotated[int, Field(strict=True, ge=0)] = 0
+    alpha: Annotated[float, Field(strict=True, gt=0, lt=0.5)] = 0.05
+    power: Annotated[float, Field(strict=True, gt=0, lt=1)] = 0.8
+    mde_relative: Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)] = 0.15
     primary_kpi: str
     exclude_windows: list[tuple[date, date]] = []
 
@@ -155,9 +182,9 @@ class ExperimentDesign(_Strict):
 class Range(_Strict):
     """A quantity known only within a range: low / most likely / high (a triangular prior)."""
 
-    low: float
-    mode: float
-    high: float
+    low: Num
+    mode: Num
+    high: Num
 
     @model_validator(mode="after")
     def _ordered(self) -> "Range":
@@ -166,13 +193,21 @@ class Range(_Strict):
         return self
 
 
+class Amount(Range):
+    """A money amount known within a range: finite and >= 0 (a cost or a value is never negative)."""
+
+    low: NonNeg
+    mode: NonNeg
+    high: NonNeg
+
+
 class ValuePool(_Strict):
     """Maps one KPI's effect to money for one business function."""
 
     name: str
     function: str
     kpi: str
-    unit_value: Range
+    unit_value: Amount
     hard: bool = True
     description: str = ""
 
@@ -183,7 +218,7 @@ class Cost(_Strict):
     name: str
     category: Literal["platform", "labor", "change_management"]
     kind: Literal["one_off", "recurring"] = "recurring"
-    amount: Range
+    amount: Amount
     per: Literal["total", "month", "1000_feedback"] = "month"
     description: str = ""
 
@@ -191,26 +226,60 @@ class Cost(_Strict):
 class RetrainingPolicy(_Strict):
     """When a model is retrained or retired, in money rather than calendar terms."""
 
-    retrain_cost: Annotated[float, Field(ge=0)] = 5000.0
-    horizon_days: Annotated[int, Field(gt=0)] = 90
-    retire_after_periods: Annotated[int, Field(gt=0)] = 3
-    period_days: Annotated[int, Field(gt=0)] = 28
+    retrain_cost: NonNeg = 5000.0
+    horizon_days: Annotated[int, Field(strict=True, gt=0)] = 90
+    retire_after_periods: Annotated[int, Field(strict=True, gt=0)] = 3
+    period_days: Annotated[int, Field(strict=True, gt=0)] = 28
 
 
 class MonitoringThresholds(_Strict):
     """Drift thresholds; defaults follow common practice (PSI 0.1 watch, 0.25 act)."""
 
-    psi_warn: float = 0.1
-    psi_alert: float = 0.25
-    ece_alert: float = 0.05
-    other_share_alert: float = 0.15
-    low_confidence: Annotated[float, Field(gt=0, lt=1)] = 0.5
-    reference_days: Annotated[int, Field(gt=0)] = 28
-    current_days: Annotated[int, Field(gt=0)] = 7
+    psi_warn: Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)] = 0.1
+    psi_alert: Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)] = 0.25
+    ece_alert: Annotated[float, Field(strict=True, gt=0, le=1)] = 0.05
+    other_share_alert: Annotated[float, Field(strict=True, gt=0, le=1)] = 0.15
+    low_confidence: Annotated[float, Field(strict=True, gt=0, lt=1)] = 0.5
+    reference_days: Annotated[int, Field(strict=True, gt=0)] = 28
+    current_days: Annotated[int, Field(strict=True, gt=0)] = 7
     # Added for insightroi.monitor (text and taxonomy drift); see its docstrings.
-    oov_alert: Annotated[float, Field(gt=0, lt=1)] = 0.05
-    js_alert: Annotated[float, Field(gt=0, le=1)] = 0.1
-    low_confidence_share_alert: Annotated[float, Field(gt=0, lt=1)] = 0.25
+    oov_alert: Annotated[float, Field(strict=True, gt=0, lt=1)] = 0.05
+    js_alert: Annotated[float, Field(strict=True, gt=0, le=1)] = 0.1
+    low_confidence_share_alert: Annotated[float, Field(strict=True, gt=0, lt=1)] = 0.25
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "MonitoringThresholds":
+        # A warning level at or above its alert level would never warn before alerting.
+        if self.psi_warn >= self.psi_alert:
+            raise ValueError(f"need psi_warn < psi_alert, got psi_warn = {self.psi_warn}, psi_alert = {self.psi_alert}")
+        return self
+
+
+class IngestSettings(_Strict):
+    """How files are read and which rows are accepted (``[ingest]``; every key optional).
+
+    The CSV dialect (``delimiter``, ``quote``, ``escape``, ``header``) is used for every file and
+    never guessed. Dates and timestamps outside ``earliest`` .. ``latest`` (inclusive) are
+    quarantined. Two rows with the same key and different values are a conflict: ``on_conflict``
+    keeps the first ("first-wins": a stored row, else the file's first) or the last
+    ("last-wins"); the other row goes to the quarantine. Identical rows are duplicates.
+    """
+
+    delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
+    quote: Annotated[str, Field(min_length=1, max_length=1)] = '"'
+    escape: Annotated[str, Field(min_length=1, max_length=1)] = '"'
+    header: Annotated[bool, Field(strict=True)] = True
+    earliest: date = date(1990, 1, 1)
+    latest: date = date(2100, 12, 31)
+    on_conflict: Literal["first-wins", "last-wins"] = "first-wins"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "IngestSettings":
+        if self.latest <= self.earliest:
+            raise ValueError(f"need earliest < latest, got {self.earliest} and {self.latest}")
+        if self.delimiter in (self.quote, self.escape) or self.delimiter in "\r\n":
+            raise ValueError(f"delimiter {self.delimiter!r} cannot be a line break or the quote or escape character")
+        return self
 
 
 class Program(_Strict):
@@ -224,6 +293,7 @@ class Program(_Strict):
     costs: list[Cost] = []
     retraining: RetrainingPolicy = RetrainingPolicy()
     monitoring: MonitoringThresholds = MonitoringThresholds()
+    ingest: IngestSettings = IngestSettings()
     # Report audience -> the owners (teams) whose KPIs, alerts and workflow figures its view shows,
     # e.g. support = ["support", "customer_service"]. Empty: the report's defaults.
     audiences: dict[Literal["support", "product", "finance", "executive"], list[str]] = {}

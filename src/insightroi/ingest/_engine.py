@@ -21,9 +21,19 @@ import pyarrow.compute as pc
 from insightroi.errors import IngestError, check_option
 from insightroi.ingest._redact import CARD_TOKEN, EMAIL_TOKEN, PHONE_TOKEN, redact_pii, redact_table
 from insightroi.ingest._report import FileReport, IngestReport, RetryReport, TableRetry
-from insightroi.ingest._sources import CHUNK_ROWS, FrameSource, format_of, open_source, parse_raw_rows
+from insightroi.ingest._sources import (
+    CHUNK_ROWS,
+    CsvDialect,
+    FrameSource,
+    NeedsResync,
+    format_of,
+    open_source,
+    parse_raw_rows,
+)
 from insightroi.ingest._validate import (
+    EARLIEST,
     ERR_SEP,
+    LATEST,
     MAX_TEXT_BYTES,
     REDACT_COLUMNS,
     SYSTEM_COLUMNS,
@@ -63,14 +73,25 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+class _Settings:
+    """What the program file says about ingestion (defaults without one)."""
+
+    def __init__(self, program: Any, dialect: CsvDialect | None = None) -> None:
+        if isinstance(program, (str, PathLike)):
+            program = load_program(program)
+        meta = getattr(program, "program", program)
+        self.tz: str | None = getattr(meta, "timezone", None) if program is not None else None
+        ing = getattr(program, "ingest", None)
+        self.time_range = (str(ing.earliest), str(ing.latest)) if ing is not None else (EARLIEST, LATEST)
+        self.on_conflict: str = ing.on_conflict if ing is not None else "first-wins"
+        if dialect is None and ing is not None:
+            dialect = CsvDialect(delimiter=ing.delimiter, quote=ing.quote, escape=ing.escape, header=ing.header)
+        self.dialect = dialect or CsvDialect()
+
+
 def _zone(program: Any) -> str | None:
     """The program file's time zone (a Program, a path to one, or None)."""
-    if program is None:
-        return None
-    if isinstance(program, (str, PathLike)):
-        program = load_program(program)
-    meta = getattr(program, "program", program)
-    return getattr(meta, "timezone", None)
+    return _Settings(program).tz
 
 
 def _check_kind(kind: str) -> TableSpec:
@@ -78,7 +99,7 @@ def _check_kind(kind: str) -> TableSpec:
     return TABLES[kind]
 
 
-def _check_columns(spec: TableSpec, columns: list[str], display: str) -> None:
+def _check_columns(spec: TableSpec, columns: list[str], display: str, hint: Callable[[], str] | None = None) -> None:
     cols = [c for c in columns if c not in SYSTEM_COLUMNS]
     unknown = [c for c in cols if c not in spec.columns]
     missing = [c for c in spec.required if c not in cols]
@@ -96,6 +117,7 @@ def _check_columns(spec: TableSpec, columns: list[str], display: str) -> None:
     raise IngestError(
         f"{display}: columns do not match table {spec.name!r}: {'; '.join(parts)}. "
         f"Expected columns: {expected} (required: {', '.join(spec.required)}). Nothing was ingested."
+        + (hint() if hint else "")
     )
 
 
@@ -166,7 +188,7 @@ def _renumber(rn: np.ndarray, rejected: list[int]) -> np.ndarray:
 
 
 def _land(store: Store, spec: TableSpec, res: pa.Table, *, keep: list[str], batch_id: str, started: datetime,
-          redact: bool, probe: bool) -> tuple[int, int]:
+          redact: bool, probe: bool, dedupe: bool = True) -> tuple[int, int]:
     """Redact, dedupe and append one chunk of validated rows; returns (landed, duplicates).
 
     ``probe``: the table may already hold some of these keys (non-DuckDB stores check here;
@@ -176,7 +198,8 @@ def _land(store: Store, spec: TableSpec, res: pa.Table, *, keep: list[str], batc
     if redact:
         res = redact_table(res, kind)
     n_good = res.num_rows
-    res = _first_per_key(res, key)
+    if dedupe:
+        res = _first_per_key(res, key)
     # DuckDB dedupes against the table once per batch, after landing: probing every chunk
     # against the growing table made a 100M-row file quadratic.
     if not store.supports_row_deletes and probe:
@@ -196,21 +219,98 @@ def _land(store: Store, spec: TableSpec, res: pa.Table, *, keep: list[str], batc
     return store.append(kind, out), duplicates
 
 
-def _run_batch(
-    store: Store,
-    spec: TableSpec,
-    source,
-    *,
-    file: str,
-    display: str,
-    sha: str | None,
-    tz: str | None,
-    redact: bool,
-    max_text_bytes: int,
-) -> FileReport:
+def _resolve_keys(store: Store, spec: TableSpec, batch_id: str, *, against_table: bool, on_conflict: str,
+                  ) -> tuple[int, list[tuple[int, str, str]], list[dict[str, Any]]]:
+    """Settle the keys this batch landed more than once, or that the table already held (DuckDB,
+    inside the batch's transaction). Rows of one key with the same content are duplicates; with
+    different content, the kept row is the first (``on_conflict = "first-wins"``: a stored row,
+    else the file's first) or the last (``"last-wins"``: the file's last), and the others are
+    conflicts. Every row not kept is deleted.
+
+    Returns (duplicates of this batch, conflicts of this batch as (landed index, reason, row as
+    JSON), stored rows replaced under last-wins as (key value, their file, row as JSON)).
+    """
+    raw = store.con.con
+    kind, key = spec.name, spec.key
+    q, k = f'"{kind}"', f'"{key}"'
+    content = ", ".join(f'"{c}"' for c in spec.columns if c not in SYSTEM_COLUMNS)
+    tag = uuid.uuid4().hex[:8]
+    cand = f"_ingest_keys_{tag}"
+    # Keys repeated in the batch, and (with stored rows) keys stored by another batch: an explicit
+    # join with this batch's keys as the build side lets DuckDB push their min/max into the scan
+    # of the stored keys, so ids that grow with time skip whole row groups. IS DISTINCT FROM:
+    # rows appended outside ingest have no batch id and still count.
+    sql = f"SELECT {k} FROM {q} WHERE batch_id = $b GROUP BY {k} HAVING count(*) > 1"
+    if against_table:
+        sql += (f" UNION SELECT DISTINCT o.{k} FROM {q} o JOIN (SELECT {k} FROM {q} WHERE batch_id = $b) b "
+                f"ON o.{k} = b.{k} WHERE o.batch_id IS DISTINCT FROM $b")
+    raw.execute(f"CREATE TEMP TABLE {cand} AS {sql}", {"b": batch_id})
+    try:
+        if raw.execute(f"SELECT count(*) FROM {cand}").fetchone()[0] == 0:
+            return 0, [], []
+        first_rid, last_rid, n_batch = raw.execute(
+            f"SELECT min(rowid), max(rowid), count(*) FROM {q} WHERE batch_id = ?", [batch_id]).fetchone()
+        rows = raw.execute(
+            f"SELECT rowid AS rid, CAST({k} AS VARCHAR) AS key, batch_id IS NOT DISTINCT FROM $b AS mine, "
+            f"hash({content}) AS h, batch_id, to_json(struct_pack({content})) AS js FROM {q} "
+            f"WHERE {k} IN (SELECT {k} FROM {cand}) ORDER BY key, mine, rid", {"b": batch_id},
+        ).fetchall()
+        rank = None
+        if last_rid - first_rid + 1 != n_batch:
+            # The batch's rows are appended together, so their rowids are consecutive; if the
+            # engine ever numbers them otherwise, rank the candidates explicitly.
+            rank = dict(raw.execute(
+                f"SELECT rid, k FROM (SELECT rowid AS rid, row_number() OVER (ORDER BY rowid) - 1 AS k FROM {q} "
+                f"WHERE batch_id = $b) WHERE rid IN (SELECT rowid FROM {q} WHERE batch_id = $b AND {k} IN "
+                f"(SELECT {k} FROM {cand}))", {"b": batch_id}).fetchall())
+    finally:
+        raw.execute(f"DROP TABLE {cand}")
+    files = dict(raw.execute("SELECT batch_id, file FROM ingest_batches WHERE target_table = ?", [kind]).fetchall())
+    rule = f"on_conflict = {on_conflict}"
+    duplicates, conflicts, replaced, delete = 0, [], [], []
+    i = 0
+    while i < len(rows):
+        j = i
+        while j < len(rows) and rows[j][1] == rows[i][1]:
+            j += 1
+        group = rows[i:j]  # stored rows first, then this batch's in file order
+        kept = group[0] if on_conflict == "first-wins" else group[-1]
+        which = ("the row stored earlier (" + files.get(kept[4], "another batch") + ")" if not kept[2]
+                 else "this file's first row with it" if on_conflict == "first-wins" else "this file's last row with it")
+        for rid, value, mine, h, batch, js in group:
+            if rid == kept[0]:
+                continue
+            delete.append(rid)
+            if h == kept[3]:
+                duplicates += int(mine)
+            elif mine:
+                conflicts.append((rank[rid] if rank else rid - first_rid, f"conflict: {key} {value!r} appears again with different values; "
+                                                   f"kept {which} ({rule})", js))
+            else:
+                replaced.append((value, files.get(batch, "<unknown>"), js))
+        i = j
+    view = f"_ingest_del_{tag}"
+    raw.register(view, pa.table({"rid": pa.array(delete, pa.int64())}))
+    try:
+        raw.execute(f"DELETE FROM {q} WHERE rowid IN (SELECT rid FROM {view})")
+    finally:
+        raw.unregister(view)
+    return duplicates, conflicts, replaced
+
+
+def _kth_good(k: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """Stream positions (1-based) of the k-th (0-based) rows not in ``bad`` (sorted positions)."""
+    if len(bad) == 0:
+        return k + 1
+    goods_before = bad - np.arange(len(bad))  - 1  # good rows before each bad one
+    return k + 1 + np.searchsorted(goods_before, k, side="right")
+
+
+def _run_batch(store: Store, spec: TableSpec, source, *, file: str, display: str, sha: str | None, cfg: _Settings,
+               redact: bool, max_text_bytes: int) -> FileReport:
     t0 = time.perf_counter()
     kind, key = spec.name, spec.key
-    _check_columns(spec, source.columns, display)
+    _check_columns(spec, source.columns, display, source.dialect_hint)
     started = _utcnow()
     batch_id = f"{kind}-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     rows_read = landed = duplicates = 0
@@ -218,13 +318,17 @@ def _run_batch(
     q_err: list[str] = []
     q_raw: list[str] = []
     keep = [c for c in spec.columns if c in source.columns and c not in SYSTEM_COLUMNS]
+    # DuckDB lands every valid row in file order and settles repeated keys once per batch (which
+    # tells duplicates from conflicts); other engines keep the first row per key as they go.
+    settle = store.supports_row_deletes
     va = _validation_cursor()
     try:
         with store.transaction():
             store_had_rows = store.has_rows(kind)
             for chunk in source.chunks():
                 rows_read += chunk.num_rows
-                res = validate_chunk(va, spec, chunk, tz=tz, redact=redact, max_text_bytes=max_text_bytes)
+                res = validate_chunk(va, spec, chunk, tz=cfg.tz, redact=redact, max_text_bytes=max_text_bytes,
+                                     time_range=cfg.time_range)
                 err = res.column("_err")
                 if err.null_count < res.num_rows:
                     bad_mask = pc.is_valid(err)
@@ -239,20 +343,32 @@ def _run_batch(
                     continue
                 n_landed, n_dup = _land(
                     store, spec, res, keep=keep, batch_id=batch_id, started=started, redact=redact,
-                    probe=store_had_rows or landed > 0,
+                    probe=store_had_rows or landed > 0, dedupe=not settle,
                 )
                 landed += n_landed
                 duplicates += n_dup
 
-            if store.supports_row_deletes and landed:
-                dropped = _drop_duplicates_landed(store, kind, key, batch_id, against_table=store_had_rows)
-                landed -= dropped
-                duplicates += dropped
+            rn = np.concatenate(q_rn) if q_rn else np.zeros(0, np.int64)
+            replaced: list[tuple[str, str, str]] = []
+            n_conflicts = 0
+            if settle and landed:
+                n_dup, conflicts, replaced = _resolve_keys(
+                    store, spec, batch_id, against_table=store_had_rows, on_conflict=cfg.on_conflict)
+                n_conflicts = len(conflicts)
+                landed -= n_dup + n_conflicts
+                duplicates += n_dup
+                if conflicts:
+                    # Landed rows are the valid rows in stream order: the k-th landed row is the
+                    # k-th stream position that did not fail validation.
+                    pos = _kth_good(np.array([c[0] for c in conflicts], np.int64), np.sort(rn))
+                    rn = np.concatenate([rn, pos])
+                    q_err.extend(key + ERR_SEP + c[1] for c in conflicts)
+                    q_raw.extend(c[2] for c in conflicts)
 
             rejects = source.rejects()
-            rn = np.concatenate(q_rn) if q_rn else np.zeros(0, np.int64)
             if rejects:
-                rn = _renumber(rn, [r[0] for r in rejects])
+                if source.renumber:
+                    rn = _renumber(rn, [r[0] for r in rejects])
                 rn = np.concatenate([rn, np.array([r[0] for r in rejects], np.int64)])
                 q_err.extend((r[1] or "") + ERR_SEP + r[2] for r in rejects)
                 q_raw.extend(r[3] for r in rejects)
@@ -263,6 +379,9 @@ def _run_batch(
                 store, kind, file=file, display=display, batch_id=batch_id, rn=rn, errs=q_err, raws=q_raw,
                 redact=redact, when=started,
             )
+            if replaced:
+                _quarantine_replaced(store, kind, key, replaced, by=display, batch_id=batch_id, redact=redact,
+                                     when=started)
             store.append("ingest_batches", pa.table({
                 "batch_id": [batch_id], "target_table": [kind], "file": [file], "sha256": [sha],
                 "rows_read": pa.array([rows_read], pa.int64()), "landed": pa.array([landed], pa.int64()),
@@ -276,7 +395,23 @@ def _run_batch(
     return FileReport(
         file=file, kind=kind, rows_read=rows_read, landed=landed, duplicates=duplicates + (len(rn) - quarantined),
         quarantined=quarantined, batch_id=batch_id, errors=tuple(sample), seconds=time.perf_counter() - t0,
+        conflicts=n_conflicts, replaced=len(replaced),
     )
+
+
+def _quarantine_replaced(store: Store, kind: str, key: str, replaced: list[tuple[str, str, str]], *, by: str,
+                         batch_id: str, redact: bool, when: datetime) -> None:
+    """Stored rows that a later file replaced (last-wins) go to the quarantine under their own file."""
+    raws = [redact_pii(r[2]) if redact else r[2] for r in replaced]
+    store.append("quarantine", pa.table({
+        "id": [hashlib.sha256(f"{kind}\x1f{batch_id}\x1freplaced\x1f{r[0]}".encode()).hexdigest()[:32] for r in replaced],
+        "target_table": [kind] * len(replaced), "file": [r[1] for r in replaced],
+        "row_number": pa.array([0] * len(replaced), pa.int64()), "field": [key] * len(replaced),
+        "reason": [f"conflict: {key} {r[0]!r} was replaced by a row with different values from {by} "
+                   "(on_conflict = last-wins)" for r in replaced],
+        "raw": pa.array(raws, pa.string()), "batch_id": [batch_id] * len(replaced),
+        "quarantined_at": pa.array([when] * len(replaced), pa.timestamp("us")),
+    }))
 
 
 def _quarantine(store, kind, *, file, display, batch_id, rn, errs, raws, redact, when) -> tuple[int, list[str]]:
@@ -323,14 +458,20 @@ def ingest_path(
     redact: bool = True,
     progress: Progress | None = None,
     max_text_bytes: int = MAX_TEXT_BYTES,
+    dialect: CsvDialect | None = None,
 ) -> IngestReport:
     """Ingest a CSV, JSONL or Parquet file, or every such file under a directory, into ``kind``.
 
     Each file is one batch in one transaction: its good rows land, its bad rows go to the
     ``quarantine`` table with file, row number, field and reason, and a crash mid-file leaves the
-    store as it was. Rows whose key is already in the store (or earlier in the file) are counted
-    as duplicates and not written again; a file whose exact bytes were already ingested into
-    ``kind`` is skipped, so re-ingesting changes nothing.
+    store as it was. A row whose key is already in the store (or earlier in the file) with the
+    same values is counted as a duplicate and not written again; with different values it is a
+    conflict: the program file's ``[ingest] on_conflict`` keeps the first row ("first-wins",
+    default) or the file's last ("last-wins"), and the other goes to the quarantine with a
+    reason starting ``conflict:``. A file whose exact bytes were already ingested into ``kind``
+    is skipped, so re-ingesting changes nothing. Dates and timestamps outside ``[ingest]
+    earliest`` .. ``latest`` (default 1990-01-01 .. 2100-12-31) and text with a NUL byte are
+    quarantined.
 
     Parameters
     ----------
@@ -352,6 +493,10 @@ def ingest_path(
         Called as ``progress(done, total, file_report)`` after each file.
     max_text_bytes : int
         Longest text value accepted; a longer one quarantines its row (default 1,000,000).
+    dialect : CsvDialect, optional
+        How CSV files are split (default: the program file's ``[ingest]`` keys, else
+        ``CsvDialect()``: comma, double quote, doubled-quote escape, a header line). It is never
+        guessed from a file; a guess is only suggested in the error when the columns do not match.
 
     Returns
     -------
@@ -369,7 +514,7 @@ def ingest_path(
         For an unknown ``kind``.
     """
     spec = _check_kind(kind)
-    tz = _zone(program)
+    cfg = _Settings(program, dialect)
     path = Path(path)
     report = IngestReport(kind=kind)
     if path.is_dir():
@@ -382,7 +527,7 @@ def ingest_path(
         for i, p in enumerate(files):
             display = str(p.relative_to(path))
             try:
-                fr = _ingest_file(store, spec, p, display, tz=tz, redact=redact, max_text_bytes=max_text_bytes)
+                fr = _ingest_file(store, spec, p, display, cfg=cfg, redact=redact, max_text_bytes=max_text_bytes)
             except IngestError as exc:
                 fr = FileReport(file=str(p), kind=kind, error=str(exc))
             report.files.append(fr)
@@ -391,14 +536,14 @@ def ingest_path(
         return report
     if not path.exists():
         raise IngestError(f"{path}: no such file or directory")
-    fr = _ingest_file(store, spec, path, path.name, tz=tz, redact=redact, max_text_bytes=max_text_bytes)
+    fr = _ingest_file(store, spec, path, path.name, cfg=cfg, redact=redact, max_text_bytes=max_text_bytes)
     report.files.append(fr)
     if progress:
         progress(1, 1, fr)
     return report
 
 
-def _ingest_file(store, spec, path: Path, display: str, *, tz, redact, max_text_bytes) -> FileReport:
+def _ingest_file(store, spec, path: Path, display: str, *, cfg: _Settings, redact, max_text_bytes) -> FileReport:
     t0 = time.perf_counter()
     if path.stat().st_size == 0:
         raise IngestError(f"{display}: empty file (0 bytes); nothing was ingested")
@@ -410,16 +555,28 @@ def _ingest_file(store, spec, path: Path, display: str, *, tz, redact, max_text_
             file=str(path), kind=spec.name, rows_read=rows, duplicates=rows, skipped=True,
             skipped_batch=batch, seconds=time.perf_counter() - t0,
         )
-    con = duckdb.connect(":memory:")
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        source = open_source(path, con, display)
-        return _run_batch(
-            store, spec, source, file=str(path), display=display, sha=sha, tz=tz, redact=redact,
-            max_text_bytes=max_text_bytes,
-        )
-    finally:
-        con.close()
+    columns = [c for c in spec.columns if c not in SYSTEM_COLUMNS]
+    # Engines without transactions cannot roll a fast read back, so they read CSV on the
+    # resynchronising path from the start.
+    resync = not store.supports_row_deletes
+    for _attempt in range(2):
+        con = duckdb.connect(":memory:")
+        source = None
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            source = open_source(path, con, display, dialect=cfg.dialect, columns=columns, resync=resync)
+            return _run_batch(
+                store, spec, source, file=str(path), display=display, sha=sha, cfg=cfg, redact=redact,
+                max_text_bytes=max_text_bytes,
+            )
+        except NeedsResync:
+            # A broken quoted value: the batch was rolled back; read the file again line by line.
+            resync = True
+        finally:
+            if source is not None:
+                source.close()
+            con.close()
+    raise AssertionError("the resynchronising reader never asks for another pass")  # pragma: no cover
 
 
 def ingest_frame(
@@ -444,12 +601,12 @@ def ingest_frame(
         When the columns do not match the table or there are no rows; nothing lands.
     """
     spec = _check_kind(kind)
-    tz = _zone(program)
+    cfg = _Settings(program)
     table = _to_arrow(data, source)
     if table.num_rows == 0:
         raise IngestError(f"{source}: no rows; nothing was ingested")
     fr = _run_batch(
-        store, spec, FrameSource(table, source), file=source, display=source, sha=None, tz=tz, redact=redact,
+        store, spec, FrameSource(table, source), file=source, display=source, sha=None, cfg=cfg, redact=redact,
         max_text_bytes=max_text_bytes,
     )
     return IngestReport(kind=kind, files=[fr])
@@ -506,16 +663,16 @@ def retry_quarantine(
     """
     kinds = INGESTIBLE if kind is None else (_check_kind(kind).name,)
     store.require_duckdb("retrying quarantined rows")
-    tz = _zone(program)
+    cfg = _Settings(program)
     report = RetryReport()
     for name in kinds:
-        tr = _retry_table(store, TABLES[name], tz=tz, redact=redact, max_text_bytes=max_text_bytes)
+        tr = _retry_table(store, TABLES[name], cfg=cfg, redact=redact, max_text_bytes=max_text_bytes)
         if tr.retried or kind is not None:
             report.tables.append(tr)
     return report
 
 
-def _retry_table(store: Store, spec: TableSpec, *, tz: str | None, redact: bool, max_text_bytes: int) -> TableRetry:
+def _retry_table(store: Store, spec: TableSpec, *, cfg: _Settings, redact: bool, max_text_bytes: int) -> TableRetry:
     t0 = time.perf_counter()
     kind, key = spec.name, spec.key
     raw = store.con.con
@@ -541,7 +698,7 @@ def _retry_table(store: Store, spec: TableSpec, *, tz: str | None, redact: bool,
             for start in range(int(lo), int(hi) + 1, CHUNK_ROWS):
                 page = raw.execute(
                     "SELECT rowid AS _rn, field, reason, raw FROM quarantine "
-                    "WHERE target_table = ? AND rowid BETWEEN ? AND ?",
+                    "WHERE target_table = ? AND rowid BETWEEN ? AND ? AND reason NOT LIKE 'conflict:%'",
                     [kind, start, start + CHUNK_ROWS - 1],
                 ).to_arrow_table()
                 retried += page.num_rows
@@ -549,7 +706,8 @@ def _retry_table(store: Store, spec: TableSpec, *, tz: str | None, redact: bool,
                 unreadable += page.num_rows - rows.num_rows
                 if rows.num_rows == 0:
                     continue
-                res = validate_chunk(va, spec, rows, tz=tz, redact=redact, max_text_bytes=max_text_bytes)
+                res = validate_chunk(va, spec, rows, tz=cfg.tz, redact=redact, max_text_bytes=max_text_bytes,
+                                     time_range=cfg.time_range)
                 bad_mask = pc.is_valid(res.column("_err"))
                 bad = res.filter(bad_mask).select(["_rn", "_err"])
                 if bad.num_rows:

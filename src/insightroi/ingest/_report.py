@@ -30,7 +30,7 @@ class FileReport:
         Rows whose key was already in the store or earlier in the same file (the first wins), or
         every row of a file whose identical bytes were ingested before (``skipped``).
     quarantined : int
-        Rows that failed validation; they are in the ``quarantine`` table with their reason.
+        Rows that failed validation, and conflicts; they are in the ``quarantine`` table with their reason.
     batch_id : str or None
         The batch written (None when skipped or failed).
     errors : tuple of str
@@ -41,6 +41,12 @@ class FileReport:
         A whole-file error (wrong columns, empty, unreadable): nothing of this file landed.
     seconds : float
         Wall time for this file.
+    conflicts : int
+        Rows of this file (counted in ``quarantined``) whose key was kept with different values
+        elsewhere (``[ingest] on_conflict``).
+    replaced : int
+        Stored rows this file replaced under ``on_conflict = "last-wins"`` (moved to the quarantine
+        under their own file; not rows of this file).
     """
 
     file: str
@@ -55,6 +61,8 @@ class FileReport:
     skipped_batch: str | None = None
     error: str | None = None
     seconds: float = 0.0
+    conflicts: int = 0
+    replaced: int = 0
 
     @property
     def ok(self) -> bool:

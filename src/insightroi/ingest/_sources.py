@@ -2,31 +2,62 @@
 
 Each reader yields Arrow tables whose columns are the file's columns (CSV and JSONL as VARCHAR,
 Parquet and frames with their own types) plus ``_rn``, the 1-based position of the row in the
-stream. Lines that DuckDB's CSV reader rejects (bytes that are not UTF-8, a wrong number of
-fields) are not in the stream; :meth:`rejects` returns them once the stream is exhausted, with
-their row numbers, so the caller can renumber and quarantine them.
+stream. Lines the reader rejects (bytes that are not UTF-8, a wrong number of fields, a broken
+quoted value) are not in the stream; :meth:`rejects` returns them once the stream is exhausted,
+with their row numbers and a reason that names the physical line, so the caller can quarantine
+them.
 
-Row numbers are 1-based data rows: for CSV the header is not counted (row 1 is the line after
-the header; equal to ``line - 1`` unless a quoted field spans lines), for JSONL row N is line N.
+CSV dialect
+-----------
+A CSV file is split with one explicit dialect, the same for every file and never guessed from
+the file (:class:`CsvDialect`; the program file's ``[ingest]`` keys change it):
+
+- delimiter ``,``; quote ``"``; escape ``"`` (a quote inside a quoted value is doubled, RFC 4180);
+- the first line is the header (names the columns; a name may appear only once);
+- a quoted value may span lines; a quote inside an unquoted value is an ordinary character;
+- encoding UTF-8 (a UTF-8 byte-order mark is skipped); UTF-16 and UTF-32 files with a byte-order
+  mark are read too; a file that looks like UTF-16 without one is refused, naming the encoding.
+
+A stray quote never changes how the rest of the file is read. The fast path is DuckDB's CSV
+reader in strict mode; when it reports a broken quoted value (or a quoted value swallows lines
+that are whole records), the batch is rolled back and the file read again on a slow,
+line-resynchronising path: a record whose quote does not close properly is quarantined as its
+first physical line alone, and reading resumes on the next line. A line with too many or too
+few fields is one quarantined row. Only when the columns do not match is a guess of the dialect
+(DuckDB's sniffer on the first lines) printed, as a suggestion in the error.
+
+Row numbers are 1-based data rows: for CSV the header is not counted (row 1 is the first record
+after the header; equal to ``line - 1`` unless a quoted field spans lines; reader rejects name
+the physical line in their reason), for JSONL row N is line N.
 """
 
 from __future__ import annotations
 
+import codecs
+import csv
+import gzip
+import io
 import json
+import shutil
+import tempfile
 import uuid
+from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from insightroi.errors import IngestError
-from insightroi.ingest._validate import ERR_SEP
+from insightroi.ingest._validate import ERR_SEP, SYSTEM_COLUMNS
 
 __all__ = [
     "open_source", "FrameSource", "format_of", "parse_raw_rows", "SUFFIXES", "CHUNK_ROWS", "MAX_LINE_BYTES",
+    "CsvDialect", "NeedsResync", "MAX_RECORD_LINES",
 ]
 
 #: Rows per chunk: bounds memory while a file is validated and appended (one transaction per file).
@@ -72,6 +103,8 @@ def _with_rn(table: pa.Table, start: int) -> pa.Table:
 
 class _Source:
     fmt = ""
+    #: Whether ``_rn`` skips the rows :meth:`rejects` returns (the engine then renumbers).
+    renumber = True
 
     def __init__(self, path: Path, con: duckdb.DuckDBPyConnection, display: str):
         self.path, self.con, self.display = path, con, display
@@ -82,6 +115,12 @@ class _Source:
 
     def rejects(self) -> list[tuple[int, str | None, str, str]]:
         return []
+
+    def close(self) -> None:
+        """Remove temporary files (a transcoded copy)."""
+
+    def dialect_hint(self) -> str:
+        return ""
 
     def raw(self, rows: pa.Table) -> list[str]:
         """Raw JSON of (bad) rows for the quarantine table."""
@@ -109,57 +148,299 @@ class _Source:
             yield transform(table) if transform else table
 
 
-class _CsvSource(_Source):
-    fmt = "csv"
+#: A quoted value may span at most this many lines; a quote left open longer is a stray quote.
+MAX_RECORD_LINES = 10_000
 
-    def __init__(self, path, con, display):
+# DuckDB reject types that stay on their own line; any other (a broken quoted value) may have
+# swallowed the lines after it, so the file is read again on the resynchronising path.
+_LINE_LOCAL = {"INVALID ENCODING", "TOO MANY COLUMNS", "MISSING COLUMNS", "LINE SIZE OVER MAXIMUM", "CAST"}
+
+# Byte-order marks, longest first (UTF-32 LE starts with the UTF-16 LE mark).
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"), (codecs.BOM_UTF8, "UTF-8"),
+    (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+
+
+class NeedsResync(Exception):
+    """Raised by the fast CSV reader when a broken quoted value may have swallowed other rows;
+    the caller rolls the batch back and reads the file on the resynchronising path."""
+
+
+@dataclass(frozen=True)
+class CsvDialect:
+    """How every CSV file is split into fields: explicit, the same for every file, never guessed.
+
+    Parameters
+    ----------
+    delimiter : str
+        One character between fields (default ``,``).
+    quote : str
+        One character that encloses a value holding delimiters, quotes or line breaks (default ``"``).
+    escape : str
+        One character that escapes a quote inside a quoted value (default ``"``: the quote is
+        doubled, as RFC 4180 writes it; ``\\`` for files that write ``\\"``).
+    header : bool
+        Whether the first line names the columns (default True). Without one, the columns are
+        the table's columns in the data contract's order.
+    """
+
+    delimiter: str = ","
+    quote: str = '"'
+    escape: str = '"'
+    header: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("delimiter", "quote", "escape"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or len(value) != 1 or value in "\r\n":
+                raise ValueError(f"CSV {name} must be one character other than a line break, got {value!r}")
+        if self.delimiter in (self.quote, self.escape):
+            raise ValueError(f"CSV delimiter {self.delimiter!r} cannot also be the quote or escape character")
+
+    def describe(self) -> str:
+        """The dialect in words, for messages and the data contract."""
+        esc = "doubled quotes" if self.escape == self.quote else repr(self.escape)
+        return (f"delimiter {self.delimiter!r}, quote {self.quote!r}, escape {esc}, "
+                f"{'a header line' if self.header else 'no header line'}, UTF-8")
+
+    def csv_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`csv.reader` for this dialect (strict: a malformed quote is an error)."""
+        doubled = self.escape == self.quote
+        return {"delimiter": self.delimiter, "quotechar": self.quote, "doublequote": doubled,
+                "escapechar": None if doubled else self.escape, "strict": True}
+
+    def duckdb_options(self) -> str:
+        """DuckDB ``read_csv`` options for this dialect (sniffing off)."""
+        return (f"delim={_lit(self.delimiter)}, quote={_lit(self.quote)}, escape={_lit(self.escape)}, "
+                f"header={'true' if self.header else 'false'}, auto_detect=false, strict_mode=true")
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _open_binary(path: Path):
+    """The file's (decompressed) bytes."""
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if name.endswith(".zst"):
+        try:
+            import zstandard  # optional: DuckDB reads .zst itself; only needed for the slow path
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise IngestError(f"{path.name}: reading .zst here needs the 'zstandard' package") from exc
+        return zstandard.open(path, "rb")
+    return open(path, "rb")
+
+
+def _detect_encoding(path: Path, display: str) -> str:
+    """'UTF-8' (with or without a byte-order mark), 'UTF-16' or 'UTF-32'; refuses what looks
+    like UTF-16 without a byte-order mark, naming it."""
+    try:
+        with _open_binary(path) as fh:
+            head = fh.read(4096)
+    except (OSError, EOFError) as exc:
+        raise IngestError(f"{display}: cannot read the file: {exc}") from None
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return name
+    if len(head) >= 16:
+        # Mostly-ASCII UTF-16 has a NUL in every other byte; one NUL in UTF-8 text does not look like that.
+        even, odd = head[0::2].count(0), head[1::2].count(0)
+        if max(even, odd) > len(head) // 4:
+            order = "big-endian" if even > odd else "little-endian"
+            raise IngestError(
+                f"{display}: the file looks like UTF-16 ({order}) without a byte-order mark; save it as UTF-8 "
+                "(or as UTF-16 with a byte-order mark). Nothing was ingested."
+            )
+    return "UTF-8"
+
+
+def _transcode(path: Path, encoding: str, display: str, fmt: str) -> Path:
+    """A UTF-8 copy of a UTF-16/32 file in a temporary directory (the caller removes it)."""
+    tmp = Path(tempfile.mkdtemp(prefix="insightroi_ingest_"))
+    out = tmp / f"transcoded.{fmt}"
+    try:
+        with _open_binary(path) as raw, open(out, "w", encoding="utf-8", newline="") as dst:
+            # The codec without an explicit byte order reads the byte-order mark and drops it.
+            text = io.TextIOWrapper(raw, encoding=encoding.lower(), newline="")
+            shutil.copyfileobj(text, dst, 1 << 20)
+    except UnicodeError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise IngestError(f"{display}: starts with a {encoding} byte-order mark but is not valid {encoding}: {exc}. "
+                          "Nothing was ingested.") from None
+    return out
+
+
+def _header(path: Path, dialect: CsvDialect, display: str) -> list[str]:
+    """The header's column names, whitespace-trimmed (refusing one that repeats)."""
+    with _open_binary(path) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
+        try:
+            row = next(csv.reader(text, **dialect.csv_kwargs()))
+        except StopIteration:
+            raise IngestError(f"{display}: no header line (empty file); nothing was ingested") from None
+        except csv.Error as exc:
+            raise IngestError(f"{display}: cannot read the header line ({exc}); nothing was ingested") from None
+    names = [n.strip() for n in row]
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names, 1):
+        if name in seen:
+            raise IngestError(
+                f"{display}: duplicated header {name!r} (columns {seen[name]} and {i}); each column may appear "
+                "once. Nothing was ingested."
+            )
+        seen[name] = i
+    return names
+
+
+def _physical_lines(path: Path, positions: list[int]) -> dict[int, int]:
+    """Byte offset -> 1-based physical line number (one sequential pass, only up to the last offset)."""
+    out: dict[int, int] = {}
+    if not positions:
+        return out
+    wanted = sorted(set(positions))
+    lines, done, i = 1, 0, 0
+    with _open_binary(path) as fh:
+        while i < len(wanted):
+            block = fh.read(1 << 22)
+            if not block:
+                break
+            end = done + len(block)
+            while i < len(wanted) and wanted[i] <= end:
+                out[wanted[i]] = lines + block.count(b"\n", 0, wanted[i] - done)
+                i += 1
+            lines += block.count(b"\n")
+            done = end
+    for pos in wanted[i:]:
+        out[pos] = lines
+    return out
+
+
+class _CsvSource(_Source):
+    """The fast path: DuckDB's CSV reader with the explicit dialect, in strict mode."""
+
+    fmt = "csv"
+    #: Stream positions skip the rejected rows; the engine renumbers them.
+    renumber = True
+
+    def __init__(self, path, con, display, *, dialect: CsvDialect | None = None, columns: list[str] | None = None):
         super().__init__(path, con, display)
+        self.dialect = dialect or CsvDialect()
+        self.original = path
+        self._tmp: Path | None = None
+        encoding = _detect_encoding(path, display)
+        if encoding != "UTF-8":
+            self.path = _transcode(path, encoding, display, self.fmt)
+            self._tmp = self.path.parent
+        if self.dialect.header:
+            self.columns = _header(self.path, self.dialect, display)
+        else:
+            self.columns = [c for c in (columns or []) if c not in SYSTEM_COLUMNS]
         tag = uuid.uuid4().hex[:8]
         self._rej, self._scan = f"rej_{tag}", f"rejscan_{tag}"
+        # Positional names for DuckDB (its names are case-insensitive; the header's are not).
+        struct = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(self.columns))) + "}"
         self._opts = (
-            f"all_varchar=true, header=true, store_rejects=true, rejects_table='{self._rej}', "
+            f"{self.dialect.duckdb_options()}, columns={struct}, store_rejects=true, rejects_table='{self._rej}', "
             f"rejects_scan='{self._scan}', max_line_size={MAX_LINE_BYTES}"
         )
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def dialect_hint(self) -> str:
+        """A sentence suggesting another dialect when DuckDB's sniffer reads the file differently ('' otherwise)."""
         try:
-            desc = con.execute(f"DESCRIBE SELECT * FROM read_csv(?, {self._opts})", [str(path)]).fetchall()
-        except duckdb.Error as exc:
-            raise self._fail(exc) from None
-        self._names = [row[0] for row in desc]
-        self.columns = [n.strip() for n in self._names]
+            row = self.con.execute(
+                "SELECT Delimiter, Quote, Escape, HasHeader FROM sniff_csv(?, sample_size = 20480)", [str(self.path)]
+            ).fetchone()
+        except duckdb.Error:
+            return ""
+        if row is None:
+            return ""
+        delim, quote, escape, header = row
+        d = self.dialect
+        found = []
+        if delim and delim != d.delimiter:
+            found.append(f"delimiter = {delim!r}")
+        if quote and quote not in ("\x00", d.quote):
+            found.append(f"quote = {quote!r}")
+        if escape and escape not in ("\x00", d.escape) and quote != "\x00":
+            found.append(f"escape = {escape!r}")
+        if not found:
+            return ""
+        return (f" The file may use {', '.join(found)} (a guess from its first lines, not applied): set it under "
+                "[ingest] in the program file, or pass dialect=CsvDialect(...).")
 
     def chunks(self):
-        rename = self.columns != self._names
+        n = len(self.columns)
+        names = self.columns + ["_rn"]
 
         def fix(table):
-            return table.rename_columns(self.columns + ["_rn"]) if rename else table
+            table = table.rename_columns(names)
+            if n > 1:
+                self._check_swallowed(table)
+            return table
 
         yield from self._stream(f"SELECT * FROM read_csv(?, {self._opts})", [str(self.path)], fix)
+
+    def _check_swallowed(self, table: pa.Table) -> None:
+        # A stray quote that closes at a later quote reads every line between as one value;
+        # a value whose later lines are whole records is sent to the resynchronising path.
+        n = len(self.columns)
+        for col in table.columns[:-1]:
+            hits = pc.match_substring(col, "\n")
+            if not pc.any(hits).as_py():
+                continue
+            for value in col.filter(hits).to_pylist():
+                if any(_is_record(line, n, self.dialect) for line in value.split("\n")[1:]):
+                    raise NeedsResync
 
     def rejects(self):
         try:
             rows = self.con.execute(
-                f"SELECT line, column_name, error_type, line_byte_position, csv_line FROM {self._rej} ORDER BY line"
+                f"SELECT line, first(column_name ORDER BY column_idx), first(error_type ORDER BY column_idx), "
+                f"min(line_byte_position), first(csv_line) FROM {self._rej} GROUP BY line ORDER BY line"
             ).fetchall()
         except duckdb.Error:
             return []
+        if any(str(etype) not in _LINE_LOCAL for _, _, etype, _, _ in rows):
+            raise NeedsResync
+        starts = {bp: self._line_start(bp) for _, _, _, bp, _ in rows}
+        numbers = _physical_lines(self.path, [s for s in starts.values() if s is not None])
         out = []
         for line, column, etype, byte_pos, csv_line in rows:
             reason = _REJECT_REASONS.get(str(etype), str(etype).lower())
             field = column if str(etype) == "INVALID ENCODING" else None
-            out.append((int(line) - 1, field, reason, self._raw_line(byte_pos, csv_line)))
+            start = starts[byte_pos]
+            physical = numbers.get(start) if start is not None else None
+            where = f"line {physical} " if physical else ""
+            out.append((int(line) - (1 if self.dialect.header else 0), field, where + reason,
+                        self._raw_line(start, csv_line)))
         return out
 
-    def _raw_line(self, byte_pos, fallback) -> str:
-        # The original bytes of the line, undecodable ones kept as \xNN escapes (nothing lost).
+    def _line_start(self, byte_pos) -> int | None:
+        # DuckDB reports the line start 1-based; check the byte before is a line break.
         try:
-            with open(self.path, "rb") as fh:
-                # DuckDB reports the line start 1-based; check the byte before is a line break.
-                start = max(int(byte_pos) - 1, 0)
-                if start > 0:
+            start = max(int(byte_pos) - 1, 0)
+            if start > 0:
+                with _open_binary(self.path) as fh:
                     fh.seek(start - 1)
                     if fh.read(1) != b"\n":
                         start += 1
-                fh.seek(start)
+            return start
+        except (OSError, TypeError, ValueError):
+            return None
+
+    def _raw_line(self, start, fallback) -> str:
+        # The original bytes of the line, undecodable ones kept as \xNN escapes (nothing lost).
+        try:
+            with _open_binary(self.path) as fh:
+                fh.seek(int(start))
                 raw = fh.readline(MAX_LINE_BYTES).rstrip(b"\r\n")
             text = raw.decode("utf-8", errors="backslashreplace")
         except (OSError, TypeError, ValueError):
@@ -167,11 +448,150 @@ class _CsvSource(_Source):
         return json.dumps({"line": text}, ensure_ascii=False)
 
 
+def _is_record(line: str, n: int, dialect: CsvDialect) -> bool:
+    """Whether ``line`` alone parses as a whole record of ``n`` fields."""
+    if n < 2 or dialect.delimiter not in line:
+        return False
+    try:
+        rows = list(csv.reader([line.rstrip("\r")], **dialect.csv_kwargs()))
+    except csv.Error:
+        return False
+    return len(rows) == 1 and len(rows[0]) == n
+
+
+class _ResilientCsvSource(_CsvSource):
+    """The slow path: Python's csv module record by record, resynchronising on the next line
+    after a record whose quoted value does not close properly (used only for such files)."""
+
+    renumber = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._rejected: list[tuple[int, str | None, str, str]] = []
+
+    def chunks(self):
+        n = len(self.columns)
+        d = self.dialect
+        kw = d.csv_kwargs()
+        plain_ok = d.escape == d.quote
+        cols: list[list[str | None]] = [[] for _ in range(n)]
+        rns: list[int] = []
+        self._rejected = []
+        rec = 0
+
+        def reject(lineno: int, reason: str, raw: str) -> None:
+            self._rejected.append((rec, None, f"line {lineno} {reason}", json.dumps({"line": raw}, ensure_ascii=False)))
+
+        def flush() -> pa.Table:
+            table = pa.table([pa.array(c, pa.string()) for c in cols] + [pa.array(rns, pa.int64())],
+                             names=self.columns + ["_rn"])
+            for c in cols:
+                c.clear()
+            rns.clear()
+            return table
+
+        old_limit = csv.field_size_limit()
+        csv.field_size_limit(MAX_LINE_BYTES)
+        try:
+            with _open_binary(self.path) as fh:
+                lines = enumerate(fh, 1)
+                pending: deque[tuple[int, bytes]] = deque()
+
+                def take() -> tuple[int, bytes] | None:
+                    if pending:
+                        return pending.popleft()
+                    return next(lines, None)
+
+                if d.header:
+                    # The header is one record; a quoted name spanning lines is not supported.
+                    take()
+                while (item := take()) is not None:
+                    lineno, raw = item
+                    try:
+                        line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                    except UnicodeDecodeError:
+                        rec += 1
+                        reject(lineno, _REJECT_REASONS["INVALID ENCODING"],
+                               raw.rstrip(b"\r\n").decode("utf-8", errors="backslashreplace"))
+                        continue
+                    body = line.rstrip("\r\n")
+                    if not body.strip():
+                        continue
+                    rec += 1
+                    if d.quote not in body and (plain_ok or d.escape not in body):
+                        fields = body.split(d.delimiter)
+                        if len(fields) != n:
+                            reject(lineno, _count_reason(len(fields), n), body)
+                            continue
+                    else:
+                        fields, reason, extra = _parse_record(line, take, n, d, kw)
+                        if reason is not None:
+                            # Only the record's first line is quarantined; the lines read ahead are read again.
+                            pending.extendleft(reversed(extra))
+                            reject(lineno, reason, body)
+                            continue
+                    for c, value in zip(cols, fields):
+                        c.append(value if value != "" else None)
+                    rns.append(rec)
+                    if len(rns) >= CHUNK_ROWS:
+                        yield flush()
+        finally:
+            csv.field_size_limit(old_limit)
+        if rns:
+            yield flush()
+
+    def rejects(self):
+        return list(self._rejected)
+
+
+def _count_reason(got: int, n: int) -> str:
+    word = "more" if got > n else "fewer"
+    return f"has {word} fields than the header ({got}, expected {n})"
+
+
+def _parse_record(first: str, take, n: int, d: CsvDialect, kw: dict) -> tuple[list[str] | None, str | None, list]:
+    """Parse one record starting with line ``first``, reading more lines while a quote is open.
+
+    Returns (fields, None, lines read ahead) or (None, reason, lines read ahead).
+    """
+    parts = [first]
+    extra: list[tuple[int, bytes]] = []
+    while True:
+        try:
+            fields = next(csv.reader(io.StringIO("".join(parts), newline=""), **kw))
+        except csv.Error as exc:
+            if "unexpected end of data" not in str(exc):
+                return None, f"has a malformed quoted value ({exc})", extra
+            if len(parts) >= MAX_RECORD_LINES:
+                return None, f"has a quoted value still open after {MAX_RECORD_LINES:,} lines (a stray quote?)", extra
+            item = take()
+            if item is None:
+                return None, "has a quoted value that is never closed (a stray quote?)", extra
+            extra.append(item)
+            try:
+                parts.append(item[1].decode("utf-8"))
+            except UnicodeDecodeError:
+                return None, "has a quoted value that is never closed before an undecodable line (a stray quote?)", extra
+            continue
+        if len(parts) > 1 and any(_is_record(p.rstrip("\r\n"), n, d) for p in parts[1:]):
+            return None, "has a quoted value that is never closed; it would swallow the rows after it (a stray quote?)", extra
+        if len(fields) != n:
+            return None, _count_reason(len(fields), n), extra
+        return fields, None, extra
+
+
 class _JsonlSource(_CsvSource):
     fmt = "jsonl"
+    renumber = True
 
-    def __init__(self, path, con, display):
+    def __init__(self, path, con, display, *, dialect=None, columns: list[str] | None = None):
         _Source.__init__(self, path, con, display)
+        self.original, self._tmp = path, None
+        encoding = _detect_encoding(path, display)
+        if encoding != "UTF-8":
+            self.path = _transcode(path, encoding, display, self.fmt)
+            self._tmp = self.path.parent
+        path = self.path
         tag = uuid.uuid4().hex[:8]
         self._rej, self._scan = f"rej_{tag}", f"rejscan_{tag}"
         # Read each line as one VARCHAR (a delimiter and quote that JSON text never contains raw),
@@ -181,23 +601,25 @@ class _JsonlSource(_CsvSource):
             f"auto_detect=false, max_line_size={MAX_LINE_BYTES}"
         )
         self._opts = base + f", store_rejects=true, rejects_table='{self._rej}', rejects_scan='{self._scan}'"
-        self._jsonl = (
-            "SELECT CASE WHEN json_type(jl) = 'OBJECT' THEN jl END AS jo, jl IS NULL AS invalid "
-            "FROM (SELECT CASE WHEN json_valid(line) THEN line END AS jl FROM {src} "
-            "WHERE line IS NOT NULL AND trim(line) <> '')"
-        )
+        self.dialect = CsvDialect()
         try:
             keys = con.execute(
                 "SELECT DISTINCT unnest(json_keys(jo)) AS k FROM ("
-                + self._jsonl.format(src=f"read_csv(?, {base}, ignore_errors=true)")
-                + ") WHERE jo IS NOT NULL ORDER BY k",
+                "SELECT CASE WHEN json_type(jl) = 'OBJECT' THEN jl END AS jo "
+                f"FROM (SELECT CASE WHEN json_valid(line) THEN line END AS jl FROM read_csv(?, {base}, ignore_errors=true) "
+                "WHERE line IS NOT NULL AND trim(line) <> '')) WHERE jo IS NOT NULL ORDER BY k",
                 [str(path)],
             ).fetchall()
         except duckdb.Error as exc:
             raise self._fail(exc) from None
-        self.columns = [k[0] for k in keys]
+        found = [k[0] for k in keys]
+        known = None if columns is None else set(columns) | set(SYSTEM_COLUMNS)
+        # Keys that are not columns are reported per line (the other lines land); only the
+        # table's own columns are extracted.
+        self._known = sorted(known) if known is not None else None
+        self.columns = [k for k in found if known is None or k in known]
         self._names = self.columns
-        if not self.columns:
+        if not found:
             lines = con.execute(
                 f"SELECT count(*) FROM read_csv(?, {base}, ignore_errors=true) WHERE trim(line) <> ''", [str(path)]
             ).fetchone()[0]
@@ -205,14 +627,24 @@ class _JsonlSource(_CsvSource):
                 raise IngestError(f"{display}: no JSON object on any line; nothing was ingested")
             raise IngestError(f"{display}: no data rows (empty file); nothing was ingested")
 
+    def dialect_hint(self) -> str:
+        return ""
+
     def chunks(self):
         cols = self.columns
         extract = ", ".join(
             f"json_extract_string(jo, '$.\"{c}\"') AS \"{c}\"" for c in cols if '"' not in c and "'" not in c
         )
+        unknown = ""
+        if self._known is not None:
+            known = "[" + ", ".join(_lit(k) for k in self._known) + "]::VARCHAR[]"
+            bad = f"list_filter(json_keys(jo), k -> NOT list_contains({known}, k))"
+            unknown = (f"WHEN len({bad}) > 0 THEN '{ERR_SEP}unknown key' || CASE WHEN len({bad}) > 1 THEN 's ' "
+                       f"ELSE ' ' END || array_to_string(list_transform({bad}, k -> '''' || k || ''''), ', ') "
+                       "|| ' (not a column of this table)' ")
         sql = (
             f"SELECT _rn, line AS _line, CASE WHEN invalid THEN '{ERR_SEP}not valid JSON' "
-            f"WHEN jo IS NULL THEN '{ERR_SEP}not a JSON object' END AS _pre_err"
+            f"WHEN jo IS NULL THEN '{ERR_SEP}not a JSON object' {unknown}END AS _pre_err"
             + (f", {extract}" if extract else "")
             + " FROM (SELECT _rn, line, CASE WHEN json_type(jl) = 'OBJECT' THEN jl END AS jo, jl IS NULL AS invalid "
             "FROM (SELECT _rn, line, CASE WHEN json_valid(line) THEN line END AS jl FROM _jsonl_lines "
@@ -234,9 +666,21 @@ class _JsonlSource(_CsvSource):
             worker.close()
 
     def rejects(self):
-        out = super().rejects()
-        # No header line in JSONL: row N is line N.
-        return [(row + 1, field, reason, raw) for row, field, reason, raw in out]
+        try:
+            rows = self.con.execute(
+                f"SELECT line, first(column_name), first(error_type), first(csv_line), min(line_byte_position) "
+                f"FROM {self._rej} GROUP BY line ORDER BY line"
+            ).fetchall()
+        except duckdb.Error:
+            return []
+        out = []
+        for line, column, etype, csv_line, byte_pos in rows:
+            reason = _REJECT_REASONS.get(str(etype), str(etype).lower())
+            field = column if str(etype) == "INVALID ENCODING" else None
+            # No header line in JSONL: row N is line N.
+            out.append((int(line), None if field == "line" else field, f"line {int(line)} {reason}",
+                        self._raw_line(self._line_start(byte_pos), csv_line)))
+        return out
 
     def raw(self, rows):
         return rows.column("_line").to_pylist()
@@ -297,12 +741,22 @@ def parse_raw_rows(con: duckdb.DuckDBPyConnection, rows: pa.Table, columns: list
         con.unregister(view)
 
 
-def open_source(path: Path, con: duckdb.DuckDBPyConnection, display: str) -> _Source:
-    """The reader for ``path`` by its suffix (IngestError for an unknown one)."""
+def open_source(path: Path, con: duckdb.DuckDBPyConnection, display: str, *, dialect: CsvDialect | None = None,
+                columns: list[str] | None = None, resync: bool = False) -> _Source:
+    """The reader for ``path`` by its suffix (IngestError for an unknown one).
+
+    ``dialect`` splits CSV files (default :class:`CsvDialect`); ``columns`` are the target
+    table's columns (a headerless CSV's columns; JSONL keys outside them are quarantined per
+    line); ``resync`` reads a CSV on the slow, line-resynchronising path.
+    """
     fmt = format_of(path)
     cls = {"csv": _CsvSource, "jsonl": _JsonlSource, "parquet": _ParquetSource}.get(fmt or "")
     if cls is None:
         raise IngestError(
             f"{display}: unsupported file type; use .csv, .jsonl/.ndjson or .parquet (optionally .gz for text)"
         )
-    return cls(path, con, display)
+    if fmt == "parquet":
+        return cls(path, con, display)
+    if fmt == "csv" and resync:
+        cls = _ResilientCsvSource
+    return cls(path, con, display, dialect=dialect, columns=columns)

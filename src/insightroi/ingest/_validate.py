@@ -21,7 +21,11 @@ __all__ = [
     "FALSE_WORDS",
     "TYPE_FORMATS",
     "ERR_SEP",
+    "NUL_REASON",
+    "EARLIEST",
+    "LATEST",
     "build_query",
+    "check_text",
     "validate_chunk",
     "split_error",
 ]
@@ -30,6 +34,17 @@ __all__ = [
 #: return reason is a megabyte long, and one such value would dominate the store and every
 #: model pass over it. The whole raw row is still kept in quarantine, so nothing is lost.
 MAX_TEXT_BYTES = 1_000_000
+
+#: A NUL byte in text quarantines its row (kept exactly in quarantine, never stripped): the
+#: value cannot round-trip through most tools downstream (C strings, PostgreSQL, CSV exports),
+#: and silently changing text would break the rule that text is kept exactly.
+NUL_REASON = "contains a NUL byte (\\x00); remove it from the source"
+
+#: Default range of accepted dates and timestamps (inclusive; ``[ingest] earliest`` / ``latest``
+#: in the program file change it). A year-99999 timestamp is a typo or a sentinel, and one such
+#: value breaks every date computation downstream.
+EARLIEST = "1990-01-01"
+LATEST = "2100-12-31"
 
 #: Free-text columns that are redacted of e-mails, phones and card numbers (when redaction is on).
 REDACT_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -82,10 +97,57 @@ _OFFSET_RE = (
     r"[0-9]:[0-9]{2}(:[0-9]{2}([.,][0-9]+)?)?\s*"
     r"([Zz]|[+-][0-9]{2}(:?[0-9]{2})?|UTC|GMT|[A-Za-z]+/[A-Za-z_]+(/[A-Za-z_]+)?)$"
 )
+_CAST = {
+    "string": "VARCHAR", "float64": "DOUBLE", "int64": "BIGINT", "boolean": "BOOLEAN",
+    "date": "DATE", "timestamp": "TIMESTAMP",
+}
 _TYPE_WORDS = {
     "string": "text", "float64": "a number", "int64": "an integer", "boolean": "a boolean",
     "date": "a date", "timestamp": "a timestamp",
 }
+
+
+def check_text(value: str, field: str = "text") -> str:
+    """Return ``value`` if ingestion accepts it as text, else raise ValueError naming ``field``.
+
+    The same rule the ingestion query applies to every text column (a NUL byte quarantines the
+    row), for callers that validate one value at a time (the server's request models).
+
+    Parameters
+    ----------
+    value : str
+        The text.
+    field : str
+        Its name, for the message.
+
+    Returns
+    -------
+    str
+        ``value`` unchanged.
+
+    Raises
+    ------
+    ValueError
+        ``"<field> contains a NUL byte ..."`` when ``value`` holds ``\\x00``.
+    """
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError(f"{field} {NUL_REASON}")
+    return value
+
+
+def _is_nested(stype: str) -> bool:
+    """A DuckDB type that holds several values (list, array, struct, map, union)."""
+    return stype.endswith("]") or stype.startswith(("STRUCT", "MAP", "LIST", "UNION", "LARGE_LIST", "FIXED_SIZE_LIST"))
+
+
+def _nested_word(stype: str) -> str:
+    if stype.startswith("STRUCT"):
+        return "a struct"
+    if stype.startswith("MAP"):
+        return "a map"
+    if stype.startswith("UNION"):
+        return "a union"
+    return "a list"
 
 
 def _q(name: str) -> str:
@@ -128,6 +190,7 @@ def build_query(
     tz: str | None,
     redact: bool,
     max_text_bytes: int = MAX_TEXT_BYTES,
+    time_range: tuple[str, str] = (EARLIEST, LATEST),
 ) -> tuple[str, list[str]]:
     """The validation query over ``view`` and the names of the typed columns it returns.
 
@@ -135,7 +198,9 @@ def build_query(
     bookkeeping columns ``_rn`` and optionally ``_pre_err``) to its DuckDB type. The query returns
     ``_rn``, ``_err`` (NULL for a good row, else ``field<US>reason`` for its first problem), one
     typed column per spec column present. ``redact`` is accepted for symmetry and unused.
+    ``time_range`` is the inclusive (earliest, latest) ISO date of accepted dates and timestamps.
     """
+    earliest, latest = time_range
     inner: list[str] = ["_rn"]
     checks: list[tuple[str, str]] = []  # (condition, error expression), in column order
     outputs: list[str] = []
@@ -149,6 +214,17 @@ def build_query(
         stype = source_types[col].upper()
         is_text = stype in ("VARCHAR", "STRING", "TEXT") or stype.startswith("VARCHAR")
         src = _q(col)
+        if _is_nested(stype):
+            # A list or struct is never one value of a column: rendering it as text would land
+            # "[a, b]" in a text column; quarantine it, naming what it was.
+            raw = _q("r_" + col)
+            outputs.append(col)
+            inner.append(f"{src} AS {raw}")
+            inner.append(f"__V__{col}:CAST(NULL AS {_CAST[target]})")
+            if col in required:
+                checks.append((f"{raw} IS NULL", _err(col, "'missing required value'")))
+            checks.append((f"{raw} IS NOT NULL", _err(col, f"'is {_nested_word(stype)}, not {_TYPE_WORDS[target]}'")))
+            continue
         s, v = _q("s_" + col), _q(col)
         word = _TYPE_WORDS[target]
         enum = ENUMS.get((spec.name, col))
@@ -167,6 +243,7 @@ def build_query(
                 # Raw text is preserved exactly (taxonomies are re-run on it later).
                 v_expr = s_expr
             inner += [f"{s_expr} AS {s}", f"{v_expr} AS {v}"]
+            checks.append((f"contains({s}, chr(0))", _err(col, _lit(NUL_REASON))))
             checks.append((
                 f"strlen({s}) > {max_text_bytes}",
                 _err(col, f"'value is ' || strlen({s}) || ' bytes, over the {max_text_bytes:,}-byte limit per text field'"),
@@ -267,6 +344,17 @@ def build_query(
         checks.append((parse_cond, _err(col, f"'cannot parse ' || {_shown(s)} || ' as {word}'")))
         if after is not None:
             checks.append(after)
+        if target in ("date", "timestamp"):
+            lo_sql = f"DATE {_lit(earliest)}" if target == "date" else f"TIMESTAMP {_lit(earliest)}"
+            # Inclusive of the whole last day.
+            hi_sql = (f"DATE {_lit(latest)}" if target == "date"
+                      else f"(TIMESTAMP {_lit(latest)} + INTERVAL 1 DAY)")
+            hi_op = ">" if target == "date" else ">="
+            checks.append((
+                f"{v} IS NOT NULL AND ({v} < {lo_sql} OR {v} {hi_op} {hi_sql})",
+                _err(col, f"{_shown(s)} || ' is outside the accepted range {earliest} to {latest} "
+                          f"(program file: [ingest] earliest / latest)'"),
+            ))
         if rng:
             lo, hi = rng
             conds = []
@@ -297,7 +385,8 @@ def build_query(
 
 
 def validate_chunk(con, spec: TableSpec, table: pa.Table, *, tz: str | None, redact: bool,
-                   max_text_bytes: int = MAX_TEXT_BYTES) -> pa.Table:
+                   max_text_bytes: int = MAX_TEXT_BYTES,
+                   time_range: tuple[str, str] = (EARLIEST, LATEST)) -> pa.Table:
     """Run the validation query over an Arrow chunk (which must carry an int64 ``_rn`` column).
 
     Returns the query's result (see :func:`build_query`). ``con`` is a DuckDB connection whose
@@ -305,7 +394,8 @@ def validate_chunk(con, spec: TableSpec, table: pa.Table, *, tz: str | None, red
     """
     types = {name: _duck_type(t) for name, t in zip(table.column_names, table.schema.types)}
     view = "_ingest_src"
-    query, _ = build_query(spec, types, view=view, tz=tz, redact=redact, max_text_bytes=max_text_bytes)
+    query, _ = build_query(spec, types, view=view, tz=tz, redact=redact, max_text_bytes=max_text_bytes,
+                           time_range=time_range)
     con.register(view, table)
     try:
         return con.execute(query).to_arrow_table()
