@@ -12,7 +12,7 @@ import pyarrow as pa
 from helpers.report_sample import sample_bundle
 from insightroi.store import open_store
 
-TOKEN = "test-token-5f1c9a7e"
+TOKEN = "test-token-5f1c9a7e-0123456789abcdef"  # >= 32 characters (the server's minimum)
 
 # alert id -> stages reached (the sample bundle's alerts; alr-0007 is raised but not yet delivered)
 CHAIN = {

@@ -36,6 +36,13 @@ def client(server):
 
 
 @pytest.fixture()
+def reader(server):
+    """A client that sends the token: reads need it too."""
+    with httpx.Client(base_url=server.url, timeout=60, headers=AUTH) as c:
+        yield c
+
+
+@pytest.fixture()
 def backend(server):
     return server.server.config.app.state.backend()
 
@@ -181,7 +188,8 @@ def test_bad_idempotency_key_is_422(client):
     assert r.status_code == 422 and "Idempotency-Key" in r.json()["fields"]
 
 
-def test_read_endpoints(client):
+def test_read_endpoints(reader):
+    client = reader
     alerts = client.get("/api/v1/alerts").json()["items"]
     by_id = {a["alert_id"]: a for a in alerts}
     assert by_id["alr-0004"]["status"] == "fixed" and by_id["alr-0007"]["status"] == "new"
@@ -200,7 +208,8 @@ def test_read_endpoints(client):
     assert client.get("/api/v1/trace/no-such-id").status_code == 404
 
 
-def test_posted_chain_events_appear_in_trace_and_alert_status(client):
+def test_posted_chain_events_appear_in_trace_and_alert_status(reader):
+    client = reader
     for step in ("acknowledged", "action_taken"):
         r = client.post("/api/v1/chain-events", headers=AUTH, json={
             "event_type": step, "alert_id": "alr-0006", "actor": "lee", "team": "merchandising",
@@ -224,7 +233,8 @@ def test_concurrent_writes_all_land_and_concurrent_replays_store_once(server, ba
 
     def post(i):
         key = f"conc-{i % 10}"  # 40 requests, 10 distinct keys, sent 4 times each at once
-        body = {"event_type": "outcome", "alert_id": f"conc-{i % 10}", "payload": {"k": i % 10}}
+        # Deliveries: they need no earlier event of their alert (an outcome for an undelivered alert is 422).
+        body = {"event_type": "alert_delivered", "alert_id": f"conc-{i % 10}", "payload": {"k": i % 10}}
         with httpx.Client(base_url=server.url, timeout=60) as c:
             r = c.post("/api/v1/chain-events", json=body, headers={**AUTH, "Idempotency-Key": key})
         return i % 10, r.status_code, r.json()
@@ -257,7 +267,7 @@ def test_insightroi_serve_cli_serves_the_cli_store(tmp_path):
         deadline = time.monotonic() + 120
         while True:
             try:
-                r = httpx.get(f"http://127.0.0.1:{port}/api/v1/alerts", timeout=5)
+                r = httpx.get(f"http://127.0.0.1:{port}/api/v1/alerts", headers=AUTH, timeout=5)
                 break
             except httpx.HTTPError:
                 assert proc.poll() is None and time.monotonic() < deadline, "server did not start"

@@ -97,7 +97,7 @@ def test_cli_commands_run_while_the_server_serves(served):
                            json={"event_type": "acknowledged", "alert_id": "alr-0001"})
                 answers.append(r.status_code)
                 posted.append(r.status_code)
-                answers.append(c.get("/api/v1/insights", params={"limit": 5}).status_code)
+                answers.append(c.get("/api/v1/insights", params={"limit": 5}, headers=AUTH).status_code)
                 i += 1
 
     worker = threading.Thread(target=traffic, daemon=True)
@@ -119,7 +119,7 @@ def test_cli_commands_run_while_the_server_serves(served):
     assert answers.count(200) + answers.count(201) > 0
 
     # The server's next read sees the rows the CLI ingested meanwhile.
-    alerts = httpx.get(f"{served.base}/api/v1/alerts", timeout=60).json()["items"]
+    alerts = httpx.get(f"{served.base}/api/v1/alerts", headers=AUTH, timeout=60).json()["items"]
     mine = next(a for a in alerts if a["alert_id"] == "alr-cli-1")
     assert mine["status"] == "acknowledged" and mine["n_events"] == 2
     # ... and every event the API accepted during the CLI runs is in the file, once.
@@ -145,14 +145,14 @@ def test_a_held_store_is_one_line_naming_the_holder(tmp_path):
 
 def test_the_server_answers_503_while_another_process_holds_the_file_then_recovers(served):
     with _Holder(served.url), httpx.Client(base_url=served.base, timeout=60) as c:
-        r = c.get("/api/v1/insights")
+        r = c.get("/api/v1/insights", headers=AUTH)
         w = c.post("/api/v1/chain-events", headers={**AUTH, "Idempotency-Key": "while-held"},
                    json={"event_type": "acknowledged", "alert_id": "alr-0002"})
     assert r.status_code == 503 and r.headers["retry-after"] == "5"
     assert "busy" in r.json()["detail"] and "shared.duckdb" in r.json()["detail"]
     assert w.status_code == 503  # refused whole: a retry with the same key stores it once
     with httpx.Client(base_url=served.base, timeout=60) as c:
-        assert c.get("/api/v1/insights").status_code == 200
+        assert c.get("/api/v1/insights", headers=AUTH).status_code == 200
         again = c.post("/api/v1/chain-events", headers={**AUTH, "Idempotency-Key": "while-held"},
                        json={"event_type": "acknowledged", "alert_id": "alr-0002"})
         assert again.status_code == 201 and "idempotent-replayed" not in again.headers

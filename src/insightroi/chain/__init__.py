@@ -9,8 +9,12 @@ same code runs on DuckDB, Spark and Databricks).
 from insightroi.chain._kpis import alert_table, chain_summary, reviewer_disagreement, workflow_kpis
 from insightroi.chain._links import FOLLOW_UP_TYPES, alert_chains, linked_events
 from insightroi.chain._trace import Trace, trace
+from insightroi.chain._validate import STAGE_ORDER, ChainEventError, check_chain_event
 
 __all__ = [
+    "STAGE_ORDER",
+    "ChainEventError",
+    "check_chain_event",
     "FOLLOW_UP_TYPES",
     "Trace",
     "alert_chains",

@@ -1,6 +1,7 @@
-"""The FastAPI app: the event API (bearer token for writes) and the server-rendered dashboard."""
+"""The FastAPI app: the event API and read API (bearer token) and the server-rendered dashboard."""
 
-
+# No `from __future__ import annotations`: FastAPI resolves the dependencies' annotations, and
+# closures' local names (``bearer``) cannot be resolved from strings.
 
 import hashlib
 import hmac
@@ -9,9 +10,11 @@ import os
 import secrets
 import sys
 import threading
+import time
 import uuid
+from collections import OrderedDict, deque
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, quote, urlencode
@@ -21,8 +24,10 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Path as PathParam, 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from insightroi.errors import StoreBusyError
+from insightroi.ingest import redact_pii
 from insightroi.program import load_program
 from insightroi.report import (
     bars_svg,
@@ -36,10 +41,15 @@ from insightroi.report import (
     primary_kpi_row,
     trend_svg,
 )
-from insightroi.server._data import Backend, Conflict, fingerprint, id_from_key, redact_text
+from insightroi.server._data import Backend, Conflict, fingerprint, id_from_key
 from insightroi.server._models import CHAIN_API_TYPES, ApiError, ChainEventIn, FeedbackIn, StoredEvent
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "MIN_TOKEN_LENGTH", "DEFAULT_ALLOWED_HOSTS"]
+
+# 32 characters of a random token (token_urlsafe(24) gives 32) are ~190 bits; a short one falls
+# to guessing even with throttling.
+MIN_TOKEN_LENGTH = 32
+DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.1")
 
 _TEMPLATES = Path(__file__).parent / "templates"
 _REPORT_CSS = Path(__file__).parent.parent / "report" / "templates" / "report.css"
@@ -53,7 +63,9 @@ _SECURITY_HEADERS = {
 _PAGE_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
              "frame-ancestors 'none'; base-uri 'none'")
 _KEY_RE = r"^[\x21-\x7e]{1,255}$"
-_ERRORS = {401: {"model": ApiError}, 413: {"model": ApiError}, 422: {"model": ApiError}, 409: {"model": ApiError}}
+_ERRORS = {401: {"model": ApiError}, 413: {"model": ApiError}, 422: {"model": ApiError}, 409: {"model": ApiError},
+           429: {"model": ApiError}}
+_READ_ERRORS = {401: {"model": ApiError}, 429: {"model": ApiError}}
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", pattern=_KEY_RE,
                                       description="Replays with the same key store once and get the same answer.")]
 _FAVICON = (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" '
@@ -113,6 +125,80 @@ async def _send_json(send, status: int, body: dict) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
+class _NulGuard:
+    """ASGI middleware: a NUL byte in the path or query string is refused with 400.
+
+    No route takes one and DuckDB, Jinja and the file system each treat it differently, so it is
+    stopped before routing (``%00`` decodes to NUL in the path; the query is checked raw and decoded).
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            raw = scope.get("query_string", b"") + scope.get("raw_path", b"") or b""
+            if "\x00" in scope.get("path", "") or b"\x00" in raw or b"%00" in raw.lower():
+                return await _send_json(send, 400, {"detail": "NUL bytes are not allowed in the path or query"})
+        return await self.app(scope, receive, send)
+
+
+class _Throttle:
+    """Failed authentications per client address in a sliding window (login and bearer tokens).
+
+    After ``max_failures`` failures within ``window_s`` seconds the address is refused (429 with
+    Retry-After) until the oldest failure leaves the window, whatever it sends: a right guess
+    after the limit is refused too, or guessing would go on at full speed. At most ``max_clients``
+    addresses are remembered (the least recently failing are forgotten first).
+    """
+
+    def __init__(self, max_failures: int, window_s: float, max_clients: int = 10_000) -> None:
+        self.max_failures, self.window_s, self.max_clients = max_failures, window_s, max_clients
+        self._fails: OrderedDict[str, deque] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def retry_after(self, client: str) -> int | None:
+        """Seconds until ``client`` may try again, or None when it is not throttled."""
+        now = time.monotonic()
+        with self._lock:
+            q = self._fails.get(client)
+            if q is None:
+                return None
+            while q and q[0] <= now - self.window_s:
+                q.popleft()
+            if len(q) < self.max_failures:
+                return None
+            return max(1, int(q[0] + self.window_s - now + 0.999))
+
+    def fail(self, client: str) -> None:
+        with self._lock:
+            q = self._fails.pop(client, None) or deque()
+            q.append(time.monotonic())
+            while len(q) > self.max_failures:
+                q.popleft()
+            self._fails[client] = q
+            while len(self._fails) > self.max_clients:
+                self._fails.popitem(last=False)
+
+
+class _Throttled(Exception):
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+
+
+class _LoginRequired(Exception):
+    """A dashboard page read without a session or token: answered with the sign-in page (401)."""
+
+
+def _same(a: str | None, b: str) -> bool:
+    # compare_digest refuses non-ASCII str (TypeError); on bytes it compares any value safely.
+    return a is not None and hmac.compare_digest(a.encode("utf-8", "surrogatepass"), b.encode())
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 def _field_name(loc: tuple | list) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
@@ -132,7 +218,10 @@ def _load_program(program: str | Path | None):
 
 
 def create_app(store_url: str | None = None, *, program: str | Path | None = None, token: str | None = None,
-               max_body_bytes: int = 1_000_000):
+               max_body_bytes: int = 1_000_000, public_read: bool = False,
+               allowed_hosts: list[str] | tuple[str, ...] | None = DEFAULT_ALLOWED_HOSTS,
+               max_auth_failures: int = 10, auth_window_s: float = 60.0,
+               max_future: timedelta = timedelta(minutes=5), session_hours: float = 12.0):
     """Build the insightroi web app: event API, read API and dashboard over one store.
 
     Parameters
@@ -145,30 +234,60 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         stages' saved sections (:func:`insightroi.bundle.assemble_bundle`); without it, the last
         saved ``bundle:latest``.
     token : str, optional
-        Bearer token required for writes (API and dashboard forms); defaults to
-        ``$INSIGHTROI_API_TOKEN``. Without one, every write is refused with 401.
+        Bearer token required for writes and (unless ``public_read``) reads, API and dashboard;
+        defaults to ``$INSIGHTROI_API_TOKEN``. At least :data:`MIN_TOKEN_LENGTH` characters.
+        Without one, every write is refused with 401 (and every read, unless ``public_read``).
     max_body_bytes : int
         Request bodies over this size are refused with 413.
+    public_read : bool
+        Let anyone read the API and the dashboard pages (a demo); writes still need the token.
+    allowed_hosts : sequence of str or None
+        Host header values served (Starlette's ``TrustedHostMiddleware``; ``*.example.com``
+        patterns allowed); any other Host gets 400, which stops DNS rebinding. None: any host.
+    max_auth_failures, auth_window_s : int, float
+        A client address with this many wrong tokens (bearer or sign-in) within the window gets
+        429 with Retry-After until the oldest failure leaves the window.
+    max_future : timedelta
+        Clock-skew bound: events dated further than this past the server's clock are refused (422).
+    session_hours : float
+        Lifetime of a dashboard session; signing out revokes it on the server at once.
 
     Returns
     -------
     fastapi.FastAPI
         The app; serve it with uvicorn (``insightroi serve`` does).
+
+    Raises
+    ------
+    ValueError
+        The token is shorter than :data:`MIN_TOKEN_LENGTH` characters.
     """
     prog = _load_program(program)
     secret = token if token is not None else os.environ.get("INSIGHTROI_API_TOKEN")
+    secret = secret or None
+    if secret is not None and len(secret) < MIN_TOKEN_LENGTH:
+        raise ValueError(f"the API token is {len(secret)} characters long; use at least {MIN_TOKEN_LENGTH} "
+                         "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
     secret_b = secret.encode() if secret else None
     backend_holder: dict[str, Backend] = {}
+    throttle = _Throttle(max_auth_failures, auth_window_s)
+    sessions: dict[str, float] = {}  # nonce -> expiry (monotonic); signing out deletes it
+    sessions_lock = threading.Lock()
 
     backend_lock = threading.Lock()
 
     def backend() -> Backend:
         with backend_lock:  # made at startup, or by the first request if the store was busy then
             if "b" not in backend_holder:
-                b = Backend(store_url or os.environ.get("INSIGHTROI_STORE") or "duckdb:///insightroi.duckdb")
+                b = Backend(store_url or os.environ.get("INSIGHTROI_STORE") or "duckdb:///insightroi.duckdb",
+                            max_future=max_future)
                 b.program = prog  # Backend.bundle() assembles the sections with it
                 backend_holder["b"] = b
         return backend_holder["b"]
+
+    async def backend_async() -> Backend:
+        got = backend_holder.get("b")
+        return got if got is not None else await _run(backend)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -183,24 +302,64 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
 
     app = FastAPI(
         title="insightroi", version="1",
-        description="Event API (feedback and decision-chain events; bearer token for writes) and read API "
-                    "(insights, alerts, results, chain traces) of an insightroi store.",
+        description="Event API (feedback and decision-chain events) and read API (insights, alerts, results, "
+                    "chain traces) of an insightroi store; the bearer token is required for both "
+                    "(reads may be public on a demo server).",
         docs_url=None, redoc_url=None, lifespan=lifespan,  # the Swagger page loads from a CDN: off
     )
     app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(_NulGuard)
+    if allowed_hosts is not None:
+        # Outermost: a request for a foreign Host (DNS rebinding) is refused before anything runs.
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts), www_redirect=False)
     bearer = HTTPBearer(auto_error=False, description="The server's API token (INSIGHTROI_API_TOKEN).")
 
     def token_ok(candidate: str | None) -> bool:
         if secret_b is None or not candidate:
             return False
-        return hmac.compare_digest(candidate.encode(), secret_b)
+        return hmac.compare_digest(candidate.encode("utf-8", "surrogatepass"), secret_b)
 
-    def require_token(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+    def check_token(request: Request, candidate: str | None) -> bool:
+        """Whether ``candidate`` is the token; a wrong one counts against the client (429 past the limit)."""
+        who = _client(request)
+        wait = throttle.retry_after(who)
+        if wait is not None:
+            raise _Throttled(wait)
+        if token_ok(candidate):
+            return True
+        if candidate:
+            throttle.fail(who)
+        return False
+
+    def require_token(request: Request,
+                      creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
         if secret_b is None:
             raise HTTPException(401, "writes are disabled: the server has no API token (set INSIGHTROI_API_TOKEN)",
                                 headers={"WWW-Authenticate": "Bearer"})
-        if creds is None or not token_ok(creds.credentials):
+        if not check_token(request, creds.credentials if creds else None):
             raise HTTPException(401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    def read_allowed(request: Request, creds: HTTPAuthorizationCredentials | None) -> bool:
+        if public_read or session_nonce(request) is not None:
+            return True
+        return creds is not None and check_token(request, creds.credentials)
+
+    def require_read(request: Request,
+                     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        if not read_allowed(request, creds):
+            raise HTTPException(401, "reading needs the API token (Authorization: Bearer ...) or a dashboard session",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    async def require_page(request: Request) -> None:
+        creds = await bearer(request)
+        if not read_allowed(request, creds):
+            raise _LoginRequired()
+
+    def authed(request: Request) -> bool:
+        try:
+            return public_read or session_nonce(request) is not None or token_ok(_bearer_value(request))
+        except Exception:
+            return False
 
     # ---- errors -------------------------------------------------------------------------------
     @app.exception_handler(StoreBusyError)
@@ -212,6 +371,22 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         page = _page(request, "error.html.j2", status_code=503, title="Store busy", message=str(exc), bundle={})
         page.headers.update(retry)
         return page
+
+    @app.exception_handler(_Throttled)
+    async def _throttled(request: Request, exc: _Throttled):
+        retry = {"Retry-After": str(exc.retry_after)}
+        msg = f"too many failed sign-ins or wrong tokens from this address; retry in {exc.retry_after} s"
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": msg}, 429, headers=retry)
+        page = _page(request, "error.html.j2", status_code=429, title="Too many attempts", message=msg, bundle={})
+        page.headers.update(retry)
+        return page
+
+    @app.exception_handler(_LoginRequired)
+    async def _login_required(request: Request, exc: _LoginRequired):
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return _page(request, "login.html.j2", status_code=401, next=_safe_next(target), error=None,
+                     title="Sign in", bundle={})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -241,7 +416,7 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         return response
 
     # ---- event API ----------------------------------------------------------------------------
-    def _store_event(kind: str, table: str, model, row: dict[str, Any], key: str | None, response: Response):
+    async def _store_event(kind: str, table: str, model, row: dict[str, Any], key: str | None, response: Response):
         body = model.model_dump(mode="json")
         by_key = key is not None and model.id is None
         if model.id is not None:
@@ -251,7 +426,8 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         else:
             row["id"] = f"{'fb' if kind == 'feedback' else 'ce'}-{uuid.uuid4().hex}"
         try:
-            stored, replayed = backend().write(table, row, fingerprint(kind, body), by_key=by_key)
+            b = await backend_async()
+            stored, replayed = await b.write_async(table, row, fingerprint(kind, body), by_key=by_key)
         except Conflict as exc:
             raise HTTPException(exc.status, str(exc)) from None
         if replayed:
@@ -262,21 +438,28 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
 
     @app.post("/api/v1/feedback", status_code=201, response_model=StoredEvent, tags=["events"],
               dependencies=[Depends(require_token)], responses=_ERRORS)
-    def post_feedback(item: FeedbackIn, response: Response, idempotency_key: IdemKey = None) -> StoredEvent:
-        """Store one feedback item; e-mails, phone numbers and card numbers in its text are redacted first."""
+    async def post_feedback(item: FeedbackIn, response: Response, idempotency_key: IdemKey = None) -> StoredEvent:
+        """Store one feedback item; personal data in its text is redacted first (ingestion's redactor)."""
         row = item.row()
-        row["text"] = redact_text(row["text"])
-        return _store_event("feedback", "feedback", item, row, idempotency_key, response)
+        _not_future(row["event_time"], max_future)
+        row["text"] = redact_pii(row["text"])
+        return await _store_event("feedback", "feedback", item, row, idempotency_key, response)
 
     @app.post("/api/v1/chain-events", status_code=201, response_model=StoredEvent, tags=["events"],
               dependencies=[Depends(require_token)], responses=_ERRORS)
-    def post_chain_event(event: ChainEventIn, response: Response, idempotency_key: IdemKey = None) -> StoredEvent:
-        """Record a step of an alert's decision chain (delivered, acknowledged, action taken, fix deployed, outcome)."""
+    async def post_chain_event(event: ChainEventIn, response: Response, idempotency_key: IdemKey = None) -> StoredEvent:
+        """Record a step of an alert's decision chain (delivered, acknowledged, action taken, fix deployed, outcome).
+
+        The event is checked against the alert's recorded events: a follow-up of an alert that was
+        never delivered (nor raised by the insight stage), a step dated before an earlier one (a
+        fix before its delivery) and a date past the server's clock plus the skew bound are
+        refused with 422 naming both events.
+        """
         row = event.row(_now())
         if event.payload:
             # Every string in the payload, as ingestion redacts chain_events.payload.
             row["payload"] = json.dumps(_redact_obj(event.payload), sort_keys=True, default=str)
-        return _store_event("chain_event", "chain_events", event, row, idempotency_key, response)
+        return await _store_event("chain_event", "chain_events", event, row, idempotency_key, response)
 
     # ---- read API -----------------------------------------------------------------------------
     @app.get("/api/v1/health", tags=["read"])
@@ -284,7 +467,7 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         """Liveness and the store's schema version."""
         return {"status": "ok", "schema_version": backend().schema_version(), "writes_enabled": secret_b is not None}
 
-    @app.get("/api/v1/insights", tags=["read"])
+    @app.get("/api/v1/insights", tags=["read"], dependencies=[Depends(require_read)], responses=_READ_ERRORS)
     def get_insights(
         task: Annotated[str | None, Query(max_length=64)] = None,
         label: Annotated[str | None, Query(max_length=128)] = None,
@@ -294,7 +477,7 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         """Model outputs (newest first), optionally for one task and label."""
         return backend().insights(task=task, label=label, limit=limit, offset=offset)
 
-    @app.get("/api/v1/alerts", tags=["read"])
+    @app.get("/api/v1/alerts", tags=["read"], dependencies=[Depends(require_read)], responses=_READ_ERRORS)
     def get_alerts(
         team: Annotated[str | None, Query(max_length=128)] = None,
         status: Literal["open", "new", "delivered", "acknowledged", "acted", "fixed"] | None = None,
@@ -302,12 +485,13 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         """Alerts with their current stage and evidence (observed vs expected, p-value)."""
         return {"items": backend().alerts(team=team, status=status)}
 
-    @app.get("/api/v1/results", tags=["read"])
+    @app.get("/api/v1/results", tags=["read"], dependencies=[Depends(require_read)], responses=_READ_ERRORS)
     def get_results(kind: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
         """Saved analysis results (id, kind, name, created_at)."""
         return {"items": backend().results(kind)}
 
-    @app.get("/api/v1/results/{result_id}", tags=["read"], responses={404: {"model": ApiError}})
+    @app.get("/api/v1/results/{result_id}", tags=["read"], dependencies=[Depends(require_read)],
+             responses={404: {"model": ApiError}, **_READ_ERRORS})
     def get_result(result_id: Annotated[str, PathParam(max_length=256)]) -> dict[str, Any]:
         """One saved result's payload (``bundle:latest`` is the report bundle)."""
         got = backend().result(result_id)
@@ -315,7 +499,8 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
             raise HTTPException(404, f"no result {result_id!r}")
         return got
 
-    @app.get("/api/bundle", tags=["read"], responses={404: {"model": ApiError}})
+    @app.get("/api/bundle", tags=["read"], dependencies=[Depends(require_read)],
+             responses={404: {"model": ApiError}, **_READ_ERRORS})
     def get_bundle() -> dict[str, Any]:
         """The report bundle (``insightroi.bundle.Bundle``, schema 2) the dashboard shows.
 
@@ -327,7 +512,8 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
                                      "or start the server with --program to read their saved sections")
         return got
 
-    @app.get("/api/v1/trace/{item_id}", tags=["read"], responses={404: {"model": ApiError}})
+    @app.get("/api/v1/trace/{item_id}", tags=["read"], dependencies=[Depends(require_read)],
+             responses={404: {"model": ApiError}, **_READ_ERRORS})
     def get_trace(item_id: Annotated[str, PathParam(max_length=256)]) -> dict[str, Any]:
         """The decision chain around an alert, insight or event id, in time order."""
         got = backend().trace(item_id)
@@ -341,12 +527,20 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
     css = _REPORT_CSS.read_text(encoding="utf-8") + (_TEMPLATES / "dashboard.css").read_text(encoding="utf-8")
 
     def session_nonce(request: Request) -> str | None:
+        """The signed-in session's nonce, or None (no cookie, a forged one, expired or signed out)."""
         raw = request.cookies.get(_COOKIE)
         if not raw or secret_b is None or "." not in raw:
             return None
         nonce, mac = raw.split(".", 1)
-        good = hmac.new(secret_b, f"session:{nonce}".encode(), hashlib.sha256).hexdigest()
-        return nonce if hmac.compare_digest(mac, good) else None
+        good = hmac.new(secret_b, f"session:{nonce}".encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+        if not _same(mac, good):
+            return None
+        with sessions_lock:  # revoked on sign-out: a copied cookie stops working with it
+            expiry = sessions.get(nonce)
+            if expiry is None or expiry < time.monotonic():
+                sessions.pop(nonce, None)
+                return None
+        return nonce
 
     def csrf_for(nonce: str) -> str:
         assert secret_b is not None
@@ -354,6 +548,8 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
 
     def _page(request: Request, template: str, status_code: int = 200, **ctx) -> HTMLResponse:
         b = ctx.pop("bundle", None)
+        if b is None and not authed(request):
+            b = {}  # a page for someone not signed in shows nothing of the store (not even its name)
         if b is None:
             try:
                 b = backend().bundle()
@@ -378,7 +574,7 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         return {"alpha": alpha, "verdict": lambda k: kpi_verdict(k, alpha),
                 "verdict_title": lambda k: kpi_verdict_title(k, alpha, format_helpers()["pval"])}
 
-    @app.get("/", include_in_schema=False)
+    @app.get("/", include_in_schema=False, dependencies=[Depends(require_page)])
     def overview(request: Request) -> HTMLResponse:
         b = backend().bundle()
         v = _verdicts(b)
@@ -397,7 +593,7 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         return _page(request, "overview.html.j2", bundle=b, charts=charts, counts=counts, primary=primary,
                      primary_name=primary_name, title="Overview", **v)
 
-    @app.get("/themes", include_in_schema=False)
+    @app.get("/themes", include_in_schema=False, dependencies=[Depends(require_page)])
     def themes(request: Request) -> HTMLResponse:
         b = backend().bundle() or {}
         topics = sorted((b.get("insights") or {}).get("topics") or [], key=lambda t: -(t.get("count") or 0))
@@ -407,12 +603,12 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         return _page(request, "themes.html.j2", bundle=b, topics=topics, chart=chart, evidence=evidence,
                      alerts=backend().alerts(), title="Themes and alerts")
 
-    @app.get("/experiment", include_in_schema=False)
+    @app.get("/experiment", include_in_schema=False, dependencies=[Depends(require_page)])
     def experiment(request: Request) -> HTMLResponse:
         b = backend().bundle()
         return _page(request, "experiment.html.j2", bundle=b, title="Experiment and checks", **_verdicts(b))
 
-    @app.get("/monitoring", include_in_schema=False)
+    @app.get("/monitoring", include_in_schema=False, dependencies=[Depends(require_page)])
     def monitoring(request: Request) -> HTMLResponse:
         b = backend().bundle() or {}
         decay = (b.get("monitor") or {}).get("decay")
@@ -420,7 +616,7 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
                                   title="Effect by period (lift decay)") if decay else ""
         return _page(request, "monitoring.html.j2", bundle=b, chart=chart, title="Monitoring")
 
-    @app.get("/inbox", include_in_schema=False)
+    @app.get("/inbox", include_in_schema=False, dependencies=[Depends(require_page)])
     def inbox(request: Request, team: str | None = None, show: str = "open", done: str | None = None) -> HTMLResponse:
         alerts = backend().alerts()
         teams = sorted({a["team"] for a in alerts if a.get("team")})
@@ -435,9 +631,9 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         form = await _form(request)
         nonce = session_nonce(request)
         if nonce is not None:
-            if not hmac.compare_digest(form.get("csrf", ""), csrf_for(nonce)):
+            if not _same(form.get("csrf", ""), csrf_for(nonce)):
                 raise HTTPException(403, "the form expired or did not come from this dashboard; reload the page")
-        elif not token_ok(form.get("token")):
+        elif not check_token(request, form.get("token")):
             raise HTTPException(401, "sign in (or type the API token in the form) to record actions")
         event_type = form.get("event_type", "")
         if event_type not in CHAIN_API_TYPES:
@@ -449,9 +645,12 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         actor = (form.get("actor") or "").strip()[:200] or "dashboard"
         payload: dict[str, Any] = {"via": "dashboard"}
         if note:
-            payload["note"] = redact_text(note)
-        event = ChainEventIn(event_type=event_type, alert_id=alert_id, actor=actor, team=alert.get("team"),
-                             topic=alert.get("topic"), sku_family=alert.get("sku_family"), payload=payload)
+            payload["note"] = redact_pii(note)
+        try:
+            event = ChainEventIn(event_type=event_type, alert_id=alert_id, actor=actor, team=alert.get("team"),
+                                 topic=alert.get("topic"), sku_family=alert.get("sku_family"), payload=payload)
+        except ValueError as exc:  # pydantic's ValidationError: a NUL or an over-long field in the form
+            raise HTTPException(422, f"invalid form: {exc}") from None
         row = event.row(_now())
         # A double-submitted form carries the same form_id, so it stores once.
         form_id = form.get("form_id") or uuid.uuid4().hex
@@ -464,7 +663,7 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         query = urlencode({k: v for k, v in {"team": form.get("team", ""), "done": f"{alert_id}:{event_type}"}.items() if v})
         return RedirectResponse(f"/inbox?{query}#alert-{quote(alert_id)}", status_code=303)
 
-    @app.get("/trace/{item_id}", include_in_schema=False)
+    @app.get("/trace/{item_id}", include_in_schema=False, dependencies=[Depends(require_page)])
     def trace_page(request: Request, item_id: str) -> HTMLResponse:
         got = backend().trace(item_id)
         if got is None:
@@ -479,30 +678,45 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
     async def login(request: Request) -> Response:
         form = await _form(request)
         nxt = _safe_next(form.get("next", "/inbox"))
-        if not token_ok(form.get("token")):
+        if not check_token(request, form.get("token")):
             return _page(request, "login.html.j2", status_code=401, next=nxt, title="Sign in",
                          error="That token is not valid." if secret_b else "This server has no API token configured.")
         nonce = secrets.token_urlsafe(18)
+        now = time.monotonic()
+        with sessions_lock:
+            for old in [k for k, v in sessions.items() if v < now]:
+                del sessions[old]
+            sessions[nonce] = now + session_hours * 3600
         mac = hmac.new(secret_b, f"session:{nonce}".encode(), hashlib.sha256).hexdigest()
         resp = RedirectResponse(nxt, status_code=303)
-        resp.set_cookie(_COOKIE, f"{nonce}.{mac}", httponly=True, samesite="strict", max_age=12 * 3600,
+        resp.set_cookie(_COOKIE, f"{nonce}.{mac}", httponly=True, samesite="strict", max_age=int(session_hours * 3600),
                         secure=request.url.scheme == "https", path="/")
         return resp
 
     @app.post("/logout", include_in_schema=False)
-    def logout() -> Response:
-        resp = RedirectResponse("/", status_code=303)
+    async def logout(request: Request) -> Response:
+        form = await _form(request)
+        nonce = session_nonce(request)
+        if nonce is not None:
+            # A cross-site form must not sign the user out; the session is revoked here, so the
+            # cookie is refused even if a copy of it survives in another browser.
+            if not _same(form.get("csrf", ""), csrf_for(nonce)):
+                raise HTTPException(403, "the sign-out form did not come from this dashboard; reload the page")
+            with sessions_lock:
+                sessions.pop(nonce, None)
+        resp = RedirectResponse("/login", status_code=303)
         resp.delete_cookie(_COOKIE, path="/")
         return resp
 
     app.state.backend = backend
     app.state.program = prog
+    app.state.sessions = sessions
     return app
 
 
 def _redact_obj(obj: Any) -> Any:
     if isinstance(obj, str):
-        return redact_text(obj)
+        return redact_pii(obj)
     if isinstance(obj, dict):
         return {k: _redact_obj(v) for k, v in obj.items()}
     if isinstance(obj, list):
@@ -512,6 +726,18 @@ def _redact_obj(obj: Any) -> Any:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _not_future(t: datetime, max_future: timedelta) -> None:
+    now = _now()
+    if t > now + max_future:
+        raise HTTPException(422, f"event_time {t.isoformat(sep=' ')} UTC is {t - now} after the server's clock "
+                                 f"({now.isoformat(sep=' ')} UTC); events may be at most {max_future} ahead")
+
+
+def _bearer_value(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
 def _safe_next(target: str) -> str:

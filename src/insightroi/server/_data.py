@@ -1,40 +1,53 @@
-"""The server's access to the store: idempotent event writes and the reads the pages need.
+"""The server's access to the store: one store thread, idempotent group-committed writes, and reads.
 
-The app never holds a DuckDB file between requests, so CLI commands can use the same store
-while it serves: the store is opened with ``hold=False`` and every unit of work (one read, one
-group commit of queued events) attaches the file for its duration. ``Backend.lock`` is that unit
-of work: reentrant, one thread at a time (an embedded DuckDB connection must not be used by two
-threads at once, and the check-then-insert of an idempotent write must be atomic). A file held
-by another process for longer than the store's busy timeout raises ``StoreBusyError`` (HTTP 503).
+Every unit of store work runs on one thread (``insightroi-store``): an embedded DuckDB connection
+must not be used by two threads at once, and a single writer makes the check-then-insert of an
+idempotent write atomic without a lock around each request. Request threads (and the event loop,
+for the async write path) queue their work and wait for it.
+
+The file is attached while there is work and for ``linger_s`` after it, so a burst of requests
+pays one ATTACH (the catalog read) and one DETACH (a checkpoint) instead of one per request:
+attaching and detaching cost ~45 ms per unit of work, an insert ~1 ms. Because the server should
+still let CLI commands use the store while it serves, it never holds the file for more than
+``max_hold_s`` in a row: it then detaches for ``share_s`` (longer than a waiting opener's 50 ms
+poll) and attaches again. A file held by another process for longer than the store's busy timeout
+raises ``StoreBusyError`` (HTTP 503) for the work queued meanwhile.
+
+Writes queued while the thread is busy are committed together (group commit): one transaction and
+one WAL flush for many events; every caller returns only after the transaction holding its row has
+committed, or with the error that stopped it. Chain events are checked against the alert's stored
+events and those earlier in the same batch (:func:`insightroi.chain.check_chain_event`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import copy
+import functools
 import hashlib
 import json
 import math
 import threading
-from datetime import date, datetime, timezone
-from typing import Any
+import time
+from collections import deque
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Callable
 
 import pyarrow as pa
 
 from insightroi.bundle import assemble_bundle, migrate_bundle
+from insightroi.chain import ChainEventError, check_chain_event
 from insightroi.chain import trace as chain_trace
-from insightroi.ingest import redact_pii
 from insightroi.store import TABLES, open_store
 
-__all__ = ["Backend", "redact_text", "Conflict"]
+__all__ = ["Backend", "Conflict", "jsonable", "fingerprint", "id_from_key"]
 
 _STAGES = ("new", "delivered", "acknowledged", "acted", "fixed")
 
-def redact_text(text: str | None) -> str | None:
-    """Redact e-mail addresses, phone numbers and card numbers (the ingest stage's rules)."""
-    return redact_pii(text)
-
 
 class Conflict(Exception):
-    """An id or idempotency key was reused with a different request."""
+    """An id or idempotency key was reused with a different request, or the event contradicts the chain."""
 
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
@@ -76,26 +89,125 @@ def _records(df) -> list[dict[str, Any]]:
 
 
 class _Pending:
-    __slots__ = ("table", "row", "batch", "by_key", "done", "result", "error")
+    __slots__ = ("table", "row", "batch", "by_key", "future", "result", "error")
 
     def __init__(self, table: str, row: dict[str, Any], batch: str, by_key: bool) -> None:
         self.table, self.row, self.batch, self.by_key = table, row, batch, by_key
-        self.done, self.result, self.error = False, None, None
+        self.future: concurrent.futures.Future = concurrent.futures.Future()
+        self.result, self.error = None, None
+
+
+def _on_store_thread(fn: Callable) -> Callable:
+    """Run the method on the backend's store thread (directly when already on it)."""
+
+    @functools.wraps(fn)
+    def wrapper(self: "Backend", *args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is self._thread:
+            return fn(self, *args, **kwargs)
+        job = concurrent.futures.Future()
+        self._submit(reads=[(job, functools.partial(fn, self, *args, **kwargs))])
+        return job.result()
+
+    return wrapper
 
 
 class Backend:
-    """Store access for one app: idempotent appends and the reads the API and pages need."""
+    """Store access for one app: idempotent appends and the reads the API and pages need.
 
-    def __init__(self, store_url: str) -> None:
+    Parameters
+    ----------
+    store_url : str
+        The store (opened with ``hold=False``: the file is attached only while there is work).
+    linger_s : float
+        Keep the file attached this long after the last unit of work.
+    max_hold_s, share_s : float
+        After holding the file this long in a row, release it for ``share_s`` so another process
+        (a CLI command waiting for the lock) can take it.
+    max_future : timedelta
+        Chain events dated further than this past the server's clock are refused.
+    """
+
+    def __init__(self, store_url: str, *, linger_s: float = 0.25, max_hold_s: float = 2.0, share_s: float = 0.06,
+                 max_future: timedelta = timedelta(minutes=5)) -> None:
         self.store = open_store(store_url, hold=False)
         # Entering it attaches the store's file (outermost entry of a thread); leaving detaches.
         self.lock = self.store.attached()
-        self._queue: list[_Pending] = []
-        self._queue_lock = threading.Lock()
-        self._commit_lock = threading.Lock()
+        self.linger_s, self.max_hold_s, self.share_s, self.max_future = linger_s, max_hold_s, share_s, max_future
+        self.program = None
+        self._cv = threading.Condition()
+        self._reads: deque = deque()
+        self._writes: list[_Pending] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name="insightroi-store", daemon=True)
+        self._thread.start()
 
     def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        self._thread.join()
         self.store.close()
+
+    # ---- the store thread ---------------------------------------------------------------------
+    def _submit(self, *, reads: list | None = None, writes: list[_Pending] | None = None) -> None:
+        with self._cv:
+            if self._closed:
+                raise RuntimeError("the server's store is closed")
+            self._reads.extend(reads or ())
+            self._writes.extend(writes or ())
+            self._cv.notify()
+
+    def _serve(self) -> None:
+        held_since: float | None = None
+        last_work = 0.0
+        while True:
+            with self._cv:
+                while not (self._reads or self._writes or self._closed):
+                    if held_since is None:
+                        self._cv.wait()
+                        continue
+                    left = last_work + self.linger_s - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cv.wait(left)
+                reads, self._reads = self._reads, deque()
+                writes, self._writes = self._writes, []
+                closing = self._closed
+            if not reads and not writes:
+                if held_since is not None:
+                    self._release()
+                    held_since = None
+                if closing:
+                    return
+                continue
+            if held_since is not None and time.monotonic() - held_since > self.max_hold_s:
+                self._release()
+                held_since = None
+                time.sleep(self.share_s)  # a waiting process polls every 50 ms at most
+            if held_since is None:
+                try:
+                    self.lock.__enter__()
+                except BaseException as exc:  # busy (or broken): everything taken fails with it
+                    for job, _ in reads:
+                        job.set_exception(exc)
+                    for p in writes:
+                        p.future.set_exception(exc)
+                    continue
+                held_since = time.monotonic()
+            for job, fn in reads:
+                try:
+                    job.set_result(fn())
+                except BaseException as exc:
+                    job.set_exception(exc)
+            if writes:
+                self._commit(writes)
+            last_work = time.monotonic()
+
+    def _release(self) -> None:
+        try:
+            self.lock.__exit__(None, None, None)
+        except Exception:  # a failed DETACH leaves nothing to undo; the next attach reports the state
+            pass
 
     # ---- writes -------------------------------------------------------------------------------
     @staticmethod
@@ -108,49 +220,67 @@ class Backend:
                 pass
         return out
 
+    def _enqueue(self, table: str, row: dict[str, Any], fingerprint: str, by_key: bool) -> _Pending:
+        item = _Pending(table, row, f"api:{fingerprint}", by_key)
+        self._submit(writes=[item])
+        return item
+
     def write(self, table: str, row: dict[str, Any], fingerprint: str, *, by_key: bool) -> tuple[dict, bool]:
         """Store ``row`` once; a replay of the same request returns the stored event.
 
         ``fingerprint`` (a hash of the request body) goes into ``batch_id`` so a replay can be told
-        from a different request reusing the same id or key. Returns ``(public_row, replayed)``.
+        from a different request reusing the same id or key. Returns ``(public_row, replayed)``
+        once the transaction holding the row has committed.
 
-        Group commit: concurrent writers queue their rows and whichever thread holds the commit
-        lock commits everything queued in one transaction, under one attach of the store's file
-        (one open and one WAL flush for many events); every caller returns only after the
-        transaction holding its row has committed, or with the error that stopped it.
+        Raises
+        ------
+        Conflict
+            The id or key was used with a different body (409 / 422), or a chain event
+            contradicts its alert's chain (422, naming both events).
         """
-        item = _Pending(table, row, f"api:{fingerprint}", by_key)
-        with self._queue_lock:
-            self._queue.append(item)
-        # Not self.lock: attaching the file may fail (busy), and then every row of the batch
-        # taken below must fail with it rather than stay queued for a later commit.
-        with self._commit_lock:
-            if not item.done:
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                self._commit(batch)
-        if item.error is not None:
-            raise item.error
-        return item.result
+        return self._enqueue(table, row, fingerprint, by_key).future.result()
 
-    def _commit(self, batch: list["_Pending"]) -> None:
+    async def write_async(self, table: str, row: dict[str, Any], fingerprint: str, *, by_key: bool) -> tuple[dict, bool]:
+        """:meth:`write` for the event loop: waits for the commit without tying up a worker thread."""
+        return await asyncio.wrap_future(self._enqueue(table, row, fingerprint, by_key).future)
+
+    def _commit(self, batch: list[_Pending]) -> None:
         try:
-            with self.lock:  # one attach of the file for the whole batch
-                self._commit_attached(batch)
+            self._commit_attached(batch)
         except Exception as exc:  # nothing of the batch landed: every caller sees the failure
             for p in batch:
-                if p.error is None:
-                    p.result, p.error = None, exc
-        finally:
-            for p in batch:
-                p.done = True
+                p.result, p.error = None, p.error or exc
+        for p in batch:
+            if p.error is not None:
+                p.future.set_exception(p.error)
+            else:
+                p.future.set_result(p.result)
 
-    def _commit_attached(self, batch: list["_Pending"]) -> None:
+    def _chain_context(self, batch: list[_Pending]) -> dict[str, list[dict[str, Any]]]:
+        """The stored events of every alert a chain event of ``batch`` names, by alert id."""
+        ids = sorted({p.row["alert_id"] for p in batch if p.table == "chain_events" and p.row.get("alert_id")})
+        if not ids:
+            return {}
+        rows = self.store.sql('SELECT id, event_type, event_time, alert_id FROM chain_events '
+                              'WHERE alert_id IN (SELECT unnest(?))', [ids]).to_pylist()
+        out: dict[str, list[dict[str, Any]]] = {a: [] for a in ids}
+        for r in rows:
+            out[r["alert_id"]].append(r)
+        return out
+
+    def _stage_alert_ids(self) -> set[str]:
+        """Alerts the insight stage raised (the bundle's), delivered or not."""
+        alerts = ((self.bundle() or {}).get("insights") or {}).get("alerts") or []
+        return {a["alert_id"] for a in alerts if a.get("alert_id")}
+
+    def _commit_attached(self, batch: list[_Pending]) -> None:
         existing: dict[tuple[str, str], dict[str, Any]] = {}
         for table in {p.table for p in batch}:
             ids = [p.row["id"] for p in batch if p.table == table]
             rows = self.store.rows_by_id(table, ids)
             existing.update({(table, r["id"]): r for r in rows})
+        chains = self._chain_context(batch)
+        stage_alerts: set[str] | None = None
         new: dict[str, list[dict[str, Any]]] = {}
         now = _utcnow()
         for p in batch:
@@ -163,6 +293,22 @@ class Backend:
                 else:
                     p.error = Conflict(f"{p.table} id {p.row['id']!r} already exists with different content", 409)
                 continue
+            if p.table == "chain_events":
+                alert_id = p.row.get("alert_id")
+                events = chains.get(alert_id, []) if alert_id else []
+                known = False
+                if alert_id and p.row["event_type"] != "alert_delivered" and \
+                        not any(e["event_type"] == "alert_delivered" for e in events):
+                    if stage_alerts is None:
+                        stage_alerts = self._stage_alert_ids()
+                    known = alert_id in stage_alerts
+                try:
+                    check_chain_event(p.row, events, known_alert=known, now=now, max_future=self.max_future)
+                except ChainEventError as exc:
+                    p.error = Conflict(str(exc), 422)
+                    continue
+                if alert_id:  # later events of the batch are checked against this one too
+                    events.append({k: p.row.get(k) for k in ("id", "event_type", "event_time", "alert_id")})
             full = {c: None for c in TABLES[p.table].columns}
             full.update(p.row)
             full["ingested_at"] = now
@@ -176,6 +322,7 @@ class Backend:
                     self.store.append(table, pa.Table.from_pylist(rows))
 
     # ---- reads --------------------------------------------------------------------------------
+    @_on_store_thread
     def bundle(self) -> dict[str, Any] | None:
         """The report bundle the pages and ``/api/bundle`` show (``Bundle.to_report()``), or None.
 
@@ -184,9 +331,7 @@ class Backend:
         ``report`` command writes to report.json; without one, the legacy saved ``bundle:latest``
         upgraded by :func:`insightroi.bundle.migrate_bundle`; None when neither exists.
         """
-        import copy
-
-        program = getattr(self, "program", None)
+        program = self.program
         with self.lock:
             # Assembling reads every stage's section (about ten queries) and a page asks for the
             # bundle more than once, so keep it until the results table changes: a saved
@@ -205,14 +350,17 @@ class Backend:
         # Callers get their own copy: the cached one must not change under the next request.
         return copy.deepcopy(cached[1])
 
+    @_on_store_thread
     def count(self, table: str) -> int:
         with self.lock:
             return self.store.count(table)
 
+    @_on_store_thread
     def schema_version(self) -> int:
         with self.lock:
             return self.store.schema_version()
 
+    @_on_store_thread
     def insights(self, *, task: str | None, label: str | None, limit: int, offset: int) -> dict[str, Any]:
         with self.lock:
             t = self.store.table("insights")
@@ -224,6 +372,7 @@ class Backend:
             df = t.order_by([t.created_at.desc(), t.id]).limit(limit, offset=offset).execute()
         return {"items": _records(df), "total": total, "limit": limit, "offset": offset}
 
+    @_on_store_thread
     def evidence(self, topic: str, n: int = 3) -> list[str]:
         """A few evidence snippets the topic model gave for ``topic`` (most confident first)."""
         with self.lock:
@@ -232,6 +381,7 @@ class Backend:
             df = t.order_by(t.confidence.desc()).select("evidence").limit(n).execute()
         return [str(x) for x in df.evidence.tolist()]
 
+    @_on_store_thread
     def results(self, kind: str | None) -> list[dict[str, Any]]:
         with self.lock:
             t = self.store.table("results")
@@ -240,10 +390,12 @@ class Backend:
             df = t.select("id", "kind", "name", "created_at").order_by("created_at").execute()
         return _records(df)
 
+    @_on_store_thread
     def result(self, result_id: str) -> dict[str, Any] | None:
         with self.lock:
             return self.store.load_result(result_id)
 
+    @_on_store_thread
     def alerts(self, *, team: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
         """Alerts with their current stage: from chain events, enriched with the bundle's evidence.
 
@@ -294,9 +446,11 @@ class Backend:
         rows.sort(key=lambda r: (str(r.get("day") or r.get("first_event") or ""), r["alert_id"]), reverse=True)
         return rows
 
+    @_on_store_thread
     def alert(self, alert_id: str) -> dict[str, Any] | None:
         return next((a for a in self.alerts() if a["alert_id"] == alert_id), None)
 
+    @_on_store_thread
     def trace(self, item_id: str) -> dict[str, Any] | None:
         """The decision chain around an alert, insight, feedback or event id.
 

@@ -20,12 +20,55 @@ _Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][
 _Short = Annotated[str, Field(min_length=1, max_length=200)]
 
 
+# The range ingestion accepts for timestamps; outside it a date is a typo or a sentinel.
+EARLIEST = datetime(1990, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+
+
 def _naive_utc(v: datetime | None) -> datetime | None:
     return None if v is None else v.astimezone(timezone.utc).replace(tzinfo=None)
 
 
+def _in_range(v: datetime | None) -> datetime | None:
+    if v is None:
+        return v
+    try:
+        utc = v.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise ValueError(f"{v.isoformat()} is outside the representable range in UTC") from None
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError(f"{v.isoformat()} is outside {EARLIEST.year}-{LATEST.year - 1}")
+    return v
+
+
+def _no_nul(v: Any, where: str = "") -> None:
+    if isinstance(v, str):
+        if "\x00" in v:
+            raise ValueError(f"NUL character in {where or 'a text field'}")
+    elif isinstance(v, dict):
+        for k, x in v.items():
+            _no_nul(k, where)
+            _no_nul(x, f"{where}.{k}" if where else str(k))
+    elif isinstance(v, list):
+        for x in v:
+            _no_nul(x, where)
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_nul(cls, data: Any) -> Any:
+        # Text with NUL bytes is refused rather than stored (DuckDB, CSV exports and terminals
+        # each cut or mangle it differently).
+        _no_nul(data)
+        return data
+
+    @field_validator("event_time", check_fields=False)
+    @classmethod
+    def _event_time_range(cls, v: datetime | None) -> datetime | None:
+        return _in_range(v)
 
 
 class FeedbackIn(_In):
