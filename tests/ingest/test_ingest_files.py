@@ -107,10 +107,14 @@ def test_bad_row_is_quarantined_with_exact_message_and_good_rows_land(store, tmp
 def test_duplicate_ids_within_file_and_across_files(store, tmp_path):
     first = write(tmp_path / "a.csv", HEADER + good_rows(3) + "fb-2,review,web,2025-03-01T10:00:00Z,1,again\n")
     r1 = ingest_path(store, "feedback", first)
-    assert (r1.rows_read, r1.landed, r1.duplicates) == (4, 3, 1)
-    # The first occurrence wins.
+    # fb-2 again with other values is a conflict, not a silent duplicate; the first occurrence wins.
+    assert (r1.rows_read, r1.landed, r1.duplicates, r1.quarantined, r1.files[0].conflicts) == (4, 3, 0, 1, 1)
     assert store.sql("SELECT text FROM feedback WHERE id = 'fb-2'").to_pylist() == [{"text": "Row 2 is fine"}]
-    second = write(tmp_path / "b.csv", HEADER + good_rows(5))  # fb-1..3 already stored
+    assert quarantine(store)[0]["row_number"] == 4 and quarantine(store)[0]["field"] == "id"
+    assert quarantine(store)[0]["reason"] == (
+        "conflict: id 'fb-2' appears again with different values; kept this file's first row with it "
+        "(on_conflict = first-wins)")
+    second = write(tmp_path / "b.csv", HEADER + good_rows(5))  # fb-1..3 already stored, identical
     r2 = ingest_path(store, "feedback", second)
     assert (r2.rows_read, r2.landed, r2.duplicates, r2.quarantined) == (5, 2, 3, 0)
     assert store.count("feedback") == 5
@@ -128,14 +132,21 @@ def test_duplicates_across_chunks_keep_the_first_row(store, tmp_path, monkeypatc
     rows = good_rows(7) + "fb-2,review,web,2025-03-01T10:00:00Z,1,second fb-2\n" + good_rows(3, 8)
     rows += "fb-5,review,web,2025-03-01T10:00:00Z,1,second fb-5\n" + "fb-2,review,web,2025-03-01T10:00:00Z,1,third fb-2\n"
     r = ingest_path(store, "feedback", write(tmp_path / "dups.csv", HEADER + rows))
-    # 13 rows: fb-1..fb-10 once each (fb-9 already stored), fb-2 twice more, fb-5 once more.
-    assert (r.rows_read, r.landed, r.duplicates, r.quarantined) == (13, 9, 4, 0)
+    # 13 rows: fb-1..fb-10 once each (fb-9 already stored with other values), fb-2 twice more,
+    # fb-5 once more, all with other values: conflicts, the first row kept.
+    assert (r.rows_read, r.landed, r.duplicates, r.quarantined) == (13, 9, 0, 4)
+    assert [(q["row_number"], q["reason"].split(";")[0]) for q in quarantine(store)] == [
+        (8, "conflict: id 'fb-2' appears again with different values"),
+        (10, "conflict: id 'fb-9' appears again with different values"),
+        (12, "conflict: id 'fb-5' appears again with different values"),
+        (13, "conflict: id 'fb-2' appears again with different values"),
+    ]
     texts = dict(store.sql("SELECT id, text FROM feedback").to_pandas().itertuples(index=False))
     assert len(texts) == 10 and store.count("feedback") == 10
     assert texts["fb-2"] == "Row 2 is fine" and texts["fb-5"] == "Row 5 is fine"
     assert texts["fb-9"] == "outside ingest"
     batches = store.sql("SELECT landed, duplicates FROM ingest_batches").to_pylist()
-    assert batches == [{"landed": 9, "duplicates": 4}]
+    assert batches == [{"landed": 9, "duplicates": 0}]
 
 
 def test_reingesting_the_same_file_changes_nothing(store, tmp_path):
@@ -202,7 +213,7 @@ def test_non_utf8_bytes_quarantine_the_row_and_keep_its_bytes(store, tmp_path):
     data = (HEADER + good_rows(2)).encode() + b"fb-9,review,web,2025-03-01T10:00:00Z,3,caf\xe9 cr\xe8me\n" + good_rows(2, 3).encode()
     path = write(tmp_path / "latin1.csv", data)
     report = ingest_path(store, "feedback", path)
-    assert report.errors == ["latin1.csv row 3, field 'text': contains bytes that are not valid UTF-8"]
+    assert report.errors == ["latin1.csv row 3, field 'text': line 4 contains bytes that are not valid UTF-8"]
     assert (report.rows_read, report.landed, report.quarantined) == (5, 4, 1)
     (q,) = quarantine(store)
     assert json.loads(q["raw"]) == {"line": "fb-9,review,web,2025-03-01T10:00:00Z,3,caf\\xe9 cr\\xe8me"}
@@ -229,7 +240,7 @@ def test_row_numbers_survive_rejected_lines_across_chunks(store, tmp_path, monke
     path = write(tmp_path / "chunks.csv", HEADER.encode() + lines)
     report = ingest_path(store, "feedback", path)
     assert report.errors == [
-        "chunks.csv row 5, field 'text': contains bytes that are not valid UTF-8",
+        "chunks.csv row 5, field 'text': line 6 contains bytes that are not valid UTF-8",
         "chunks.csv row 9, field 'event_time': cannot parse 'bad-time' as a timestamp",
     ]
     assert (report.rows_read, report.landed, report.quarantined) == (9, 7, 2)
@@ -321,9 +332,29 @@ def test_jsonl_rows_and_line_numbers(store, tmp_path):
     assert q[0]["raw"] == "{not json" and q[0]["field"] is None
 
 
-def test_jsonl_unknown_keys_fail_the_file(store, tmp_path):
-    path = write(tmp_path / "x.jsonl", json.dumps({"id": "1", "source": "chat", "event_time": "2025-01-01T00:00:00Z", "text": "t", "mood": "sad"}) + "\n")
-    with pytest.raises(IngestError, match=r"^x.jsonl: columns do not match table 'feedback': unknown column\(s\) 'mood'"):
+def test_jsonl_unknown_key_quarantines_its_line_and_the_others_land(store, tmp_path):
+    good = [json.dumps({"id": f"j{i}", "source": "chat", "event_time": "2025-01-01T00:00:00Z", "text": "t"})
+            for i in range(1, 10)]
+    good[4] = json.dumps({"id": "j5", "source": "chat", "event_time": "2025-01-01T00:00:00Z", "text": "t", "mood": "sad"})
+    report = ingest_path(store, "feedback", write(tmp_path / "x.jsonl", "\n".join(good) + "\n"))
+    assert (report.rows_read, report.landed, report.quarantined) == (9, 8, 1)
+    assert [(q["row_number"], q["reason"]) for q in quarantine(store)] == [
+        (5, "unknown key 'mood' (not a column of this table)")]
+
+
+def test_jsonl_lines_that_are_not_objects_or_not_json_are_quarantined_with_their_line(store, tmp_path):
+    lines = [json.dumps({"id": f"j{i}", "source": "chat", "event_time": "2025-01-01T00:00:00Z", "text": "t"})
+             for i in range(1, 6)]
+    lines[1], lines[3] = "[1, 2]", '{"id": "j4", '
+    report = ingest_path(store, "feedback", write(tmp_path / "x.jsonl", "\n".join(lines) + "\n"))
+    assert (report.rows_read, report.landed, report.quarantined) == (5, 3, 2)
+    assert [(q["row_number"], q["reason"]) for q in quarantine(store)] == [
+        (2, "not a JSON object"), (4, "not valid JSON")]
+
+
+def test_jsonl_whose_keys_never_name_a_required_column_fails_the_file(store, tmp_path):
+    path = write(tmp_path / "x.jsonl", json.dumps({"mood": "sad"}) + "\n")
+    with pytest.raises(IngestError, match=r"^x.jsonl: columns do not match table 'feedback': missing required column"):
         ingest_path(store, "feedback", path)
     assert counts(store) == (0, 0, 0)
 

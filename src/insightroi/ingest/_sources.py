@@ -365,12 +365,11 @@ class _CsvSource(_Source):
         delim, quote, escape, header = row
         d = self.dialect
         found = []
-        if delim and delim != d.delimiter:
+        # The sniffer writes '(empty)' for "none found"; only one real character is a suggestion.
+        if isinstance(delim, str) and len(delim) == 1 and delim != d.delimiter:
             found.append(f"delimiter = {delim!r}")
-        if quote and quote not in ("\x00", d.quote):
+        if isinstance(quote, str) and len(quote) == 1 and quote not in ("\x00", d.quote):
             found.append(f"quote = {quote!r}")
-        if escape and escape not in ("\x00", d.escape) and quote != "\x00":
-            found.append(f"escape = {escape!r}")
         if not found:
             return ""
         return (f" The file may use {', '.join(found)} (a guess from its first lines, not applied): set it under "
@@ -415,7 +414,9 @@ class _CsvSource(_Source):
         out = []
         for line, column, etype, byte_pos, csv_line in rows:
             reason = _REJECT_REASONS.get(str(etype), str(etype).lower())
-            field = column if str(etype) == "INVALID ENCODING" else None
+            field = None
+            if str(etype) == "INVALID ENCODING" and column and column[0] == "c" and column[1:].isdigit():
+                field = self.columns[int(column[1:])]
             start = starts[byte_pos]
             physical = numbers.get(start) if start is not None else None
             where = f"line {physical} " if physical else ""
