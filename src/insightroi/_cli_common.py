@@ -8,13 +8,39 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.errors import MarkupError
 from rich.markup import escape
 
-from insightroi.errors import InsightRoiError
+from insightroi.errors import InsightRoiError, StoreBusyError
+
+#: Exit code of a command that found the store held by another process (retry later); 1 is
+#: any other refusal.
+BUSY_EXIT = 2
+
+
+class SafeConsole(Console):
+    """A Rich console that never crashes on markup inside user values.
+
+    Commands escape what users wrote (file, column, program and KPI names) with
+    :func:`rich.markup.escape`; should one slip through, ``'[/i]'`` in a value would raise
+    MarkupError mid-command, so the output is printed again without markup instead.
+    """
+
+    def print(self, *objects, **kwargs) -> None:  # noqa: D102 - Console.print
+        try:
+            super().print(*objects, **kwargs)
+        except MarkupError:
+            markup = self._markup
+            self._markup = False  # also what table cells are rendered with
+            try:
+                super().print(*objects, **{**kwargs, "markup": False})
+            finally:
+                self._markup = markup
+
 
 # Piped output (CI logs, `| less`) has no terminal width; 80 columns crushes the effect tables.
-console = Console(width=None if Console().is_terminal else 140)
-err_console = Console(stderr=True)
+console = SafeConsole(width=None if Console().is_terminal else 140)
+err_console = SafeConsole(stderr=True)
 
 StoreOption = Annotated[
     str,
@@ -45,17 +71,23 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def fail_with(exc: BaseException) -> NoReturn:
+    """:func:`fail` with an exception's message: exit code :data:`BUSY_EXIT` (2) when the store
+    is held by another process (:class:`~insightroi.errors.StoreBusyError`), else 1."""
+    fail(str(exc).strip("'\""), BUSY_EXIT if isinstance(exc, StoreBusyError) else 1)
+
+
 def run_or_fail(func, *args, **kwargs):
     """Call ``func``; turn insightroi's named errors into a clean message and exit code 1.
 
     Every command that opens a store does it through here (``with run_or_fail(open_store, url)
     as st:``), so a store another process holds (:class:`~insightroi.errors.StoreBusyError`)
-    is one line naming the holder, never a traceback.
+    is one line naming the store and its holder, never a traceback, with exit code 2.
     """
     try:
         return func(*args, **kwargs)
     except (InsightRoiError, FileNotFoundError, KeyError) as exc:
-        fail(str(exc).strip("'\""))
+        fail_with(exc)
 
 
 def store_url(value: str | None) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from insightroi._cli_common import (
@@ -32,7 +33,7 @@ def init(
     if target.exists() and not force:
         fail(f"{target} exists; pass --force to overwrite it")
     target.write_text(starter_program_text(), encoding="utf-8")
-    console.print(f"wrote {target}: edit the value hypothesis, taxonomy, KPIs and costs, then run 'insightroi plan'")
+    console.print(f"wrote {escape(str(target))}: edit the value hypothesis, taxonomy, KPIs and costs, then run 'insightroi plan'")
 
 
 def plan(
@@ -41,7 +42,8 @@ def plan(
 ) -> None:
     """Print the measurement plan (and the power table when the store has pre-period data)."""
     prog = run_or_fail(load_program, program)
-    console.print(f"[bold]{prog.program.name}[/]\n[italic]{prog.program.value_hypothesis}[/]\n")
+    # Names and text are the user's: escaped, so '[/bold]' in a name prints as written.
+    console.print(f"[bold]{escape(prog.program.name)}[/]\n[italic]{escape(prog.program.value_hypothesis)}[/]\n")
     table = Table(title="Measurement plan", show_lines=False)
     for col in ("layer", "metric", "definition", "unit", "instrumentation point", "owner", "decision rule"):
         table.add_column(col)
@@ -49,17 +51,17 @@ def plan(
     for k in sorted(prog.kpis, key=lambda k: order[k.layer]):
         scale = "" if k.scale == 1 else f" x {k.scale:g}"
         primary = " (primary)" if k.name == prog.experiment.primary_kpi else ""
-        table.add_row(
+        table.add_row(*map(escape, (
             k.layer, k.name + primary, f"{k.numerator} / {k.denominator}{scale}", k.unit,
             k.instrumentation or "-", k.owner, k.decision_rule or "-",
-        )
+        )))
     console.print(table)
     e = prog.experiment
-    console.print(
+    console.print(escape(
         f"Design: {e.design} on {e.unit}, {e.treatment_share:.0%} treated, salt {e.salt!r}, "
         f"from {e.start}{' to ' + str(e.end) if e.end else ''}; alpha {e.alpha}, power {e.power}, "
         f"MDE {e.mde_relative:.0%} on {e.primary_kpi}."
-    )
+    ))
     url = store_url(store)
     db_file = duckdb_file(url) if url.startswith("duckdb://") else None
     if db_file is not None and not db_file.exists():
@@ -94,7 +96,7 @@ def plan(
     for header, key in cols:
         pt.add_column(header, justify="left" if key == "kpi" else "right")
     for r in rows:
-        pt.add_row(*[cell(r, key) for _, key in cols])
+        pt.add_row(*[escape(cell(r, key)) for _, key in cols])
     console.print(pt)
     for r in rows:
         adj = (f"; rho between two adjacent {r['rho_window_weeks']}-week pre-period windows: {r['rho_adjacent']:.2f}"
@@ -112,7 +114,7 @@ def plan(
 def status(store: StoreOption = None) -> None:
     """What is in the store: rows per table, date ranges, quarantine counts."""
     with run_or_fail(open_store, store_url(store)) as st:
-        table = Table(title=f"Store {st.url} (schema v{st.schema_version()})")
+        table = Table(title=escape(f"Store {st.url} (schema v{st.schema_version()})"))
         for col in ("table", "rows", "from", "to", "quarantined"):
             table.add_column(col, justify="right" if col in ("rows", "quarantined") else "left")
         q = st.table("quarantine")

@@ -54,7 +54,7 @@ def demo(
         print(json.dumps(run.headline(), indent=1, default=str))
         return
     b = run.bundle
-    console.print(f"[bold]{(b.get('program') or {}).get('name', 'demo')}[/] - demo world seed {seed}, scale {scale}")
+    console.print(f"[bold]{escape(str((b.get('program') or {}).get('name', 'demo')))}[/] - demo world seed {seed}, scale {scale}")
     kt = Table(title="KPI effects (treatment - control) next to the true effect")
     for col in ("KPI", "layer", "estimate", "95% CI", "relative", "p (adj.)", "truth", "covered"):
         kt.add_column(col, justify="left" if col in ("KPI", "layer") else "right")
@@ -62,7 +62,7 @@ def demo(
         truth = k.get("truth")
         covered = "-" if truth is None else ("yes" if k["ci_low"] <= truth <= k["ci_high"] else "[red]no[/]")
         kt.add_row(
-            k["name"], k.get("layer", ""), _num(k["estimate"]), f"[{_num(k['ci_low'])}, {_num(k['ci_high'])}]",
+            escape(k["name"]), k.get("layer", ""), _num(k["estimate"]), escape(f"[{_num(k['ci_low'])}, {_num(k['ci_high'])}]"),
             _num(k.get("relative"), "{:+.1%}"), _num(k.get("p_adjusted", k.get("p_value")), "{:.3g}"),
             _num(truth), covered,
         )
@@ -75,18 +75,18 @@ def demo(
             f"[bold]{roi['conservative']:.0%}[/], median {roi['median']:.0%}, 90% interval "
             f"[{roi['ci_low']:.0%}, {roi['ci_high']:.0%}], P(ROI > 0) = {roi['p_positive']:.0%}"
             + (f"; true ROI {roi['truth']:.0%}" if roi.get("truth") is not None else "")
-            + f". Hard benefit {cur} {roi['benefit']:,.0f} vs cost {cur} {roi['cost']:,.0f}."
+            + escape(f". Hard benefit {cur} {roi['benefit']:,.0f} vs cost {cur} {roi['cost']:,.0f}.")
         )
     mon = b.get("monitor")
     if mon:
-        console.print(f"[bold]Monitoring decision:[/] {mon['decision']} - " + "; ".join(mon.get("reasons", [])[:2]))
+        console.print(f"[bold]Monitoring decision:[/] {mon['decision']} - " + escape("; ".join(mon.get("reasons", [])[:2])))
     for f in run.failures:
         colour = "yellow" if f["status"] == "skipped" else "red"
         err_console.print(f"[{colour}]{f['status']}[/] {f['stage']}: {escape(f['error'])}")
     report = run.out_dir / "report.html"
     if report.exists():
-        console.print(f"Report: {report}")
-    console.print(f"Store: {run.store_url}  (try: insightroi status --store {run.store_url})")
+        console.print(escape(f"Report: {report}"))
+    console.print(escape(f"Store: {run.store_url}  (try: insightroi status --store {run.store_url})"))
     if any(f["status"] == "failed" for f in run.failures):
         fail("some stages failed (see above)")
 
@@ -134,15 +134,15 @@ def run(
         b = rep.bundle.to_report() if rep.bundle is not None else {}
         primary = next((k for k in b.get("kpis", []) if k["name"] == prog.experiment.primary_kpi), None)
         if primary is not None:
-            console.print(f"Primary KPI {primary['name']}: {_num(primary.get('estimate'))} "
-                          f"[{_num(primary.get('ci_low'))}, {_num(primary.get('ci_high'))}], relative "
-                          f"{_num(primary.get('relative'), '{:+.1%}')}, Holm p {_num(primary.get('p_adjusted'), '{:.3g}')}")
+            console.print(escape(f"Primary KPI {primary['name']}: {_num(primary.get('estimate'))} "
+                                 f"[{_num(primary.get('ci_low'))}, {_num(primary.get('ci_high'))}], relative "
+                                 f"{_num(primary.get('relative'), '{:+.1%}')}, Holm p {_num(primary.get('p_adjusted'), '{:.3g}')}"))
         roi = b.get("roi")
         if roi:
             console.print(f"ROI over {roi['months']:.1f} months: conservative (P10) {_num(roi.get('conservative'), '{:.0%}')}, "
                           f"median {_num(roi.get('median'), '{:.0%}')}, P(ROI > 0) {_num(roi.get('p_positive'), '{:.0%}')}")
         for name, path in rep.paths.items():
-            console.print(f"{name:>10}  {path}")
+            console.print(escape(f"{name:>10}  {path}"))
         for f in rep.failures:
             err_console.print(f"[red]failed[/] {f['stage']}: {escape(f['error'])}")
     if rep.failures:

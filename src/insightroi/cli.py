@@ -9,6 +9,10 @@ from __future__ import annotations
 import importlib
 
 import typer
+from rich.markup import escape
+
+from insightroi._cli_common import BUSY_EXIT, err_console
+from insightroi.errors import StoreBusyError
 
 app = typer.Typer(
     name="insightroi",
@@ -40,8 +44,16 @@ for _module in _STAGE_CLIS:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point.
+
+    A store held by another process (a second ingest, ``serve``) is one line naming the store
+    and its holder, exit code 2, whichever command met it, never a traceback.
+    """
+    try:
+        app()
+    except StoreBusyError as exc:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise SystemExit(BUSY_EXIT) from None
 
 
 if __name__ == "__main__":

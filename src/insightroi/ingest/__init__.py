@@ -12,6 +12,11 @@ Typical use::
         # after setting program.timezone (or fixing another rule), land what now passes:
         retry_quarantine(store, program="insightroi.toml")
 
+CSV files are read with one explicit dialect (:class:`CsvDialect`: comma, double quote,
+doubled-quote escape, a header line; the program file's ``[ingest]`` keys change it), never
+guessed per file; a stray quote quarantines its own line and nothing else. Text holding a NUL
+byte is quarantined (:func:`check_text` applies the same rule to one value, for the server).
+
 The columns, types and rules each table accepts (the data contract) come from
 :func:`data_contract`; ``docs/data-contract.md`` is :func:`data_contract_markdown`'s output.
 """
@@ -20,9 +25,15 @@ from insightroi.ingest._contract import data_contract, data_contract_markdown
 from insightroi.ingest._engine import INGESTIBLE, ingest_frame, ingest_path, retry_quarantine
 from insightroi.ingest._redact import redact_pii
 from insightroi.ingest._report import FileReport, IngestReport, RetryReport, TableRetry
-from insightroi.ingest._validate import MAX_TEXT_BYTES, REDACT_COLUMNS
+from insightroi.ingest._sources import CsvDialect
+from insightroi.ingest._validate import EARLIEST, LATEST, MAX_TEXT_BYTES, NUL_REASON, REDACT_COLUMNS, check_text
 
 __all__ = [
+    "EARLIEST",
+    "LATEST",
+    "NUL_REASON",
+    "CsvDialect",
+    "check_text",
     "INGESTIBLE",
     "MAX_TEXT_BYTES",
     "REDACT_COLUMNS",

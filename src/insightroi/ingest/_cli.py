@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from insightroi._cli_common import (
@@ -19,6 +20,7 @@ from insightroi._cli_common import (
     console,
     err_console,
     fail,
+    fail_with,
     store_url,
 )
 from insightroi.errors import InsightRoiError
@@ -46,7 +48,7 @@ def _program(ctx: typer.Context, path: Path) -> Any:
     try:
         return load_program(path)
     except InsightRoiError as exc:
-        fail(str(exc))
+        fail_with(exc)
 
 
 def ingest(
@@ -88,13 +90,13 @@ def ingest(
     try:
         st = open_store(store_url(store))
     except InsightRoiError as exc:
-        fail(str(exc))
+        fail_with(exc)
     with st:
         if retry:
             try:
                 rr = retry_quarantine(st, kind, program=prog, redact=not no_redact)
             except InsightRoiError as exc:
-                fail(str(exc))
+                fail_with(exc)
             _print_retry(rr, tz, as_json)
             return
         with Progress(
@@ -104,18 +106,18 @@ def ingest(
             task = bar.add_task(kind, total=None)
 
             def step(done: int, total: int, fr: FileReport) -> None:
-                bar.update(task, total=total, completed=done, description=f"{kind}: {Path(fr.file).name}")
+                bar.update(task, total=total, completed=done, description=escape(f"{kind}: {Path(fr.file).name}"))
 
             try:
                 report = ingest_path(st, kind, path, program=prog, redact=not no_redact, progress=step)
             except InsightRoiError as exc:
-                fail(str(exc))
+                fail_with(exc)
     if as_json:
         console.print_json(json.dumps(report.to_dict(), default=str))
     else:
         console.print(report.summary_table())
         if tz:
-            console.print(f"[dim]Timestamps without an offset were read in {tz} (program.timezone).[/]")
+            console.print(f"[dim]Timestamps without an offset were read in {escape(tz)} (program.timezone).[/]")
         reasons = report.errors[:_SHOW_REASONS]
         if reasons:
             console.print(f"[yellow]{report.quarantined:,} row(s) quarantined[/]; first reasons:")
@@ -126,7 +128,7 @@ def ingest(
                 f"{_RETRY_HINT}.[/]"
             )
         for err in report.file_errors:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(err)}", highlight=False)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -140,7 +142,7 @@ def _print_retry(rr, tz: str | None, as_json: bool) -> None:
         return
     console.print(rr.summary_table())
     if tz:
-        console.print(f"[dim]Timestamps without an offset were read in {tz} (program.timezone).[/]")
+        console.print(f"[dim]Timestamps without an offset were read in {escape(tz)} (program.timezone).[/]")
     if rr.still_quarantined:
         console.print(f"[yellow]{rr.still_quarantined:,} row(s) still quarantined[/]; first reasons:")
         for line in rr.errors[:_SHOW_REASONS]:
@@ -164,7 +166,7 @@ def schema(
     """
     if table is not None and table not in INGESTIBLE:
         # One line even on a narrow terminal, so scripts can grep it.
-        err_console.print(f"[bold red]error:[/] unknown table {table!r}; tables: {', '.join(INGESTIBLE)}",
+        err_console.print(f"[bold red]error:[/] {escape(f'unknown table {table!r}')}; tables: {', '.join(INGESTIBLE)}",
                           highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     if as_json and markdown:

@@ -127,7 +127,9 @@ class IngestReport:
 
     def summary_table(self, title: str | None = None):
         """A ``rich.table.Table``: file, read, landed, duplicate, quarantined, note."""
+        from rich.markup import escape
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title=title or f"Ingested into {self.kind}")
         table.add_column("file", overflow="fold")
@@ -138,11 +140,14 @@ class IngestReport:
             if f.error:
                 note = "[red]not ingested (error below)[/]"
             elif f.skipped:
-                note = f"identical file already ingested (batch {f.skipped_batch})"
+                note = escape(f"identical file already ingested (batch {f.skipped_batch})")
             else:
                 note = ""
+            note += f"{', ' if note else ''}{f.conflicts:,} conflict(s)" if f.conflicts else ""
+            note += f"{', ' if note else ''}replaced {f.replaced:,} stored row(s)" if f.replaced else ""
             table.add_row(
-                f.file, f"{f.rows_read:,}", f"{f.landed:,}", f"{f.duplicates:,}",
+                # File names are the user's: Text is never read as markup ('[/i]' in a path).
+                Text(f.file), f"{f.rows_read:,}", f"{f.landed:,}", f"{f.duplicates:,}",
                 f"[yellow]{f.quarantined:,}[/]" if f.quarantined else "0", note,
             )
         if len(self.files) > 1:
