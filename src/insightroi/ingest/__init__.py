@@ -23,7 +23,19 @@ The columns, types and rules each table accepts (the data contract) come from
 
 from insightroi.ingest._contract import data_contract, data_contract_markdown
 from insightroi.ingest._engine import INGESTIBLE, ingest_frame, ingest_path, retry_quarantine
-from insightroi.ingest._redact import redact_pii
+from insightroi.ingest._redact import (
+    ADDRESS_TOKEN,
+    CARD_TOKEN,
+    EMAIL_TOKEN,
+    IBAN_TOKEN,
+    PHONE_TOKEN,
+    PREFILTER,
+    REDACTION_TOKENS,
+    SECRET_TOKEN,
+    pseudonymize,
+    redact_pii,
+    redact_table,
+)
 from insightroi.ingest._report import FileReport, IngestReport, RetryReport, TableRetry
 from insightroi.ingest._sources import CsvDialect
 from insightroi.ingest._validate import EARLIEST, LATEST, MAX_TEXT_BYTES, NUL_REASON, REDACT_COLUMNS, check_text
@@ -34,9 +46,17 @@ __all__ = [
     "NUL_REASON",
     "CsvDialect",
     "check_text",
+    "ADDRESS_TOKEN",
+    "CARD_TOKEN",
+    "EMAIL_TOKEN",
+    "IBAN_TOKEN",
     "INGESTIBLE",
     "MAX_TEXT_BYTES",
+    "PHONE_TOKEN",
+    "PREFILTER",
+    "REDACTION_TOKENS",
     "REDACT_COLUMNS",
+    "SECRET_TOKEN",
     "FileReport",
     "IngestReport",
     "RetryReport",
@@ -45,6 +65,8 @@ __all__ = [
     "data_contract_markdown",
     "ingest_frame",
     "ingest_path",
+    "pseudonymize",
     "redact_pii",
+    "redact_table",
     "retry_quarantine",
 ]

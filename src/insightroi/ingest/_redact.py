@@ -1,62 +1,339 @@
-"""PII redaction: e-mail addresses, phone numbers and (Luhn-valid) payment card numbers.
+"""PII redaction: e-mail addresses, phone numbers, payment cards, IBANs, street addresses and
+secrets in URLs, for free text; keyed pseudonyms for id columns that carry PII.
 
-Two stages keep redaction cheap on millions of rows: a vectorised RE2 pre-filter
-(:data:`PREFILTER`, run by DuckDB or pyarrow over the whole column) selects the few texts that
-could hold PII, and only those go through the exact Python patterns below. The pre-filter is a
-strict superset of the exact patterns so no PII is missed by skipping the rest: an e-mail needs ``@``; a card 13 digits with
-at most one space or dash between them; a phone a ``+``, a ``(``, or seven digits with at least
-one separator. Plain digit runs (order numbers) and prices do
-not pass it, which keeps the Python stage to the few rows that need it.
+Two stages keep redaction cheap on millions of rows. A vectorised RE2 pre-filter
+(:data:`PREFILTER`, run by pyarrow over the whole column) selects the few texts that could hold
+PII, and only those go through the exact detectors:
 
-Patterns use ``[0-9]`` (not ``\\d``, which in Python also matches non-ASCII digits) so the two
-stages agree.
+* phones: ``phonenumbers`` (Google's libphonenumber metadata) finds numbers in any format for a
+  default region (``INSIGHTROI_PHONE_REGION``, default US); national numbers of other countries
+  (a leading trunk ``0``) and ``00`` international prefixes are tried against
+  :data:`FALLBACK_REGIONS`;
+* IBANs: ``schwifty`` validates the country length, the BBAN structure and the mod-97 checksum;
+* cards: 13-19 digits with any separators (spaces, double spaces, dots, dashes) that pass the Luhn
+  check and start with an issuer digit (2-6);
+* e-mails: internationalised local parts and domains, ``＠``, spaced (``jdoe @ example . com``) and
+  spelled-out (``jane dot doe at example dot com``, ``jane (at) example (dot) com``) forms;
+* street addresses: a street-shaped candidate (house number, name, street type) confirmed by
+  ``usaddress`` (a CRF address tagger);
+* secrets: values of secret-named URL parameters (``?token=``, ``access_token=``, ``X-Amz-Signature=``),
+  bearer tokens, JWTs and well-known API-key formats.
+
+Detection runs on a normalised copy of the text (full-width and other compatibility forms of
+digits, letters and punctuation folded to ASCII by NFKC, any decimal digit to 0-9, Unicode dashes
+and spaces to ``-`` and space); the fold maps one character to one, so a match's span is the
+same in the original text, which is what is kept around the tokens.
+
+The pre-filter is a strict superset of what the detectors accept: each detector only accepts a
+match that contains a part the pre-filter looks for (seven digits with at most three separators
+between neighbours, an ``@``, a bracketed ``at`` or the word ``dot``, a secret-named ``name=``, a
+known key prefix, or a house number followed by a street type), and the pre-filter's character
+classes hold every character the normalisation folds onto the ones the detectors read.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
 import re
+import secrets
+import unicodedata
+from pathlib import Path
 
+import phonenumbers
 import pyarrow as pa
 import pyarrow.compute as pc
+import usaddress
+from phonenumbers import Leniency, PhoneNumberMatcher
+from schwifty import IBAN
+from schwifty.exceptions import SchwiftyException
 
 from insightroi.ingest._validate import REDACT_COLUMNS
 
-__all__ = ["redact_pii", "redact_table", "PREFILTER", "EMAIL_TOKEN", "PHONE_TOKEN", "CARD_TOKEN", "luhn_valid"]
+__all__ = [
+    "redact_pii",
+    "redact_matched",
+    "redact_table",
+    "pseudonymize",
+    "PREFILTER",
+    "EMAIL_TOKEN",
+    "PHONE_TOKEN",
+    "CARD_TOKEN",
+    "IBAN_TOKEN",
+    "ADDRESS_TOKEN",
+    "SECRET_TOKEN",
+    "REDACTION_TOKENS",
+    "PSEUDONYM_PREFIX",
+    "ID_COLUMNS",
+    "FALLBACK_REGIONS",
+    "luhn_valid",
+]
 
 EMAIL_TOKEN = "[EMAIL]"
 PHONE_TOKEN = "[PHONE]"
 CARD_TOKEN = "[CARD]"
+IBAN_TOKEN = "[IBAN]"
+ADDRESS_TOKEN = "[ADDRESS]"
+SECRET_TOKEN = "[SECRET]"
+#: Every token redaction writes into text (a column other than free text holding one was redacted).
+REDACTION_TOKENS = (EMAIL_TOKEN, PHONE_TOKEN, CARD_TOKEN, IBAN_TOKEN, ADDRESS_TOKEN, SECRET_TOKEN)
 
-# RE2 syntax (no look-arounds): the superset every exact match below satisfies.
-# A phone without '+' or '(' has >= 7 digits and a separator: k digits, the first separator, then
-# 7-k more digits (separators optional), one branch per k.
-PREFILTER = "|".join(
-    [r"@", r"\+[0-9]", r"\([0-9]", r"[0-9](?:[ \-]?[0-9]){12}", r"[0-9]{7,}[ .\-][0-9]"]
-    + [rf"[0-9]{{{k}}}[ .\-][0-9](?:[ .\-]?[0-9]){{{6 - k},}}" for k in range(1, 7)]
+#: Pseudonyms of PII-bearing ids start with this (then 32 hex digits of an HMAC-SHA256).
+PSEUDONYM_PREFIX = "pii_"
+
+#: Id columns whose values are pseudonymised when they look like PII (an e-mail as customer id,
+#: a phone number as chain actor). Plain ids (``C000123``) are left as they are.
+ID_COLUMNS: dict[str, tuple[str, ...]] = {
+    "feedback": ("customer_id",),
+    "orders": ("customer_id",),
+    "tickets": ("customer_id",),
+    "refunds": ("customer_id",),
+    "chain_events": ("actor",),
+    "review_labels": ("reviewer",),
+    "assignments": ("unit_id",),
+}
+
+#: Regions tried for a national-format number (leading trunk 0) the default region does not know.
+# Austria and Italy are left out: their variable-length fixed-line plans accept almost any digit run
+# that starts with 0 (FedEx codes, IP addresses). Override with INSIGHTROI_PHONE_FALLBACK="GB,DE,...".
+FALLBACK_REGIONS = ("GB", "DE", "FR", "ES", "NL", "BE", "CH", "IE", "AU", "IN", "JP", "BR", "MX")
+
+# ---------------------------------------------------------------------------------------------
+# Normalisation: one character to one, so spans carry over to the original text.
+
+_DASHES = frozenset("\u2010\u2011\u2012\u2013\u2014\u2015\u2212")
+
+
+class _Fold(dict):
+    """``str.translate`` table, filled on first sight of each non-ASCII character."""
+
+    def __missing__(self, cp: int) -> int:
+        c = chr(cp)
+        d = unicodedata.decimal(c, None)
+        if d is not None:
+            out = 48 + d
+        else:
+            n = unicodedata.normalize("NFKC", c)
+            if len(n) == 1 and n.isascii() and not n.isdigit():
+                out = ord(n)
+            elif c in _DASHES:
+                out = 45
+            else:
+                out = cp
+        self[cp] = out
+        return out
+
+
+_FOLD = _Fold()
+
+
+def _fold(text: str) -> str:
+    return text if text.isascii() else text.translate(_FOLD)
+
+
+# ---------------------------------------------------------------------------------------------
+# The pre-filter. Literal characters in classes mean the same to RE2 and Python's re; only the
+# digit class differs ({D}: RE2's \d is ASCII-only, Python's is Unicode Nd).
+
+# Every character _fold maps onto a separator the digit detectors read (space . - ( ) /).
+_SEP_RAW = (
+    " .\\-()/\u00a0\u2000-\u200a\u202f\u205f\u3000\u2010-\u2015\u2212\ufe63\uff0d\u2024\ufe52\uff0e"
+    "\u207d\u208d\ufe35\ufe59\uff08\u207e\u208e\ufe36\ufe5a\uff09\uff0f"
+)
+_AT_RAW = "@\ufe6b\uff20"
+_STREET_TYPES = (
+    "st|street|str|ave|avenue|av|rd|road|blvd|boulevard|dr|drive|ln|lane|ct|court|pl|place|way|ter|terrace|"
+    "cir|circle|pkwy|parkway|hwy|highway|sq|square|trl|trail|loop|row|plz|plaza|cres|crescent|close|walk|"
+    "mews|grove|gardens|gdns|hill|park|pike|alley|aly|expy|expressway|fwy|freeway|broadway|rue|calle|via|"
+    "avenida|allee"
+)
+_SECRET_PREFIXES = r"eyJ|AKIA|ASIA|gh[pousr]_|[sr]k_live_|[sr]k_test_|xox[abposr]-|AIza"
+_PREFILTER_BRANCHES = [
+    # Phones, cards, IBANs: seven digits, at most three separators between neighbours; street
+    # addresses: a house number, up to five words, a street type.
+    "{D}(?:[" + _SEP_RAW + "]{0,3}{D}){6}"
+    + r"|(?i:[0-9][a-z]?[ \t]+(?:[^ \t]+[ \t]+){0,5}(?:" + _STREET_TYPES + r")(?:[^a-z]|$))",
+    "[" + _AT_RAW + "]",
+    # Spelled-out e-mails: a bracketed 'at' or the word 'dot'.
+    r"(?i:[\[({<][ \t]*at[ \t]*[\])}>])",
+    r"(?i:(?:^|[^a-z0-9_])dot(?:[^a-z0-9_]|$))",
+    # Secrets: a secret-named parameter or label, bearer tokens, well-known key formats.
+    r"(?i:(?:token|secret|pass|pwd|key|sig|sid|session|credential|jwt|auth|code)[a-z0-9_.\-]*[ \t]*[:=])",
+    r"(?i:bearer[ \t])",
+    _SECRET_PREFIXES,
+]
+#: RE2 pattern (pyarrow ``match_substring_regex``) every text holding detectable PII matches.
+PREFILTER = "|".join(_PREFILTER_BRANCHES).replace("{D}", r"\p{Nd}")
+
+# The same branches for one text at a time (redact_pii), each behind a necessary condition that
+# plain ``in`` checks answer in nanoseconds: most texts fail them all and never reach a regex.
+_PY_BRANCHES = [re.compile(b.replace("{D}", r"\d")) for b in _PREFILTER_BRANCHES]
+_BRACKETS = "([{<"
+_KEY_PREFIXES = ("eyJ", "AKIA", "ASIA", "AIza", "xox", "_")
+
+
+def _prefilter(text: str) -> bool:
+    """Python's equivalent of :data:`PREFILTER` (same branches, cheap gates first)."""
+    b = _PY_BRANCHES
+    if b[0].search(text):
+        return True
+    if "@" in text or "\ufe6b" in text or "\uff20" in text:
+        return True
+    low = text.lower()
+    if "at" in low and any(c in text for c in _BRACKETS) and b[2].search(text):
+        return True
+    if "dot" in low and b[3].search(text):
+        return True
+    if ("=" in text or ":" in text) and b[4].search(text):
+        return True
+    if "bearer" in low and b[5].search(text):
+        return True
+    return any(k in text for k in _KEY_PREFIXES) and b[6].search(text) is not None
+
+
+# The part of a digit match the pre-filter's first branch sees (on folded text).
+_DIGIT_RUN = re.compile(r"[0-9](?:[ .\-/()]{0,3}[0-9]){6}")
+
+# ---------------------------------------------------------------------------------------------
+# Secrets (raw ASCII text; case-insensitive only in ASCII, so the pre-filter is broader).
+
+_A = re.ASCII | re.IGNORECASE
+_QUERY_PARAM = re.compile(r"[?&#;]([a-z0-9_.\-]+)=([^&#\s\"'<>]+)", _A)
+_SECRET_WORDS = frozenset(
+    "token secret password passwd pass pwd passcode key apikey sig signature sid session sessionid "
+    "credential credentials jwt auth".split()
+)
+_NOT_SECRET_WORDS = frozenset("type expires expiry hint method url uri length len format name".split())
+_CAMEL = re.compile(r"[a-z0-9]+|[A-Z][a-z0-9]*")
+_SECRET_TEXT = re.compile(
+    r"\bbearer[ \t]+(?P<v1>[a-z0-9\-._~+/]{12,}=*)"
+    r"|\b(?:password|passwd|pwd|passcode|api[ _\-]?key|secret|token)[ \t]*[:=][ \t]*(?P<v2>[^\s,;]{4,})",
+    _A,
+)
+_SECRET_FORMATS = re.compile(
+    r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"
+    r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{30,}|\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"
+    r"|\bxox[abposr]-[A-Za-z0-9\-]{10,}|\bAIza[0-9A-Za-z_\-]{35}",
+    re.ASCII,
 )
 
-# Digit runs that could be a card or a phone: digits, spaces, dots, dashes and parentheses,
-# 7+ characters, starting with a digit, '+' or '('. The pattern starts with a character class, so
-# Python's regex engine skips ahead to candidates quickly; the exact patterns then run only there.
-_CANDIDATE = re.compile(r"[0-9+(][0-9 ().\-]{5,}[0-9]")
-_NUMBERS = re.compile(
-    # 13-19 digits, optionally grouped by single spaces or dashes; not part of a longer run.
-    r"(?P<card>(?<![0-9+])[0-9](?:[ \-]?[0-9]){12,18}(?![0-9]))"
-    # A leading +country code, an optional (area) code, then digit groups joined by one
-    # separator. Not preceded by a word character, '+' or '-' (so SKU-2025-0001 and order ids
-    # stay), and not followed by a word character, '-' or ':' (so '2025-01-15 10:30' stays).
-    r"|(?P<phone>(?<![\w+\-])"
-    r"(?:\+[0-9]{1,3}[ .\-]?)?"
-    r"(?:\([0-9]{1,4}\)[ .\-]?)?"
-    r"[0-9]{2,5}(?:[ .\-][0-9]{2,8}){1,4}"
-    r"(?![\w\-:])"
-    r"|(?<![\w+\-])\+[0-9]{7,15}(?![\w\-:]))"
-)
-_EMAIL_LOCAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
-_EMAIL_DOMAIN = re.compile(r"[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
-_DATE = re.compile(r"[0-9]{4}[./\-][0-9]{1,2}[./\-][0-9]{1,2}|[0-9]{1,2}[./\-][0-9]{1,2}[./\-][0-9]{2,4}")
-_PREFILTER = re.compile(PREFILTER)
 
+def _name_words(name: str) -> set[str]:
+    return {w.lower() for part in re.split(r"[_.\-]", name) for w in _CAMEL.findall(part)} | {name.lower()}
+
+
+def _secrets(raw: str, spans: list) -> None:
+    if "=" in raw:
+        for m in _QUERY_PARAM.finditer(raw):
+            words = _name_words(m.group(1))
+            if words & _NOT_SECRET_WORDS:
+                continue
+            value = m.group(2)
+            code = "code" in words and len(value) >= 12 and any(ch.isdigit() for ch in value)
+            if (words & _SECRET_WORDS or code) and len(value) >= 4:
+                spans.append((m.start(2), m.end(2), SECRET_TOKEN))
+    if "=" in raw or ":" in raw or "earer" in raw or "EARER" in raw:
+        for m in _SECRET_TEXT.finditer(raw):
+            g = "v1" if m.group("v1") else "v2"
+            spans.append((m.start(g), m.end(g), SECRET_TOKEN))
+    if any(k in raw for k in _KEY_PREFIXES):
+        for m in _SECRET_FORMATS.finditer(raw):
+            spans.append((m.start(), m.end(), SECRET_TOKEN))
+
+
+# ---------------------------------------------------------------------------------------------
+# E-mail addresses (folded text).
+
+_LOCAL_ASCII = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-'")
+# Image and document names (icon@2x.png) are not addresses.
+_FILE_EXTENSIONS = frozenset(
+    "png jpg jpeg gif svg webp bmp ico tif tiff pdf txt js css htm html php json xml csv md py".split()
+)
+_KNOWN_TLDS = (
+    "com|org|net|edu|gov|mil|int|info|biz|io|co|me|app|dev|ai|shop|store|online|email|mail|uk|de|fr|es|it|nl|be|"
+    "ch|at|se|no|dk|fi|pl|pt|ie|ca|au|nz|jp|cn|in|br|mx|ru|us|eu|kr|za|ar|cl|tr|gr|cz|hu|ro|il|sg|hk|tw"
+)
+# Spaced and spelled-out forms (raw text: the words are ASCII).
+_AT = r"(?:[ \t]*[\[({<][ \t]*at[ \t]*[\])}>][ \t]*|[ \t]+at[ \t]+)"
+_DOT = r"(?:[ \t]*[\[({<][ \t]*dot[ \t]*[\])}>][ \t]*|[ \t]+dot[ \t]+)"
+_SPELLED = re.compile(
+    r"(?<![\w.\-])[a-z0-9_%+\-]+(?:(?:" + _DOT + r"|\.)[a-z0-9_%+\-]+)*" + _AT
+    + r"[a-z0-9\-]+(?:(?:" + _DOT + r"|\.)[a-z0-9\-]+)*(?:" + _DOT + r"|\.)(?:" + _KNOWN_TLDS + r")(?![\w\-])",
+    _A,
+)
+_SPELLED_SIGNAL = re.compile(r"[\[({<][ \t]*at[ \t]*[\])}>]|(?:^|[^a-z0-9_])dot(?:[^a-z0-9_]|$)", _A)
+_SPACED = re.compile(
+    r"(?<![\w.\-])[a-z0-9._%+\-]+[ \t]*@[ \t]*[a-z0-9\-]+(?:[ \t]*\.[ \t]*[a-z0-9\-]+)*[ \t]*\.[ \t]*(?:"
+    + _KNOWN_TLDS + r")(?![\w\-])",
+    _A,
+)
+
+
+def _wordish(ch: str) -> bool:
+    # Letters, digits and combining marks (the vowel signs of अजय@डाटा.भारत are marks, not letters).
+    return ch.isalnum() or (not ch.isascii() and unicodedata.category(ch)[0] == "M")
+
+
+def _domain_end(norm: str, i: int) -> int:
+    """End of the domain that starts at ``i`` (0 when there is none): labels of letters, digits,
+    marks and inner hyphens, joined by '.' or '。', ending in a TLD of 2+ letters (or xn--)."""
+    j, n = i, len(norm)
+    while j < n and (_wordish(norm[j]) or norm[j] in "-.\u3002"):
+        j += 1
+    labels = re.split("[.\u3002]", norm[i:j])
+    # Drop a trailing sentence full stop or an unfinished label ('x@y.com.', 'x@y.c-').
+    while labels and (not labels[-1] or labels[-1].startswith("-") or labels[-1].endswith("-")):
+        labels.pop()
+    if len(labels) < 2 or any(not lab or lab[0] == "-" or lab[-1] == "-" for lab in labels):
+        return 0
+    tld = labels[-1]
+    ok = tld.lower().startswith("xn--") or (len(tld) >= 2 and not any(ch.isdigit() for ch in tld))
+    if not ok or tld.lower() in _FILE_EXTENSIONS:
+        return 0
+    return i + sum(len(lab) for lab in labels) + len(labels) - 1
+
+
+def _emails(norm: str, raw: str, spans: list) -> None:
+    at = norm.find("@")
+    while at != -1:
+        start = at
+        while start > 0 and (norm[start - 1] in _LOCAL_ASCII or (not norm[start - 1].isascii() and _wordish(norm[start - 1]))):
+            start -= 1
+        while start < at and norm[start] in ".'":
+            start += 1
+        end = _domain_end(norm, at + 1)
+        if start < at and end:
+            spans.append((start, end, EMAIL_TOKEN))
+        at = norm.find("@", at + 1)
+    if "@" in norm:
+        for m in _SPACED.finditer(norm):
+            spans.append((m.start(), m.end(), EMAIL_TOKEN))
+    low = raw.lower()
+    if ("dot" in low or ("at" in low and any(c in raw for c in "[({<"))) and _SPELLED_SIGNAL.search(raw):
+        for m in _SPELLED.finditer(raw):
+            # The plain word 'at' needs a spelled-out dot too ('bought it at amazon.com' stays), and
+            # in the plain form neither side may be an everyday word ('look at this dot com era').
+            words = _WORD.findall(m.group(0).lower())
+            plain = not any(ch in m.group(0) for ch in "[({<")
+            if plain and (words[0] in _EVERYDAY or words[words.index("at") + 1] in _EVERYDAY):
+                continue
+            if _SPELLED_SIGNAL.search(m.group(0)):
+                spans.append((m.start(), m.end(), EMAIL_TOKEN))
+
+
+_WORD = re.compile(r"[a-z0-9_%+\-]+")
+_EVERYDAY = frozenset(
+    "a an the this that these those it its is was be been are were i me my we us our you your he him his she her they "
+    "them their look looked looking arrived arrive came come got get go went stay stayed home here there where when "
+    "what who which one all any some no not so and or but if then than also just only very really too still even "
+    "again once now later soon today tomorrow tonight noon night work store shop site page price priced sold buy "
+    "bought order ordered delivered left sent ship shipped available cheaper better best worse great good bad".split()
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cards, IBANs and phones (folded text).
 
 def luhn_valid(digits: str) -> bool:
     """True when the digit string passes the Luhn (mod 10) check used by payment cards (ISO/IEC 7812)."""
@@ -71,117 +348,433 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _card(text: str) -> str:
-    digits = text.replace(" ", "").replace("-", "")
-    return CARD_TOKEN if luhn_valid(digits) else text
+# Digits joined by up to three separators; not glued to a letter (SKU-4411-2290-1177 stays).
+_CARD_RUN = re.compile(r"[0-9](?:[ .\-]{0,3}[0-9])*")
+_IBAN_RUN = re.compile(r"[A-Za-z]{2}[0-9]{2}(?:[ \-]?[A-Za-z0-9]){11,30}")
+_NOT_DIGIT = re.compile(r"[^0-9]")
+_DATE = re.compile(r"[0-9]{4}[./\-][0-9]{1,2}[./\-][0-9]{1,2}|[0-9]{1,2}[./\-][0-9]{1,2}[./\-][0-9]{2,4}")
+_PREV_WORD = re.compile(r"([A-Za-z0-9]+)[ \t]+$")
+_IPV4 = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
+# Words that make the number after them an identifier, not a phone (order 4155552671).
+_ID_WORDS = frozenset(
+    "order invoice inv tracking track ref reference sku item serial sn isbn ean upc gtin fedex ups usps dhl po case "
+    "ticket confirmation conf lot model flight batch parcel shipment rma receipt zip postcode plz cep postal".split()
+)
+_ID_QUALIFIERS = frozenset("no nr num number id".split())
+_TAIL_PUNCT = " \t#:."
 
 
-def _phone(text: str) -> str:
-    n_digits = sum(ch.isdigit() for ch in text)
-    if not 7 <= n_digits <= 15 or _DATE.fullmatch(text):
-        return text
-    if not text.startswith(("+", "(")):
-        # A bare digit-group run is a phone only with one kind of separator and at least three
-        # groups (or 10+ digits): this keeps amounts like '12.50 99.99' and '19.99 x 3' intact.
-        seps = [ch for ch in text if not ch.isdigit()]
-        if len(set(seps)) > 1 or (len(seps) < 2 and n_digits < 10):
-            return text
-    return PHONE_TOKEN
+def _id_context(before: str) -> bool:
+    """Whether ``before`` ends with a word that makes the next number an id ('order no. ', 'invoice #')."""
+    tail = before[-32:].rstrip(_TAIL_PUNCT)
+    for _ in range(2):
+        i = len(tail)
+        while i and tail[i - 1].isascii() and tail[i - 1].isalpha():
+            i -= 1
+        word = tail[i:].lower()
+        if word in _ID_WORDS:
+            return True
+        if word not in _ID_QUALIFIERS:
+            return False
+        tail = tail[:i].rstrip(_TAIL_PUNCT)
+    return False
 
 
-def _emails(text: str) -> str:
-    # Anchored on each '@' (a regex would retry the local part from every letter of every word).
-    out, pos, at = [], 0, text.find("@")
-    while at != -1:
-        start = at
-        while start > pos and text[start - 1] in _EMAIL_LOCAL:
-            start -= 1
-        domain = _EMAIL_DOMAIN.match(text, at + 1)
-        if start < at and domain:
-            out += [text[pos:start], EMAIL_TOKEN]
-            pos = domain.end()
-        at = text.find("@", max(at + 1, pos))
-    out.append(text[pos:])
-    return "".join(out)
+# Card lengths by issuer prefix (ISO/IEC 7812 IIN ranges of the networks in use): a 13-digit
+# number is a card only if it is an old Visa, 14 digits only Diners, 15 only Amex or old JCB.
+_CARD_PREFIXES = {
+    13: ("4",),
+    14: ("30", "36", "38", "39"),
+    15: ("34", "37", "1800", "2131"),
+    16: ("2", "3", "4", "5", "6"),
+    17: ("4", "5", "6", "35"),
+    18: ("4", "5", "6", "35"),
+    19: ("4", "5", "6", "35"),
+}
+_BARCODE_WORDS = frozenset("ean upc gtin isbn issn imei serial sn tracking barcode".split())
 
 
-def _numbers(text: str) -> str:
-    out, pos = [], 0
-    for cand in _CANDIDATE.finditer(text):
-        # One character past the candidate lets the look-ahead see what follows it.
-        for m in _NUMBERS.finditer(text, cand.start(), min(cand.end() + 1, len(text))):
-            if m.start() < pos:
+def _issuer_length_ok(digits: str) -> bool:
+    return digits.startswith(_CARD_PREFIXES.get(len(digits), ()))
+
+
+def _barcode_context(before: str) -> bool:
+    """Whether ``before`` ends with a barcode or serial label (EAN-13 codes can pass Luhn)."""
+    tail = before.rstrip(_TAIL_PUNCT)
+    i = len(tail)
+    while i and tail[i - 1].isascii() and tail[i - 1].isalpha():
+        i -= 1
+    return tail[i:].lower() in _BARCODE_WORDS
+
+
+def _cards(norm: str, spans: list) -> None:
+    for m in _CARD_RUN.finditer(norm):
+        if m.end() - m.start() < 13:
+            continue
+        # Not glued to a word, a '+' or a '-' (SKU-4411-2290-1177-0042, +4915112345678).
+        prev = norm[m.start() - 1:m.start()]
+        if prev and (prev in "+-_" or (prev.isascii() and prev.isalnum())):
+            continue
+        digits = _NOT_DIGIT.sub("", m.group(0))
+        if _issuer_length_ok(digits) and luhn_valid(digits) and not _barcode_context(norm[max(0, m.start() - 32):m.start()]):
+            spans.append((m.start(), m.end(), CARD_TOKEN))
+
+
+def _ibans(norm: str, spans: list) -> None:
+    for m in _IBAN_RUN.finditer(norm):
+        prev = norm[m.start() - 1:m.start()]
+        if prev and (prev == "_" or (prev.isascii() and prev.isalnum())):
+            continue
+        text = m.group(0)
+        ends = [i + 1 for i, ch in enumerate(text) if ch.isalnum()]
+        compact = "".join(ch for ch in text if ch.isalnum()).upper()
+        # The run may swallow a following word ('DE89... please'): take the longest valid prefix.
+        for n in range(min(len(compact), 34), 14, -1):
+            try:
+                IBAN(compact[:n])
+            except SchwiftyException:
                 continue
-            value = m.group(0)
-            token = _card(value) if m.lastgroup == "card" else _phone(value)
-            if token is not value:
-                out += [text[pos:m.start()], token]
-                pos = m.end()
-    if not out:
-        return text
-    out.append(text[pos:])
-    return "".join(out)
+            end = m.start() + ends[n - 1]
+            if _DIGIT_RUN.search(norm, m.start(), end):
+                spans.append((m.start(), end, IBAN_TOKEN))
+            break
 
 
-def redact_pii(text: str | None) -> str | None:
-    """Replace e-mail addresses, phone numbers and payment card numbers in ``text`` with tokens.
+def _start_ok(norm: str, start: int) -> bool:
+    """Whether what precedes a number lets it be a phone.
+
+    Not when it continues something: glued to a Latin letter or 'X-' (SKU-123-4567), a date or a
+    time (15/01/2025 10:30), a longer digit run (USPS 9400 1000 ...), right after a code such as
+    'AA1' (UPS 1Z 999 AA1 01 2345 6784), or after a word such as 'order' or 'invoice'.
+    """
+    before = norm[max(0, start - 40):start]
+    if norm.startswith("+", start):
+        # ZIP+4 30301-1234 is a postcode, not +4 (Austria) 30301 1234.
+        return not (before[-1:].isascii() and before[-1:].isalnum())
+    last, prev = before[-1:], before[-2:-1]
+    if last in ("+", "_") or (last.isascii() and last.isalpha()) or (last == "-" and prev.isalnum()):
+        return False
+    if last in ("/", ":", " ", ".", "-") and prev.isdigit():
+        return False
+    word = _PREV_WORD.search(before)
+    if word and any(ch.isdigit() for ch in word.group(1)) and any(ch.isalpha() for ch in word.group(1)):
+        return False
+    return not _id_context(before)
+
+
+def _end_ok(norm: str, end: int) -> bool:
+    """Whether what follows a number lets it be a phone: not a letter, a time or more digits."""
+    after = norm[end:end + 2]
+    first = after[:1]
+    return not ((first.isascii() and first.isalpha()) or (first in (":", "/", " ", ".", "-") and after[1:2].isdigit()))
+
+
+def _phone_ok(norm: str, start: int, end: int, number, fmt_min_digits: int = 10) -> bool:
+    text = norm[start:end]
+    if not _DIGIT_RUN.search(text) or _DATE.fullmatch(text.strip()) or _IPV4.fullmatch(text):
+        return False
+    if not _start_ok(norm, start):
+        return False
+    if not text.startswith("+") and not _end_ok(norm, end):
+        return False
+    n_digits = sum(ch.isdigit() for ch in text)
+    formatted = text.startswith(("+", "(")) or not text.isdigit()
+    if formatted and n_digits >= fmt_min_digits:
+        return phonenumbers.is_possible_number(number)
+    # A bare digit run (or a short one) is a phone only when the number is a real, assigned one.
+    return phonenumbers.is_valid_number(number)
+
+
+def _phones(norm: str, spans: list, region: str) -> None:
+    taken = [(s, e) for s, e, _ in spans]
+    # libphonenumber's matcher costs about a millisecond a text: run it only on windows around
+    # digit runs that could be phones (7+ digits, not after 'order', not inside a code).
+    windows: list[list[int]] = []
+    for m in _NUM_RUN.finditer(norm):
+        s, e, text = m.start(), m.end(), m.group(0)
+        if e - s < 7 or sum(ch.isdigit() for ch in text) < 7 or any(s < te and ts < e for ts, te in taken):
+            continue
+        if not _start_ok(norm, s) or _PRICES.fullmatch(text) or (not text.startswith("+") and not _end_ok(norm, e)):
+            continue
+        if windows and m.start() <= windows[-1][1]:
+            windows[-1][1] = m.end() + 24
+        else:
+            windows.append([m.start(), m.end() + 24])
+    for ws, we in windows:
+        for m in PhoneNumberMatcher(norm[ws:we], region, leniency=Leniency.POSSIBLE):
+            s, e = ws + m.start, ws + m.end
+            if any(s < te and ts < e for ts, te in taken):
+                continue
+            if _phone_ok(norm, s, e, m.number):
+                spans.append((s, e, PHONE_TOKEN))
+                taken.append((s, e))
+    # National formats of other regions (020 7946 0958) and 00-prefixed international numbers.
+    for m in _PHONE_RUN.finditer(norm):
+        s, e = m.start(), m.end()
+        text = m.group(0)
+        if sum(ch.isdigit() for ch in text) < 9 or any(s < te and ts < e for ts, te in taken) or not _start_ok(norm, s):
+            continue
+        regions = [r for r in _fallback_regions() if r != region]
+        for cand, reg in [("+" + text[2:], None)] if text.startswith("00") else [(text, r) for r in regions]:
+            try:
+                number = phonenumbers.parse(cand, reg)
+            except phonenumbers.NumberParseException:
+                continue
+            if phonenumbers.is_valid_number(number) and _phone_ok(norm, s, e, number, fmt_min_digits=99):
+                spans.append((s, e, PHONE_TOKEN))
+                taken.append((s, e))
+                break
+
+
+_PRICES = re.compile(r"[0-9]{1,6}\.[0-9]{2}(?: +[0-9]{1,6}\.[0-9]{2})+")
+_NUM_RUN = re.compile(r"[+(]?[0-9](?:[ .\-/()]{0,3}[0-9])*")
+_PHONE_RUN = re.compile(r"(?<![A-Za-z0-9_\-+/.:])0[0-9]*(?:[ .\-/]{1,2}\(?[0-9]+\)?)*[0-9]")
+
+
+# ---------------------------------------------------------------------------------------------
+# Street addresses (raw text).
+
+_DIRECTION = r"(?:[NSEW]|NE|NW|SE|SW|North|South|East|West)\.?"
+_NAME_WORD = r"(?:[A-Z][\w'\-]*\.?|[0-9]+(?:st|nd|rd|th)|" + _DIRECTION + ")"
+_ABBREV = "st|str|ave|av|rd|blvd|dr|ln|ct|pl|ter|cir|pkwy|hwy|sq|trl|plz|cres|gdns|aly|expy|fwy"
+_ADDRESS = re.compile(
+    r"(?<![\w\-/.$€£#,])(?P<num>[0-9]{1,6}[A-Za-z]?)[ \t]+(?:"
+    # 742 Evergreen Terrace, 500 W 2nd St, 88 Colin P Kelly Jr St
+    r"(?:" + _NAME_WORD + r"[ \t]+){1,4}(?i:" + _STREET_TYPES + r")\b\.?(?:[ \t]+(?:N|S|E|W|NE|NW|SE|SW)\b)?"
+    # 123 main st (lower case only with an abbreviated street type)
+    r"|(?:[a-z][a-z'\-]*[ \t]+){1,3}(?:" + _ABBREV + r")\b\.?"
+    # 16 Rue de la Paix, 1 Avenue des Champs
+    r"|(?i:rue|avenue|boulevard|calle|via|avenida|place)[ \t]+(?:(?:de|du|des|la|le|del|di|da|dos)[ \t]+){0,2}[A-Z][\w'\-]*"
+    r")"
+)
+_ADDRESS_PARTS = frozenset(
+    "AddressNumber StreetNamePreDirectional StreetNamePreModifier StreetNamePreType StreetName "
+    "StreetNamePostType StreetNamePostDirectional".split()
+)
+
+
+def _addresses(raw: str, spans: list) -> None:
+    for m in _ADDRESS.finditer(raw):
+        try:
+            tags = usaddress.parse(m.group(0))
+        except Exception:  # noqa: BLE001 - the tagger's own errors on odd input: not an address
+            continue
+        labels = [label for _, label in tags]
+        # The tagger confirms the shape: a number, a name, a street type, and nothing else.
+        if labels and labels[0] == "AddressNumber" and "StreetName" in labels and set(labels) <= _ADDRESS_PARTS and (
+            "StreetNamePostType" in labels or "StreetNamePreType" in labels
+        ):
+            end = m.end()
+            # 'St.' keeps its dot; 'Street.' ends a sentence.
+            if m.group(0).endswith(".") and len(m.group(0).rsplit(None, 1)[-1]) > 5:
+                end -= 1
+            spans.append((m.start(), end, ADDRESS_TOKEN))
+
+
+# ---------------------------------------------------------------------------------------------
+
+def _fallback_regions() -> tuple[str, ...]:
+    env = os.environ.get("INSIGHTROI_PHONE_FALLBACK")
+    return tuple(r.strip().upper() for r in env.split(",") if r.strip()) if env is not None else FALLBACK_REGIONS
+
+
+def _region(region: str | None) -> str:
+    return (region or os.environ.get("INSIGHTROI_PHONE_REGION") or "US").upper()
+
+
+def _spans(text: str, region: str) -> list[tuple[int, int, str]]:
+    """Non-overlapping (start, end, token) of every detection, earlier detectors first."""
+    norm = _fold(text)
+    found: list[tuple[int, int, str]] = []
+    _secrets(text, found)
+    _emails(norm, text, found)
+    digit_run = _DIGIT_RUN.search(norm)
+    if digit_run:
+        _ibans(norm, found)
+        _cards(norm, found)
+    out: list[tuple[int, int, str]] = []
+    for s, e, tok in found:
+        if not any(s < oe and os_ < e for os_, oe, _ in out):
+            out.append((s, e, tok))
+    if digit_run:
+        _phones(norm, out, region)
+    _address_spans: list = []
+    _addresses(text, _address_spans)
+    for s, e, tok in _address_spans:
+        if not any(s < oe and os_ < e for os_, oe, _ in out):
+            out.append((s, e, tok))
+    return sorted(out)
+
+
+def redact_pii(text: str | None, *, region: str | None = None) -> str | None:
+    """Replace e-mails, phones, cards, IBANs, street addresses and secrets in ``text`` with tokens.
 
     Parameters
     ----------
     text : str or None
-        Free text (a review, a ticket, a return reason). ``None`` is returned unchanged.
+        Free text (a review, a ticket, a return reason, an event note). ``None`` is returned unchanged.
+    region : str, optional
+        ISO 3166 region for phone numbers written without a country code (``US``: ``(415) 555-2671``);
+        default ``INSIGHTROI_PHONE_REGION`` or US.
 
     Returns
     -------
     str or None
-        The text with ``[EMAIL]``, ``[PHONE]`` and ``[CARD]`` in place of what they replace; every
-        other character is preserved exactly, so taxonomies can be re-run on the stored text.
+        The text with ``[EMAIL]``, ``[PHONE]``, ``[CARD]``, ``[IBAN]``, ``[ADDRESS]`` and ``[SECRET]``
+        in place of what they replace; every other character is preserved exactly, so taxonomies
+        can be re-run on the stored text.
 
     Notes
     -----
-    Cards are 13-19 digits (optionally grouped by spaces or dashes) that pass the Luhn check
-    (Luhn, US patent 2,950,048, 1960; ISO/IEC 7812-1), so order numbers and other digit runs that
-    fail it are kept. Phones need 7-15 digits (ITU-T E.164) written with a leading ``+``, an
-    area code in parentheses, or at least two separators of one kind (or 10+ digits in two groups);
-    an unseparated digit run such as an order number is kept, as are ISO and day/month dates.
+    Cards are 13-19 digits, grouped by any of space, dot or dash, starting with an issuer digit
+    2-6, that pass the Luhn check (ISO/IEC 7812-1), so order numbers and tracking codes that fail
+    it are kept. Phones are what ``phonenumbers`` finds for ``region``: a formatted number of 10+
+    digits (or one starting with ``+`` or ``(``) when its length is possible, a bare digit run only
+    when the number is valid (assigned area code), and never after a word such as "order",
+    "invoice" or "tracking". IBANs must pass schwifty's country-length, structure and mod-97
+    checks. Only the value of a secret-named URL parameter is replaced (``?token=[SECRET]``).
     """
-    if text is None or not _PREFILTER.search(text):
+    if text is None or not _prefilter(text):
         return text
-    return redact_matched(text)
+    return redact_matched(text, region=region)
 
 
-def redact_matched(text: str) -> str:
+def redact_matched(text: str, *, region: str | None = None) -> str:
     """:func:`redact_pii` for a text that already passed :data:`PREFILTER` (vectorised callers)."""
-    if "@" in text:
-        text = _emails(text)
-    return _numbers(text)
+    spans = _spans(text, _region(region))
+    if not spans:
+        return text
+    out, pos = [], 0
+    for s, e, tok in spans:
+        out += [text[pos:s], tok]
+        pos = e
+    out.append(text[pos:])
+    return "".join(out)
 
 
-def redact_table(table: pa.Table, kind: str) -> pa.Table:
-    """Redact the free-text columns of one chunk of validated rows bound for table ``kind``.
+# ---------------------------------------------------------------------------------------------
+# Keyed pseudonyms for id columns.
+
+_KEYS: dict[str, bytes] = {}
+
+
+def _key_path() -> Path:
+    explicit = os.environ.get("INSIGHTROI_PII_KEY_FILE")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "insightroi" / "pii.key"
+
+
+def _pii_key() -> bytes:
+    """The pseudonym key: ``INSIGHTROI_PII_KEY``, else a key file created (mode 0600) on first use.
+
+    The key lives outside the store, so a copy of the store alone cannot be used to test guesses
+    ("is pii_... jane@example.com?").
+    """
+    env = os.environ.get("INSIGHTROI_PII_KEY")
+    if env:
+        return env.encode()
+    path = _key_path()
+    cached = _KEYS.get(str(path))
+    if cached:
+        return cached
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+        try:
+            # link() fails if another process created the key first; then both use that one.
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    key = path.read_text().strip().encode()
+    if len(key) < 16:
+        raise ValueError(f"PII key file {path} holds fewer than 16 characters; delete it to create a new one")
+    _KEYS[str(path)] = key
+    return key
+
+
+def _canonical(value: str, region: str) -> str:
+    v = unicodedata.normalize("NFKC", value).strip()
+    if redact_matched(v, region=region) == PHONE_TOKEN:
+        try:
+            return phonenumbers.format_number(phonenumbers.parse(_fold(v), region), phonenumbers.PhoneNumberFormat.E164)
+        except phonenumbers.NumberParseException:
+            return v
+    if "@" in v or redact_matched(v, region=region) == EMAIL_TOKEN:
+        return v.lower()
+    return v
+
+
+def pseudonymize(value: str, *, region: str | None = None) -> str:
+    """The keyed pseudonym of an id that carries PII: ``pii_`` + 32 hex digits of HMAC-SHA256.
+
+    Parameters
+    ----------
+    value : str
+        The id (an e-mail, a phone number, ...). E-mails are compared case-insensitively and phones
+        by their E.164 form, so ``Jane.Doe@Example.com`` and ``jane.doe@example.com``, or
+        ``(415) 555-2671`` and ``+14155552671``, get the same pseudonym and still join.
+    region : str, optional
+        Phone region as for :func:`redact_pii`.
+
+    Returns
+    -------
+    str
+        Deterministic for a given key (``INSIGHTROI_PII_KEY``, else the key file at
+        ``INSIGHTROI_PII_KEY_FILE`` or ``~/.config/insightroi/pii.key``, created 0600 on first use).
+    """
+    canon = _canonical(value, _region(region))
+    digest = hmac.new(_pii_key(), canon.encode("utf-8"), hashlib.sha256).hexdigest()
+    return PSEUDONYM_PREFIX + digest[:32]
+
+
+def _pseudonymize_ids(values: list[str | None], region: str) -> list[str | None]:
+    out = []
+    for v in values:
+        if v is not None and not v.startswith(PSEUDONYM_PREFIX) and redact_matched(v, region=region) != v:
+            v = pseudonymize(v, region=region)
+        out.append(v)
+    return out
+
+
+def redact_table(table: pa.Table, kind: str, *, region: str | None = None) -> pa.Table:
+    """Redact one chunk of validated rows bound for table ``kind``.
 
     Parameters
     ----------
     table : pyarrow.Table
         Validated rows (the columns of ``kind``'s spec, plus ingestion's own).
     kind : str
-        The target table; its free-text columns are ``REDACT_COLUMNS[kind]``.
+        The target table; its free-text columns are ``REDACT_COLUMNS[kind]``, its id columns
+        :data:`ID_COLUMNS` ``[kind]``.
+    region : str, optional
+        Phone region as for :func:`redact_pii`.
 
     Returns
     -------
     pyarrow.Table
-        The same rows with PII replaced by tokens in the free-text columns. Only rows that pass
-        :data:`PREFILTER` (vectorised) go through the Python patterns.
+        The same rows with PII replaced by tokens in the free-text columns, and id values that
+        carry PII replaced by their :func:`pseudonymize` pseudonym (deterministic, so joins across
+        tables still match). Only rows that pass :data:`PREFILTER` (vectorised) reach Python.
     """
-    for col in REDACT_COLUMNS.get(kind, ()):
-        if col not in table.column_names:
-            continue
-        values = table.column(col).combine_chunks().cast(pa.string())
-        mask = pc.fill_null(pc.match_substring_regex(values, PREFILTER), False)
-        if not pc.any(mask).as_py():
-            continue
-        redacted = pa.array([redact_matched(v) for v in values.filter(mask).to_pylist()], pa.string())
-        table = table.set_column(
-            table.column_names.index(col), col, pc.replace_with_mask(values, mask, redacted)
-        )
+    reg = _region(region)
+    for cols, fix in ((REDACT_COLUMNS.get(kind, ()), None), (ID_COLUMNS.get(kind, ()), _pseudonymize_ids)):
+        for col in cols:
+            if col not in table.column_names:
+                continue
+            values = table.column(col).combine_chunks().cast(pa.string())
+            mask = pc.fill_null(pc.match_substring_regex(values, PREFILTER), False)
+            if not pc.any(mask).as_py():
+                continue
+            picked = values.filter(mask).to_pylist()
+            new = fix(picked, reg) if fix else [redact_matched(v, region=reg) for v in picked]
+            table = table.set_column(
+                table.column_names.index(col), col, pc.replace_with_mask(values, mask, pa.array(new, pa.string()))
+            )
     return table
