@@ -15,6 +15,9 @@ from helpers.report_sample import sample_bundle, sample_sections
 from insightroi.server import create_app
 from insightroi.store import open_store
 
+# Pages need the token too (or a session): the clients send it as a bearer header.
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
@@ -26,7 +29,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture()
 def client(server):
-    with httpx.Client(base_url=server.url, timeout=60) as c:
+    with httpx.Client(base_url=server.url, timeout=60, headers=AUTH) as c:
         yield c
 
 
@@ -99,7 +102,8 @@ def test_session_login_csrf_and_redirects(client, server):
     assert [e["event_type"] for e in _events(server, "alr-0005")][-1] == "acknowledged"
     forged = httpx.Client(base_url=server.url, cookies={"insightroi_session": "abc.def"})
     assert forged.post("/inbox/alr-0005", data={"event_type": "acknowledged", "form_id": "s2"}).status_code == 401
-    out = client.post("/logout")
+    assert client.post("/logout", data={"csrf": "0" * 40}).status_code == 403  # a cross-site sign-out
+    out = client.post("/logout", data={"csrf": csrf})
     assert out.status_code == 303
     client.cookies.clear()
     assert "Sign out" not in client.get("/inbox").text
@@ -117,7 +121,7 @@ def test_form_errors_are_clear(client):
 
 def test_pages_on_an_empty_store_say_what_to_do(tmp_path):
     with LiveServer(create_app(f"duckdb:///{tmp_path}/e.duckdb", token=TOKEN)) as srv, \
-            httpx.Client(base_url=srv.url, timeout=60) as c:
+            httpx.Client(base_url=srv.url, timeout=60, headers=AUTH) as c:
         for path in ("/", "/themes", "/experiment", "/monitoring"):
             r = c.get(path)
             assert r.status_code == 200 and "run <code>insightroi demo</code> or the stages first" in r.text, path
@@ -156,7 +160,7 @@ def _assembled(server) -> dict:
 
 
 def test_api_bundle_is_the_assembled_bundle(sections_server):
-    with httpx.Client(base_url=sections_server.url, timeout=60) as c:
+    with httpx.Client(base_url=sections_server.url, timeout=60, headers=AUTH) as c:
         got = c.get("/api/bundle")
     assert got.status_code == 200
     body = got.json()
@@ -167,7 +171,7 @@ def test_api_bundle_is_the_assembled_bundle(sections_server):
 
 
 def test_pages_show_the_saved_sections(sections_server):
-    with httpx.Client(base_url=sections_server.url, timeout=60) as c:
+    with httpx.Client(base_url=sections_server.url, timeout=60, headers=AUTH) as c:
         home = c.get("/").text
         exp = c.get("/experiment").text
         monitoring = c.get("/monitoring").text
@@ -194,7 +198,7 @@ def test_primary_kpi_card_is_the_programs_even_when_another_kpi_has_a_lower_p_va
         for stage, payload in sample_sections(program_hash(program)).items():
             st.save_result("section", stage, payload)
     with LiveServer(create_app(url, program=tmp_path / "p.toml", token=TOKEN)) as srv, \
-            httpx.Client(base_url=srv.url, timeout=60) as c:
+            httpx.Client(base_url=srv.url, timeout=60, headers=AUTH) as c:
         card = c.get("/").text.split('id="primary-kpi"')[1].split('<div class="stat"')[0]
     assert "refunds per 1000 orders" in card and "−8.0%" in card and "negative reviews" not in card
 
@@ -213,7 +217,7 @@ def test_sections_of_another_program_are_not_shown(tmp_path):
         for stage, payload in sample_sections(program_hash(other)).items():
             st.save_result("section", stage, payload)
     with LiveServer(create_app(url, program=tmp_path / "p.toml", token=TOKEN)) as srv, \
-            httpx.Client(base_url=srv.url, timeout=60) as c:
+            httpx.Client(base_url=srv.url, timeout=60, headers=AUTH) as c:
         body = c.get("/api/bundle").json()
         home = c.get("/").text
     assert "kpis" not in body or not body["kpis"]

@@ -24,7 +24,9 @@ _DIR = Path(tempfile.mkdtemp(prefix="insightroi-fuzz-"))
 atexit.register(shutil.rmtree, _DIR, ignore_errors=True)
 _URL = f"duckdb:///{_DIR}/fuzz.duckdb"
 seed_store(_URL)
-APP = create_app(_URL, token=TOKEN, max_body_bytes=100_000)
+# "testserver" is the Host of schemathesis' in-process ASGI client; a fuzzed wrong token must not
+# lock the fuzzer out (throttling has its own test).
+APP = create_app(_URL, token=TOKEN, max_body_bytes=100_000, allowed_hosts=["testserver"], max_auth_failures=10**9)
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 

@@ -125,6 +125,36 @@ async def _send_json(send, status: int, body: dict) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
+class _SecurityHeaders:
+    """ASGI middleware: security headers on every response (CSP and no-store on HTML pages).
+
+    Plain ASGI rather than ``@app.middleware("http")``: that wrapper runs each request through
+    extra tasks and streams, a measurable share of a small event's cost.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                present = {k.lower() for k, _ in headers}
+                extra = dict(_SECURITY_HEADERS)
+                ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+                if ctype.startswith(b"text/html"):
+                    extra.update({"Content-Security-Policy": _PAGE_CSP, "Cache-Control": "no-store"})
+                headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()
+                            if k.lower().encode() not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return await self.app(scope, receive, send_with_headers)
+
+
 class _NulGuard:
     """ASGI middleware: a NUL byte in the path or query string is refused with 400.
 
@@ -307,6 +337,7 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
                     "(reads may be public on a demo server).",
         docs_url=None, redoc_url=None, lifespan=lifespan,  # the Swagger page loads from a CDN: off
     )
+    app.add_middleware(_SecurityHeaders)
     app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(_NulGuard)
     if allowed_hosts is not None:
@@ -331,7 +362,7 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
             throttle.fail(who)
         return False
 
-    def require_token(request: Request,
+    async def require_token(request: Request,
                       creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
         if secret_b is None:
             raise HTTPException(401, "writes are disabled: the server has no API token (set INSIGHTROI_API_TOKEN)",
@@ -344,7 +375,7 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
             return True
         return creds is not None and check_token(request, creds.credentials)
 
-    def require_read(request: Request,
+    async def require_read(request: Request,
                      creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
         if not read_allowed(request, creds):
             raise HTTPException(401, "reading needs the API token (Authorization: Bearer ...) or a dashboard session",
@@ -405,15 +436,6 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         return _page(request, "error.html.j2", status_code=exc.status_code, title=f"Error {exc.status_code}",
                      message=str(exc.detail))
 
-    @app.middleware("http")
-    async def _headers(request: Request, call_next):
-        response = await call_next(request)
-        for k, v in _SECURITY_HEADERS.items():
-            response.headers.setdefault(k, v)
-        if response.headers.get("content-type", "").startswith("text/html"):
-            response.headers.setdefault("Content-Security-Policy", _PAGE_CSP)
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
 
     # ---- event API ----------------------------------------------------------------------------
     async def _store_event(kind: str, table: str, model, row: dict[str, Any], key: str | None, response: Response):

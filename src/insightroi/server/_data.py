@@ -44,6 +44,9 @@ from insightroi.store import TABLES, open_store
 __all__ = ["Backend", "Conflict", "jsonable", "fingerprint", "id_from_key"]
 
 _STAGES = ("new", "delivered", "acknowledged", "acted", "fixed")
+# Store column types (Ibis names) -> DuckDB SQL types, for the server's direct inserts.
+_SQL_TYPES = {"string": "VARCHAR", "timestamp": "TIMESTAMP", "float64": "DOUBLE", "int64": "BIGINT",
+              "boolean": "BOOLEAN"}
 
 
 class Conflict(Exception):
@@ -256,17 +259,31 @@ class Backend:
             else:
                 p.future.set_result(p.result)
 
-    def _chain_context(self, batch: list[_Pending]) -> dict[str, list[dict[str, Any]]]:
-        """The stored events of every alert a chain event of ``batch`` names, by alert id."""
-        ids = sorted({p.row["alert_id"] for p in batch if p.table == "chain_events" and p.row.get("alert_id")})
-        if not ids:
-            return {}
-        rows = self.store.sql('SELECT id, event_type, event_time, alert_id FROM chain_events '
-                              'WHERE alert_id IN (SELECT unnest(?))', [ids]).to_pylist()
-        out: dict[str, list[dict[str, Any]]] = {a: [] for a in ids}
-        for r in rows:
-            out[r["alert_id"]].append(r)
-        return out
+    def _lookup(self, table: str, batch: list[_Pending]) -> tuple[dict[str, dict], dict[str, list[dict]]]:
+        """Stored rows of ``table`` with the batch's ids, and (chain events) the stored events of its alerts.
+
+        One query on DuckDB for both: each statement costs a few ms of fixed overhead there.
+        """
+        ids = [p.row["id"] for p in batch if p.table == table]
+        alerts = sorted({p.row["alert_id"] for p in batch if p.table == table and p.row.get("alert_id")}) \
+            if table == "chain_events" else []
+        if self.store.kind == "duckdb":
+            # UNION ALL, not OR: each side keeps its own semi-join (an OR scans with both).
+            query = f'SELECT * FROM "{table}" WHERE id IN (SELECT unnest(?))'
+            if alerts:
+                query += f' UNION ALL SELECT * FROM "{table}" WHERE alert_id IN (SELECT unnest(?))'
+            rows = self.store.sql(query, [ids, alerts] if alerts else [ids]).to_pylist()
+        else:
+            with self.store.attached():
+                t = self.store.table(table)
+                cond = t.id.isin(ids) | t.alert_id.isin(alerts) if alerts else t.id.isin(ids)
+                rows = t.filter(cond).execute().to_dict(orient="records")
+        by_id = {r["id"]: r for r in rows if r["id"] in set(ids)}
+        chains: dict[str, list[dict[str, Any]]] = {a: [] for a in alerts}
+        for r in {r["id"]: r for r in rows}.values():
+            if r.get("alert_id") in chains:
+                chains[r["alert_id"]].append(r)
+        return by_id, chains
 
     def _stage_alert_ids(self) -> set[str]:
         """Alerts the insight stage raised (the bundle's), delivered or not."""
@@ -275,11 +292,11 @@ class Backend:
 
     def _commit_attached(self, batch: list[_Pending]) -> None:
         existing: dict[tuple[str, str], dict[str, Any]] = {}
+        chains: dict[str, list[dict[str, Any]]] = {}
         for table in {p.table for p in batch}:
-            ids = [p.row["id"] for p in batch if p.table == table]
-            rows = self.store.rows_by_id(table, ids)
-            existing.update({(table, r["id"]): r for r in rows})
-        chains = self._chain_context(batch)
+            by_id, found_chains = self._lookup(table, batch)
+            existing.update({(table, i): r for i, r in by_id.items()})
+            chains.update(found_chains)
         stage_alerts: set[str] | None = None
         new: dict[str, list[dict[str, Any]]] = {}
         now = _utcnow()
@@ -319,7 +336,22 @@ class Backend:
         if new:
             with self.store.transaction():
                 for table, rows in new.items():
-                    self.store.append(table, pa.Table.from_pylist(rows))
+                    self._insert(table, rows)
+
+    def _insert(self, table: str, rows: list[dict[str, Any]]) -> None:
+        """Append ``rows`` (every column of ``table``) inside the caller's transaction.
+
+        On DuckDB one ``INSERT ... SELECT unnest(?)`` per column list: ~3 ms for 32 events, where
+        building, casting and registering an Arrow table (``Store.append``) takes 6-15 ms.
+        """
+        cols = list(TABLES[table].columns)
+        types = [_SQL_TYPES.get(str(TABLES[table].columns[c])) for c in cols]
+        if self.store.kind != "duckdb" or None in types:
+            self.store.append(table, pa.Table.from_pylist(rows))
+            return
+        names = ", ".join(f'"{c}"' for c in cols)
+        select = ", ".join(f"unnest(?::{t}[])" for t in types)
+        self.store.sql(f'INSERT INTO "{table}" ({names}) SELECT {select}', [[r[c] for r in rows] for c in cols])
 
     # ---- reads --------------------------------------------------------------------------------
     @_on_store_thread
