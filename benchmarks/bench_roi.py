@@ -35,7 +35,8 @@ def _inputs(n_pools: int = 20) -> tuple[Program, dict[str, Result], RoiVolumes]:
     est = {"tickets_per_1000_orders": (-8.0, 2.0), "refunds_per_1000_orders": (-3.0, 1.0),
            "negative_reviews_per_1000_orders": (-2.0, 0.6), "conversion_rate": (0.002, 0.001),
            "revenue_per_sku_family": (150.0, 80.0)}
-    effects = {k: Result(m, s, (m - 1.96 * s, m + 1.96 * s), 0.01, "welch_t", 200, metric=k) for k, (m, s) in est.items()}
+    effects = {k: Result(estimate=m, se=s, ci=(m - 1.96 * s, m + 1.96 * s), p_value=0.01, method="welch_t", n=200,
+                         metric=k) for k, (m, s) in est.items()}
     vol = RoiVolumes({"tickets_per_1000_orders": 1e6, "refunds_per_1000_orders": 1e6,
                       "negative_reviews_per_1000_orders": 1e6, "conversion_rate": 5e6, "revenue_per_sku_family": 200},
                      feedback=3e5, months=9)

@@ -108,7 +108,7 @@ def test_analyze_cli_saves_results(analysed):
 
 
 def test_quasi_designs_dispatch_and_say_what_is_missing(tmp_path):
-    # did / synthetic_control / its are analysed (tests/quasi/test_quasi_design_analysis.py); on a
+    # did / synthetic_control / its are analysed (tests/experiments/test_exp_quasi_design_analysis.py); on a
     # store without assignments the error says what to ingest.
     prog = parse_program(TEXT.replace('design = "cluster"', 'design = "did"'))
     st = open_store("duckdb://:memory:")

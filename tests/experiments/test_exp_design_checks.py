@@ -1,7 +1,8 @@
 """Design (hash assignment, switchback schedule) and the checks.
 
-SRM p-values: gbstats ``check_srm`` values stored in /work/shared/reference/README.md (printed
-to 5-6 significant digits; compared to 1e-6 relative / 1e-12 absolute for the tiny one).
+The SRM check's test is :func:`insightroi.stats.srm_test`, compared with gbstats' ``check_srm``
+figures in tests/stats (``reference_values.toml``); here the check must carry its figures and
+set its status from them.
 """
 
 from __future__ import annotations
@@ -23,17 +24,18 @@ from insightroi.experiments import (
     srm_check,
     switchback_schedule,
 )
-from insightroi.stats import Ratio, Result
+from insightroi.stats import Ratio, Result, srm_test
 
 
-def test_srm_matches_gbstats():
+def test_srm_check_reports_the_srm_test():
     c = srm_check([1000, 1100], [0.5, 0.5])
-    assert c.p_value == pytest.approx(0.029096, abs=1e-6)
-    assert c.status == "pass"  # above the 0.001 threshold
+    assert (c.statistic, c.p_value) == srm_test([1000, 1100], [0.5, 0.5])[:2]
+    assert c.status == "pass"  # p = 0.029 (gbstats), above the 0.001 threshold
     c = srm_check([600, 400], [0.5, 0.5])
-    assert c.statistic == pytest.approx(40.0)
-    assert c.p_value == pytest.approx(2.54e-10, rel=1e-2)
-    assert c.status == "fail" and "mismatch" in c.message
+    assert (c.statistic, c.p_value) == srm_test([600, 400], [0.5, 0.5])[:2]
+    assert c.details["expected"] == [500.0, 500.0]
+    assert c.status == "fail" and "mismatch" in c.message  # p = 2.5e-10
+    assert srm_check([0, 0], [0.5, 0.5]).status == "skip"
 
 
 def test_assignment_is_deterministic_salted_and_near_share():
@@ -102,7 +104,7 @@ def test_regression_to_mean_detects_a_spike():
 
 
 def _r(est, se=0.02):
-    return Result(est, se, (est - 2 * se, est + 2 * se), 0.01, "x", 10)
+    return Result(estimate=est, se=se, ci=(est - 2 * se, est + 2 * se), p_value=0.01, method="x", n=10)
 
 
 def test_novelty_check_sees_fading():

@@ -23,9 +23,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from insightroi.experiments import analyze_experiment, power_table
-from insightroi.experiments._design import assign
+from insightroi.experiments import analyze_experiment, assign, power_table
 from insightroi.program import parse_program, starter_program_text
+from insightroi.stats import (
+    RatioRegressionAdjusted,
+    cuped_residual_variance,
+    mde_from_se,
+    power_from_se,
+    ratio_window_moments,
+    two_arm,
+)
 from insightroi.store import open_store
 
 KPI = "conversion_rate"
@@ -198,9 +205,6 @@ def test_units_are_assigned_families_even_without_pre_period_rows(tmp_path):
 def test_plan_variance_is_the_analysis_variance():
     # Both arms the same units: two_arm's CUPED variance of the difference is then exactly
     # 2 (var_post - cov^2 / var_pre) / n, the per-unit residual the plan scales by 1/n_t + 1/n_c.
-    from insightroi.stats import RatioRegressionAdjusted, two_arm
-    from insightroi.stats._power import cuped_residual_variance, ratio_window_moments
-
     rng = np.random.default_rng(3)
     level = rng.gamma(8.0, 1 / 8.0, 200)
     den, den_pre = rng.poisson(80, 200) + 1.0, rng.poisson(160, 200) + 1.0
@@ -217,8 +221,6 @@ def test_t_reference_power_matches_statsmodels():
     # A cluster design is analysed with a t over clusters; with 8 + 8 clusters the normal
     # would promise 80% power where the t gives less.
     from statsmodels.stats.power import TTestIndPower
-
-    from insightroi.stats._power import mde_from_se, power_from_se
 
     se = math.sqrt(2 / 8)  # standardized effect of 1 sd, 8 clusters per arm
     assert power_from_se(1.0, se, df=14) == pytest.approx(TTestIndPower().power(1.0, 8, 0.05), rel=1e-6)

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from insightroi.errors import DataError
 from insightroi.experiments import parse_claim, validate_claim
+from insightroi.stats import ratio_ancova
 
 
 @pytest.mark.parametrize(
@@ -187,8 +188,6 @@ def test_ratio_ancova_equals_statsmodels_wls_hc2():
     # Reference: statsmodels WLS (weights = post denominators) with HC2 errors on the same
     # data; the same algebra, so equal to rounding (1e-9).
     sm = pytest.importorskip("statsmodels.api")
-    from insightroi.stats._did import ratio_ancova
-
     rng = np.random.default_rng(11)
     num, den, tr, cov, _ = _ancova_draws(rng, 1, 60, -0.15)
     num, den, tr, cov = num[0], den[0], tr[0], cov[0]
@@ -213,8 +212,6 @@ def test_ratio_ancova_coverage_and_false_positives(effect):
     # finite-population effect the usual variance misses the unobservable Var(Y0 - Y1) of the
     # treated (Imbens & Rubin 2015, ch. 6) and coverage is ~93%. Binomial SE of a 95% rate over
     # 600 draws is 0.9 pp, so 0.92-0.975 is about 3 SE either side.
-    from insightroi.stats._did import ratio_ancova
-
     rng = np.random.default_rng(7 if effect else 8)
     reps = 600
     num, den, tr, cov, att = _ancova_draws(rng, reps, 80, effect)

@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("insightroi.demo")
 
 from insightroi.experiments import kpi_rate, time_series_impact  # noqa: E402
-from test_quasi_demo_claim import PRIMARY, _cell_panel  # noqa: E402  (same folder, pytest's prepend import)
+from test_exp_quasi_demo_claim import PRIMARY, _cell_panel  # noqa: E402  (same folder, pytest's prepend import)
 
 
 def _weekly(panel):

@@ -36,7 +36,8 @@ def _setup(tmp_path, with_volumes=True):
     # effects' correlation (the ROI's only inputs).
     results = {}
     for name, est, se in (("tickets_per_1000_orders", -8.0, 2.0), ("refunds_per_1000_orders", -3.0, 1.0)):
-        results[name] = Result(est, se, (est - 2 * se, est + 2 * se), 0.001, "cluster_welch", 120, metric=name).to_dict()
+        results[name] = Result(estimate=est, se=se, ci=(est - 2 * se, est + 2 * se), p_value=0.001,
+                               method="cluster_welch", n=120, metric=name).to_dict()
     vol = RoiVolumes({"tickets_per_1000_orders": 1e6, "refunds_per_1000_orders": 1e6,
                       "negative_reviews_per_1000_orders": 1e6}, feedback=2e5, months=9)
     section = ExperimentSection(name="t", design="cluster", unit="sku_family", results=results,

@@ -44,7 +44,7 @@ def cost(name, amount, kind="recurring", per="month", category="platform"):
 
 def res(est, se, ci=None):
     ci = ci or (est - 1.959963984540054 * se, est + 1.959963984540054 * se)
-    return Result(est, se, ci, 0.01, "welch_t", 100)
+    return Result(estimate=est, se=se, ci=ci, p_value=0.01, method="welch_t", n=100)
 
 
 def test_zero_width_and_zero_se_collapse_to_the_formula():
@@ -239,7 +239,8 @@ def test_inputs_are_validated():
     prog = parse_program(starter_program_text())
     vol = RoiVolumes({TICKETS: 1e6}, feedback=0, months=3)
     with pytest.raises(DataError, match="absolute effect"):
-        compute_roi(prog, {TICKETS: Result(-0.1, 0.01, (-0.12, -0.08), 0.0, "x", 10, unit="relative")}, vol, draws=100)
+        rel = Result(estimate=-0.1, se=0.01, ci=(-0.12, -0.08), p_value=0.0, method="x", n=10, unit="relative")
+        compute_roi(prog, {TICKETS: rel}, vol, draws=100)
     with pytest.raises(KeyError, match="no KPI"):
         compute_roi(prog, {"nope": res(-1, 1)}, vol, draws=100)
     with pytest.raises(DataError, match="no treated denominator"):
@@ -254,8 +255,8 @@ def test_inputs_are_validated():
     with pytest.raises(DataError, match="treated_denominator"):
         RoiVolumes.from_dict({"kpis": {TICKETS: {"wrong": 1}}, "months": 3})
     # Pools without an effect are left out and named; NaN se falls back to the interval.
-    out = compute_roi(prog, {TICKETS: Result(-8.0, float("nan"), (-11.92, -4.08), 0.0, "perm", 10)}, vol,
-                      draws=20_000, rng=0)
+    perm = Result(estimate=-8.0, se=float("nan"), ci=(-11.92, -4.08), p_value=0.0, method="perm", n=10)
+    out = compute_roi(prog, {TICKETS: perm}, vol, draws=20_000, rng=0)
     assert any("refunds_avoided" in n for n in out.notes)
     assert out.effects[0]["se"] == pytest.approx(2.0, rel=1e-3)
 
@@ -269,7 +270,8 @@ def test_volumes_round_trip():
 def test_effects_no_pool_prices_are_ignored_with_a_note():
     prog = make_program([pool("tickets", TICKETS, rng_(5.0))], [cost("platform", rng_(1000.0))])
     vol = RoiVolumes({TICKETS: 1e6}, feedback=0, months=3)
-    rel = Result(0.1, 0.01, (0.08, 0.12), 0.0, "x", 10, unit="relative")  # would be refused if priced
+    # Would be refused if priced.
+    rel = Result(estimate=0.1, se=0.01, ci=(0.08, 0.12), p_value=0.0, method="x", n=10, unit="relative")
     eff = {"alert_adoption_rate": rel, TICKETS: res(-2.0, 0.5)}
     out = compute_roi(prog, eff, vol, draws=5_000, rng=4, correlation=np.array([[1.0, 0.3], [0.3, 1.0]]))
     assert any("alert_adoption_rate" in n for n in out.notes)

@@ -39,7 +39,8 @@ def _program() -> Program:
 def _welch(t: np.ndarray, c: np.ndarray, metric: str) -> Result:
     d = t.mean() - c.mean()
     se = float(np.sqrt(t.var(ddof=1) / t.size + c.var(ddof=1) / c.size))
-    return Result(float(d), se, (d - 1.96 * se, d + 1.96 * se), float("nan"), "welch_t", t.size + c.size, metric=metric)
+    return Result(estimate=float(d), se=se, ci=(d - 1.96 * se, d + 1.96 * se), p_value=float("nan"), method="welch_t",
+                  n=t.size + c.size, metric=metric)
 
 
 @pytest.mark.slow

@@ -72,7 +72,8 @@ def test_engine_reproduces_85000_on_60000_deterministically():
     on 8.5 M treated orders); costs $5,000 a month for 12 months = $60,000.
     """
     prog = _fixed_program(unit_value=10.0, monthly_cost=5_000.0)
-    eff = {"tickets_per_1000_orders": Result(-1.0, 0.0, (-1.0, -1.0), 0.0, "fixed", 100)}
+    fixed = Result(estimate=-1.0, se=0.0, ci=(-1.0, -1.0), p_value=0.0, method="fixed", n=100)
+    eff = {"tickets_per_1000_orders": fixed}
     vol = RoiVolumes({"tickets_per_1000_orders": 8_500_000}, feedback=0, months=12)
     res = compute_roi(prog, eff, vol, draws=1_000, rng=0)
     assert res.benefit == 85_000.0 and res.cost == 60_000.0

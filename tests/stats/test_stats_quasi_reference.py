@@ -1,25 +1,12 @@
-"""Reference reproductions for the quasi-experimental estimators (issue 6).
+"""Reference reproductions for the quasi-experimental estimators.
 
-Sources and tolerances (with reasons):
+Published figures (Card & Krueger 1994, Abadie & Gardeazabal 2003, Abadie, Diamond & Hainmueller
+2010) and the tolerances on R CausalImpact's outputs are read from ``reference_values.toml`` beside
+this file, each with its source, the call or data behind it, and the reason for its tolerance.
+The data sets are in shared/reference (card_krueger, basque, prop99, causalimpact); R's
+CausalImpact figures stay in their fixture files, with the R, CausalImpact and bsts versions.
+Peer libraries run on the same data in the same run:
 
-* Card & Krueger (1994), AER, Table 3, from /work/shared/reference/card_krueger/public.dat.
-  Row 4 (balanced sample of stores): NJ +0.47 (0.48), PA -2.28 (1.25), DiD 2.75 (1.34): we must
-  match to 0.01 (rounding of the published table). Row 3 (all available stores): DiD +2.75 from
-  this file (2.76 in print); SE 1.36 in print vs our 1.31: the paper does not say how it handled
-  the covariance of the two waves' means with stores missing in one wave; we use the covariance
-  of the stores seen in both waves. Tolerance 5% on that SE for that reason.
-* Abadie & Gardeazabal (2003), Basque weights 0.8508 / 0.1492 (pysyncon tests, reconciled with R
-  Synth) with the paper's predictors: tolerance 5e-4 (the optimum is flat in V; pysyncon itself
-  rounds to 4 places).
-* ADH (2010) Prop 99, predictors as in the paper (lnincome, retprice, age15to24 over 1980-88,
-  beer over 1984-88, cigsale in 1975, 1980, 1988): gap in 2000 "about 26 packs": within
-  [-28, -24]; top-5 donors = {Utah, Nevada, Montana, Colorado, Connecticut}.
-* R CausalImpact 1.4.1 fixtures (bsts 0.9.10, 1000 MCMC draws). Our model is not MCMC (see
-  insightroi.stats._its), so we compare: average effect within 2% of R's (relative to R's
-  figure; for the no-effect fixture, whose effect is ~-0.1, relative error is ill-conditioned,
-  so there the bound is 2% of R's counterfactual level, i.e. of the quantity actually forecast);
-  interval endpoints within 5% of R's endpoints (relative), which is also about the Monte-Carlo
-  error of R's own 1000-draw quantiles; cumulative effect within 2% (basic, covariates).
 * TWFE vs pyfixest 0.60 ``feols("y ~ D + x | unit + time", vcov={"CRV1": "unit"})`` on an
   unbalanced simulated panel: coefficients, SEs, p-values and CIs to 1e-8 (same algebra).
 * Our Kalman filter vs statsmodels ``UnobservedComponents`` (local level + regression in the
@@ -36,9 +23,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from insightroi.stats import causal_impact, did_2x2, event_study, synth_fit, synthetic_control, twfe
+from insightroi.stats import causal_impact, did_2x2, did_ratio, event_study, synth_fit, synthetic_control, twfe
 
 from conftest import REFERENCE_DIR as REF
+from reference_values import approx, high, tolerance, value, within
 
 CK_COLS = (
     "SHEET CHAIN CO_OWNED STATE SOUTHJ CENTRALJ NORTHJ PA1 PA2 SHORE NCALLS EMPFT EMPPT NMGRS WAGE_ST INCTIME "
@@ -58,23 +46,24 @@ def card_krueger():
 def test_card_krueger_all_stores(card_krueger):
     pre, post, nj = card_krueger
     r = did_2x2(pre, post, nj, metric="fte")
-    assert r.estimate == pytest.approx(2.75, abs=0.01)
-    assert r.extra["treated"]["mean_pre"] == pytest.approx(20.44, abs=0.005)
-    assert r.extra["treated"]["mean_post"] == pytest.approx(21.03, abs=0.005)
-    assert r.extra["control"]["mean_pre"] == pytest.approx(23.33, abs=0.005)
-    assert r.extra["control"]["mean_post"] == pytest.approx(21.17, abs=0.005)
-    assert r.se == pytest.approx(1.36, rel=0.05)
-    assert r.method == "did_2x2" and r.n == 410
+    ck = "card_krueger_all_stores"
+    assert r.estimate == approx(ck, "estimate")
+    assert r.extra["treated"]["mean_pre"] == approx(ck, "treated_mean_pre")
+    assert r.extra["treated"]["mean_post"] == approx(ck, "treated_mean_post")
+    assert r.extra["control"]["mean_pre"] == approx(ck, "control_mean_pre")
+    assert r.extra["control"]["mean_post"] == approx(ck, "control_mean_post")
+    assert r.se == approx(ck, "se")
+    assert r.method == "did_2x2" and r.n == value(ck, "n")
 
 
 def test_card_krueger_balanced_sample(card_krueger):
     pre, post, nj = card_krueger
     both = ~np.isnan(pre) & ~np.isnan(post)
     r = did_2x2(pre[both], post[both], nj[both])
-    assert r.estimate == pytest.approx(2.75, abs=0.01)
-    assert r.se == pytest.approx(1.34, abs=0.01)
-    assert r.extra["treated"]["se_change"] == pytest.approx(0.48, abs=0.01)
-    assert r.extra["control"]["se_change"] == pytest.approx(1.25, abs=0.01)
+    assert r.estimate == approx("card_krueger_balanced", "estimate")
+    assert r.se == approx("card_krueger_balanced", "se")
+    assert r.extra["treated"]["se_change"] == approx("card_krueger_balanced", "treated_se_change")
+    assert r.extra["control"]["se_change"] == approx("card_krueger_balanced", "control_se_change")
 
 
 def _basque():
@@ -102,9 +91,10 @@ def test_basque_weights():
     X0 = np.column_stack([pred(u) for u in units])
     f = synth_fit(Y.loc[1960:1969, treated].to_numpy(), Y.loc[1960:1969, units].to_numpy(), X1, X0)
     w = dict(zip(units, f["w"]))
-    assert w["Cataluna"] == pytest.approx(0.8508, abs=5e-4)
-    assert w["Madrid (Comunidad De)"] == pytest.approx(0.1492, abs=5e-4)
-    assert sum(v for k, v in w.items() if k not in ("Cataluna", "Madrid (Comunidad De)")) < 1e-4
+    assert w["Cataluna"] == approx("basque_weights", "cataluna")
+    assert w["Madrid (Comunidad De)"] == approx("basque_weights", "madrid")
+    others = sum(v for k, v in w.items() if k not in ("Cataluna", "Madrid (Comunidad De)"))
+    assert others < high("basque_weights", "others_total")
     assert f["w"].sum() == pytest.approx(1.0, abs=1e-9) and (f["w"] >= 0).all()
     # deterministic: the same data give the same weights
     f2 = synth_fit(Y.loc[1960:1969, treated].to_numpy(), Y.loc[1960:1969, units].to_numpy(), X1, X0)
@@ -133,10 +123,10 @@ def test_prop99_gap_and_donors():
         predictors_treated=pred("California"), predictors_donors=np.column_stack([pred(u) for u in units]),
         donor_names=units, placebo=False, leave_one_out=False,
     )
-    assert -28 <= r.extra["gap"][-1] <= -24  # year 2000
+    assert within("prop99", "gap_2000", r.extra["gap"][-1])  # year 2000
     top5 = list(r.extra["weights"])[:5]
-    assert set(top5) == {"Utah", "Nevada", "Montana", "Colorado", "Connecticut"}
-    assert r.extra["pre_rmspe"] < 2.5
+    assert set(top5) == set(value("prop99", "top5_donors"))
+    assert r.extra["pre_rmspe"] < high("prop99", "pre_rmspe")
     assert r.diagnostics[0].name == "pre_period_fit" and r.diagnostics[0].status == "pass"
 
 
@@ -149,8 +139,8 @@ def test_prop99_placebo_inference():
         predictors_treated=pred("California"), predictors_donors=np.column_stack([pred(u) for u in units]),
         donor_names=units, placebo=True, leave_one_out=True,
     )
-    assert r.p_value == pytest.approx(1 / 39)
-    assert len(r.extra["placebos"]) == 38
+    assert r.p_value == approx("prop99", "placebo_p_value")
+    assert len(r.extra["placebos"]) == value("prop99", "n_placebos")
     loo = r.extra["leave_one_out"]
     assert len(loo) == 5 and all(row["estimate"] < -10 for row in loo)
 
@@ -164,12 +154,13 @@ def test_causalimpact_r_fixtures(name):
     r = causal_impact(y, d["n_pre"], X, seed=0)
     if name == "no_effect":
         cf_level = float(np.mean(y[d["n_pre"]:])) - R["point_effect_mean"]
-        assert abs(r.estimate - R["point_effect_mean"]) <= 0.02 * cf_level
+        assert abs(r.estimate - R["point_effect_mean"]) <= tolerance("causalimpact_r", "no_effect_point_effect")["rel"] * cf_level
     else:
-        assert r.estimate == pytest.approx(R["point_effect_mean"], rel=0.02)
-        assert r.extra["cumulative"]["estimate"] == pytest.approx(R["cumulative_effect_total"], rel=0.02)
-    assert r.ci[0] == pytest.approx(R["ci_lower"], rel=0.05)
-    assert r.ci[1] == pytest.approx(R["ci_upper"], rel=0.05)
+        assert r.estimate == pytest.approx(R["point_effect_mean"], **tolerance("causalimpact_r", "point_effect"))
+        assert r.extra["cumulative"]["estimate"] == pytest.approx(R["cumulative_effect_total"],
+                                                                  **tolerance("causalimpact_r", "cumulative_effect"))
+    assert r.ci[0] == pytest.approx(R["ci_lower"], **tolerance("causalimpact_r", "ci"))
+    assert r.ci[1] == pytest.approx(R["ci_upper"], **tolerance("causalimpact_r", "ci"))
     # posterior tail probability: both tiny with an effect, both far from significance without
     if d["true_effect"]:
         assert r.p_value < 0.01 and R["p_value"] < 0.01
@@ -250,8 +241,6 @@ def test_kalman_filter_matches_statsmodels():
 def test_did_ratio_equals_paired_did_when_denominators_are_equal():
     # Identity: with one common denominator per unit, the ratio of sums is the mean of rates and
     # the delta-method SE is the paired-difference SE of did_2x2 (Card & Krueger's row 4 formula).
-    from insightroi.stats import did_ratio
-
     rng = np.random.default_rng(8)
     n = 30
     d = np.arange(n) < 12

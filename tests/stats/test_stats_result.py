@@ -46,7 +46,22 @@ def test_not_estimable_has_one_shape():
     d = r.to_dict()
     json.dumps(d, allow_nan=False)
     assert Result.from_dict(d).diagnostics == r.diagnostics
-    assert Result(1.0, 0.1, (0.8, 1.2), 0.01, "welch_t", 10).estimable
+    assert Result(estimate=1.0, se=0.1, ci=(0.8, 1.2), p_value=0.01, method="welch_t", n=10).estimable
+
+
+def test_result_is_keyword_only_and_reads_saved_results():
+    # Positional construction would let two floats (se, p_value) swap silently.
+    with pytest.raises(TypeError):
+        Result(1.0, 0.1, (0.8, 1.2), 0.01, "welch_t", 10)  # type: ignore[misc]
+    # A result as saved in a store by to_dict (NaN written as None, unit/alpha/extra optional).
+    saved = {"estimate": -8.0, "se": None, "ci": [-11.92, -4.08], "p_value": 0.002, "method": "perm", "n": 10,
+             "diagnostics": [{"name": "srm", "status": "pass", "message": "ok", "statistic": None,
+                              "p_value": 0.4, "threshold": 0.001, "details": {}}], "metric": "m"}
+    r = Result.from_dict(saved)
+    assert (r.estimate, r.ci, r.p_value, r.method, r.n, r.unit, r.alpha, r.metric) == (
+        -8.0, (-11.92, -4.08), 0.002, "perm", 10, "absolute", 0.05, "m")
+    assert math.isnan(r.se) and r.diagnostics == (Check("srm", "pass", "ok", p_value=0.4, threshold=0.001),)
+    assert Result.from_dict(r.to_dict()).to_dict() == r.to_dict()
 
 
 def test_segment_breakdown_keeps_a_not_estimable_segment():

@@ -2,15 +2,12 @@
 
 Sources and tolerances
 ----------------------
-- GrowthBook gbstats 0.8.0 frequentist engine: the values stored in
-  /work/shared/reference/README.md ("Two-arm test reference values"), printed to 6 decimals there,
-  so compared to 1e-6 absolute (the issue's tolerance).
-- scipy ``ttest_ind(equal_var=False)``, statsmodels ``test_proportions_2indep``,
-  ``NormalIndPower``/``TTestIndPower``, ``multipletests``, ``OLS(cov_type="cluster")``: same data,
-  same run; agreement to 1e-9 where the formula is the same, looser where stated.
-- R ``pwr`` figures as quoted by statsmodels' test suite (README): 1e-9.
-- NSW experiment (Dehejia-Wahba sample, PyPI ``causaldata.nsw_mixtape``): ATE 1794.34
-  (Cunningham, Causal Inference: The Mixtape, nsw_experimental.do), printed to 2 decimals -> 0.005.
+Stored figures (gbstats 0.8.0, R ``pwr``, statsmodels' sample sizes, the NSW experiment's ATE)
+are read from ``reference_values.toml`` beside this file, each with its source, the call that
+produced it and its tolerance. Peer libraries run on the same data in the same run (scipy
+``ttest_ind(equal_var=False)``, statsmodels ``test_proportions_2indep``,
+``NormalIndPower``/``TTestIndPower``, ``multipletests``, ``OLS(cov_type="cluster")``) are compared
+inline: agreement to 1e-9 where the formula is the same, looser where stated.
 """
 
 from __future__ import annotations
@@ -50,6 +47,8 @@ from insightroi.stats import (
     welch_t,
 )
 
+from reference_values import approx, value
+
 A = SampleMean(n=1000, sum=10000.0, sum_sq=124975.0)  # mean 10, var 25
 B = SampleMean(n=1000, sum=10500.0, sum_sq=135225.0)  # mean 10.5, var 25
 
@@ -61,30 +60,29 @@ def _ra(n, post_mean, post_var, pre_mean, pre_var, cov):
 
 def test_gbstats_absolute():
     r = two_arm(A, B)
-    assert r.estimate == pytest.approx(0.5, abs=1e-12)
-    assert r.ci == pytest.approx((0.061473, 0.938527), abs=1e-6)
-    assert r.se == pytest.approx(0.223607, abs=1e-6)
-    assert r.p_value == pytest.approx(0.0254573, abs=1e-7)
+    assert r.estimate == approx("gbstats_absolute", "estimate")
+    assert r.ci == approx("gbstats_absolute", "ci")
+    assert r.se == approx("gbstats_absolute", "se")
+    assert r.p_value == approx("gbstats_absolute", "p_value")
     assert r.extra["control_mean"] == 10.0 and r.extra["treatment_mean"] == 10.5
 
 
 def test_gbstats_relative_delta_method():
     r = two_arm(A, B, relative=True)
-    assert r.estimate == pytest.approx(0.05, abs=1e-12)
-    assert r.ci == pytest.approx((0.005038, 0.094962), abs=1e-6)
-    assert r.se == pytest.approx(0.022927, abs=1e-6)
-    assert r.p_value == pytest.approx(0.0293085, abs=1e-6)  # README prints 6 significant digits
+    assert r.estimate == approx("gbstats_relative", "estimate")
+    assert r.ci == approx("gbstats_relative", "ci")
+    assert r.se == approx("gbstats_relative", "se")
+    assert r.p_value == approx("gbstats_relative", "p_value")
     assert r.unit == "relative"
 
 
 def test_gbstats_sequential_interval():
     r = two_arm(A, B, sequential_tuning=5000)
-    assert r.ci == pytest.approx((-0.198498, 1.198498), abs=1e-6)
-    # gbstats 0.8.0 SequentialTwoSidedTTest, same statistics, tuning 5000 (run on this data).
-    assert r.p_value == pytest.approx(0.3052489260774931, abs=1e-9)
+    assert r.ci == approx("gbstats_sequential", "ci")
+    assert r.p_value == approx("gbstats_sequential", "p_value")
     rel = two_arm(A, B, relative=True, sequential_tuning=5000)
-    assert rel.ci == pytest.approx((-0.021617362067554505, 0.12161736206755451), abs=1e-9)
-    assert rel.p_value == pytest.approx(0.33489265258610657, abs=1e-9)
+    assert rel.ci == approx("gbstats_sequential", "relative_ci")
+    assert rel.p_value == approx("gbstats_sequential", "relative_p_value")
 
 
 def test_sequential_p_below_alpha_exactly_when_the_sequence_excludes_zero():
@@ -101,9 +99,9 @@ def test_sequential_p_below_alpha_exactly_when_the_sequence_excludes_zero():
 def test_gbstats_proportions_t_and_statsmodels_z():
     c, t = Proportion(1000, 100), Proportion(1000, 120)
     r = proportions_test(c, t, test="t")
-    assert r.estimate == pytest.approx(0.02, abs=1e-12)
-    assert r.ci == pytest.approx((-0.007428, 0.047428), abs=1e-6)
-    assert r.p_value == pytest.approx(0.152865, abs=1e-6)
+    assert r.estimate == approx("gbstats_proportions", "estimate")
+    assert r.ci == approx("gbstats_proportions", "ci")
+    assert r.p_value == approx("gbstats_proportions", "p_value")
     from statsmodels.stats.proportion import test_proportions_2indep
 
     z = proportions_test(c, t, test="z")
@@ -115,14 +113,14 @@ def test_gbstats_cuped():
     c = _ra(1000, 10.0, 25.0, 10.0, 25.0, 20.0)  # corr(post, pre) = 0.8
     t = _ra(1000, 10.5, 25.0, 10.0, 25.0, 20.0)
     r = cuped(c, t)
-    assert r.extra["theta"] == pytest.approx(0.8, abs=1e-12)
-    assert r.se == pytest.approx(0.2236068 * math.sqrt(1 - 0.64), abs=1e-6)
-    assert r.se == pytest.approx(0.1342, abs=5e-5)
-    assert r.p_value == pytest.approx(0.000199, abs=1e-6)
-    assert r.extra["variance_reduction"] == pytest.approx(0.64, abs=1e-9)
+    assert r.extra["theta"] == approx("gbstats_cuped", "theta")
+    assert r.se == pytest.approx(0.2236068 * math.sqrt(1 - 0.64), abs=1e-6)  # SE x sqrt(1 - rho^2)
+    assert r.se == approx("gbstats_cuped", "se")
+    assert r.p_value == approx("gbstats_cuped", "p_value")
+    assert r.extra["variance_reduction"] == approx("gbstats_cuped", "variance_reduction")
     # Without the covariate the result is the plain two-arm one.
     plain = two_arm(c, t, cuped=False)
-    assert plain.se == pytest.approx(0.223607, abs=1e-6)
+    assert plain.se == approx("gbstats_cuped", "se_without_covariate")
 
 
 def test_nsw_experiment_ate():
@@ -130,7 +128,7 @@ def test_nsw_experiment_ate():
     d = causaldata.nsw_mixtape.load_pandas().data
     d = d[d.data_id == "Dehejia-Wahba Sample"]
     r = welch_t(d.re78[d.treat == 0], d.re78[d.treat == 1])
-    assert r.estimate == pytest.approx(1794.34, abs=0.005)
+    assert r.estimate == approx("nsw_experiment", "ate")
     ref = sps.ttest_ind(d.re78[d.treat == 1].astype(float), d.re78[d.treat == 0].astype(float), equal_var=False)
     assert r.p_value == pytest.approx(ref.pvalue, rel=1e-9)
     lo, hi = ref.confidence_interval()
@@ -223,11 +221,11 @@ def test_multiple_testing_equals_statsmodels():
 
 
 @pytest.mark.parametrize(
-    ("d", "n", "test", "expected"),
-    [(1.0, 30, "t", 0.967708258242517), (0.1, 20, "t", 0.06095912465411235), (0.3, 80, "normal", 0.475100870572638)],
+    ("d", "n", "test", "figure"),
+    [(1.0, 30, "t", "t_d1_n30"), (0.1, 20, "t", "t_d01_n20"), (0.3, 80, "normal", "normal_d03_n80")],
 )
-def test_power_matches_pwr(d, n, test, expected):
-    assert power(d, n, test=test) == pytest.approx(expected, abs=1e-9)
+def test_power_matches_pwr(d, n, test, figure):
+    assert power(d, n, test=test) == approx("pwr_power", figure)
 
 
 def test_power_and_sample_size_match_statsmodels():
@@ -243,12 +241,16 @@ def test_power_and_sample_size_match_statsmodels():
         assert minimum_detectable_effect(n) == pytest.approx(d, rel=1e-6)
 
 
-@pytest.mark.parametrize(("p1", "p2", "n"), [(0.10, 0.11, 14744), (0.05, 0.055, 31217), (0.20, 0.22, 6507), (0.50, 0.55, 1565)])
-def test_sample_size_proportions_reference(p1, p2, n):
+@pytest.mark.parametrize(
+    ("p1", "p2", "figure"),
+    [(0.10, 0.11, "p10_p11"), (0.05, 0.055, "p05_p055"), (0.20, 0.22, "p20_p22"), (0.50, 0.55, "p50_p55")],
+)
+def test_sample_size_proportions_reference(p1, p2, figure):
     from statsmodels.stats.proportion import proportion_effectsize
 
     assert cohens_h(p1, p2) == pytest.approx(proportion_effectsize(p2, p1), abs=1e-12)
-    # README figures are the statsmodels solutions (14744.10 ...) truncated; ours rounds up to whole units.
+    # The stored figures are statsmodels' solutions (14744.10 ...) truncated; ours rounds up to whole units.
+    n = value("sample_size_proportions", figure)
     assert sample_size_proportions(p1, p2) in (n, n + 1)
 
 

@@ -59,7 +59,7 @@ def test_unknown_scheme():
 
 
 def test_results_round_trip(tmp_path):
-    r = Result(1.5, 0.5, (0.52, 2.48), 0.0027, "welch_t", 200, metric="m",
+    r = Result(estimate=1.5, se=0.5, ci=(0.52, 2.48), p_value=0.0027, method="welch_t", n=200, metric="m",
                diagnostics=(Check("srm", "pass", "ok", p_value=0.4),))
     with open_store(f"duckdb:///{tmp_path}/s.duckdb") as st:
         st.save_result("experiment", "m", r.to_dict())

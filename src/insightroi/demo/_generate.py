@@ -14,6 +14,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+# Data generation, not inference: the demo only needs the chi-square tail to make its broken
+# assignment fail the SRM check by a known margin.
+from scipy.stats import chi2 as chi2_dist
 
 from insightroi.demo._rows import ChunkWriter, arrow_schema
 from insightroi.demo._world import (
@@ -227,8 +230,6 @@ def _assignments(world: CellWorld, program: Program, bad: bool, rng) -> tuple[pa
         # A broken assignment pipeline: control families recorded as treated (their data still
         # behave as control). Flip at least a third of control, and enough that a unit-count
         # chi-square sample-ratio test against the design share has p < 1e-4.
-        from scipy import stats
-
         share = program.experiment.treatment_share
         ctrl = [int(i) for i in rng.permutation([i for i, a in enumerate(arms) if a == "control"])]
         n = len(arms)
@@ -236,7 +237,7 @@ def _assignments(world: CellWorld, program: Program, bad: bool, rng) -> tuple[pa
         for i in ctrl:
             n_t = sum(a == "treatment" for a in arms)
             chi2 = (n_t - share * n) ** 2 / (share * n) + ((n - n_t) - (1 - share) * n) ** 2 / ((1 - share) * n)
-            if len(flip) >= len(ctrl) / 3 and stats.chi2.sf(chi2, 1) < 1e-4:
+            if len(flip) >= len(ctrl) / 3 and chi2_dist.sf(chi2, 1) < 1e-4:
                 break
             arms[i] = "treatment"
             flip.append(i)

@@ -10,26 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import date, timedelta
-from typing import Any
 
 import numpy as np
 
 from insightroi.errors import DataError, EstimationError
-from insightroi.metrics import analysis_windows, unit_measures_expr
-from insightroi.program import Kpi, Program
-from insightroi.stats import (
-    NO_DENOMINATOR_IN_ARM,
-    Check,
-    Ratio,
-    RatioRegressionAdjusted,
-    Result,
-    adjust_pvalues,
-    jsonable,
-    segment_breakdown,
-    two_arm,
-)
 from insightroi.experiments._checks import (
     balance_check,
     contamination_check,
@@ -38,88 +24,24 @@ from insightroi.experiments._checks import (
     regression_to_mean_check,
     srm_check,
 )
+from insightroi.experiments._common import CONTROL, TREATMENT, ExperimentAnalysis, annotate_kpi_results
+from insightroi.experiments._design_analysis import analyze_quasi_design
+from insightroi.experiments._switchback_analysis import analyze_switchback
+from insightroi.metrics import analysis_windows, unit_measures_expr
+from insightroi.program import Kpi, Program
+from insightroi.stats import (
+    NO_DENOMINATOR_IN_ARM,
+    Check,
+    Ratio,
+    RatioRegressionAdjusted,
+    Result,
+    segment_breakdown,
+    two_arm,
+)
 
 __all__ = ["ExperimentAnalysis", "analyze_experiment", "kpi_effect"]
 
 _RANDOMIZED = ("ab", "cluster", "holdout")
-TREATMENT, CONTROL = "treatment", "control"
-
-
-@dataclass(frozen=True)
-class ExperimentAnalysis:
-    """Everything :func:`analyze_experiment` found.
-
-    Attributes
-    ----------
-    results : dict
-        KPI name -> Result of the absolute effect in KPI units (``scale`` applied). ``extra`` holds
-        ``control_mean``, ``treatment_mean``, ``relative``, ``relative_ci_low``,
-        ``relative_ci_high``, ``relative_se``, ``p_adjusted`` (Holm), ``p_adjusted_bh``, the KPI's
-        metadata and the estimator details.
-    relative : dict
-        KPI name -> Result of the relative effect ``treatment / control - 1``.
-    segments : dict
-        segment column -> KPI name -> segment value -> Result (relative; BH across segments).
-    checks : tuple of Check
-        Experiment-level checks (SRM, contamination, balance, novelty of the primary KPI).
-    """
-
-    name: str
-    design: str
-    unit: str
-    window: tuple[date, date]
-    pre_window: tuple[date, date] | None
-    n_treatment: int
-    n_control: int
-    results: dict[str, Result]
-    relative: dict[str, Result]
-    checks: tuple[Check, ...] = ()
-    segments: dict[str, dict[str, dict[str, Result]]] = field(default_factory=dict)
-    alpha: float = 0.05
-
-    @property
-    def failed_checks(self) -> tuple[Check, ...]:
-        return tuple(c for c in self.checks if c.status == "fail")
-
-    def experiment_section(self) -> dict[str, Any]:
-        """The report bundle's ``experiment`` section (CONTRACTS.md)."""
-        return {"name": self.name, "design": self.design, "unit": self.unit, "n_treatment": self.n_treatment,
-                "n_control": self.n_control, "checks": [c.to_dict() for c in self.checks]}
-
-    def kpi_rows(self, program: Program | None = None) -> list[dict[str, Any]]:
-        """The report bundle's ``kpis`` rows (``truth`` fields left None for the caller to fill)."""
-        rows = []
-        for name, r in self.results.items():
-            x = r.extra
-            rows.append({
-                "name": name, "layer": x.get("layer"), "owner": x.get("owner"), "direction": x.get("direction"),
-                "decision_rule": x.get("decision_rule"), "method": r.method, "unit": x.get("kpi_unit"),
-                "control_mean": x.get("control_mean"), "treatment_mean": x.get("treatment_mean"),
-                "estimate": r.estimate, "ci_low": r.ci_low, "ci_high": r.ci_high, "p_value": r.p_value,
-                "p_adjusted": x.get("p_adjusted"), "relative": x.get("relative"),
-                "relative_ci_low": x.get("relative_ci_low"), "relative_ci_high": x.get("relative_ci_high"),
-                "n": r.n, "truth": None, "truth_relative": None,
-                "checks": [c.to_dict() for c in r.diagnostics], "summary_html": r.summary("html"),
-            })
-        return _jsonable_rows(rows)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form."""
-        return {
-            **self.experiment_section(),
-            "window": {"start": self.window[0].isoformat(), "end": self.window[1].isoformat()},
-            "pre_window": None if self.pre_window is None else
-            {"start": self.pre_window[0].isoformat(), "end": self.pre_window[1].isoformat()},
-            "alpha": self.alpha,
-            "results": {k: r.to_dict() for k, r in self.results.items()},
-            "relative": {k: r.to_dict() for k, r in self.relative.items()},
-            "segments": {s: {k: {v: r.to_dict() for v, r in byv.items()} for k, byv in d.items()}
-                         for s, d in self.segments.items()},
-        }
-
-
-def _jsonable_rows(rows):
-    return jsonable(rows)
 
 
 def _stats(df, arm: str, use_pre: bool):
@@ -188,26 +110,6 @@ def _weekly(store, program, kpis_needed: Sequence[Kpi], window, alpha) -> dict[s
     return out
 
 
-def annotate_kpi_results(results: dict[str, Result], relative: dict[str, Result], program: Program, *,
-                         analysis_unit: str, n_treatment: int, n_control: int, window) -> None:
-    """Add each KPI's metadata and its Holm and Benjamini-Hochberg adjusted p-values (across the
-    KPIs analysed together) to ``results[name].extra`` and ``relative[name].extra``, in place."""
-    names = list(results)
-    pvals = [results[n].p_value for n in names]
-    holm_p, bh_p = adjust_pvalues(pvals, "holm"), adjust_pvalues(pvals, "bh")
-    for i, name in enumerate(names):
-        k = program.kpi(name)
-        rel = relative[name]
-        meta = {"layer": k.layer, "owner": k.owner, "direction": k.direction, "decision_rule": k.decision_rule,
-                "kpi_unit": k.unit, "analysis_unit": analysis_unit, "scale": k.scale, "numerator": k.numerator,
-                "denominator": k.denominator, "p_adjusted": _f(holm_p[i]), "p_adjusted_bh": _f(bh_p[i]),
-                "relative": rel.estimate, "relative_ci_low": rel.ci[0], "relative_ci_high": rel.ci[1],
-                "relative_se": rel.se, "relative_p_value": rel.p_value, "n_treatment": n_treatment,
-                "n_control": n_control, "window": [window[0].isoformat(), window[1].isoformat()]}
-        results[name] = replace(results[name], extra={**results[name].extra, **meta})
-        relative[name] = replace(rel, extra={**rel.extra, "p_adjusted": _f(holm_p[i]), "p_adjusted_bh": _f(bh_p[i])})
-
-
 def analyze_experiment(
     store,
     program: Program,
@@ -222,7 +124,7 @@ def analyze_experiment(
     """Analyse the program's experiment on the store, whatever its design.
 
     Randomized unit designs (ab, cluster, holdout) are analysed here. A switchback design is
-    handed to :func:`insightroi.experiments._switchback_analysis.analyze_switchback` (time blocks
+    handed to :func:`insightroi.experiments.analyze_switchback` (time blocks
     are the unit; ``cuped``, ``weekly`` and ``segments`` do not apply); did, synthetic_control and
     its to :func:`insightroi.experiments.analyze_quasi_design` (same result shape).
 
@@ -260,15 +162,11 @@ def analyze_experiment(
     e = program.experiment
     if e.design == "switchback":
         # Time blocks, not units, are randomized: a separate path with the same result shape.
-        from insightroi.experiments._switchback_analysis import analyze_switchback
-
         if segments:
             raise EstimationError("segment breakdowns are not available for switchback designs (blocks are the unit)")
         return analyze_switchback(store, program, kpis=kpis, window=window, alpha=alpha)
     if e.design in ("did", "synthetic_control", "its"):
         # Nothing was randomized: the design's own estimator, with the same result shape.
-        from insightroi.experiments._design_analysis import analyze_quasi_design
-
         if segments:
             raise EstimationError(f"segment breakdowns are not available for the {e.design} design")
         return analyze_quasi_design(store, program, kpis=kpis, window=window, alpha=alpha)
@@ -344,10 +242,6 @@ def analyze_experiment(
         name=e.name, design=e.design, unit=e.unit, window=window, pre_window=pre_window, n_treatment=n_t,
         n_control=n_c, results=results, relative=relative, checks=tuple(checks), segments=seg_out, alpha=alpha,
     )
-
-
-def _f(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
 
 
 def _segments(store, program, chosen, col, window, pre_window, alpha, cuped) -> dict[str, dict[str, Result]]:

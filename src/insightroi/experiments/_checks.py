@@ -6,10 +6,9 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy import stats
 
 from insightroi.errors import DataError
-from insightroi.stats import Check, Ratio, Result, two_arm
+from insightroi.stats import Check, Ratio, Result, srm_test, trend_test, two_arm
 
 __all__ = [
     "srm_check",
@@ -25,19 +24,16 @@ def srm_check(counts: Sequence[float], expected_shares: Sequence[float], *, thre
     """Sample-ratio mismatch: chi-square test of the arm counts against the designed shares.
 
     A mismatch means assignment or logging is broken and the estimate cannot be trusted
-    (Fabijan et al. 2019, KDD). The threshold 0.001 is GrowthBook's default; the p-value equals
-    gbstats' ``check_srm``.
+    (Fabijan et al. 2019, KDD). The test is :func:`insightroi.stats.srm_test` (its p-value equals
+    gbstats' ``check_srm``); the threshold 0.001 is GrowthBook's default.
     """
     obs = np.asarray(counts, dtype=float)
     shares = np.asarray(expected_shares, dtype=float)
     if obs.size != shares.size or obs.size < 2:
         raise DataError("srm_check needs one expected share per arm and at least two arms")
-    total = obs.sum()
-    if total == 0:
+    if obs.sum() == 0:
         return Check("sample_ratio_mismatch", "skip", "no units assigned")
-    exp = shares / shares.sum() * total
-    chi2 = float(((obs - exp) ** 2 / exp).sum())
-    p = float(stats.chi2.sf(chi2, obs.size - 1))
+    chi2, p, exp = srm_test(obs, shares)
     observed = ", ".join(f"{int(o):,}" for o in obs)
     expected = ", ".join(f"{e:,.1f}" for e in exp)
     if p < threshold:
@@ -133,23 +129,16 @@ def regression_to_mean_check(
 def novelty_check(weekly: Sequence[Result], *, alpha: float = 0.05) -> Check:
     """Novelty or persistence: does the effect fade with weeks since launch?
 
-    Weighted least squares of the weekly effect on the week index (weights ``1 / se^2``); a
-    slope significantly against the overall effect's sign means the effect is fading (novelty,
-    or teams stop acting on alerts). ``details["weeks"]`` lists the weekly effects for plots.
+    Weighted least squares of the weekly effect on the week index (weights ``1 / se^2``,
+    :func:`insightroi.stats.trend_test`); a slope significantly against the overall effect's sign
+    means the effect is fading (novelty, or teams stop acting on alerts). ``details["weeks"]``
+    lists the weekly effects for plots.
     """
     rows = [(i, r.estimate, r.se) for i, r in enumerate(weekly) if math.isfinite(r.estimate) and r.se > 0]
     if len(rows) < 3:
         return Check("novelty", "skip", f"need at least 3 weeks with an estimate, have {len(rows)}")
     w_idx, est, se = (np.array(x, dtype=float) for x in zip(*rows))
-    w = 1 / se**2
-    xm = (w * w_idx).sum() / w.sum()
-    ym = (w * est).sum() / w.sum()
-    sxx = (w * (w_idx - xm) ** 2).sum()
-    slope = float((w * (w_idx - xm) * (est - ym)).sum() / sxx)
-    slope_se = float(math.sqrt(1 / sxx))
-    z = slope / slope_se
-    p = float(2 * stats.norm.sf(abs(z)))
-    overall = ym
+    slope, _, _, p, overall = trend_test(w_idx, est, se)
     details = {"weeks": [{"week": int(i), "estimate": float(e), "se": float(s)} for i, e, s in rows],
                "slope_per_week": slope, "overall": float(overall)}
     if p < alpha and np.sign(slope) == -np.sign(overall):

@@ -23,9 +23,7 @@ import numpy as np
 import pandas as pd
 
 from insightroi.errors import DataError
-from insightroi.stats import Check, Result, did_ratio, twfe
-from insightroi.stats._did import ratio_ancova
-from insightroi.stats import jsonable
+from insightroi.stats import Check, Result, did_ratio, jsonable, ratio_ancova, twfe
 
 __all__ = ["ParsedClaim", "ClaimReport", "parse_claim", "validate_claim"]
 
@@ -219,7 +217,7 @@ def _incremental(panel: pd.DataFrame, num: str, den: str, scale: float, unit: st
                  ) -> tuple[Result, float, tuple[float, float]]:
     """Post-period treated-vs-control difference of the KPI, adjusted for the units' pre-period rates.
 
-    :func:`insightroi.stats._did.ratio_ancova`: each unit's post-period KPI (sum of numerators /
+    :func:`insightroi.stats.ratio_ancova`: each unit's post-period KPI (sum of numerators /
     sum of denominators, weighted by its denominator, so the groups' KPIs are the program's
     ratio-of-sums definition) regressed on treatment and the unit's pre-period rates of the claimed
     KPI and its adjacent KPIs (they share the unit's underlying quality, so together they predict
@@ -317,7 +315,7 @@ def validate_claim(
     -----
     The incremental effect compares treated and control units over all post periods, each unit's
     post-period KPI adjusted for its pre-period rates of this KPI and the adjacent ones
-    (:func:`insightroi.stats._did.ratio_ancova`; CUPED-style, a DiD whose pre-period weight is
+    (:func:`insightroi.stats.ratio_ancova`; CUPED-style, a DiD whose pre-period weight is
     estimated). The plain ratio DiD is reported in ``windows["did_ratio"]``.
 
     Verdict rules. *not supported*: the interval contains no change in the claimed direction

@@ -66,13 +66,8 @@ import numpy as np
 import pandas as pd
 
 from insightroi.errors import DataError, EstimationError, check_option
-from insightroi.experiments._analysis import (
-    CONTROL,
-    TREATMENT,
-    ExperimentAnalysis,
-    annotate_kpi_results,
-)
 from insightroi.experiments._checks import contamination_check
+from insightroi.experiments._common import CONTROL, TREATMENT, ExperimentAnalysis, annotate_kpi_results
 from insightroi.metrics import analysis_windows, unit_measures_expr
 from insightroi.program import Kpi, Program
 from insightroi.stats import (
@@ -280,8 +275,9 @@ def _relative(ab: Result, treatment_mean: float, *, ci: tuple[float, float] | No
         else:
             ci = (nan, nan)
     se = ab.se * abs(T) / cf**2 if math.isfinite(ab.se) else nan
-    return Result(float(rel), float(se), (float(ci[0]), float(ci[1])), ab.p_value, ab.method, ab.n, "relative",
-                  ab.diagnostics, ab.alpha, ab.metric, {"counterfactual_mean": cf, "treatment_mean": T})
+    return Result(estimate=float(rel), se=float(se), ci=(float(ci[0]), float(ci[1])), p_value=ab.p_value,
+                  method=ab.method, n=ab.n, unit="relative", diagnostics=ab.diagnostics, alpha=ab.alpha,
+                  metric=ab.metric, extra={"counterfactual_mean": cf, "treatment_mean": T})
 
 
 def _per_unit(res: Result, mult: float) -> Result:
@@ -374,8 +370,9 @@ def did_design_effect(num: np.ndarray, den: np.ndarray, treated: np.ndarray, coh
     df_t = min(int(tr.sum()), n_c) - 1
     ci, p = wald_interval(est, se, alpha=alpha, df=df_t)
     diag = tuple(c for c in parts[0][2].diagnostics if c.name == "cluster_count")
-    return Result(est, se, ci, p, "did_ratio_staggered", int(tr.sum() + n_c), "absolute", diag, alpha, metric,
-                  {"cohorts": rows_out, "df": df_t})
+    return Result(estimate=est, se=se, ci=ci, p_value=p, method="did_ratio_staggered", n=int(tr.sum() + n_c),
+                  unit="absolute", diagnostics=diag, alpha=alpha, metric=metric,
+                  extra={"cohorts": rows_out, "df": df_t})
 
 
 def _did_sensitivity(num, den, treated, cohort, *, scale, alpha, metric) -> tuple[Check, dict]:
@@ -599,7 +596,8 @@ def synth_design_effect(num: np.ndarray, den: np.ndarray, treated: np.ndarray, n
     x |= {"placebo_in_space_p_value": res.p_value, "mean_post_gap_unweighted": res.estimate, "pre_r2": r2,
           "n_placebo_groups": B, "donors_dropped": dropped, "treatment_mean": tm, "counterfactual_mean": tm - est,
           "control_mean": tm - est, "control_group_mean": cm, "aggregate": "treated units pooled (ratio of sums)"}
-    return Result(est, se, ci, p, "synthetic_control", int(k + full.size), "absolute", tuple(diag), alpha, metric, x)
+    return Result(estimate=est, se=se, ci=ci, p_value=p, method="synthetic_control", n=int(k + full.size),
+                  unit="absolute", diagnostics=tuple(diag), alpha=alpha, metric=metric, extra=x)
 
 
 # ------------------------------------------------------------------------------------------ ITS
@@ -691,8 +689,8 @@ def its_design_effect(num: np.ndarray, den: np.ndarray, treated: np.ndarray, n_p
          "level": lvl, "level_sd": r.extra["level_sd"], "observation_sd": r.extra["observation_sd"],
          "n_pre": n_pre, "control_series": X is not None,
          "aggregate": "treated units pooled (ratio of sums per week; weeks weigh equally)"}
-    return Result(r.estimate, r.se, r.ci, p2, "causal_impact", int(tr.size), "absolute",
-                  r.diagnostics + (fit, placebo), alpha, metric, x)
+    return Result(estimate=r.estimate, se=r.se, ci=r.ci, p_value=p2, method="causal_impact", n=int(tr.size),
+                  unit="absolute", diagnostics=r.diagnostics + (fit, placebo), alpha=alpha, metric=metric, extra=x)
 
 
 # ------------------------------------------------------------------------------------------ the analysis

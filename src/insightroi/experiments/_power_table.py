@@ -11,7 +11,7 @@ The analysis (:func:`insightroi.experiments.analyze_experiment`) adjusts each KP
 pre-period KPI (CUPED), which removes most of ``a`` when units keep their level. So the table
 also measures the covariance of a unit's KPI in two adjacent pre-period windows of equal length
 and gives, for each duration, the variance CUPED leaves
-(:func:`insightroi.stats._power.duration_variances`). For ``n_t`` and ``n_c`` randomization
+(:func:`insightroi.stats.duration_variances`). For ``n_t`` and ``n_c`` randomization
 units (assigned units, whether or not they had pre-period rows) the effect
 ``mde_relative x baseline`` is detected with power ``power_from_se(effect, se(T))``,
 ``se(T)^2 = V(T) (f/n_t + 1/n_c)``, where ``f = max(m, m^2)`` for the effect's rate multiplier
@@ -26,14 +26,19 @@ import math
 from datetime import timedelta
 
 import numpy as np
-from scipy import stats as sps
 
 from insightroi.metrics import unit_measures_expr
 from insightroi.program import Program
-from insightroi.stats import Ratio, RatioRegressionAdjusted, design_effect, power_from_se, ratio_unit_variance
-
-# Not re-exported by insightroi.stats yet (its __init__ belongs to another change).
-from insightroi.stats._power import duration_variances, mde_from_se, ratio_window_moments
+from insightroi.stats import (
+    Ratio,
+    RatioRegressionAdjusted,
+    design_effect,
+    duration_variances,
+    mde_from_se,
+    power_from_se,
+    ratio_unit_variance,
+    ratio_window_moments,
+)
 
 __all__ = ["adjacent_window_covariance", "power_table", "variance_model"]
 

@@ -32,8 +32,14 @@ import numpy as np
 import pandas as pd
 
 from insightroi.errors import DataError, EstimationError
-from insightroi.experiments._analysis import CONTROL, TREATMENT, ExperimentAnalysis, _f, annotate_kpi_results
 from insightroi.experiments._checks import srm_check
+from insightroi.experiments._common import (
+    CONTROL,
+    TREATMENT,
+    ExperimentAnalysis,
+    annotate_kpi_results,
+    finite_or_none,
+)
 from insightroi.experiments._design import switchback_schedule
 from insightroi.metrics import analysis_windows, block_measures_expr
 from insightroi.program import Program
@@ -251,11 +257,12 @@ def analyze_switchback(
         with np.errstate(invalid="ignore", divide="ignore"):
             y = np.where(den > 0, num / den * k.scale, np.nan)
         y[~known] = np.nan
-        chk = carryover_check(y, z, alpha=alpha, estimate_without_burn_in=_f(no_burn), estimate=_f(ab.estimate),
+        no_burn = finite_or_none(no_burn)
+        chk = carryover_check(y, z, alpha=alpha, estimate_without_burn_in=no_burn, estimate=finite_or_none(ab.estimate),
                               burn_in_hours=burn) if ab.estimable else \
             Check("carryover", "skip", f"{k.name} not estimable")
         carry[k.name] = chk
-        x = {**ab.extra, "estimate_without_burn_in": _f(no_burn), "n_blocks": n, "block_hours": e.block_hours,
+        x = {**ab.extra, "estimate_without_burn_in": no_burn, "n_blocks": n, "block_hours": e.block_hours,
              "burn_in_hours": burn, "arm_source": source}
         results[k.name] = replace(ab, diagnostics=ab.diagnostics + (chk,), extra=x)
         relative[k.name] = rel

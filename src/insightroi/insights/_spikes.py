@@ -32,9 +32,9 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from insightroi.insights._base import UNCLASSIFIABLE
+from insightroi.stats import count_dispersion, count_tail_pvalue
 
 __all__ = ["Alert", "detect_spikes", "write_alerts", "current_topic_version"]
 
@@ -310,8 +310,7 @@ def _window_test(C, V, excl, keep, rate, hist_days, dow, ly, window_days: int, *
         m = mu[:, k, :][ok_hist[:, k, :]]
         c = C[:, k, :][ok_hist[:, k, :]]
         if m.size > 30:
-            c = np.minimum(c, m + 5 * np.sqrt(m) + 2)
-            phi[k] = max(0.0, float(((c - m) ** 2 - m).sum() / (m**2).sum()))
+            phi[k] = count_dispersion(c, m)
     obs = C
     if window_days > 1:
         obs = _rolling(np.concatenate([C, C[:1] * 0]), window_days)[1:]  # sum of days d-w+1 .. d
@@ -329,11 +328,7 @@ def _window_test(C, V, excl, keep, rate, hist_days, dow, ly, window_days: int, *
         m = mu[idx]
         o = obs[idx]
         ph = phi[idx[1]]
-        p[idx] = np.where(
-            ph > 1e-6,
-            stats.nbinom.sf(o - 1, 1 / np.maximum(ph, 1e-6), 1 / (1 + np.maximum(ph, 1e-6) * m)),
-            stats.poisson.sf(o - 1, m),
-        )
+        p[idx] = count_tail_pvalue(o, m, ph)
     return obs, mu, p
 
 

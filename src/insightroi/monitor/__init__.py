@@ -1,8 +1,9 @@
 """Monitoring the insight model: input drift, quality drift, outcome decay, retrain / retire.
 
-Statistics (PSI, chi-square, KS, Jensen-Shannon, OOV rate, ECE, F1) are pure numpy/scipy over
-arrays and counts; :func:`monitor_store` computes the group counts in the database and
-:func:`decide` turns per-period effects and the program's economics into a decision.
+The drift statistics (PSI, chi-square, KS, Jensen-Shannon) live in :mod:`insightroi.stats` and are
+re-exported here for monitoring code; OOV rate, ECE and F1 are computed here over counts.
+:func:`monitor_store` computes the group counts in the database and :func:`decide` turns
+per-period effects and the program's economics into a decision.
 """
 
 from insightroi.monitor._decay import decay_rows, outcome_decay, ratio_difference
@@ -15,15 +16,8 @@ from insightroi.monitor._decision import (
 )
 from insightroi.monitor._drift import (
     category_counts,
-    centroid_distance,
-    chi_square_counts,
-    js_distance,
-    ks_two_sample,
     oov_rate,
     psi_categorical,
-    psi_from_counts,
-    psi_numeric,
-    quantile_edges,
     text_drift,
     token_counts,
     tokenize,
@@ -39,6 +33,15 @@ from insightroi.monitor._scan import (
     text_drift_row,
 )
 from insightroi.monitor._store import MonitorReport, monitor_store, store_period_effects
+from insightroi.stats import (
+    centroid_distance,
+    chi_square_counts,
+    js_distance,
+    ks_two_sample,
+    psi_from_counts,
+    psi_numeric,
+    quantile_edges,
+)
 
 __all__ = [
     "MonitorDecision",

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from insightroi.monitor._drift import chi_square_counts
+from insightroi.stats import chi_square_counts
 
 __all__ = ["expected_calibration_error", "confusion_matrix", "per_label_f1", "quality_by_slice"]
 

@@ -7,10 +7,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.stats import distributions
 
-from insightroi.monitor import _drift as d
+from insightroi.monitor._drift import text_drift, tokenize
 from insightroi.program import MonitoringThresholds
+from insightroi.stats import (
+    chi_square_counts,
+    ks_two_sample,
+    psi_from_counts,
+    psi_numeric,
+    psi_terms,
+    unseen_category_pvalue,
+)
 
 __all__ = [
     "psi_status",
@@ -73,13 +80,11 @@ def categorical_drift(
     if r.sum() == 0 or c.sum() == 0:
         return {**row, "psi": None, "chi2": None, "p_value": None, "dof": 0, "status": "skip",
                 "top_category": None, "top_change": None}
-    psi = d.psi_from_counts(r + pseudocount, c + pseudocount)
-    chi2, p, dof = d.chi_square_counts(r, c)
+    psi = psi_from_counts(r + pseudocount, c + pseudocount)
+    chi2, p, dof = chi_square_counts(r, c)
     diff = c / c.sum() - r / r.sum()
     # Rank categories by their PSI term, so a new category (large log ratio) wins over a shift.
-    rs, cs = (r + pseudocount) / (r + pseudocount).sum(), (c + pseudocount) / (c + pseudocount).sum()
-    rs, cs = np.where(rs == 0, d.DEFAULT_EPS, rs), np.where(cs == 0, d.DEFAULT_EPS, cs)
-    top = int(np.argmax((cs - rs) * np.log(cs / rs)))
+    top = int(np.argmax(psi_terms(r + pseudocount, c + pseudocount)))
     status = psi_status(psi, th)
     if status == "alert" and not p < alpha:
         status = "warn"
@@ -96,8 +101,8 @@ def numeric_drift(
     Status as in :func:`categorical_drift`, with the KS p-value as the noise gate.
     """
     th = thresholds or MonitoringThresholds()
-    psi = d.psi_numeric(reference, current, n_bins=n_bins)
-    ks, p = d.ks_two_sample(reference, current)
+    psi = psi_numeric(reference, current, n_bins=n_bins)
+    ks, p = ks_two_sample(reference, current)
     status = psi_status(psi, th)
     if status == "alert" and not p < alpha:
         status = "warn"
@@ -127,8 +132,8 @@ def text_drift_row(
     threshold for real vocabularies.
     """
     th = thresholds or MonitoringThresholds()
-    t = d.text_drift(reference, current, reference_embeddings=reference_embeddings,
-                     current_embeddings=current_embeddings, min_repeat=min_repeat)
+    t = text_drift(reference, current, reference_embeddings=reference_embeddings,
+                   current_embeddings=current_embeddings, min_repeat=min_repeat)
     if t["reference_tokens"] == 0 or t["current_tokens"] == 0:
         status = "skip"
     elif t["oov_rate"] > th.oov_alert:
@@ -189,16 +194,14 @@ def taxonomy_drift(
 def _new_category(ref: Mapping[Any, float], cur: Mapping[Any, float]) -> tuple[str, float] | None:
     """The most frequent category absent from the reference, and how surprising its count is.
 
-    A category never seen in ``n_ref`` reference rows has a rate below ``3 / n_ref`` with 95%
-    confidence (the "rule of three", Hanley & Lippman-Hand 1983); the p-value is the Poisson
-    probability of at least the observed count in the current week at that rate (conservative).
+    The p-value is :func:`insightroi.stats.unseen_category_pvalue` (rule of three, Poisson).
     """
     n_ref, n_cur = sum(ref.values()), sum(cur.values())
     fresh = [(k, v) for k, v in cur.items() if v > 0 and not ref.get(k)]
     if not fresh or n_ref <= 0:
         return None
     cat, x = max(fresh, key=lambda kv: kv[1])
-    return str(cat), float(distributions.poisson.sf(x - 1, n_cur * 3.0 / n_ref))
+    return str(cat), unseen_category_pvalue(x, n_cur, n_ref)
 
 
 def drift_by_week_counts(
@@ -344,6 +347,6 @@ def drift_by_week(
     if texts is not None:
         tokens = {}
         for w, t in zip(wk.tolist(), texts):
-            tokens.setdefault(w, Counter()).update(d.tokenize(t))
+            tokens.setdefault(w, Counter()).update(tokenize(t))
     return drift_by_week_counts(counts, tokens=tokens, reference_weeks=reference_weeks, min_rows=min_rows,
                                 thresholds=thresholds, scan_alpha=scan_alpha)

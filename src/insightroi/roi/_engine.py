@@ -37,7 +37,7 @@ import numpy as np
 
 from insightroi.errors import DataError
 from insightroi.program import Program
-from insightroi.stats import Result
+from insightroi.stats import Result, critical_value, se_from_interval
 
 __all__ = ["RoiVolumes", "RoiResult", "compute_roi"]
 
@@ -232,9 +232,7 @@ def _effect_sd(res: Result, name: str) -> float:
     if se is None or not math.isfinite(se):
         lo, hi = res.ci
         if math.isfinite(lo) and math.isfinite(hi):
-            from scipy.stats import norm
-
-            se = (hi - lo) / (2.0 * norm.ppf(1.0 - res.alpha / 2.0))
+            se = se_from_interval(lo, hi, alpha=res.alpha)
         else:
             raise DataError(f"effect for KPI {name!r} has neither a standard error nor a finite interval")
     if se < 0:
@@ -340,9 +338,7 @@ def _build_model(program: Program, effects: Mapping[str, Result], volumes: RoiVo
     for n, m, s in zip(names, mu, sd):
         a, b = effects[n].ci
         if not (math.isfinite(a) and math.isfinite(b)):
-            from scipy.stats import norm
-
-            z = norm.ppf(1 - effects[n].alpha / 2)
+            z = critical_value(effects[n].alpha)
             a, b = m - z * s, m + z * s
         lo.append(a)
         hi.append(b)

@@ -2,12 +2,16 @@
 
 from insightroi.stats._power import (
     cohens_h,
+    cuped_residual_variance,
     design_effect,
+    duration_variances,
     icc_anova,
+    mde_from_se,
     minimum_detectable_effect,
     power,
     power_from_se,
     ratio_unit_variance,
+    ratio_window_moments,
     sample_size,
     sample_size_proportions,
     sample_size_ratio,
@@ -23,7 +27,21 @@ from insightroi.stats._result import (
     Result,
     jsonable,
 )
-from insightroi.stats._did import did_2x2, did_ratio, event_study, staggered_did, twfe
+from insightroi.stats._counts import count_dispersion, count_tail_pvalue
+from insightroi.stats._diagnostics import SrmTest, TrendTest, srm_test, trend_test
+from insightroi.stats._did import did_2x2, did_ratio, event_study, ratio_ancova, staggered_did, twfe
+from insightroi.stats._drift import (
+    PSI_EPS,
+    centroid_distance,
+    chi_square_counts,
+    js_distance,
+    ks_two_sample,
+    psi_from_counts,
+    psi_numeric,
+    psi_terms,
+    quantile_edges,
+    unseen_category_pvalue,
+)
 from insightroi.stats._panel import within_demean
 from insightroi.stats._its import causal_impact
 from insightroi.stats._matching import matched_cohorts, propensity_scores, standardized_mean_differences
@@ -35,7 +53,7 @@ from insightroi.stats._suffstats import (
     RegressionAdjusted,
     SampleMean,
 )
-from insightroi.stats._intervals import se_from_interval, wald_interval, welch_df
+from insightroi.stats._intervals import critical_value, se_from_interval, wald_interval, welch_df
 from insightroi.stats._switchback import (
     switchback,
     switchback_blocks,
@@ -88,6 +106,7 @@ __all__ = [
     "switchback_carryover",
     "segment_breakdown",
     # intervals
+    "critical_value",
     "wald_interval",
     "se_from_interval",
     "welch_df",
@@ -107,9 +126,33 @@ __all__ = [
     "icc_anova",
     "design_effect",
     "switchback_power",
-    # quasi-experimental (issue 6)
+    "mde_from_se",
+    "ratio_window_moments",
+    "cuped_residual_variance",
+    "duration_variances",
+    # assumption-check tests (the Check objects are built in insightroi.experiments)
+    "srm_test",
+    "SrmTest",
+    "trend_test",
+    "TrendTest",
+    # count surveillance (spike detection)
+    "count_dispersion",
+    "count_tail_pvalue",
+    # drift between a reference and a current window (insightroi.monitor reads them)
+    "PSI_EPS",
+    "psi_terms",
+    "psi_from_counts",
+    "psi_numeric",
+    "quantile_edges",
+    "chi_square_counts",
+    "ks_two_sample",
+    "js_distance",
+    "centroid_distance",
+    "unseen_category_pvalue",
+    # quasi-experimental
     "did_2x2",
     "did_ratio",
+    "ratio_ancova",
     "twfe",
     "event_study",
     "staggered_did",

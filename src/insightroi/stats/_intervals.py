@@ -19,7 +19,26 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats as sps
 
-__all__ = ["wald_interval", "se_from_interval", "welch_df"]
+__all__ = ["critical_value", "wald_interval", "se_from_interval", "welch_df"]
+
+
+def critical_value(alpha: float = 0.05, *, df: float | None = None) -> float:
+    """Two-sided critical value ``q`` with ``P(|T| > q) = alpha``: ``1.96`` for the normal at 0.05.
+
+    Parameters
+    ----------
+    alpha : float
+        Two-sided level.
+    df : float, optional
+        Degrees of freedom of a Student t reference; ``None`` or infinite for the normal.
+
+    Returns
+    -------
+    float
+    """
+    if df is None or not np.isfinite(df):
+        return float(sps.norm.ppf(1 - alpha / 2))
+    return float(sps.t.ppf(1 - alpha / 2, df))
 
 
 def wald_interval(

@@ -165,6 +165,22 @@ def mde_from_se(se: float, *, alpha: float = 0.05, power_target: float = 0.8, df
 
     ``(z_{1-alpha/2} + z_{power}) se`` for the normal reference; for a t reference (``df``
     given) the root of :func:`power_from_se`. Either way it is proportional to ``se``.
+
+    Parameters
+    ----------
+    se : float
+        Standard error of the effect's estimate.
+    alpha : float
+        Two-sided level of the test.
+    power_target : float
+        Power to reach (default 0.8).
+    df : float, optional
+        Degrees of freedom of a t reference; None for the normal.
+
+    Returns
+    -------
+    float
+        NaN when ``se`` is not positive or the t root cannot be bracketed.
     """
     if not se > 0:
         return math.nan

@@ -68,9 +68,12 @@ class Check:
         return jsonable(asdict(self))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Result:
     """One estimate with its uncertainty, as every estimator in insightroi returns it.
+
+    Keyword-only: eleven fields of which five are floats are too many to pass by position without
+    swapping two of them silently (pyfixest's and statsmodels' result classes are built the same way).
 
     Parameters
     ----------
@@ -173,8 +176,8 @@ class Result:
         """
         nan = math.nan
         chk = Check("estimable", "skip", reason, details={"method": method})
-        return cls(nan, nan, (nan, nan), nan, NOT_ESTIMABLE, int(n), unit, tuple(diagnostics) + (chk,), alpha, metric,
-                   dict(extra or {}))
+        return cls(estimate=nan, se=nan, ci=(nan, nan), p_value=nan, method=NOT_ESTIMABLE, n=int(n), unit=unit,
+                   diagnostics=tuple(diagnostics) + (chk,), alpha=alpha, metric=metric, extra=dict(extra or {}))
 
     @property
     def estimable(self) -> bool:

@@ -1,0 +1,119 @@
+"""What every experiment analysis shares: the arm labels, the result shape and the KPI annotations.
+
+:mod:`._analysis` (randomized units), :mod:`._switchback_analysis` (time blocks) and
+:mod:`._design_analysis` (did, synthetic control, its) all return an :class:`ExperimentAnalysis`;
+keeping it here lets the dispatcher in ``_analysis`` import the other two at module level.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any
+
+from insightroi.program import Program
+from insightroi.stats import Check, Result, adjust_pvalues, jsonable
+
+__all__ = ["CONTROL", "TREATMENT", "ExperimentAnalysis", "annotate_kpi_results", "finite_or_none"]
+
+TREATMENT, CONTROL = "treatment", "control"
+
+
+@dataclass(frozen=True)
+class ExperimentAnalysis:
+    """Everything :func:`analyze_experiment` found.
+
+    Attributes
+    ----------
+    results : dict
+        KPI name -> Result of the absolute effect in KPI units (``scale`` applied). ``extra`` holds
+        ``control_mean``, ``treatment_mean``, ``relative``, ``relative_ci_low``,
+        ``relative_ci_high``, ``relative_se``, ``p_adjusted`` (Holm), ``p_adjusted_bh``, the KPI's
+        metadata and the estimator details.
+    relative : dict
+        KPI name -> Result of the relative effect ``treatment / control - 1``.
+    segments : dict
+        segment column -> KPI name -> segment value -> Result (relative; BH across segments).
+    checks : tuple of Check
+        Experiment-level checks (SRM, contamination, balance, novelty of the primary KPI).
+    """
+
+    name: str
+    design: str
+    unit: str
+    window: tuple[date, date]
+    pre_window: tuple[date, date] | None
+    n_treatment: int
+    n_control: int
+    results: dict[str, Result]
+    relative: dict[str, Result]
+    checks: tuple[Check, ...] = ()
+    segments: dict[str, dict[str, dict[str, Result]]] = field(default_factory=dict)
+    alpha: float = 0.05
+
+    @property
+    def failed_checks(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.status == "fail")
+
+    def experiment_section(self) -> dict[str, Any]:
+        """The report bundle's ``experiment`` section (CONTRACTS.md)."""
+        return {"name": self.name, "design": self.design, "unit": self.unit, "n_treatment": self.n_treatment,
+                "n_control": self.n_control, "checks": [c.to_dict() for c in self.checks]}
+
+    def kpi_rows(self, program: Program | None = None) -> list[dict[str, Any]]:
+        """The report bundle's ``kpis`` rows (``truth`` fields left None for the caller to fill)."""
+        rows = []
+        for name, r in self.results.items():
+            x = r.extra
+            rows.append({
+                "name": name, "layer": x.get("layer"), "owner": x.get("owner"), "direction": x.get("direction"),
+                "decision_rule": x.get("decision_rule"), "method": r.method, "unit": x.get("kpi_unit"),
+                "control_mean": x.get("control_mean"), "treatment_mean": x.get("treatment_mean"),
+                "estimate": r.estimate, "ci_low": r.ci_low, "ci_high": r.ci_high, "p_value": r.p_value,
+                "p_adjusted": x.get("p_adjusted"), "relative": x.get("relative"),
+                "relative_ci_low": x.get("relative_ci_low"), "relative_ci_high": x.get("relative_ci_high"),
+                "n": r.n, "truth": None, "truth_relative": None,
+                "checks": [c.to_dict() for c in r.diagnostics], "summary_html": r.summary("html"),
+            })
+        return jsonable(rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {
+            **self.experiment_section(),
+            "window": {"start": self.window[0].isoformat(), "end": self.window[1].isoformat()},
+            "pre_window": None if self.pre_window is None else
+            {"start": self.pre_window[0].isoformat(), "end": self.pre_window[1].isoformat()},
+            "alpha": self.alpha,
+            "results": {k: r.to_dict() for k, r in self.results.items()},
+            "relative": {k: r.to_dict() for k, r in self.relative.items()},
+            "segments": {s: {k: {v: r.to_dict() for v, r in byv.items()} for k, byv in d.items()}
+                         for s, d in self.segments.items()},
+        }
+
+
+def annotate_kpi_results(results: dict[str, Result], relative: dict[str, Result], program: Program, *,
+                         analysis_unit: str, n_treatment: int, n_control: int, window) -> None:
+    """Add each KPI's metadata and its Holm and Benjamini-Hochberg adjusted p-values (across the
+    KPIs analysed together) to ``results[name].extra`` and ``relative[name].extra``, in place."""
+    names = list(results)
+    pvals = [results[n].p_value for n in names]
+    holm_p, bh_p = adjust_pvalues(pvals, "holm"), adjust_pvalues(pvals, "bh")
+    for i, name in enumerate(names):
+        k = program.kpi(name)
+        rel = relative[name]
+        adjusted = {"p_adjusted": finite_or_none(holm_p[i]), "p_adjusted_bh": finite_or_none(bh_p[i])}
+        meta = {"layer": k.layer, "owner": k.owner, "direction": k.direction, "decision_rule": k.decision_rule,
+                "kpi_unit": k.unit, "analysis_unit": analysis_unit, "scale": k.scale, "numerator": k.numerator,
+                "denominator": k.denominator, **adjusted,
+                "relative": rel.estimate, "relative_ci_low": rel.ci[0], "relative_ci_high": rel.ci[1],
+                "relative_se": rel.se, "relative_p_value": rel.p_value, "n_treatment": n_treatment,
+                "n_control": n_control, "window": [window[0].isoformat(), window[1].isoformat()]}
+        results[name] = replace(results[name], extra={**results[name].extra, **meta})
+        relative[name] = replace(rel, extra={**rel.extra, **adjusted})
+
+
+def finite_or_none(x: float) -> float | None:
+    """``x`` as a float, or None when it is NaN or infinite (JSON has neither)."""
+    return float(x) if math.isfinite(x) else None
