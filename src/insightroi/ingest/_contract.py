@@ -14,8 +14,11 @@ from typing import Any
 
 from insightroi.errors import check_option
 from insightroi.ingest._engine import INGESTIBLE
+from insightroi.ingest._sources import CsvDialect
 from insightroi.ingest._validate import (
+    EARLIEST,
     ENUMS,
+    LATEST,
     MAX_TEXT_BYTES,
     RANGES,
     REDACT_COLUMNS,
@@ -24,7 +27,18 @@ from insightroi.ingest._validate import (
 )
 from insightroi.store import TABLES
 
-__all__ = ["data_contract", "data_contract_markdown", "contract_tables", "TYPE_NAMES"]
+__all__ = ["data_contract", "data_contract_markdown", "contract_tables", "TYPE_NAMES", "CSV_RULES"]
+
+_D = CsvDialect()
+#: How CSV files are read (Markdown bullet lines; also printed by ``insightroi schema``).
+CSV_RULES = (
+    f"- **CSV dialect** (the same for every file, never guessed): delimiter `{_D.delimiter}`, quote `{_D.quote}`,",
+    "  a quote inside a quoted value doubled (`\"\"`), the first line a header naming each column once,",
+    "  UTF-8 (a byte-order mark is skipped; UTF-16/32 with a byte-order mark are read too). The",
+    "  program file's `[ingest] delimiter`, `quote`, `escape`, `header` change it. A quoted value may",
+    "  span lines. A line whose quote never closes, or with too many or too few fields, is",
+    "  quarantined alone with its line number; the rest of the file is read as if it were not there.",
+)
 
 #: Column types as users read them.
 TYPE_NAMES = {
@@ -148,14 +162,23 @@ def data_contract_markdown(table: str | None = None) -> str:
         "",
         "- **Files**: CSV with a header row, JSONL (one JSON object per line) or Parquet (CSV and JSONL",
         "  may be gzip-compressed), or a directory of them. Each file lands in one transaction.",
+        *CSV_RULES,
         "- **Columns**: a file must have every *required* column and no column the table does not",
         "  have, otherwise the whole file is refused and nothing lands. *Optional* columns may be left",
         "  out. Columns *set by ingestion* are ignored when a file carries them.",
         "- **Rows**: a row that breaks a rule below (a missing required value, a value that does not",
         "  parse as its type, a value outside its allowed values or range) goes to the store's `quarantine`",
         "  table with its file, row number, field, reason and raw text; the other rows land.",
-        "- **Duplicates**: a row whose key is already stored, or repeated earlier in the file, is",
-        "  skipped; ingesting the same file twice changes nothing.",
+        "- **Duplicates and conflicts**: a row whose key is already stored, or repeated in the file,",
+        "  with the same values is skipped; with different values it is a conflict: the program file's",
+        "  `[ingest] on_conflict` keeps the first (`first-wins`, default) or the file's last",
+        "  (`last-wins`) and the other goes to the quarantine (reason `conflict: ...`). Ingesting the",
+        "  same file twice changes nothing.",
+        f"- **Dates and timestamps** outside {EARLIEST} .. {LATEST} (inclusive; `[ingest] earliest` /",
+        "  `latest` in the program file) are quarantined.",
+        "- **NUL bytes**: text holding a NUL byte (`\\x00`) is quarantined, never silently stripped.",
+        "- **JSONL**: a line that is not valid JSON, not an object, or has a key that is not a column",
+        "  is quarantined with its line number; the other lines land.",
         "- **Allowed values** are compared after trimming spaces and lower-casing (`Chat ` is `chat`).",
         f"- **Text** is kept exactly; a value over {MAX_TEXT_BYTES:,} UTF-8 bytes quarantines its row.",
         "  E-mails, phone and card numbers in redacted columns become `[EMAIL]`, `[PHONE]`, `[CARD]`",
@@ -197,7 +220,9 @@ def contract_tables(table: str | None = None) -> list:
     from rich.markup import escape
     from rich.table import Table
 
-    out = []
+    from rich.text import Text
+
+    out: list = [Text("\n".join(line.replace("**", "").replace("`", "'") for line in CSV_RULES) + "\n")]
     for t in data_contract(table):
         facts = f"key {t['key']}" + (f"; event time {t['time_column']}" if t["time_column"] else "")
         rt = Table(title=f"[bold]{t['name']}[/]" + (f" - {escape(t['description'])}" if t["description"] else ""),

@@ -275,6 +275,8 @@ def _resolve_keys(store: Store, spec: TableSpec, batch_id: str, *, against_table
             j += 1
         group = rows[i:j]  # stored rows first, then this batch's in file order
         kept = group[0] if on_conflict == "first-wins" else group[-1]
+        # A row identical to the kept one that was stored before stays (re-ingesting changes nothing).
+        kept = next((r for r in group if not r[2] and r[3] == kept[3]), kept)
         which = ("the row stored earlier (" + files.get(kept[4], "another batch") + ")" if not kept[2]
                  else "this file's first row with it" if on_conflict == "first-wins" else "this file's last row with it")
         for rid, value, mine, h, batch, js in group:

@@ -401,13 +401,18 @@ class _CsvSource(_Source):
 
     def rejects(self):
         try:
+            types = self.con.execute(
+                f"SELECT DISTINCT CAST(error_type AS VARCHAR), count(DISTINCT line_byte_position) OVER (PARTITION BY line) "
+                f"FROM {self._rej}").fetchall()
             rows = self.con.execute(
                 f"SELECT line, first(column_name ORDER BY column_idx), first(error_type ORDER BY column_idx), "
                 f"min(line_byte_position), first(csv_line) FROM {self._rej} GROUP BY line ORDER BY line"
             ).fetchall()
         except duckdb.Error:
             return []
-        if any(str(etype) not in _LINE_LOCAL for _, _, etype, _, _ in rows):
+        # Any error of a broken quoted value (even beside a field-count error on the same record),
+        # or one record number at two places in the file, means lines may have been swallowed.
+        if any(etype not in _LINE_LOCAL or places > 1 for etype, places in types):
             raise NeedsResync
         starts = {bp: self._line_start(bp) for _, _, _, bp, _ in rows}
         numbers = _physical_lines(self.path, [s for s in starts.values() if s is not None])
