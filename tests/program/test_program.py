@@ -48,3 +48,58 @@ def test_bad_toml_is_reported_with_source():
 def test_check_option_message_follows_sklearn_template():
     with pytest.raises(ValueError, match=r"The 'method' parameter must be one of \['a', 'b'\]. Got 'c' instead."):
         check_option("method", "c", ["a", "b"])
+
+
+# ---- hardening (issue 16): every refusal names the key path ------------------------------------
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        # A negative cost made ROI -490% with a negative cost line and no warning.
+        ('amount = { low = 800.0, mode = 1200.0, high = 1800.0 }', 'amount = { low = -800.0, mode = 1200.0, high = 1800.0 }',
+         "costs[0].amount.low: Input should be greater than or equal to 0"),
+        ('unit_value = { low = 4.0, mode = 6.5, high = 9.0 }', 'unit_value = { low = 4.0, mode = 6.5, high = -9.0 }',
+         "value_pools[0].unit_value.high: Input should be greater than or equal to 0"),
+        # high = inf passed `plan` and crashed `roi` in np.histogram.
+        ('amount = { low = 800.0, mode = 1200.0, high = 1800.0 }', 'amount = { low = 800.0, mode = 1200.0, high = inf }',
+         "costs[0].amount.high: Input should be a finite number"),
+        ('unit_value = { low = 4.0, mode = 6.5, high = 9.0 }', 'unit_value = { low = nan, mode = 6.5, high = 9.0 }',
+         "value_pools[0].unit_value.low: Input should be a finite number"),
+        ('amount = { low = 800.0, mode = 1200.0, high = 1800.0 }', 'amount = { low = 800.0, mode = 2000.0, high = 1800.0 }',
+         "costs[0].amount: need low <= mode <= high, got 800.0, 2000.0, 1800.0"),
+        ("psi_warn = 0.1", "psi_warn = 0.3",
+         "monitoring: need psi_warn < psi_alert, got psi_warn = 0.3, psi_alert = 0.25"),
+        ('currency = "USD"', 'currency = "XXXX-not-a-currency"',
+         "program.currency: 'XXXX-not-a-currency' is not an ISO 4217 currency code (e.g. 'USD', 'EUR', 'GBP')"),
+        ('currency = "USD"', 'currency = "usd"',
+         "program.currency: 'usd' is not an ISO 4217 currency code (e.g. 'USD', 'EUR', 'GBP'); did you mean 'USD'?"),
+        # Numbers as numbers: a quoted number is refused, not converted.
+        ("scale = 1000", 'scale = "1000"', "kpis[0].scale: Input should be a valid number"),
+        ("retrain_cost = 5000.0", 'retrain_cost = "5000"', "retraining.retrain_cost: Input should be a valid number"),
+        ("horizon_days = 90", "horizon_days = 90.5", "retraining.horizon_days: Input should be a valid integer"),
+        ("horizon_months = 12", "horizon_months = true", "program.horizon_months: Input should be a valid number"),
+        ("earliest = 1990-01-01", "earliest = 2200-01-01",
+         "ingest: need earliest < latest, got 2200-01-01 and 2100-12-31"),
+        ('on_conflict = "first-wins"', 'on_conflict = "newest"',
+         "ingest.on_conflict: Input should be 'first-wins' or 'last-wins'"),
+        ('delimiter = ","', 'delimiter = ";;"', "ingest.delimiter: String should have at most 1 character"),
+    ],
+)
+def test_hardened_program_refusals_name_the_key(old, new, expected):
+    text = starter_program_text()
+    assert old in text
+    with pytest.raises(ProgramError) as info:
+        parse_program(text.replace(old, new, 1), source="insightroi.toml")
+    assert f"  {expected}" in str(info.value).splitlines()
+
+
+def test_ingest_section_defaults_and_currency_list():
+    from datetime import date
+
+    from insightroi.program import CURRENCIES
+
+    prog = parse_program(starter_program_text())
+    assert (prog.ingest.earliest, prog.ingest.latest, prog.ingest.on_conflict) == (
+        date(1990, 1, 1), date(2100, 12, 31), "first-wins")
+    assert {"USD", "EUR", "GBP", "JPY", "CHF"} <= CURRENCIES and "XXXX" not in CURRENCIES and len(CURRENCIES) == 178
+    # Whole numbers are numbers: scale = 1000 (an integer in TOML) is accepted as 1000.0.
+    assert prog.kpis[0].scale == 1000.0
