@@ -1,6 +1,7 @@
 """Experiments: design (assignment, power), checks, and the analysis of the program's experiment."""
 
-from insightroi.experiments._analysis import ExperimentAnalysis, analyze_experiment, kpi_effect
+from insightroi.experiments._analysis import analyze_experiment, kpi_effect
+from insightroi.experiments._common import ExperimentAnalysis
 from insightroi.experiments._checks import (
     balance_check,
     contamination_check,

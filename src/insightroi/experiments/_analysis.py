@@ -39,7 +39,7 @@ from insightroi.stats import (
     two_arm,
 )
 
-__all__ = ["ExperimentAnalysis", "analyze_experiment", "kpi_effect"]
+__all__ = ["analyze_experiment", "kpi_effect"]
 
 _RANDOMIZED = ("ab", "cluster", "holdout")
 
