@@ -316,6 +316,18 @@ pool += WORDS_LOOK
 for i, v in enumerate(pool):
     add(LOOK_SENT[i % len(LOOK_SENT)].format(v), keep=[v])
 
+# Title-cased phrases shaped like a street (number, capitalised words, a street type) with nothing
+# around them that says address; and addresses that only their tail or a cue gives away.
+for v in ["I gave it 5 Stars Way too small", "waited 3 Long Days Street food was cold", "Ordered 2 Pairs Drive me crazy",
+          "Size 10 Wide Circle toe", "took 45 Minutes Road closed", "Gate 22 Terminal Way", "Top 10 Best Place to buy",
+          "1 Direction Lane concert shirt", "4 Seasons Park view", "2 Broke Girls Ave merch", "3 Ring Circus Plaza toy",
+          "the 2 Main Courses were cold"]:
+    add(v, keep=[v])
+for text, a in [("my address is 12 Oak St, please update", "12 Oak St"), ("5 Main Street, Boston MA 02108", "5 Main Street"),
+                ("moved to 77 Sunset Blvd last month", "77 Sunset Blvd"), ("90 Bedford St #4 is where I live", "90 Bedford St"),
+                ("send to 1200 Getty Center Dr Suite 400", "1200 Getty Center Dr")]:
+    add(text, [("ADDRESS", a)])
+
 # ---------------------------------------------------------------------------- mixed texts
 add("Order ORD-2025-0042 (paid $49.99 on 2025-01-15): call me at 415-555-2671",
     [("PHONE", "415-555-2671")], keep=["ORD-2025-0042", "$49.99", "2025-01-15"])
@@ -345,8 +357,9 @@ print(f"{len(rows)} strings, {n_pii} PII items, {n_keep} look-alikes -> {OUT}")
 
 
 # ============================================================================ held-out set
-# Written after the detectors were tuned on the corpus above and never used to tune them: new
-# sentences, new values, the same kinds. Its figures tell how far the corpus figures generalise.
+# Written after the detectors were tuned on the corpus above: new sentences, new values, the same
+# kinds. As first scored: recall 0.983 (57/58; '12 rue Jacob' missed), false redactions 2/57
+# ('EAN 5901234123457' passes Luhn, 'ZIP+4 30301-1234' read as +4 ...); those three were then fixed.
 HOLD = Path(__file__).with_name("pii_holdout.jsonl")
 rows = []
 hold_pii = [
@@ -402,3 +415,71 @@ with HOLD.open("w", encoding="utf-8") as f:
     for r in rows:
         f.write(json.dumps(r, ensure_ascii=False) + "\n")
 print(f"held-out: {len(rows)} strings -> {HOLD}")
+
+
+# ============================================================================ second held-out set
+# Written after the first held-out set had been used for three fixes (EAN-13 barcodes passing
+# Luhn, 'ZIP+4', lower-case 'rue'). As first scored: recall 0.972 (35/36; '1515 Broadway' missed, a
+# street whose name is its type), no false redaction; one label was wrong (an IBAN with bad check
+# digits, now a look-alike). Broadway was then fixed.
+HOLD2 = Path(__file__).with_name("pii_holdout2.jsonl")
+rows = []
+for text, pii in [
+    ("Kundennummer egal, schreib an lena.schmidt@t-online.de", [("EMAIL", "lena.schmidt@t-online.de")]),
+    ("ping me -> raj.patel1987@gmail.com <- thx", [("EMAIL", "raj.patel1987@gmail.com")]),
+    ("contact:SUPPORT@ACME-WIDGETS.COM", [("EMAIL", "SUPPORT@ACME-WIDGETS.COM")]),
+    ("my email (for the refund) is j_o_h_n@mail.ru", [("EMAIL", "j_o_h_n@mail.ru")]),
+    ("courriel: émilie.dubois@laposte.fr merci", [("EMAIL", "émilie.dubois@laposte.fr")]),
+    ("reply to carlos at empresa dot mx", [("EMAIL", "carlos at empresa dot mx")]),
+    ("email: nina [at] protonmail [dot] ch", [("EMAIL", "nina [at] protonmail [dot] ch")]),
+    ("two accounts: a1@x-mail.com and b2@x-mail.com", [("EMAIL", "a1@x-mail.com"), ("EMAIL", "b2@x-mail.com")]),
+    ("Ring me on 0161 496 0000 (Manchester office)", [("PHONE", "0161 496 0000")]),
+    ("mobile +44 (0) 7911 123456", [("PHONE", "+44 (0) 7911 123456")]),
+    ("call 718.555.0143 or 917-555-0176", [("PHONE", "718.555.0143"), ("PHONE", "917-555-0176")]),
+    ("my number: 2025550143", [("PHONE", "2025550143")]),
+    ("Tel. +49 89 636 48018", [("PHONE", "+49 89 636 48018")]),
+    ("whatsapp +55 21 98765-4321 pls", [("PHONE", "+55 21 98765-4321")]),
+    ("numéro 01 23 45 67 89", [("PHONE", "01 23 45 67 89")]),
+    ("call the courier at (503) 555-0112, he never answers", [("PHONE", "(503) 555-0112")]),
+    ("+1 206 555 0100 is my cell", [("PHONE", "+1 206 555 0100")]),
+    ("Phone: 1.800.555.0199", [("PHONE", "1.800.555.0199")]),
+    ("they charged 5425 2334 3010 9903 without asking", [("CARD", "5425 2334 3010 9903")]),
+    ("card ending... no wait full number 4263982640269299", [("CARD", "4263982640269299")]),
+    ("amex 3782-822463-10005 declined", [("CARD", "3782-822463-10005")]),
+    ("Visa: 4917 4845 8989 7107, exp 09/26", [("CARD", "4917 4845 8989 7107")]),
+    ("refund to 6011 5140 0000 0004 please", [("CARD", "6011 5140 0000 0004")]),
+    ("please use AT48 3200 0000 1234 5864 for the refund", [("IBAN", "AT48 3200 0000 1234 5864")]),
+    ("IBAN: PL27 1140 2004 0000 3002 0135 5387", [("IBAN", "PL27 1140 2004 0000 3002 0135 5387")]),
+    ("my account SE3550000000054910000003", [("IBAN", "SE3550000000054910000003")]),
+    ("please ship to 2300 Riverside Dr, Apt 12", [("ADDRESS", "2300 Riverside Dr")]),
+    ("I'm at 1515 Broadway, New York", [("ADDRESS", "1515 Broadway")]),
+    ("package went to 48 Maple Ave instead", [("ADDRESS", "48 Maple Ave")]),
+    ("deliver to 9 Willow Crescent, Leeds", [("ADDRESS", "9 Willow Crescent")]),
+    ("reset link https://acct.example.com/r?reset_token=7hG2kLp9QzX1 expired", [("SECRET", "7hG2kLp9QzX1")]),
+    ("https://example.com/sso?SAMLart=x&session=AbC123xYz789 broke", [("SECRET", "AbC123xYz789")]),
+    ("debug: ?client_id=web&client_secret=Zz9-yY8-xX7 in the URL bar", [("SECRET", "Zz9-yY8-xX7")]),
+    ("Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyLTQyIn0.Q0lQSEVSVEVYVA was in the screenshot",
+     [("SECRET", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyLTQyIn0.Q0lQSEVSVEVYVA")]),
+]:
+    add(text, pii)
+for v in [
+    "order 7712004588", "order #A-99812-77", "ORDER 20250301-0042", "invoice 000981223", "Bestellnummer 302-1182733-9921",
+    "SKU 00841-BK-XL", "item no. 7731192", "tracking 9400 1118 9922 3344 5566 77", "tracking 1Z 0X6 1E9 03 1234 5678",
+    "FedEx 392847561023", "delivered 28.02.2025 17:05", "2025/02/28", "Feb 28th 2025 at 5:05pm", "02-28-2025",
+    "from 09:00 to 18:00", "total $2,349.97", "EUR 1.099,-", "£ 14.99 each", "₹ 12,499", "costs 3 999 kr",
+    "version 10.0.19045.5011", "v1.2.3-alpha+001", "firmware 2.0.3.1187", "50% off", "up 12.4% YoY", "ZIP 60614",
+    "postal code 110001", "PLZ 1010 Wien", "ISBN 978-0-596-52068-7", "GTIN 00012345600012", "IMEI 356938035643809",
+    "serial no. 4C530001120611113114", "IP 172.16.254.1", "lat 51.5074 lon -0.1278", "dimensions 120 x 60 x 75 cm",
+    "8 x 10 photo", "rated 4.8 / 5 by 12,345 users", "page 12 of 348", "Chapter 7 Park Lane review", "@acme on twitter",
+    "avatar@3x.png", "I was at the shop at 9", "https://example.com/p/123?utm_medium=email&utm_source=crm",
+    "https://example.com/cart?voucher=SPRING25&qty=3", "the keyboard key is stuck", "session musicians were great",
+    "auth failed twice", "token ring toy", "code SAVE10 did not work", "IBAN field was empty", "1-800 numbers never work",
+    # Mislabelled as an IBAN when written: its mod-97 check digits are wrong, so it must stay.
+    "ie64 ircu 5010 1012 3456 78",
+    "4 Main Courses", "Ave Maria CD", "Suite 16 by Bach", "Area 51 t-shirt", "Apollo 13 poster",
+]:
+    add(v + " - see above", keep=[v])
+with HOLD2.open("w", encoding="utf-8") as f:
+    for r in rows:
+        f.write(json.dumps(r, ensure_ascii=False) + "\n")
+print(f"held-out 2: {len(rows)} strings -> {HOLD2}")

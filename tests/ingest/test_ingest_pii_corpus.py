@@ -3,7 +3,8 @@
 ``pii_corpus.jsonl`` (>= 300 strings, written by ``make_pii_corpus.py``) holds every format the
 redactor handles and look-alikes that must survive (order numbers, SKUs, dates, times, prices,
 tracking codes, invoice ids, versions, percentages, ZIP codes, URLs without secrets);
-``pii_holdout.jsonl`` was written after the detectors were tuned and never used to tune them.
+``pii_holdout.jsonl`` and ``pii_holdout2.jsonl`` were written after the detectors were tuned
+(figures as first scored are in ``make_pii_corpus.py``).
 
 * recall: share of PII items whose value no longer appears in the output;
 * false redactions: share of look-alike items not kept verbatim;
@@ -51,7 +52,9 @@ def _score(rows: list[dict], outputs: list[str]) -> dict:
     }
 
 
-@pytest.mark.parametrize(("name", "min_strings"), [("pii_corpus.jsonl", 300), ("pii_holdout.jsonl", 100)])
+@pytest.mark.parametrize(
+    ("name", "min_strings"), [("pii_corpus.jsonl", 300), ("pii_holdout.jsonl", 100), ("pii_holdout2.jsonl", 80)]
+)
 def test_recall_and_false_redactions(name, min_strings):
     rows = _load(name)
     s = _score(rows, [redact_pii(r["text"]) for r in rows])
@@ -78,7 +81,7 @@ def test_corpus_covers_every_kind_and_lookalike_family():
 
 def test_vectorised_path_gives_the_same_text():
     # redact_table (RE2 pre-filter over the column, Python on candidates) and redact_pii agree.
-    rows = _load("pii_corpus.jsonl") + _load("pii_holdout.jsonl")
+    rows = _load("pii_corpus.jsonl") + _load("pii_holdout.jsonl") + _load("pii_holdout2.jsonl")
     texts = [r["text"] for r in rows] + ["plain review, nothing to see", None]
     table = pa.table({"id": [str(i) for i in range(len(texts))], "text": pa.array(texts, pa.string())})
     out = redact_table(table, "feedback").column("text").to_pylist()

@@ -543,6 +543,8 @@ _ADDRESS = re.compile(
     r"(?:" + _NAME_WORD + r"[ \t]+){1,4}(?i:" + _STREET_TYPES + r")\b\.?(?:[ \t]+(?:N|S|E|W|NE|NW|SE|SW)\b)?"
     # 123 main st (lower case only with an abbreviated street type)
     r"|(?:[a-z][a-z'\-]*[ \t]+){1,3}(?:" + _ABBREV + r")\b\.?"
+    # 1515 Broadway: a street whose name is its type
+    r"|Broadway\b"
     # 16 Rue de la Paix, 1 Avenue des Champs
     r"|(?i:rue|avenue|boulevard|calle|via|avenida|place)[ \t]+(?:(?:de|du|des|la|le|del|di|da|dos)[ \t]+){0,2}[A-Z][\w'\-]*"
     r")"
@@ -553,17 +555,39 @@ _ADDRESS_PARTS = frozenset(
 )
 
 
+# An address-shaped phrase is an address when something around it says so: a cue before it
+# ('ship to', 'I live at', 'address:') or a tail after it (', Springfield', ', Apt 4B', 'IL 62704').
+# Without one, title-cased phrases such as 'Top 10 Best Place' or 'gave it 5 Stars Way' would go.
+_ADDRESS_CUES = frozenset(
+    "at to from address addr adress live lives living located location ship shipped shipping deliver delivered "
+    "delivery send sent moved is be on near opposite".split()
+)
+_ADDRESS_TAIL = re.compile(
+    r"[ \t]*,[ \t]*[A-Z]|[ \t,]+(?i:apt|apartment|suite|ste|unit|floor|fl)\b|[ \t]*#[ \t]*[0-9]"
+    r"|,?[ \t]+[A-Z]{2},?[ \t]+[0-9]{5}\b"
+)
+_ASCII_WORDS = re.compile(r"[A-Za-z]+")
+
+
+def _address_context(raw: str, start: int, end: int) -> bool:
+    words = _ASCII_WORDS.findall(raw[max(0, start - 30):start])
+    if any(w.lower() in _ADDRESS_CUES for w in words[-2:]):
+        return True
+    return _ADDRESS_TAIL.match(raw, end) is not None
+
+
 def _addresses(raw: str, spans: list) -> None:
     for m in _ADDRESS.finditer(raw):
+        if not _address_context(raw, m.start(), m.end()):
+            continue
         try:
             tags = usaddress.parse(m.group(0))
         except Exception:  # noqa: BLE001 - the tagger's own errors on odd input: not an address
             continue
         labels = [label for _, label in tags]
         # The tagger confirms the shape: a number, a name, a street type, and nothing else.
-        if labels and labels[0] == "AddressNumber" and "StreetName" in labels and set(labels) <= _ADDRESS_PARTS and (
-            "StreetNamePostType" in labels or "StreetNamePreType" in labels
-        ):
+        typed = "StreetNamePostType" in labels or "StreetNamePreType" in labels or m.group(0).endswith("Broadway")
+        if labels and labels[0] == "AddressNumber" and "StreetName" in labels and set(labels) <= _ADDRESS_PARTS and typed:
             end = m.end()
             # 'St.' keeps its dot; 'Street.' ends a sentence.
             if m.group(0).endswith(".") and len(m.group(0).rsplit(None, 1)[-1]) > 5:
