@@ -58,7 +58,8 @@ def user_flow(tmp_path_factory):
     """Run the README's commands on the user's world; return the folder and each command's output."""
     home = tmp_path_factory.mktemp("user")
     world = write_user_world(home / "data")
-    env = {**os.environ, "COLUMNS": "200", "INSIGHTROI_SERVER_TOKEN": "e2e-token"}
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("INSIGHTROI_API_TOKEN", None)  # serve keeps its own token in ./.insightroi-token (mode 0600)
     env.pop("INSIGHTROI_STORE", None)
     env.pop("INSIGHTROI_PROGRAM", None)
     outputs: dict[str, subprocess.CompletedProcess] = {}
@@ -81,6 +82,7 @@ def user_flow(tmp_path_factory):
                 except OSError:
                     time.sleep(0.5)
             outputs["serve"] = port
+            outputs["serve_token"] = (home / ".insightroi-token").read_text(encoding="utf-8").strip()
             continue
         res = _run(args, home, env)
         key = args[0] if args[0] != "ingest" else f"ingest {args[1]}"
@@ -97,9 +99,16 @@ def user_flow(tmp_path_factory):
             server.wait(timeout=30)
 
 
-def _get(port: int, path: str):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as r:
-        return json.loads(r.read())
+def _fetch(outputs: dict, path: str) -> bytes:
+    """GET ``path`` from the README's server with its token (reads need it)."""
+    req = urllib.request.Request(f"http://127.0.0.1:{outputs['serve']}{path}",
+                                 headers={"Authorization": f"Bearer {outputs['serve_token']}"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.read()
+
+
+def _get(outputs: dict, path: str):
+    return json.loads(_fetch(outputs, path))
 
 
 def test_every_readme_command_ran(user_flow):
@@ -140,7 +149,7 @@ def test_one_number_everywhere(user_flow):
     report_cli = json.loads(_run(["report", "--json"], home, env).stdout)
     report = json.loads((home / "report" / "report.json").read_text())
     assert report_cli == report
-    api = _get(outputs["serve"], "/api/bundle")
+    api = _get(outputs, "/api/bundle")
     for key in ("conservative", "median", "ci_low", "ci_high", "p_positive", "benefit", "cost", "months"):
         assert roi_cli[key] == report["roi"][key] == api["roi"][key], key
     assert report["roi"]["months"] == 12  # the program's horizon_months, not the 12-week window
@@ -175,6 +184,6 @@ def test_cli_runs_while_serving_and_dashboard_shows_the_saved_results(user_flow)
     home, world, outputs, env = user_flow
     res = _run(["status"], home, env)
     assert res.returncode == 0, res.stderr
-    html = urllib.request.urlopen(f"http://127.0.0.1:{outputs['serve']}/", timeout=30).read().decode()
+    html = _fetch(outputs, "/").decode()
     assert "No results in this store yet" not in html
     assert "negative reviews per 1000 orders" in html.replace("_", " ")
