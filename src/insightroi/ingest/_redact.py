@@ -33,6 +33,8 @@ classes hold every character the normalisation folds onto the ones the detectors
 
 from __future__ import annotations
 
+import bisect
+import functools
 import hashlib
 import hmac
 import os
@@ -48,6 +50,7 @@ import usaddress
 from phonenumbers import Leniency, PhoneNumberMatcher
 from schwifty import IBAN
 from schwifty.exceptions import SchwiftyException
+from schwifty.registry import get_iban_spec
 
 from insightroi.ingest._validate import REDACT_COLUMNS
 
@@ -223,20 +226,31 @@ def _name_words(name: str) -> set[str]:
     return {w.lower() for part in re.split(r"[_.\-]", name) for w in _CAMEL.findall(part)} | {name.lower()}
 
 
+def _value_end(raw: str, start: int, end: int) -> int:
+    # A sentence's closing punctuation is not part of the value ('...?token=abc123).').
+    while end > start and raw[end - 1] in ".,;:!?)]}":
+        end -= 1
+    return end
+
+
 def _secrets(raw: str, spans: list) -> None:
     if "=" in raw:
         for m in _QUERY_PARAM.finditer(raw):
             words = _name_words(m.group(1))
             if words & _NOT_SECRET_WORDS:
                 continue
-            value = m.group(2)
+            end = _value_end(raw, m.start(2), m.end(2))
+            value = raw[m.start(2):end]
+            # An OAuth 'code' is a secret; a discount 'code=SAVE10' is not.
             code = "code" in words and len(value) >= 12 and any(ch.isdigit() for ch in value)
             if (words & _SECRET_WORDS or code) and len(value) >= 4:
-                spans.append((m.start(2), m.end(2), SECRET_TOKEN))
+                spans.append((m.start(2), end, SECRET_TOKEN))
     if "=" in raw or ":" in raw or "earer" in raw or "EARER" in raw:
         for m in _SECRET_TEXT.finditer(raw):
             g = "v1" if m.group("v1") else "v2"
-            spans.append((m.start(g), m.end(g), SECRET_TOKEN))
+            end = _value_end(raw, m.start(g), m.end(g))
+            if end - m.start(g) >= 4:
+                spans.append((m.start(g), end, SECRET_TOKEN))
     if any(k in raw for k in _KEY_PREFIXES):
         for m in _SECRET_FORMATS.finditer(raw):
             spans.append((m.start(), m.end(), SECRET_TOKEN))
@@ -257,14 +271,17 @@ _KNOWN_TLDS = (
 # Spaced and spelled-out forms (raw text: the words are ASCII).
 _AT = r"(?:[ \t]*[\[({<][ \t]*at[ \t]*[\])}>][ \t]*|[ \t]+at[ \t]+)"
 _DOT = r"(?:[ \t]*[\[({<][ \t]*dot[ \t]*[\])}>][ \t]*|[ \t]+dot[ \t]+)"
+# Repetitions are bounded (an address has a few dots, not hundreds) so that 'a dot a dot ... at'
+# costs linear, not quadratic, time.
 _SPELLED = re.compile(
-    r"(?<![\w.\-])[a-z0-9_%+\-]+(?:(?:" + _DOT + r"|\.)[a-z0-9_%+\-]+)*" + _AT
-    + r"[a-z0-9\-]+(?:(?:" + _DOT + r"|\.)[a-z0-9\-]+)*(?:" + _DOT + r"|\.)(?:" + _KNOWN_TLDS + r")(?![\w\-])",
+    r"(?<![\w.\-])[a-z0-9_%+\-]{1,64}(?:(?:" + _DOT + r"|\.)[a-z0-9_%+\-]{1,64}){0,6}" + _AT
+    + r"[a-z0-9\-]{1,63}(?:(?:" + _DOT + r"|\.)[a-z0-9\-]{1,63}){0,4}(?:" + _DOT + r"|\.)(?:" + _KNOWN_TLDS
+    + r")(?![\w\-])",
     _A,
 )
 _SPELLED_SIGNAL = re.compile(r"[\[({<][ \t]*at[ \t]*[\])}>]|(?:^|[^a-z0-9_])dot(?:[^a-z0-9_]|$)", _A)
 _SPACED = re.compile(
-    r"(?<![\w.\-])[a-z0-9._%+\-]+[ \t]*@[ \t]*[a-z0-9\-]+(?:[ \t]*\.[ \t]*[a-z0-9\-]+)*[ \t]*\.[ \t]*(?:"
+    r"(?<![\w.\-])[a-z0-9._%+\-]{1,64}[ \t]*@[ \t]*[a-z0-9\-]{1,63}(?:[ \t]*\.[ \t]*[a-z0-9\-]{1,63}){0,4}[ \t]*\.[ \t]*(?:"
     + _KNOWN_TLDS + r")(?![\w\-])",
     _A,
 )
@@ -288,7 +305,7 @@ def _domain_end(norm: str, i: int) -> int:
     if len(labels) < 2 or any(not lab or lab[0] == "-" or lab[-1] == "-" for lab in labels):
         return 0
     tld = labels[-1]
-    ok = tld.lower().startswith("xn--") or (len(tld) >= 2 and not any(ch.isdigit() for ch in tld))
+    ok = tld.lower().startswith("xn--") or (len(tld) >= 2 and all(_wordish(ch) and not ch.isdigit() for ch in tld))
     if not ok or tld.lower() in _FILE_EXTENSIONS:
         return 0
     return i + sum(len(lab) for lab in labels) + len(labels) - 1
@@ -420,24 +437,38 @@ def _cards(norm: str, spans: list) -> None:
             spans.append((m.start(), m.end(), CARD_TOKEN))
 
 
+@functools.cache
+def _iban_length(country: str) -> int:
+    """IBAN length for a country code (0 when the country has no IBAN)."""
+    try:
+        return get_iban_spec(country).iban_length
+    except (SchwiftyException, KeyError):
+        return 0
+
+
 def _ibans(norm: str, spans: list) -> None:
-    for m in _IBAN_RUN.finditer(norm):
+    m = _IBAN_RUN.search(norm)
+    while m:
+        nxt = m.start() + 1  # a run that is no IBAN may have swallowed the start of one ('ab12 DE89 ...')
         prev = norm[m.start() - 1:m.start()]
-        if prev and (prev == "_" or (prev.isascii() and prev.isalnum())):
-            continue
-        text = m.group(0)
-        ends = [i + 1 for i, ch in enumerate(text) if ch.isalnum()]
-        compact = "".join(ch for ch in text if ch.isalnum()).upper()
-        # The run may swallow a following word ('DE89... please'): take the longest valid prefix.
-        for n in range(min(len(compact), 34), 14, -1):
-            try:
-                IBAN(compact[:n])
-            except SchwiftyException:
-                continue
-            end = m.start() + ends[n - 1]
-            if _DIGIT_RUN.search(norm, m.start(), end):
-                spans.append((m.start(), end, IBAN_TOKEN))
-            break
+        if not (prev and (prev == "_" or (prev.isascii() and prev.isalnum()))):
+            text = m.group(0)
+            ends = [i + 1 for i, ch in enumerate(text) if ch.isalnum()]
+            compact = "".join(ch for ch in text if ch.isalnum()).upper()
+            # The country fixes the length, so a following word the run swallowed ('DE89... please')
+            # is cut off and one validation decides.
+            n = _iban_length(compact[:2])
+            if n and len(compact) >= n:
+                try:
+                    IBAN(compact[:n])
+                except SchwiftyException:
+                    pass
+                else:
+                    end = m.start() + ends[n - 1]
+                    if _DIGIT_RUN.search(norm, m.start(), end):
+                        spans.append((m.start(), end, IBAN_TOKEN))
+                        nxt = end
+        m = _IBAN_RUN.search(norm, nxt)
 
 
 def _start_ok(norm: str, start: int) -> bool:
@@ -485,34 +516,26 @@ def _phone_ok(norm: str, start: int, end: int, number, fmt_min_digits: int = 10)
     return phonenumbers.is_valid_number(number)
 
 
-def _phones(norm: str, spans: list, region: str) -> None:
-    taken = [(s, e) for s, e, _ in spans]
-    # libphonenumber's matcher costs about a millisecond a text: run it only on windows around
-    # digit runs that could be phones (7+ digits, not after 'order', not inside a code).
-    windows: list[list[int]] = []
+def _phones(norm: str, taken: _Spans, region: str) -> None:
+    # libphonenumber's matcher costs a fifth of a millisecond a call: run it only on windows around
+    # digit runs that could be phones (7-24 digits, not after 'order', not inside a code or a date).
     for m in _NUM_RUN.finditer(norm):
         s, e, text = m.start(), m.end(), m.group(0)
-        if e - s < 7 or sum(ch.isdigit() for ch in text) < 7 or any(s < te and ts < e for ts, te in taken):
+        n_digits = sum(ch.isdigit() for ch in text)
+        if e - s < 7 or not 7 <= n_digits <= 24 or taken.overlaps(s, e):
             continue
         if not _start_ok(norm, s) or _PRICES.fullmatch(text) or (not text.startswith("+") and not _end_ok(norm, e)):
             continue
-        if windows and m.start() <= windows[-1][1]:
-            windows[-1][1] = m.end() + 24
-        else:
-            windows.append([m.start(), m.end() + 24])
-    for ws, we in windows:
-        for m in PhoneNumberMatcher(norm[ws:we], region, leniency=Leniency.POSSIBLE):
-            s, e = ws + m.start, ws + m.end
-            if any(s < te and ts < e for ts, te in taken):
-                continue
-            if _phone_ok(norm, s, e, m.number):
-                spans.append((s, e, PHONE_TOKEN))
-                taken.append((s, e))
+        # The window's tail leaves room for an extension ('ext. 12', 'x204').
+        for p in PhoneNumberMatcher(norm[s:e + 24], region, leniency=Leniency.POSSIBLE):
+            ps, pe = s + p.start, s + p.end
+            if not taken.overlaps(ps, pe) and _phone_ok(norm, ps, pe, p.number):
+                taken.add(ps, pe, PHONE_TOKEN)
     # National formats of other regions (020 7946 0958) and 00-prefixed international numbers.
     for m in _PHONE_RUN.finditer(norm):
         s, e = m.start(), m.end()
         text = m.group(0)
-        if sum(ch.isdigit() for ch in text) < 9 or any(s < te and ts < e for ts, te in taken) or not _start_ok(norm, s):
+        if not 9 <= sum(ch.isdigit() for ch in text) <= 17 or taken.overlaps(s, e) or not _start_ok(norm, s):
             continue
         regions = [r for r in _fallback_regions() if r != region]
         for cand, reg in [("+" + text[2:], None)] if text.startswith("00") else [(text, r) for r in regions]:
@@ -521,8 +544,7 @@ def _phones(norm: str, spans: list, region: str) -> None:
             except phonenumbers.NumberParseException:
                 continue
             if phonenumbers.is_valid_number(number) and _phone_ok(norm, s, e, number, fmt_min_digits=99):
-                spans.append((s, e, PHONE_TOKEN))
-                taken.append((s, e))
+                taken.add(s, e, PHONE_TOKEN)
                 break
 
 
@@ -616,18 +638,35 @@ def _spans(text: str, region: str) -> list[tuple[int, int, str]]:
     if digit_run:
         _ibans(norm, found)
         _cards(norm, found)
-    out: list[tuple[int, int, str]] = []
+    out = _Spans()
     for s, e, tok in found:
-        if not any(s < oe and os_ < e for os_, oe, _ in out):
-            out.append((s, e, tok))
+        if not out.overlaps(s, e):
+            out.add(s, e, tok)
     if digit_run:
         _phones(norm, out, region)
-    _address_spans: list = []
-    _addresses(text, _address_spans)
-    for s, e, tok in _address_spans:
-        if not any(s < oe and os_ < e for os_, oe, _ in out):
-            out.append((s, e, tok))
-    return sorted(out)
+    addresses: list[tuple[int, int, str]] = []
+    _addresses(text, addresses)
+    for s, e, tok in addresses:
+        if not out.overlaps(s, e):
+            out.add(s, e, tok)
+    return out.items
+
+
+class _Spans:
+    """Non-overlapping spans kept sorted, so a text with thousands of matches stays linear-ish."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.items: list[tuple[int, int, str]] = []
+
+    def overlaps(self, s: int, e: int) -> bool:
+        i = bisect.bisect_right(self.starts, s)
+        return (i > 0 and self.items[i - 1][1] > s) or (i < len(self.items) and self.items[i][0] < e)
+
+    def add(self, s: int, e: int, tok: str) -> None:
+        i = bisect.bisect_right(self.starts, s)
+        self.starts.insert(i, s)
+        self.items.insert(i, (s, e, tok))
 
 
 def redact_pii(text: str | None, *, region: str | None = None) -> str | None:
