@@ -480,7 +480,7 @@ class _ResilientCsvSource(_CsvSource):
         d = self.dialect
         kw = d.csv_kwargs()
         plain_ok = d.escape == d.quote
-        cols: list[list[str | None]] = [[] for _ in range(n)]
+        records: list[list[str]] = []
         rns: list[int] = []
         self._rejected = []
         rec = 0
@@ -489,10 +489,11 @@ class _ResilientCsvSource(_CsvSource):
             self._rejected.append((rec, None, f"line {lineno} {reason}", json.dumps({"line": raw}, ensure_ascii=False)))
 
         def flush() -> pa.Table:
-            table = pa.table([pa.array(c, pa.string()) for c in cols] + [pa.array(rns, pa.int64())],
-                             names=self.columns + ["_rn"])
-            for c in cols:
-                c.clear()
+            columns = [list(c) for c in zip(*records)] if records else [[] for _ in range(n)]
+            # An empty field is a missing value, as DuckDB's reader reads it.
+            arrays = [pa.array([v or None for v in c], pa.string()) for c in columns]
+            table = pa.table(arrays + [pa.array(rns, pa.int64())], names=self.columns + ["_rn"])
+            records.clear()
             rns.clear()
             return table
 
@@ -536,8 +537,7 @@ class _ResilientCsvSource(_CsvSource):
                             pending.extendleft(reversed(extra))
                             reject(lineno, reason, body)
                             continue
-                    for c, value in zip(cols, fields):
-                        c.append(value if value != "" else None)
+                    records.append(fields)
                     rns.append(rec)
                     if len(rns) >= CHUNK_ROWS:
                         yield flush()
@@ -564,7 +564,8 @@ def _parse_record(first: str, take, n: int, d: CsvDialect, kw: dict) -> tuple[li
     extra: list[tuple[int, bytes]] = []
     while True:
         try:
-            fields = next(csv.reader(io.StringIO("".join(parts), newline=""), **kw))
+            # The reader takes the lines themselves (line breaks inside a quoted value kept).
+            fields = next(csv.reader(parts, **kw))
         except csv.Error as exc:
             if "unexpected end of data" not in str(exc):
                 return None, f"has a malformed quoted value ({exc})", extra
