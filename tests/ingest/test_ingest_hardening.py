@@ -323,3 +323,18 @@ def test_any_valid_csv_with_one_corrupted_line_lands_every_valid_row(tmp_path_fa
         for i, t in enumerate(texts, 1):
             if i != bad + 1:
                 assert got[f"fb-{i}"] == (f'{t}, "q"\n{t}' if quoted[i - 1] else t)
+
+
+@pytest.mark.parametrize(("rule", "kept", "counts"), [
+    ('"first-wins"', "Row 2 is fine", (5, 2, 2, 1, 0)),
+    ('"last-wins"', "edited", (5, 3, 2, 0, 1)),
+])
+def test_a_re_export_with_one_edited_row(store, tmp_path, rule, kept, counts):
+    prog = program(on_conflict=rule)
+    ingest_path(store, "feedback", write(tmp_path / "a.csv", HEADER + rows(1, 4)), program=prog)
+    report = ingest_path(store, "feedback", write(tmp_path / "b.csv", HEADER + row(1) + row(2, "edited") + rows(3, 6)),
+                         program=prog)
+    f = report.files[0]
+    assert (f.rows_read, f.landed, f.duplicates, f.quarantined, f.replaced) == counts
+    assert store.sql("SELECT text FROM feedback WHERE id = 'fb-2'").to_pylist() == [{"text": kept}]
+    assert store.count("feedback") == 5 and store.count("quarantine") == 1

@@ -220,22 +220,25 @@ def _land(store: Store, spec: TableSpec, res: pa.Table, *, keep: list[str], batc
 
 
 def _resolve_keys(store: Store, spec: TableSpec, batch_id: str, *, against_table: bool, on_conflict: str,
-                  ) -> tuple[int, list[tuple[int, str, str]], list[dict[str, Any]]]:
+                  ) -> tuple[int, list[tuple[int, str, str]], list[tuple[str, str, str]]]:
     """Settle the keys this batch landed more than once, or that the table already held (DuckDB,
-    inside the batch's transaction). Rows of one key with the same content are duplicates; with
-    different content, the kept row is the first (``on_conflict = "first-wins"``: a stored row,
-    else the file's first) or the last (``"last-wins"``: the file's last), and the others are
-    conflicts. Every row not kept is deleted.
+    inside the batch's transaction), in SQL: a re-export of 100M stored keys never comes to Python.
+
+    Per key the kept row is the first (``on_conflict = "first-wins"``: a stored row, else the
+    file's first) or the last (``"last-wins"``: the file's last); a stored row identical to it is
+    kept instead (re-ingesting changes nothing). This batch's other rows are deleted: duplicates
+    when identical to the kept row, conflicts otherwise. Under last-wins, stored rows that differ
+    from a kept row of this batch are deleted too (replaced).
 
     Returns (duplicates of this batch, conflicts of this batch as (landed index, reason, row as
-    JSON), stored rows replaced under last-wins as (key value, their file, row as JSON)).
+    JSON), stored rows replaced as (key value, their file, row as JSON)).
     """
     raw = store.con.con
     kind, key = spec.name, spec.key
     q, k = f'"{kind}"', f'"{key}"'
     content = ", ".join(f'"{c}"' for c in spec.columns if c not in SYSTEM_COLUMNS)
     tag = uuid.uuid4().hex[:8]
-    cand = f"_ingest_keys_{tag}"
+    cand, grp, pick = f"_ingest_keys_{tag}", f"_ingest_rows_{tag}", f"_ingest_pick_{tag}"
     # Keys repeated in the batch, and (with stored rows) keys stored by another batch: an explicit
     # join with this batch's keys as the build side lets DuckDB push their min/max into the scan
     # of the stored keys, so ids that grow with time skip whole row groups. IS DISTINCT FROM:
@@ -244,60 +247,55 @@ def _resolve_keys(store: Store, spec: TableSpec, batch_id: str, *, against_table
     if against_table:
         sql += (f" UNION SELECT DISTINCT o.{k} FROM {q} o JOIN (SELECT {k} FROM {q} WHERE batch_id = $b) b "
                 f"ON o.{k} = b.{k} WHERE o.batch_id IS DISTINCT FROM $b")
+    order = "mine, rid" if on_conflict == "first-wins" else "mine DESC, rid DESC"
     raw.execute(f"CREATE TEMP TABLE {cand} AS {sql}", {"b": batch_id})
     try:
         if raw.execute(f"SELECT count(*) FROM {cand}").fetchone()[0] == 0:
             return 0, [], []
+        raw.execute(
+            f"CREATE TEMP TABLE {grp} AS SELECT rowid AS rid, {k} AS key, batch_id IS NOT DISTINCT FROM $b AS mine, "
+            f"hash({content}) AS h, batch_id FROM {q} WHERE {k} IN (SELECT {k} FROM {cand})", {"b": batch_id})
+        raw.execute(
+            f"CREATE TEMP TABLE {pick} AS SELECT p.key, p.kh, "
+            "COALESCE(s.srid, p.krid) AS krid, s.srid IS NULL AND p.kmine AS kmine, COALESCE(s.sbatch, p.kbatch) AS kbatch "
+            f"FROM (SELECT key, first(h ORDER BY {order}) AS kh, first(rid ORDER BY {order}) AS krid, "
+            f"first(mine ORDER BY {order}) AS kmine, first(batch_id ORDER BY {order}) AS kbatch FROM {grp} GROUP BY key) p "
+            f"LEFT JOIN (SELECT key, h, min(rid) AS srid, first(batch_id ORDER BY rid) AS sbatch FROM {grp} "
+            "WHERE NOT mine GROUP BY key, h) s ON s.key = p.key AND s.h = p.kh")
         first_rid, last_rid, n_batch = raw.execute(
             f"SELECT min(rowid), max(rowid), count(*) FROM {q} WHERE batch_id = ?", [batch_id]).fetchone()
-        rows = raw.execute(
-            f"SELECT rowid AS rid, CAST({k} AS VARCHAR) AS key, batch_id IS NOT DISTINCT FROM $b AS mine, "
-            f"hash({content}) AS h, batch_id, to_json(struct_pack({content})) AS js FROM {q} "
-            f"WHERE {k} IN (SELECT {k} FROM {cand}) ORDER BY key, mine, rid", {"b": batch_id},
-        ).fetchall()
+        # This batch's rows that are not kept, and (last-wins) stored rows a row of this batch replaces.
+        gone = (f"SELECT g.rid, g.mine, g.h = p.kh AS same, p.kmine, p.kbatch, g.batch_id, CAST(g.key AS VARCHAR) AS key "
+                f"FROM {grp} g JOIN {pick} p ON g.key = p.key WHERE g.rid <> p.krid "
+                "AND (g.mine OR (p.kmine AND g.h <> p.kh))")
+        duplicates = raw.execute(f"SELECT count(*) FROM ({gone}) WHERE mine AND same").fetchone()[0]
+        differ = raw.execute(
+            f"SELECT d.rid, d.mine, d.kmine, d.kbatch, d.batch_id, d.key, to_json(struct_pack({content})) "
+            f"FROM ({gone}) d JOIN {q} t ON t.rowid = d.rid WHERE NOT d.same ORDER BY d.rid").fetchall()
         rank = None
-        if last_rid - first_rid + 1 != n_batch:
+        if differ and last_rid - first_rid + 1 != n_batch:
             # The batch's rows are appended together, so their rowids are consecutive; if the
-            # engine ever numbers them otherwise, rank the candidates explicitly.
+            # engine ever numbers them otherwise, rank the conflicting rows explicitly.
             rank = dict(raw.execute(
                 f"SELECT rid, k FROM (SELECT rowid AS rid, row_number() OVER (ORDER BY rowid) - 1 AS k FROM {q} "
-                f"WHERE batch_id = $b) WHERE rid IN (SELECT rowid FROM {q} WHERE batch_id = $b AND {k} IN "
-                f"(SELECT {k} FROM {cand}))", {"b": batch_id}).fetchall())
+                f"WHERE batch_id = $b) WHERE rid IN (SELECT rid FROM ({gone}) WHERE mine AND NOT same)",
+                {"b": batch_id}).fetchall())
+        raw.execute(f"DELETE FROM {q} WHERE rowid IN (SELECT rid FROM ({gone}))")
     finally:
-        raw.execute(f"DROP TABLE {cand}")
+        for t in (pick, grp, cand):
+            raw.execute(f"DROP TABLE IF EXISTS {t}")
     files = dict(raw.execute("SELECT batch_id, file FROM ingest_batches WHERE target_table = ?", [kind]).fetchall())
     rule = f"on_conflict = {on_conflict}"
-    duplicates, conflicts, replaced, delete = 0, [], [], []
-    i = 0
-    while i < len(rows):
-        j = i
-        while j < len(rows) and rows[j][1] == rows[i][1]:
-            j += 1
-        group = rows[i:j]  # stored rows first, then this batch's in file order
-        kept = group[0] if on_conflict == "first-wins" else group[-1]
-        # A row identical to the kept one that was stored before stays (re-ingesting changes nothing).
-        kept = next((r for r in group if not r[2] and r[3] == kept[3]), kept)
-        which = ("the row stored earlier (" + files.get(kept[4], "another batch") + ")" if not kept[2]
+    conflicts, replaced = [], []
+    for rid, mine, kmine, kbatch, batch, value, js in differ:
+        if not mine:
+            replaced.append((value, files.get(batch, "<unknown>"), js))
+            continue
+        which = ("the row stored earlier (" + files.get(kbatch, "another batch") + ")" if not kmine
                  else "this file's first row with it" if on_conflict == "first-wins" else "this file's last row with it")
-        for rid, value, mine, h, batch, js in group:
-            if rid == kept[0]:
-                continue
-            delete.append(rid)
-            if h == kept[3]:
-                duplicates += int(mine)
-            elif mine:
-                conflicts.append((rank[rid] if rank else rid - first_rid, f"conflict: {key} {value!r} appears again with different values; "
-                                                   f"kept {which} ({rule})", js))
-            else:
-                replaced.append((value, files.get(batch, "<unknown>"), js))
-        i = j
-    view = f"_ingest_del_{tag}"
-    raw.register(view, pa.table({"rid": pa.array(delete, pa.int64())}))
-    try:
-        raw.execute(f"DELETE FROM {q} WHERE rowid IN (SELECT rid FROM {view})")
-    finally:
-        raw.unregister(view)
-    return duplicates, conflicts, replaced
+        conflicts.append((rank[rid] if rank else rid - first_rid,
+                          f"conflict: {key} {value!r} appears again with different values; kept {which} ({rule})", js))
+    return int(duplicates), conflicts, replaced
 
 
 def _kth_good(k: np.ndarray, bad: np.ndarray) -> np.ndarray:
