@@ -591,7 +591,7 @@ def ingest_frame(
 ) -> IngestReport:
     """Ingest rows held in memory (a pandas DataFrame, a pyarrow Table/RecordBatch, or a list of dicts).
 
-    Same validation, redaction, dedupe and quarantine as :func:`ingest_path`, in one transaction;
+    Same validation, redaction, dedupe, conflicts and quarantine as :func:`ingest_path`, in one transaction;
     ``source`` names the rows in messages and in the quarantine table (e.g. ``"POST /events"``).
     Cheap for a single row (no file, no hashing; a pooled validation connection).
 
@@ -629,8 +629,9 @@ def retry_quarantine(
     and running it again lands nothing new: a row leaves the quarantine exactly when it lands
     (or when its key is already in the table, which counts as a duplicate).
 
-    Rows that cannot be re-read from the quarantine stay as they are: CSV lines the reader could
-    not split into fields, JSONL lines that are not objects, and rows whose stored raw text was
+    Rows that cannot be re-read from the quarantine stay as they are: conflicts (a row whose key
+    was kept with other values; ingest the file again under another ``on_conflict`` instead),
+    CSV lines the reader could not split into fields, JSONL lines that are not objects, and rows whose stored raw text was
     redacted outside the free-text columns (an id that looked like a phone number is stored as
     ``[PHONE]``). Fix the file and ingest it again for those.
 
