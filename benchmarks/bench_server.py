@@ -20,7 +20,9 @@ client, a pre-encoded request per event): an httpx client costs more CPU per req
 server on a 2-core machine and would measure itself.
 
 Usage: ``python benchmarks/bench_server.py [quick|full] [seconds] [clients]``
-(quick: 10 s x 32 clients; full: 60 s x 32 clients).
+(quick: 10 s x 32 clients; full: 60 s x 32 clients). The server runs as ``insightroi serve`` does
+by default (it releases the file for 60 ms every 2 s under load, so CLI commands can use the
+store); ``BENCH_SERVER_HOLD=1`` measures ``--hold-store`` instead.
 """
 
 from __future__ import annotations
@@ -38,13 +40,14 @@ from pathlib import Path
 
 SIZES = {"quick": (10.0, 32), "full": (60.0, 32)}
 TOKEN = "bench-token-" + uuid.uuid4().hex  # 44 characters: over the server's 32-character minimum
+_MODES = {"share": "store shared with CLI commands (default)", "hold": "store held (--hold-store)"}
 STEPS = ("alert_delivered", "acknowledged", "action_taken", "fix_deployed")
 
 _SERVER = """
 import sys, uvicorn
 from insightroi.server import create_app
-uvicorn.run(create_app(sys.argv[1], token=sys.argv[2]), host="127.0.0.1", port=int(sys.argv[3]),
-            log_level="warning", access_log=False)
+app = create_app(sys.argv[1], token=sys.argv[2], share_store=sys.argv[4] == "share")
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[3]), log_level="warning", access_log=False)
 """
 
 # The floor: the least a FastAPI endpoint storing an event in DuckDB does.
@@ -168,7 +171,8 @@ def run(scale: str = "quick", seconds: float | None = None, clients: int | None 
     url = f"duckdb:///{work}/load.duckdb"
     open_store(url).close()  # create the tables before the clock starts
     port = _port()
-    latencies, acked, errors, elapsed = _serve([_SERVER, url, TOKEN, str(port)], port, dur, n_clients)
+    mode = "hold" if os.environ.get("BENCH_SERVER_HOLD") == "1" else "share"
+    latencies, acked, errors, elapsed = _serve([_SERVER, url, TOKEN, str(port), mode], port, dur, n_clients)
     with open_store(url) as st:
         stored = st.sql("SELECT count(*) AS n FROM chain_events WHERE batch_id LIKE 'api:%' "
                         "AND alert_id LIKE 'load-%'").to_pylist()[0]["n"]
@@ -189,7 +193,7 @@ def run(scale: str = "quick", seconds: float | None = None, clients: int | None 
     f_p50, f_p99 = _quantile(f_lat, 0.50), _quantile(f_lat, 0.99)
     ratio = rate / f_rate if f_rate else None
 
-    note = (f"{n_clients} clients x {elapsed:.0f} s on loopback: {len(acked):,} events acknowledged, "
+    note = (f"{n_clients} clients x {elapsed:.0f} s on loopback, {_MODES[mode]}: {len(acked):,} events acknowledged, "
             f"{stored:,} in store, lost {lost}, extra {extra}, non-2xx {sum(errors.values())} {errors or ''}; "
             f"{rate:,.0f} events/s, p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms")
     floor_note = (f"floor (FastAPI endpoint that only INSERTs into DuckDB, same clients, same run): "

@@ -251,7 +251,8 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
                max_body_bytes: int = 1_000_000, public_read: bool = False,
                allowed_hosts: list[str] | tuple[str, ...] | None = DEFAULT_ALLOWED_HOSTS,
                max_auth_failures: int = 10, auth_window_s: float = 60.0,
-               max_future: timedelta = timedelta(minutes=5), session_hours: float = 12.0):
+               max_future: timedelta = timedelta(minutes=5), session_hours: float = 12.0,
+               share_store: bool = True):
     """Build the insightroi web app: event API, read API and dashboard over one store.
 
     Parameters
@@ -281,6 +282,10 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         Clock-skew bound: events dated further than this past the server's clock are refused (422).
     session_hours : float
         Lifetime of a dashboard session; signing out revokes it on the server at once.
+    share_store : bool
+        Under sustained traffic, release the store's file for 60 ms every 2 s so CLI commands can
+        use it meanwhile (the default); False keeps it while requests keep coming (the file is
+        still released after 0.25 s without any), for a server that must not pause.
 
     Returns
     -------
@@ -310,7 +315,7 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         with backend_lock:  # made at startup, or by the first request if the store was busy then
             if "b" not in backend_holder:
                 b = Backend(store_url or os.environ.get("INSIGHTROI_STORE") or "duckdb:///insightroi.duckdb",
-                            max_future=max_future)
+                            max_future=max_future, max_hold_s=2.0 if share_store else float("inf"))
                 b.program = prog  # Backend.bundle() assembles the sections with it
                 backend_holder["b"] = b
         return backend_holder["b"]
@@ -337,12 +342,13 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
                     "(reads may be public on a demo server).",
         docs_url=None, redoc_url=None, lifespan=lifespan,  # the Swagger page loads from a CDN: off
     )
-    app.add_middleware(_SecurityHeaders)
+    # The last added runs first: headers on every answer, then the Host check (a foreign Host, as
+    # in DNS rebinding, is refused before anything else runs), NUL bytes, the body cap.
     app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(_NulGuard)
     if allowed_hosts is not None:
-        # Outermost: a request for a foreign Host (DNS rebinding) is refused before anything runs.
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts), www_redirect=False)
+    app.add_middleware(_SecurityHeaders)
     bearer = HTTPBearer(auto_error=False, description="The server's API token (INSIGHTROI_API_TOKEN).")
 
     def token_ok(candidate: str | None) -> bool:
@@ -363,7 +369,7 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         return False
 
     async def require_token(request: Request,
-                      creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+                            creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
         if secret_b is None:
             raise HTTPException(401, "writes are disabled: the server has no API token (set INSIGHTROI_API_TOKEN)",
                                 headers={"WWW-Authenticate": "Bearer"})
@@ -376,7 +382,7 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         return creds is not None and check_token(request, creds.credentials)
 
     async def require_read(request: Request,
-                     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+                           creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
         if not read_allowed(request, creds):
             raise HTTPException(401, "reading needs the API token (Authorization: Bearer ...) or a dashboard session",
                                 headers={"WWW-Authenticate": "Bearer"})

@@ -63,6 +63,10 @@ def serve(
         "--allowed-host", help="Host header value to serve besides localhost, 127.0.0.1 and --host (repeatable; "
                                "'*.example.com' allowed). Other hosts get 400 (DNS rebinding).",
     )] = None,
+    hold_store: Annotated[bool, typer.Option(
+        "--hold-store", help="Keep the store's file while requests keep coming, without the 60 ms pause every 2 s "
+                             "that lets CLI commands in (they then wait until traffic stops for 0.25 s).",
+    )] = False,
     max_clock_skew: Annotated[float, typer.Option(
         "--max-clock-skew", help="Seconds an event may be dated past the server's clock (422 beyond).",
     )] = 300.0,
@@ -92,7 +96,8 @@ def serve(
         console.print("[yellow]warning:[/] listening on every interface: only Host localhost / 127.0.0.1 is "
                       "served; name the server's host names with --allowed-host")
     app = run_or_fail(create_app, store_url(store), program=program, token=token, max_body_bytes=max_body_bytes,
-                      public_read=public_read, allowed_hosts=hosts, max_future=timedelta(seconds=max_clock_skew))
+                      public_read=public_read, allowed_hosts=hosts, max_future=timedelta(seconds=max_clock_skew),
+                      share_store=not hold_store)
     if app.state.program is None:
         console.print("[yellow]no program file[/] (--program or ./insightroi.toml): the dashboard shows the last "
                       "saved report bundle, not the stages' sections")

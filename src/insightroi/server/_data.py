@@ -125,7 +125,7 @@ class Backend:
         Keep the file attached this long after the last unit of work.
     max_hold_s, share_s : float
         After holding the file this long in a row, release it for ``share_s`` so another process
-        (a CLI command waiting for the lock) can take it.
+        (a CLI command waiting for the lock) can take it. ``max_hold_s=inf``: hold it while busy.
     max_future : timedelta
         Chain events dated further than this past the server's clock are refused.
     """
@@ -183,28 +183,34 @@ class Backend:
                 if closing:
                     return
                 continue
-            if held_since is not None and time.monotonic() - held_since > self.max_hold_s:
-                self._release()
-                held_since = None
-                time.sleep(self.share_s)  # a waiting process polls every 50 ms at most
-            if held_since is None:
-                try:
-                    self.lock.__enter__()
-                except BaseException as exc:  # busy (or broken): everything taken fails with it
-                    for job, _ in reads:
+            try:
+                held_since = self._work(reads, writes, held_since)
+            except BaseException as exc:  # the thread must outlive any failure, or requests hang
+                for job, _ in reads:
+                    if not job.done():
                         job.set_exception(exc)
-                    for p in writes:
+                for p in writes:
+                    if not p.future.done():
                         p.future.set_exception(exc)
-                    continue
-                held_since = time.monotonic()
-            for job, fn in reads:
-                try:
-                    job.set_result(fn())
-                except BaseException as exc:
-                    job.set_exception(exc)
-            if writes:
-                self._commit(writes)
             last_work = time.monotonic()
+
+    def _work(self, reads: deque, writes: list[_Pending], held_since: float | None) -> float | None:
+        """Run the jobs taken from the queue with the file attached; returns when it was attached."""
+        if held_since is not None and time.monotonic() - held_since > self.max_hold_s:
+            self._release()
+            held_since = None
+            time.sleep(self.share_s)  # a waiting process polls every 50 ms at most
+        if held_since is None:
+            self.lock.__enter__()  # StoreBusyError: every job taken fails with it
+            held_since = time.monotonic()
+        for job, fn in reads:
+            try:
+                job.set_result(fn())
+            except BaseException as exc:
+                job.set_exception(exc)
+        if writes:
+            self._commit(writes)
+        return held_since
 
     def _release(self) -> None:
         try:
