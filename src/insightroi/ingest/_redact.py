@@ -50,6 +50,7 @@ import os
 import re
 import secrets
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
 
 import phonenumbers
@@ -377,6 +378,22 @@ def luhn_valid(digits: str) -> bool:
 # Digits joined by up to three separators; not glued to a letter (SKU-4411-2290-1177 stays).
 _CARD_RUN = re.compile(r"[0-9](?:[ .\-]{0,3}[0-9])*")
 _IBAN_RUN = re.compile(r"[A-Za-z]{2}[0-9]{2}(?:[ \-]?[A-Za-z0-9]){11,30}")
+_TWO_DIGITS = re.compile(r"[0-9]{2}")
+
+
+def _matches_after(pattern: re.Pattern, text: str, bad_prev) -> Iterator[re.Match]:
+    """``pattern.finditer(text)`` keeping matches whose preceding character is not ``bad_prev``.
+
+    The same as a look-behind in the pattern, which would stop the regex engine from skipping
+    ahead to the pattern's first character; a rejected match is retried one character later.
+    """
+    pos = 0
+    while (m := pattern.search(text, pos)) is not None:
+        if m.start() and bad_prev(text[m.start() - 1]):
+            pos = m.start() + 1
+            continue
+        yield m
+        pos = max(m.end(), m.start() + 1)
 _NOT_DIGIT = re.compile(r"[^0-9]")
 _DATE = re.compile(r"[0-9]{4}[./\-][0-9]{1,2}[./\-][0-9]{1,2}|[0-9]{1,2}[./\-][0-9]{1,2}[./\-][0-9]{2,4}")
 _PREV_WORD = re.compile(r"([A-Za-z0-9]+)[ \t]+$")
@@ -456,9 +473,17 @@ def _iban_length(country: str) -> int:
 
 
 def _ibans(norm: str, spans: list) -> None:
-    m = _IBAN_RUN.search(norm)
-    while m:
-        nxt = m.start() + 1  # a run that is no IBAN may have swallowed the start of one ('ab12 DE89 ...')
+    # Anchored on digit pairs (a digit class lets the regex engine skip ahead; a letter class
+    # would try every letter of the text), then matched from the two letters before each.
+    pos = 0
+    while True:
+        d = _TWO_DIGITS.search(norm, pos)
+        if not d:
+            return
+        pos = d.start() + 1
+        m = _IBAN_RUN.match(norm, d.start() - 2) if d.start() >= 2 else None
+        if not m:
+            continue
         prev = norm[m.start() - 1:m.start()]
         if not (prev and (prev == "_" or (prev.isascii() and prev.isalnum()))):
             text = m.group(0)
@@ -476,8 +501,7 @@ def _ibans(norm: str, spans: list) -> None:
                     end = m.start() + ends[n - 1]
                     if _DIGIT_RUN.search(norm, m.start(), end):
                         spans.append((m.start(), end, IBAN_TOKEN))
-                        nxt = end
-        m = _IBAN_RUN.search(norm, nxt)
+                        pos = end
 
 
 def _start_ok(norm: str, start: int) -> bool:
@@ -529,7 +553,10 @@ def _phones(norm: str, taken: _Spans, region: str) -> None:
     # libphonenumber's matcher costs a fifth of a millisecond a call: run it only on windows around
     # digit runs that could be phones (7-24 digits, not after 'order', not inside a code or a date).
     for m in _NUM_RUN.finditer(norm):
-        s, e, text = m.start(), m.end(), m.group(0)
+        s, e = m.start(), m.end()
+        if s and norm[s - 1] in "+(":
+            s -= 1
+        text = norm[s:e]
         n_digits = sum(ch.isdigit() for ch in text)
         if e - s < 7 or not 7 <= n_digits <= 24 or taken.overlaps(s, e):
             continue
@@ -541,7 +568,7 @@ def _phones(norm: str, taken: _Spans, region: str) -> None:
             if not taken.overlaps(ps, pe) and _phone_ok(norm, ps, pe, p.number):
                 taken.add(ps, pe, PHONE_TOKEN)
     # National formats of other regions (020 7946 0958) and 00-prefixed international numbers.
-    for m in _PHONE_RUN.finditer(norm):
+    for m in _matches_after(_PHONE_RUN, norm, lambda c: (c.isascii() and c.isalnum()) or c in "_-+/.:"):
         s, e = m.start(), m.end()
         text = m.group(0)
         if not 9 <= sum(ch.isdigit() for ch in text) <= 17 or taken.overlaps(s, e) or not _start_ok(norm, s):
@@ -558,8 +585,8 @@ def _phones(norm: str, taken: _Spans, region: str) -> None:
 
 
 _PRICES = re.compile(r"[0-9]{1,6}\.[0-9]{2}(?: +[0-9]{1,6}\.[0-9]{2})+")
-_NUM_RUN = re.compile(r"[+(]?[0-9](?:[ .\-/()]{0,3}[0-9])*")
-_PHONE_RUN = re.compile(r"(?<![A-Za-z0-9_\-+/.:])0[0-9]*(?:[ .\-/]{1,2}\(?[0-9]+\)?)*[0-9]")
+_NUM_RUN = re.compile(r"[0-9](?:[ .\-/()]{0,3}[0-9])*")
+_PHONE_RUN = re.compile(r"0[0-9]*(?:[ .\-/]{1,2}\(?[0-9]+\)?)*[0-9]")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -569,7 +596,7 @@ _DIRECTION = r"(?:[NSEW]|NE|NW|SE|SW|North|South|East|West)\.?"
 _NAME_WORD = r"(?:[A-Z][\w'\-]*\.?|[0-9]+(?:st|nd|rd|th)|" + _DIRECTION + ")"
 _ABBREV = "st|str|ave|av|rd|blvd|dr|ln|ct|pl|ter|cir|pkwy|hwy|sq|trl|plz|cres|gdns|aly|expy|fwy"
 _ADDRESS = re.compile(
-    r"(?<![\w\-/.$€£#,])(?P<num>[0-9]{1,6}[A-Za-z]?)[ \t]+(?:"
+    r"(?P<num>[0-9]{1,6}[A-Za-z]?)[ \t]+(?:"
     # 742 Evergreen Terrace, 500 W 2nd St, 88 Colin P Kelly Jr St
     r"(?:" + _NAME_WORD + r"[ \t]+){1,4}(?i:" + _STREET_TYPES + r")\b\.?(?:[ \t]+(?:N|S|E|W|NE|NW|SE|SW)\b)?"
     # 123 main st (lower case only with an abbreviated street type)
@@ -608,7 +635,7 @@ def _address_context(raw: str, start: int, end: int) -> bool:
 
 
 def _addresses(raw: str, spans: list) -> None:
-    for m in _ADDRESS.finditer(raw):
+    for m in _matches_after(_ADDRESS, raw, lambda c: c.isalnum() or c in "_-/.$€£#,"):
         if not _address_context(raw, m.start(), m.end()):
             continue
         try:
