@@ -10,7 +10,7 @@ import stat
 import pyarrow as pa
 import pytest
 
-from insightroi.ingest import ingest_frame, pseudonymize, redact_pii, redact_table
+from insightroi.ingest import ingest_frame, pseudonymize, redact_pii, redact_row, redact_table
 from insightroi.store import open_store
 
 PSEUDO = re.compile(r"pii_[0-9a-f]{32}")
@@ -78,3 +78,15 @@ def test_phone_region_is_configurable(monkeypatch):
     monkeypatch.delenv("INSIGHTROI_PHONE_FALLBACK")
     monkeypatch.delenv("INSIGHTROI_PHONE_REGION")
     assert redact_pii(text) == "ring [PHONE] tomorrow"  # GB is among the default fallback regions
+
+
+def test_redact_row_is_redact_table_for_one_event(key_file):
+    event = {"id": "ce-1", "event_type": "acknowledged", "actor": "+1 (415) 555-2671", "team": "ops",
+             "payload": '{"note": "mail jane@example.com", "n": 4111111111111111}', "sku": None}
+    got = redact_row(event, "chain_events")
+    table = redact_table(pa.Table.from_pylist([event]), "chain_events").to_pylist()[0]
+    assert got == table
+    assert got["payload"] == '{"note": "mail [EMAIL]", "n": [CARD]}'
+    assert got["actor"] == pseudonymize("+14155552671") and got["team"] == "ops" and got["sku"] is None
+    assert event["actor"] == "+1 (415) 555-2671"  # the caller's dict is not changed
+    assert redact_row({"actor": "router"}, "chain_events") == {"actor": "router"}

@@ -34,6 +34,7 @@ from insightroi.ingest._redact import (
     SECRET_TOKEN,
     pseudonymize,
     redact_pii,
+    redact_row,
     redact_table,
 )
 from insightroi.ingest._report import FileReport, IngestReport, RetryReport, TableRetry
@@ -67,6 +68,7 @@ __all__ = [
     "ingest_path",
     "pseudonymize",
     "redact_pii",
+    "redact_row",
     "redact_table",
     "retry_quarantine",
 ]

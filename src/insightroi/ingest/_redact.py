@@ -68,6 +68,7 @@ __all__ = [
     "redact_pii",
     "redact_matched",
     "redact_table",
+    "redact_row",
     "pseudonymize",
     "PREFILTER",
     "EMAIL_TOKEN",
@@ -775,6 +776,8 @@ def _pii_key() -> bytes:
     """
     env = os.environ.get("INSIGHTROI_PII_KEY")
     if env:
+        if len(env) < 16:
+            raise ValueError("INSIGHTROI_PII_KEY must be at least 16 characters")
         return env.encode()
     path = _key_path()
     cached = _KEYS.get(str(path))
@@ -841,6 +844,35 @@ def _pseudonymize_ids(values: list[str | None], region: str) -> list[str | None]
         if v is not None and not v.startswith(PSEUDONYM_PREFIX) and redact_matched(v, region=region) != v:
             v = pseudonymize(v, region=region)
         out.append(v)
+    return out
+
+
+def redact_row(row: dict, kind: str, *, region: str | None = None) -> dict:
+    """:func:`redact_table` for one record (an event posted to the server), as a new dict.
+
+    Parameters
+    ----------
+    row : dict
+        Column name -> value for table ``kind``; values that are not strings are kept as they are.
+    kind : str
+        The target table (its ``REDACT_COLUMNS`` are redacted, its :data:`ID_COLUMNS` pseudonymised
+        when they carry PII).
+    region : str, optional
+        Phone region as for :func:`redact_pii`.
+
+    Returns
+    -------
+    dict
+        The row with the same redaction ingestion applies.
+    """
+    reg = _region(region)
+    out = dict(row)
+    for col in REDACT_COLUMNS.get(kind, ()):
+        if isinstance(out.get(col), str):
+            out[col] = redact_pii(out[col], region=reg)
+    for col in ID_COLUMNS.get(kind, ()):
+        if isinstance(out.get(col), str) and _prefilter(out[col]):
+            out[col] = _pseudonymize_ids([out[col]], reg)[0]
     return out
 
 
