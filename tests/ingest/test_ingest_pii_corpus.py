@@ -14,12 +14,16 @@ tracking codes, invoice ids, versions, percentages, ZIP codes, URLs without secr
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections import Counter
 from pathlib import Path
 
+import phonenumbers
 import pyarrow as pa
 import pytest
+from schwifty import IBAN
+from schwifty.registry import get_countries
 
 from insightroi.ingest import REDACTION_TOKENS, redact_pii, redact_table
 
@@ -103,3 +107,45 @@ def test_adversarial_text_takes_linear_time(text):
     out = redact_pii(text)
     assert time.perf_counter() - t0 < 3.0
     assert out.count("[") == text.count("@") + text.count("call")
+
+
+def test_every_regions_example_numbers_are_phones():
+    # libphonenumber's own example numbers (mobile and fixed line) of every region: in
+    # international and E.164 form with the default region, and in national form with the
+    # region given, each is one [PHONE]; national numbers under 7 digits (small territories,
+    # e.g. Niue's 4 digits) are below the redactor's floor and stay.
+    kinds = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE)
+    fmt = phonenumbers.PhoneNumberFormat
+    n_intl = n_national = 0
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in kinds:
+            ex = phonenumbers.example_number_for_type(region, kind)
+            if ex is None:
+                continue
+            for f in (fmt.INTERNATIONAL, fmt.E164):
+                s = phonenumbers.format_number(ex, f)
+                assert redact_pii(f"call me on {s} today") == "call me on [PHONE] today", (region, s)
+                n_intl += 1
+            national = phonenumbers.format_number(ex, fmt.NATIONAL)
+            if len(phonenumbers.national_significant_number(ex)) >= 7:
+                assert redact_pii(f"call {national} today", region=region) == "call [PHONE] today", (region, national)
+                n_national += 1
+    assert n_intl >= 900 and n_national >= 400
+
+
+def test_random_valid_ibans_of_every_country_are_redacted_in_every_grouping():
+    # schwifty's random valid IBANs (alphanumeric account parts included, which carry few digits)
+    # for each of its countries: compact, printed in groups of four, lower case, and dashed.
+    rng = random.Random(16)
+    countries = get_countries()
+    n = 0
+    for cc in countries:
+        for _ in range(2):
+            iban = IBAN.random(cc, random=rng)
+            for s in (iban.compact, iban.formatted, iban.formatted.lower(), iban.formatted.replace(" ", "-")):
+                assert redact_pii(f"pay to {s}, thanks") == "pay to [IBAN], thanks", s
+                n += 1
+    assert len(countries) >= 40 and n == 8 * len(countries)
+    # One wrong check digit and it is kept.
+    bad = "DE88 3704 0044 0532 0130 00"
+    assert redact_pii(f"pay to {bad}") == f"pay to {bad}"

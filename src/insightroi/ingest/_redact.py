@@ -156,6 +156,11 @@ _SEP_RAW = (
     "\u207d\u208d\ufe35\ufe59\uff08\u207e\u208e\ufe36\ufe5a\uff09\uff0f"
 )
 _AT_RAW = "@\ufe6b\uff20"
+# Letters an IBAN may be written in (ASCII and full-width Latin; the detector checks the original
+# characters, so other compatibility letters that fold to ASCII are no IBAN), and what folds to
+# the space or dash an IBAN may be grouped with.
+_IBAN_LETTER_RAW = "A-Za-z\uff21-\uff3a\uff41-\uff5a"
+_IBAN_SEP_RAW = " \u00a0\u2000-\u200a\u202f\u205f\u3000\\-\u2010-\u2015\u2212\ufe63\uff0d"
 _STREET_TYPES = (
     "st|street|str|ave|avenue|av|rd|road|blvd|boulevard|dr|drive|ln|lane|ct|court|pl|place|way|ter|terrace|"
     "cir|circle|pkwy|parkway|hwy|highway|sq|square|trl|trail|loop|row|plz|plaza|cres|crescent|close|walk|"
@@ -169,6 +174,8 @@ _PREFILTER_BRANCHES = [
     "{D}(?:[" + _SEP_RAW + "]{0,3}{D}){6}"
     + r"|(?i:[0-9][a-z]?[ \t]+(?:[^ \t]+[ \t]+){0,5}(?:" + _STREET_TYPES + r")(?:[^a-z]|$))",
     "[" + _AT_RAW + "]",
+    # IBANs: two letters, two digits, eleven more letters or digits (grouped by spaces or dashes).
+    "[" + _IBAN_LETTER_RAW + "]{2}{D}{2}(?:[" + _IBAN_SEP_RAW + "]?[" + _IBAN_LETTER_RAW + "0-9{D}]){11}",
     # Spelled-out e-mails: a bracketed 'at' or the word 'dot'.
     r"(?i:[\[({<][ \t]*at[ \t]*[\])}>])",
     r"(?i:(?:^|[^a-z0-9_])dot(?:[^a-z0-9_]|$))",
@@ -185,6 +192,7 @@ PREFILTER = "|".join(_PREFILTER_BRANCHES).replace("{D}", r"\p{Nd}")
 _PY_BRANCHES = [re.compile(b.replace("{D}", r"\d")) for b in _PREFILTER_BRANCHES]
 _BRACKETS = "([{<"
 _KEY_PREFIXES = ("eyJ", "AKIA", "ASIA", "AIza", "xox", "_")
+_PY_DIGIT_PAIR = re.compile(r"\d\d")
 
 
 def _prefilter(text: str) -> bool:
@@ -194,16 +202,18 @@ def _prefilter(text: str) -> bool:
         return True
     if "@" in text or "\ufe6b" in text or "\uff20" in text:
         return True
+    if _PY_DIGIT_PAIR.search(text) and b[2].search(text):
+        return True
     low = text.lower()
-    if "at" in low and any(c in text for c in _BRACKETS) and b[2].search(text):
+    if "at" in low and any(c in text for c in _BRACKETS) and b[3].search(text):
         return True
-    if "dot" in low and b[3].search(text):
+    if "dot" in low and b[4].search(text):
         return True
-    if ("=" in text or ":" in text) and b[4].search(text):
+    if ("=" in text or ":" in text) and b[5].search(text):
         return True
-    if "bearer" in low and b[5].search(text):
+    if "bearer" in low and b[6].search(text):
         return True
-    return any(k in text for k in _KEY_PREFIXES) and b[6].search(text) is not None
+    return any(k in text for k in _KEY_PREFIXES) and b[7].search(text) is not None
 
 
 # The part of a digit match the pre-filter's first branch sees (on folded text).
@@ -473,7 +483,13 @@ def _iban_length(country: str) -> int:
         return 0
 
 
-def _ibans(norm: str, spans: list) -> None:
+def _iban_char(ch: str) -> bool:
+    # What the pre-filter's IBAN branch admits: ASCII, full-width Latin, any decimal digit, and
+    # what folds to a space or a dash.
+    return ch.isascii() or "\uff21" <= ch <= "\uff5a" or ch.isdecimal() or _fold(ch) in (" ", "-")
+
+
+def _ibans(norm: str, raw: str, spans: list) -> None:
     # Anchored on digit pairs (a digit class lets the regex engine skip ahead; a letter class
     # would try every letter of the text), then matched from the two letters before each.
     pos = 0
@@ -500,7 +516,7 @@ def _ibans(norm: str, spans: list) -> None:
                     pass
                 else:
                     end = m.start() + ends[n - 1]
-                    if _DIGIT_RUN.search(norm, m.start(), end):
+                    if all(_iban_char(ch) for ch in raw[m.start():end]):
                         spans.append((m.start(), end, IBAN_TOKEN))
                         pos = end
 
@@ -671,9 +687,9 @@ def _spans(text: str, region: str) -> list[tuple[int, int, str]]:
     found: list[tuple[int, int, str]] = []
     _secrets(text, found)
     _emails(norm, text, found)
+    _ibans(norm, text, found)
     digit_run = _DIGIT_RUN.search(norm)
     if digit_run:
-        _ibans(norm, found)
         _cards(norm, found)
     out = _Spans()
     for s, e, tok in found:
