@@ -13,6 +13,7 @@ tracking codes, invoice ids, versions, percentages, ZIP codes, URLs without secr
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 import time
@@ -149,3 +150,31 @@ def test_random_valid_ibans_of_every_country_are_redacted_in_every_grouping():
     # One wrong check digit and it is kept.
     bad = "DE88 3704 0044 0532 0130 00"
     assert redact_pii(f"pay to {bad}") == f"pay to {bad}"
+
+
+def _real_texts(ref: Path) -> list[str]:
+    texts = []
+    with (ref / "complaints/cfpb_complaints_sample/cfpb_complaints_with_narratives.csv").open(newline="") as f:
+        texts += [r["narrative"] for r in csv.DictReader(f) if r["narrative"]]
+    for path in (ref / "complaints/banking77/train.csv", ref / "sentiment/uci_sentences/uci_sentiment_sentences_amazon_yelp.csv"):
+        with path.open(newline="") as f:
+            texts += [r[0] for r in list(csv.reader(f))[1:]]
+    for name in ("tweets_GroundTruth.txt", "movieReviewSnippets_GroundTruth.txt"):
+        with (ref / "sentiment" / name).open(encoding="utf-8", errors="replace") as f:
+            texts += [line.rstrip("\n").split("\t", 2)[-1] for line in f if line.strip()]
+    return texts
+
+
+def test_real_feedback_text_is_left_alone_except_its_real_pii(reference_dir):
+    # 28,000+ real texts (CFPB complaint narratives, banking77 queries, Amazon/Yelp/IMDb
+    # sentences, VADER's tweets and movie snippets): the only redactions are two phone numbers
+    # and a street address that the tweets really hold.
+    texts = _real_texts(reference_dir)
+    changed = {t: out for t in texts if (out := redact_pii(t)) != t}
+    assert len(texts) > 28_000
+    assert sorted(changed.values()) == [
+        "I'm at Spirit Mountain Casino ([ADDRESS], Grand Ronde) http://url_removed",
+        "New range installed, leveled and doing the pre burn after it was cleaned. Looks great, thx 2 Manuel joseph "
+        "appliance. [PHONE] http: ...",
+        "Trying out Google Voice if you want to see what its like call me [PHONE]",
+    ]

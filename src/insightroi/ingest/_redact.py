@@ -303,6 +303,7 @@ _SPELLED = re.compile(
     _A,
 )
 _SPELLED_SIGNAL = re.compile(r"[\[({<][ \t]*at[ \t]*[\])}>]|(?:^|[^a-z0-9_])dot(?:[^a-z0-9_]|$)", _A)
+_ONE_SIDED_DOT = re.compile(r"[^ \t]\.[ \t]|[ \t]\.[^ \t]")
 _SPACED = re.compile(
     r"(?<![\w.\-])[a-z0-9._%+\-]{1,64}[ \t]*@[ \t]*[a-z0-9\-]{1,63}(?:[ \t]*\.[ \t]*[a-z0-9\-]{1,63}){0,4}[ \t]*\.[ \t]*(?:"
     + _KNOWN_TLDS + r")(?![\w\-])",
@@ -348,7 +349,15 @@ def _emails(norm: str, raw: str, spans: list) -> None:
         at = norm.find("@", at + 1)
     if "@" in norm:
         for m in _SPACED.finditer(norm):
-            spans.append((m.start(), m.end(), EMAIL_TOKEN))
+            # Spaced out means spaced on both sides of the '@' and of each dot, in one case for the
+            # top-level domain: 'Bit disappointed with @anonymous. No one ...' is a mention.
+            v = m.group(0)
+            at = v.index("@")
+            if (v[at - 1] == " ") != (v[at + 1] == " ") or _ONE_SIDED_DOT.search(v):
+                continue
+            tld = v.rsplit(".", 1)[1].strip()
+            if tld.islower() or v.isupper():
+                spans.append((m.start(), m.end(), EMAIL_TOKEN))
     low = raw.lower()
     if ("dot" in low or ("at" in low and any(c in raw for c in "[({<"))) and _SPELLED_SIGNAL.search(raw):
         for m in _SPELLED.finditer(raw):
