@@ -237,6 +237,8 @@ _SECRET_TEXT = re.compile(
     r"|\b(?:password|passwd|pwd|passcode|api[ _\-]?key|secret|token)[ \t]*[:=][ \t]*(?P<v2>[^\s,;]{4,})",
     _A,
 )
+# Words _SECRET_TEXT's labels contain (a cheap test before the regex; 'api key' contains 'key').
+_SECRET_LABELS = ("pass", "pwd", "key", "secret", "token")
 _SECRET_FORMATS = re.compile(
     r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"
     r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{30,}|\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"
@@ -268,7 +270,8 @@ def _secrets(raw: str, spans: list) -> None:
             code = "code" in words and len(value) >= 12 and any(ch.isdigit() for ch in value)
             if (words & _SECRET_WORDS or code) and len(value) >= 4:
                 spans.append((m.start(2), end, SECRET_TOKEN))
-    if "=" in raw or ":" in raw or "earer" in raw or "EARER" in raw:
+    low = raw.lower()
+    if ("bearer" in low or any(w in low for w in _SECRET_LABELS)) and ("=" in raw or ":" in raw or "bearer" in low):
         for m in _SECRET_TEXT.finditer(raw):
             g = "v1" if m.group("v1") else "v2"
             end = _value_end(raw, m.start(g), m.end(g))
@@ -302,7 +305,15 @@ _SPELLED = re.compile(
     + r")(?![\w\-])",
     _A,
 )
-_SPELLED_SIGNAL = re.compile(r"[\[({<][ \t]*at[ \t]*[\])}>]|(?:^|[^a-z0-9_])dot(?:[^a-z0-9_]|$)", _A)
+_SIGNAL_AT = re.compile(r"[\[({<][ \t]*at[ \t]*[\])}>]", _A)
+_SIGNAL_DOT = re.compile(r"dot(?![a-z0-9_])(?<![a-z0-9_]...)", _A)
+
+
+def _spelled_signal(text: str, low: str) -> bool:
+    """A bracketed 'at' or the word 'dot' (two scans that each start on a literal)."""
+    return ("dot" in low and _SIGNAL_DOT.search(text) is not None) or (
+        "at" in low and any(c in text for c in "[({<") and _SIGNAL_AT.search(text) is not None
+    )
 _ONE_SIDED_DOT = re.compile(r"[^ \t]\.[ \t]|[ \t]\.[^ \t]")
 _SPACED = re.compile(
     r"(?<![\w.\-])[a-z0-9._%+\-]{1,64}[ \t]*@[ \t]*[a-z0-9\-]{1,63}(?:[ \t]*\.[ \t]*[a-z0-9\-]{1,63}){0,4}[ \t]*\.[ \t]*(?:"
@@ -359,7 +370,7 @@ def _emails(norm: str, raw: str, spans: list) -> None:
             if tld.islower() or v.isupper():
                 spans.append((m.start(), m.end(), EMAIL_TOKEN))
     low = raw.lower()
-    if ("dot" in low or ("at" in low and any(c in raw for c in "[({<"))) and _SPELLED_SIGNAL.search(raw):
+    if _spelled_signal(raw, low):
         for m in _SPELLED.finditer(raw):
             # The plain word 'at' needs a spelled-out dot too ('bought it at amazon.com' stays), and
             # in the plain form neither side may be an everyday word ('look at this dot com era').
@@ -367,7 +378,7 @@ def _emails(norm: str, raw: str, spans: list) -> None:
             plain = not any(ch in m.group(0) for ch in "[({<")
             if plain and (words[0] in _EVERYDAY or words[words.index("at") + 1] in _EVERYDAY):
                 continue
-            if _SPELLED_SIGNAL.search(m.group(0)):
+            if _spelled_signal(m.group(0), m.group(0).lower()):
                 spans.append((m.start(), m.end(), EMAIL_TOKEN))
 
 
@@ -400,7 +411,9 @@ def luhn_valid(digits: str) -> bool:
 # Digits joined by up to three separators; not glued to a letter (SKU-4411-2290-1177 stays).
 _CARD_RUN = re.compile(r"[0-9](?:[ .\-]{0,3}[0-9])*")
 _IBAN_RUN = re.compile(r"[A-Za-z]{2}[0-9]{2}(?:[ \-]?[A-Za-z0-9]){11,30}")
-_TWO_DIGITS = re.compile(r"[0-9]{2}")
+# Two digits after two letters, found from the digits (a leading letter class would make the
+# engine try every letter of the text).
+_TWO_DIGITS = re.compile(r"[0-9]{2}(?<=[A-Za-z]{2}[0-9]{2})")
 
 
 def _matches_after(pattern: re.Pattern, text: str, bad_prev) -> Iterator[re.Match]:
@@ -544,6 +557,8 @@ def _start_ok(norm: str, start: int) -> bool:
         # ZIP+4 30301-1234 is a postcode, not +4 (Austria) 30301 1234.
         return not (before[-1:].isascii() and before[-1:].isalnum())
     last, prev = before[-1:], before[-2:-1]
+    if last in _CURRENCY or (last == " " and prev in _CURRENCY):
+        return False  # an amount ($110000.00, EUR 1 250 000)
     if last in ("+", "_") or (last.isascii() and last.isalpha()) or (last == "-" and prev.isalnum()):
         return False
     if last in ("/", ":", " ", ".", "-") and prev.isdigit():
@@ -588,7 +603,7 @@ def _phones(norm: str, taken: _Spans, region: str) -> None:
         n_digits = sum(ch.isdigit() for ch in text)
         if e - s < 7 or not 7 <= n_digits <= 24 or taken.overlaps(s, e):
             continue
-        if not _start_ok(norm, s) or _PRICES.fullmatch(text) or (not text.startswith("+") and not _end_ok(norm, e)):
+        if not _start_ok(norm, s) or _PRICES.fullmatch(text) or _AMOUNT.fullmatch(text) or (not text.startswith("+") and not _end_ok(norm, e)):
             continue
         # The window's tail leaves room for an extension ('ext. 12', 'x204').
         for p in PhoneNumberMatcher(norm[s:e + 24], region, leniency=Leniency.POSSIBLE):
@@ -612,6 +627,8 @@ def _phones(norm: str, taken: _Spans, region: str) -> None:
                 break
 
 
+_CURRENCY = frozenset("$€£¥₹₩₽¢")
+_AMOUNT = re.compile(r"[0-9]+\.[0-9]{2}")  # 110000.00
 _PRICES = re.compile(r"[0-9]{1,6}\.[0-9]{2}(?: +[0-9]{1,6}\.[0-9]{2})+")
 _NUM_RUN = re.compile(r"[0-9](?:[ .\-/()]{0,3}[0-9])*")
 _PHONE_RUN = re.compile(r"0[0-9]*(?:[ .\-/]{1,2}\(?[0-9]+\)?)*[0-9]")
