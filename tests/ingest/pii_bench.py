@@ -2,7 +2,7 @@
 
 N short reviews (default 100,000): about 2% carry PII (e-mails, phones, cards, IBANs, addresses,
 tokens in URLs), about 10% carry look-alikes (order numbers, dates, prices, versions), the rest
-are plain text. Prints texts/s for :func:`redact_pii` called per text and for
+are plain text. Prints texts per CPU-second for :func:`redact_pii` called per text and for
 :func:`redact_table` over one Arrow column (the ingest path), and the share the pre-filter passes.
 Not a test (it is not collected); the figures go in the issue's closing note.
 """
@@ -44,18 +44,23 @@ def make_texts(n: int, seed: int = 7) -> list[str]:
     return out
 
 
+def _best_cpu_seconds(f, reps: int = 3) -> float:
+    # CPU time, best of a few: on a machine shared with other work, wall time measures the others.
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.process_time()
+        f()
+        best = min(best, time.process_time() - t0)
+    return best
+
+
 def main(n: int) -> None:
     texts = make_texts(n)
-    t0 = time.perf_counter()
-    for t in texts:
-        redact_pii(t)
-    per_text = n / (time.perf_counter() - t0)
+    per_text = n / _best_cpu_seconds(lambda: [redact_pii(t) for t in texts])
     table = pa.table({"id": [str(i) for i in range(n)], "text": texts})
-    t0 = time.perf_counter()
-    redact_table(table, "feedback")
-    vec = n / (time.perf_counter() - t0)
+    vec = n / _best_cpu_seconds(lambda: redact_table(table, "feedback"))
     passed = pc.sum(pc.match_substring_regex(table.column("text"), PREFILTER)).as_py()
-    print(f"{n} texts: redact_pii {per_text:,.0f} texts/s; redact_table {vec:,.0f} texts/s; "
+    print(f"{n} texts: redact_pii {per_text:,.0f} texts/CPU-s; redact_table {vec:,.0f} texts/CPU-s; "
           f"pre-filter passes {passed} ({passed / n:.1%})")
 
 
