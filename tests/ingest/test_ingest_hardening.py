@@ -338,3 +338,13 @@ def test_a_re_export_with_one_edited_row(store, tmp_path, rule, kept, counts):
     assert (f.rows_read, f.landed, f.duplicates, f.quarantined, f.replaced) == counts
     assert store.sql("SELECT text FROM feedback WHERE id = 'fb-2'").to_pylist() == [{"text": kept}]
     assert store.count("feedback") == 5 and store.count("quarantine") == 1
+
+
+def test_stray_quote_in_a_gzipped_csv_is_resynchronised_too(store, tmp_path):
+    import gzip
+
+    path = tmp_path / "f.csv.gz"
+    path.write_bytes(gzip.compress((HEADER + rows(1, 4) + row(4, '"open') + rows(5, 8)).encode()))
+    report = ingest_path(store, "feedback", path)
+    assert (report.landed, report.quarantined) == (6, 1)
+    assert quarantined(store) == [(4, None, f"line 5 {STRAY}")]

@@ -220,6 +220,10 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+class _NoZstd(OSError):
+    """A .zst file without the optional ``zstandard`` package (DuckDB's fast reader still reads it)."""
+
+
 def _open_binary(path: Path):
     """The file's (decompressed) bytes."""
     name = path.name.lower()
@@ -227,9 +231,10 @@ def _open_binary(path: Path):
         return gzip.open(path, "rb")
     if name.endswith(".zst"):
         try:
-            import zstandard  # optional: DuckDB reads .zst itself; only needed for the slow path
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise IngestError(f"{path.name}: reading .zst here needs the 'zstandard' package") from exc
+            import zstandard  # optional: DuckDB reads .zst itself; Python only needs it off the fast path
+        except ImportError:
+            raise _NoZstd(f"{path.name}: reading a .zst file line by line needs the 'zstandard' package "
+                          "(pip install zstandard), or decompress it first") from None
         return zstandard.open(path, "rb")
     return open(path, "rb")
 
@@ -240,6 +245,8 @@ def _detect_encoding(path: Path, display: str) -> str:
     try:
         with _open_binary(path) as fh:
             head = fh.read(4096)
+    except _NoZstd:
+        return "UTF-8"  # DuckDB reads it; bytes that are not UTF-8 are quarantined per line
     except (OSError, EOFError) as exc:
         raise IngestError(f"{display}: cannot read the file: {exc}") from None
     for bom, name in _BOMS:
@@ -273,17 +280,27 @@ def _transcode(path: Path, encoding: str, display: str, fmt: str) -> Path:
     return out
 
 
+def _first_line_duckdb(path: Path) -> list[str]:
+    # The header line through DuckDB's decompression (a .zst file without the zstandard package).
+    line = duckdb.connect().execute(
+        "SELECT line FROM read_csv(?, columns={'line': 'VARCHAR'}, header=false, delim='\x01', quote='', "
+        "escape='', auto_detect=false) LIMIT 1", [str(path)]).fetchone()
+    return [] if line is None or line[0] is None else [line[0] + "\n"]
+
+
 def _header(path: Path, dialect: CsvDialect, display: str) -> list[str]:
     """The header's column names, whitespace-trimmed (refusing one that repeats)."""
-    with _open_binary(path) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
-        try:
-            row = next(csv.reader(text, **dialect.csv_kwargs()))
-        except StopIteration:
-            raise IngestError(f"{display}: no header line (empty file); nothing was ingested") from None
-        except csv.Error as exc:
-            raise IngestError(f"{display}: cannot read the header line ({exc}); nothing was ingested") from None
-    names = [n.strip() for n in row]
+    try:
+        with _open_binary(path) as raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
+            row = next(csv.reader(text, **dialect.csv_kwargs()), None)
+    except _NoZstd:
+        row = next(csv.reader(_first_line_duckdb(path), **dialect.csv_kwargs()), None)
+    except csv.Error as exc:
+        raise IngestError(f"{display}: cannot read the header line ({exc}); nothing was ingested") from None
+    if row is None:
+        raise IngestError(f"{display}: no header line (empty file); nothing was ingested")
+    names = [n.strip().lstrip("\ufeff") for n in row]
     seen: dict[str, int] = {}
     for i, name in enumerate(names, 1):
         if name in seen:
@@ -302,7 +319,11 @@ def _physical_lines(path: Path, positions: list[int]) -> dict[int, int]:
         return out
     wanted = sorted(set(positions))
     lines, done, i = 1, 0, 0
-    with _open_binary(path) as fh:
+    try:
+        fh = _open_binary(path)
+    except OSError:
+        return out  # reasons then name no line (a .zst file without the zstandard package)
+    with fh:
         while i < len(wanted):
             block = fh.read(1 << 22)
             if not block:
@@ -518,7 +539,11 @@ class _ResilientCsvSource(_CsvSource):
         old_limit = csv.field_size_limit()
         csv.field_size_limit(MAX_LINE_BYTES)
         try:
-            with _open_binary(self.path) as fh:
+            try:
+                fh = _open_binary(self.path)
+            except OSError as exc:
+                raise IngestError(str(exc) if isinstance(exc, _NoZstd) else f"{self.display}: {exc}") from None
+            with fh:
                 lines = enumerate(fh, 1)
                 pending: deque[tuple[int, bytes]] = deque()
 
