@@ -82,6 +82,7 @@ __all__ = [
     "REDACTION_TOKENS",
     "PSEUDONYM_PREFIX",
     "ID_COLUMNS",
+    "ID_PREFILTER",
     "FALLBACK_REGIONS",
     "luhn_valid",
 ]
@@ -189,6 +190,14 @@ _PREFILTER_BRANCHES = [
 #: RE2 pattern (pyarrow ``match_substring_regex``) every text holding detectable PII matches.
 PREFILTER = "|".join(_PREFILTER_BRANCHES).replace("{D}", r"\p{Nd}")
 
+#: The pre-filter for id columns: as :data:`PREFILTER`, except that a digit run must open the value
+#: (``+4155552671``, ``(415) 555-2671``). Ids such as ``c-0268601`` or ``SKU-2025-0001`` carry a
+#: prefix that no phone has; sending every such id through the phone detector made ingestion of a
+#: customer-id column seven times slower for nothing.
+ID_PREFILTER = "|".join(
+    [r"^[ \t]*[+(]?{D}(?:[" + _SEP_RAW + "]{0,3}{D}){6}"] + _PREFILTER_BRANCHES[1:]
+).replace("{D}", r"\p{Nd}")
+
 # The same branches for one text at a time (redact_pii), each behind a necessary condition that
 # plain ``in`` checks answer in nanoseconds: most texts fail them all and never reach a regex.
 _PY_BRANCHES = [re.compile(b.replace("{D}", r"\d")) for b in _PREFILTER_BRANCHES]
@@ -216,6 +225,14 @@ def _prefilter(text: str) -> bool:
     if "bearer" in low and b[6].search(text):
         return True
     return any(k in text for k in _KEY_PREFIXES) and b[7].search(text) is not None
+
+
+_PY_ID_DIGITS = re.compile(r"^[ \t]*[+(]?\d(?:[" + _SEP_RAW + r"]{0,3}\d){6}")
+
+
+def _id_prefilter(value: str) -> bool:
+    """Python's equivalent of :data:`ID_PREFILTER`."""
+    return _PY_ID_DIGITS.search(value) is not None or any(b.search(value) for b in _PY_BRANCHES[1:])
 
 
 # The part of a digit match the pre-filter's first branch sees (on folded text).
@@ -883,10 +900,14 @@ def pseudonymize(value: str, *, region: str | None = None) -> str:
 
 
 def _pseudonymize_ids(values: list[str | None], region: str) -> list[str | None]:
+    # Ids repeat (one customer, many orders): each distinct value is checked once.
+    done: dict[str, str] = {}
     out = []
     for v in values:
-        if v is not None and not v.startswith(PSEUDONYM_PREFIX) and redact_matched(v, region=region) != v:
-            v = pseudonymize(v, region=region)
+        if v is not None and not v.startswith(PSEUDONYM_PREFIX):
+            if v not in done:
+                done[v] = pseudonymize(v, region=region) if redact_matched(v, region=region) != v else v
+            v = done[v]
         out.append(v)
     return out
 
@@ -915,7 +936,7 @@ def redact_row(row: dict, kind: str, *, region: str | None = None) -> dict:
         if isinstance(out.get(col), str):
             out[col] = redact_pii(out[col], region=reg)
     for col in ID_COLUMNS.get(kind, ()):
-        if isinstance(out.get(col), str) and _prefilter(out[col]):
+        if isinstance(out.get(col), str) and _id_prefilter(out[col]):
             out[col] = _pseudonymize_ids([out[col]], reg)[0]
     return out
 
@@ -941,12 +962,13 @@ def redact_table(table: pa.Table, kind: str, *, region: str | None = None) -> pa
         tables still match). Only rows that pass :data:`PREFILTER` (vectorised) reach Python.
     """
     reg = _region(region)
-    for cols, fix in ((REDACT_COLUMNS.get(kind, ()), None), (ID_COLUMNS.get(kind, ()), _pseudonymize_ids)):
+    for cols, fix, gate in ((REDACT_COLUMNS.get(kind, ()), None, PREFILTER),
+                            (ID_COLUMNS.get(kind, ()), _pseudonymize_ids, ID_PREFILTER)):
         for col in cols:
             if col not in table.column_names:
                 continue
             values = table.column(col).combine_chunks().cast(pa.string())
-            mask = pc.fill_null(pc.match_substring_regex(values, PREFILTER), False)
+            mask = pc.fill_null(pc.match_substring_regex(values, gate), False)
             if not pc.any(mask).as_py():
                 continue
             picked = values.filter(mask).to_pylist()
