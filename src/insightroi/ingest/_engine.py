@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from insightroi.errors import IngestError, check_option
-from insightroi.ingest._redact import CARD_TOKEN, EMAIL_TOKEN, PHONE_TOKEN, redact_pii, redact_table
+from insightroi.ingest._redact import REDACTION_TOKENS, redact_pii, redact_table
 from insightroi.ingest._report import FileReport, IngestReport, RetryReport, TableRetry
 from insightroi.ingest._sources import (
     CHUNK_ROWS,
@@ -773,7 +773,7 @@ def _retry_table(store: Store, spec: TableSpec, *, cfg: _Settings, redact: bool,
     )
 
 
-_TOKENS = "|".join(re.escape(t) for t in (EMAIL_TOKEN, PHONE_TOKEN, CARD_TOKEN))
+_TOKENS = "|".join(re.escape(t) for t in REDACTION_TOKENS)
 
 
 def _unredacted(rows: pa.Table, kind: str) -> pa.Table:

@@ -136,7 +136,7 @@ TABLES: dict[str, TableSpec] = {
                 "event_time": _C("When the customer wrote it.", "2025-03-01T10:15:00+01:00"),
                 "rating": _C("Star rating or score (1-5 stars or 0-10 NPS); empty when there is none.", "4",
                             minimum=0, maximum=10),
-                "text": _C("The customer's words, kept exactly (e-mails, phones and cards redacted by default).",
+                "text": _C("The customer's words, kept exactly (e-mails, phones, cards, IBANs, addresses and secrets redacted by default).",
                           "Arrived two days late and the box was crushed."),
             },
         ),
