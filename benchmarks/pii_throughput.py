@@ -1,10 +1,10 @@
-"""Throughput of PII redaction on a realistic mix: ``python tests/ingest/pii_bench.py [N]``.
+"""Throughput of PII redaction on a realistic mix: ``python benchmarks/pii_throughput.py [N]``.
 
 N short reviews (default 100,000): about 2% carry PII (e-mails, phones, cards, IBANs, addresses,
 tokens in URLs), about 10% carry look-alikes (order numbers, dates, prices, versions), the rest
 are plain text. Prints texts per CPU-second for :func:`redact_pii` called per text and for
 :func:`redact_table` over one Arrow column (the ingest path), and the share the pre-filter passes.
-Not a test (it is not collected); the figures go in the issue's closing note.
+A measurement script beside the benchmarks (no peer to time against, so not a bench_ table row).
 """
 
 from __future__ import annotations
