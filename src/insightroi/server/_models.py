@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from insightroi.ingest import EARLIEST as _INGEST_EARLIEST
+from insightroi.ingest import LATEST as _INGEST_LATEST
+from insightroi.ingest import check_text
 from insightroi.store import FEEDBACK_SOURCES
 
 __all__ = ["FeedbackIn", "ChainEventIn", "StoredEvent", "ApiError", "CHAIN_API_TYPES"]
@@ -20,9 +23,9 @@ _Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][
 _Short = Annotated[str, Field(min_length=1, max_length=200)]
 
 
-# The range ingestion accepts for timestamps; outside it a date is a typo or a sentinel.
-EARLIEST = datetime(1990, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+# The range ingestion accepts for timestamps (inclusive dates); outside it a date is a typo or a sentinel.
+EARLIEST = datetime.fromisoformat(_INGEST_EARLIEST).replace(tzinfo=timezone.utc)
+LATEST = datetime.fromisoformat(_INGEST_LATEST).replace(tzinfo=timezone.utc) + timedelta(days=1)
 
 
 def _naive_utc(v: datetime | None) -> datetime | None:
@@ -37,14 +40,13 @@ def _in_range(v: datetime | None) -> datetime | None:
     except OverflowError:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
         raise ValueError(f"{v.isoformat()} is outside the representable range in UTC") from None
     if not EARLIEST <= utc < LATEST:
-        raise ValueError(f"{v.isoformat()} is outside {EARLIEST.year}-{LATEST.year - 1}")
+        raise ValueError(f"{v.isoformat()} is outside {_INGEST_EARLIEST} to {_INGEST_LATEST} (ingestion's range)")
     return v
 
 
 def _no_nul(v: Any, where: str = "") -> None:
     if isinstance(v, str):
-        if "\x00" in v:
-            raise ValueError(f"NUL character in {where or 'a text field'}")
+        check_text(v, where or "a text field")  # ingestion's rule: a NUL byte is refused, never stripped
     elif isinstance(v, dict):
         for k, x in v.items():
             _no_nul(k, where)
@@ -60,8 +62,8 @@ class _In(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _refuse_nul(cls, data: Any) -> Any:
-        # Text with NUL bytes is refused rather than stored (DuckDB, CSV exports and terminals
-        # each cut or mangle it differently).
+        # Text with NUL bytes is refused, as ingestion quarantines it (DuckDB, CSV exports and
+        # terminals each cut or mangle it differently).
         _no_nul(data)
         return data
 
