@@ -8,6 +8,7 @@ import httpx
 import pytest
 from _srv_helpers import TOKEN, LiveServer, seed_store
 
+from insightroi.ingest import pseudonymize
 from insightroi.server import create_app
 from insightroi.store import open_store
 
@@ -282,3 +283,14 @@ def test_insightroi_serve_cli_serves_the_cli_store(tmp_path):
     assert TOKEN not in out  # a configured token is never printed
     with open_store(url) as st:
         assert st.sql("SELECT count(*) AS n FROM chain_events WHERE batch_id LIKE 'api:%'").to_pylist()[0]["n"] == 1
+
+
+def test_an_email_as_customer_id_gets_ingestions_pseudonym(client, backend, monkeypatch):
+    # The API and a file ingest must store the same pseudonym for the same customer, or joins break.
+    monkeypatch.setenv("INSIGHTROI_PII_KEY", "k" * 32)
+    body = {**FEEDBACK, "id": "fb-pii-id", "customer_id": "Jo.Doe@Example.com"}
+    r = client.post("/api/v1/feedback", json=body, headers=AUTH)
+    assert r.status_code == 201, r.text
+    stored = backend.store.sql("SELECT customer_id FROM feedback WHERE id = ?", ["fb-pii-id"]).to_pylist()[0]
+    assert stored["customer_id"] == pseudonymize("jo.doe@example.com")
+    assert stored["customer_id"].startswith("pii_") and len(stored["customer_id"]) == 36

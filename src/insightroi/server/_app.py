@@ -27,7 +27,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from insightroi.errors import StoreBusyError
-from insightroi.ingest import redact_pii
+from insightroi.ingest import redact_pii, redact_row
 from insightroi.program import load_program
 from insightroi.report import (
     bars_svg,
@@ -470,7 +470,8 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         """Store one feedback item; personal data in its text is redacted first (ingestion's redactor)."""
         row = item.row()
         _not_future(row["event_time"], max_future)
-        row["text"] = redact_pii(row["text"])
+        # The text redacted and an e-mail or phone used as customer_id pseudonymised, as ingestion does.
+        row = redact_row(row, "feedback")
         return await _store_event("feedback", "feedback", item, row, idempotency_key, response)
 
     @app.post("/api/v1/chain-events", status_code=201, response_model=StoredEvent, tags=["events"],
@@ -487,6 +488,8 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         if event.payload:
             # Every string in the payload, as ingestion redacts chain_events.payload.
             row["payload"] = json.dumps(_redact_obj(event.payload), sort_keys=True, default=str)
+        # An e-mail or phone number as actor gets ingestion's keyed pseudonym (joins still match).
+        row = redact_row(row, "chain_events")
         return await _store_event("chain_event", "chain_events", event, row, idempotency_key, response)
 
     # ---- read API -----------------------------------------------------------------------------
@@ -679,7 +682,7 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
                                  topic=alert.get("topic"), sku_family=alert.get("sku_family"), payload=payload)
         except ValueError as exc:  # pydantic's ValidationError: a NUL or an over-long field in the form
             raise HTTPException(422, f"invalid form: {exc}") from None
-        row = event.row(_now())
+        row = redact_row(event.row(_now()), "chain_events")
         # A double-submitted form carries the same form_id, so it stores once.
         form_id = form.get("form_id") or uuid.uuid4().hex
         row["id"] = id_from_key("chain_event", f"web:{form_id}:{alert_id}:{event_type}")
