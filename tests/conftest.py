@@ -1,4 +1,4 @@
-"""Fixtures every test folder shares: reference data, a DuckDB store, demo worlds, a browser.
+"""Fixtures every test folder shares: reference data, a DuckDB store, demo worlds, a live server, a browser.
 
 Test modules import the constant directly (``from conftest import REFERENCE_DIR``) when they need
 it at import time (a ``skipif`` mark, a module-level table); fixtures are found by name.
@@ -78,6 +78,28 @@ def demo_world(tmp_path_factory):
         return worlds[key]
 
     return make
+
+
+@pytest.fixture(scope="module")
+def live_server():
+    """Start apps under a real uvicorn server on 127.0.0.1; all stop when the test module ends.
+
+    Yields
+    ------
+    callable
+        ``start(app) -> LiveServer`` (its ``url`` and ``port``), one free port per app.
+    """
+    from helpers.live_server import LiveServer
+
+    started = []
+
+    def start(app):
+        started.append(LiveServer(app).__enter__())
+        return started[-1]
+
+    yield start
+    for srv in reversed(started):
+        srv.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module")

@@ -25,9 +25,8 @@ def store_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(store_url):
-    with LiveServer(create_app(store_url, token=TOKEN, max_body_bytes=50_000)) as srv:
-        yield srv
+def server(store_url, live_server):
+    return live_server(create_app(store_url, token=TOKEN, max_body_bytes=50_000))
 
 
 @pytest.fixture()

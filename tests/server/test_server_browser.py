@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _srv_helpers import TOKEN, LiveServer, seed_store
+from _srv_helpers import TOKEN, seed_store
 
 from insightroi.report._pdf import CHROMIUM
 from insightroi.server import create_app
@@ -26,11 +26,10 @@ PAGES = {"overview": "/", "themes": "/themes", "inbox": "/inbox", "experiment": 
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, live_server):
     url = f"duckdb:///{tmp_path_factory.mktemp('browser')}/b.duckdb"
     seed_store(url)
-    with LiveServer(create_app(url, token=TOKEN)) as srv:
-        yield srv
+    return live_server(create_app(url, token=TOKEN))
 
 
 @pytest.fixture()

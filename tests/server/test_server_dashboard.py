@@ -20,11 +20,10 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, live_server):
     url = f"duckdb:///{tmp_path_factory.mktemp('dash')}/dash.duckdb"
     seed_store(url)
-    with LiveServer(create_app(url, token=TOKEN)) as srv:
-        yield srv
+    return live_server(create_app(url, token=TOKEN))
 
 
 @pytest.fixture()

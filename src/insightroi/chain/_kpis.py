@@ -16,6 +16,7 @@ import pandas as pd
 from ibis import _
 
 from insightroi.chain._links import alert_chains, complaints_around, insight_events, linked_events, unalerted_fixes
+from insightroi.store import Store
 
 __all__ = ["alert_table", "workflow_kpis", "reviewer_disagreement", "chain_summary"]
 
@@ -32,7 +33,7 @@ def _window(t: ibis.Table, col: str, start: datetime | str | None, end: datetime
 
 
 def alert_table(
-    store,
+    store: Store,
     *,
     start: datetime | str | None = None,
     end: datetime | str | None = None,
@@ -107,7 +108,7 @@ def _group_kpis(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     return out
 
 
-def reviewer_disagreement(store, *, task: str = "topic") -> pd.DataFrame:
+def reviewer_disagreement(store: Store, *, task: str = "topic") -> pd.DataFrame:
     """Share of human review labels that differ from the model's label, per model label.
 
     The model label is ``review_labels.model_label``, or, where that is null, the ``insights``
@@ -130,7 +131,7 @@ def reviewer_disagreement(store, *, task: str = "topic") -> pd.DataFrame:
 
 
 def workflow_kpis(
-    store,
+    store: Store,
     *,
     by: Sequence[str] = ("team", "topic"),
     start: datetime | str | None = None,
@@ -168,7 +169,7 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def chain_summary(
-    store,
+    store: Store,
     *,
     start: datetime | str | None = None,
     end: datetime | str | None = None,

@@ -25,6 +25,8 @@ from __future__ import annotations
 import ibis
 from ibis import _
 
+from insightroi.store import Store
+
 __all__ = [
     "FOLLOW_UP_TYPES", "alerts", "linked_events", "alert_chains", "insight_events", "topic_feedback",
     "complaints_around", "unalerted_fixes",
@@ -41,11 +43,11 @@ _STAGE_COLUMNS = {
 }
 
 
-def _events(store) -> ibis.Table:
+def _events(store: Store) -> ibis.Table:
     return store.table("chain_events")
 
 
-def alerts(store) -> ibis.Table:
+def alerts(store: Store) -> ibis.Table:
     """One row per alert: id, its insight (as recorded), team, topic, SKU, family, delivery time."""
     ev = _events(store)
     a = ev.filter(ev.event_type == "alert_delivered").mutate(aid=ibis.coalesce(ev.alert_id, ev.id))
@@ -61,7 +63,7 @@ def alerts(store) -> ibis.Table:
     )
 
 
-def insight_events(store) -> ibis.Table:
+def insight_events(store: Store) -> ibis.Table:
     """``insight`` chain events with their insight id (the event id when ``insight_id`` is null)."""
     ev = _events(store)
     ins = ev.filter(ev.event_type == "insight")
@@ -72,7 +74,7 @@ def _within(t_event, t_anchor, days: int):
     return (t_anchor <= t_event) & (t_event <= t_anchor + ibis.interval(days=days))
 
 
-def linked_events(store, *, infer_window_days: int = 30) -> ibis.Table:
+def linked_events(store: Store, *, infer_window_days: int = 30) -> ibis.Table:
     """Every follow-up event with the alert it belongs to.
 
     Columns: the event's own (``id, event_type, event_time, actor, team, topic, sku, sku_family,
@@ -127,7 +129,7 @@ def linked_events(store, *, infer_window_days: int = 30) -> ibis.Table:
     return ibis.union(with_id.select(cols), resolved.select(cols), unlinked.select(cols), distinct=False)
 
 
-def alert_chains(store, *, infer_window_days: int = 30) -> ibis.Table:
+def alert_chains(store: Store, *, infer_window_days: int = 30) -> ibis.Table:
     """One row per alert with the time each stage of the chain was first reached.
 
     Columns: ``alert_id, insight_id, insight_link (id | inferred | null), team, topic, sku,
@@ -173,7 +175,7 @@ def alert_chains(store, *, infer_window_days: int = 30) -> ibis.Table:
     )
 
 
-def topic_feedback(store) -> ibis.Table:
+def topic_feedback(store: Store) -> ibis.Table:
     """Feedback items with their model topic (``insights.task = 'topic'``), one row per item and label."""
     fb = store.table("feedback")
     ins = store.table("insights")
@@ -182,7 +184,7 @@ def topic_feedback(store) -> ibis.Table:
     return j.select(fid=j.id, sku_family=j.sku_family, sku=j.sku, event_time=j.event_time, label=j.label)
 
 
-def complaints_around(store, anchors: ibis.Table, *, days: int = 28) -> ibis.Table:
+def complaints_around(store: Store, anchors: ibis.Table, *, days: int = 28) -> ibis.Table:
     """Topic complaints of the anchor's SKU family in the ``days`` before and after its time.
 
     ``anchors`` must have columns ``anchor_id, sku_family, topic, anchor_time``. Returns
@@ -201,7 +203,7 @@ def complaints_around(store, anchors: ibis.Table, *, days: int = 28) -> ibis.Tab
     )
 
 
-def unalerted_fixes(store, *, infer_window_days: int = 30, fix_window_days: int = 180) -> ibis.Table:
+def unalerted_fixes(store: Store, *, infer_window_days: int = 30, fix_window_days: int = 180) -> ibis.Table:
     """Fixes deployed without any alert (e.g. the manual process in the holdout), with their insight.
 
     Each ``fix_deployed`` event that no alert claims is linked, where possible, to the latest

@@ -13,6 +13,7 @@ import pandas as pd
 
 from insightroi.chain._kpis import _records
 from insightroi.chain._links import alert_chains, insight_events, linked_events, topic_feedback
+from insightroi.store import Store
 
 __all__ = ["Trace", "trace"]
 
@@ -136,7 +137,7 @@ def _payload_feedback_ids(payload: Any) -> list[str]:
     return [str(i) for i in ids]
 
 
-def trace(store, id: str, *, infer_window_days: int = 30, outcome_window_days: int = 28) -> Trace:
+def trace(store: Store, id: str, *, infer_window_days: int = 30, outcome_window_days: int = 28) -> Trace:
     """The full chain of custody of one insight, alert, feedback item or chain event id.
 
     Parameters
@@ -272,7 +273,7 @@ def trace(store, id: str, *, infer_window_days: int = 30, outcome_window_days: i
                  alerts=alerts_out, notes=notes)
 
 
-def _outcome(store, alert: dict[str, Any], days: int) -> dict[str, Any]:
+def _outcome(store: Store, alert: dict[str, Any], days: int) -> dict[str, Any]:
     """Topic complaints of the alert's SKU family in the weeks before / after the fix (or delivery)."""
     fixed = alert.get("fixed_at")
     anchor = fixed if fixed is not None else alert.get("delivered_at")

@@ -38,6 +38,7 @@ from insightroi.stats import (
     segment_breakdown,
     two_arm,
 )
+from insightroi.store import Store
 
 __all__ = ["analyze_experiment", "kpi_effect"]
 
@@ -96,7 +97,7 @@ def kpi_effect(df, kpi: Kpi, *, alpha: float = 0.05, cuped: bool = True) -> tupl
     return _scaled(ab, kpi.scale), rel
 
 
-def _weekly(store, program, kpis_needed: Sequence[Kpi], window, alpha) -> dict[str, list[Result]]:
+def _weekly(store: Store, program, kpis_needed: Sequence[Kpi], window, alpha) -> dict[str, list[Result]]:
     measures = sorted({m for k in kpis_needed for m in (k.numerator, k.denominator)})
     df = unit_measures_expr(store, program, measures, window=window, by=("week",)).execute()
     out: dict[str, list[Result]] = {}
@@ -111,7 +112,7 @@ def _weekly(store, program, kpis_needed: Sequence[Kpi], window, alpha) -> dict[s
 
 
 def analyze_experiment(
-    store,
+    store: Store,
     program: Program,
     *,
     kpis: Sequence[str] | None = None,
@@ -244,7 +245,7 @@ def analyze_experiment(
     )
 
 
-def _segments(store, program, chosen, col, window, pre_window, alpha, cuped) -> dict[str, dict[str, Result]]:
+def _segments(store: Store, program, chosen, col, window, pre_window, alpha, cuped) -> dict[str, dict[str, Result]]:
     measures = sorted({m for k in chosen for m in (k.numerator, k.denominator)})
     df = unit_measures_expr(store, program, measures, window=window, pre_window=pre_window, by=(col,)).execute()
     out = {}

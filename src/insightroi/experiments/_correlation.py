@@ -17,6 +17,7 @@ import pandas as pd
 
 from insightroi.metrics import analysis_windows, unit_measures_expr
 from insightroi.program import Program
+from insightroi.store import Store
 
 __all__ = ["effect_correlation", "effect_correlation_from_units"]
 
@@ -59,7 +60,7 @@ def effect_correlation_from_units(units: pd.DataFrame, kpis: Sequence[tuple[str,
     return out
 
 
-def effect_correlation(store, program: Program, kpis: Sequence[str], *, window=None) -> dict[tuple[str, str], float]:
+def effect_correlation(store: Store, program: Program, kpis: Sequence[str], *, window=None) -> dict[tuple[str, str], float]:
     """:func:`effect_correlation_from_units` for program KPIs, from the store's per-unit totals."""
     chosen = [program.kpi(k) for k in kpis]
     win, _ = analysis_windows(program, window=window)

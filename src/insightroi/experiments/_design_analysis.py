@@ -84,6 +84,7 @@ from insightroi.stats import (
     twfe,
     wald_interval,
 )
+from insightroi.store import Store
 
 __all__ = ["QUASI_DESIGNS", "DesignPanel", "analyze_quasi_design", "design_panel", "did_design_effect",
            "its_design_effect", "synth_design_effect"]
@@ -145,7 +146,7 @@ def _midnight(d: date) -> datetime:
     return datetime(d.year, d.month, d.day)
 
 
-def design_panel(store, program: Program, measures: Sequence[str], *, window: tuple[date, date] | None = None,
+def design_panel(store: Store, program: Program, measures: Sequence[str], *, window: tuple[date, date] | None = None,
                  staggered: bool = True) -> tuple[DesignPanel, tuple[date, date], tuple[date, date]]:
     """Build the unit x week panel of ``measures`` in the backend, with arms and rollout weeks.
 
@@ -697,7 +698,7 @@ def its_design_effect(num: np.ndarray, den: np.ndarray, treated: np.ndarray, n_p
 
 
 def analyze_quasi_design(
-    store,
+    store: Store,
     program: Program,
     *,
     kpis: Sequence[str] | None = None,

@@ -39,6 +39,7 @@ from insightroi.stats import (
     ratio_unit_variance,
     ratio_window_moments,
 )
+from insightroi.store import Store
 
 __all__ = ["adjacent_window_covariance", "power_table", "variance_model"]
 
@@ -120,7 +121,7 @@ def adjacent_window_covariance(weekly_num: np.ndarray, weekly_den: np.ndarray) -
     return float(cov), float(cov / math.sqrt(v1 * v2)), h
 
 
-def _unit_arms(store, e) -> dict[str, int]:
+def _unit_arms(store: Store, e) -> dict[str, int]:
     # Arm of each randomization unit as the analysis reads it (its first assignment), so the
     # counts are units, not assignment rows, and a unit assigned twice is counted once.
     a = store.table("assignments")
@@ -129,7 +130,7 @@ def _unit_arms(store, e) -> dict[str, int]:
     return dict(zip(arms.unit_id, arms.arm))
 
 
-def power_table(program: Program, store, *, kpis=None) -> list[dict]:
+def power_table(program: Program, store: Store, *, kpis=None) -> list[dict]:
     """Weeks needed to detect the program's ``mde_relative`` on each KPI at its power, without and with CUPED.
 
     Parameters

@@ -44,6 +44,7 @@ from insightroi.experiments._design import switchback_schedule
 from insightroi.metrics import analysis_windows, block_measures_expr
 from insightroi.program import Program
 from insightroi.stats import Check, Result, switchback_carryover, switchback_ratio_effect
+from insightroi.store import Store
 
 __all__ = ["TIME_BLOCK", "analyze_switchback", "block_arms", "carryover_check", "switchback_kpi_effect"]
 
@@ -60,7 +61,7 @@ def _grid(window, block_hours: int) -> tuple[datetime, datetime, int]:
     return start, end, n
 
 
-def block_arms(store, program: Program, *, window: tuple[date, date] | None = None) -> tuple[np.ndarray, str]:
+def block_arms(store: Store, program: Program, *, window: tuple[date, date] | None = None) -> tuple[np.ndarray, str]:
     """Arm of every time block of the program's switchback in the window.
 
     Parameters
@@ -171,7 +172,7 @@ def carryover_check(block_values, treated, *, alpha: float = 0.05, estimate_with
 
 
 def analyze_switchback(
-    store,
+    store: Store,
     program: Program,
     *,
     kpis: Sequence[str] | None = None,

@@ -414,7 +414,7 @@ def _quarantine_replaced(store: Store, kind: str, key: str, replaced: list[tuple
     }))
 
 
-def _quarantine(store, kind, *, file, display, batch_id, rn, errs, raws, redact, when) -> tuple[int, list[str]]:
+def _quarantine(store: Store, kind, *, file, display, batch_id, rn, errs, raws, redact, when) -> tuple[int, list[str]]:
     """Append bad rows to quarantine (skipping ones already there); returns (count, sample messages)."""
     if len(rn) == 0:
         return 0, []
@@ -543,7 +543,7 @@ def ingest_path(
     return report
 
 
-def _ingest_file(store, spec, path: Path, display: str, *, cfg: _Settings, redact, max_text_bytes) -> FileReport:
+def _ingest_file(store: Store, spec, path: Path, display: str, *, cfg: _Settings, redact, max_text_bytes) -> FileReport:
     t0 = time.perf_counter()
     if path.stat().st_size == 0:
         raise IngestError(f"{display}: empty file (0 bytes); nothing was ingested")

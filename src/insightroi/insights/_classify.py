@@ -18,6 +18,7 @@ from insightroi.insights._sentiment import EmbeddingSentiment, LexiconSentiment
 from insightroi.insights._severity import SeverityRules
 from insightroi.insights._topic import TopicClassifier
 from insightroi.insights._base import model_version as _mv
+from insightroi.store import Store
 
 __all__ = ["InsightModels", "ClassifyReport", "classify_store", "build_models", "CLASSIFY_METHODS"]
 
@@ -116,7 +117,7 @@ class ClassifyReport:
         return asdict(self)
 
 
-def _todo_table(store, severity_version: str):
+def _todo_table(store: Store, severity_version: str):
     """The feedback rows not yet classified by this severity version, as an Arrow table.
 
     Arrow rather than pandas: at 100M orders this is ~17M texts, and Arrow's buffers take about
@@ -196,7 +197,7 @@ def _default_jobs(method: str, n_batches: int) -> int:
 
 
 def classify_store(
-    store,
+    store: Store,
     program,
     *,
     method: str = "lexicon",

@@ -9,12 +9,13 @@ import pandas as pd
 
 from insightroi.insights._spikes import current_topic_version
 from insightroi.insights._validate import ValidationReport, validate_model
+from insightroi.store import Store
 
 __all__ = ["review_queue", "record_review_labels", "validate_from_reviews"]
 
 
 def review_queue(
-    store,
+    store: Store,
     program,
     n: int = 50,
     rng: np.random.Generator | None = None,
@@ -78,7 +79,7 @@ def review_queue(
     return out[cols].reset_index(drop=True)
 
 
-def record_review_labels(store, labels: pd.DataFrame, *, reviewer: str | None = None) -> int:
+def record_review_labels(store: Store, labels: pd.DataFrame, *, reviewer: str | None = None) -> int:
     """Store human labels (columns feedback_id, label, optional task, reviewer, model_version,
     model_label, reviewed_at). The row id is ``review:{feedback_id}:{task}:{reviewer}``; a repeat
     of the same reviewer's label for the same item replaces nothing (first label kept)."""
@@ -100,7 +101,7 @@ def record_review_labels(store, labels: pd.DataFrame, *, reviewer: str | None = 
         return store.append("review_labels", df)
 
 
-def validate_from_reviews(store, *, task: str = "topic", model_version: str | None = None) -> ValidationReport | None:
+def validate_from_reviews(store: Store, *, task: str = "topic", model_version: str | None = None) -> ValidationReport | None:
     """Validate the stored predictions of ``model_version`` against the human review labels."""
     version = model_version or current_topic_version(store)
     rl = store.table("review_labels").filter(lambda t: t.task == task).execute()

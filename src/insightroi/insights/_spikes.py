@@ -35,6 +35,7 @@ import pandas as pd
 
 from insightroi.insights._base import UNCLASSIFIABLE
 from insightroi.stats import count_dispersion, count_tail_pvalue
+from insightroi.store import Store
 
 __all__ = ["Alert", "detect_spikes", "write_alerts", "current_topic_version"]
 
@@ -63,7 +64,7 @@ class Alert:
         return d
 
 
-def current_topic_version(store) -> str | None:
+def current_topic_version(store: Store) -> str | None:
     """The topic model version of the latest ``classify_store`` run (else the most used one)."""
     saved = store.load_result("insights_model:latest")
     if saved and saved.get("versions", {}).get("topic"):
@@ -73,7 +74,7 @@ def current_topic_version(store) -> str | None:
     return None if df.empty else str(df.sort_values("n").model_version.iloc[-1])
 
 
-def _annotation_mask(store, days: pd.DatetimeIndex, families: list[str], kinds) -> np.ndarray:
+def _annotation_mask(store: Store, days: pd.DatetimeIndex, families: list[str], kinds) -> np.ndarray:
     """(D, F) True where the day is inside an annotated window that applies to the family."""
     mask = np.zeros((len(days), len(families)), dtype=bool)
     ann = store.table("annotations")
@@ -111,7 +112,7 @@ def _rolling(a: np.ndarray, window: int) -> np.ndarray:
 
 
 def detect_spikes(
-    store,
+    store: Store,
     program,
     *,
     model_version: str | None = None,
@@ -196,7 +197,7 @@ def detect_spikes(
     return alerts
 
 
-def _family_series(store, version: str, skip: set):
+def _family_series(store: Store, version: str, skip: set):
     """Daily topic counts and feedback volume per SKU family as dense arrays.
 
     Returns ``(days, families, topics, C (D, T, F), V (D, F))``, or None without classified feedback.
@@ -332,7 +333,7 @@ def _window_test(C, V, excl, keep, rate, hist_days, dow, ly, window_days: int, *
     return obs, mu, p
 
 
-def write_alerts(store, alerts, *, actor: str = "insightroi-detect",
+def write_alerts(store: Store, alerts, *, actor: str = "insightroi-detect",
                  evidence: dict[str, list[str]] | None = None) -> int:
     """Write alerts as ``chain_events`` of type ``alert_delivered`` (idempotent by alert id).
 

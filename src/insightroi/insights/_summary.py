@@ -9,12 +9,13 @@ import numpy as np
 from insightroi.insights._review import validate_from_reviews
 from insightroi.insights._spikes import current_topic_version
 from insightroi.insights._themes import discover_themes
+from insightroi.store import Store
 
 __all__ = ["insights_summary"]
 
 
 def insights_summary(
-    store,
+    store: Store,
     program,
     *,
     model_version: str | None = None,

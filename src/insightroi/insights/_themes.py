@@ -11,6 +11,7 @@ import pandas as pd
 from insightroi.errors import check_option
 from insightroi.insights._embed import get_encoder
 from insightroi.insights._spikes import current_topic_version
+from insightroi.store import Store
 
 __all__ = ["Theme", "discover_themes", "cluster_texts"]
 
@@ -134,7 +135,7 @@ def cluster_texts(
 
 
 def discover_themes(
-    store,
+    store: Store,
     program,
     *,
     days: int = 56,

@@ -19,6 +19,7 @@ import ibis.expr.types as ir
 from insightroi.errors import DataError
 from insightroi.program import MEASURES, Kpi, Program
 from insightroi.stats import RatioRegressionAdjusted
+from insightroi.store import Store
 
 __all__ = [
     "MEASURE_SPECS",
@@ -114,7 +115,7 @@ def _in_window(col: ir.Value, w: Window, is_date: bool) -> ir.BooleanValue:
     return (col >= _day_start(w[0])) & (col < _day_start(w[1] + timedelta(days=1)))
 
 
-def _flagged_ids(store, task: str, label: str) -> ir.Table:
+def _flagged_ids(store: Store, task: str, label: str) -> ir.Table:
     # Feedback ids the *latest* model version (by created_at) labelled ``label`` for ``task``;
     # older versions are kept in the table for validation but must not double count.
     ins = store.table("insights")
@@ -125,7 +126,7 @@ def _flagged_ids(store, task: str, label: str) -> ir.Table:
     return sel.select(_fid=sel.feedback_id).distinct()
 
 
-def _join_insight_flags(store, t: ir.Table, measures: Sequence[str]) -> tuple[ir.Table, dict[str, ir.BooleanValue]]:
+def _join_insight_flags(store: Store, t: ir.Table, measures: Sequence[str]) -> tuple[ir.Table, dict[str, ir.BooleanValue]]:
     """Left-join the ids flagged by each insight measure's model; ``measure -> row is flagged``."""
     flag_keys = {}
     for m in measures:
@@ -148,7 +149,7 @@ def _week_index(col: ir.Value, start: date, is_date: bool) -> ir.IntegerValue:
 
 
 def unit_measures_expr(
-    store,
+    store: Store,
     program: Program,
     measures: Iterable[str],
     *,
@@ -246,7 +247,7 @@ def unit_measures_expr(
 
 
 def block_measures_expr(
-    store,
+    store: Store,
     program: Program,
     measures: Iterable[str],
     *,
@@ -333,7 +334,7 @@ def block_measures_expr(
     return summed.mutate(**{c: summed[c].cast("float64").fill_null(0.0) for c in all_cols}).order_by("block")
 
 
-def unit_metrics_expr(store, program: Program, kpi: str | Kpi, *, window: Window | None = None,
+def unit_metrics_expr(store: Store, program: Program, kpi: str | Kpi, *, window: Window | None = None,
                       pre_window: Window | None = None, by: Sequence[str] = ()) -> ir.Table:
     """Ibis expression of per-unit ``num, den, num_pre, den_pre`` for one KPI (see :func:`unit_metrics`)."""
     k = program.kpi(kpi) if isinstance(kpi, str) else kpi
@@ -342,7 +343,7 @@ def unit_metrics_expr(store, program: Program, kpi: str | Kpi, *, window: Window
                     num_pre=t[f"{k.numerator}_pre"], den_pre=t[f"{k.denominator}_pre"])
 
 
-def unit_metrics(store, program: Program, kpi: str | Kpi, *, window: Window | None = None,
+def unit_metrics(store: Store, program: Program, kpi: str | Kpi, *, window: Window | None = None,
                  pre_window: Window | None = None, by: Sequence[str] = ()):
     """Per-unit numerator and denominator of a KPI in the window and the pre-period, with arm.
 
@@ -367,7 +368,7 @@ def unit_metrics(store, program: Program, kpi: str | Kpi, *, window: Window | No
     return df.sort_values(["unit_id", *by], kind="stable").reset_index(drop=True)
 
 
-def arm_statistics(store, program: Program, kpi: str | Kpi, *, window: Window | None = None,
+def arm_statistics(store: Store, program: Program, kpi: str | Kpi, *, window: Window | None = None,
                    pre_window: Window | None = None, by: Sequence[str] = ()) -> dict[tuple, object]:
     """Sufficient statistics per arm (x ``by``), computed in the backend.
 
@@ -395,7 +396,7 @@ def arm_statistics(store, program: Program, kpi: str | Kpi, *, window: Window | 
     return out
 
 
-def measure_totals(store, program: Program, measures: Iterable[str], *, window: Window | None = None,
+def measure_totals(store: Store, program: Program, measures: Iterable[str], *, window: Window | None = None,
                    arm: str | None = "treatment") -> dict[str, float]:
     """Total of each measure over the units of ``arm`` (all assigned units when None) in the window."""
     measures = list(measures)
@@ -406,7 +407,7 @@ def measure_totals(store, program: Program, measures: Iterable[str], *, window: 
     return {m: float(row[m] or 0.0) for m in measures} | {"units": float(row["_n"])}
 
 
-def treated_volumes(store, program: Program, *, window: Window | None = None, arm: str = "treatment",
+def treated_volumes(store: Store, program: Program, *, window: Window | None = None, arm: str = "treatment",
                     from_assignment: bool | None = None) -> dict[str, dict]:
     """Per KPI, the numerator and denominator volume of the treated units in the window.
 
@@ -449,7 +450,7 @@ def treated_volumes(store, program: Program, *, window: Window | None = None, ar
     return out
 
 
-def _totals_from_assignment(store, program: Program, measures: Sequence[str], *, window: Window | None,
+def _totals_from_assignment(store: Store, program: Program, measures: Sequence[str], *, window: Window | None,
                             arm: str) -> dict[str, float]:
     """:func:`measure_totals` of ``arm``'s units, each counted from the week of its first assignment."""
     window, _ = analysis_windows(program, window=window)

@@ -20,6 +20,7 @@ from insightroi.monitor._scan import categorical_drift, drift_by_week_counts, ta
 from insightroi.program import Program
 from insightroi.stats import Result
 from insightroi.stats import jsonable
+from insightroi.store import Store
 
 __all__ = ["MonitorReport", "monitor_store", "store_period_effects"]
 
@@ -116,7 +117,7 @@ def _token_counts_by(expr, key: str) -> dict[str, Counter]:
     return out
 
 
-def _latest_insights(store):
+def _latest_insights(store: Store):
     """Insights of the latest model version of each task (sentiment, topic, ... are versioned
     separately); returns (table, {task: version}) or None when there are none."""
     ins = store.table("insights")
@@ -133,7 +134,7 @@ def _latest_insights(store):
 
 
 def store_period_effects(
-    store, program: Program, kpi: str, *, end: datetime | None = None, alpha: float | None = None
+    store: Store, program: Program, kpi: str, *, end: datetime | None = None, alpha: float | None = None
 ) -> list[Result]:
     """Per-period effects of ``kpi`` against the persistent holdout, from the store.
 
@@ -185,7 +186,7 @@ def store_period_effects(
 
 
 def monitor_store(
-    store,
+    store: Store,
     program: Program,
     *,
     reference: tuple[Any, Any] | None = None,
@@ -317,7 +318,7 @@ def monitor_store(
     return MonitorReport(decision, drift, decay, quality, weekly_rows, windows, notes)
 
 
-def _quality(store, program: Program, latest) -> list[dict[str, Any]]:
+def _quality(store: Store, program: Program, latest) -> list[dict[str, Any]]:
     rl = store.table("review_labels")
     if int(rl.count().execute()) == 0:
         return []
