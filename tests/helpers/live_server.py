@@ -37,3 +37,20 @@ class LiveServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+def wait_until_serving(proc, base_url: str, *, timeout_s: float = 180) -> None:
+    """Wait for an ``insightroi serve`` subprocess to answer its health check.
+
+    Fails the test when the process exits or ``timeout_s`` passes first, instead of hanging.
+    """
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            httpx.get(f"{base_url}/api/v1/health", timeout=5).raise_for_status()
+            return
+        except httpx.HTTPError:
+            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.3)

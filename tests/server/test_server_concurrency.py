@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 from _srv_helpers import TOKEN, free_port, seed_store
+from helpers.live_server import wait_until_serving
 
 from insightroi.store import open_store
 
@@ -71,14 +72,7 @@ def served(tmp_path_factory):
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                httpx.get(f"{base}/api/v1/health", timeout=5).raise_for_status()
-                break
-            except httpx.HTTPError:
-                assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
-                time.sleep(0.3)
+        wait_until_serving(proc, base)
         yield SimpleNamespace(url=url, base=base, root=root)
     finally:
         proc.terminate()

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 from _srv_helpers import TOKEN, LiveServer, free_port, seed_store
+from helpers.live_server import wait_until_serving
 
 from insightroi.server import create_app
 from insightroi.store import open_store
@@ -35,10 +36,9 @@ def store_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(store_url):
+def server(store_url, live_server):
     # No throttling here (its own tests below): these tests send wrong tokens on purpose.
-    with LiveServer(create_app(store_url, token=TOKEN, max_auth_failures=10_000)) as srv:
-        yield srv
+    return live_server(create_app(store_url, token=TOKEN, max_auth_failures=10_000))
 
 
 @pytest.fixture()
@@ -292,14 +292,7 @@ def test_serve_without_a_token_keeps_it_in_a_0600_file_and_never_prints_it(tmp_p
                              "--token-file", str(token_file)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=5).raise_for_status()
-                break
-            except httpx.HTTPError:
-                assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
-                time.sleep(0.3)
+        wait_until_serving(proc, f"http://127.0.0.1:{port}", timeout_s=120)
         token = token_file.read_text().strip()
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600 and len(token) >= 32
         ok = httpx.get(f"http://127.0.0.1:{port}/api/v1/alerts", headers={"Authorization": f"Bearer {token}"})
