@@ -1,8 +1,10 @@
 """The user's flow on a ``pyspark://`` store (local Spark): a smaller world, one CLI process per command.
 
-Each command is a new process, so the store must be found again from its warehouse folder on every
-call (the second call used to fail). The figures must equal the same world's on DuckDB: the KPI
-aggregations are one set of Ibis expressions.
+Each command is a new process with a new Spark session, so the store must be found again from its
+warehouse folder on every call: Spark's default catalog lives in memory, and the second process used
+to find the table folders but no tables (LOCATION_ALREADY_EXISTS). The warehouse URL is relative
+(``pyspark:///warehouse``: the command's folder) and no Derby ``metastore_db`` may be left there.
+The figures must equal the same world's on DuckDB: the KPI aggregations are one set of Ibis expressions.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def _run(args, cwd, env):
 def spark_flow(tmp_path_factory):
     home = tmp_path_factory.mktemp("spark")
     env = {**os.environ, "COLUMNS": "200", "SPARK_LOCAL_IP": "127.0.0.1",
-           "INSIGHTROI_STORE": f"pyspark:///{home}/warehouse"}
+           "INSIGHTROI_STORE": "pyspark:///warehouse"}  # relative: every command runs in `home`
     env.pop("INSIGHTROI_PROGRAM", None)
     world = write_user_world(home / "data", n_families=12, orders_per_day=(10, 20))
     _run(["init", "."], home, env)
@@ -58,6 +60,7 @@ def test_every_stage_runs_on_spark_across_processes(spark_flow):
     home, world, run, roi = spark_flow
     assert run["failures"] == []
     assert all(s["status"] == "ok" for s in run["stages"].values())
+    assert (home / "warehouse" / "feedback").is_dir() and not (home / "metastore_db").exists()
     # A later process reads the sections the run saved: the same ROI to the last bit.
     assert roi["conservative"] == run["roi"]["conservative"] and roi["median"] == run["roi"]["median"]
     report = json.loads((home / "report" / "report.json").read_text())
