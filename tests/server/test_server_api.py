@@ -293,3 +293,14 @@ def test_an_email_as_customer_id_gets_ingestions_pseudonym(client, backend, monk
     stored = backend.store.sql("SELECT customer_id FROM feedback WHERE id = ?", ["fb-pii-id"]).to_pylist()[0]
     assert stored["customer_id"] == pseudonymize("jo.doe@example.com")
     assert stored["customer_id"].startswith("pii_") and len(stored["customer_id"]) == 36
+
+
+def test_an_email_as_actor_gets_the_pseudonym_and_the_payload_stays_redacted(client, backend, monkeypatch):
+    monkeypatch.setenv("INSIGHTROI_PII_KEY", "k" * 32)
+    body = {"event_type": "acknowledged", "alert_id": "alr-0002", "actor": "Sam.Lee@Example.com", "team": "support",
+            "payload": {"note": "call me on +44 20 7946 0958"}}
+    r = client.post("/api/v1/chain-events", json=body, headers=AUTH)
+    assert r.status_code == 201, r.text
+    row = backend.store.sql("SELECT actor, payload FROM chain_events WHERE id = ?", [r.json()["id"]]).to_pylist()[0]
+    assert row["actor"] == pseudonymize("sam.lee@example.com")
+    assert json.loads(row["payload"]) == {"note": "call me on [PHONE]"}

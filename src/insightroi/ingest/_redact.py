@@ -866,12 +866,13 @@ def _pii_key() -> bytes:
 
 def _canonical(value: str, region: str) -> str:
     v = unicodedata.normalize("NFKC", value).strip()
-    if redact_matched(v, region=region) == PHONE_TOKEN:
+    whole = redact_matched(v, region=region)
+    if whole == PHONE_TOKEN:
         try:
             return phonenumbers.format_number(phonenumbers.parse(_fold(v), region), phonenumbers.PhoneNumberFormat.E164)
         except phonenumbers.NumberParseException:
             return v
-    if "@" in v or redact_matched(v, region=region) == EMAIL_TOKEN:
+    if "@" in v or whole == EMAIL_TOKEN:
         return v.lower()
     return v
 

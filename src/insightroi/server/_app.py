@@ -488,8 +488,7 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         if event.payload:
             # Every string in the payload, as ingestion redacts chain_events.payload.
             row["payload"] = json.dumps(_redact_obj(event.payload), sort_keys=True, default=str)
-        # An e-mail or phone number as actor gets ingestion's keyed pseudonym (joins still match).
-        row = redact_row(row, "chain_events")
+        row = _pseudonymize_ids(row)
         return await _store_event("chain_event", "chain_events", event, row, idempotency_key, response)
 
     # ---- read API -----------------------------------------------------------------------------
@@ -682,7 +681,7 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
                                  topic=alert.get("topic"), sku_family=alert.get("sku_family"), payload=payload)
         except ValueError as exc:  # pydantic's ValidationError: a NUL or an over-long field in the form
             raise HTTPException(422, f"invalid form: {exc}") from None
-        row = redact_row(event.row(_now()), "chain_events")
+        row = _pseudonymize_ids(event.row(_now()))
         # A double-submitted form carries the same form_id, so it stores once.
         form_id = form.get("form_id") or uuid.uuid4().hex
         row["id"] = id_from_key("chain_event", f"web:{form_id}:{alert_id}:{event_type}")
@@ -743,6 +742,15 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
     app.state.program = prog
     app.state.sessions = sessions
     return app
+
+
+def _pseudonymize_ids(row: dict[str, Any]) -> dict[str, Any]:
+    """An e-mail or phone as the event's actor gets ingestion's keyed pseudonym (joins still match).
+
+    The payload is left out of ``redact_row``: it was already redacted value by value
+    (:func:`_redact_obj`), which also sees non-ASCII text that its JSON form escapes.
+    """
+    return {**redact_row({**row, "payload": None}, "chain_events"), "payload": row.get("payload")}
 
 
 def _redact_obj(obj: Any) -> Any:
