@@ -30,6 +30,8 @@ __all__ = [
     "RetrainingPolicy",
     "MonitoringThresholds",
     "IngestSettings",
+    "UserTable",
+    "USER_COLUMN_TYPES",
     "MEASURES",
     "CURRENCIES",
     "load_program",
@@ -282,6 +284,67 @@ class IngestSettings(_Strict):
         return self
 
 
+# Column types a user table may declare (Ibis type names, as the store's own tables use).
+USER_COLUMN_TYPES = ("string", "int64", "float64", "boolean", "date", "timestamp")
+
+
+class UserTable(_Strict):
+    """A table of the user's own (``[[tables]]``): surveys, CRM exports, anything a measure reads.
+
+    Ingested with ``insightroi ingest --table NAME FILE`` through the same validation, quarantine
+    and PII rules as the store's own tables; stored as ``user_<name>``.
+
+    Attributes
+    ----------
+    name : str
+        Lower-case identifier; the table is ``user_<name>`` in the store.
+    columns : dict of str to str
+        Column name -> type (one of ``USER_COLUMN_TYPES``).
+    key : str
+        The column that identifies a row (dedupe and conflicts, as for the store's tables).
+    time_column : str or None
+        The event time measures window on (a ``date`` or ``timestamp`` column).
+    required : list of str
+        Columns that must be present and non-null (the key always is).
+    text_columns : list of str
+        Free-text columns: redacted like ``feedback.text``.
+    id_columns : list of str
+        Columns holding a person's id (``customer_id`` ...): an e-mail or phone there is
+        pseudonymised, and ``insightroi erase`` searches them.
+    description : str
+        What the table holds.
+    """
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")]
+    columns: Annotated[dict[Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")],
+                            Literal["string", "int64", "float64", "boolean", "date", "timestamp"]],
+                       Field(min_length=1)]
+    key: str
+    time_column: str | None = None
+    required: list[str] = []
+    text_columns: list[str] = []
+    id_columns: list[str] = []
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _known_columns(self) -> "UserTable":
+        for field_name in ("key", "time_column"):
+            col = getattr(self, field_name)
+            if col is not None and col not in self.columns:
+                raise ValueError(f"{field_name} {col!r} is not a column of table {self.name!r}; columns: {list(self.columns)}")
+        for field_name in ("required", "text_columns", "id_columns"):
+            unknown = [c for c in getattr(self, field_name) if c not in self.columns]
+            if unknown:
+                raise ValueError(f"{field_name} {unknown} are not columns of table {self.name!r}; columns: {list(self.columns)}")
+        if self.time_column is not None and self.columns[self.time_column] not in ("date", "timestamp"):
+            raise ValueError(f"time_column {self.time_column!r} must be a date or timestamp column, "
+                             f"not {self.columns[self.time_column]}")
+        for col in self.text_columns:
+            if self.columns[col] != "string":
+                raise ValueError(f"text column {col!r} must be a string column, not {self.columns[col]}")
+        return self
+
+
 class Program(_Strict):
     """The whole program file. Build it with :func:`load_program` or :func:`parse_program`."""
 
@@ -297,6 +360,12 @@ class Program(_Strict):
     # Report audience -> the owners (teams) whose KPIs, alerts and workflow figures its view shows,
     # e.g. support = ["support", "customer_service"]. Empty: the report's defaults.
     audiences: dict[Literal["support", "product", "finance", "executive"], list[str]] = {}
+    # The user's own tables (surveys, CRM exports) that measures can read.
+    tables: list[UserTable] = []
+    # Table name -> days rows are kept (by the table's time column); ``insightroi retention``
+    # deletes older rows. A table not named here is kept indefinitely.
+    retention: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")],
+                    Annotated[int, Field(strict=True, ge=1, le=36_500)]] = {}
 
     @model_validator(mode="after")
     def _cross_references(self) -> "Program":
@@ -314,7 +383,18 @@ class Program(_Strict):
         for i, pool in enumerate(self.value_pools):
             if pool.kpi not in kpi_names:
                 raise ValueError(f"value_pools[{i}].kpi {pool.kpi!r} is not a KPI; KPIs: {kpi_names}")
+        table_names = [t.name for t in self.tables]
+        dupes = {n for n in table_names if table_names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"table names must be unique; repeated: {sorted(dupes)}")
         return self
+
+    def user_table(self, name: str) -> UserTable:
+        """The ``[[tables]]`` entry called ``name`` (KeyError naming the declared ones otherwise)."""
+        for t in self.tables:
+            if t.name == name:
+                return t
+        raise KeyError(f"no table {name!r} in the program; declared: {[t.name for t in self.tables]}")
 
     def kpi(self, name: str) -> Kpi:
         """The KPI called ``name`` (KeyError naming the known ones otherwise)."""
