@@ -9,7 +9,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["ColumnInfo", "TableSpec", "TABLES", "SCHEMA_VERSION", "FEEDBACK_SOURCES", "CHAIN_EVENT_TYPES", "ANNOTATION_KINDS"]
+from insightroi.errors import StoreError
+from insightroi.program import UserTable
+
+__all__ = [
+    "ColumnInfo",
+    "TableSpec",
+    "TABLES",
+    "SCHEMA_VERSION",
+    "FEEDBACK_SOURCES",
+    "CHAIN_EVENT_TYPES",
+    "ANNOTATION_KINDS",
+    "USER_TABLE_PREFIX",
+    "RESERVED_COLUMNS",
+    "user_table_spec",
+    "is_user_table",
+]
 
 FEEDBACK_SOURCES = ("review", "ticket", "chat", "call", "social", "in_app", "return")
 CHAIN_EVENT_TYPES = (
@@ -60,7 +75,10 @@ class TableSpec:
     file adds nothing. ``required`` columns must be present and non-null in every input row.
     ``time_column`` is the event time used for date ranges in ``insightroi status``.
     ``column_info`` documents each column and carries its allowed values and range, which
-    ingestion enforces.
+    ingestion enforces. ``text_columns`` and ``id_columns`` are set on user tables only (the
+    store's own tables name theirs in ``insightroi.ingest.REDACT_COLUMNS`` and the redactor's
+    id columns): free text redacted like ``feedback.text``, and person ids pseudonymised when
+    they hold an e-mail or a phone number.
     """
 
     name: str
@@ -71,6 +89,8 @@ class TableSpec:
     ingestible: bool = True
     description: str = ""
     column_info: dict[str, ColumnInfo] = field(default_factory=dict)
+    text_columns: tuple[str, ...] = ()
+    id_columns: tuple[str, ...] = ()
 
 
 _C = ColumnInfo
@@ -334,5 +354,74 @@ TABLES: dict[str, TableSpec] = {
 }
 
 # Bump when TABLES changes, and add the step that upgrades the previous version to
-# ``insightroi.store._store._MIGRATIONS``.
+# ``insightroi.store._store._MIGRATIONS``. User tables (``user_<name>``) are not part of it: they
+# are created on first ingest from the program file and never migrated.
 SCHEMA_VERSION = 1
+
+#: A user table ``surveys`` is stored as ``user_surveys`` (never clashes with the store's own).
+USER_TABLE_PREFIX = "user_"
+
+#: Column names a user table may not declare: ingestion's own columns and its row bookkeeping.
+RESERVED_COLUMNS = ("ingested_at", "batch_id", "_rn", "_err", "_pre_err")
+
+_TYPE_WORDS = {
+    "string": "text", "int64": "integer", "float64": "number", "boolean": "boolean", "date": "date",
+    "timestamp": "timestamp",
+}
+
+
+def is_user_table(name: str) -> bool:
+    """Whether ``name`` is a user table's store name (``user_<name>``, not one of :data:`TABLES`)."""
+    return name.startswith(USER_TABLE_PREFIX) and name not in TABLES
+
+
+def user_table_spec(table: UserTable) -> TableSpec:
+    """The store's :class:`TableSpec` of a user table declared in the program file (``[[tables]]``).
+
+    The table is ``user_<name>`` with the declared columns, then ``ingested_at`` and ``batch_id``
+    (set by ingestion, as on the store's own tables). The key is always required.
+
+    Parameters
+    ----------
+    table : insightroi.program.UserTable
+        The ``[[tables]]`` entry (or a ``--schema`` file's ``[table]``).
+
+    Returns
+    -------
+    TableSpec
+        Ingestible, with ``text_columns`` and ``id_columns`` copied from the declaration.
+
+    Raises
+    ------
+    StoreError
+        When a column uses a name ingestion reserves (:data:`RESERVED_COLUMNS`).
+    """
+    reserved = [c for c in table.columns if c in RESERVED_COLUMNS]
+    if reserved:
+        raise StoreError(
+            f"table {table.name!r}: column name(s) {', '.join(map(repr, reserved))} are reserved "
+            f"(ingestion sets or uses {', '.join(RESERVED_COLUMNS)}); rename them"
+        )
+    required = tuple(dict.fromkeys([table.key, *table.required]))
+    columns = {**table.columns, "ingested_at": "timestamp", "batch_id": "string"}
+    info: dict[str, ColumnInfo] = {}
+    for col, typ in table.columns.items():
+        if col == table.key:
+            text = "The key: a value already stored is skipped (another row with it is a conflict)."
+        elif col in table.text_columns:
+            text = "Free text (e-mails, phones, cards, IBANs, addresses and secrets redacted by default)."
+        elif col in table.id_columns:
+            text = "A person's id (an e-mail or phone number here is replaced by a keyed pseudonym)."
+        elif col == table.time_column:
+            text = "The event time measures window on."
+        else:
+            text = f"{_TYPE_WORDS[typ].capitalize()} column of the user table {table.name!r}."
+        info[col] = ColumnInfo(text)
+    info["ingested_at"] = _SHARED["ingested_at"]
+    info["batch_id"] = _SHARED["batch_id"]
+    return TableSpec(
+        name=USER_TABLE_PREFIX + table.name, columns=columns, key=table.key, required=required,
+        time_column=table.time_column, ingestible=True,
+        description=table.description or f"User table {table.name!r} (declared in the program file).",
+        column_info=info, text_columns=tuple(table.text_columns), id_columns=tuple(table.id_columns),
+    )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
+import shutil
 import sys
 import threading
 import time
@@ -21,7 +23,7 @@ import ibis
 import pyarrow as pa
 
 from insightroi.errors import StoreBusyError, StoreError
-from insightroi.store._schema import SCHEMA_VERSION, TABLES, TableSpec
+from insightroi.store._schema import SCHEMA_VERSION, TABLES, USER_TABLE_PREFIX, TableSpec, is_user_table
 
 __all__ = ["Store", "UnboundStore", "open_store", "register_opener", "copy_store", "duckdb_file", "DEFAULT_URL"]
 
@@ -61,6 +63,8 @@ class Store:
     def __post_init__(self) -> None:
         self._lease = _Lease(self)
         self._attached = False
+        # User tables' specs, from ensure_table (the declared key and PII columns, stored column order).
+        self._user_specs: dict[str, TableSpec] = {}
 
     # ---- holding the file ---------------------------------------------------------------------
     def attached(self) -> "_Lease":
@@ -157,8 +161,104 @@ class Store:
         if not self.hold and not self._lease.held_here():
             raise StoreError(f"{self.url}: opened with hold=False; use its tables inside `with store.attached():`")
         if name not in TABLES and name not in self.con.list_tables():
-            raise KeyError(f"no table {name!r}; tables: {sorted(TABLES)}")
+            raise KeyError(f"no table {name!r}; tables: {sorted(TABLES) + self.user_tables()}")
         return self.con.table(name)
+
+    # ---- user tables -------------------------------------------------------------------------
+    def user_tables(self) -> list[str]:
+        """The user tables (``user_<name>``) this store holds, sorted."""
+        with self._reads():
+            return sorted(t for t in self.con.list_tables() if is_user_table(t))
+
+    def spec(self, name: str) -> TableSpec:
+        """The :class:`TableSpec` of table ``name``: one of :data:`TABLES`, or a user table.
+
+        A user table's spec is the one given to :meth:`ensure_table` in this process; otherwise it
+        is read from the stored table (its columns only: key and PII columns live in the program
+        file).
+
+        Raises
+        ------
+        KeyError
+            For a table the store does not have (the message names those it has).
+        """
+        if name in TABLES:
+            return TABLES[name]
+        if name in self._user_specs:
+            return self._user_specs[name]
+        stored = self._stored_columns(name) if is_user_table(name) else None
+        if stored is None:
+            raise KeyError(f"no table {name!r}; tables: {sorted(TABLES) + self.user_tables()}")
+        return TableSpec(name, stored, key="", required=(), ingestible=False)
+
+    def ensure_table(self, spec: TableSpec) -> TableSpec:
+        """Create user table ``spec.name`` if missing, else check it has ``spec``'s columns and types.
+
+        User tables are never migrated: a declaration whose columns differ from a table that holds
+        rows is an error naming the table and each difference. An empty table with other columns
+        is created again (nothing is lost). Column order may differ; the stored order is kept.
+        Creating a user table leaves :data:`~insightroi.store.SCHEMA_VERSION` as it is.
+
+        Parameters
+        ----------
+        spec : TableSpec
+            From :func:`~insightroi.store.user_table_spec`; its name starts with ``user_``.
+
+        Returns
+        -------
+        TableSpec
+            ``spec`` with its columns in the stored order (what :meth:`append` writes in).
+
+        Raises
+        ------
+        StoreError
+            When the stored table holds rows and its columns or types differ from ``spec``'s, or
+            ``spec`` is not a user table.
+        """
+        name = spec.name
+        if not is_user_table(name):
+            raise StoreError(f"{name!r} is not a user table (their names start with {USER_TABLE_PREFIX!r} and are "
+                             "not one of the store's own tables)")
+        with self._lease:
+            stored = self._stored_columns(name)
+            if stored is not None:
+                diff = _column_differences(spec.columns, stored)
+                if not diff:
+                    spec = _replace_columns(spec, {c: spec.columns[c] for c in stored})
+                    self._user_specs[name] = spec
+                    return spec
+                rows = self.count(name)
+                if rows:
+                    raise StoreError(
+                        f"user table {name!r} holds {rows:,} row(s) stored with other columns than declared: "
+                        f"{'; '.join(diff)}. User tables are not migrated: declare the columns as stored, or "
+                        f"move the data away first (e.g. ALTER TABLE \"{name}\" RENAME TO \"{name}_old\" in DuckDB)"
+                    )
+                self._drop(name)
+            self._create(name, spec.columns)
+            self._user_specs[name] = spec
+            return spec
+
+    def _stored_columns(self, name: str) -> dict[str, str] | None:
+        """Column -> type name of a stored table (None when absent); Spark registers a warehouse folder first."""
+        with self._reads():
+            if name not in self.con.list_tables():
+                if self.kind != "pyspark" or not _register_folder(self.con._session, name):
+                    return None
+            schema = self.con.get_schema(name)
+        return {col: _type_name(dt) for col, dt in schema.items()}
+
+    def _create(self, name: str, columns: dict[str, str]) -> None:
+        if self.kind == "pyspark":
+            folder = _warehouse_folder(self.con._session, name)
+            if folder is not None and folder.is_dir() and not _data_files(folder):
+                # An empty table's leftover folder (a dropped or never-written table): Spark refuses
+                # to create a table over an existing location.
+                shutil.rmtree(folder)
+        self.con.create_table(name, schema=ibis.schema(columns))
+
+    def _drop(self, name: str) -> None:
+        self.con.drop_table(name)
 
     def count(self, name: str) -> int:
         """Number of rows in table ``name``."""
@@ -257,7 +357,8 @@ class Store:
         Parameters
         ----------
         name : str
-            A table from :data:`insightroi.store.TABLES`.
+            A table from :data:`insightroi.store.TABLES`, or a user table (``user_<name>``) that
+            exists in the store.
         data : pyarrow.Table or pandas.DataFrame
             Rows to append; missing columns are filled with nulls, extra columns are an error.
 
@@ -266,7 +367,7 @@ class Store:
         int
             Number of rows appended.
         """
-        spec = TABLES[name]
+        spec = self.spec(name)
         table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
         extra = set(table.column_names) - set(spec.columns)
         if extra:
@@ -473,6 +574,37 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def _type_name(dt: Any) -> str:
+    """An Ibis type as the type names tables are declared with (``string``, ``int64``, ...)."""
+    if dt.is_string():
+        return "string"
+    if dt.is_timestamp():
+        return "timestamp"  # any precision or zone: both engines store microseconds, naive UTC
+    for name in ("int64", "float64", "boolean", "date"):
+        if dt.copy(nullable=True) == ibis.dtype(name):
+            return name
+    return str(dt.copy(nullable=True))
+
+
+def _column_differences(declared: dict[str, str], stored: dict[str, str]) -> list[str]:
+    """Human-readable differences between declared and stored columns (empty: the same)."""
+    out = []
+    added = [c for c in declared if c not in stored]
+    removed = [c for c in stored if c not in declared]
+    changed = [c for c in declared if c in stored and declared[c] != stored[c]]
+    if added:
+        out.append("declared but not stored: " + ", ".join(f"{c} ({declared[c]})" for c in added))
+    if removed:
+        out.append("stored but not declared: " + ", ".join(f"{c} ({stored[c]})" for c in removed))
+    if changed:
+        out.append("type changed: " + ", ".join(f"{c} (stored {stored[c]}, declared {declared[c]})" for c in changed))
+    return out
+
+
+def _replace_columns(spec: TableSpec, columns: dict[str, str]) -> TableSpec:
+    return dataclasses.replace(spec, columns=columns)
+
+
 def _json_default(obj: Any) -> Any:
     if hasattr(obj, "isoformat"):
         return obj.isoformat()
@@ -552,32 +684,65 @@ def _open_pyspark(url: str, parsed) -> Store:
     return Store(url=url, kind="pyspark", con=con)
 
 
+def _local_warehouse(session: Any) -> Path | None:
+    """The local warehouse folder of a Spark session without a metastore (None otherwise)."""
+    if session.conf.get("spark.sql.catalogImplementation", "in-memory") != "in-memory":
+        return None  # a Hive metastore remembers its tables
+    raw = session.conf.get("spark.sql.warehouse.dir", "spark-warehouse")
+    parsed = urlparse(raw)
+    if parsed.scheme not in ("", "file"):
+        return None  # a remote warehouse (s3a://, hdfs://) cannot be listed from here; use a metastore
+    return Path(parsed.path if parsed.scheme else raw)
+
+
+def _warehouse_folder(session: Any, name: str) -> Path | None:
+    warehouse = _local_warehouse(session)
+    return None if warehouse is None else warehouse / name
+
+
+def _data_files(folder: Path) -> list[Path]:
+    # Spark's bookkeeping files (_SUCCESS, .crc checksums) are no data.
+    return [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(("_", "."))]
+
+
+def _register_folder(session: Any, name: str, columns: dict[str, str] | None = None) -> bool:
+    """Register warehouse folder ``name`` as a table over its Parquet files; whether it was.
+
+    Without ``columns`` (a user table, whose declaration lives in the program file) the schema
+    is read from the files, so a folder without data files is left alone.
+    """
+    folder = _warehouse_folder(session, name)
+    if folder is None or not folder.is_dir():
+        return False
+    if columns is None:
+        if not _data_files(folder):
+            return False
+        session.catalog.createTable(name, path=str(folder.resolve()), source="parquet")
+        return True
+    from ibis.backends.pyspark.datatypes import PySparkSchema
+
+    session.catalog.createTable(
+        name, path=str(folder.resolve()), source="parquet", schema=PySparkSchema.from_ibis(ibis.schema(columns))
+    )
+    return True
+
+
 def _register_warehouse_tables(session: Any) -> None:
     # Spark's default catalog lives in memory: the next process knows no tables although the
     # warehouse still holds their folders, so migrate() would create them again and fail with
     # LOCATION_ALREADY_EXISTS. Register each folder found as a table over its own Parquet files
     # (no Hive/Derby metastore, which would be a second single-process lock next to the data).
-    if session.conf.get("spark.sql.catalogImplementation", "in-memory") != "in-memory":
-        return  # a Hive metastore remembers its tables
-    raw = session.conf.get("spark.sql.warehouse.dir", "spark-warehouse")
-    parsed = urlparse(raw)
-    if parsed.scheme not in ("", "file"):
-        return  # a remote warehouse (s3a://, hdfs://) cannot be listed from here; use a metastore
-    warehouse = Path(parsed.path if parsed.scheme else raw)
-    if not warehouse.is_dir():
+    warehouse = _local_warehouse(session)
+    if warehouse is None or not warehouse.is_dir():
         return
-    from ibis.backends.pyspark.datatypes import PySparkSchema
-
     known = {t.name for t in session.catalog.listTables()}
-    wanted = {name: spec.columns for name, spec in TABLES.items()}
+    wanted: dict[str, dict[str, str] | None] = {name: spec.columns for name, spec in TABLES.items()}
     wanted[_VERSION_TABLE] = _VERSION_COLUMNS
+    # User tables' columns are declared in the program file, which the store does not read.
+    wanted.update({p.name: None for p in warehouse.iterdir() if p.is_dir() and is_user_table(p.name)})
     for name, columns in wanted.items():
-        folder = warehouse / name
-        if name in known or not folder.is_dir():
-            continue
-        session.catalog.createTable(
-            name, path=str(folder.resolve()), source="parquet", schema=PySparkSchema.from_ibis(ibis.schema(columns))
-        )
+        if name not in known:
+            _register_folder(session, name, columns)
 
 
 def _open_databricks(url: str, parsed) -> Store:
@@ -623,9 +788,20 @@ class UnboundStore(Store):
         self.dialect = dialect
 
     def table(self, name: str) -> ibis.Table:
-        if name not in TABLES:
-            raise KeyError(f"no table {name!r}; tables: {sorted(TABLES)}")
-        return ibis.table(ibis.schema(TABLES[name].columns), name=name)
+        spec = TABLES.get(name) or self._user_specs.get(name)
+        if spec is None:
+            raise KeyError(f"no table {name!r}; tables: {sorted(TABLES) + sorted(self._user_specs)}")
+        return ibis.table(ibis.schema(spec.columns), name=name)
+
+    def user_tables(self) -> list[str]:
+        return sorted(self._user_specs)
+
+    def ensure_table(self, spec: TableSpec) -> TableSpec:
+        """Declare user table ``spec`` (nothing is created: an unbound store has no data)."""
+        if not is_user_table(spec.name):
+            raise StoreError(f"{spec.name!r} is not a user table")
+        self._user_specs[spec.name] = spec
+        return spec
 
     def compile(self, expr: ibis.Expr) -> str:
         """The SQL that ``expr`` runs as, in this store's dialect."""
@@ -703,10 +879,13 @@ def copy_store(source: Store, target: Store, tables: list[str] | None = None) ->
     """Copy every row of ``tables`` (default: all) from ``source`` to ``target`` through Arrow.
 
     Used to move an embedded DuckDB store to Spark (and to test that both give equal results).
-    Returns rows copied per table.
+    The default copies the source's user tables too, creating them in ``target``. Returns rows
+    copied per table.
     """
     copied = {}
-    for name in tables or list(TABLES):
+    for name in tables or [*TABLES, *source.user_tables()]:
+        if is_user_table(name):
+            target.ensure_table(source.spec(name))
         data = source.table(name).to_pyarrow()
         copied[name] = target.append(name, data) if data.num_rows else 0
     return copied
