@@ -17,12 +17,16 @@ doubled-quote escape, a header line; the program file's ``[ingest]`` keys change
 guessed per file; a stray quote quarantines its own line and nothing else. Text holding a NUL
 byte is quarantined (:func:`check_text` applies the same rule to one value, for the server).
 
+User tables (a program file's ``[[tables]]``: surveys, CRM exports) land in ``user_<name>``
+through the same engine: pass the :class:`~insightroi.program.UserTable` (or ``"user_<name>"``
+with the program) as the kind; :func:`load_user_table` reads one from a ``[table]`` TOML file.
+
 The columns, types and rules each table accepts (the data contract) come from
 :func:`data_contract`; ``docs/data-contract.md`` is :func:`data_contract_markdown`'s output.
 """
 
 from insightroi.ingest._contract import data_contract, data_contract_markdown
-from insightroi.ingest._engine import INGESTIBLE, ingest_frame, ingest_path, retry_quarantine
+from insightroi.ingest._engine import INGESTIBLE, ingest_frame, ingest_path, load_user_table, retry_quarantine, table_spec
 from insightroi.ingest._redact import (
     ADDRESS_TOKEN,
     CARD_TOKEN,
@@ -66,9 +70,11 @@ __all__ = [
     "data_contract_markdown",
     "ingest_frame",
     "ingest_path",
+    "load_user_table",
     "pseudonymize",
     "redact_pii",
     "redact_row",
     "redact_table",
     "retry_quarantine",
+    "table_spec",
 ]

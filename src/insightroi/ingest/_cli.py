@@ -1,4 +1,5 @@
 """``insightroi ingest KIND PATH``: load files into the store with a progress bar and a summary;
+``insightroi ingest --table NAME FILE [--schema schema.toml]``: the same into a user table;
 ``insightroi ingest --retry-quarantine [KIND]``: land quarantined rows that now pass;
 ``insightroi schema [TABLE]``: the data contract each table is validated against."""
 
@@ -25,10 +26,10 @@ from insightroi._cli_common import (
 )
 from insightroi.errors import InsightRoiError
 from insightroi.ingest._contract import contract_tables, data_contract, data_contract_markdown
-from insightroi.ingest._engine import INGESTIBLE, ingest_path, retry_quarantine
+from insightroi.ingest._engine import INGESTIBLE, ingest_path, load_user_table, retry_quarantine
 from insightroi.ingest._report import FileReport
-from insightroi.program import load_program
-from insightroi.store import open_store
+from insightroi.program import UserTable, load_program
+from insightroi.store import USER_TABLE_PREFIX, open_store
 
 _SHOW_REASONS = 5
 _RETRY_HINT = "after fixing the program file (e.g. program.timezone), 'insightroi ingest --retry-quarantine' lands those that pass"
@@ -51,6 +52,23 @@ def _program(ctx: typer.Context, path: Path) -> Any:
         fail_with(exc)
 
 
+def _user_table(name: str, schema_path: Path | None, prog: Any, program_path: Path) -> UserTable:
+    """The user table NAME: from ``--schema``, else from the program file's ``[[tables]]``."""
+    if schema_path is not None:
+        try:
+            return load_user_table(schema_path, name)
+        except InsightRoiError as exc:
+            fail_with(exc)
+    if prog is None:
+        fail(f"no program file declares table {name!r}: {program_path} is absent; declare it in a [[tables]] "
+             "entry there (or pass --program), or give its columns with --schema FILE")
+    declared = [t.name for t in prog.tables]
+    if name not in declared:
+        fail(f"table {name!r} is not declared in {program_path}; declared tables: "
+             f"{', '.join(declared) if declared else 'none'} (add a [[tables]] entry, or give --schema FILE)")
+    return prog.user_table(name)
+
+
 def ingest(
     ctx: typer.Context,
     kind: Annotated[
@@ -61,6 +79,18 @@ def ingest(
     ] = None,
     store: StoreOption = None,
     program: ProgramOption = DEFAULT_PROGRAM,
+    table: Annotated[
+        str | None,
+        typer.Option("--table", "-t", metavar="NAME", show_default=False,
+                     help="Ingest into the user table NAME (a [[tables]] entry of the program file, or --schema); "
+                          "give only FILE then. Stored as user_NAME."),
+    ] = None,
+    schema_file: Annotated[
+        Path | None,
+        typer.Option("--schema", metavar="FILE", show_default=False,
+                     help="With --table: a TOML file whose [table] section declares the table (the keys of a "
+                          "[[tables]] entry: columns, key, time_column, required, text_columns, id_columns)."),
+    ] = None,
     retry: Annotated[
         bool,
         typer.Option("--retry-quarantine",
@@ -75,17 +105,33 @@ def ingest(
     """Ingest KIND rows from PATH: bad rows are quarantined with their reason, duplicates skipped.
 
     Reads ./insightroi.toml when it exists: its program.timezone localises timestamps without an offset.
+    'insightroi ingest --table surveys FILE' loads a user table declared there (or in --schema FILE),
+    with the same checks, quarantine and PII redaction.
 
     Exits non-zero only when a whole file could not be ingested (unreadable, empty, wrong columns).
     'insightroi schema' lists the columns each table accepts.
     """
-    if kind is not None and kind not in INGESTIBLE:
-        fail(f"unknown kind {kind!r}; use one of: {', '.join(INGESTIBLE)}")
+    target: Any = kind
+    if table is not None:
+        # With --table the only argument is the file (it arrives in KIND's slot).
+        if path is not None:
+            fail(f"with --table give only the FILE (e.g. 'insightroi ingest --table {table} {path}'), not a KIND too")
+        if retry and kind is not None:
+            fail("--retry-quarantine re-reads the rows kept in the quarantine; give --table NAME without a FILE")
+        if not retry and kind is None:
+            fail(f"give the FILE to ingest into table {table!r} (e.g. 'insightroi ingest --table {table} {table}.csv')")
+        path, kind = (Path(kind) if kind is not None else None), USER_TABLE_PREFIX + table
+    elif schema_file is not None:
+        fail("--schema declares a user table: use it with --table NAME")
+    elif kind is not None and kind not in INGESTIBLE:
+        fail(f"unknown kind {kind!r}; use one of: {', '.join(INGESTIBLE)} (a user table: --table NAME)")
     if retry and path is not None:
         fail("--retry-quarantine takes a table, not a PATH: it re-reads the rows kept in the quarantine")
     if not retry and (kind is None or path is None):
         fail("give KIND and PATH (e.g. 'insightroi ingest feedback exports/feedback.csv'), or --retry-quarantine")
     prog = _program(ctx, program)
+    if table is not None:
+        target = _user_table(table, schema_file, prog, program)
     tz = getattr(getattr(prog, "program", None), "timezone", None)
     try:
         st = open_store(store_url(store))
@@ -94,7 +140,7 @@ def ingest(
     with st:
         if retry:
             try:
-                rr = retry_quarantine(st, kind, program=prog, redact=not no_redact)
+                rr = retry_quarantine(st, target, program=prog, redact=not no_redact)
             except InsightRoiError as exc:
                 fail_with(exc)
             _print_retry(rr, tz, as_json)
@@ -109,7 +155,7 @@ def ingest(
                 bar.update(task, total=total, completed=done, description=escape(f"{kind}: {Path(fr.file).name}"))
 
             try:
-                report = ingest_path(st, kind, path, program=prog, redact=not no_redact, progress=step)
+                report = ingest_path(st, target, path, program=prog, redact=not no_redact, progress=step)
             except InsightRoiError as exc:
                 fail_with(exc)
     if as_json:

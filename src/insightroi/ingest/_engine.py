@@ -6,6 +6,7 @@ import hashlib
 import re
 import threading
 import time
+import tomllib
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -18,7 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from insightroi.errors import IngestError, check_option
+from pydantic import ValidationError
+
+from insightroi.errors import IngestError, ProgramError, check_option
 from insightroi.ingest._redact import REDACTION_TOKENS, redact_pii, redact_table
 from insightroi.ingest._report import FileReport, IngestReport, RetryReport, TableRetry
 from insightroi.ingest._sources import (
@@ -40,10 +43,11 @@ from insightroi.ingest._validate import (
     split_error,
     validate_chunk,
 )
-from insightroi.program import load_program
-from insightroi.store import TABLES, Store, TableSpec
+from insightroi.program import Program, UserTable, load_program
+from insightroi.store import TABLES, Store, TableSpec, is_user_table, user_table_spec
 
-__all__ = ["ingest_path", "ingest_frame", "retry_quarantine", "INGESTIBLE", "RETRY_SOURCE"]
+__all__ = ["ingest_path", "ingest_frame", "retry_quarantine", "table_spec", "load_user_table", "INGESTIBLE",
+           "RETRY_SOURCE"]
 
 #: Tables a user may ingest into.
 INGESTIBLE = tuple(name for name, spec in TABLES.items() if spec.ingestible)
@@ -79,6 +83,7 @@ class _Settings:
     def __init__(self, program: Any, dialect: CsvDialect | None = None) -> None:
         if isinstance(program, (str, PathLike)):
             program = load_program(program)
+        self.program = program
         meta = getattr(program, "program", program)
         self.tz: str | None = getattr(meta, "timezone", None) if program is not None else None
         ing = getattr(program, "ingest", None)
@@ -97,6 +102,122 @@ def _zone(program: Any) -> str | None:
 def _check_kind(kind: str) -> TableSpec:
     check_option("kind", kind, INGESTIBLE)
     return TABLES[kind]
+
+
+def table_spec(kind: "str | UserTable | TableSpec", program: Any = None) -> TableSpec:
+    """The table a batch lands in: one of ours, or a user table declared in the program file.
+
+    Parameters
+    ----------
+    kind : str, UserTable or TableSpec
+        An ingestible table's name (``feedback``), a user table's store name (``user_surveys``,
+        looked up in ``program``'s ``[[tables]]``), a :class:`~insightroi.program.UserTable`
+        (e.g. from a ``--schema`` file) or a spec from :func:`~insightroi.store.user_table_spec`.
+    program : Program or path, optional
+        The program file declaring user tables.
+
+    Returns
+    -------
+    TableSpec
+
+    Raises
+    ------
+    ValueError
+        For a name that is neither ingestible nor a declared user table (the message lists both).
+    """
+    if isinstance(kind, UserTable):
+        return user_table_spec(kind)
+    if isinstance(kind, TableSpec):
+        if is_user_table(kind.name):
+            return kind
+        return _check_kind(kind.name)
+    if kind in INGESTIBLE:
+        return TABLES[kind]
+    if isinstance(program, (str, PathLike)):
+        program = load_program(program)
+    declared = {user_table_spec(t).name: t for t in getattr(program, "tables", [])}
+    if kind in declared:
+        return user_table_spec(declared[kind])
+    check_option("kind", kind, (*INGESTIBLE, *declared))
+    raise AssertionError("check_option accepts only the names listed")  # pragma: no cover
+
+
+def load_user_table(path: str | PathLike, name: str | None = None) -> UserTable:
+    """Read a user table's declaration from a TOML file holding one ``[table]`` section.
+
+    The section takes the keys of a program file's ``[[tables]]`` entry (``name``, ``columns``,
+    ``key``, ``time_column``, ``required``, ``text_columns``, ``id_columns``, ``description``);
+    ``name`` may be left out when ``name`` is given here.
+
+    Parameters
+    ----------
+    path : str or path
+        The TOML file (``insightroi ingest --table NAME FILE --schema PATH``).
+    name : str, optional
+        The table's name as the caller knows it; it must equal the section's ``name``, if any.
+
+    Returns
+    -------
+    UserTable
+
+    Raises
+    ------
+    ProgramError
+        Naming the file and each problem (no such file, bad TOML, no ``[table]``, a wrong key or
+        type, a name that differs from ``name``).
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProgramError(f"{path}: no such schema file") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ProgramError(f"{path}: cannot read the schema file: {exc}") from None
+    section = data.get("table")
+    if not isinstance(section, dict):
+        raise ProgramError(f"{path}: expected one [table] section (name, columns, key, ...); found "
+                           f"{', '.join(map(repr, data)) or 'nothing'}")
+    section = dict(section)
+    if name is not None:
+        if section.setdefault("name", name) != name:
+            raise ProgramError(f"{path}: [table] name {section['name']!r} differs from the table asked for ({name!r})")
+    try:
+        return UserTable.model_validate(section)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            problems.append(f"  table.{loc}: {err['msg'].removeprefix('Value error, ')}" if loc
+                            else f"  table: {err['msg'].removeprefix('Value error, ')}")
+        raise ProgramError(f"{path}: invalid [table] section:\n" + "\n".join(problems)) from None
+
+
+def _user_specs(program: Any) -> list[TableSpec]:
+    return [user_table_spec(t) for t in getattr(program, "tables", [])] if isinstance(program, Program) else []
+
+
+# redact_table knows a table's free-text and id columns by its name; a user table's columns go
+# through it under feedback's names, so they get the very same detectors, pre-filter and keyed
+# pseudonyms (a customer's e-mail joins across our tables and theirs).
+_AS_TEXT, _AS_ID, _AS_KIND = "text", "customer_id", "feedback"
+
+
+def _redact(table: pa.Table, spec: TableSpec) -> pa.Table:
+    """Redact one validated chunk: ours through :func:`redact_table`, a user table's declared
+    ``text_columns`` and ``id_columns`` column by column."""
+    if not is_user_table(spec.name):
+        return redact_table(table, spec.name)
+    for col, alias in [*((c, _AS_TEXT) for c in spec.text_columns), *((c, _AS_ID) for c in spec.id_columns)]:
+        if col not in table.column_names:
+            continue
+        i = table.column_names.index(col)
+        done = redact_table(pa.table({alias: table.column(i)}), _AS_KIND).column(0)
+        table = table.set_column(i, col, done)
+    return table
+
+
+def _free_text(spec: TableSpec) -> tuple[str, ...]:
+    return spec.text_columns if is_user_table(spec.name) else REDACT_COLUMNS.get(spec.name, ())
 
 
 def _check_columns(spec: TableSpec, columns: list[str], display: str, hint: Callable[[], str] | None = None) -> None:
@@ -119,6 +240,11 @@ def _check_columns(spec: TableSpec, columns: list[str], display: str, hint: Call
         f"Expected columns: {expected} (required: {', '.join(spec.required)}). Nothing was ingested."
         + (hint() if hint else "")
     )
+
+
+def _prepare(store: Store, spec: TableSpec) -> TableSpec:
+    """A user table is created on first use (and its stored columns checked on every later one)."""
+    return store.ensure_table(spec) if is_user_table(spec.name) else spec
 
 
 def _sha256(path: Path) -> str:
@@ -196,7 +322,7 @@ def _land(store: Store, spec: TableSpec, res: pa.Table, *, keep: list[str], batc
     """
     kind, key = spec.name, spec.key
     if redact:
-        res = redact_table(res, kind)
+        res = _redact(res, spec)
     n_good = res.num_rows
     if dedupe:
         res = _first_per_key(res, key)
@@ -237,6 +363,8 @@ def _resolve_keys(store: Store, spec: TableSpec, batch_id: str, *, against_table
     kind, key = spec.name, spec.key
     q, k = f'"{kind}"', f'"{key}"'
     content = ", ".join(f'"{c}"' for c in spec.columns if c not in SYSTEM_COLUMNS)
+    # Qualified: a user table may have a column called key, rid or mine, like the helper tables.
+    packed = ", ".join(f'"{c}" := t."{c}"' for c in spec.columns if c not in SYSTEM_COLUMNS)
     tag = uuid.uuid4().hex[:8]
     cand, grp, pick = f"_ingest_keys_{tag}", f"_ingest_rows_{tag}", f"_ingest_pick_{tag}"
     # Keys repeated in the batch, and (with stored rows) keys stored by another batch: an explicit
@@ -270,7 +398,7 @@ def _resolve_keys(store: Store, spec: TableSpec, batch_id: str, *, against_table
                 "AND (g.mine OR (p.kmine AND g.h <> p.kh))")
         duplicates = raw.execute(f"SELECT count(*) FROM ({gone}) WHERE mine AND same").fetchone()[0]
         differ = raw.execute(
-            f"SELECT d.rid, d.mine, d.kmine, d.kbatch, d.batch_id, d.key, to_json(struct_pack({content})) "
+            f"SELECT d.rid, d.mine, d.kmine, d.kbatch, d.batch_id, d.key, to_json(struct_pack({packed})) "
             f"FROM ({gone}) d JOIN {q} t ON t.rowid = d.rid WHERE NOT d.same ORDER BY d.rid").fetchall()
         rank = None
         if differ and last_rid - first_rid + 1 != n_batch:
@@ -477,15 +605,20 @@ def ingest_path(
     ----------
     store : Store
         From :func:`insightroi.store.open_store`.
-    kind : str
+    kind : str, UserTable or TableSpec
         An ingestible table: products, feedback, orders, tickets, refunds, traffic,
-        chain_events, assignments, annotations or review_labels.
+        chain_events, assignments, annotations or review_labels; or a user table: its store name
+        ``user_<name>`` declared in ``program``'s ``[[tables]]``, or its
+        :class:`~insightroi.program.UserTable` (see :func:`table_spec`). A user table is created
+        on first ingest; its declared ``text_columns`` are redacted and ``id_columns``
+        pseudonymised like ours.
     path : str or path
         A ``.csv``, ``.jsonl``/``.ndjson`` (optionally ``.gz``) or ``.parquet`` file, or a
         directory searched recursively for them (names starting with ``.`` or ``_`` skipped).
     program : Program or path, optional
         The program file; its ``program.timezone`` localises naive timestamps. Without one,
-        timestamps must carry an offset (naive ones are quarantined).
+        timestamps must carry an offset (naive ones are quarantined). Its ``[[tables]]`` declare
+        the user tables.
     redact : bool
         Replace e-mails, phone numbers and card numbers in free-text columns (and in quarantined
         raw rows) with ``[EMAIL]``, ``[PHONE]``, ``[CARD]`` (default True).
@@ -511,10 +644,13 @@ def ingest_path(
         directory, such files are recorded in the report (``FileReport.error``, ``report.ok``)
         and the other files are still ingested; call ``report.raise_for_errors()`` to fail.
     ValueError
-        For an unknown ``kind``.
+        For an unknown ``kind`` (neither ingestible nor a user table ``program`` declares).
+    StoreError
+        For a user table already stored, with rows, under other columns than declared.
     """
-    spec = _check_kind(kind)
     cfg = _Settings(program, dialect)
+    spec = _prepare(store, table_spec(kind, cfg.program))
+    kind = spec.name
     path = Path(path)
     report = IngestReport(kind=kind)
     if path.is_dir():
@@ -600,8 +736,9 @@ def ingest_frame(
     IngestError
         When the columns do not match the table or there are no rows; nothing lands.
     """
-    spec = _check_kind(kind)
     cfg = _Settings(program)
+    spec = _prepare(store, table_spec(kind, cfg.program))
+    kind = spec.name
     table = _to_arrow(data, source)
     if table.num_rows == 0:
         raise IngestError(f"{source}: no rows; nothing was ingested")
@@ -639,8 +776,9 @@ def retry_quarantine(
     ----------
     store : Store
         An embedded DuckDB store (rows are deleted from and updated in the quarantine table).
-    kind : str, optional
-        One ingestible table; all of them when None.
+    kind : str, UserTable or TableSpec, optional
+        One ingestible table or user table (as for :func:`ingest_path`); when None, all of ours
+        and the user tables ``program`` declares that the store holds.
     program : Program or path, optional
         The program file; its ``program.timezone`` localises naive timestamps (the usual reason
         to retry: rows quarantined for a missing time zone land once it is set).
@@ -662,12 +800,18 @@ def retry_quarantine(
     StoreError
         On a store other than DuckDB.
     """
-    kinds = INGESTIBLE if kind is None else (_check_kind(kind).name,)
     store.require_duckdb("retrying quarantined rows")
     cfg = _Settings(program)
+    if kind is None:
+        # A user table the program no longer declares has no rules to validate its rows against.
+        present = set(store.user_tables())
+        specs = [TABLES[k] for k in INGESTIBLE] + [s for s in _user_specs(cfg.program) if s.name in present]
+    else:
+        specs = [table_spec(kind, cfg.program)]
     report = RetryReport()
-    for name in kinds:
-        tr = _retry_table(store, TABLES[name], cfg=cfg, redact=redact, max_text_bytes=max_text_bytes)
+    for spec in specs:
+        spec = _prepare(store, spec)
+        tr = _retry_table(store, spec, cfg=cfg, redact=redact, max_text_bytes=max_text_bytes)
         if tr.retried or kind is not None:
             report.tables.append(tr)
     return report
@@ -703,7 +847,7 @@ def _retry_table(store: Store, spec: TableSpec, *, cfg: _Settings, redact: bool,
                     [kind, start, start + CHUNK_ROWS - 1],
                 ).to_arrow_table()
                 retried += page.num_rows
-                rows = _unredacted(parse_raw_rows(va, page, cols), kind)
+                rows = _unredacted(parse_raw_rows(va, page, cols), _free_text(spec))
                 unreadable += page.num_rows - rows.num_rows
                 if rows.num_rows == 0:
                     continue
@@ -776,14 +920,14 @@ def _retry_table(store: Store, spec: TableSpec, *, cfg: _Settings, redact: bool,
 _TOKENS = "|".join(re.escape(t) for t in REDACTION_TOKENS)
 
 
-def _unredacted(rows: pa.Table, kind: str) -> pa.Table:
+def _unredacted(rows: pa.Table, free_text: tuple[str, ...]) -> pa.Table:
     """The rows whose values outside the redacted free-text columns carry no redaction token.
 
     A quarantined raw row is redacted as a whole, so an id or a field that looked like a phone
     number was stored as ``[PHONE]``; landing it would store the token instead of the value.
     Such a row stays in quarantine: only ingesting its file again brings the value back.
     """
-    free = set(REDACT_COLUMNS.get(kind, ()))
+    free = set(free_text)
     keep = None
     for name in rows.column_names:
         if name == "_rn" or name in free:

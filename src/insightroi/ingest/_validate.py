@@ -217,7 +217,7 @@ def build_query(
         if _is_nested(stype):
             # A list or struct is never one value of a column: rendering it as text would land
             # "[a, b]" in a text column; quarantine it, naming what it was.
-            raw = _q("r_" + col)
+            raw = _q("r:" + col)
             outputs.append(col)
             inner.append(f"{src} AS {raw}")
             inner.append(f"__V__{col}:CAST(NULL AS {_CAST[target]})")
@@ -225,7 +225,7 @@ def build_query(
                 checks.append((f"{raw} IS NULL", _err(col, "'missing required value'")))
             checks.append((f"{raw} IS NOT NULL", _err(col, f"'is {_nested_word(stype)}, not {_TYPE_WORDS[target]}'")))
             continue
-        s, v = _q("s_" + col), _q(col)
+        s, v = _q("s:" + col), _q(col)
         word = _TYPE_WORDS[target]
         enum = ENUMS.get((spec.name, col))
         rng = RANGES.get((spec.name, col))
@@ -266,7 +266,7 @@ def build_query(
         s_norm = _trimmed(s_expr) if is_text else src
         if not is_text:
             # Typed values need the original column in the next projection level.
-            raw = _q("r_" + col)
+            raw = _q("r:" + col)
             inner.append(f"{src} AS {raw}")
             src = raw
         after: tuple[str, str] | None = None
@@ -322,7 +322,7 @@ def build_query(
                     checks.append((f"{s} IS NOT NULL", _err(col, naive_msg)))
                 parse_cond = "false"
             else:
-                off = _q("off_" + col)
+                off = _q("off:" + col)
                 extra_cols.append(f"regexp_matches({s}, {_lit(_OFFSET_RE)}) AS {off}")
                 aware = f"timezone('UTC', TRY_CAST({s} AS TIMESTAMPTZ))"
                 if tz:
@@ -368,6 +368,8 @@ def build_query(
                 _err(col, f"{_shown(s)} || ' is outside the allowed range {bounds}'"),
             ))
 
+    # Helper columns are named "s:col", "r:col", "off:col": no column name holds a colon, so a
+    # user table's "s_x" next to "x" cannot collide with them.
     # Level 1 computes normalised strings (and offset flags); level 2 the typed values; level 3
     # the error of each row. Nesting keeps each expression evaluated once per row.
     level1 = [c for c in inner if not c.startswith("__V__")]

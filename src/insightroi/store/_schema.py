@@ -361,8 +361,9 @@ SCHEMA_VERSION = 1
 #: A user table ``surveys`` is stored as ``user_surveys`` (never clashes with the store's own).
 USER_TABLE_PREFIX = "user_"
 
-#: Column names a user table may not declare: ingestion's own columns and its row bookkeeping.
-RESERVED_COLUMNS = ("ingested_at", "batch_id", "_rn", "_err", "_pre_err")
+#: Column names a user table may not declare: ingestion's own columns, its row bookkeeping, and
+#: DuckDB's row id (a real column of that name hides it, and ingestion settles keys by it).
+RESERVED_COLUMNS = ("ingested_at", "batch_id", "_rn", "_err", "_pre_err", "rowid")
 
 _TYPE_WORDS = {
     "string": "text", "int64": "integer", "float64": "number", "boolean": "boolean", "date": "date",
