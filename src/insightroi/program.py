@@ -8,12 +8,17 @@ value pools that turn KPI effects into money, the cost stack, and the retraining
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import sqlglot
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+from sqlglot.tokens import TokenType
 
 from insightroi.errors import ProgramError
 
@@ -31,8 +36,13 @@ __all__ = [
     "MonitoringThresholds",
     "IngestSettings",
     "UserTable",
+    "Measure",
     "USER_COLUMN_TYPES",
     "MEASURES",
+    "MEASURE_AGGREGATIONS",
+    "EXPRESSION_FUNCTIONS",
+    "parse_expression",
+    "expression_columns",
     "CURRENCIES",
     "load_program",
     "parse_program",
@@ -130,7 +140,13 @@ class Topic(_Strict):
 
 
 class Kpi(_Strict):
-    """A KPI as numerator / denominator x scale, measured per unit of analysis."""
+    """A KPI as numerator / denominator x scale, measured per unit of analysis.
+
+    ``numerator`` and ``denominator`` name a built-in measure (:data:`MEASURES`) or one of the
+    program's ``[[measures]]``; the program checks them. A KPI over a ``mean`` measure ``m``
+    divides by ``m_count`` (its rows with a value), written for it when the denominator is left
+    out.
+    """
 
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
     layer: Layer
@@ -142,13 +158,6 @@ class Kpi(_Strict):
     instrumentation: str = ""
     decision_rule: str = ""
     direction: Literal["increase", "decrease"] = "decrease"
-
-    @field_validator("numerator", "denominator")
-    @classmethod
-    def _known_measure(cls, v: str) -> str:
-        if v not in MEASURES:
-            raise ValueError(f"unknown measure {v!r}; known measures: {', '.join(MEASURES)}")
-        return v
 
 
 class ExperimentDesign(_Strict):
@@ -345,6 +354,230 @@ class UserTable(_Strict):
         return self
 
 
+# ---- user-defined measures: a restricted expression grammar --------------------------------------
+#: Aggregations a ``[[measures]]`` entry may use, per analysis unit and period.
+MEASURE_AGGREGATIONS = ("count", "sum", "mean", "count_distinct")
+
+#: Functions an expression may call: name -> (minimum, maximum number of arguments, meaning).
+EXPRESSION_FUNCTIONS: dict[str, tuple[int, int | None, str]] = {
+    "coalesce": (1, None, "the first argument that is not null"),
+    "abs": (1, 1, "absolute value"),
+    "least": (2, None, "smallest argument"),
+    "greatest": (2, None, "largest argument"),
+    "round": (1, 2, "round(x) or round(x, digits)"),
+    "lower": (1, 1, "lower-case text"),
+    "upper": (1, 1, "upper-case text"),
+    "hours_between": (2, 2, "hours_between(start, end): (end - start) in hours, whole seconds"),
+    "minutes_between": (2, 2, "minutes_between(start, end): (end - start) in minutes, whole seconds"),
+    "days_between": (2, 2, "days_between(start, end): (end - start) in days, whole seconds"),
+}
+
+# sqlglot parses the standard functions into their own node classes, the helpers as Anonymous.
+_FUNCTION_NODES: dict[type, str] = {
+    exp.Coalesce: "coalesce", exp.Abs: "abs", exp.Least: "least", exp.Greatest: "greatest",
+    exp.Round: "round", exp.Lower: "lower", exp.Upper: "upper",
+}
+# Nodes the grammar is made of; anything else (a subquery, a cast, a window, a star ...) is refused.
+_GRAMMAR_NODES: tuple[type, ...] = (
+    exp.Column, exp.Identifier, exp.Literal, exp.Boolean, exp.Null, exp.Paren, exp.Neg,
+    exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE,
+    exp.And, exp.Or, exp.Not, exp.Case, exp.If, exp.In, exp.Between, exp.Is, exp.Like, exp.ILike,
+)
+_GRAMMAR_TEXT = ("columns, literals, + - * / %, comparisons, and / or / not, CASE, IN (list), BETWEEN, "
+                 "IS [NOT] NULL, [I]LIKE and the functions " + ", ".join(EXPRESSION_FUNCTIONS))
+
+
+def _refusal(node: exp.Expression) -> str | None:
+    """Why ``node`` is outside the grammar (None when it is inside)."""
+    if isinstance(node, (exp.Subquery, exp.Select, exp.Exists, exp.Query)) or (
+            isinstance(node, exp.In) and node.args.get("query") is not None):
+        return f"a subquery ({node.sql()!r}) is not allowed"
+    if isinstance(node, exp.Column) and (node.table or not isinstance(node.this, exp.Identifier)):
+        return f"column {node.sql()!r} is not allowed: name a column of the measure's table, unqualified"
+    if isinstance(node, exp.Is) and not isinstance(node.expression, exp.Null):
+        return f"{node.sql()!r} is not allowed: IS takes NULL only (write 'x = true')"
+    if isinstance(node, exp.Anonymous) or (isinstance(node, exp.Func) and type(node) in _FUNCTION_NODES):
+        name = node.name.lower() if isinstance(node, exp.Anonymous) else _FUNCTION_NODES[type(node)]
+        if name not in EXPRESSION_FUNCTIONS:
+            return f"function {name!r} is not allowed; allowed functions: {', '.join(EXPRESSION_FUNCTIONS)}"
+        lo, hi, _ = EXPRESSION_FUNCTIONS[name]
+        n = len([a for a in node.iter_expressions()])
+        if n < lo or (hi is not None and n > hi):
+            want = f"{lo}" if lo == hi else (f"{lo} or more" if hi is None else f"{lo} to {hi}")
+            return f"function {name!r} takes {want} arguments, got {n}"
+        return None
+    if isinstance(node, exp.If) and not isinstance(node.parent, exp.Case):
+        return "function 'if' is not allowed; write CASE WHEN ... THEN ... ELSE ... END"
+    if isinstance(node, exp.Func) and not isinstance(node, _GRAMMAR_NODES):
+        return f"function {node.sql_name().lower()!r} is not allowed; allowed functions: {', '.join(EXPRESSION_FUNCTIONS)}"
+    if not isinstance(node, _GRAMMAR_NODES):
+        return f"{node.sql()!r} ({node.key}) is not allowed; an expression may use {_GRAMMAR_TEXT}"
+    return None
+
+
+def parse_expression(text: str, columns: Iterable[str] | None = None, table: str | None = None) -> exp.Expression:
+    """Parse a measure's ``value`` or ``filter`` into the restricted expression grammar.
+
+    The grammar is columns, literals, arithmetic, comparisons, ``and`` / ``or`` / ``not``,
+    ``CASE``, ``IN`` (a list), ``BETWEEN``, ``IS [NOT] NULL``, ``LIKE`` / ``ILIKE`` and the
+    functions of :data:`EXPRESSION_FUNCTIONS`. Nothing is executed as SQL: the metrics layer
+    compiles the tree to Ibis, so the same measure runs on DuckDB and Spark.
+
+    Parameters
+    ----------
+    text : str
+        The expression, e.g. ``"source = 'review' and rating <= 2"``.
+    columns : iterable of str, optional
+        The table's columns; when given, every column the expression names must be one of them
+        (unquoted names match case-insensitively).
+    table : str, optional
+        The table's name, for the unknown-column message.
+
+    Returns
+    -------
+    sqlglot.exp.Expression
+        The parsed tree (column names normalised to the table's spelling).
+
+    Raises
+    ------
+    ValueError
+        Naming the offending part: a ``;``, a subquery, a function outside the whitelist, an
+        unknown column, or text that is not an expression.
+    """
+    if not text.strip():
+        raise ValueError("the expression is empty")
+    try:
+        tokens = sqlglot.tokenize(text, read="duckdb")
+        if any(t.token_type == TokenType.SEMICOLON for t in tokens):
+            raise ValueError("';' is not allowed: one expression, not statements")
+        trees = sqlglot.parse(text, read="duckdb")
+    except SqlglotError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"not a valid expression ({first})") from None
+    if len(trees) != 1 or trees[0] is None:
+        raise ValueError("not a single expression")
+    tree = trees[0]
+    known = None if columns is None else {c.lower(): c for c in columns}
+    for node in tree.walk():
+        why = _refusal(node)
+        if why is not None:
+            raise ValueError(why)
+        if isinstance(node, exp.Column) and known is not None:
+            ident = node.this
+            if ident.quoted:
+                actual = ident.name if ident.name in known.values() else None
+            else:
+                actual = known.get(ident.name.lower())
+            if actual is None:
+                where = f" in table {table}" if table else ""
+                raise ValueError(f"unknown column {ident.name!r}{where}; columns: {', '.join(known.values())}")
+            ident.set("this", actual)
+            ident.set("quoted", True)
+    return tree
+
+
+def expression_columns(tree: exp.Expression) -> list[str]:
+    """The columns a parsed expression reads, in order of first use."""
+    return list(dict.fromkeys(c.name for c in tree.find_all(exp.Column)))
+
+
+class Measure(_Strict):
+    """A measure of the user's own (``[[measures]]``), usable as a KPI numerator or denominator.
+
+    Per analysis unit and period the metrics layer aggregates the rows of ``table`` that pass
+    ``filter``: ``count`` counts them, ``sum`` adds ``value``, ``count_distinct`` counts distinct
+    values of ``value``, and ``mean`` adds ``value`` *and* defines ``<name>_count`` (the rows with
+    a non-null value): a KPI over a mean measure is ``<name> / <name>_count``, a ratio analysed
+    with the delta method, so a unit with no rows weighs nothing rather than counting as zero.
+
+    Attributes
+    ----------
+    name : str
+        Lower-case identifier, distinct from the built-in measures (:data:`MEASURES`).
+    table : str
+        A store table (``feedback``, ``tickets`` ...) or a ``[[tables]]`` entry of the program.
+    aggregation : {"count", "sum", "mean", "count_distinct"}
+    value : str, optional
+        Expression over the table's columns (:func:`parse_expression`); required except for
+        ``count``. Booleans count as 0/1; nulls add nothing (and are not counted by a mean).
+    filter : str, optional
+        Boolean expression; rows where it is false or null are left out.
+    time : str, optional
+        The event-time column the analysis windows apply to; default the table's.
+    unit_column : str or dict, optional
+        The column holding the analysis unit's id, or ``{unit: column}`` per unit; default the
+        table's usual column (``customer_id`` for customers, ``sku_family`` ...).
+    description : str
+        What it measures.
+    unit : str
+        The unit of ``value`` (``"hours"``, ``"points"``), for display.
+    """
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+    table: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+    aggregation: Literal["count", "sum", "mean", "count_distinct"]
+    value: str | None = None
+    filter: str | None = None
+    time: str | None = None
+    unit_column: str | dict[Unit, str] | None = None
+    description: str = ""
+    unit: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _free_name(cls, v: str) -> str:
+        if v in MEASURES:
+            raise ValueError(f"{v!r} is a built-in measure; give the measure another name")
+        if v.endswith(("_pre", "_burn")):
+            raise ValueError(f"{v!r}: a measure name cannot end in '_pre' or '_burn' (the analysis uses those "
+                             "suffixes for a measure's pre-period and burn-in totals)")
+        return v
+
+    @model_validator(mode="after")
+    def _grammar(self) -> "Measure":
+        if self.aggregation == "count" and self.value is not None:
+            raise ValueError(f"measure {self.name!r}: a count measure takes no value (it counts the rows that "
+                             "pass its filter); use aggregation 'sum' or 'count_distinct' with a value")
+        if self.aggregation != "count" and self.value is None:
+            raise ValueError(f"measure {self.name!r}: aggregation {self.aggregation!r} needs a value")
+        for field_name in ("value", "filter"):
+            text = getattr(self, field_name)
+            if text is not None:
+                try:
+                    parse_expression(text)
+                except ValueError as exc:
+                    raise ValueError(f"measure {self.name!r}: {field_name} {text!r}: {exc}") from None
+        return self
+
+    @property
+    def count_measure(self) -> str | None:
+        """``<name>_count`` for a mean measure (its denominator), else None."""
+        return f"{self.name}_count" if self.aggregation == "mean" else None
+
+    def check_columns(self, columns: Iterable[str], time_column: str | None, table: str) -> None:
+        """Raise ValueError naming this measure when an expression, ``time`` or ``unit_column``
+        names a column ``table`` does not have, or no time column is known."""
+        columns = list(columns)
+        for field_name in ("value", "filter"):
+            text = getattr(self, field_name)
+            if text is not None:
+                try:
+                    parse_expression(text, columns, table)
+                except ValueError as exc:
+                    raise ValueError(f"measure {self.name!r}: {field_name} {text!r}: {exc}") from None
+        time = self.time or time_column
+        if time is None:
+            raise ValueError(f"measure {self.name!r}: table {table} has no time column; set the measure's time")
+        if time not in columns:
+            raise ValueError(f"measure {self.name!r}: time column {time!r} is not a column of table {table}; "
+                             f"columns: {', '.join(columns)}")
+        ucols = self.unit_column.values() if isinstance(self.unit_column, dict) else [self.unit_column]
+        for c in ucols:
+            if c is not None and c not in columns:
+                raise ValueError(f"measure {self.name!r}: unit_column {c!r} is not a column of table {table}; "
+                                 f"columns: {', '.join(columns)}")
+
+
 class Program(_Strict):
     """The whole program file. Build it with :func:`load_program` or :func:`parse_program`."""
 
@@ -366,6 +599,32 @@ class Program(_Strict):
     # deletes older rows. A table not named here is kept indefinitely.
     retention: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")],
                     Annotated[int, Field(strict=True, ge=1, le=36_500)]] = {}
+    # Measures over the store's tables or the user's ([[measures]]); KPIs name them like built-ins.
+    measures: list[Measure] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mean_denominators(cls, data):
+        # A KPI over a mean measure m divides by m_count; written here when the KPI leaves its
+        # denominator out, so every stage reads an ordinary numerator / denominator pair.
+        if not isinstance(data, dict) or not isinstance(data.get("kpis"), list):
+            return data
+        means = set()
+        for m in data.get("measures") or []:
+            agg, name = (m.get("aggregation"), m.get("name")) if isinstance(m, dict) else (
+                getattr(m, "aggregation", None), getattr(m, "name", None))
+            if agg == "mean" and isinstance(name, str):
+                means.add(name)
+        if not means:
+            return data
+        kpis = []
+        for k in data["kpis"]:
+            if isinstance(k, dict) and k.get("numerator") in means and "denominator" not in k:
+                k = {**k, "denominator": f"{k['numerator']}_count"}
+            elif isinstance(k, Kpi) and k.numerator in means and "denominator" not in k.model_fields_set:
+                k = k.model_copy(update={"denominator": f"{k.numerator}_count"})
+            kpis.append(k)
+        return {**data, "kpis": kpis}
 
     @model_validator(mode="after")
     def _cross_references(self) -> "Program":
@@ -373,6 +632,22 @@ class Program(_Strict):
         dupes = {n for n in kpi_names if kpi_names.count(n) > 1}
         if dupes:
             raise ValueError(f"KPI names must be unique; repeated: {sorted(dupes)}")
+        self._check_measures()
+        known = self.measure_names()
+        for i, k in enumerate(self.kpis):
+            for field_name in ("numerator", "denominator"):
+                v = getattr(k, field_name)
+                if v not in known:
+                    raise ValueError(f"kpis[{i}].{field_name}: unknown measure {v!r}; known measures: {', '.join(known)}")
+            num = self.measure(k.numerator)
+            den = self.measure(k.denominator)
+            if isinstance(den, Measure) and den.aggregation == "mean":
+                raise ValueError(f"kpis[{i}].denominator: {den.name!r} is a mean measure; a mean is a ratio "
+                                 f"({den.name} / {den.count_measure}) and can only be a numerator")
+            if isinstance(num, Measure) and num.aggregation == "mean" and k.denominator != num.count_measure:
+                raise ValueError(f"kpis[{i}].denominator: a KPI over the mean measure {num.name!r} divides by "
+                                 f"{num.count_measure!r} (its rows with a value); leave the denominator out or "
+                                 f"write {num.count_measure!r}, not {k.denominator!r}")
         topics = [t.topic for t in self.taxonomy]
         if len(set(topics)) != len(topics):
             raise ValueError("taxonomy topics must be unique")
@@ -388,6 +663,38 @@ class Program(_Strict):
         if dupes:
             raise ValueError(f"table names must be unique; repeated: {sorted(dupes)}")
         return self
+
+    def _check_measures(self) -> None:
+        names = [m.name for m in self.measures]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"measure names must be unique; repeated: {sorted(dupes)}")
+        for m in self.measures:
+            if m.count_measure is not None and (m.count_measure in names or m.count_measure in MEASURES):
+                raise ValueError(f"measure {m.name!r} is a mean, which defines {m.count_measure!r}; another measure "
+                                 "has that name")
+            user = next((t for t in self.tables if t.name == m.table), None)
+            # Columns of the store's own tables are known to the metrics layer, which checks them
+            # at plan time (this module reads nothing of the store).
+            if user is not None:
+                m.check_columns(user.columns, user.time_column, user.name)
+
+    def measure_names(self) -> list[str]:
+        """Every measure a KPI may name: the built-ins, the program's measures and their ``_count``."""
+        out = list(MEASURES)
+        for m in self.measures:
+            out += [m.name] + ([m.count_measure] if m.count_measure else [])
+        return out
+
+    def measure(self, name: str) -> Measure | str:
+        """The ``[[measures]]`` entry called ``name``, or ``name`` itself for a built-in measure
+        or a mean measure's ``_count`` (KeyError naming the known measures otherwise)."""
+        for m in self.measures:
+            if m.name == name:
+                return m
+        if name in self.measure_names():
+            return name
+        raise KeyError(f"no measure {name!r}; measures: {self.measure_names()}")
 
     def user_table(self, name: str) -> UserTable:
         """The ``[[tables]]`` entry called ``name`` (KeyError naming the declared ones otherwise)."""

@@ -1,9 +1,6 @@
 """KPI definitions compiled to Ibis expressions: per-unit totals and per-arm sufficient statistics."""
 
 from insightroi.metrics._compile import (
-    MEASURE_SPECS,
-    UNIT_COLUMNS,
-    MeasureSpec,
     analysis_windows,
     arm_statistics,
     block_measures_expr,
@@ -13,14 +10,27 @@ from insightroi.metrics._compile import (
     unit_metrics,
     unit_metrics_expr,
 )
+from insightroi.metrics._measures import (
+    MEASURE_SPECS,
+    MEASURE_TABLES,
+    UNIT_COLUMNS,
+    MeasureSpec,
+    compile_expression,
+    describe_measures,
+    measure_specs,
+)
 
 __all__ = [
     "MEASURE_SPECS",
+    "MEASURE_TABLES",
     "UNIT_COLUMNS",
     "MeasureSpec",
     "analysis_windows",
     "arm_statistics",
     "block_measures_expr",
+    "compile_expression",
+    "describe_measures",
+    "measure_specs",
     "measure_totals",
     "treated_volumes",
     "unit_measures_expr",

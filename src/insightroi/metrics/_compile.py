@@ -1,30 +1,28 @@
 """KPI measures compiled to Ibis expressions over the store: per-unit totals, joined with arms.
 
-Every KPI is ``numerator / denominator x scale`` over base measures (``program.MEASURES``). This
-module knows where each measure lives (table, filter, value, event time), builds *one*
-aggregation per source table for all the measures it needs (post and pre period side by side
+Every KPI is ``numerator / denominator x scale`` over base measures (``program.MEASURES``) or the
+program's ``[[measures]]``. :func:`insightroi.metrics.measure_specs` says where each measure lives
+(table, filter, value, event time, unit column); this module builds *one* aggregation per source
+table (and time and unit column) for all the measures it needs (post and pre period side by side
 as conditional sums), stacks the tables with ``union`` and sums per analysis unit. Everything
 is Ibis, so the same expression runs on DuckDB, PySpark or Databricks; nothing here is SQL text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 
 import ibis
 import ibis.expr.types as ir
 
 from insightroi.errors import DataError
-from insightroi.program import MEASURES, Kpi, Program
+from insightroi.metrics._measures import UNIT_COLUMNS, MeasureSpec, measure_specs
+from insightroi.program import Kpi, Program
 from insightroi.stats import RatioRegressionAdjusted
 from insightroi.store import Store
 
 __all__ = [
-    "MEASURE_SPECS",
-    "UNIT_COLUMNS",
-    "MeasureSpec",
     "Window",
     "analysis_windows",
     "block_measures_expr",
@@ -36,53 +34,6 @@ __all__ = [
     "treated_volumes",
 ]
 
-
-@dataclass(frozen=True)
-class MeasureSpec:
-    """Where a base measure comes from.
-
-    ``where`` filters rows of ``table``; ``value`` is summed (None counts rows); ``insight``
-    names an insight ``(task, label)`` a feedback row must carry (latest model version).
-    """
-
-    table: str
-    time: str
-    value: str | None = None
-    where: Callable[[ir.Table], ir.BooleanValue] | None = None
-    insight: tuple[str, str] | None = None
-
-
-def _event(kind: str) -> Callable[[ir.Table], ir.BooleanValue]:
-    return lambda t: t.event_type == kind
-
-
-MEASURE_SPECS: dict[str, MeasureSpec] = {
-    "orders": MeasureSpec("orders", "order_time"),
-    "revenue": MeasureSpec("orders", "order_time", value="revenue"),
-    "margin": MeasureSpec("orders", "order_time", value="margin"),
-    "feedback": MeasureSpec("feedback", "event_time"),
-    "reviews": MeasureSpec("feedback", "event_time", where=lambda t: t.source == "review"),
-    "negative_reviews": MeasureSpec("feedback", "event_time", where=lambda t: (t.source == "review") & (t.rating <= 2)),
-    "negative_feedback": MeasureSpec("feedback", "event_time", insight=("sentiment", "negative")),
-    "defect_mentions": MeasureSpec("feedback", "event_time", insight=("topic", "product_defect")),
-    "tickets": MeasureSpec("tickets", "opened_at"),
-    "handle_minutes": MeasureSpec("tickets", "opened_at", value="handle_minutes"),
-    "deflected_tickets": MeasureSpec("tickets", "opened_at", where=lambda t: t.deflected),
-    "refunds": MeasureSpec("refunds", "event_time"),
-    "refund_amount": MeasureSpec("refunds", "event_time", value="amount"),
-    "alerts": MeasureSpec("chain_events", "event_time", where=_event("alert_delivered")),
-    "alerts_acknowledged": MeasureSpec("chain_events", "event_time", where=_event("acknowledged")),
-    "alerts_acted": MeasureSpec("chain_events", "event_time", where=_event("action_taken")),
-    "fixes_deployed": MeasureSpec("chain_events", "event_time", where=_event("fix_deployed")),
-    "sessions": MeasureSpec("traffic", "date", value="sessions"),
-    "conversions": MeasureSpec("traffic", "date", value="conversions"),
-}
-assert set(MEASURE_SPECS) | {"units"} == set(MEASURES), "every program measure needs a spec"
-
-# Analysis unit -> column holding it in the fact tables.
-UNIT_COLUMNS: dict[str, str] = {
-    "sku_family": "sku_family", "sku": "sku", "region": "region", "team": "team", "customer": "customer_id",
-}
 
 Window = tuple[date, date]  # inclusive calendar dates
 
@@ -126,11 +77,12 @@ def _flagged_ids(store: Store, task: str, label: str) -> ir.Table:
     return sel.select(_fid=sel.feedback_id).distinct()
 
 
-def _join_insight_flags(store: Store, t: ir.Table, measures: Sequence[str]) -> tuple[ir.Table, dict[str, ir.BooleanValue]]:
+def _join_insight_flags(store: Store, t: ir.Table, measures: Sequence[str],
+                        specs: dict[str, MeasureSpec]) -> tuple[ir.Table, dict[str, ir.BooleanValue]]:
     """Left-join the ids flagged by each insight measure's model; ``measure -> row is flagged``."""
     flag_keys = {}
     for m in measures:
-        spec = MEASURE_SPECS[m]
+        spec = specs[m]
         if spec.insight is not None:
             key = f"_flag_{m}"
             ids = _flagged_ids(store, *spec.insight).rename({key: "_fid"})
@@ -140,6 +92,14 @@ def _join_insight_flags(store: Store, t: ir.Table, measures: Sequence[str]) -> t
     # belongs to the earlier relation, and Ibis refuses to mix the two (two insight measures
     # on one table, e.g. negative_feedback and defect_mentions).
     return t, {m: t[key].notnull() for m, key in flag_keys.items()}
+
+
+def _aggregate(spec: MeasureSpec, t: ir.Table, *conds: ir.BooleanValue) -> list[ir.FloatingScalar]:
+    """One float64 reduction of ``spec`` over the rows of ``t`` meeting each condition."""
+    val = spec.value_expr(t)
+    if spec.distinct:
+        return [val.nunique(where=c).cast("float64") for c in conds]
+    return [ibis.ifelse(c, val, 0.0).sum() for c in conds]
 
 
 def _week_index(col: ir.Value, start: date, is_date: bool) -> ir.IntegerValue:
@@ -174,37 +134,42 @@ def unit_measures_expr(
     """
     e = program.experiment
     unit = unit or e.unit
-    if unit not in UNIT_COLUMNS:
-        raise DataError(f"analysis unit {unit!r} cannot be read from the fact tables; supported: {sorted(UNIT_COLUMNS)}")
-    ucol = UNIT_COLUMNS[unit]
+    specs = measure_specs(program)
     measures = list(dict.fromkeys(measures))
-    unknown = [m for m in measures if m not in MEASURES]
+    unknown = [m for m in measures if m not in specs and m != "units"]
     if unknown:
-        raise DataError(f"unknown measures {unknown}; known: {sorted(MEASURES)}")
+        raise DataError(f"unknown measures {unknown}; known: {sorted([*specs, 'units'])}")
     window, pre_window = analysis_windows(program, window=window, pre_window=pre_window)
     by = list(by)
     weekly = "week" in by
     fact_measures = [m for m in measures if m != "units"]
-    by_table: dict[str, list[str]] = {}
+    # One aggregation per (table, time column, unit column): a user measure may window on
+    # another time column or join on another unit column than the table's built-in measures.
+    groups: dict[tuple[str, str, str], list[str]] = {}
     for m in fact_measures:
-        by_table.setdefault(MEASURE_SPECS[m].table, []).append(m)
+        spec = specs[m]
+        ucol = spec.unit_column_for(unit)
+        if ucol is None:
+            raise DataError(f"analysis unit {unit!r} cannot be read for measure {m!r} (table {spec.table!r}); "
+                            f"supported: {sorted(UNIT_COLUMNS)}, or set the measure's unit_column")
+        groups.setdefault((spec.table, spec.time, ucol), []).append(m)
     all_cols = [c for m in measures for c in (m, f"{m}_pre")]
+    fact_cols = [c for m in fact_measures for c in (m, f"{m}_pre")]
     parts = []
-    for tname, ms in by_table.items():
+    for (tname, time_col, ucol), ms in groups.items():
         t = store.table(tname)
-        time_col = MEASURE_SPECS[ms[0]].time
-        is_date = tname == "traffic"
         missing = [c for c in [ucol, *[b for b in by if b != "week"]] if c not in t.columns]
         if missing:
             raise DataError(f"table {tname!r} has no column(s) {missing} needed to group {ms}")
         tc = t[time_col]
+        is_date = tc.type().is_date()
         post = _in_window(tc, window, is_date)
         pre = _in_window(tc, pre_window, is_date) if pre_window is not None and not weekly else ibis.literal(False)
         keep = post | pre
         for lo, hi in e.exclude_windows:
             keep = keep & ~_in_window(tc, (lo, hi), is_date)
         t = t.filter(keep & t[ucol].notnull())
-        t, flags = _join_insight_flags(store, t, ms)
+        t, flags = _join_insight_flags(store, t, ms, specs)
         tc = t[time_col]
         post = _in_window(tc, window, is_date)
         keys = {"unit_id": t[ucol].cast("string")}
@@ -212,33 +177,28 @@ def unit_measures_expr(
             keys[b] = _week_index(tc, window[0], is_date) if b == "week" else t[b]
         aggs = {}
         for m in ms:
-            spec = MEASURE_SPECS[m]
-            val = t[spec.value].cast("float64").fill_null(0.0) if spec.value else ibis.literal(1.0)
-            cond = ibis.literal(True)
-            if spec.where is not None:
-                cond = spec.where(t).fill_null(False)
+            spec = specs[m]
+            cond = spec.condition(t)
             if m in flags:
                 cond = cond & flags[m]
-            aggs[m] = ibis.ifelse(cond & post, val, 0.0).sum()
-            aggs[f"{m}_pre"] = ibis.ifelse(cond & ~post, val, 0.0).sum()
+            aggs[m], aggs[f"{m}_pre"] = _aggregate(spec, t, cond & post, cond & ~post)
         agg = t.group_by(**keys).aggregate(**aggs)
-        fill = {c: ibis.literal(0.0) for c in all_cols if c not in aggs}
-        parts.append(agg.mutate(**fill).select("unit_id", *by, *all_cols))
+        fill = {c: ibis.literal(0.0) for c in fact_cols if c not in aggs}
+        parts.append(agg.mutate(**fill).select("unit_id", *by, *fact_cols))
     a = store.table("assignments")
     a = a.filter((a.experiment == e.name) & (a.unit_type == unit))
     arms = a.group_by(unit_id=a.unit_id.cast("string")).aggregate(arm=a.arm.argmin(a.assigned_at), n_arms=a.arm.nunique())
     if parts:
         stacked = parts[0] if len(parts) == 1 else ibis.union(*parts, distinct=False)
-        summed = stacked.group_by("unit_id", *by).aggregate(**{c: stacked[c].sum() for c in all_cols if not c.startswith("units")})
+        summed = stacked.group_by("unit_id", *by).aggregate(**{c: stacked[c].sum() for c in fact_cols})
         if by:
             joined = arms.inner_join(summed, "unit_id")
         else:
             joined = arms.left_join(summed, "unit_id")
-            joined = joined.select(arms.unit_id, arms.arm, arms.n_arms,
-                                   *[joined[c] for c in all_cols if not c.startswith("units")])
+            joined = joined.select(arms.unit_id, arms.arm, arms.n_arms, *[joined[c] for c in fact_cols])
     else:
         joined = arms
-    fills = {c: joined[c].cast("float64").fill_null(0.0) for c in all_cols if not c.startswith("units")}
+    fills = {c: joined[c].cast("float64").fill_null(0.0) for c in fact_cols}
     if "units" in measures:
         fills["units"] = ibis.literal(1.0)
         fills["units_pre"] = ibis.literal(1.0)
@@ -264,7 +224,8 @@ def block_measures_expr(
     listed in ``switched_blocks`` (its arm differs from the previous block's) are the carryover
     burn-in: they are summed separately into ``<m>_burn`` rather than ``<m>``, so one pass gives
     both the analysed totals and the burn-in sensitivity (Bojinov, Simchi-Levi & Zhao 2023).
-    One aggregation per source table, stacked with ``union`` and summed per block.
+    One aggregation per source table (and time column), stacked with ``union`` and summed per
+    block.
 
     Parameters
     ----------
@@ -287,25 +248,25 @@ def block_measures_expr(
     block_s = int((block_hours or e.block_hours) * 3600)
     burn_s = float((e.burn_in_hours if burn_in_hours is None else burn_in_hours) * 3600)
     switched = sorted({int(b) for b in switched_blocks})
+    specs = measure_specs(program)
     measures = [m for m in dict.fromkeys(measures) if m != "units"]
-    unknown = [m for m in measures if m not in MEASURE_SPECS]
+    unknown = [m for m in measures if m not in specs]
     if unknown:
-        raise DataError(f"unknown measures {unknown}; known: {sorted(MEASURES)}")
+        raise DataError(f"unknown measures {unknown}; known: {sorted([*specs, 'units'])}")
     origin = int(_day_start(window[0]).timestamp()) - int(datetime(1970, 1, 1).timestamp())
-    by_table: dict[str, list[str]] = {}
+    groups: dict[tuple[str, str], list[str]] = {}
     for m in measures:
-        by_table.setdefault(MEASURE_SPECS[m].table, []).append(m)
+        groups.setdefault((specs[m].table, specs[m].time), []).append(m)
     all_cols = [c for m in measures for c in (m, f"{m}_burn")]
     parts = []
-    for tname, ms in by_table.items():
+    for (tname, time_col), ms in groups.items():
         t = store.table(tname)
-        time_col = MEASURE_SPECS[ms[0]].time
-        is_date = tname == "traffic"
+        is_date = t[time_col].type().is_date()
         keep = _in_window(t[time_col], window, is_date)
         for lo, hi in e.exclude_windows:
             keep = keep & ~_in_window(t[time_col], (lo, hi), is_date)
         t = t.filter(keep)
-        t, flags = _join_insight_flags(store, t, ms)
+        t, flags = _join_insight_flags(store, t, ms, specs)
         tc = t[time_col]
         sec = (tc.cast("timestamp") if is_date else tc).epoch_seconds() - origin
         block = (sec // block_s).cast("int64")
@@ -317,13 +278,11 @@ def block_measures_expr(
             drop = block < 0
         aggs = {}
         for m in ms:
-            spec = MEASURE_SPECS[m]
-            val = t[spec.value].cast("float64").fill_null(0.0) if spec.value else ibis.literal(1.0)
-            cond = spec.where(t).fill_null(False) if spec.where is not None else ibis.literal(True)
+            spec = specs[m]
+            cond = spec.condition(t)
             if m in flags:
                 cond = cond & flags[m]
-            aggs[m] = ibis.ifelse(cond & ~drop, val, 0.0).sum()
-            aggs[f"{m}_burn"] = ibis.ifelse(cond & drop, val, 0.0).sum()
+            aggs[m], aggs[f"{m}_burn"] = _aggregate(spec, t, cond & ~drop, cond & drop)
         agg = t.group_by(block=block).aggregate(**aggs)
         fill = {c: ibis.literal(0.0) for c in all_cols if c not in aggs}
         parts.append(agg.mutate(**fill).select("block", *all_cols))
