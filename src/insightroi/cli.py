@@ -33,6 +33,7 @@ _STAGE_CLIS = (
     "insightroi.roi._cli",
     "insightroi.monitor._cli",
     "insightroi.report._cli",
+    "insightroi.privacy._cli",
     "insightroi.server._cli",
     "insightroi._pipeline_cli",
 )
