@@ -258,7 +258,13 @@ class Store:
         self.con.create_table(name, schema=ibis.schema(columns))
 
     def _drop(self, name: str) -> None:
-        self.con.drop_table(name)
+        # Plain SQL: Ibis' drop_table compiles to a bare "DROP TABLE" with some sqlglot versions.
+        if self.kind == "duckdb":
+            self.con.con.execute(f'DROP TABLE "{name}"')
+        elif self.kind == "pyspark":
+            self.con._session.sql(f"DROP TABLE `{name}`")
+        else:
+            self.con.drop_table(name)
 
     def count(self, name: str) -> int:
         """Number of rows in table ``name``."""
