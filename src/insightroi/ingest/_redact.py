@@ -593,7 +593,7 @@ def _end_ok(norm: str, end: int) -> bool:
     return not ((first.isascii() and first.isalpha()) or (first in (":", "/", " ", ".", "-") and after[1:2].isdigit()))
 
 
-def _phone_ok(norm: str, start: int, end: int, number, fmt_min_digits: int = 10) -> bool:
+def _phone_ok(norm: str, start: int, end: int, number, fmt_min_digits: int = 10, valid: bool | None = None) -> bool:
     text = norm[start:end]
     if not _DIGIT_RUN.search(text) or _DATE.fullmatch(text.strip()) or _IPV4.fullmatch(text):
         return False
@@ -605,11 +605,75 @@ def _phone_ok(norm: str, start: int, end: int, number, fmt_min_digits: int = 10)
     formatted = text.startswith(("+", "(")) or not text.isdigit()
     if formatted and n_digits >= fmt_min_digits:
         return phonenumbers.is_possible_number(number)
-    # A bare digit run (or a short one) is a phone only when the number is a real, assigned one.
-    return phonenumbers.is_valid_number(number)
+    # A bare digit run (or a short one) is a phone only when the number is a real, assigned one
+    # (``valid``: the caller has already asked; is_valid_number costs tens of microseconds).
+    return phonenumbers.is_valid_number(number) if valid is None else valid
+
+
+# A run the matcher would take whole: digits and ' .-' (no '/', which starts its date and
+# second-number checks), at most one bracket pair and only around the area code, first or after
+# a country code ('(415) 555-2671', '+1 (555) 010-1234').
+_PLAIN_RUN = re.compile(r"(?:\+[0-9]{1,3}[ .\-]{0,3})?(?:\([0-9]+\))?[0-9 .\-]*")
+_ANY_DIGIT = re.compile(r"\d")
+
+
+def _matcher_spans(norm: str, s: int, e: int, region: str) -> Iterator[tuple[int, int, object]]:
+    """What ``PhoneNumberMatcher(norm[s:e + 24], region, leniency=POSSIBLE)`` finds, as spans in ``norm``.
+
+    The matcher costs 50-200 microseconds a window (it tries every sub-group of a number that
+    fails); when no digit follows the run within the window and the run is a plain one, its first
+    step is ``parse`` of the whole run, and a possible number there is its one and only match. That
+    step is taken here directly; anything else goes to the matcher.
+    """
+    text = norm[s:e]
+    if (not _ANY_DIGIT.search(norm, e, e + 24) and sum(ch.isdigit() for ch in text) <= 17
+            and _PLAIN_RUN.fullmatch(text)):
+        try:
+            number = phonenumbers.parse(text, region, keep_raw_input=True)
+        except phonenumbers.NumberParseException:
+            number = None
+        if number is not None and phonenumbers.is_possible_number(number):
+            yield s, e, number
+            return
+    for p in PhoneNumberMatcher(norm[s:e + 24], region, leniency=Leniency.POSSIBLE):
+        yield s + p.start, s + p.end, p.number
+
+
+def _other_region_phones(norm: str, taken: _Spans, region: str, *, early: bool, tried: set[int]) -> None:
+    """National formats of other regions (020 7946 0958) and 00-prefixed international numbers.
+
+    Two passes around the default region's matcher, which spends 200 microseconds failing on each
+    such number (it tries every group of a number it cannot parse whole). The ``early`` pass, before
+    it, takes only runs the matcher would see alone: no '(' before (the matcher keeps it), no digit
+    within the three separators a digit run may hold before it, none in the 24-character window
+    after it (an extension, a second number); it adds the start of each run it tried to ``tried``,
+    which the pass after skips.
+    """
+    for m in _matches_after(_PHONE_RUN, norm, lambda c: (c.isascii() and c.isalnum()) or c in "_-+/.:"):
+        s, e = m.start(), m.end()
+        text = m.group(0)
+        if not 9 <= sum(ch.isdigit() for ch in text) <= 17 or taken.overlaps(s, e) or not _start_ok(norm, s):
+            continue
+        if early:
+            if norm[s - 1:s] == "(" or _ANY_DIGIT.search(norm, max(0, s - 4), s) or _ANY_DIGIT.search(norm, e, e + 24):
+                continue
+            tried.add(s)
+        elif s in tried:
+            continue
+        regions = [r for r in _fallback_regions() if r != region]
+        for cand, reg in [("+" + text[2:], None)] if text.startswith("00") else [(text, r) for r in regions]:
+            try:
+                number = phonenumbers.parse(cand, reg)
+            except phonenumbers.NumberParseException:
+                continue
+            if phonenumbers.is_valid_number(number) and _phone_ok(norm, s, e, number, fmt_min_digits=99, valid=True):
+                taken.add(s, e, PHONE_TOKEN)
+                break
 
 
 def _phones(norm: str, taken: _Spans, region: str) -> None:
+    tried: set[int] = set()
+    _other_region_phones(norm, taken, region, early=True, tried=tried)
     # libphonenumber's matcher costs a fifth of a millisecond a call: run it only on windows around
     # digit runs that could be phones (7-24 digits, not after 'order', not inside a code or a date).
     for m in _NUM_RUN.finditer(norm):
@@ -623,25 +687,10 @@ def _phones(norm: str, taken: _Spans, region: str) -> None:
         if not _start_ok(norm, s) or _PRICES.fullmatch(text) or _AMOUNT.fullmatch(text) or (not text.startswith("+") and not _end_ok(norm, e)):
             continue
         # The window's tail leaves room for an extension ('ext. 12', 'x204').
-        for p in PhoneNumberMatcher(norm[s:e + 24], region, leniency=Leniency.POSSIBLE):
-            ps, pe = s + p.start, s + p.end
-            if not taken.overlaps(ps, pe) and _phone_ok(norm, ps, pe, p.number):
+        for ps, pe, number in _matcher_spans(norm, s, e, region):
+            if not taken.overlaps(ps, pe) and _phone_ok(norm, ps, pe, number):
                 taken.add(ps, pe, PHONE_TOKEN)
-    # National formats of other regions (020 7946 0958) and 00-prefixed international numbers.
-    for m in _matches_after(_PHONE_RUN, norm, lambda c: (c.isascii() and c.isalnum()) or c in "_-+/.:"):
-        s, e = m.start(), m.end()
-        text = m.group(0)
-        if not 9 <= sum(ch.isdigit() for ch in text) <= 17 or taken.overlaps(s, e) or not _start_ok(norm, s):
-            continue
-        regions = [r for r in _fallback_regions() if r != region]
-        for cand, reg in [("+" + text[2:], None)] if text.startswith("00") else [(text, r) for r in regions]:
-            try:
-                number = phonenumbers.parse(cand, reg)
-            except phonenumbers.NumberParseException:
-                continue
-            if phonenumbers.is_valid_number(number) and _phone_ok(norm, s, e, number, fmt_min_digits=99):
-                taken.add(s, e, PHONE_TOKEN)
-                break
+    _other_region_phones(norm, taken, region, early=False, tried=tried)
 
 
 _CURRENCY = frozenset("$€£¥₹₩₽¢")
