@@ -19,6 +19,7 @@ from insightroi._cli_common import (
     store_url,
 )
 from insightroi.experiments import MAX_WEEKS, power_table
+from insightroi.metrics import describe_measures
 from insightroi.program import load_program, starter_program_text
 from insightroi.store import TABLES, duckdb_file, open_store
 
@@ -56,6 +57,17 @@ def plan(
             k.instrumentation or "-", k.owner, k.decision_rule or "-",
         )))
     console.print(table)
+    # The user's measures are checked against their tables' declared columns and types here,
+    # before any data is read: a bad one stops the plan with the measure and column named.
+    measures = run_or_fail(describe_measures, prog)
+    if measures:
+        mt = Table(title=escape("Measures defined in the program ([[measures]])"))
+        cols = ("name", "definition", "time", "unit_column", "unit", "description")
+        for col in cols:
+            mt.add_column(col)
+        for row in measures:
+            mt.add_row(*[escape(row[c]) for c in cols])
+        console.print(mt)
     e = prog.experiment
     console.print(escape(
         f"Design: {e.design} on {e.unit}, {e.treatment_share:.0%} treated, salt {e.salt!r}, "

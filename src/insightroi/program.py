@@ -387,15 +387,20 @@ _GRAMMAR_TEXT = ("columns, literals, + - * / %, comparisons, and / or / not, CAS
                  "IS [NOT] NULL, [I]LIKE and the functions " + ", ".join(EXPRESSION_FUNCTIONS))
 
 
+def _sql(node: exp.Expression) -> str:
+    # Functions as the user writes them (sqlglot upper-cases them by default).
+    return node.sql(normalize_functions="lower")
+
+
 def _refusal(node: exp.Expression) -> str | None:
     """Why ``node`` is outside the grammar (None when it is inside)."""
     if isinstance(node, (exp.Subquery, exp.Select, exp.Exists, exp.Query)) or (
             isinstance(node, exp.In) and node.args.get("query") is not None):
-        return f"a subquery ({node.sql()!r}) is not allowed"
+        return f"a subquery ({_sql(node)!r}) is not allowed"
     if isinstance(node, exp.Column) and (node.table or not isinstance(node.this, exp.Identifier)):
-        return f"column {node.sql()!r} is not allowed: name a column of the measure's table, unqualified"
+        return f"column {_sql(node)!r} is not allowed: name a column of the measure's table, unqualified"
     if isinstance(node, exp.Is) and not isinstance(node.expression, exp.Null):
-        return f"{node.sql()!r} is not allowed: IS takes NULL only (write 'x = true')"
+        return f"{_sql(node)!r} is not allowed: IS takes NULL only (write 'x = true')"
     if isinstance(node, exp.Anonymous) or (isinstance(node, exp.Func) and type(node) in _FUNCTION_NODES):
         name = node.name.lower() if isinstance(node, exp.Anonymous) else _FUNCTION_NODES[type(node)]
         if name not in EXPRESSION_FUNCTIONS:
@@ -411,7 +416,7 @@ def _refusal(node: exp.Expression) -> str | None:
     if isinstance(node, exp.Func) and not isinstance(node, _GRAMMAR_NODES):
         return f"function {node.sql_name().lower()!r} is not allowed; allowed functions: {', '.join(EXPRESSION_FUNCTIONS)}"
     if not isinstance(node, _GRAMMAR_NODES):
-        return f"{node.sql()!r} ({node.key}) is not allowed; an expression may use {_GRAMMAR_TEXT}"
+        return f"{_sql(node)!r} ({node.key}) is not allowed; an expression may use {_GRAMMAR_TEXT}"
     return None
 
 
@@ -472,7 +477,6 @@ def parse_expression(text: str, columns: Iterable[str] | None = None, table: str
                 where = f" in table {table}" if table else ""
                 raise ValueError(f"unknown column {ident.name!r}{where}; columns: {', '.join(known.values())}")
             ident.set("this", actual)
-            ident.set("quoted", True)
     return tree
 
 

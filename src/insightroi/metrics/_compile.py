@@ -94,6 +94,18 @@ def _join_insight_flags(store: Store, t: ir.Table, measures: Sequence[str],
     return t, {m: t[key].notnull() for m, key in flag_keys.items()}
 
 
+def _source_table(store: Store, name: str, measures: Sequence[str], specs: dict[str, MeasureSpec]) -> ir.Table:
+    try:
+        return store.table(name)
+    except KeyError:
+        users = sorted({specs[m].measure for m in measures if specs[m].measure})
+        if not users or not name.startswith("user_"):
+            raise
+        raise DataError(f"measure(s) {users} read the user table {name.removeprefix('user_')!r}, which the store "
+                        f"does not hold yet (as {name!r}); ingest it first: insightroi ingest --table "
+                        f"{name.removeprefix('user_')} FILE") from None
+
+
 def _aggregate(spec: MeasureSpec, t: ir.Table, *conds: ir.BooleanValue) -> list[ir.FloatingScalar]:
     """One float64 reduction of ``spec`` over the rows of ``t`` meeting each condition."""
     val = spec.value_expr(t)
@@ -157,7 +169,7 @@ def unit_measures_expr(
     fact_cols = [c for m in fact_measures for c in (m, f"{m}_pre")]
     parts = []
     for (tname, time_col, ucol), ms in groups.items():
-        t = store.table(tname)
+        t = _source_table(store, tname, ms, specs)
         missing = [c for c in [ucol, *[b for b in by if b != "week"]] if c not in t.columns]
         if missing:
             raise DataError(f"table {tname!r} has no column(s) {missing} needed to group {ms}")
@@ -260,7 +272,7 @@ def block_measures_expr(
     all_cols = [c for m in measures for c in (m, f"{m}_burn")]
     parts = []
     for (tname, time_col), ms in groups.items():
-        t = store.table(tname)
+        t = _source_table(store, tname, ms, specs)
         is_date = t[time_col].type().is_date()
         keep = _in_window(t[time_col], window, is_date)
         for lo, hi in e.exclude_windows:

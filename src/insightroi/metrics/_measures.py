@@ -138,6 +138,11 @@ _BINARY: dict[type, Callable[[ir.Value, ir.Value], ir.Value]] = {
 _SECONDS = {"hours_between": 3600.0, "minutes_between": 60.0, "days_between": 86400.0}
 
 
+def _sql(node: exp.Expression) -> str:
+    # Functions as the user writes them (sqlglot upper-cases them by default).
+    return node.sql(normalize_functions="lower")
+
+
 def _seconds(v: ir.Value, fn: str) -> ir.Value:
     if v.type().is_date():
         v = v.cast("timestamp")
@@ -243,8 +248,8 @@ def _compile(n: exp.Expression, t: ir.Table) -> ir.Value:
         raise
     except Exception as exc:  # Ibis signals type errors with several exception types
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise _Untyped(f"{n.sql()!r} does not type-check: {detail}") from None
-    raise _Untyped(f"{n.sql()!r} ({n.key}) is not part of the expression grammar")
+        raise _Untyped(f"{_sql(n)!r} does not type-check: {detail}") from None
+    raise _Untyped(f"{_sql(n)!r} ({n.key}) is not part of the expression grammar")
 
 
 # ---- user measures ----------------------------------------------------------------------------------
@@ -349,8 +354,9 @@ def describe_measures(program: Program) -> list[dict[str, str]]:
     Returns
     -------
     list of dict
-        ``name, table, aggregation, value, filter, time, unit_column, unit, description`` as text
-        (a mean's row says which ``_count`` measure divides it).
+        ``name, definition, table, aggregation, value, filter, time, unit_column, unit,
+        description`` as text; ``definition`` reads as a sentence, e.g. ``"mean of nps over
+        surveys where nps is not null (a KPI divides nps by nps_count)"``.
     """
     measure_specs(program)
     rows = []
@@ -359,9 +365,13 @@ def describe_measures(program: Program) -> list[dict[str, str]]:
         if isinstance(m.unit_column, dict):
             ucol = ", ".join(f"{u}: {c}" for u, c in m.unit_column.items())
         else:
-            ucol = m.unit_column or "default (" + ", ".join(f"{u}: {c}" for u, c in UNIT_COLUMNS.items()) + ")"
-        agg = m.aggregation + (f" (per {m.count_measure})" if m.count_measure else "")
-        rows.append({"name": m.name, "table": table, "aggregation": agg, "value": m.value or "-",
-                     "filter": m.filter or "-", "time": m.time or default_time or "-", "unit_column": ucol,
-                     "unit": m.unit or "-", "description": m.description or "-"})
+            ucol = m.unit_column or "the table's usual column"
+        what = {"count": "count of rows of", "sum": f"sum of {m.value} over", "mean": f"mean of {m.value} over",
+                "count_distinct": f"distinct {m.value} in"}[m.aggregation]
+        definition = f"{what} {m.table}" + (f" where {m.filter}" if m.filter else "")
+        if m.count_measure:
+            definition += f" (a KPI divides {m.name} by {m.count_measure})"
+        rows.append({"name": m.name, "definition": definition, "table": table, "aggregation": m.aggregation,
+                     "value": m.value or "-", "filter": m.filter or "-", "time": m.time or default_time or "-",
+                     "unit_column": ucol, "unit": m.unit or "-", "description": m.description or "-"})
     return rows

@@ -12,7 +12,8 @@ from typing import Any
 import ibis
 import numpy as np
 
-from insightroi.errors import DataError
+from insightroi.errors import DataError, ProgramError
+from insightroi.metrics import MeasureSpec, measure_specs
 from insightroi.monitor._decay import decay_rows, outcome_decay
 from insightroi.monitor._decision import MonitorDecision, decide, decision_kpi
 from insightroi.monitor._quality import quality_by_slice
@@ -141,12 +142,25 @@ def store_period_effects(
     Periods are ``retraining.period_days`` long from ``experiment.start``; per-unit numerator and
     denominator totals are summed in the database per (period, unit), units without events count
     as zeros, and each period goes through :func:`insightroi.monitor.ratio_difference`. Only KPIs
-    on ``sku_family`` units whose measures are plain counts or sums of one table are supported
-    (others raise :class:`DataError`; the metrics stage computes them).
+    on ``sku_family`` units whose measures are plain counts or sums of one table are supported:
+    the built-ins of ``_MEASURES`` and the program's ``[[measures]]`` (a mean through its
+    ``_count``; a distinct count per period and unit). Others raise :class:`DataError` (the
+    metrics stage computes them).
     """
     k = program.kpi(kpi)
-    if k.unit != "sku_family" or k.numerator not in _MEASURES or k.denominator not in _MEASURES:
-        raise DataError(f"KPI {kpi!r}: per-period effects from the store need sku_family units and count/sum measures")
+    try:
+        specs = measure_specs(program)
+    except ProgramError as exc:
+        raise DataError(f"KPI {kpi!r}: {exc}") from None
+    sources = {}
+    for m in (k.numerator, k.denominator):
+        spec = specs.get(m)
+        if m not in _MEASURES and (spec is None or spec.measure is None):
+            raise DataError(f"KPI {kpi!r}: per-period effects from the store need sku_family units and count/sum "
+                            f"measures; {m!r} is neither a plain built-in count/sum nor a [[measures]] entry")
+        sources[m] = _MEASURES.get(m) or spec
+    if k.unit != "sku_family":
+        raise DataError(f"KPI {kpi!r}: per-period effects from the store need sku_family units, not {k.unit!r}")
     a = store.table("assignments")
     a = a.filter(a.experiment == program.experiment.name).select("unit_id", "arm").distinct()
     arms = a.execute()
@@ -157,19 +171,39 @@ def store_period_effects(
     totals: dict[str, dict[tuple[int, str], float]] = {}
     last_period = 0
     for role, measure in (("num", k.numerator), ("den", k.denominator)):
-        table, tcol, vcol, filt = _MEASURES[measure]
-        t = store.table(table)
-        if filt is not None:
-            t = t.filter(filt(t))
-        t = t.filter(t[tcol] >= start)
+        source = sources[measure]
+        if isinstance(source, MeasureSpec):
+            table, tcol, ucol = source.table, source.time, source.unit_column_for("sku_family")
+            try:
+                t = store.table(table)
+            except KeyError:
+                raise DataError(f"KPI {kpi!r}: measure {measure!r} reads {table!r}, which the store does not hold") from None
+            if ucol not in t.columns:
+                raise DataError(f"KPI {kpi!r}: measure {measure!r} has no sku_family column in {table!r}; "
+                                "set its unit_column")
+            t = t.filter(source.condition(t))
+        else:
+            table, tcol, vcol, filt = source
+            ucol = "sku_family"
+            t = store.table(table)
+            if filt is not None:
+                t = t.filter(filt(t))
+        # A date event-time column is compared with dates, a timestamp one with datetimes.
+        day = (lambda d: d.date()) if t[tcol].type().is_date() else (lambda d: d)
+        t = t.filter(t[tcol] >= day(start))
         if end is not None:
-            t = t.filter(t[tcol] < end)
+            t = t.filter(t[tcol] < day(end))
         if program.experiment.end is not None:
-            t = t.filter(t[tcol] < _day(program.experiment.end) + timedelta(days=1))
-        t = t.mutate(_p=t[tcol].cast("date").delta(ibis.date(start.date()), unit="day") // pdays)
-        value = t[vcol].sum() if vcol else t.count()
-        df = t.group_by(["_p", "sku_family"]).agg(v=value).execute()
-        totals[role] = {(int(p), str(u)): float(v or 0.0) for p, u, v in zip(df["_p"], df["sku_family"], df["v"])}
+            t = t.filter(t[tcol] < day(_day(program.experiment.end) + timedelta(days=1)))
+        t = t.mutate(_p=t[tcol].cast("date").delta(ibis.date(start.date()), unit="day") // pdays,
+                     _u=t[ucol].cast("string"))
+        if isinstance(source, MeasureSpec):
+            v = source.value_expr(t)
+            value = t.count() if source.value is None else (v.nunique() if source.distinct else v.sum())
+        else:
+            value = t[vcol].sum() if vcol else t.count()
+        df = t.group_by(["_p", "_u"]).agg(v=value).execute()
+        totals[role] = {(int(p), str(u)): float(v or 0.0) for p, u, v in zip(df["_p"], df["_u"], df["v"])}
         if len(df):
             last_period = max(last_period, int(df["_p"].max()))
     units = arms.unit_id.astype(str).to_numpy()
