@@ -7,7 +7,7 @@ and PII in free text redacted. Real DuckDB files; the CLI through Typer's runner
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from insightroi.cli import app
 from insightroi.ingest import ingest_path, pseudonymize, retry_quarantine
-from insightroi.program import parse_program, starter_program_text
+from insightroi.program import UserTable, parse_program, starter_program_text
 from insightroi.store import SCHEMA_VERSION, open_store
 
 SURVEYS = """
@@ -274,3 +274,49 @@ def test_an_undeclared_table_names_the_declared_ones(setup):
     # The Python API says the same.
     with open_store(url) as st, pytest.raises(ValueError, match="user_surveys"):
         ingest_path(st, "user_nps", csv, program=parse_program(prog.read_text()))
+
+
+def test_jsonl_lines_and_column_names_like_the_engines_own_helpers(tmp_path):
+    # Columns named like the validator's and the conflict query's helper columns (x and s_x, key,
+    # mine, rid) and a JSONL file: typed checks per line, a conflict reported with its values.
+    odd = UserTable(name="odd", columns={"key": "string", "x": "float64", "s_x": "string", "mine": "boolean",
+                                         "rid": "date"}, key="key")
+    path = write(tmp_path / "odd.jsonl", "\n".join([
+        '{"key": "k1", "x": 1.5, "s_x": "a", "mine": true, "rid": "2025-03-01"}',
+        '{"key": "k2", "x": "2,5", "s_x": "b"}',
+        '{"key": "k3", "mine": "maybe"}',
+        '{"key": "k4", "rid": "2025-02-30"}',
+        '[1, 2]',
+        '{"key": "k1", "x": 9.0, "s_x": "changed"}',
+        '{"key": "k5", "x": "3", "s_x": "c", "mine": "no", "rid": "2025-03-05"}',
+    ]) + "\n")
+    with open_store(f"duckdb:///{tmp_path / 's.duckdb'}") as st:
+        report = ingest_path(st, odd, path)
+        assert (report.rows_read, report.landed, report.duplicates, report.quarantined) == (7, 2, 0, 5)
+        assert st.sql('SELECT "key", x, s_x, mine, rid FROM user_odd ORDER BY 1').to_pylist() == [
+            {"key": "k1", "x": 1.5, "s_x": "a", "mine": True, "rid": date(2025, 3, 1)},
+            {"key": "k5", "x": 3.0, "s_x": "c", "mine": False, "rid": date(2025, 3, 5)},
+        ]
+        got = st.sql("SELECT row_number, field, reason, raw FROM quarantine ORDER BY row_number").to_pylist()
+    assert [(r["row_number"], r["field"], r["reason"]) for r in got[:3]] == [
+        (2, "x", "cannot parse '2,5' as a number"),
+        (3, "mine", "cannot parse 'maybe' as a boolean"),
+        (4, "rid", "cannot parse '2025-02-30' as a date"),
+    ]
+    assert got[3]["row_number"] == 5 and got[3]["field"] is None and "not a JSON object" in got[3]["reason"]
+    assert got[4]["row_number"] == 6 and got[4]["reason"].startswith("conflict: key 'k1' appears again")
+    assert json.loads(got[4]["raw"]) == {"key": "k1", "x": 9.0, "s_x": "changed", "mine": None, "rid": None}
+
+
+def test_schema_command_lists_the_programs_user_tables(setup):
+    tmp, prog, _, _ = setup
+    res = CliRunner().invoke(app, ["schema", "surveys", "--program", str(prog), "--json"])
+    assert res.exit_code == 0, res.output
+    (table,) = json.loads(res.output)["tables"]
+    assert (table["name"], table["key"], table["time_column"]) == ("user_surveys", "survey_id", "answered_at")
+    cols = {c["name"]: c for c in table["columns"]}
+    assert [c["name"] for c in table["columns"]] == ["survey_id", "customer_id", "answered_at", "nps", "comment",
+                                                     "ingested_at", "batch_id"]
+    assert [n for n, c in cols.items() if c["required"]] == ["survey_id", "answered_at", "nps"]
+    assert [n for n, c in cols.items() if c["redacted"]] == ["comment"]
+    assert cols["nps"]["type"] == "integer" and cols["batch_id"]["set_by_ingestion"]

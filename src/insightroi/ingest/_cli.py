@@ -29,7 +29,7 @@ from insightroi.ingest._contract import contract_tables, data_contract, data_con
 from insightroi.ingest._engine import INGESTIBLE, ingest_path, load_user_table, retry_quarantine
 from insightroi.ingest._report import FileReport
 from insightroi.program import UserTable, load_program
-from insightroi.store import USER_TABLE_PREFIX, open_store
+from insightroi.store import USER_TABLE_PREFIX, open_store, user_table_spec
 
 _SHOW_REASONS = 5
 _RETRY_HINT = "after fixing the program file (e.g. program.timezone), 'insightroi ingest --retry-quarantine' lands those that pass"
@@ -200,7 +200,9 @@ def _print_retry(rr, tz: str | None, as_json: bool) -> None:
 
 
 def schema(
-    table: Annotated[str | None, typer.Argument(metavar="TABLE", show_default=False, help=f"One table: {', '.join(INGESTIBLE)} (default: all).")] = None,
+    ctx: typer.Context,
+    table: Annotated[str | None, typer.Argument(metavar="TABLE", show_default=False, help=f"One table: {', '.join(INGESTIBLE)}, or a user table (default: all).")] = None,
+    program: ProgramOption = DEFAULT_PROGRAM,
     as_json: JsonOption = False,
     markdown: Annotated[
         bool, typer.Option("--markdown", help="Print Markdown (the text of docs/data-contract.md).")
@@ -209,21 +211,30 @@ def schema(
     """The data contract: each table's columns, types, required or optional, allowed values, examples.
 
     It is read from the rules 'insightroi ingest' enforces, so what it prints is what is checked.
+    The user tables of the program file (./insightroi.toml when it exists) follow ours.
     """
-    if table is not None and table not in INGESTIBLE:
+    prog = _program(ctx, program)
+    try:
+        users = [user_table_spec(t) for t in getattr(prog, "tables", [])]
+    except InsightRoiError as exc:
+        fail_with(exc)
+    if table is not None and table not in INGESTIBLE and USER_TABLE_PREFIX + table in {u.name for u in users}:
+        table = USER_TABLE_PREFIX + table  # 'schema surveys' for user_surveys
+    known = [*INGESTIBLE, *(u.name for u in users)]
+    if table is not None and table not in known:
         # One line even on a narrow terminal, so scripts can grep it.
-        err_console.print(f"[bold red]error:[/] {escape(f'unknown table {table!r}')}; tables: {', '.join(INGESTIBLE)}",
+        err_console.print(f"[bold red]error:[/] {escape(f'unknown table {table!r}')}; tables: {', '.join(known)}",
                           highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     if as_json and markdown:
         fail("choose one of --json and --markdown")
     if markdown:
         # Plain text: Rich would re-wrap lines and read [EMAIL] as markup.
-        typer.echo(data_contract_markdown(table), nl=False)
+        typer.echo(data_contract_markdown(table, user_tables=users), nl=False)
     elif as_json:
-        typer.echo(json.dumps({"tables": data_contract(table)}, indent=2))
+        typer.echo(json.dumps({"tables": data_contract(table, user_tables=users)}, indent=2))
     else:
-        for rt in contract_tables(table):
+        for rt in contract_tables(table, user_tables=users):
             console.print(rt)
             console.print()
 

@@ -10,6 +10,7 @@ cannot drift from the code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from insightroi.errors import check_option
@@ -25,7 +26,7 @@ from insightroi.ingest._validate import (
     SYSTEM_COLUMNS,
     TYPE_FORMATS,
 )
-from insightroi.store import TABLES
+from insightroi.store import TABLES, TableSpec
 
 __all__ = ["data_contract", "data_contract_markdown", "contract_tables", "TYPE_NAMES", "CSV_RULES"]
 
@@ -63,13 +64,16 @@ def _rule(table: str, column: str) -> str:
     return ""
 
 
-def data_contract(table: str | None = None) -> list[dict[str, Any]]:
+def data_contract(table: str | None = None, *, user_tables: Sequence[TableSpec] = ()) -> list[dict[str, Any]]:
     """Each ingestible table's columns, types, required or optional, allowed values and examples.
 
     Parameters
     ----------
     table : str, optional
-        One ingestible table; all of them (in the store's order) when None.
+        One ingestible table (or one of ``user_tables``); all of them (in the store's order,
+        then ``user_tables``) when None.
+    user_tables : sequence of TableSpec
+        The program file's user tables (:func:`insightroi.store.user_table_spec`), listed after ours.
 
     Returns
     -------
@@ -85,10 +89,12 @@ def data_contract(table: str | None = None) -> list[dict[str, Any]]:
     ValueError
         For a table that is not ingestible (the message lists those that are).
     """
-    names = INGESTIBLE if table is None else (check_option("table", table, INGESTIBLE),)
+    specs = {**{n: TABLES[n] for n in INGESTIBLE}, **{u.name: u for u in user_tables}}
+    names = tuple(specs) if table is None else (check_option("table", table, tuple(specs)),)
     out = []
     for name in names:
-        spec = TABLES[name]
+        spec = specs[name]
+        redacted = spec.text_columns if name not in TABLES else REDACT_COLUMNS.get(name, ())
         columns = []
         for col, ibis_type in spec.columns.items():
             info = spec.column_info[col]
@@ -100,7 +106,7 @@ def data_contract(table: str | None = None) -> list[dict[str, Any]]:
                 "format": TYPE_FORMATS[ibis_type],
                 "required": col in spec.required,
                 "set_by_ingestion": col in SYSTEM_COLUMNS,
-                "redacted": col in REDACT_COLUMNS.get(name, ()),
+                "redacted": col in redacted,
                 "allowed": list(ENUMS[(name, col)]) if (name, col) in ENUMS else None,
                 "minimum": lo,
                 "maximum": hi,
@@ -129,13 +135,15 @@ def _code(text: str | None) -> str:
     return f"`{text}`" if text else ""
 
 
-def data_contract_markdown(table: str | None = None) -> str:
+def data_contract_markdown(table: str | None = None, *, user_tables: Sequence[TableSpec] = ()) -> str:
     """The data contract as Markdown: with no ``table``, the text of ``docs/data-contract.md``.
 
     Parameters
     ----------
     table : str, optional
         Only this ingestible table's section (after the rules that hold for every table).
+    user_tables : sequence of TableSpec
+        The program file's user tables, as for :func:`data_contract` (none in the committed file).
 
     Returns
     -------
@@ -196,7 +204,7 @@ def data_contract_markdown(table: str | None = None) -> str:
     ]
     for ibis_type, fmt in TYPE_FORMATS.items():
         lines.append(f"| {TYPE_NAMES[ibis_type]} | {_md(fmt)} |")
-    for t in data_contract(table):
+    for t in data_contract(table, user_tables=user_tables):
         lines += ["", f"## {t['name']}", ""]
         if t["description"]:
             lines += [_md(t["description"]), ""]
@@ -217,7 +225,7 @@ def data_contract_markdown(table: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def contract_tables(table: str | None = None) -> list:
+def contract_tables(table: str | None = None, *, user_tables: Sequence[TableSpec] = ()) -> list:
     """The contract as ``rich.table.Table`` objects, one per table (for ``insightroi schema``)."""
     from rich.markup import escape
     from rich.table import Table
@@ -225,7 +233,7 @@ def contract_tables(table: str | None = None) -> list:
     from rich.text import Text
 
     out: list = [Text("\n".join(line.replace("**", "").replace("`", "'") for line in CSV_RULES) + "\n")]
-    for t in data_contract(table):
+    for t in data_contract(table, user_tables=user_tables):
         facts = f"key {t['key']}" + (f"; event time {t['time_column']}" if t["time_column"] else "")
         rt = Table(title=f"[bold]{t['name']}[/]" + (f" - {escape(t['description'])}" if t["description"] else ""),
                    caption=facts, title_justify="left", caption_justify="left")

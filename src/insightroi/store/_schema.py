@@ -410,7 +410,7 @@ def user_table_spec(table: UserTable) -> TableSpec:
         if col == table.key:
             text = "The key: a value already stored is skipped (another row with it is a conflict)."
         elif col in table.text_columns:
-            text = "Free text (e-mails, phones, cards, IBANs, addresses and secrets redacted by default)."
+            text = "Free text, kept as written apart from PII."
         elif col in table.id_columns:
             text = "A person's id (an e-mail or phone number here is replaced by a keyed pseudonym)."
         elif col == table.time_column:
