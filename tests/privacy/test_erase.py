@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from insightroi.cli import app
 from insightroi.ingest import ingest_frame, pseudonymize
-from insightroi.privacy import ERASED, subject_hash
+from insightroi.privacy import ERASED, results_before_erasure, subject_hash
 from insightroi.program import load_program
 from insightroi.services import run_all
 from insightroi.store import open_store
@@ -176,11 +176,13 @@ def erased(tmp_path_factory):
     con.close()
     code_run, out_run = _cli("run", "--program", str(program), "--store", url, "--out", str(out / "report-after"),
                              "--json")
+    with open_store(url) as st:
+        stale = results_before_erasure(st)
     yield {
         "out": out, "url": url, "jane": (code_j, out_j), "plain": (code_p, out_p), "before": before, "after": after,
         "others_before": others_before, "others_after": others_after, "hits": hits, "results": results,
         "jane_fb_insights": jane_fb_insights, "plain_rows": plain_rows, "plain_insights": plain_insights,
-        "payload_ce": payload_ce, "run": (code_run, out_run), "needles": needles,
+        "payload_ce": payload_ce, "run": (code_run, out_run), "needles": needles, "stale": stale,
     }
     mp.undo()
 
@@ -268,6 +270,8 @@ def test_the_analysis_runs_again_after_erasure(erased):
         ins = st.load_result("section:insights")
         n_feedback = st.count("feedback")
     assert ins["provenance"]["inputs"]["feedback"]["rows"] == n_feedback
+    # The stages recomputed their sections; what no stage writes still predates the erasure.
+    assert erased["stale"]["results"] == ["demo:truth", "evidence:alert-AL-J1"]
 
 
 def test_erase_refuses_an_empty_id(erased):

@@ -15,7 +15,15 @@ Typical use::
     print(erased.deleted, erased.predating)
 """
 
-from insightroi.privacy._erase import ERASED, MIN_ID_CHARS, MIN_TEXT_CHARS, ErasureReport, erase_customer, subject_hash
+from insightroi.privacy._erase import (
+    ERASED,
+    MIN_ID_CHARS,
+    MIN_TEXT_CHARS,
+    ErasureReport,
+    erase_customer,
+    results_before_erasure,
+    subject_hash,
+)
 from insightroi.privacy._retention import KEPT_KINDS, RetentionReport, RetentionRule, apply_retention, resolve_retention
 
 __all__ = [
@@ -29,5 +37,6 @@ __all__ = [
     "apply_retention",
     "erase_customer",
     "resolve_retention",
+    "results_before_erasure",
     "subject_hash",
 ]

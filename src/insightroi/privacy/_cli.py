@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Annotated, Optional
 
 import typer
@@ -28,6 +29,7 @@ def retention(
     store: StoreOption = None,
     program: ProgramOption = DEFAULT_PROGRAM,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")] = False,
+    today: Annotated[Optional[str], typer.Option("--today", help="Count ages from this day (YYYY-MM-DD) instead of today (UTC).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Delete rows older than the days the program keeps them (its retention table), by each table's time column.
@@ -36,9 +38,13 @@ def retention(
     feedback and the table's quarantined rows of the same age. Records what it did (no row data)
     as a saved result of kind "retention".
     """
+    try:
+        day = date.fromisoformat(today) if today else None
+    except ValueError:
+        fail(f"--today must be a date such as 2025-03-31; got {today!r}")
     prog = run_or_fail(load_program, program)
     with run_or_fail(open_store, store_url(store)) as st:
-        report = run_or_fail(apply_retention, st, prog, dry_run=dry_run)
+        report = run_or_fail(apply_retention, st, prog, today=day, dry_run=dry_run)
     if as_json:
         print(json.dumps(report.to_dict(), indent=1))
         return

@@ -18,7 +18,8 @@ from insightroi.program import Program
 from insightroi.privacy._retention import KEPT_KINDS
 from insightroi.store import Store
 
-__all__ = ["ERASED", "MIN_ID_CHARS", "MIN_TEXT_CHARS", "ErasureReport", "erase_customer", "subject_hash"]
+__all__ = ["ERASED", "MIN_ID_CHARS", "MIN_TEXT_CHARS", "ErasureReport", "erase_customer", "results_before_erasure",
+           "subject_hash"]
 
 #: What an erased id or text is replaced with where the row holding it stays.
 ERASED = "[ERASED]"
@@ -397,3 +398,28 @@ def erase_customer(store: Store, program: Program, customer: str, *, reason: str
             "created_at": pa.array([erased_at], pa.timestamp("us")), "payload": [json.dumps(record, allow_nan=False)],
         }))
     return report
+
+
+def results_before_erasure(store: Store) -> dict[str, Any] | None:
+    """The saved results still computed before the latest erasure (to mark them, or re-run their stages).
+
+    Parameters
+    ----------
+    store : Store
+        Any store (reads only).
+
+    Returns
+    -------
+    dict or None
+        ``{"record_id", "erased_at", "results"}`` (``results``: ids of saved results created
+        before that erasure, other than erasure and retention records, oldest first), or None
+        when no erasure was recorded. After ``insightroi run`` only results no stage recomputes
+        remain listed.
+    """
+    records = store.load_results("erasure")
+    if not records:
+        return None
+    last = max(records, key=lambda r: (r["created_at"], r["id"]))
+    older = [r for r in store.load_results() if r["kind"] not in KEPT_KINDS and r["created_at"] < last["created_at"]]
+    return {"record_id": last["id"], "erased_at": last["created_at"].isoformat(),
+            "results": [r["id"] for r in sorted(older, key=lambda r: (r["created_at"], r["id"]))]}
