@@ -681,7 +681,10 @@ def _open_pyspark(url: str, parsed) -> Store:
     )
     warehouse = parsed.netloc + parsed.path
     if warehouse.strip("/"):
-        builder = builder.config("spark.sql.warehouse.dir", str(Path(warehouse.lstrip("/")).resolve()))
+        # As for DuckDB: three slashes before a relative folder, four before an absolute one
+        # (stripping every slash put pyspark:////tmp/wh under ./tmp/wh).
+        folder = warehouse[1:] if warehouse.startswith("/") else warehouse
+        builder = builder.config("spark.sql.warehouse.dir", str(Path(folder).resolve()))
     for k, v in query.items():
         builder = builder.config(k, v)
     session = builder.getOrCreate()
