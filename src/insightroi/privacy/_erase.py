@@ -111,6 +111,11 @@ def _variants(text: str) -> set[str]:
             json.dumps(text)[1:-1]}
 
 
+def _alt(values: Iterable[str]) -> str:
+    # Longest first, so a text that contains another is replaced whole.
+    return "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
+
+
 class _Scrubber:
     """Finds and replaces the customer's ids and texts in a string.
 
@@ -128,10 +133,9 @@ class _Scrubber:
         for t in self.texts:
             (long_texts if len(t) >= MIN_TEXT_CHARS else short_texts).update(_variants(t))
         weak |= short_texts
-        alt = lambda values: "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))  # noqa: E731
-        self._strong = re.compile(rf"(?<![\w.+\-])(?:{alt(strong)})(?![\w\-]|\.\w)", re.I) if strong else None
-        self._weak = re.compile(rf'(?:^|(?<=[",\t]))\s*(?:{alt(weak)})\s*(?=$|[",\t])', re.I) if weak else None
-        self._long = re.compile(alt(long_texts)) if long_texts else None
+        self._strong = re.compile(rf"(?<![\w.+\-])(?:{_alt(strong)})(?![\w\-]|\.\w)", re.I) if strong else None
+        self._weak = re.compile(rf'(?:^|(?<=[",\t]))\s*(?:{_alt(weak)})\s*(?=$|[",\t])', re.I) if weak else None
+        self._long = re.compile(_alt(long_texts)) if long_texts else None
         # Lower-cased needles for a cheap SQL prefilter (DuckDB's `contains`).
         self.probes = sorted({v.lower() for v in (ids | long_texts | short_texts)})
 
