@@ -304,3 +304,53 @@ def test_an_email_as_actor_gets_the_pseudonym_and_the_payload_stays_redacted(cli
     row = backend.store.sql("SELECT actor, payload FROM chain_events WHERE id = ?", [r.json()["id"]]).to_pylist()[0]
     assert row["actor"] == pseudonymize("sam.lee@example.com")
     assert json.loads(row["payload"]) == {"note": "call me on [PHONE]"}
+
+
+def test_chain_event_batch_applies_in_order_refuses_per_event_and_replays(client, backend):
+    before = backend.count("chain_events")
+    events = [
+        {"event_type": "alert_delivered", "alert_id": "batch-alr-1", "team": "support"},
+        {"event_type": "acknowledged", "alert_id": "batch-alr-1", "actor": "sam"},  # follows the delivery above
+        {"event_type": "fix_deployed", "alert_id": "batch-alr-1",
+         "event_time": "2001-01-01T00:00:00+00:00"},  # before its delivery: refused alone
+        {"event_type": "acknowledged", "alert_id": "never-delivered-batch-alr"},  # unknown alert: refused alone
+        {"event_type": "outcome", "insight_id": "ins-batch-1", "payload": {"note": "call +44 20 7946 0958"}},
+    ]
+    headers = {**AUTH, "Idempotency-Key": "batch-key-1"}
+    r = client.post("/api/v1/chain-events/batch", json={"events": events}, headers=headers)
+    assert r.status_code == 207, r.text
+    body = r.json()
+    assert (body["stored"], body["replayed"], body["rejected"]) == (3, 0, 2)
+    assert [x["status"] for x in body["results"]] == [201, 201, 422, 422, 201]
+    assert "before" in body["results"][2]["detail"] and "never-delivered-batch-alr" in body["results"][3]["detail"]
+    assert backend.count("chain_events") == before + 3
+    payload = backend.store.sql("SELECT payload FROM chain_events WHERE id = ?",
+                                [body["results"][4]["id"]]).to_pylist()[0]["payload"]
+    assert "7946" not in payload and "[PHONE]" in payload
+    # The same batch again: every stored event is a replay, nothing lands twice.
+    again = client.post("/api/v1/chain-events/batch", json={"events": events}, headers=headers).json()
+    assert [x["status"] for x in again["results"]] == [200, 200, 422, 422, 200]
+    assert [x["id"] for x in again["results"]] == [x["id"] for x in body["results"]]
+    assert backend.count("chain_events") == before + 3
+
+
+def test_batches_all_stored_are_201_and_malformed_batches_are_422_naming_the_event(client, backend):
+    before = backend.count("feedback")
+    items = [{**FEEDBACK, "id": f"batch-fb-{i}", "text": f"Item {i}: write to jo{i}@example.com"} for i in range(3)]
+    r = client.post("/api/v1/feedback/batch", json={"items": items}, headers=AUTH)
+    assert r.status_code == 201 and r.json()["stored"] == 3
+    texts = backend.store.sql("SELECT text FROM feedback WHERE id LIKE 'batch-fb-%' ORDER BY id").to_pylist()
+    assert [t["text"] for t in texts] == [f"Item {i}: write to [EMAIL]" for i in range(3)]
+    assert backend.count("feedback") == before + 3
+    # A reused id with other content refuses that item only.
+    r = client.post("/api/v1/feedback/batch", json={"items": [{**items[0], "text": "edited"}, {**items[1]}]}, headers=AUTH)
+    assert r.status_code == 207 and [x["status"] for x in r.json()["results"]] == [409, 200]
+    # A malformed item refuses the whole request, naming it; nothing lands.
+    bad = [items[0], {**items[1], "id": "batch-fb-new", "source": "carrier-pigeon"}]
+    r = client.post("/api/v1/feedback/batch", json={"items": bad}, headers=AUTH)
+    assert r.status_code == 422 and "items.1.source" in r.json()["fields"]
+    too_many = {"events": [{"event_type": "outcome", "insight_id": f"i-{i}"} for i in range(501)]}
+    r = client.post("/api/v1/chain-events/batch", json=too_many, headers=AUTH)
+    assert r.status_code == 422 and "events" in r.json()["fields"]
+    assert backend.count("feedback") == before + 3
+    assert client.post("/api/v1/chain-events/batch", json={"events": []}, headers={}).status_code == 401

@@ -42,7 +42,17 @@ from insightroi.report import (
     trend_svg,
 )
 from insightroi.server._data import Backend, Conflict, fingerprint, id_from_key
-from insightroi.server._models import CHAIN_API_TYPES, ApiError, ChainEventIn, FeedbackIn, StoredEvent
+from insightroi.server._models import (
+    CHAIN_API_TYPES,
+    ApiError,
+    BatchItemResult,
+    BatchResult,
+    ChainEventBatchIn,
+    ChainEventIn,
+    FeedbackBatchIn,
+    FeedbackIn,
+    StoredEvent,
+)
 
 __all__ = ["create_app", "MIN_TOKEN_LENGTH", "DEFAULT_ALLOWED_HOSTS"]
 
@@ -444,15 +454,17 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
 
 
     # ---- event API ----------------------------------------------------------------------------
+    def _event_id(kind: str, model, key: str | None) -> str:
+        if model.id is not None:
+            return model.id
+        if key is not None:
+            return id_from_key(kind, key)
+        return f"{'fb' if kind == 'feedback' else 'ce'}-{uuid.uuid4().hex}"
+
     async def _store_event(kind: str, table: str, model, row: dict[str, Any], key: str | None, response: Response):
         body = model.model_dump(mode="json")
         by_key = key is not None and model.id is None
-        if model.id is not None:
-            row["id"] = model.id
-        elif key is not None:
-            row["id"] = id_from_key(kind, key)
-        else:
-            row["id"] = f"{'fb' if kind == 'feedback' else 'ce'}-{uuid.uuid4().hex}"
+        row["id"] = _event_id(kind, model, key)
         try:
             b = await backend_async()
             stored, replayed = await b.write_async(table, row, fingerprint(kind, body), by_key=by_key)
@@ -464,15 +476,57 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
             response.headers["Location"] = f"/api/v1/trace/{quote(row['id'])}"
         return StoredEvent(id=row["id"], table=table, event=stored)
 
+    async def _store_batch(kind: str, table: str, models: list, rows: list[dict[str, Any]], key: str | None,
+                           response: Response) -> BatchResult:
+        items = []
+        for i, (model, row) in enumerate(zip(models, rows)):
+            # With an Idempotency-Key each event's id derives from the key and its position, so a
+            # retried batch stores nothing twice; an event's own id wins, as in the single API.
+            row["id"] = _event_id(kind, model, None if key is None else f"{key}#{i}")
+            items.append((row, fingerprint(kind, model.model_dump(mode="json")), key is not None and model.id is None))
+        b = await backend_async()
+        outcomes = await b.write_many_async(table, items)
+        results = []
+        for i, ((row, _, _), got) in enumerate(zip(items, outcomes)):
+            if isinstance(got, Conflict):
+                results.append(BatchItemResult(index=i, status=got.status, id=row["id"], detail=str(got)))
+            else:
+                results.append(BatchItemResult(index=i, status=200 if got[1] else 201, id=row["id"]))
+        rejected = sum(r.status >= 400 for r in results)
+        # 207: the request was fine but some events were refused (each result says why); a client
+        # that checks only for 2xx must read `rejected`.
+        response.status_code = 207 if rejected else 201
+        return BatchResult(stored=sum(r.status == 201 for r in results), replayed=sum(r.status == 200 for r in results),
+                           rejected=rejected, results=results)
+
+    def _chain_row(event: ChainEventIn) -> dict[str, Any]:
+        # Every string in the payload redacted, as ingestion redacts chain_events.payload.
+        return _pseudonymize_ids(event.row(_now(), _redact_obj(event.payload) if event.payload else None))
+
+    def _feedback_row(item: FeedbackIn) -> dict[str, Any]:
+        row = item.row()
+        _not_future(row["event_time"], max_future)
+        # The text redacted and an e-mail or phone used as customer_id pseudonymised, as ingestion does.
+        return redact_row(row, "feedback")
+
     @app.post("/api/v1/feedback", status_code=201, response_model=StoredEvent, tags=["events"],
               dependencies=[Depends(require_token)], responses=_ERRORS)
     async def post_feedback(item: FeedbackIn, response: Response, idempotency_key: IdemKey = None) -> StoredEvent:
         """Store one feedback item; personal data in its text is redacted first (ingestion's redactor)."""
-        row = item.row()
-        _not_future(row["event_time"], max_future)
-        # The text redacted and an e-mail or phone used as customer_id pseudonymised, as ingestion does.
-        row = redact_row(row, "feedback")
-        return await _store_event("feedback", "feedback", item, row, idempotency_key, response)
+        return await _store_event("feedback", "feedback", item, _feedback_row(item), idempotency_key, response)
+
+    @app.post("/api/v1/feedback/batch", status_code=201, response_model=BatchResult, tags=["events"],
+              dependencies=[Depends(require_token)], responses={**_ERRORS, 207: {"model": BatchResult}})
+    async def post_feedback_batch(batch: FeedbackBatchIn, response: Response,
+                                  idempotency_key: IdemKey = None) -> BatchResult:
+        """Store up to 500 feedback items in one request and one commit.
+
+        An invalid item refuses the request (422 naming ``items[i].field``); a stored id reused
+        with a different body refuses that item only (207, per-item status). With an
+        Idempotency-Key, item ``i`` gets the id of key ``KEY#i``: a retried batch stores nothing twice.
+        """
+        rows = [_feedback_row(item) for item in batch.items]
+        return await _store_batch("feedback", "feedback", batch.items, rows, idempotency_key, response)
 
     @app.post("/api/v1/chain-events", status_code=201, response_model=StoredEvent, tags=["events"],
               dependencies=[Depends(require_token)], responses=_ERRORS)
@@ -484,12 +538,22 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         fix before its delivery) and a date past the server's clock plus the skew bound are
         refused with 422 naming both events.
         """
-        row = event.row(_now())
-        if event.payload:
-            # Every string in the payload, as ingestion redacts chain_events.payload.
-            row["payload"] = json.dumps(_redact_obj(event.payload), sort_keys=True, default=str)
-        row = _pseudonymize_ids(row)
-        return await _store_event("chain_event", "chain_events", event, row, idempotency_key, response)
+        return await _store_event("chain_event", "chain_events", event, _chain_row(event), idempotency_key, response)
+
+    @app.post("/api/v1/chain-events/batch", status_code=201, response_model=BatchResult, tags=["events"],
+              dependencies=[Depends(require_token)], responses={**_ERRORS, 207: {"model": BatchResult}})
+    async def post_chain_event_batch(batch: ChainEventBatchIn, response: Response,
+                                     idempotency_key: IdemKey = None) -> BatchResult:
+        """Record up to 500 chain events in one request and one commit, checked in order.
+
+        Each event is checked as a single one is, against the store and the events before it in
+        the batch (an acknowledgement may follow its alert's delivery in the same batch); a refused
+        event (422 naming both events, or 409 for a reused id) does not refuse the others: the
+        answer is 207 with a status per event. A malformed event refuses the request (422 naming
+        ``events[i].field``). With an Idempotency-Key, event ``i`` gets the id of key ``KEY#i``.
+        """
+        rows = [_chain_row(event) for event in batch.events]
+        return await _store_batch("chain_event", "chain_events", batch.events, rows, idempotency_key, response)
 
     # ---- read API -----------------------------------------------------------------------------
     @app.get("/api/v1/health", tags=["read"])
