@@ -49,8 +49,9 @@ __all__ = [
     "starter_program_text",
 ]
 
-# Base measures the metrics layer knows how to compute from the store. A KPI is a ratio of two of
-# them (numerator / denominator x scale); "units" counts analysis units, for plain per-unit means.
+# Base measures the metrics layer knows how to compute from the store. A KPI is a ratio of two
+# measures (numerator / denominator x scale): these or the program's own ([[measures]], see
+# Measure); "units" counts analysis units, for plain per-unit means.
 MEASURES: dict[str, str] = {
     "orders": "orders: one row per order",
     "revenue": "orders.revenue (sum)",
