@@ -25,13 +25,14 @@ from typer.testing import CliRunner
 from helpers.simstore import simulate_experiment_tables, write_tables
 from insightroi.cli import app
 from insightroi.errors import DataError, ProgramError
-from insightroi.experiments import analyze_experiment, kpi_effect
+from insightroi.experiments import analyze_experiment, kpi_effect, power_table
 from insightroi.metrics import (
     compile_expression,
     arm_statistics,
     block_measures_expr,
     describe_measures,
     measure_specs,
+    treated_volumes,
     unit_measures_expr,
     unit_metrics,
 )
@@ -59,6 +60,13 @@ name = "buyers"
 table = "orders"
 aggregation = "count_distinct"
 value = "customer_id"
+
+[[measures]]
+name = "daily_sessions"
+table = "traffic"
+aggregation = "sum"
+value = "sessions"
+description = "sessions, by hand (a date time column)"
 
 [[measures]]
 name = "big_orders"
@@ -111,10 +119,12 @@ def world(tmp_path_factory):
 def test_by_hand_measures_equal_builtins_unit_by_unit(world):
     prog, st, tables = world
     got = unit_measures_expr(st, prog, ["bad_reviews", "negative_reviews", "minutes_handled", "handle_minutes",
-                                        "buyers", "big_orders", "big_orders_count", "orders"]).execute()
+                                        "buyers", "big_orders", "big_orders_count", "orders", "daily_sessions",
+                                        "sessions"]).execute()
     got = got.set_index("unit_id").sort_index()
     assert len(got) == 30
-    for mine, builtin in (("bad_reviews", "negative_reviews"), ("minutes_handled", "handle_minutes")):
+    for mine, builtin in (("bad_reviews", "negative_reviews"), ("minutes_handled", "handle_minutes"),
+                          ("daily_sessions", "sessions")):
         for suffix in ("", "_pre"):
             assert np.array_equal(got[mine + suffix].to_numpy(), got[builtin + suffix].to_numpy()), mine + suffix
     assert got.bad_reviews.sum() > 50 and got.minutes_handled.sum() > 1000  # the comparison compares something
@@ -155,6 +165,21 @@ def test_by_hand_measure_gives_identical_statistics_and_analysis(world):
         assert getattr(a, field) == pytest.approx(getattr(b, field), rel=1e-12, abs=0), field
     assert res.relative["bad_reviews_per_1000_orders"].estimate == pytest.approx(
         res.relative["negative_reviews_per_1000_orders"].estimate, rel=1e-12)
+
+
+def test_roi_volumes_and_power_table_read_user_measures(world):
+    prog, st, _ = world
+    vol = treated_volumes(st, prog)
+    mine, builtin = vol["bad_reviews_per_1000_orders"], vol["negative_reviews_per_1000_orders"]
+    assert (mine["numerator"], mine["denominator"], mine["units"]) == (
+        builtin["numerator"], builtin["denominator"], builtin["units"])
+    assert mine["numerator_measure"] == "bad_reviews" and builtin["numerator"] > 10
+    assert vol["big_order_share"]["denominator_measure"] == "big_orders_count"
+    rows = {r["kpi"]: r for r in power_table(prog, st, kpis=["bad_reviews_per_1000_orders",
+                                                                "negative_reviews_per_1000_orders"])}
+    a, b = rows["bad_reviews_per_1000_orders"], rows["negative_reviews_per_1000_orders"]
+    assert a["baseline"] == pytest.approx(b["baseline"], rel=1e-12) and a["baseline"] > 0
+    assert (a["weeks_needed"], a["weeks_needed_cuped"]) == (b["weeks_needed"], b["weeks_needed_cuped"])
 
 
 def test_switchback_blocks_and_monitor_read_user_measures(world):
@@ -426,6 +451,7 @@ def test_plan_prints_measures_and_refuses_a_bad_one(tmp_path):
         ("bad_reviews", "count of rows of feedback where source = 'review' and rating <= 2", "event_time"),
         ("minutes_handled", "sum of handle_minutes over tickets", "opened_at"),
         ("buyers", "distinct customer_id in orders", "order_time"),
+        ("daily_sessions", "sum of sessions over traffic", "date"),
         ("big_orders", "mean of case when revenue >= 50 then 1 else 0 end over orders (a KPI divides big_orders by "
                        "big_orders_count)", "order_time"),
     ]
