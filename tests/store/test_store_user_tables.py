@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlparse
 
 import pyarrow as pa
 import pytest
@@ -136,9 +138,10 @@ def test_spark_store_creates_checks_and_finds_user_tables_in_its_warehouse(tmp_p
     import pyarrow.parquet as pq
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    warehouse = tmp_path / "warehouse"
-    url = f"pyspark:///{warehouse}"
+    url = f"pyspark:///{tmp_path / 'warehouse'}"
     st = open_store(url)
+    # An earlier Spark test in this process made the session, and its warehouse is the one used.
+    warehouse = Path(urlparse(st.con._session.conf.get("spark.sql.warehouse.dir")).path)
     try:
         st.ensure_table(user_table_spec(SURVEYS))
         st.append("user_surveys", pa.table({"survey_id": ["a", "b"], "nps": [9, 3],
