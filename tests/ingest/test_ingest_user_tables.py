@@ -320,3 +320,14 @@ def test_schema_command_lists_the_programs_user_tables(setup):
     assert [n for n, c in cols.items() if c["required"]] == ["survey_id", "answered_at", "nps"]
     assert [n for n, c in cols.items() if c["redacted"]] == ["comment"]
     assert cols["nps"]["type"] == "integer" and cols["batch_id"]["set_by_ingestion"]
+
+
+def test_an_integer_id_column_that_looks_like_a_phone_number_lands_as_a_number(tmp_path):
+    # Only text ids can take a pseudonym; a numeric customer id is kept (it cannot hold an e-mail).
+    crm = UserTable(name="crm", columns={"account": "int64", "owner": "string"}, key="account",
+                    id_columns=["account", "owner"])
+    path = write(tmp_path / "crm.csv", "account,owner\n4155552671,ana@example.com\n17,bo\n")
+    with open_store(f"duckdb:///{tmp_path / 's.duckdb'}") as st:
+        assert ingest_path(st, crm, path).landed == 2
+        assert st.sql("SELECT account, owner FROM user_crm ORDER BY 1").to_pylist() == [
+            {"account": 17, "owner": "bo"}, {"account": 4155552671, "owner": pseudonymize("ana@example.com")}]

@@ -208,7 +208,8 @@ def _redact(table: pa.Table, spec: TableSpec) -> pa.Table:
     if not is_user_table(spec.name):
         return redact_table(table, spec.name)
     for col, alias in [*((c, _AS_TEXT) for c in spec.text_columns), *((c, _AS_ID) for c in spec.id_columns)]:
-        if col not in table.column_names:
+        # A pseudonym is text: an integer id column keeps its numbers (an e-mail cannot be one).
+        if col not in table.column_names or spec.columns.get(col) != "string":
             continue
         i = table.column_names.index(col)
         done = redact_table(pa.table({alias: table.column(i)}), _AS_KIND).column(0)
