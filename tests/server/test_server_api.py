@@ -354,3 +354,23 @@ def test_batches_all_stored_are_201_and_malformed_batches_are_422_naming_the_eve
     assert r.status_code == 422 and "events" in r.json()["fields"]
     assert backend.count("feedback") == before + 3
     assert client.post("/api/v1/chain-events/batch", json={"events": []}, headers={}).status_code == 401
+
+
+def test_erasure_endpoint_removes_the_customer_and_answers_counts_only(client, backend):
+    email = "erase.me@example.org"
+    items = [{**FEEDBACK, "id": f"erase-fb-{i}", "customer_id": email, "text": f"Order {i} arrived broken, sadly"}
+             for i in range(2)]
+    assert client.post("/api/v1/feedback/batch", json={"items": items}, headers=AUTH).status_code == 201
+    before = backend.count("feedback")
+    assert client.post("/api/v1/erasures", json={"customer": email}).status_code == 401  # needs the token
+    r = client.post("/api/v1/erasures", json={"customer": email, "reason": "ticket PRIV-1"}, headers=AUTH)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["deleted"]["feedback"] == 2 and body["subject"].startswith("erased_")
+    assert email not in r.text and pseudonymize(email) not in r.text
+    assert backend.count("feedback") == before - 2
+    left = backend.store.sql("SELECT count(*) AS n FROM feedback WHERE customer_id = ? OR id LIKE 'erase-fb-%'",
+                             [pseudonymize(email)]).to_pylist()[0]["n"]
+    assert left == 0
+    kinds = {r["kind"] for r in backend.results(None)}
+    assert "erasure" in kinds

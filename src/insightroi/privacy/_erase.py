@@ -206,7 +206,7 @@ def _candidates(raw, table: str, columns: list[str], probes: list[str], extra: s
     return _rows(raw, f"SELECT rowid, {cols} FROM {_q(table)} WHERE ({tests}){extra}", params)
 
 
-def erase_customer(store: Store, program: Program, customer: str, *, reason: str | None = None) -> ErasureReport:
+def erase_customer(store: Store, program: Program | None, customer: str, *, reason: str | None = None) -> ErasureReport:
     """Erase one customer: every row tied to them, and their ids and texts wherever else they appear.
 
     Deleted: their ``feedback``, ``orders``, ``tickets`` and ``refunds`` (by ``customer_id``;
@@ -224,8 +224,9 @@ def erase_customer(store: Store, program: Program, customer: str, *, reason: str
     ----------
     store : Store
         An embedded DuckDB store (other engines cannot delete or rewrite rows in place).
-    program : Program
-        The program file (its ``[[tables]]`` say which user-table columns hold a person's id).
+    program : Program or None
+        The program file (its ``[[tables]]`` say which user-table columns hold a person's id);
+        None: every ``user_`` table is searched on all its text columns.
     customer : str
         The customer's id as the source systems know it: a plain id, an e-mail or a phone
         number. The store holds an e-mail or phone used as id pseudonymised
@@ -320,7 +321,7 @@ def erase_customer(store: Store, program: Program, customer: str, *, reason: str
                                   if person.hits(r[1])])
 
         # 3. User tables: declared ones by their id columns; any other user_ table by every text column.
-        declared = {f"user_{t.name}": t for t in program.tables}
+        declared = {f"user_{t.name}": t for t in program.tables} if program is not None else {}
         for name in sorted(n for n in cols if n.startswith("user_")):
             spec = declared.get(name)
             id_cols = [c for c in (spec.id_columns if spec else

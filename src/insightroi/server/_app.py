@@ -49,6 +49,7 @@ from insightroi.server._models import (
     BatchResult,
     ChainEventBatchIn,
     ChainEventIn,
+    ErasureIn,
     FeedbackBatchIn,
     FeedbackIn,
     StoredEvent,
@@ -554,6 +555,16 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         """
         rows = [_chain_row(event) for event in batch.events]
         return await _store_batch("chain_event", "chain_events", batch.events, rows, idempotency_key, response)
+
+    @app.post("/api/v1/erasures", status_code=201, tags=["privacy"], dependencies=[Depends(require_token)],
+              responses=_ERRORS)
+    async def post_erasure(request_body: ErasureIn) -> dict[str, Any]:
+        """Erase a customer from every table (as ``insightroi erase --customer``); counts, never the data.
+
+        The answer and the stored record name the customer only by a keyed hash; ``predating``
+        lists the saved results computed before the erasure (re-run the stages to recompute them).
+        """
+        return await _run(backend().erase, request_body.customer, request_body.reason)
 
     # ---- read API -----------------------------------------------------------------------------
     @app.get("/api/v1/health", tags=["read"])

@@ -39,6 +39,7 @@ import pyarrow as pa
 from insightroi.bundle import assemble_bundle, migrate_bundle
 from insightroi.chain import ChainEventError, check_chain_event
 from insightroi.chain import trace as chain_trace
+from insightroi.privacy import erase_customer
 from insightroi.store import TABLES, open_store
 
 __all__ = ["Backend", "Conflict", "jsonable", "fingerprint", "id_from_key"]
@@ -447,6 +448,12 @@ class Backend:
         names = ", ".join(f'"{c}"' for c in cols)
         select = ", ".join(f"unnest(?::{t}[])" for t in types)
         self.store.sql(f'INSERT INTO "{table}" ({names}) SELECT {select}', [[r[c] for r in rows] for c in cols])
+
+    @_on_store_thread
+    def erase(self, customer: str, reason: str | None) -> dict[str, Any]:
+        """Erase one customer (:func:`insightroi.privacy.erase_customer`); its report as JSON."""
+        with self.lock:
+            return erase_customer(self.store, self.program, customer, reason=reason).to_dict()
 
     # ---- reads --------------------------------------------------------------------------------
     @_on_store_thread

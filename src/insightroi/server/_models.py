@@ -14,7 +14,7 @@ from insightroi.ingest import check_text
 from insightroi.store import FEEDBACK_SOURCES
 
 __all__ = ["FeedbackIn", "ChainEventIn", "FeedbackBatchIn", "ChainEventBatchIn", "StoredEvent", "BatchItemResult",
-           "BatchResult", "ApiError", "CHAIN_API_TYPES", "MAX_BATCH"]
+           "BatchResult", "ErasureIn", "ApiError", "CHAIN_API_TYPES", "MAX_BATCH"]
 
 # Event types a team (or its ticketing tool) reports; "insight" rows are written by the models.
 CHAIN_API_TYPES = ("alert_delivered", "acknowledged", "action_taken", "fix_deployed", "outcome", "ignored",
@@ -168,6 +168,14 @@ class BatchResult(BaseModel):
     replayed: int
     rejected: int
     results: list[BatchItemResult]
+
+
+class ErasureIn(_In):
+    """An erasure request: the customer as the source systems know them (id, e-mail or phone)."""
+
+    customer: Annotated[str, Field(min_length=1, max_length=320)]
+    reason: Annotated[str, Field(max_length=500)] | None = Field(
+        None, description="Why (a ticket number, 'GDPR art. 17 request'); kept in the erasure record.")
 
 
 class StoredEvent(BaseModel):
