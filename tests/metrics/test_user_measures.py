@@ -535,3 +535,29 @@ def test_starter_example_parses_uncommented():
     assert [r["definition"] for r in describe_measures(prog)] == [
         "mean of case when nps >= 9 then 1 when nps <= 6 then -1 else 0 end over surveys where nps is not null "
         "(a KPI divides nps by nps_count)"]
+
+
+README_EXAMPLE = '''
+[[measures]]
+name = "resolution_hours"
+table = "tickets"
+aggregation = "mean"
+value = "hours_between(opened_at, closed_at)"
+filter = "closed_at is not null and not deflected"
+description = "hours from opening to closing a ticket a person handled"
+
+[[kpis]]
+name = "mean_resolution_hours"
+layer = "business"
+numerator = "resolution_hours"     # divided by resolution_hours_count (tickets with a value)
+owner = "support"
+'''
+
+
+def test_readme_example_is_a_valid_measure():
+    # The example proposed for the README's "Using it on your data" (the lead pastes it there).
+    prog = parse_program(starter_program_text() + README_EXAMPLE)
+    k = prog.kpi("mean_resolution_hours")
+    assert (k.numerator, k.denominator) == ("resolution_hours", "resolution_hours_count")
+    specs = measure_specs(prog)
+    assert (specs["resolution_hours"].table, specs["resolution_hours"].time) == ("tickets", "opened_at")
