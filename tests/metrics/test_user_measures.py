@@ -350,6 +350,18 @@ def test_nps_effect_and_variance_equal_statsmodels_clustered(customers):
     assert cuped.method == "cuped_ratio" and abs(cuped.estimate - res.estimate) < 2 * res.se
 
 
+def test_analyze_experiment_runs_a_customer_level_experiment_on_user_measures(customers):
+    # Chain events carry no customer: a customer-level analysis must not read alerts per customer.
+    prog, st, *_ = customers
+    got = analyze_experiment(st, prog, kpis=["nps_score"], cuped=False)
+    units = unit_metrics(st, prog, "nps_score")
+    direct, _ = kpi_effect(units, prog.kpi("nps_score"), alpha=prog.experiment.alpha, cuped=False)
+    assert got.results["nps_score"].estimate == pytest.approx(direct.estimate, rel=1e-12)
+    assert got.results["nps_score"].se == pytest.approx(direct.se, rel=1e-12)
+    contamination = next(c for c in got.checks if c.name == "exposure_contamination")
+    assert contamination.details["control_units_exposed"] == 0
+
+
 def test_missing_user_table_is_named(customers, tmp_path):
     prog, *_ = customers
     with open_store(f"duckdb:///{tmp_path / 'empty.duckdb'}") as st, pytest.raises(DataError) as info:

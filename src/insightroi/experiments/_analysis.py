@@ -27,7 +27,7 @@ from insightroi.experiments._checks import (
 from insightroi.experiments._common import CONTROL, TREATMENT, ExperimentAnalysis, annotate_kpi_results
 from insightroi.experiments._design_analysis import analyze_quasi_design
 from insightroi.experiments._switchback_analysis import analyze_switchback
-from insightroi.metrics import analysis_windows, unit_measures_expr
+from insightroi.metrics import UNIT_COLUMNS, analysis_windows, unit_measures_expr
 from insightroi.program import Kpi, Program
 from insightroi.stats import (
     NO_DENOMINATOR_IN_ARM,
@@ -38,7 +38,7 @@ from insightroi.stats import (
     segment_breakdown,
     two_arm,
 )
-from insightroi.store import Store
+from insightroi.store import TABLES, Store
 
 __all__ = ["analyze_experiment", "kpi_effect"]
 
@@ -178,7 +178,10 @@ def analyze_experiment(
             f"{list(_RANDOMIZED) + ['switchback']} (did, synthetic_control, its: the quasi-experiment estimators)")
     chosen = [program.kpi(k) for k in kpis] if kpis else list(program.kpis)
     window, pre_window = analysis_windows(program, window=window)
-    measures = sorted({m for k in chosen for m in (k.numerator, k.denominator)} | {"alerts"})
+    # Alerts delivered to a control unit are contamination; chain events carry only the unit
+    # columns alerts are routed by (a customer-level experiment has no alert per customer).
+    alerts_by_unit = UNIT_COLUMNS.get(e.unit) in TABLES["chain_events"].columns
+    measures = sorted({m for k in chosen for m in (k.numerator, k.denominator)} | ({"alerts"} if alerts_by_unit else set()))
     df = unit_measures_expr(store, program, measures, window=window, pre_window=pre_window).execute()
     if df.empty:
         raise DataError(f"no assignments for experiment {e.name!r} with unit type {e.unit!r} in the store")
@@ -190,7 +193,7 @@ def analyze_experiment(
         raise DataError(f"unknown arm labels {other}; expected 'treatment' and 'control'")
 
     checks = [srm_check([n_c, n_t], [1 - e.treatment_share, e.treatment_share])]
-    control_exposed = int(((df.arm == CONTROL) & (df["alerts"] > 0)).sum())
+    control_exposed = int(((df.arm == CONTROL) & (df["alerts"] > 0)).sum()) if alerts_by_unit else 0
     checks.append(contamination_check(len(df), int((df.n_arms > 1).sum()), control_exposed=control_exposed,
                                       n_control=n_c))
     cov_c, cov_t = {}, {}
