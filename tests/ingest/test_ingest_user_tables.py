@@ -331,3 +331,16 @@ def test_an_integer_id_column_that_looks_like_a_phone_number_lands_as_a_number(t
         assert ingest_path(st, crm, path).landed == 2
         assert st.sql("SELECT account, owner FROM user_crm ORDER BY 1").to_pylist() == [
             {"account": 17, "owner": "bo"}, {"account": 4155552671, "owner": pseudonymize("ana@example.com")}]
+
+
+def test_the_programs_csv_dialect_and_a_utf16_file_apply_to_user_tables(setup):
+    tmp, _, _, url = setup
+    prog = write(tmp / "semi.toml", program_text().replace('delimiter = ","', 'delimiter = ";"', 1))
+    text = HEADER.replace(",", ";") + "s1;C-1;2025-03-01T10:00:00Z;9;\"Très bien; merci\"\ns2;C-2;2025-03-01T10:00:00Z;x;non\n"
+    path = tmp / "semi.csv"
+    path.write_bytes(text.encode("utf-16"))  # with its byte-order mark
+    res = cli("--table", "surveys", str(path), "--program", str(prog), "--store", url, "--json")
+    assert res.exit_code == 0, res.output
+    assert (json.loads(res.output)["landed"], json.loads(res.output)["quarantined"]) == (1, 1)
+    assert [(r["survey_id"], r["comment"]) for r in landed(url)] == [("s1", "Très bien; merci")]
+    assert quarantine(url)[0][2:] == (2, "nps", "cannot parse 'x' as an integer")
