@@ -20,6 +20,7 @@ from insightroi._cli_common import (
 )
 from insightroi.experiments import MAX_WEEKS, power_table
 from insightroi.metrics import describe_measures
+from insightroi.privacy import resolve_retention
 from insightroi.program import load_program, starter_program_text
 from insightroi.store import TABLES, duckdb_file, open_store
 
@@ -68,6 +69,10 @@ def plan(
         for row in measures:
             mt.add_row(*[escape(row[c]) for c in cols])
         console.print(mt)
+    # A [retention] key naming no table, or one whose rows have no date, stops the plan here
+    # rather than at the first 'insightroi retention'.
+    for rule in run_or_fail(resolve_retention, prog):
+        console.print(escape(f"Retention: {rule.table} rows kept {rule.days} days (by {rule.time_column})."))
     e = prog.experiment
     console.print(escape(
         f"Design: {e.design} on {e.unit}, {e.treatment_share:.0%} treated, salt {e.salt!r}, "

@@ -149,6 +149,9 @@ def test_a_rule_on_an_unknown_or_undated_table_is_refused_by_name(setup, rule, m
     assert code == 1
     assert message in " ".join(err.split())
     assert _ids(url) == before
+    # plan refuses the same program, before any data is read.
+    res = CliRunner().invoke(app, ["plan", "--program", str(program)])
+    assert res.exit_code == 1 and message in " ".join(res.output.split())
 
 
 def test_table_output_names_the_cascades(setup):
