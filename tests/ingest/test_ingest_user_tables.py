@@ -272,7 +272,9 @@ def test_an_undeclared_table_names_the_declared_ones(setup):
     res = cli("surveys", str(csv), "--program", str(prog), "--store", url)
     assert res.exit_code == 1 and "unknown kind 'surveys'" in res.output and "--table NAME" in res.output
     # The Python API says the same.
-    with open_store(url) as st, pytest.raises(ValueError, match="user_surveys"):
+    with open_store(url) as st, pytest.raises(
+            ValueError, match=r"^user table 'user_nps' is not declared in the program file's \[\[tables\]\]; declared: "
+                              r"user_surveys\. Pass program= or the UserTable itself$"):
         ingest_path(st, "user_nps", csv, program=parse_program(prog.read_text()))
 
 

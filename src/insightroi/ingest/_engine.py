@@ -138,6 +138,10 @@ def table_spec(kind: "str | UserTable | TableSpec", program: Any = None) -> Tabl
     declared = {user_table_spec(t).name: t for t in getattr(program, "tables", [])}
     if kind in declared:
         return user_table_spec(declared[kind])
+    if isinstance(kind, str) and is_user_table(kind):
+        where = "the program file's [[tables]]" if program is not None else "a program file (none was given)"
+        raise ValueError(f"user table {kind!r} is not declared in {where}; declared: "
+                         f"{', '.join(declared) if declared else 'none'}. Pass program= or the UserTable itself")
     check_option("kind", kind, (*INGESTIBLE, *declared))
     raise AssertionError("check_option accepts only the names listed")  # pragma: no cover
 
