@@ -43,6 +43,7 @@ from insightroi.stats._drift import (
     unseen_category_pvalue,
 )
 from insightroi.stats._panel import within_demean
+from insightroi.stats._quantile import QUANTILE_METHODS, ClusteredQuantile, clustered_quantile, quantile_effect
 from insightroi.stats._its import causal_impact
 from insightroi.stats._matching import matched_cohorts, propensity_scores, standardized_mean_differences
 from insightroi.stats._synth import simplex_weights, synth_fit, synthetic_control
@@ -105,6 +106,11 @@ __all__ = [
     "switchback_ratio_effect",
     "switchback_carryover",
     "segment_breakdown",
+    # quantiles of clustered rows (delta method, outer interval)
+    "QUANTILE_METHODS",
+    "ClusteredQuantile",
+    "clustered_quantile",
+    "quantile_effect",
     # intervals
     "critical_value",
     "wald_interval",
