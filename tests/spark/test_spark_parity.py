@@ -23,9 +23,9 @@ from insightroi.chain import chain_summary  # noqa: E402
 from insightroi.experiments import analyze_experiment  # noqa: E402
 from insightroi.insights import build_models, classify_store  # noqa: E402
 from insightroi.insights._spark import classify_spark  # noqa: E402
-from insightroi.metrics import arm_statistics, treated_volumes  # noqa: E402
+from insightroi.metrics import arm_statistics, treated_volumes, unit_measures_expr  # noqa: E402
 from insightroi.pipeline import ingest_world  # noqa: E402
-from insightroi.program import load_program  # noqa: E402
+from insightroi.program import Program, load_program  # noqa: E402
 from insightroi.store import TABLES, copy_store, open_store  # noqa: E402
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -128,3 +128,23 @@ def test_chain_summary_equal(stores):
     sa, sb = chain_summary(duck, owners=owners), chain_summary(spark, owners=owners)
     assert sa["funnel"]["alerts"] > 0
     assert sa == sb
+
+
+def test_user_defined_measures_equal(stores):
+    # [[measures]] compile to Ibis expressions, not SQL text: the same definitions on both engines.
+    program, duck, spark, _ = stores
+    prog = Program.model_validate({**program.model_dump(), "measures": [
+        {"name": "bad_reviews", "table": "feedback", "aggregation": "count",
+         "filter": "source = 'review' and rating <= 2"},
+        {"name": "buyers", "table": "orders", "aggregation": "count_distinct", "value": "customer_id"},
+        {"name": "big_order_revenue", "table": "orders", "aggregation": "sum", "value": "revenue",
+         "filter": "revenue between 50 and 10000 and coalesce(segment, 'none') not in ('none', '')"},
+    ]})
+    names = ["bad_reviews", "buyers", "big_order_revenue"]
+    d = unit_measures_expr(duck, prog, names).execute().sort_values("unit_id").reset_index(drop=True)
+    s = unit_measures_expr(spark, prog, names).execute().sort_values("unit_id").reset_index(drop=True)
+    assert list(d.unit_id) == list(s.unit_id) and len(d) > 10
+    for col in [c for c in d.columns if c.split("_pre")[0] in names]:
+        assert d[col].sum() > 0, col
+        for a, b in zip(d[col], s[col]):
+            _close(float(a), float(b), col)
