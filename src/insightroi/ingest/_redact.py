@@ -655,6 +655,10 @@ def _matcher_spans(norm: str, s: int, e: int, region: str) -> Iterator[tuple[int
         except phonenumbers.NumberParseException:
             number = None
         if number is not None and phonenumbers.is_possible_number(number):
+            # As the matcher returns it: without what keep_raw_input recorded.
+            number.country_code_source = phonenumbers.CountryCodeSource.UNSPECIFIED
+            number.raw_input = None
+            number.preferred_domestic_carrier_code = None
             yield s, e, number
             return
     for p in PhoneNumberMatcher(norm[s:e + 24], region, leniency=Leniency.POSSIBLE):
