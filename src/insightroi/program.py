@@ -494,6 +494,9 @@ class Measure(_Strict):
     values of ``value``, and ``mean`` adds ``value`` *and* defines ``<name>_count`` (the rows with
     a non-null value): a KPI over a mean measure is ``<name> / <name>_count``, a ratio analysed
     with the delta method, so a unit with no rows weighs nothing rather than counting as zero.
+    ``quantile`` is not a per-unit total: a KPI over it is the ``quantile``-quantile of the rows'
+    values pooled over each arm's units (median resolution hours), analysed with the clustered
+    quantile delta method; it takes no denominator and cannot be one.
 
     Attributes
     ----------
@@ -501,7 +504,15 @@ class Measure(_Strict):
         Lower-case identifier, distinct from the built-in measures (:data:`MEASURES`).
     table : str
         A store table (``feedback``, ``tickets`` ...) or a ``[[tables]]`` entry of the program.
-    aggregation : {"count", "sum", "mean", "count_distinct"}
+    aggregation : {"count", "sum", "mean", "count_distinct", "quantile"}
+    quantile : float, optional
+        The level of a ``quantile`` measure, ``0 < quantile < 1`` (0.5: the median); required
+        for that aggregation and refused for the others.
+    cap : float, optional
+        For ``sum`` and ``mean``: cap each row's value at this percentile (``0 < cap < 1``, e.g.
+        0.99) of the values in the analysis window pooled over both arms, computed once per
+        analysis (winsorizing a heavy upper tail). A fixed cap is written in ``value``:
+        ``least(value, 100)``.
     value : str, optional
         Expression over the table's columns (:func:`parse_expression`); required except for
         ``count``. Booleans count as 0/1; nulls add nothing (and are not counted by a mean).
@@ -520,7 +531,9 @@ class Measure(_Strict):
 
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
     table: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
-    aggregation: Literal["count", "sum", "mean", "count_distinct"]
+    aggregation: Literal["count", "sum", "mean", "count_distinct", "quantile"]
+    quantile: Annotated[float, Field(strict=True, gt=0, lt=1)] | None = None
+    cap: Annotated[float, Field(strict=True, gt=0, lt=1)] | None = None
     value: str | None = None
     filter: str | None = None
     time: str | None = None
@@ -545,6 +558,15 @@ class Measure(_Strict):
                              "pass its filter); use aggregation 'sum' or 'count_distinct' with a value")
         if self.aggregation != "count" and self.value is None:
             raise ValueError(f"measure {self.name!r}: aggregation {self.aggregation!r} needs a value")
+        if self.aggregation == "quantile" and self.quantile is None:
+            raise ValueError(f"measure {self.name!r}: aggregation 'quantile' needs quantile (0 < quantile < 1; "
+                             "0.5 for the median)")
+        if self.aggregation != "quantile" and self.quantile is not None:
+            raise ValueError(f"measure {self.name!r}: quantile applies only to aggregation 'quantile', not "
+                             f"{self.aggregation!r}")
+        if self.cap is not None and self.aggregation not in ("sum", "mean"):
+            raise ValueError(f"measure {self.name!r}: cap applies to aggregation 'sum' or 'mean' (it caps each "
+                             f"row's value), not {self.aggregation!r}")
         for field_name in ("value", "filter"):
             text = getattr(self, field_name)
             if text is not None:
@@ -649,6 +671,12 @@ class Program(_Strict):
             if isinstance(den, Measure) and den.aggregation == "mean":
                 raise ValueError(f"kpis[{i}].denominator: {den.name!r} is a mean measure; a mean is a ratio "
                                  f"({den.name} / {den.count_measure}) and can only be a numerator")
+            if isinstance(den, Measure) and den.aggregation == "quantile":
+                raise ValueError(f"kpis[{i}].denominator: {den.name!r} is a quantile measure; a quantile of rows "
+                                 "is a KPI of its own and can only be a numerator")
+            if isinstance(num, Measure) and num.aggregation == "quantile" and "denominator" in k.model_fields_set:
+                raise ValueError(f"kpis[{i}].denominator: a KPI over the quantile measure {num.name!r} is the "
+                                 "quantile of its rows in each arm and takes no denominator; leave it out")
             if isinstance(num, Measure) and num.aggregation == "mean" and k.denominator != num.count_measure:
                 raise ValueError(f"kpis[{i}].denominator: a KPI over the mean measure {num.name!r} divides by "
                                  f"{num.count_measure!r} (its rows with a value); leave the denominator out or "

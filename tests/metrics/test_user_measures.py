@@ -405,8 +405,8 @@ SURVEY_TABLE = SURVEYS.split("[[measures]]")[0]
      "measures[0]: measure 'm': a count measure takes no value (it counts the rows that pass its filter); use "
      "aggregation 'sum' or 'count_distinct' with a value"),
     (_measure(aggregation="mean"), "measures[0]: measure 'm': aggregation 'mean' needs a value"),
-    (_measure(aggregation="quantile", value="rating"),
-     "measures[0].aggregation: Input should be 'count', 'sum', 'mean' or 'count_distinct'"),
+    (_measure(aggregation="median", value="rating"),
+     "measures[0].aggregation: Input should be 'count', 'sum', 'mean', 'count_distinct' or 'quantile'"),
     (_measure(name="orders"), "measures[0].name: 'orders' is a built-in measure; give the measure another name"),
     (SURVEY_TABLE + _measure(table="surveys", aggregation="mean", value="npz"),
      f"(top level): measure 'm': value 'npz': unknown column 'npz' in table surveys; columns: {SURVEY_COLUMNS}"),

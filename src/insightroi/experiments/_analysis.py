@@ -4,6 +4,11 @@ Stages as in DoWhy: design (the assignments) -> checks (SRM, contamination, bala
 pre-period equivalence, regression to the mean, novelty) -> estimate (ratio-of-sums delta
 method at the randomization unit, with CUPED on the pre-period KPI) -> multiplicity (Holm and
 Benjamini-Hochberg across KPIs).
+
+A KPI over a ``quantile`` measure (median resolution hours) is the quantile of the rows pooled
+over each arm's units: it is dispatched to :func:`insightroi.stats.quantile_effect` (the
+clustered quantile delta method), without CUPED, pre-period or segment analyses. A capped
+measure's cap is computed once over the analysis window and applied to every period.
 """
 
 from __future__ import annotations
@@ -24,10 +29,16 @@ from insightroi.experiments._checks import (
     regression_to_mean_check,
     srm_check,
 )
-from insightroi.experiments._common import CONTROL, TREATMENT, ExperimentAnalysis, annotate_kpi_results
+from insightroi.experiments._common import (
+    CONTROL,
+    TREATMENT,
+    ExperimentAnalysis,
+    annotate_kpi_results,
+    quantile_measure,
+)
 from insightroi.experiments._design_analysis import analyze_quasi_design
 from insightroi.experiments._switchback_analysis import analyze_switchback
-from insightroi.metrics import UNIT_COLUMNS, analysis_windows, unit_measures_expr
+from insightroi.metrics import UNIT_COLUMNS, analysis_windows, measure_caps, measure_rows_expr, unit_measures_expr
 from insightroi.program import Kpi, Program
 from insightroi.stats import (
     NO_DENOMINATOR_IN_ARM,
@@ -35,6 +46,7 @@ from insightroi.stats import (
     Ratio,
     RatioRegressionAdjusted,
     Result,
+    quantile_effect,
     segment_breakdown,
     two_arm,
 )
@@ -97,9 +109,50 @@ def kpi_effect(df, kpi: Kpi, *, alpha: float = 0.05, cuped: bool = True) -> tupl
     return _scaled(ab, kpi.scale), rel
 
 
-def _weekly(store: Store, program, kpis_needed: Sequence[Kpi], window, alpha) -> dict[str, list[Result]]:
+_NO_CUPED = ("CUPED does not apply to a quantile KPI (a quantile of rows has no per-unit pre-period value to "
+             "adjust by): the effect is unadjusted, and no pre-period or segment analysis is run")
+
+
+def _quantile_effects(store: Store, program: Program, k: Kpi, window, alpha: float) -> tuple[Result, Result]:
+    """Absolute and relative effect of a quantile KPI from its rows (clustered delta method)."""
+    q = quantile_measure(program, k).quantile
+    rows = measure_rows_expr(store, program, k.numerator, window=window).execute()
+    arm = {a: rows[rows.arm == a] for a in (CONTROL, TREATMENT)}
+    args = (arm[CONTROL].value.to_numpy(float), arm[CONTROL].unit_id.to_numpy(),
+            arm[TREATMENT].value.to_numpy(float), arm[TREATMENT].unit_id.to_numpy())
+    n = int(rows.unit_id.nunique())
+    note = Check("cuped", "skip", _NO_CUPED)
+    try:
+        ab = quantile_effect(*args, q=q, alpha=alpha, metric=k.name)
+        rel = quantile_effect(*args, q=q, relative=True, alpha=alpha, metric=k.name)
+    except DataError as exc:
+        return (_nan_result(k, n, str(exc), alpha, method="quantile_delta", extra={"quantile": q}),
+                _nan_result(k, n, str(exc), alpha, "relative", method="quantile_delta"))
+    ab = _scaled(ab, k.scale)
+    return replace(ab, diagnostics=ab.diagnostics + (note,)), replace(rel, diagnostics=rel.diagnostics + (note,))
+
+
+def _cap_checks(program: Program, k: Kpi, caps: dict[str, float]) -> tuple[Check, ...]:
+    out = []
+    for m in (k.numerator, k.denominator):
+        if m not in caps:
+            continue
+        level = program.measure(m).cap
+        cap = caps[m]
+        if math.isfinite(cap):
+            msg = (f"{m}: each row's value capped at {cap:.6g}, the {100 * level:g}th percentile of its values in "
+                   "the analysis window (both arms pooled)")
+        else:
+            msg = f"{m}: no value in the analysis window, nothing capped"
+        out.append(Check("capped_values", "pass", msg, statistic=cap if math.isfinite(cap) else None,
+                         details={"measure": m, "percentile": level, "cap": cap}))
+    return tuple(out)
+
+
+def _weekly(store: Store, program, kpis_needed: Sequence[Kpi], window, alpha,
+            caps: dict[str, float] | None = None) -> dict[str, list[Result]]:
     measures = sorted({m for k in kpis_needed for m in (k.numerator, k.denominator)})
-    df = unit_measures_expr(store, program, measures, window=window, by=("week",)).execute()
+    df = unit_measures_expr(store, program, measures, window=window, by=("week",), caps=caps).execute()
     out: dict[str, list[Result]] = {}
     for k in kpis_needed:
         res = []
@@ -161,6 +214,11 @@ def analyze_experiment(
         When the store has no assignments for the experiment.
     """
     e = program.experiment
+    if e.design not in _RANDOMIZED:
+        for k in [program.kpi(n) for n in kpis] if kpis else program.kpis:
+            if quantile_measure(program, k) is not None:
+                raise EstimationError(f"KPI {k.name!r} is a quantile of rows ({k.numerator!r}); quantile KPIs are "
+                                      f"analysed for randomized unit designs {list(_RANDOMIZED)}, not {e.design!r}")
     if e.design == "switchback":
         # Time blocks, not units, are randomized: a separate path with the same result shape.
         if segments:
@@ -177,12 +235,16 @@ def analyze_experiment(
             f"experiment design {e.design!r} is not a randomized unit-level design; analyze_experiment handles "
             f"{list(_RANDOMIZED) + ['switchback']} (did, synthetic_control, its: the quasi-experiment estimators)")
     chosen = [program.kpi(k) for k in kpis] if kpis else list(program.kpis)
+    quantiles = {k.name for k in chosen if quantile_measure(program, k) is not None}
+    totals = [k for k in chosen if k.name not in quantiles]
     window, pre_window = analysis_windows(program, window=window)
     # Alerts delivered to a control unit are contamination; chain events carry only the unit
     # columns alerts are routed by (a customer-level experiment has no alert per customer).
     alerts_by_unit = UNIT_COLUMNS.get(e.unit) in TABLES["chain_events"].columns
-    measures = sorted({m for k in chosen for m in (k.numerator, k.denominator)} | ({"alerts"} if alerts_by_unit else set()))
-    df = unit_measures_expr(store, program, measures, window=window, pre_window=pre_window).execute()
+    measures = sorted({m for k in totals for m in (k.numerator, k.denominator)} | ({"alerts"} if alerts_by_unit else set()))
+    # Once per analysis: every period, week and segment caps at the analysis window's percentile.
+    caps = measure_caps(store, program, measures, window=window)
+    df = unit_measures_expr(store, program, measures, window=window, pre_window=pre_window, caps=caps).execute()
     if df.empty:
         raise DataError(f"no assignments for experiment {e.name!r} with unit type {e.unit!r} in the store")
     df = df.sort_values("unit_id", kind="stable").reset_index(drop=True)
@@ -197,7 +259,7 @@ def analyze_experiment(
     checks.append(contamination_check(len(df), int((df.n_arms > 1).sum()), control_exposed=control_exposed,
                                       n_control=n_c))
     cov_c, cov_t = {}, {}
-    for k in chosen:
+    for k in totals:
         with np.errstate(invalid="ignore", divide="ignore"):
             rate = df[f"{k.numerator}_pre"] / df[f"{k.denominator}_pre"]
         cov_c[f"{k.name} (pre)"], cov_t[f"{k.name} (pre)"] = rate[df.arm == CONTROL], rate[df.arm == TREATMENT]
@@ -209,6 +271,9 @@ def analyze_experiment(
     results: dict[str, Result] = {}
     relative: dict[str, Result] = {}
     for k in chosen:
+        if k.name in quantiles:
+            results[k.name], relative[k.name] = _quantile_effects(store, program, k, window, alpha)
+            continue
         d = df.assign(num=df[k.numerator], den=df[k.denominator], num_pre=df[f"{k.numerator}_pre"],
                       den_pre=df[f"{k.denominator}_pre"])
         ab, rel = kpi_effect(d, k, alpha=alpha, cuped=cuped)
@@ -217,30 +282,36 @@ def analyze_experiment(
             c_pre = Ratio.from_arrays(d.num_pre[d.arm == CONTROL], d.den_pre[d.arm == CONTROL])
             t_pre = Ratio.from_arrays(d.num_pre[d.arm == TREATMENT], d.den_pre[d.arm == TREATMENT])
             diag.append(pre_period_check(c_pre, t_pre, alpha=alpha, metric=k.name))
+        diag += _cap_checks(program, k, caps)
+        if caps and any(m in caps for m in (k.numerator, k.denominator)):
+            ab = replace(ab, extra={**ab.extra, "caps": {m: caps[m] for m in (k.numerator, k.denominator) if m in caps}})
         results[k.name], relative[k.name] = replace(ab, diagnostics=ab.diagnostics + tuple(diag)), rel
     # Regression to the mean on the primary KPI: the pre-period vs the equally long period before it.
-    primary = next((k for k in chosen if k.name == e.primary_kpi), None)
+    primary = next((k for k in totals if k.name == e.primary_kpi), None)
     if primary is not None and pre_window is not None:
         span = pre_window[1] - pre_window[0] + timedelta(days=1)
         hist_win = (pre_window[0] - span, pre_window[0] - timedelta(days=1))
         h = unit_measures_expr(store, program, [primary.numerator, primary.denominator], window=hist_win,
-                               pre_window=pre_window).execute()
+                               pre_window=pre_window, caps=caps).execute()
         rtm = regression_to_mean_check(Ratio.from_arrays(h[primary.numerator], h[primary.denominator]),
                                        Ratio.from_arrays(h[f"{primary.numerator}_pre"], h[f"{primary.denominator}_pre"]),
                                        metric=primary.name)
         r = results[primary.name]
         results[primary.name] = replace(r, diagnostics=r.diagnostics + (rtm,))
     if primary is not None and weekly:
-        wk = _weekly(store, program, [primary], window, alpha)[primary.name]
+        wk = _weekly(store, program, [primary], window, alpha, caps)[primary.name]
         nov = novelty_check(wk, alpha=alpha)
         checks.append(replace(nov, message=f"{primary.name}: {nov.message}"))
+    if weekly and e.primary_kpi in quantiles:
+        checks.append(Check("novelty", "skip", f"{e.primary_kpi}: a quantile KPI is not checked for novelty "
+                                               "(the weekly trend reads per-unit totals)"))
 
     annotate_kpi_results(results, relative, program, analysis_unit=e.unit, n_treatment=n_t, n_control=n_c,
                          window=window)
 
     seg_out: dict[str, dict[str, dict[str, Result]]] = {}
     for col in segments or ():
-        seg_out[col] = _segments(store, program, chosen, col, window, pre_window, alpha, cuped)
+        seg_out[col] = _segments(store, program, totals, col, window, pre_window, alpha, cuped, caps)
 
     return ExperimentAnalysis(
         name=e.name, design=e.design, unit=e.unit, window=window, pre_window=pre_window, n_treatment=n_t,
@@ -248,9 +319,13 @@ def analyze_experiment(
     )
 
 
-def _segments(store: Store, program, chosen, col, window, pre_window, alpha, cuped) -> dict[str, dict[str, Result]]:
+def _segments(store: Store, program, chosen, col, window, pre_window, alpha, cuped,
+              caps=None) -> dict[str, dict[str, Result]]:
     measures = sorted({m for k in chosen for m in (k.numerator, k.denominator)})
-    df = unit_measures_expr(store, program, measures, window=window, pre_window=pre_window, by=(col,)).execute()
+    if not measures:
+        return {}
+    df = unit_measures_expr(store, program, measures, window=window, pre_window=pre_window, by=(col,),
+                            caps=caps).execute()
     out = {}
     for k in chosen:
         cells = {}

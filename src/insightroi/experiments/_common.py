@@ -12,10 +12,10 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
-from insightroi.program import Program
+from insightroi.program import Kpi, Measure, Program
 from insightroi.stats import Check, Result, adjust_pvalues, jsonable
 
-__all__ = ["CONTROL", "TREATMENT", "ExperimentAnalysis", "annotate_kpi_results", "finite_or_none"]
+__all__ = ["CONTROL", "TREATMENT", "ExperimentAnalysis", "annotate_kpi_results", "finite_or_none", "quantile_measure"]
 
 TREATMENT, CONTROL = "treatment", "control"
 
@@ -117,3 +117,13 @@ def annotate_kpi_results(results: dict[str, Result], relative: dict[str, Result]
 def finite_or_none(x: float) -> float | None:
     """``x`` as a float, or None when it is NaN or infinite (JSON has neither)."""
     return float(x) if math.isfinite(x) else None
+
+
+def quantile_measure(program: Program, kpi: Kpi) -> Measure | None:
+    """The ``quantile`` measure a KPI is the quantile of (its numerator), or None for a ratio KPI.
+
+    Such a KPI is analysed from its rows (the clustered quantile delta method), not from
+    per-unit totals; estimators built on totals must dispatch on it.
+    """
+    m = program.measure(kpi.numerator)
+    return m if isinstance(m, Measure) and m.aggregation == "quantile" else None

@@ -10,7 +10,9 @@ is Ibis, so the same expression runs on DuckDB, PySpark or Databricks; nothing h
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 import ibis
@@ -26,6 +28,8 @@ __all__ = [
     "Window",
     "analysis_windows",
     "block_measures_expr",
+    "measure_caps",
+    "measure_rows_expr",
     "unit_measures_expr",
     "unit_metrics",
     "unit_metrics_expr",
@@ -114,6 +118,146 @@ def _aggregate(spec: MeasureSpec, t: ir.Table, *conds: ir.BooleanValue) -> list[
     return [ibis.ifelse(c, val, 0.0).sum() for c in conds]
 
 
+def _with_cap(spec: MeasureSpec, cap: float) -> MeasureSpec:
+    """``spec`` with each row's value capped at ``cap`` (a null stays null, so a mean's rows and
+    its ``_count`` still agree; SQL's ``least`` would turn a null into the cap)."""
+    base = spec.value
+
+    def capped(t: ir.Table) -> ir.Value:
+        v = (t[base] if isinstance(base, str) else base(t)).cast("float64")
+        return ibis.ifelse(v > cap, cap, v)
+
+    return replace(spec, value=capped)
+
+
+def _arms(store: Store, program: Program, unit: str) -> ir.Table:
+    # The unit's first assignment (intention to treat) and how many arms it was assigned to.
+    e = program.experiment
+    a = store.table("assignments")
+    a = a.filter((a.experiment == e.name) & (a.unit_type == unit))
+    return a.group_by(unit_id=a.unit_id.cast("string")).aggregate(arm=a.arm.argmin(a.assigned_at),
+                                                                   n_arms=a.arm.nunique())
+
+
+def _rows(store: Store, program: Program, measure: str, specs: dict[str, MeasureSpec], window: Window,
+          unit: str | None) -> ir.Table:
+    """The window's rows of one measure with a value: ``value`` (float64), plus ``unit_id`` and
+    ``arm`` of an assigned unit when ``unit`` is given (rows of unassigned units left out)."""
+    if measure == "units" or measure not in specs:
+        raise DataError(f"unknown measure {measure!r}; known: {sorted(specs)}")
+    spec = specs[measure]
+    if spec.value is None or spec.distinct:
+        raise DataError(f"measure {measure!r} counts rows (or distinct values); it has no value per row")
+    e = program.experiment
+    t = _source_table(store, spec.table, [measure], specs)
+    tc = t[spec.time]
+    is_date = tc.type().is_date()
+    keep = _in_window(tc, window, is_date)
+    for lo, hi in e.exclude_windows:
+        keep = keep & ~_in_window(tc, (lo, hi), is_date)
+    ucol = None
+    if unit is not None:
+        ucol = spec.unit_column_for(unit)
+        if ucol is None:
+            raise DataError(f"analysis unit {unit!r} cannot be read for measure {measure!r} (table {spec.table!r}); "
+                            f"supported: {sorted(UNIT_COLUMNS)}, or set the measure's unit_column")
+        keep = keep & t[ucol].notnull()
+    t = t.filter(keep)
+    t, flags = _join_insight_flags(store, t, [measure], specs)
+    cond = spec.condition(t)
+    if measure in flags:
+        cond = cond & flags[measure]
+    raw = (t[spec.value] if isinstance(spec.value, str) else spec.value(t)).cast("float64")
+    cols = {"_value": raw, "_keep": cond & raw.notnull()}
+    if ucol is not None:
+        cols["_uid"] = t[ucol].cast("string")
+    t = t.mutate(**cols)
+    t = t.filter(t._keep)
+    if ucol is None:
+        return t.select(value=t._value)
+    arms = _arms(store, program, unit)
+    j = t.inner_join(arms, t._uid == arms.unit_id)
+    return j.select(unit_id=j._uid, arm=j.arm, value=j._value)
+
+
+def measure_rows_expr(store: Store, program: Program, measure: str, *, window: Window | None = None,
+                      unit: str | None = None, caps: Mapping[str, float] | None = None) -> ir.Table:
+    """The rows of one measure in the analysis window, each with its assigned unit and arm.
+
+    What a quantile KPI is computed from: the rows of ``measure``'s table in the window (rows in
+    ``experiment.exclude_windows`` left out) that pass its filter (and insight flag) and have a
+    non-null value, joined to the experiment's assigned units (a row of an unassigned unit is
+    left out; ``arm`` is the unit's first assignment, as in :func:`unit_measures_expr`).
+
+    Parameters
+    ----------
+    measure : str
+        A measure with a value per row (``sum``, ``mean`` or ``quantile``; not a count).
+    window : (date, date), optional
+        Inclusive dates; default from :func:`analysis_windows`.
+    unit : str, optional
+        Analysis unit; default ``experiment.unit``.
+    caps : mapping, optional
+        ``measure -> cap`` for a capped measure (default: :func:`measure_caps` over ``window``).
+
+    Returns
+    -------
+    ibis Table
+        Columns ``unit_id`` (string), ``arm``, ``value`` (float64), one row per source row.
+    """
+    window, _ = analysis_windows(program, window=window)
+    specs = measure_specs(program)
+    spec = specs.get(measure)
+    if spec is not None and spec.cap is not None:
+        cap = (caps or {}).get(measure)
+        if cap is None:
+            cap = measure_caps(store, program, [measure], window=window, unit=unit)[measure]
+        if math.isfinite(cap):
+            specs = {**specs, measure: _with_cap(spec, cap)}
+    return _rows(store, program, measure, specs, window, unit or program.experiment.unit)
+
+
+def measure_caps(store: Store, program: Program, measures: Iterable[str], *, window: Window | None = None,
+                 unit: str | None = None) -> dict[str, float]:
+    """The cap of each capped measure among ``measures``: its ``cap`` percentile in the window.
+
+    The percentile (linear interpolation, ``numpy.percentile``'s default; DuckDB's
+    ``quantile_cont``) of the values of the measure's rows in the window that pass its filter,
+    pooled over both arms (the rows of assigned units; every row of the window for a
+    switchback design). One query per capped measure; compute it once per analysis and pass it
+    to :func:`unit_measures_expr` so every period and breakdown caps at the same value.
+
+    Returns
+    -------
+    dict
+        ``measure -> cap`` (NaN when the window has no row with a value: nothing to cap).
+    """
+    window, _ = analysis_windows(program, window=window)
+    specs = measure_specs(program)
+    by_unit = None if program.experiment.design == "switchback" else (unit or program.experiment.unit)
+    out = {}
+    for m in dict.fromkeys(measures):
+        spec = specs.get(m)
+        if spec is None or spec.cap is None:
+            continue
+        rows = _rows(store, program, m, specs, window, by_unit)
+        got = rows.aggregate(_cap=rows.value.quantile(spec.cap)).execute()._cap.iloc[0]
+        out[m] = math.nan if got is None or got != got else float(got)
+    return out
+
+
+def _capped_specs(store: Store, program: Program, measures: Sequence[str], specs: dict[str, MeasureSpec],
+                  window: Window, caps: Mapping[str, float] | None, unit: str | None) -> dict[str, MeasureSpec]:
+    capped = [m for m in measures if m in specs and specs[m].cap is not None]
+    if not capped:
+        return specs
+    caps = dict(caps or {})
+    missing = [m for m in capped if m not in caps]
+    if missing:
+        caps.update(measure_caps(store, program, missing, window=window, unit=unit))
+    return {**specs, **{m: _with_cap(specs[m], caps[m]) for m in capped if math.isfinite(caps[m])}}
+
+
 def _week_index(col: ir.Value, start: date, is_date: bool) -> ir.IntegerValue:
     ts = col.cast("timestamp") if is_date else col
     origin = int(_day_start(start).timestamp()) - int(datetime(1970, 1, 1).timestamp())
@@ -129,6 +273,7 @@ def unit_measures_expr(
     pre_window: Window | None = None,
     by: Sequence[str] = (),
     unit: str | None = None,
+    caps: Mapping[str, float] | None = None,
 ) -> ir.Table:
     """Per-unit totals of ``measures`` in the window (``<m>``) and pre-window (``<m>_pre``), with arm.
 
@@ -138,6 +283,11 @@ def unit_measures_expr(
     table (experiment name, unit type): every assigned unit appears, with 0 where it had no
     rows. ``arm`` is the unit's first assignment (intention to treat); ``n_arms`` > 1 flags a
     unit assigned to both arms.
+
+    A capped measure caps each row at ``caps[m]`` (both periods), computed with
+    :func:`measure_caps` over ``window`` when not given. A quantile measure's total is the sum of
+    its values (a volume for the stages that need one); its KPI is computed from its rows
+    (:func:`measure_rows_expr`).
 
     Returns
     -------
@@ -152,6 +302,7 @@ def unit_measures_expr(
     if unknown:
         raise DataError(f"unknown measures {unknown}; known: {sorted([*specs, 'units'])}")
     window, pre_window = analysis_windows(program, window=window, pre_window=pre_window)
+    specs = _capped_specs(store, program, measures, specs, window, caps, unit)
     by = list(by)
     weekly = "week" in by
     fact_measures = [m for m in measures if m != "units"]
@@ -197,9 +348,7 @@ def unit_measures_expr(
         agg = t.group_by(**keys).aggregate(**aggs)
         fill = {c: ibis.literal(0.0) for c in fact_cols if c not in aggs}
         parts.append(agg.mutate(**fill).select("unit_id", *by, *fact_cols))
-    a = store.table("assignments")
-    a = a.filter((a.experiment == e.name) & (a.unit_type == unit))
-    arms = a.group_by(unit_id=a.unit_id.cast("string")).aggregate(arm=a.arm.argmin(a.assigned_at), n_arms=a.arm.nunique())
+    arms = _arms(store, program, unit)
     if parts:
         stacked = parts[0] if len(parts) == 1 else ibis.union(*parts, distinct=False)
         summed = stacked.group_by("unit_id", *by).aggregate(**{c: stacked[c].sum() for c in fact_cols})
@@ -227,6 +376,7 @@ def block_measures_expr(
     block_hours: int | None = None,
     burn_in_hours: float | None = None,
     switched_blocks: Iterable[int] = (),
+    caps: Mapping[str, float] | None = None,
 ) -> ir.Table:
     """Per time-block totals of ``measures`` for a switchback design, computed in the backend.
 
@@ -249,6 +399,8 @@ def block_measures_expr(
         Default ``experiment.block_hours`` and ``experiment.burn_in_hours``.
     switched_blocks : iterable of int
         Indices of the blocks whose burn-in is dropped.
+    caps : mapping, optional
+        ``measure -> cap`` for capped measures (default: :func:`measure_caps` over ``window``).
 
     Returns
     -------
@@ -265,6 +417,7 @@ def block_measures_expr(
     unknown = [m for m in measures if m not in specs]
     if unknown:
         raise DataError(f"unknown measures {unknown}; known: {sorted([*specs, 'units'])}")
+    specs = _capped_specs(store, program, measures, specs, window, caps, None)
     origin = int(_day_start(window[0]).timestamp()) - int(datetime(1970, 1, 1).timestamp())
     groups: dict[tuple[str, str], list[str]] = {}
     for m in measures:

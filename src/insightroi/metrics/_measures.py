@@ -64,6 +64,12 @@ class MeasureSpec:
         :data:`UNIT_COLUMNS`.
     measure : str, optional
         The ``[[measures]]`` entry it comes from (None for a built-in measure).
+    quantile : float, optional
+        A quantile measure's level: its KPI is the quantile of the rows' ``value`` in each arm
+        (:func:`insightroi.metrics.measure_rows_expr`); its per-unit total is the sum of ``value``.
+    cap : float, optional
+        Cap each row's value at this percentile of the window's values (both arms pooled; see
+        :func:`insightroi.metrics.measure_caps`) before summing.
     """
 
     table: str
@@ -74,6 +80,8 @@ class MeasureSpec:
     distinct: bool = False
     unit_column: str | Mapping[str, str] | None = None
     measure: str | None = None
+    quantile: float | None = None
+    cap: float | None = None
 
     def value_expr(self, t: ir.Table) -> ir.Value:
         """The per-row value over ``t`` (a float for sums; as declared for distinct counts)."""
@@ -304,6 +312,9 @@ def _user_specs(program: Program, m: Measure) -> dict[str, MeasureSpec]:
         dtype = v.type()
         if field_name == "filter" and not dtype.is_boolean():
             raise ProgramError(f"measure {m.name!r}: filter {m.filter!r} is {dtype}, not a boolean condition")
+        if field_name == "value" and m.aggregation == "quantile" and not dtype.is_numeric():
+            raise ProgramError(f"measure {m.name!r}: value {m.value!r} is {dtype}; aggregation 'quantile' needs "
+                               "a number")
         if field_name == "value" and m.aggregation != "count_distinct" and not (
                 dtype.is_numeric() or dtype.is_boolean() or dtype.is_null()):
             raise ProgramError(f"measure {m.name!r}: value {m.value!r} is {dtype}; aggregation {m.aggregation!r} "
@@ -321,7 +332,9 @@ def _user_specs(program: Program, m: Measure) -> dict[str, MeasureSpec]:
         return {m.name: MeasureSpec(where=filt, **common)}
     if m.aggregation == "count_distinct":
         return {m.name: MeasureSpec(value=value, where=filt, distinct=True, **common)}
-    out = {m.name: MeasureSpec(value=value, where=filt, **common)}
+    if m.aggregation == "quantile":
+        return {m.name: MeasureSpec(value=value, where=filt, quantile=m.quantile, **common)}
+    out = {m.name: MeasureSpec(value=value, where=filt, cap=m.cap, **common)}
     if m.aggregation == "mean":
         def has_value(t: ir.Table) -> ir.BooleanValue:
             present = value(t).notnull()
@@ -334,7 +347,8 @@ def measure_specs(program: Program) -> dict[str, MeasureSpec]:
     """Every measure the program's KPIs may name: the built-ins and the program's ``[[measures]]``.
 
     A ``mean`` measure ``m`` gives two specs: ``m`` (the sum of its value) and ``m_count`` (its
-    rows with a non-null value). Each user measure is checked against its table's declared
+    rows with a non-null value); a ``quantile`` measure one spec carrying its level, a capped
+    ``sum`` or ``mean`` its cap (the count is never capped). Each user measure is checked against its table's declared
     columns and types first.
 
     Raises
@@ -367,8 +381,13 @@ def describe_measures(program: Program) -> list[dict[str, str]]:
         else:
             ucol = m.unit_column or "the table's usual column"
         what = {"count": "count of rows of", "sum": f"sum of {m.value} over", "mean": f"mean of {m.value} over",
-                "count_distinct": f"distinct {m.value} in"}[m.aggregation]
+                "count_distinct": f"distinct {m.value} in",
+                "quantile": f"{m.quantile or 0:g} quantile of {m.value} over"}[m.aggregation]
         definition = f"{what} {m.table}" + (f" where {m.filter}" if m.filter else "")
+        if m.cap is not None:
+            definition += f", each value capped at the window's {100 * m.cap:g}th percentile"
+        if m.aggregation == "quantile":
+            definition += " (rows pooled over each arm's units)"
         if m.count_measure:
             definition += f" (a KPI divides {m.name} by {m.count_measure})"
         rows.append({"name": m.name, "definition": definition, "table": table, "aggregation": m.aggregation,
