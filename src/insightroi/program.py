@@ -146,7 +146,8 @@ class Kpi(_Strict):
     ``numerator`` and ``denominator`` name a built-in measure (:data:`MEASURES`) or one of the
     program's ``[[measures]]``; the program checks them. A KPI over a ``mean`` measure ``m``
     divides by ``m_count`` (its rows with a value), written for it when the denominator is left
-    out.
+    out. A KPI over a ``quantile`` measure is the quantile of its rows in each arm and takes no
+    denominator.
     """
 
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]

@@ -24,7 +24,14 @@ import pytest
 
 from insightroi.errors import EstimationError, ProgramError
 from insightroi.experiments import analyze_experiment
-from insightroi.metrics import describe_measures, measure_caps, measure_rows_expr, measure_specs, unit_metrics
+from insightroi.metrics import (
+    block_measures_expr,
+    describe_measures,
+    measure_caps,
+    measure_rows_expr,
+    measure_specs,
+    unit_metrics,
+)
 from insightroi.program import parse_program, starter_program_text
 from insightroi.stats import quantile_effect
 from insightroi.store import open_store
@@ -178,6 +185,16 @@ def test_cap_is_numpys_percentile_of_the_pooled_window(world):
     assert caps["capped_resolution"] == pytest.approx(np.percentile(hours, 99), rel=1e-12)
     assert caps["capped_hours"] == pytest.approx(np.percentile(hours, 95), rel=1e-12)
     assert caps["capped_resolution"] < hours.max() / 5  # the tail is cut
+    # The capped rows, and a switchback's blocks, cap at the same value.
+    rows = measure_rows_expr(st, prog, "capped_resolution").execute()
+    assert rows.value.max() == pytest.approx(caps["capped_resolution"], rel=1e-12)
+    assert (rows.value == rows.value.max()).sum() == (hours >= caps["capped_resolution"]).sum()
+    blocks = block_measures_expr(st, prog, ["capped_hours"], caps=caps).execute()
+    e = prog.experiment
+    ts = cases.opened_at
+    window = cases[(ts >= pd.Timestamp(e.start)) & (ts < pd.Timestamp(e.end) + pd.Timedelta(days=1))]
+    want = ((window.resolved_at - window.opened_at).dt.total_seconds() / 3600).clip(upper=caps["capped_hours"])
+    assert blocks.capped_hours.sum() == pytest.approx(want.sum(), rel=1e-12)
 
 
 def test_capped_mean_equals_pandas(world):
