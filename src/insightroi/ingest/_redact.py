@@ -602,10 +602,24 @@ def _start_ok(norm: str, start: int) -> bool:
         return False
     if last in ("/", ":", " ", ".", "-") and prev.isdigit():
         return False
-    word = _PREV_WORD.search(before)
-    if word and any(ch.isdigit() for ch in word.group(1)) and any(ch.isalpha() for ch in word.group(1)):
+    word = _prev_word(before)
+    if word and any(ch.isdigit() for ch in word) and any(ch.isalpha() for ch in word):
         return False
     return not _id_context(before)
+
+
+def _prev_word(before: str) -> str:
+    """``_PREV_WORD.search(before).group(1)`` ('' for no match) without a regex that tries every
+    start: the ASCII word before the blanks that end ``before`` ('$' also matches before a final
+    newline)."""
+    b = before[:-1] if before.endswith("\n") else before
+    t = b.rstrip(" \t")
+    if len(t) == len(b):
+        return ""
+    i = len(t)
+    while i and t[i - 1].isascii() and t[i - 1].isalnum():
+        i -= 1
+    return t[i:]
 
 
 def _end_ok(norm: str, end: int) -> bool:
@@ -615,13 +629,15 @@ def _end_ok(norm: str, end: int) -> bool:
     return not ((first.isascii() and first.isalpha()) or (first in (":", "/", " ", ".", "-") and after[1:2].isdigit()))
 
 
-def _phone_ok(norm: str, start: int, end: int, number, fmt_min_digits: int = 10, valid: bool | None = None) -> bool:
+def _phone_ok(norm: str, start: int, end: int, number, fmt_min_digits: int = 10, valid: bool | None = None,
+              edges_ok: bool = False) -> bool:
+    # edges_ok: the caller has checked _start_ok and (without '+') _end_ok for these very bounds.
     text = norm[start:end]
     if not _DIGIT_RUN.search(text) or _DATE.fullmatch(text.strip()) or _IPV4.fullmatch(text):
         return False
-    if not _start_ok(norm, start):
+    if not edges_ok and not _start_ok(norm, start):
         return False
-    if not text.startswith("+") and not _end_ok(norm, end):
+    if not edges_ok and not text.startswith("+") and not _end_ok(norm, end):
         return False
     n_digits = sum(ch.isdigit() for ch in text)
     formatted = text.startswith(("+", "(")) or not text.isdigit()
@@ -665,41 +681,42 @@ def _matcher_spans(norm: str, s: int, e: int, region: str) -> Iterator[tuple[int
         yield s + p.start, s + p.end, p.number
 
 
-def _other_region_phones(norm: str, taken: _Spans, region: str, *, early: bool, tried: set[int]) -> None:
+def _other_region_phones(norm: str, taken: _Spans, region: str) -> list[tuple[int, int, str]]:
     """National formats of other regions (020 7946 0958) and 00-prefixed international numbers.
 
-    Two passes around the default region's matcher, which spends 200 microseconds failing on each
-    such number (it tries every group of a number it cannot parse whole). The ``early`` pass, before
-    it, takes only runs the matcher would see alone: no '(' before (the matcher keeps it), no digit
-    within the three separators a digit run may hold before it, none in the 24-character window
-    after it (an extension, a second number); it adds the start of each run it tried to ``tried``,
-    which the pass after skips.
+    Run before the default region's matcher, which spends 200 microseconds failing on each such
+    number (it tries every group of a number it cannot parse whole), for the runs the matcher would
+    see alone: no '(' before (the matcher keeps it), no digit within the three separators a digit
+    run may hold before it, none in the 24-character window after it (an extension, a second
+    number). The others are returned, for :func:`_other_region_phone` after the matcher.
     """
+    later = []
     for m in _matches_after(_PHONE_RUN, norm, lambda c: (c.isascii() and c.isalnum()) or c in "_-+/.:"):
         s, e = m.start(), m.end()
         text = m.group(0)
         if not 9 <= sum(ch.isdigit() for ch in text) <= 17 or taken.overlaps(s, e) or not _start_ok(norm, s):
             continue
-        if early:
-            if norm[s - 1:s] == "(" or _ANY_DIGIT.search(norm, max(0, s - 4), s) or _ANY_DIGIT.search(norm, e, e + 24):
-                continue
-            tried.add(s)
-        elif s in tried:
+        if norm[s - 1:s] == "(" or _ANY_DIGIT.search(norm, max(0, s - 4), s) or _ANY_DIGIT.search(norm, e, e + 24):
+            later.append((s, e, text))
+        else:
+            _other_region_phone(norm, taken, region, s, e, text)
+    return later
+
+
+def _other_region_phone(norm: str, taken: _Spans, region: str, s: int, e: int, text: str) -> None:
+    regions = [r for r in _fallback_regions() if r != region]
+    for cand, reg in [("+" + text[2:], None)] if text.startswith("00") else [(text, r) for r in regions]:
+        try:
+            number = phonenumbers.parse(cand, reg)
+        except phonenumbers.NumberParseException:
             continue
-        regions = [r for r in _fallback_regions() if r != region]
-        for cand, reg in [("+" + text[2:], None)] if text.startswith("00") else [(text, r) for r in regions]:
-            try:
-                number = phonenumbers.parse(cand, reg)
-            except phonenumbers.NumberParseException:
-                continue
-            if phonenumbers.is_valid_number(number) and _phone_ok(norm, s, e, number, fmt_min_digits=99, valid=True):
-                taken.add(s, e, PHONE_TOKEN)
-                break
+        if phonenumbers.is_valid_number(number) and _phone_ok(norm, s, e, number, fmt_min_digits=99, valid=True):
+            taken.add(s, e, PHONE_TOKEN)
+            return
 
 
 def _phones(norm: str, taken: _Spans, region: str) -> None:
-    tried: set[int] = set()
-    _other_region_phones(norm, taken, region, early=True, tried=tried)
+    later = _other_region_phones(norm, taken, region)
     # libphonenumber's matcher costs a fifth of a millisecond a call: run it only on windows around
     # digit runs that could be phones (7-24 digits, not after 'order', not inside a code or a date).
     for m in _NUM_RUN.finditer(norm):
@@ -714,9 +731,11 @@ def _phones(norm: str, taken: _Spans, region: str) -> None:
             continue
         # The window's tail leaves room for an extension ('ext. 12', 'x204').
         for ps, pe, number in _matcher_spans(norm, s, e, region):
-            if not taken.overlaps(ps, pe) and _phone_ok(norm, ps, pe, number):
+            if not taken.overlaps(ps, pe) and _phone_ok(norm, ps, pe, number, edges_ok=(ps, pe) == (s, e)):
                 taken.add(ps, pe, PHONE_TOKEN)
-    _other_region_phones(norm, taken, region, early=False, tried=tried)
+    for s, e, text in later:
+        if not taken.overlaps(s, e):
+            _other_region_phone(norm, taken, region, s, e, text)
 
 
 _CURRENCY = frozenset("$€£¥₹₩₽¢")
