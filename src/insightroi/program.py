@@ -38,6 +38,7 @@ __all__ = [
     "UserTable",
     "Measure",
     "USER_COLUMN_TYPES",
+    "USER_RESERVED_COLUMNS",
     "MEASURES",
     "MEASURE_AGGREGATIONS",
     "EXPRESSION_FUNCTIONS",
@@ -297,6 +298,8 @@ class IngestSettings(_Strict):
 
 # Column types a user table may declare (Ibis type names, as the store's own tables use).
 USER_COLUMN_TYPES = ("string", "int64", "float64", "boolean", "date", "timestamp")
+# Columns ingestion adds to every table or uses while validating: a user table cannot declare them.
+USER_RESERVED_COLUMNS = ("ingested_at", "batch_id", "_rn", "_err", "_pre_err", "rowid")
 
 
 class UserTable(_Strict):
@@ -353,6 +356,14 @@ class UserTable(_Strict):
         for col in self.text_columns:
             if self.columns[col] != "string":
                 raise ValueError(f"text column {col!r} must be a string column, not {self.columns[col]}")
+        for col in self.id_columns:
+            if self.columns[col] != "string":
+                # An e-mail or phone there is replaced by a pseudonym, which is text.
+                raise ValueError(f"id column {col!r} must be a string column, not {self.columns[col]}")
+        reserved = [c for c in self.columns if c in USER_RESERVED_COLUMNS]
+        if reserved:
+            raise ValueError(f"table {self.name!r} declares {reserved}, which ingestion sets or uses itself "
+                             f"({', '.join(USER_RESERVED_COLUMNS)}); rename them")
         return self
 
 
@@ -692,6 +703,12 @@ class Program(_Strict):
         for i, pool in enumerate(self.value_pools):
             if pool.kpi not in kpi_names:
                 raise ValueError(f"value_pools[{i}].kpi {pool.kpi!r} is not a KPI; KPIs: {kpi_names}")
+            num = self.measure(self.kpi(pool.kpi).numerator)
+            if isinstance(num, Measure) and num.aggregation == "quantile":
+                # The ROI turns an effect into volumes (effect x denominator); a difference of
+                # quantiles has no volume to multiply.
+                raise ValueError(f"value_pools[{i}].kpi {pool.kpi!r} is a quantile KPI; a shift in a quantile is "
+                                 "not a volume the ROI can value: value a sum or mean KPI of the same measure")
         table_names = [t.name for t in self.tables]
         dupes = {n for n in table_names if table_names.count(n) > 1}
         if dupes:

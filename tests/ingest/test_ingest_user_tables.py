@@ -325,9 +325,12 @@ def test_schema_command_lists_the_programs_user_tables(setup):
 
 
 def test_an_integer_id_column_that_looks_like_a_phone_number_lands_as_a_number(tmp_path):
-    # Only text ids can take a pseudonym; a numeric customer id is kept (it cannot hold an e-mail).
-    crm = UserTable(name="crm", columns={"account": "int64", "owner": "string"}, key="account",
-                    id_columns=["account", "owner"])
+    # Only text ids can take a pseudonym (the declaration refuses a numeric id column), so a
+    # numeric customer id is a plain column and a phone-like number in it lands as a number.
+    with pytest.raises(ValueError, match="id column 'account' must be a string column, not int64"):
+        UserTable(name="crm", columns={"account": "int64", "owner": "string"}, key="account",
+                  id_columns=["account", "owner"])
+    crm = UserTable(name="crm", columns={"account": "int64", "owner": "string"}, key="account", id_columns=["owner"])
     path = write(tmp_path / "crm.csv", "account,owner\n4155552671,ana@example.com\n17,bo\n")
     with open_store(f"duckdb:///{tmp_path / 's.duckdb'}") as st:
         assert ingest_path(st, crm, path).landed == 2

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from insightroi.errors import EstimationError, ProgramError
-from insightroi.experiments import analyze_experiment
+from insightroi.errors import DataError, EstimationError, ProgramError
+from insightroi.experiments import analyze_experiment, power_table
 from insightroi.metrics import (
     block_measures_expr,
     describe_measures,
@@ -32,6 +32,7 @@ from insightroi.metrics import (
     measure_specs,
     unit_metrics,
 )
+from insightroi.monitor import store_period_effects
 from insightroi.program import parse_program, starter_program_text
 from insightroi.stats import quantile_effect
 from insightroi.store import open_store
@@ -265,6 +266,10 @@ def _kpi(num, den=None):
     (Q + _kpi("orders", "q"),
      "(top level): kpis[7].denominator: 'q' is a quantile measure; a quantile of rows is a KPI of its own and can "
      "only be a numerator"),
+    (Q + _kpi("q") + '\n[[value_pools]]\nname = "faster"\nfunction = "support"\nkpi = "x"\n'
+     'unit_value = { low = 1, mode = 2, high = 3 }\n',
+     "(top level): value_pools[3].kpi 'x' is a quantile KPI; a shift in a quantile is not a volume the ROI can "
+     "value: value a sum or mean KPI of the same measure"),
 ])
 def test_refusals_at_parse_time(extra, expected):
     with pytest.raises(ProgramError) as info:
@@ -287,3 +292,14 @@ def test_quasi_design_refuses_a_quantile_kpi(world):
         analyze_experiment(st, prog, kpis=["median_resolution_hours"])
     assert str(info.value) == ("KPI 'median_resolution_hours' is a quantile of rows ('median_resolution'); quantile "
                                "KPIs are analysed for randomized unit designs ['ab', 'cluster', 'holdout'], not 'did'")
+
+
+def test_power_table_and_monitor_leave_a_quantile_kpi_out_with_the_reason(world):
+    # Both model a ratio of per-unit totals: a quantile KPI gets a reason, never a figure.
+    prog, st, *_ = world
+    [row] = power_table(prog, st, kpis=["median_resolution_hours"])
+    assert row["verdict"].startswith("quantile KPI: not in the power table")
+    assert row["weeks_needed"] is None and row["mde_at_planned_end"] is None
+    with pytest.raises(DataError) as info:
+        store_period_effects(st, prog, "median_resolution_hours")
+    assert "'median_resolution' is a quantile measure" in str(info.value)

@@ -103,3 +103,30 @@ def test_ingest_section_defaults_and_currency_list():
     assert {"USD", "EUR", "GBP", "JPY", "CHF"} <= CURRENCIES and "XXXX" not in CURRENCIES and len(CURRENCIES) == 178
     # Whole numbers are numbers: scale = 1000 (an integer in TOML) is accepted as 1000.0.
     assert prog.kpis[0].scale == 1000.0
+
+
+_USER_TABLE = """
+[[tables]]
+name = "crm"
+columns = { id = "string", phone = "int64", batch_id = "string", seen_at = "timestamp" }
+key = "id"
+time_column = "seen_at"
+"""
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (('batch_id = "string", ', ""), None),
+    (('batch_id = "string", ', ""), "tables[0]: id column 'phone' must be a string column, not int64"),
+    (("", ""), "tables[0]: table 'crm' declares ['batch_id'], which ingestion sets or uses itself "
+               "(ingested_at, batch_id, _rn, _err, _pre_err, rowid); rename them"),
+])
+def test_user_table_id_columns_are_text_and_reserved_names_are_refused(edit, expected):
+    text = _USER_TABLE.replace(*edit) if edit[0] else _USER_TABLE
+    if expected is not None and "id column" in expected:
+        text += 'id_columns = ["phone"]\n'
+    if expected is None:
+        assert parse_program(starter_program_text() + text).user_table("crm").columns["phone"] == "int64"
+        return
+    with pytest.raises(ProgramError) as info:
+        parse_program(starter_program_text() + text, source="p.toml")
+    assert f"  {expected}" in str(info.value).splitlines(), str(info.value)

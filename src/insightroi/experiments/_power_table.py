@@ -27,6 +27,7 @@ from datetime import timedelta
 
 import numpy as np
 
+from insightroi.experiments._common import quantile_measure
 from insightroi.metrics import unit_measures_expr
 from insightroi.program import Program
 from insightroi.stats import (
@@ -181,6 +182,11 @@ def power_table(program: Program, store: Store, *, kpis=None) -> list[dict]:
                "power_at_planned_end": None, "power_at_planned_end_cuped": None, "mde_at_planned_end": None,
                "mde_at_planned_end_cuped": None, "rho": None, "rho_adjacent": None, "rho_window_weeks": None,
                "icc": None, "design_effect": None, "verdict": ""}
+        if quantile_measure(program, k) is not None:
+            # The table's power model is a ratio of per-unit totals; a quantile KPI is not one.
+            row["verdict"] = "quantile KPI: not in the power table (its variance comes from the rows' density)"
+            rows.append(row)
+            continue
         if df.empty or n_t < 2 or n_c < 2:
             row["verdict"] = "no pre-period data or assignments in the store"
             rows.append(row)

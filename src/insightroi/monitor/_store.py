@@ -155,6 +155,9 @@ def store_period_effects(
     sources = {}
     for m in (k.numerator, k.denominator):
         spec = specs.get(m)
+        if spec is not None and spec.quantile is not None:
+            raise DataError(f"KPI {kpi!r}: {m!r} is a quantile measure; per-period effects from the store are "
+                            "differences of per-unit totals, which a quantile is not")
         if m not in _MEASURES and (spec is None or spec.measure is None):
             raise DataError(f"KPI {kpi!r}: per-period effects from the store need sku_family units and count/sum "
                             f"measures; {m!r} is neither a plain built-in count/sum nor a [[measures]] entry")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from insightroi.errors import StoreError
-from insightroi.program import UserTable
+from insightroi.program import USER_RESERVED_COLUMNS, UserTable
 
 __all__ = [
     "ColumnInfo",
@@ -363,7 +363,7 @@ USER_TABLE_PREFIX = "user_"
 
 #: Column names a user table may not declare: ingestion's own columns, its row bookkeeping, and
 #: DuckDB's row id (a real column of that name hides it, and ingestion settles keys by it).
-RESERVED_COLUMNS = ("ingested_at", "batch_id", "_rn", "_err", "_pre_err", "rowid")
+RESERVED_COLUMNS = USER_RESERVED_COLUMNS
 
 _TYPE_WORDS = {
     "string": "text", "int64": "integer", "float64": "number", "boolean": "boolean", "date": "date",
