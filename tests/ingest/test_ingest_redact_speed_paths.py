@@ -6,10 +6,15 @@
   matcher would see them alone (no '(' before, no digit near either side);
 * the spaced e-mail scan runs only for an '@' the plain form left;
 * ``redact_table`` redacts each distinct text of a chunk once, and runs only the detectors whose
-  pre-filter branch (RE2, vectorised) matches the text.
+  pre-filter branch (RE2, vectorised) matches the text;
+* a large chunk is shared with a forked worker process, which must redact as this one does.
 """
 
 from __future__ import annotations
+
+import sys
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 
 import phonenumbers
 import pyarrow as pa
@@ -18,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from phonenumbers import Leniency, PhoneNumberMatcher
 
+from insightroi.ingest import _redact as R
 from insightroi.ingest import redact_pii, redact_table
 from insightroi.ingest._redact import _GATES, _NUM_RUN, _matcher_spans
 
@@ -162,3 +168,55 @@ def test_vectorised_gates_and_dedupe_change_nothing(texts):
     # Gated, de-duplicated redaction of a chunk equals redact_pii of each text with every detector.
     texts = texts + texts[:2]
     assert redact_table(_table(texts), "feedback").column("text").to_pylist() == [redact_pii(t) for t in texts]
+
+
+@pytest.fixture
+def fresh_pool(monkeypatch):
+    # A pool of one worker from the first chunk of 50 distinct texts; the module's pool state is
+    # restored afterwards.
+    monkeypatch.setattr(R, "POOL_MIN_TEXTS", 50)
+    monkeypatch.setenv("INSIGHTROI_REDACT_WORKERS", "1")
+    saved = dict(R._POOL)
+    R._POOL.update(pool=None, off=False, workers=0)
+    yield R._POOL
+    if R._POOL["pool"] is not None and R._POOL["pool"] is not saved["pool"]:
+        R._POOL["pool"].shutdown()
+    R._POOL.clear()
+    R._POOL.update(saved)
+
+
+def _chunk(n: int) -> list[str]:
+    # Distinct texts; the UK number (another region's national format) and the e-mail fall in
+    # both the worker's share (the first 45%) and this process's.
+    return [f"review {i}: call 020 7946 {i % 10000:04d} or mail u{i}@example.com, order 12345{i:04d}" for i in range(n)]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the worker pool forks (Linux only)")
+def test_worker_pool_redacts_as_redact_pii_with_the_callers_settings(fresh_pool, monkeypatch):
+    texts = _chunk(120)
+    out = redact_table(_table(texts), "feedback").column("text").to_pylist()
+    assert fresh_pool["pool"] is not None and fresh_pool["workers"] == 1
+    assert out == [redact_pii(t) for t in texts]
+    assert out[0] == "review 0: call [PHONE] or mail [EMAIL], order 123450000"
+    # The worker was forked before this setting: the caller's fallback regions still rule there.
+    monkeypatch.setenv("INSIGHTROI_PHONE_FALLBACK", "")
+    out = redact_table(_table(texts), "feedback").column("text").to_pylist()
+    assert out == [redact_pii(t) for t in texts]
+    assert all("020 7946" in t for t in out)
+
+
+class _DeadPool:
+    def submit(self, *args, **kwargs):
+        fut = Future()
+        fut.set_exception(BrokenProcessPool("worker killed"))
+        return fut
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        pass
+
+
+def test_a_failed_worker_costs_only_time(fresh_pool):
+    fresh_pool.update(pool=_DeadPool(), workers=1)
+    texts = _chunk(120)
+    assert redact_table(_table(texts), "feedback").column("text").to_pylist() == [redact_pii(t) for t in texts]
+    assert fresh_pool["off"] and fresh_pool["pool"] is None
