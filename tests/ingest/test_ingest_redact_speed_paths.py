@@ -174,7 +174,7 @@ def test_vectorised_gates_and_dedupe_change_nothing(texts):
 def fresh_pool(monkeypatch):
     # A pool of one worker from the first chunk of 50 distinct texts; the module's pool state is
     # restored afterwards.
-    monkeypatch.setattr(R, "POOL_MIN_TEXTS", 50)
+    monkeypatch.setattr(R, "_POOL_MIN_TEXTS", 50)
     monkeypatch.setenv("INSIGHTROI_REDACT_WORKERS", "1")
     saved = dict(R._POOL)
     R._POOL.update(pool=None, off=False, workers=0)

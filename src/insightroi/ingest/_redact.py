@@ -24,6 +24,11 @@ PII, and only those go through the exact detectors:
   ``password: ...`` labels, bearer tokens, JWTs and well-known API-key formats (AWS, GitHub,
   Stripe, Slack, Google).
 
+Within one chunk (:func:`redact_table`) each distinct candidate text is redacted once, and only by
+the detectors whose own pre-filter branch matches it (RE2 again, on the distinct texts); a chunk
+with 5,000 or more of them is shared with a forked worker process (Linux, two or more cores;
+``INSIGHTROI_REDACT_WORKERS`` sets the number of workers, 0 for none).
+
 Id columns (:data:`ID_COLUMNS`: customer ids, the chain-event actor, the reviewer, assignment
 units) are not tokenised but replaced by :func:`pseudonymize` when their value holds PII: an
 HMAC-SHA256 under a key kept outside the store, so joins across tables still match.
@@ -1066,7 +1071,7 @@ def _redact_column(picked: pa.Array, region: str) -> pa.Array:
 #: Distinct candidate texts in one chunk from which a share goes to worker processes (Linux, two or
 #: more cores; ``INSIGHTROI_REDACT_WORKERS`` sets how many, 0 for none). Below it the fork and the
 #: transfer cost more than they save.
-POOL_MIN_TEXTS = 5_000
+_POOL_MIN_TEXTS = 5_000
 _POOL: dict = {"pool": None, "off": False, "workers": 0}
 
 
@@ -1104,7 +1109,7 @@ def _redact_items(items: list[tuple[str, int]], region: str) -> list[str]:
     A worker that fails (killed, out of memory) costs nothing but time: its share is redone here
     and no pool is used again.
     """
-    pool = _worker_pool() if len(items) >= POOL_MIN_TEXTS else None
+    pool = _worker_pool() if len(items) >= _POOL_MIN_TEXTS else None
     if pool is None:
         return _redact_batch(items, region)
     n_parts = _POOL["workers"] + 1
