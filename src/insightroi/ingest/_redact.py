@@ -1105,7 +1105,8 @@ def _redact_items(items: list[tuple[str, int]], region: str) -> list[str]:
     """Redact (text, gates) pairs; a large chunk is shared with worker processes.
 
     Redaction is pure Python and holds one core; on two cores, a worker that takes a bit under
-    half of a large chunk (it also pays for the transfer) cuts the chunk's time by about a third.
+    half of a large chunk (it also pays for the transfer) cuts the chunk's time by two fifths
+    (1.4 -> 0.85 s for the 17,000 distinct candidates of a 262,144-row chunk of bench_ingest).
     A worker that fails (killed, out of memory) costs nothing but time: its share is redone here
     and no pool is used again.
     """
