@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import gc
 import hashlib
 import hmac
 import multiprocessing
@@ -1118,7 +1119,13 @@ def _redact_items(items: list[tuple[str, int]], region: str) -> list[str]:
     bounds = [i * share for i in range(n_parts)]
     fallback_env = os.environ.get("INSIGHTROI_PHONE_FALLBACK")
     parts = [items[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    futures = [pool.submit(_redact_batch, part, region, fallback_env, True) for part in parts]
+    # The first submit forks the worker. Frozen, the objects it inherits are never collected
+    # there: a store in a reference cycle would otherwise be closed by the worker's collector.
+    gc.freeze()
+    try:
+        futures = [pool.submit(_redact_batch, part, region, fallback_env, True) for part in parts]
+    finally:
+        gc.unfreeze()
     mine = _redact_batch(items[bounds[-1]:], region)
     out: list[str] = []
     for part, fut in zip(parts, futures):
