@@ -220,3 +220,30 @@ def test_a_failed_worker_costs_only_time(fresh_pool):
     texts = _chunk(120)
     assert redact_table(_table(texts), "feedback").column("text").to_pylist() == [redact_pii(t) for t in texts]
     assert fresh_pool["off"] and fresh_pool["pool"] is None
+
+
+class _Proc:
+    killed = False
+
+    def kill(self):
+        self.killed = True
+
+
+class _HungPool:
+    def __init__(self):
+        self._processes = {1: _Proc()}
+
+    def submit(self, *args, **kwargs):
+        return Future()  # never answers, as a child blocked on a lock inherited at the fork
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        pass
+
+
+def test_a_hung_worker_is_killed_and_its_share_redone_here(fresh_pool, monkeypatch):
+    monkeypatch.setattr(R, "_WORKER_START_S", 0.05)
+    hung = _HungPool()
+    fresh_pool.update(pool=hung, workers=1)
+    texts = _chunk(120)
+    assert redact_table(_table(texts), "feedback").column("text").to_pylist() == [redact_pii(t) for t in texts]
+    assert hung._processes[1].killed and fresh_pool["off"] and fresh_pool["pool"] is None

@@ -1074,6 +1074,7 @@ def _redact_column(picked: pa.Array, region: str) -> pa.Array:
 #: transfer cost more than they save.
 _POOL_MIN_TEXTS = 5_000
 _POOL: dict = {"pool": None, "off": False, "workers": 0}
+_WORKER_START_S = 30.0  # what a worker may take beyond its share's work before it counts as hung
 
 
 def _redact_batch(items: list[tuple[str, int]], region: str, fallback_env: str | None = None,
@@ -1130,9 +1131,15 @@ def _redact_items(items: list[tuple[str, int]], region: str) -> list[str]:
     out: list[str] = []
     for part, fut in zip(parts, futures):
         try:
-            out += fut.result()
-        except Exception:  # noqa: BLE001 - any worker failure: redo its share here
+            # A forked child of a process with other threads can, rarely, block on a lock one of
+            # them held at the fork; a share takes ~0.1 ms a text, so 2 ms a text (plus start-up)
+            # means it never will answer: its share is redone here, and the child is killed so
+            # the pool's exit handler does not wait for it.
+            out += fut.result(timeout=_WORKER_START_S + 0.002 * len(part))
+        except Exception:  # noqa: BLE001 - any worker failure or timeout: redo its share here
             _POOL["off"], _POOL["pool"] = True, None
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.kill()
             pool.shutdown(wait=False, cancel_futures=True)
             out += _redact_batch(part, region)
     return out + mine
