@@ -8,6 +8,7 @@ import httpx
 import pytest
 from _srv_helpers import TOKEN, LiveServer, seed_store
 
+from insightroi.errors import StoreError
 from insightroi.ingest import pseudonymize
 from insightroi.server import create_app
 from insightroi.store import open_store
@@ -374,3 +375,12 @@ def test_erasure_endpoint_removes_the_customer_and_answers_counts_only(client, b
     assert left == 0
     kinds = {r["kind"] for r in backend.results(None)}
     assert "erasure" in kinds
+
+
+def test_erasure_on_a_store_that_cannot_delete_rows_is_501_not_500(client, backend, monkeypatch):
+    def refuse(customer, reason):
+        raise StoreError("erasure needs the embedded DuckDB store (rows are deleted in place); this store is pyspark")
+
+    monkeypatch.setattr(backend, "erase", refuse)
+    r = client.post("/api/v1/erasures", json={"customer": "someone@example.org"}, headers=AUTH)
+    assert r.status_code == 501 and "DuckDB" in r.json()["detail"]

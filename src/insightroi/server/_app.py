@@ -26,7 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from insightroi.errors import StoreBusyError
+from insightroi.errors import StoreBusyError, StoreError
 from insightroi.ingest import redact_pii, redact_row
 from insightroi.program import load_program
 from insightroi.report import (
@@ -562,7 +562,12 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         The answer and the stored record name the customer only by a keyed hash; ``predating``
         lists the saved results computed before the erasure (re-run the stages to recompute them).
         """
-        return await _run(backend().erase, request_body.customer, request_body.reason)
+        try:
+            return await _run(backend().erase, request_body.customer, request_body.reason)
+        except StoreBusyError:
+            raise
+        except StoreError as exc:  # a store that cannot delete rows in place (Spark, Databricks)
+            raise HTTPException(501, str(exc)) from None
 
     # ---- read API -----------------------------------------------------------------------------
     @app.get("/api/v1/health", tags=["read"])
