@@ -27,6 +27,7 @@ from insightroi.stats._result import (
     Result,
     jsonable,
 )
+from insightroi.stats._bayes import EffectPrior, bayesian_two_arm, beta_binomial, gaussian_risk
 from insightroi.stats._counts import count_dispersion, count_tail_pvalue
 from insightroi.stats._diagnostics import SrmTest, TrendTest, srm_test, trend_test
 from insightroi.stats._did import did_2x2, did_ratio, event_study, ratio_ancova, staggered_did, twfe
@@ -106,6 +107,11 @@ __all__ = [
     "switchback_ratio_effect",
     "switchback_carryover",
     "segment_breakdown",
+    # Bayesian two-arm (gbstats' gaussian effect model; conjugate beta-binomial)
+    "EffectPrior",
+    "bayesian_two_arm",
+    "beta_binomial",
+    "gaussian_risk",
     # quantiles of clustered rows (delta method, outer interval)
     "QUANTILE_METHODS",
     "ClusteredQuantile",
