@@ -29,6 +29,7 @@ _STAGE_CLIS = (
     "insightroi.insights._cli",
     "insightroi.chain._cli",
     "insightroi.experiments._cli",
+    "insightroi.experiments._assign_cli",
     "insightroi.experiments._claim_cli",
     "insightroi.roi._cli",
     "insightroi.monitor._cli",
