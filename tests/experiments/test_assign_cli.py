@@ -116,11 +116,17 @@ def test_csv_units_are_stratified_stored_and_rerun_adds_nothing(tmp_path):
 
     # New units later: only they get rows, nobody moves, every stratum is still within one unit.
     more = _write({**units, **_units_csv(tmp_path / "new.csv", 150, seed=5, start=1000)}, tmp_path / "more.csv")
-    grown = _run_json("--program", prog, "--store", url, "--units", tmp_path / "more.csv")
+    grown = _run_json("--program", prog, "--store", url, "--units", tmp_path / "more.csv", "--assigned-at", "2025-08-01")
     assert (grown["new"], grown["kept"], grown["written"]) == (150, 1000, 150)
     after = _stored(url)
     assert len(after) == 1150 and all(after[u] == arms[u] for u in arms)
     _check_within_one(after, more)
+    # Late units enter at the time given; the first ones at the experiment's start (2025-07-01).
+    with open_store(url) as st:
+        df = st.table("assignments").execute()
+    when = dict(zip(df["unit_id"], df["assigned_at"].dt.strftime("%Y-%m-%dT%H:%M")))
+    assert {when[u] for u in units} == {"2025-07-01T00:00"}
+    assert {when[u] for u in more if u not in units} == {"2025-08-01T00:00"}
 
 
 def test_same_salt_same_arms_new_salt_new_assignment(tmp_path):
@@ -245,3 +251,18 @@ def test_customer_listed_by_email_is_assigned_under_its_pseudonym(tmp_path, monk
     assert (again["new"], again["written"]) == (0, 0)
     from_store = _run_json("--program", prog, "--store", url, "--dry-run")
     assert (from_store["units"], from_store["kept"], from_store["new"]) == (1, 1, 0)
+
+
+def test_option_errors_name_what_is_wrong(tmp_path):
+    url = f"duckdb:///{tmp_path}/s.duckdb"
+    prog = _program(tmp_path)
+    _units_csv(tmp_path / "units.csv", 10)
+    cases = [
+        (["--units", tmp_path / "units.csv", "--from-table", "orders"], "either --units FILE or --from-table"),
+        (["--from-table", "products"], "store table 'products' has no column 'customer_id'"),
+        (["--units", tmp_path / "units.csv", "--assigned-at", "yesterday"], "--assigned-at 'yesterday' is not an ISO"),
+        (["--units", tmp_path / "missing.csv"], "missing.csv: cannot read the units file"),
+    ]
+    for args, message in cases:
+        out = _run("--program", prog, "--store", url, *args)
+        assert out.exit_code == 1 and message in " ".join(out.output.split()), (args, out.output)
