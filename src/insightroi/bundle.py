@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from insightroi.privacy import results_before_erasure
+
 __all__ = [
     "SCHEMA_VERSION",
     "DEFAULT_AUDIENCES",
@@ -220,7 +222,8 @@ class Bundle(_Model):
     generated_at: str
     is_demo: bool = False
     program: ProgramSection
-    window: dict[str, str] | None = None
+    # start and end (ISO dates); the demo's window adds its length in days.
+    window: dict[str, str | int] | None = None
     insights: dict[str, Any] | None = None
     chain: dict[str, Any] | None = None
     experiment: dict[str, Any] | None = None
@@ -231,6 +234,9 @@ class Bundle(_Model):
     claims: list[dict[str, Any]] = []
     monitor: dict[str, Any] | None = None
     failures: list[dict[str, Any]] = []
+    # Set when sections or saved claims shown were computed before the store's latest erasure:
+    # their figures may still count the erased customer's rows until the stages run again.
+    erasure: dict[str, Any] | None = None
     provenance: dict[str, Provenance] = {}
     timings_s: dict[str, float] = {}
 
@@ -368,7 +374,22 @@ def assemble_bundle(store: Any, program: Any, *, failures: list[dict[str, Any]] 
         data["monitor"] = _strip(sections["monitor"])
     if demo:
         data["world"] = demo.get("demo_run")
+    data["erasure"] = _erasure_marks(store, sections)
     return Bundle.model_validate(data)
+
+
+def _erasure_marks(store: Any, sections: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The shown sections and saved claims computed before the latest erasure, or None when none is."""
+    marks = results_before_erasure(store)
+    if marks is None:
+        return None
+    before = set(marks["results"])
+    stages = [s for s in sections if f"{SECTION_KIND}:{s}" in before]
+    claims = sorted(i for i in before if i.startswith("claim:"))
+    if not stages and not claims:
+        return None
+    return {"erased_at": marks["erased_at"], "record_id": marks["record_id"], "stages": stages,
+            "claims": claims, "rerun": f"insightroi run --from {stages[0]}" if stages else "insightroi validate-claim"}
 
 
 def _saved_claim(payload: dict[str, Any]) -> dict[str, Any]:

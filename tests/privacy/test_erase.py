@@ -14,14 +14,19 @@ import json
 from pathlib import Path
 
 import duckdb
+import httpx
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from helpers.live_server import LiveServer
+from insightroi.bundle import assemble_bundle
 from insightroi.cli import app
 from insightroi.ingest import ingest_frame, pseudonymize
 from insightroi.privacy import ERASED, results_before_erasure, subject_hash
 from insightroi.program import load_program
+from insightroi.report import render_html
+from insightroi.server import create_app
 from insightroi.services import run_all
 from insightroi.store import open_store
 
@@ -97,6 +102,10 @@ def erased(tmp_path_factory):
     code, _ = _cli("demo", "--out", str(out), "--scale", "tiny", "--seed", "3", "--jobs", "1", "--json")
     assert code == 0
     program = out / "world" / "insightroi.toml"
+    # The demo's sections were saved under the demo's program; the report and dashboard show them
+    # under that file (under another one they are stale and left out).
+    demo_program = out / "demo-program.toml"
+    demo_program.write_text(program.read_text())
     program.write_text(program.read_text() + SURVEYS_TOML)
     prog = load_program(program)
     url = f"duckdb:///{out / 'insightroi.duckdb'}"
@@ -174,15 +183,24 @@ def erased(tmp_path_factory):
     results = {r[0]: (r[1], json.loads(r[2])) for r in con.execute("SELECT id, kind, payload FROM results").fetchall()}
     payload_ce = con.execute("SELECT payload FROM chain_events WHERE id = 'CE-J1'").fetchone()
     con.close()
+    with open_store(url) as st:
+        marked = assemble_bundle(st, load_program(demo_program)).to_report()
+        # Under the edited program every demo section is stale: the bundle still builds (on the
+        # demo's window, which carries its length in days) and says why each one is left out.
+        other = assemble_bundle(st, prog).to_report()
+    with LiveServer(create_app(url, program=demo_program, public_read=True)) as srv:
+        page = httpx.get(srv.url + "/", timeout=60).text
     code_run, out_run = _cli("run", "--program", str(program), "--store", url, "--out", str(out / "report-after"),
                              "--json")
     with open_store(url) as st:
         stale = results_before_erasure(st)
+        unmarked = assemble_bundle(st, prog).to_report()
     yield {
         "out": out, "url": url, "jane": (code_j, out_j), "plain": (code_p, out_p), "before": before, "after": after,
         "others_before": others_before, "others_after": others_after, "hits": hits, "results": results,
         "jane_fb_insights": jane_fb_insights, "plain_rows": plain_rows, "plain_insights": plain_insights,
         "payload_ce": payload_ce, "run": (code_run, out_run), "needles": needles, "stale": stale,
+        "marked": marked, "unmarked": unmarked, "page": page, "other": other,
     }
     mp.undo()
 
@@ -272,6 +290,29 @@ def test_the_analysis_runs_again_after_erasure(erased):
     assert ins["provenance"]["inputs"]["feedback"]["rows"] == n_feedback
     # The stages recomputed their sections; what no stage writes still predates the erasure.
     assert erased["stale"]["results"] == ["demo:truth", "evidence:alert-AL-J1"]
+
+
+def test_report_and_dashboard_mark_figures_computed_before_the_erasure(erased):
+    mark = erased["marked"]["erasure"]
+    # The demo saved every stage's section before both erasures (classify ran again, under the
+    # program with the surveys table, so the demo program's report leaves it out); the record is
+    # the last erasure's.
+    assert mark["stages"] == ["detect", "insights", "chain", "analyze", "roi", "quasi", "monitor"]
+    records = sorted(i for i, (kind, _) in erased["results"].items() if kind == "erasure")
+    assert len(records) == 2 and mark["record_id"] == records[-1]
+    assert mark["rerun"] == "insightroi run --from detect"
+    html = render_html(erased["marked"])
+    assert "Computed before an erasure" in html and "insightroi run --from detect" in html
+    for view in ("executive", "finance", "support", "product"):
+        assert 'id="erasure"' in render_html(erased["marked"], view=view), view
+    assert 'id="erasure-banner"' in erased["page"]
+    assert "analyze, roi" in erased["page"]
+    other = erased["other"]
+    assert [f["stage"] for f in other["failures"] if f["status"] == "stale"] == mark["stages"]
+    assert other["erasure"]["stages"] == ["classify"] and isinstance(other["window"]["days"], int)
+    # After `insightroi run` every stage's section is recomputed: nothing shown predates the erasure.
+    assert erased["unmarked"]["erasure"] is None
+    assert "Computed before an erasure" not in render_html(erased["unmarked"])
 
 
 def test_erase_refuses_an_empty_id(erased):

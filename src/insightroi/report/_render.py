@@ -38,13 +38,13 @@ _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹"}
 
 # Which sections each audience sees (order is page order). "full" shows everything present.
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "full": ("summary", "failures", "tree", "experiment", "effects", "decision_rules", "roi", "assumptions", "chain",
+    "full": ("summary", "erasure", "failures", "tree", "experiment", "effects", "decision_rules", "roi", "assumptions", "chain",
              "insights", "monitor", "quasi", "claims"),
-    "executive": ("summary", "failures", "effects_brief", "decision_rules", "roi_brief", "chain_brief",
+    "executive": ("summary", "erasure", "failures", "effects_brief", "decision_rules", "roi_brief", "chain_brief",
                   "monitor_brief", "claims"),
-    "finance": ("finance_numbers", "finance_kpis", "finance_trend", "roi", "assumptions"),
-    "support": ("support_numbers", "support_resolution", "support_pain", "support_alerts"),
-    "product": ("product_themes", "product_evidence", "product_fixes", "effects_product"),
+    "finance": ("erasure", "finance_numbers", "finance_kpis", "finance_trend", "roi", "assumptions"),
+    "support": ("erasure", "support_numbers", "support_resolution", "support_pain", "support_alerts"),
+    "product": ("erasure", "product_themes", "product_evidence", "product_fixes", "effects_product"),
 }
 _TITLES = {
     "full": "Full report", "executive": "Executive summary", "finance": "Finance view",
@@ -543,7 +543,7 @@ def _check_counts(checks: list[dict]) -> dict[str, int]:
 def _present(section: str, b: dict, lists: dict[str, list], *, claims: list, quasi: list, rules: list) -> bool:
     has = lambda *keys: all(b.get(k) for k in keys)  # noqa: E731
     return {
-        "summary": True, "failures": bool(b.get("failures")), "tree": has("kpis") or has("roi"), "experiment": has("experiment"),
+        "summary": True, "erasure": bool(b.get("erasure")), "failures": bool(b.get("failures")), "tree": has("kpis") or has("roi"), "experiment": has("experiment"),
         "effects": has("kpis"), "effects_brief": has("kpis"), "effects_product": bool(lists["product_kpis"]),
         "decision_rules": bool(rules), "quasi": bool(quasi),
         "roi": has("roi"), "roi_brief": has("roi"), "assumptions": bool((b.get("roi") or {}).get("pools")),
