@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 import insightroi.ingest._engine as engine
 from insightroi.cli import app
-from insightroi.ingest import INGESTIBLE, data_contract, data_contract_markdown, ingest_frame, retry_quarantine
+from insightroi.ingest import INGESTIBLE, data_contract, data_contract_markdown, ingest_frame, pseudonymize, retry_quarantine
 from insightroi.ingest._validate import ENUMS, RANGES, SYSTEM_COLUMNS
 from insightroi.program import starter_program_text
 from insightroi.store import FEEDBACK_SOURCES, TABLES, open_store
@@ -278,13 +278,15 @@ def test_retry_is_one_transaction_per_table(tmp_path, monkeypatch):
         ingest_frame(st, "feedback", [
             {"id": f"n{i}", "source": "review", "event_time": f"2025-03-0{i} 10:00", "text": "naive"} for i in (1, 2, 3)
         ])
-        # Quarantine keeps raw rows redacted as a whole: this customer id is stored as [PHONE].
+        # Quarantine keeps raw rows redacted outside the id columns: this SKU is stored as
+        # [PHONE] (not re-readable); a customer id keeps its pseudonym and lands under it.
         ingest_frame(st, "orders", [
             {"id": "o1", "order_time": "2025-03-01 10:00", "revenue": "5", "customer_id": "c-1"},
-            {"id": "o2", "order_time": "2025-03-01 10:00", "revenue": "5", "customer_id": "+1 415 555 2671"},
+            {"id": "o2", "order_time": "2025-03-01 10:00", "revenue": "5", "sku": "+1 415 555 2671"},
+            {"id": "o3", "order_time": "2025-03-01 10:00", "revenue": "5", "customer_id": "+1 415 555 2671"},
         ])
     before = counts(url)
-    assert (before["feedback"], before["orders"], before["quarantine"]) == (0, 0, 5)
+    assert (before["feedback"], before["orders"], before["quarantine"]) == (0, 0, 6)
     prog = write_program(tmp_path, "UTC")
 
     def crash(*args, **kwargs):
@@ -298,9 +300,10 @@ def test_retry_is_one_transaction_per_table(tmp_path, monkeypatch):
     with open_store(url) as st:
         rep = retry_quarantine(st, program=prog)
     assert [(t.kind, t.landed, t.still_quarantined, t.not_rereadable) for t in rep.tables] == [
-        ("feedback", 3, 0, 0), ("orders", 1, 1, 1)]
+        ("feedback", 3, 0, 0), ("orders", 2, 1, 1)]
     c = counts(url)
-    assert (c["feedback"], c["orders"], c["quarantine"]) == (3, 1, 1)
+    assert (c["feedback"], c["orders"], c["quarantine"]) == (3, 2, 1)
     with open_store(url) as st:
-        assert st.sql("SELECT id, customer_id FROM orders").to_pylist() == [{"id": "o1", "customer_id": "c-1"}]
+        assert st.sql("SELECT id, customer_id FROM orders ORDER BY id").to_pylist() == [
+            {"id": "o1", "customer_id": "c-1"}, {"id": "o3", "customer_id": pseudonymize("+14155552671")}]
         assert NAIVE in st.sql("SELECT reason FROM quarantine").to_pylist()[0]["reason"]

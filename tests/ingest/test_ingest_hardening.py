@@ -348,3 +348,26 @@ def test_stray_quote_in_a_gzipped_csv_is_resynchronised_too(store, tmp_path):
     report = ingest_path(store, "feedback", path)
     assert (report.landed, report.quarantined) == (6, 1)
     assert quarantined(store) == [(4, None, f"line 5 {STRAY}")]
+
+
+# ---- a quarantined row keeps its id's pseudonym, not a redaction token --------------------------
+def test_a_quarantined_rows_pii_id_keeps_its_pseudonym_and_lands_under_it_on_retry(store, tmp_path, monkeypatch):
+    from insightroi.ingest import pseudonymize, retry_quarantine
+
+    monkeypatch.setenv("INSIGHTROI_PII_KEY", "quarantine-test-key-0123456789")
+    email = "Jane.Doe@Example.com"
+    csv = write(tmp_path / "ids.csv", "id,source,customer_id,event_time,text\n"
+                f"q1,review,{email},2025-03-01T10:00:00Z,Fine\n"
+                f"q2,review,{email},2025-03-01 11:00:00,Write to {email} please\n")
+    rep = ingest_path(store, "feedback", csv)  # no program: a naive timestamp is quarantined
+    assert (rep.landed, rep.quarantined) == (1, 1)
+    raw = json.loads(store.sql("SELECT raw FROM quarantine").to_pylist()[0]["raw"])
+    # The id as the landed row stores it (so an erasure of Jane finds the row and a retry joins
+    # it to her other rows); the free text redacted as before.
+    assert raw["customer_id"] == pseudonymize(email)
+    assert raw["text"] == "Write to [EMAIL] please"
+    assert email.lower() not in json.dumps(raw).lower()
+    rr = retry_quarantine(store, "feedback", program=program())  # the starter program: timezone UTC
+    assert (rr.tables[0].retried, rr.tables[0].landed) == (1, 1)
+    assert store.sql("SELECT DISTINCT customer_id FROM feedback").column(0).to_pylist() == [pseudonymize(email)]
+    assert store.count("quarantine") == 0

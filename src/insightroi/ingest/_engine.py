@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from pydantic import ValidationError
 
 from insightroi.errors import IngestError, ProgramError, check_option
-from insightroi.ingest._redact import REDACTION_TOKENS, redact_pii, redact_table
+from insightroi.ingest._redact import ID_COLUMNS, REDACTION_TOKENS, redact_raw, redact_table
 from insightroi.ingest._report import FileReport, IngestReport, RetryReport, TableRetry
 from insightroi.ingest._sources import (
     CHUNK_ROWS,
@@ -510,11 +510,11 @@ def _run_batch(store: Store, spec: TableSpec, source, *, file: str, display: str
                 raise IngestError(f"{display}: no data rows (empty file); nothing was ingested")
             quarantined, sample = _quarantine(
                 store, kind, file=file, display=display, batch_id=batch_id, rn=rn, errs=q_err, raws=q_raw,
-                redact=redact, when=started,
+                redact=redact, when=started, id_columns=_id_columns(spec),
             )
             if replaced:
                 _quarantine_replaced(store, kind, key, replaced, by=display, batch_id=batch_id, redact=redact,
-                                     when=started)
+                                     when=started, id_columns=_id_columns(spec))
             store.append("ingest_batches", pa.table({
                 "batch_id": [batch_id], "target_table": [kind], "file": [file], "sha256": [sha],
                 "rows_read": pa.array([rows_read], pa.int64()), "landed": pa.array([landed], pa.int64()),
@@ -532,10 +532,14 @@ def _run_batch(store: Store, spec: TableSpec, source, *, file: str, display: str
     )
 
 
+def _id_columns(spec: TableSpec) -> tuple[str, ...]:
+    return tuple(spec.id_columns) if is_user_table(spec.name) else ID_COLUMNS.get(spec.name, ())
+
+
 def _quarantine_replaced(store: Store, kind: str, key: str, replaced: list[tuple[str, str, str]], *, by: str,
-                         batch_id: str, redact: bool, when: datetime) -> None:
+                         batch_id: str, redact: bool, when: datetime, id_columns: tuple[str, ...]) -> None:
     """Stored rows that a later file replaced (last-wins) go to the quarantine under their own file."""
-    raws = [redact_pii(r[2]) if redact else r[2] for r in replaced]
+    raws = [redact_raw(r[2], id_columns) if redact else r[2] for r in replaced]
     store.append("quarantine", pa.table({
         "id": [hashlib.sha256(f"{kind}\x1f{batch_id}\x1freplaced\x1f{r[0]}".encode()).hexdigest()[:32] for r in replaced],
         "target_table": [kind] * len(replaced), "file": [r[1] for r in replaced],
@@ -547,7 +551,8 @@ def _quarantine_replaced(store: Store, kind: str, key: str, replaced: list[tuple
     }))
 
 
-def _quarantine(store: Store, kind, *, file, display, batch_id, rn, errs, raws, redact, when) -> tuple[int, list[str]]:
+def _quarantine(store: Store, kind, *, file, display, batch_id, rn, errs, raws, redact, when,
+                id_columns: tuple[str, ...]) -> tuple[int, list[str]]:
     """Append bad rows to quarantine (skipping ones already there); returns (count, sample messages)."""
     if len(rn) == 0:
         return 0, []
@@ -558,7 +563,7 @@ def _quarantine(store: Store, kind, *, file, display, batch_id, rn, errs, raws, 
         field, reason = split_error(errs[i])
         raw = raws[i]
         if redact and raw is not None:
-            raw = redact_pii(raw)
+            raw = redact_raw(raw, id_columns)
         fields.append(field)
         reasons.append(reason)
         raw_out.append(raw)
@@ -774,8 +779,9 @@ def retry_quarantine(
     Rows that cannot be re-read from the quarantine stay as they are: conflicts (a row whose key
     was kept with other values; ingest the file again under another ``on_conflict`` instead),
     CSV lines the reader could not split into fields, JSONL lines that are not objects, and rows whose stored raw text was
-    redacted outside the free-text columns (an id that looked like a phone number is stored as
-    ``[PHONE]``). Fix the file and ingest it again for those.
+    redacted outside the free-text and id columns (an order id that looked like a phone number is
+    stored as ``[PHONE]``; an id column keeps its pseudonym and lands). Fix the file and ingest it
+    again for those.
 
     Parameters
     ----------

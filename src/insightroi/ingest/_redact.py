@@ -54,6 +54,7 @@ import functools
 import gc
 import hashlib
 import hmac
+import json
 import multiprocessing
 import os
 import re
@@ -91,6 +92,7 @@ __all__ = [
     "REDACTION_TOKENS",
     "PSEUDONYM_PREFIX",
     "ID_COLUMNS",
+    "redact_raw",
     "ID_PREFILTER",
     "FALLBACK_REGIONS",
     "luhn_valid",
@@ -1054,6 +1056,45 @@ def redact_row(row: dict, kind: str, *, region: str | None = None) -> dict:
         if isinstance(out.get(col), str) and _id_prefilter(out[col]):
             out[col] = _pseudonymize_ids([out[col]], reg)[0]
     return out
+
+
+def redact_raw(raw: str, id_columns: tuple[str, ...] | list[str], *, region: str | None = None) -> str:
+    """Redact a quarantined row's raw form: its ids pseudonymised as landed rows' are, all else redacted.
+
+    Parameters
+    ----------
+    raw : str
+        The quarantine's ``raw``: a JSON object of the row's values, or ``{"line": ...}`` for a
+        line that could not be parsed into fields.
+    id_columns : sequence of str
+        The target table's id columns (:data:`ID_COLUMNS`, or a user table's ``id_columns``).
+    region : str, optional
+        Phone region as for :func:`redact_pii`.
+
+    Returns
+    -------
+    str
+        A parsed row keeps its shape: an id carrying PII becomes its :func:`pseudonymize`
+        pseudonym, so the row still joins to its customer when retried and an erasure of that
+        customer finds it; every other text value is redacted with :func:`redact_pii`. Anything
+        else is redacted as one text.
+    """
+    try:
+        row = json.loads(raw)
+    except ValueError:
+        row = None
+    if not isinstance(row, dict) or set(row) == {"line"}:
+        return redact_pii(raw, region=region)
+    reg = _region(region)
+    out = {}
+    for col, value in row.items():
+        if not isinstance(value, str):
+            out[col] = value
+        elif col in id_columns:
+            out[col] = _pseudonymize_ids([value], reg)[0] if _id_prefilter(value) else value
+        else:
+            out[col] = redact_pii(value, region=reg)
+    return json.dumps(out, ensure_ascii=False)
 
 
 def _redact_column(picked: pa.Array, region: str) -> pa.Array:
