@@ -16,6 +16,9 @@ from insightroi.errors import InsightRoiError, StoreBusyError
 #: Exit code of a command that found the store held by another process (retry later); 1 is
 #: any other refusal.
 BUSY_EXIT = 2
+#: Exit code of a command that ran and whose ``--fail-on`` gate tripped (a CI job stops on it);
+#: distinct from 1 (refused) and 2 (busy) so a pipeline can tell "bad news" from "broken".
+GATE_EXIT = 3
 
 
 class SafeConsole(Console):
@@ -75,6 +78,24 @@ def fail_with(exc: BaseException) -> NoReturn:
     """:func:`fail` with an exception's message: exit code :data:`BUSY_EXIT` (2) when the store
     is held by another process (:class:`~insightroi.errors.StoreBusyError`), else 1."""
     fail(str(exc).strip("'\""), BUSY_EXIT if isinstance(exc, StoreBusyError) else 1)
+
+
+def gate(failures: list[str], flag: str) -> None:
+    """End a command that ran with exit code :data:`GATE_EXIT`, listing why, when its gate tripped.
+
+    Parameters
+    ----------
+    failures : list of str
+        The tripped conditions; empty means the gate passes and nothing happens.
+    flag : str
+        The option as the user wrote it (``--fail-on srm``), named in the message.
+    """
+    if not failures:
+        return
+    err_console.print(f"[bold red]gate failed[/] ({escape(flag)}): {len(failures)} condition(s)", highlight=False)
+    for line in failures:
+        err_console.print(f"  - {escape(line)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(GATE_EXIT)
 
 
 def run_or_fail(func, *args, **kwargs):

@@ -114,3 +114,36 @@ def test_quasi_designs_dispatch_and_say_what_is_missing(tmp_path):
     st = open_store("duckdb://:memory:")
     with pytest.raises(DataError, match="assignments"):
         analyze_experiment(st, prog)
+
+
+def test_analyze_fail_on_srm_exits_3_on_a_broken_split_and_0_on_a_sound_one(analysed, tmp_path):
+    import shutil
+
+    import duckdb
+    from typer.testing import CliRunner
+
+    from insightroi.cli import app
+
+    prog, st, res, path = analysed
+    st.close()
+    prog_file = tmp_path / "insightroi.toml"
+    prog_file.write_text(TEXT)
+    args = ["analyze", "--program", str(prog_file), "--kpi", "negative_reviews_per_1000_orders", "--json"]
+    sound = CliRunner().invoke(app, [*args, "--store", f"duckdb:///{path}", "--fail-on", "srm"])
+    assert sound.exit_code == 0, sound.stderr
+    # 100 extra treated units (a logging bug): a sample-ratio mismatch (p about 1e-6).
+    broken = tmp_path / "broken.duckdb"
+    shutil.copy(path, broken)
+    con = duckdb.connect(str(broken))
+    con.execute("INSERT INTO assignments (id, experiment, unit_type, unit_id, arm, assigned_at) "
+                "SELECT 'x' || i, experiment, unit_type, 'phantom-' || i, 'treatment', assigned_at "
+                "FROM (SELECT * FROM assignments LIMIT 1), range(100) t(i)")
+    con.close()
+    out = CliRunner().invoke(app, [*args, "--store", f"duckdb:///{broken}", "--fail-on", "srm"])
+    assert out.exit_code == 3, out.stderr
+    assert json.loads(out.stdout)["n_treatment"] == json.loads(sound.stdout)["n_treatment"] + 100
+    assert "gate failed (--fail-on srm): 1 condition(s)" in out.stderr and "srm: sample-ratio mismatch" in out.stderr
+    # Without the gate the same analysis exits 0; an unknown gate is refused before any work.
+    assert CliRunner().invoke(app, [*args, "--store", f"duckdb:///{broken}"]).exit_code == 0
+    bad = CliRunner().invoke(app, [*args, "--store", f"duckdb:///{broken}", "--fail-on", "p-hacking"])
+    assert bad.exit_code == 1 and "unknown gate 'p-hacking'" in bad.stderr

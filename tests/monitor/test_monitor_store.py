@@ -153,6 +153,22 @@ def test_cli_monitor_json_and_saved(tmp_path):
     with open_store(url) as st:
         saved = st.load_result("monitor:latest")
     assert saved is not None and saved["drift"]
+    # CI gating: the shifted week raises drift alerts (locale, text, taxonomy, topic), so "warn"
+    # and "alert" stop the job with exit 3 naming them; "retire" trips only on a retire decision.
+    decision = saved["decision"]
+    for level, expect in (("warn", 3), ("alert", 3), ("retrain", 3 if decision in ("retrain", "retire") else 0),
+                          ("retire", 3 if decision == "retire" else 0)):
+        res = runner.invoke(app, ["monitor", "--store", url, "--program", str(prog), "--json", "--fail-on", level])
+        assert res.exit_code == expect, (level, decision, res.stderr)
+        assert json.loads(res.stdout)["decision"] == decision  # the output is whole, then the gate
+        if expect:
+            assert f"gate failed (--fail-on {level})" in res.stderr
+        if level in ("warn", "alert"):
+            assert "drift alert on locale" in res.stderr and "drift alert on text" in res.stderr
+        elif expect:
+            assert f"decision {decision}:" in res.stderr
+    res = runner.invoke(app, ["monitor", "--store", url, "--program", str(prog), "--fail-on", "sometimes"])
+    assert res.exit_code == 1 and "unknown gate 'sometimes'" in res.stderr
 
 
 @pytest.mark.slow

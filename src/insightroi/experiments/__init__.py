@@ -3,6 +3,8 @@
 from insightroi.experiments._analysis import analyze_experiment, kpi_effect
 from insightroi.experiments._common import ExperimentAnalysis
 from insightroi.experiments._checks import (
+    ANALYZE_GATES,
+    analyze_gate_failures,
     balance_check,
     contamination_check,
     novelty_check,
@@ -42,6 +44,8 @@ from insightroi.experiments._quasi import (
 from insightroi.experiments._quasi_section import naive_before_after_claim, quasi_section
 
 __all__ = [
+    "ANALYZE_GATES",
+    "analyze_gate_failures",
     "ExperimentAnalysis",
     "analyze_experiment",
     "kpi_effect",

@@ -17,7 +17,12 @@ __all__ = [
     "regression_to_mean_check",
     "novelty_check",
     "contamination_check",
+    "ANALYZE_GATES",
+    "analyze_gate_failures",
 ]
+
+#: What ``insightroi analyze --fail-on`` can stop a pipeline on.
+ANALYZE_GATES = ("srm", "check", "rule")
 
 
 def srm_check(counts: Sequence[float], expected_shares: Sequence[float], *, threshold: float = 0.001) -> Check:
@@ -169,3 +174,39 @@ def contamination_check(
                      statistic=share, threshold=threshold, details=details)
     return Check("exposure_contamination", "pass", f"no material contamination ({share:.1%} of units)",
                  statistic=share, threshold=threshold, details=details)
+
+
+def analyze_gate_failures(section: Mapping, gates: Sequence[str]) -> list[str]:
+    """Why an analysis should stop a pipeline, for each gate it trips (empty: it passes).
+
+    Parameters
+    ----------
+    section : mapping
+        The saved ``analyze`` section as JSON (``checks``, ``kpis`` with their ``checks``,
+        ``decision_rules``).
+    gates : sequence of str
+        Any of :data:`ANALYZE_GATES`: ``"srm"`` a sample-ratio mismatch (the assignment or the
+        logging is broken, so no estimate can be trusted); ``"check"`` any experiment or KPI check
+        that failed (warnings do not trip it); ``"rule"`` a program decision rule that failed.
+
+    Returns
+    -------
+    list of str
+        One line per tripped condition, naming the check or rule and its message.
+    """
+    unknown = sorted(set(gates) - set(ANALYZE_GATES))
+    if unknown:
+        raise DataError(f"--fail-on: unknown gate {unknown[0]!r}; choose from {', '.join(ANALYZE_GATES)}")
+    checks = [("experiment", c) for c in section.get("checks") or []]
+    checks += [(k.get("name"), c) for k in section.get("kpis") or [] for c in k.get("checks") or []]
+    out: list[str] = []
+    if "srm" in gates:
+        out += [f"srm: {c.get('message', '')}" for _, c in checks
+                if c.get("name") == "sample_ratio_mismatch" and c.get("status") == "fail"]
+    if "check" in gates:
+        out += [f"check {c.get('name')} ({where}): {c.get('message', '')}" for where, c in checks
+                if c.get("status") == "fail" and not ("srm" in gates and c.get("name") == "sample_ratio_mismatch")]
+    if "rule" in gates:
+        out += [f"rule on {r.get('kpi')} ({r.get('rule')}): {r.get('message', '')}"
+                for r in section.get("decision_rules") or [] if r.get("status") == "fail"]
+    return list(dict.fromkeys(out))

@@ -9,7 +9,18 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from insightroi._cli_common import DEFAULT_PROGRAM, JsonOption, ProgramOption, StoreOption, console, run_or_fail, store_url
+from insightroi._cli_common import (
+    DEFAULT_PROGRAM,
+    GATE_EXIT,
+    JsonOption,
+    ProgramOption,
+    StoreOption,
+    console,
+    gate,
+    run_or_fail,
+    store_url,
+)
+from insightroi.experiments import ANALYZE_GATES, analyze_gate_failures
 from insightroi.program import load_program
 from insightroi.services import run_analyze
 from insightroi.store import open_store
@@ -29,6 +40,9 @@ def analyze(
     json_out: JsonOption = False,
     kpi: Annotated[list[str] | None, typer.Option("--kpi", help="Analyse only this KPI (repeatable).")] = None,
     segment: Annotated[list[str] | None, typer.Option("--segment", help="Break down by this column (repeatable).")] = None,
+    fail_on: Annotated[list[str] | None, typer.Option(
+        "--fail-on", help=f"Exit {GATE_EXIT} on this condition, to gate a CI job (repeatable): "
+                          f"{', '.join(ANALYZE_GATES)}.")] = None,
 ) -> None:
     """Run the program's experiment on the store: effects per KPI, adjusted p-values, checks, decision rules.
 
@@ -36,13 +50,20 @@ def analyze(
     did, synthetic_control and its (quasi-experimental). The section saved is what `roi`,
     `report` and the dashboard read.
     """
+    gates = list(fail_on or [])
+    run_or_fail(analyze_gate_failures, {}, gates)  # an unknown gate is refused before any work
     prog = run_or_fail(load_program, program)
     with run_or_fail(open_store, store_url(store)) as st:
         sec = run_or_fail(run_analyze, st, prog, kpis=kpi or None, segments=segment or None)
     data = sec.model_dump(mode="json")
     if json_out:
         console.print_json(json.dumps(data, default=str))
-        return
+    else:
+        _print_tables(sec, data, prog)
+    gate(analyze_gate_failures(data, gates), " ".join(f"--fail-on {g}" for g in gates))
+
+
+def _print_tables(sec, data: dict, prog) -> None:
     w = sec.window or {}
     t = Table(title=f"Experiment {sec.name} ({sec.design} on {sec.unit}: {sec.n_treatment} treated, "
                     f"{sec.n_control} control; {w.get('start')} to {w.get('end')})")

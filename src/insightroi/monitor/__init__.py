@@ -8,7 +8,9 @@ per-period effects and the program's economics into a decision.
 
 from insightroi.monitor._decay import decay_rows, outcome_decay, ratio_difference
 from insightroi.monitor._decision import (
+    MONITOR_GATES,
     MonitorDecision,
+    monitor_gate_failures,
     decide,
     decision_kpi,
     running_cost_per_period,
@@ -44,6 +46,8 @@ from insightroi.stats import (
 )
 
 __all__ = [
+    "MONITOR_GATES",
+    "monitor_gate_failures",
     "MonitorDecision",
     "MonitorReport",
     "categorical_drift",

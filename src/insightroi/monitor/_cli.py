@@ -6,8 +6,14 @@ import json
 
 from rich.table import Table
 
+from typing import Annotated, Optional
+
+import typer
+
 from insightroi._cli_common import (
     DEFAULT_PROGRAM,
+    GATE_EXIT,
+    gate,
     JsonOption,
     ProgramOption,
     StoreOption,
@@ -15,6 +21,7 @@ from insightroi._cli_common import (
     run_or_fail,
     store_url,
 )
+from insightroi.monitor import MONITOR_GATES, monitor_gate_failures
 from insightroi.program import load_program
 from insightroi.services import run_monitor
 from insightroi.store import open_store
@@ -34,6 +41,9 @@ def monitor(
     store: StoreOption = None,
     program: ProgramOption = DEFAULT_PROGRAM,
     json_out: JsonOption = False,
+    fail_on: Annotated[Optional[str], typer.Option(
+        "--fail-on", help=f"Exit {GATE_EXIT} when the run reaches this level ({', '.join(MONITOR_GATES)}; each "
+                          "includes the later ones), to gate a CI job.")] = None,
 ) -> None:
     """Drift, quality and effect decay, and whether to keep, retrain or retire the model.
 
@@ -44,13 +54,21 @@ def monitor(
     week when PSI >= psi_warn and the chi-square p < 0.001, or a category absent from the
     reference appears improbably often. The result is saved as result "monitor:latest".
     """
+    if fail_on is not None:
+        run_or_fail(monitor_gate_failures, {}, fail_on)  # an unknown gate is refused before any work
     prog = run_or_fail(load_program, program)
     with run_or_fail(open_store, store_url(store)) as st:
         section = run_or_fail(run_monitor, st, prog)
     payload = section.model_dump(mode="json", exclude={"provenance"})
     if json_out:
         console.print_json(json.dumps(payload))
-        return
+    else:
+        _print_tables(payload)
+    if fail_on is not None:
+        gate(monitor_gate_failures(payload, fail_on), f"--fail-on {fail_on}")
+
+
+def _print_tables(payload: dict) -> None:
     console.print(f"[bold]Decision: {payload['decision'].upper()}[/] (KPI {payload.get('kpi') or '-'})")
     for r in payload["reasons"]:
         console.print(f"  - {r}")

@@ -8,12 +8,14 @@ from typing import Any, Literal
 
 import numpy as np
 
+from insightroi.errors import DataError
 from insightroi.monitor._decay import decay_rows
 from insightroi.program import Program
 from insightroi.stats import Result
 from insightroi.stats import jsonable
 
-__all__ = ["MonitorDecision", "decide", "running_cost_per_period", "value_per_unit", "decision_kpi"]
+__all__ = ["MonitorDecision", "decide", "running_cost_per_period", "value_per_unit", "decision_kpi", "MONITOR_GATES",
+           "monitor_gate_failures"]
 
 Decision = Literal["keep", "retrain", "retire"]
 _DAYS_PER_MONTH = 30.4375
@@ -292,3 +294,40 @@ def decide(
         f"(retire after {policy.retire_after_periods})",
     ]
     return MonitorDecision("keep", reasons, evidence, kpi, figures, policy_dict)
+
+
+#: What ``insightroi monitor --fail-on`` can stop a pipeline on, mildest first.
+MONITOR_GATES = ("warn", "alert", "retrain", "retire")
+
+
+def monitor_gate_failures(section: Mapping[str, Any], gate: str) -> list[str]:
+    """Why a monitoring run should stop a pipeline at ``gate`` (empty: it passes).
+
+    Parameters
+    ----------
+    section : mapping
+        The saved ``monitor`` section as JSON (``decision``, ``evidence``, ``drift``).
+    gate : {"warn", "alert", "retrain", "retire"}
+        ``"retire"`` trips on a retire decision; ``"retrain"`` on retrain or retire; ``"alert"``
+        on those or any triggered rule or drift alert; ``"warn"`` on those or a drift warning.
+        Each level includes the ones after it, as Evidently's test-suite severities do.
+
+    Returns
+    -------
+    list of str
+        One line per tripped condition.
+    """
+    if gate not in MONITOR_GATES:
+        raise DataError(f"--fail-on: unknown gate {gate!r}; choose from {', '.join(MONITOR_GATES)}")
+    level = MONITOR_GATES.index(gate)
+    decision = section.get("decision")
+    out: list[str] = []
+    if decision == "retire" or (decision == "retrain" and level <= MONITOR_GATES.index("retrain")):
+        out.append(f"decision {decision}: " + "; ".join(section.get("reasons") or []))
+    if level <= MONITOR_GATES.index("alert"):
+        out += [f"rule {e.get('name')} triggered (value {e.get('value')}, threshold {e.get('threshold')})"
+                for e in section.get("evidence") or [] if e.get("triggered") and not str(e.get("name")).startswith("drift:")]
+        out += [f"drift alert on {d.get('feature')}" for d in section.get("drift") or [] if d.get("status") == "alert"]
+    if level == 0:
+        out += [f"drift warning on {d.get('feature')}" for d in section.get("drift") or [] if d.get("status") == "warn"]
+    return out
