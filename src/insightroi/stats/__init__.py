@@ -31,6 +31,15 @@ from insightroi.stats._bayes import EffectPrior, bayesian_two_arm, beta_binomial
 from insightroi.stats._counts import count_dispersion, count_tail_pvalue
 from insightroi.stats._diagnostics import SrmTest, TrendTest, srm_test, trend_test
 from insightroi.stats._did import did_2x2, did_ratio, event_study, ratio_ancova, staggered_did, twfe
+from insightroi.stats._multiarm import (
+    DunnettTest,
+    MultiArmResult,
+    dunnett,
+    dunnett_critical_value,
+    dunnett_pvalues,
+    multi_arm,
+    multi_arm_mde,
+)
 from insightroi.stats._drift import (
     PSI_EPS,
     centroid_distance,
@@ -112,6 +121,14 @@ __all__ = [
     "bayesian_two_arm",
     "beta_binomial",
     "gaussian_risk",
+    # A/B/n: several arms against one control (Holm, Dunnett, SRM across arms, per-arm MDE)
+    "multi_arm",
+    "MultiArmResult",
+    "multi_arm_mde",
+    "dunnett",
+    "DunnettTest",
+    "dunnett_pvalues",
+    "dunnett_critical_value",
     # quantiles of clustered rows (delta method, outer interval)
     "QUANTILE_METHODS",
     "ClusteredQuantile",
