@@ -27,6 +27,7 @@ from scipy import stats as sps
 
 from insightroi.errors import DataError
 from insightroi.stats import (
+    NOT_ESTIMABLE,
     MultiArmResult,
     Proportion,
     RegressionAdjusted,
@@ -269,3 +270,16 @@ def test_result_shape_and_errors():
         multi_arm(c, t, correction="sidak")  # type: ignore[arg-type]
     with pytest.raises(DataError, match="SampleMean"):
         dunnett(Proportion(10, 2), [Proportion(10, 3)])  # type: ignore[list-item]
+
+
+def test_an_arm_without_data_is_kept_and_left_out_of_the_family():
+    c = SampleMean(1000, 10000.0, 124975.0)
+    t = {"b": SampleMean(1000, 10500.0, 135225.0), "empty": SampleMean(1, 5.0, 25.0),
+         "c": SampleMean(1000, 10100.0, 127000.0)}
+    for correction in ("holm", "bonferroni", "dunnett"):
+        res = multi_arm(c, t, correction=correction)
+        assert res.arms["empty"].method == NOT_ESTIMABLE and "at least 2" in res.arms["empty"].diagnostics[-1].message
+        two = multi_arm(c, {"b": t["b"], "c": t["c"]}, correction=correction)
+        for k in ("b", "c"):
+            assert res.arms[k].extra["p_adjusted"] == pytest.approx(two.arms[k].extra["p_adjusted"], abs=1e-12)
+            assert res.arms[k].extra["ci_adjusted"] == pytest.approx(two.arms[k].extra["ci_adjusted"], abs=1e-9)

@@ -38,7 +38,7 @@ from scipy import stats as sps
 from insightroi.errors import DataError, check_option
 from insightroi.stats._diagnostics import srm_test
 from insightroi.stats._power import mde_from_se, minimum_detectable_effect, power_from_se
-from insightroi.stats._result import Check, Result, jsonable
+from insightroi.stats._result import NOT_ESTIMABLE, Check, Result, jsonable
 from insightroi.stats._suffstats import SampleMean, Statistic
 from insightroi.stats._twoarm import Test, _grad_post, _grad_pre, holm, two_arm
 
@@ -423,8 +423,9 @@ def multi_arm(
         An effect (in the unit of the analysis) whose power per arm is reported as
         ``extra["power_at_target"]``.
     simultaneous_ci : bool
-        Compute ``extra["ci_adjusted"]``. For Dunnett it needs the critical value's root search
-        (about 2 ms); batch runs that only need the adjusted p-values can skip it (NaN interval).
+        Compute Dunnett's simultaneous ``extra["ci_adjusted"]``: it needs the critical value's
+        root search (about 2 ms a call); batch runs that only need the adjusted p-values can skip
+        it, and the Dunnett interval is then NaN (the other corrections' intervals cost nothing).
     rng : numpy Generator or int, optional
         For the quasi-Monte Carlo fallback of :func:`dunnett_pvalues` (CUPED arms only).
 
@@ -439,10 +440,15 @@ def multi_arm(
     powered whatever the other arms show, and it is slightly conservative for Dunnett (whose
     per-comparison level lies between ``alpha / m`` and ``alpha``).
 
+    An arm that :func:`two_arm` cannot estimate (fewer than two units, a zero denominator) is
+    kept as :meth:`Result.not_estimable` with the reason, and left out of the family: it can
+    never reject, so ``m`` counts the arms with a p-value.
+
     Raises
     ------
     DataError
-        As :func:`two_arm`, or when there are no treatments or the shares do not match the arms.
+        When there are no treatments, the shares do not match the arms, or the control itself
+        cannot be summarised.
     """
     check_option("correction", correction, ("holm", "dunnett", "bonferroni", "none"))
     check_option("test", test, ("t", "z"))
@@ -450,40 +456,55 @@ def multi_arm(
         raise DataError("multi_arm needs at least one treatment arm")
     names = list(treatments)
     m = len(names)
-    res = {k: two_arm(control, treatments[k], relative=relative, alpha=alpha, test=test, cuped=cuped, metric=metric)
-           for k in names}
+    unit = "relative" if relative else "absolute"
+    res: dict[str, Result] = {}
+    for k in names:
+        try:
+            res[k] = two_arm(control, treatments[k], relative=relative, alpha=alpha, test=test, cuped=cuped,
+                             metric=metric)
+        except DataError as exc:
+            # One arm without data must not hide the others (as segment_breakdown does); it stays
+            # in the family, so the others' adjustment is what the design promised.
+            res[k] = Result.not_estimable(str(exc), method="two_arm", metric=metric, unit=unit, alpha=alpha,
+                                          n=int(getattr(control, "n", 0) + getattr(treatments[k], "n", 0)))
+    ok = np.array([res[k].method != NOT_ESTIMABLE for k in names])
     est = np.array([res[k].estimate for k in names])
     se = np.array([res[k].se for k in names])
     p_raw = np.array([res[k].p_value for k in names])
-    dfs = [res[k].extra["df"] for k in names]
-    use_t = test == "t" and all(d is not None for d in dfs)
+    dfs = [res[k].extra.get("df") for k in names]
+    use_t = test == "t" and all(d is not None for d, good in zip(dfs, ok) if good)
     mc = control.moments()
-    grads = np.array([_control_gradient(mc, res[k], relative) for k in names])
-    cov_c = grads @ mc.cov @ grads.T / mc.n
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr = cov_c / np.outer(se, se)
+    corr = np.full((m, m), math.nan)
+    if ok.any():
+        idx = np.flatnonzero(ok)
+        grads = np.array([_control_gradient(mc, res[names[i]], relative) for i in idx])
+        cov_c = grads @ mc.cov @ grads.T / mc.n
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr[np.ix_(idx, idx)] = cov_c / np.outer(se[idx], se[idx])
     np.fill_diagonal(corr, 1.0)
     finite = np.isfinite(p_raw)
+    # The family is the arms actually tested: one that cannot be estimated can never reject.
+    m_tested = max(int(finite.sum()), 1)
     p_adj = np.full(m, math.nan)
+    crit = np.full(m, math.nan)
     if correction == "holm":
         p_adj[finite] = holm(p_raw[finite])
     elif correction == "bonferroni":
-        p_adj[finite] = np.minimum(p_raw[finite] * m, 1.0)
+        p_adj[finite] = np.minimum(p_raw[finite] * m_tested, 1.0)
     elif correction == "none":
         p_adj = p_raw.copy()
-    df_family = float(min(dfs)) if use_t else None
-    crit: np.ndarray
+    df_family = float(min(d for d, good in zip(dfs, finite) if good)) if use_t and finite.any() else None
     if correction == "dunnett":
-        if finite.all():
-            p_adj = dunnett_pvalues(est / se, corr, df=df_family, rng=rng)
-            c = dunnett_critical_value(corr, alpha=alpha, df=df_family, rng=rng) if simultaneous_ci else math.nan
-        else:
-            c = math.nan
-        crit = np.full(m, c)
+        if finite.any():
+            sub = np.ix_(finite, finite)
+            p_adj[finite] = dunnett_pvalues(est[finite] / se[finite], corr[sub], df=df_family, rng=rng)
+            if simultaneous_ci:
+                crit[:] = dunnett_critical_value(corr[sub], alpha=alpha, df=df_family, rng=rng)
     else:
-        a_ci = alpha / m if correction in ("holm", "bonferroni") else alpha
-        crit = np.array([special.stdtrit(d, 1 - a_ci / 2) if use_t else special.ndtri(1 - a_ci / 2) for d in dfs])
-    alpha_arm = alpha / m if correction != "none" else alpha
+        a_ci = alpha / m_tested if correction in ("holm", "bonferroni") else alpha
+        for i in np.flatnonzero(finite):
+            crit[i] = special.stdtrit(dfs[i], 1 - a_ci / 2) if use_t else special.ndtri(1 - a_ci / 2)
+    alpha_arm = alpha / m_tested if correction != "none" else alpha
     # The normal MDE is proportional to the SE: one call of mde_from_se serves every arm.
     mde_per_se = _mde_per_se(alpha_arm, power_target)
     srm = None
@@ -491,9 +512,13 @@ def multi_arm(
         shares = list(planned_shares)
         if len(shares) != m + 1:
             raise DataError(f"planned_shares needs {m + 1} values (control, then each arm), got {len(shares)}")
-        srm = _srm_check([mc.n] + [res[k].extra["treatment_n"] for k in names], shares, srm_threshold)
+        srm = _srm_check([mc.n] + [getattr(treatments[k], "n", 0) for k in names], shares, srm_threshold)
     out = {}
     for i, k in enumerate(names):
+        diags = res[k].diagnostics + ((srm,) if srm is not None else ())
+        if not ok[i]:
+            out[k] = replace(res[k], extra={**res[k].extra, "arm": k, "correction": correction}, diagnostics=diags)
+            continue
         df_i = dfs[i] if use_t else None
         extra = {**res[k].extra, "arm": k, "correction": correction, "p_adjusted": float(p_adj[i]),
                  "significant_adjusted": bool(p_adj[i] < alpha),
@@ -503,7 +528,6 @@ def multi_arm(
                  "power_target": power_target}
         if target_effect is not None:
             extra["power_at_target"] = _power(target_effect, float(se[i]), alpha_arm, df_i)
-        diags = res[k].diagnostics + ((srm,) if srm is not None else ())
         out[k] = replace(res[k], extra=extra, diagnostics=diags)
     return MultiArmResult(arms=out, correction=correction, alpha=alpha, srm=srm, correlation=corr)
 
