@@ -228,6 +228,8 @@ class Bundle(_Model):
     chain: dict[str, Any] | None = None
     experiment: dict[str, Any] | None = None
     kpis: list[KpiRow] = []
+    # analyze --segment: column -> KPI -> segment value -> Result (with its pooled estimate).
+    segments: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
     decision_rules: list[RuleEvaluation] = []
     roi: dict[str, Any] | None = None
     quasi: list[dict[str, Any]] | None = None
@@ -353,6 +355,7 @@ def assemble_bundle(store: Any, program: Any, *, failures: list[dict[str, Any]] 
         data["experiment"] = {k: exp.get(k) for k in ("name", "design", "unit", "n_treatment", "n_control", "checks",
                                                       "alpha", "window", "pre_window")}
         data["kpis"] = exp.get("kpis", [])
+        data["segments"] = exp.get("segments") or {}
         data["decision_rules"] = exp.get("decision_rules", [])
         if exp.get("window"):
             data["window"] = exp["window"]

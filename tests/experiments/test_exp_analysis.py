@@ -147,3 +147,58 @@ def test_analyze_fail_on_srm_exits_3_on_a_broken_split_and_0_on_a_sound_one(anal
     assert CliRunner().invoke(app, [*args, "--store", f"duckdb:///{broken}"]).exit_code == 0
     bad = CliRunner().invoke(app, [*args, "--store", f"duckdb:///{broken}", "--fail-on", "p-hacking"])
     assert bad.exit_code == 1 and "unknown gate 'p-hacking'" in bad.stderr
+
+
+def test_analyze_segment_prints_raw_and_pooled_effects_equal_to_the_saved_section(analysed, tmp_path):
+    from typer.testing import CliRunner
+
+    from insightroi.cli import app
+
+    prog, st, res, path = analysed
+    st.close()
+    prog_file = tmp_path / "insightroi.toml"
+    prog_file.write_text(TEXT)
+    args = ["analyze", "--store", f"duckdb:///{path}", "--program", str(prog_file),
+            "--kpi", "negative_reviews_per_1000_orders", "--segment", "region"]
+    table = CliRunner().invoke(app, [*args], terminal_width=200)
+    assert table.exit_code == 0, table.stderr
+    cells = json.loads(CliRunner().invoke(app, [*args, "--json"]).stdout)["segments"]["region"][
+        "negative_reviews_per_1000_orders"]
+    assert len(cells) >= 4  # enough segments to pool
+    assert "negative_reviews_per_1000_orders by region" in table.stdout
+    for seg, r in cells.items():
+        ex = r["extra"]
+        line = next(ln for ln in table.stdout.splitlines() if ln.strip("│ ").startswith(seg + " "))
+        # The table shows the saved figures: raw and pooled effect, the shrinkage.
+        assert f"{r['estimate']:+.1%}" in line and f"{ex['pooled_estimate']:+.1%}" in line, line
+        assert f"{ex['shrinkage']:.0%}" in line
+        # Pooling moves each estimate towards the segments' mean, never past it.
+        lo, hi = sorted((r["estimate"], ex["pooled_mean"]))
+        assert lo - 1e-12 <= ex["pooled_estimate"] <= hi + 1e-12
+        assert ex["shrinkage"] > 0.05  # a handful of regions of one world: their effects are alike
+    # The report shows the same figures, from the section the CLI saved.
+    from insightroi.bundle import assemble_bundle
+    from insightroi.report import render_html
+
+    with open_store(f"duckdb:///{path}") as s2:
+        bundle = assemble_bundle(s2, parse_program(TEXT)).to_report()
+    html = render_html(bundle)
+    part = html[html.index('id="segments"'):]
+    part = part[:part.index("</section>")]
+    assert "by region" in part
+    for seg, r in cells.items():
+        row = part[part.index(f"<td>{seg}</td>"):]
+        row = row[:row.index("</tr>")]
+        assert f"{r['extra']['pooled_estimate']:+.1%}" in row.replace("−", "-"), row
+    # And the dashboard's experiment page, from the same saved section.
+    import httpx
+
+    from helpers.live_server import LiveServer
+    from insightroi.server import create_app
+
+    with LiveServer(create_app(f"duckdb:///{path}", program=prog_file, public_read=True)) as srv:
+        page = httpx.get(srv.url + "/experiment", timeout=60).text
+    part = page[page.index('id="segments"'):]
+    for seg, r in cells.items():
+        row = part[part.index(f"<td>{seg}</td>"):]
+        assert f"{r['extra']['pooled_estimate']:+.1%}" in row[:row.index("</tr>")].replace("−", "-")

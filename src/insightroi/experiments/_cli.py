@@ -88,6 +88,9 @@ def _print_tables(sec, data: dict, prog) -> None:
     for c in sec.checks:
         ct.add_row(c["name"], f"[{colors.get(c['status'], 'white')}]{c['status']}[/]", escape(c.get("message", "")))
     console.print(ct)
+    for col, by_kpi in (data.get("segments") or {}).items():
+        for name, cells in by_kpi.items():
+            console.print(segment_table(col, name, cells, sec.alpha))
     if sec.decision_rules:
         rt = Table(title="Decision rules (program file), on Holm-adjusted results")
         for col in ("KPI", "rule", "status", "evidence"):
@@ -96,6 +99,23 @@ def _print_tables(sec, data: dict, prog) -> None:
         for r in sec.decision_rules:
             rt.add_row(r.kpi, escape(r.rule), f"[{rc[r.status]}]{r.status}[/]", escape(r.message))
         console.print(rt)
+
+
+def segment_table(col: str, kpi: str, cells: dict, alpha: float) -> Table:
+    """One KPI's effect per value of ``col``: raw (BH-adjusted p) beside the partially pooled estimate."""
+    level = f"{round(100 * (1 - alpha))}%"
+    t = Table(title=f"{escape(kpi)} by {escape(col)}: relative effect per segment; p BH-adjusted across segments; "
+                    "pooled = empirical-Bayes partial pooling")
+    for c in ("segment", "units", "effect", f"{level} CI", "p (BH)", "pooled", f"pooled {level} CI", "shrinkage"):
+        t.add_column(c, justify="left" if c == "segment" else "right")
+    for seg, r in cells.items():
+        ex = r.get("extra") or {}
+        ci, pci = r.get("ci") or (None, None), ex.get("pooled_ci") or (None, None)
+        t.add_row(escape(seg), _num(r.get("n")), _pct(r.get("estimate")), f"{_pct(ci[0])} to {_pct(ci[1])}",
+                  _num(ex.get("p_adjusted")), _pct(ex.get("pooled_estimate")),
+                  f"{_pct(pci[0])} to {_pct(pci[1])}" if ex.get("pooled_ci") else "-",
+                  "-" if ex.get("shrinkage") is None else f"{ex['shrinkage']:.0%}")
+    return t
 
 
 def register(app: typer.Typer) -> None:

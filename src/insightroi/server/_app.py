@@ -630,7 +630,8 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         return got
 
     # ---- dashboard ----------------------------------------------------------------------------
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_TEMPLATES)), autoescape=True,
+    # The report's macros (segment tables) are the dashboard's too: one table, the same figures.
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader([str(_TEMPLATES), str(_REPORT_CSS.parent)]), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.ChainableUndefined)
     css = _REPORT_CSS.read_text(encoding="utf-8") + (_TEMPLATES / "dashboard.css").read_text(encoding="utf-8")
 

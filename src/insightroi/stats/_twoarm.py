@@ -29,6 +29,7 @@ from scipy import special
 
 from insightroi.errors import DataError, check_option
 from insightroi.stats._intervals import welch_df
+from insightroi.stats._pooling import partial_pool
 from insightroi.stats._result import (
     TOO_FEW_UNITS,
     ZERO_CONTROL_MEAN,
@@ -61,6 +62,9 @@ __all__ = [
 
 Test = Literal["t", "z"]
 Correction = Literal["holm", "bh", "none"]
+
+#: Fewest segments a breakdown pools: Morris' correction needs k - 3 > 0.
+MIN_POOLED_SEGMENTS = 4
 
 _DEFAULT_METHOD = {
     SampleMean: "welch_t",
@@ -369,8 +373,9 @@ def segment_breakdown(
     alpha: float = 0.05,
     correction: Correction = "bh",
     metric: str = "",
+    pool: bool = True,
 ) -> dict[str, Result]:
-    """One Result per segment, with p-values adjusted across segments.
+    """One Result per segment, with p-values adjusted across segments and partially pooled estimates.
 
     Parameters
     ----------
@@ -379,6 +384,11 @@ def segment_breakdown(
     correction : {"holm", "bh", "none"}
         Family for ``extra["p_adjusted"]``: segments are many looks at one KPI, so the default
         controls the false discovery rate (Benjamini & Hochberg 1995).
+    pool : bool
+        With at least 4 estimable segments, add the empirical-Bayes estimates of
+        :func:`~insightroi.stats.partial_pool` (Paule-Mandel tau^2, Morris corrections) to each
+        Result's ``extra``: ``pooled_estimate``, ``pooled_se``, ``pooled_ci``, ``shrinkage``,
+        ``pooled_mean``, ``pooled_tau2``. The raw estimate stays the Result's own.
 
     Segments that cannot be estimated (fewer than two units in an arm) get a NaN Result with a
     ``skip`` check saying why, rather than disappearing from the breakdown.
@@ -397,4 +407,15 @@ def segment_breakdown(
     for k, a in zip(keys, adj):
         out[k] = replace(out[k], extra={**out[k].extra, "segment": k, "p_adjusted": float(a),
                                         "correction": correction})
+    # Beside each raw estimate, its partially pooled one: a small segment's extreme effect is
+    # mostly noise, and shrinking towards the segments' mean lowers the error of every segment's
+    # estimate at once (Morris 1983). Below 4 segments tau^2 and Morris' terms are not estimable.
+    ok = [k for k in keys if np.isfinite(out[k].estimate) and np.isfinite(out[k].se) and out[k].se > 0]
+    if pool and len(ok) >= MIN_POOLED_SEGMENTS:
+        pp = partial_pool([out[k].estimate for k in ok], [out[k].se for k in ok], level=1 - alpha)
+        for i, k in enumerate(ok):
+            out[k] = replace(out[k], extra={
+                **out[k].extra, "pooled_estimate": float(pp.estimate[i]), "pooled_se": float(pp.se[i]),
+                "pooled_ci": (float(pp.ci_low[i]), float(pp.ci_high[i])), "shrinkage": float(pp.shrinkage[i]),
+                "pooled_mean": float(pp.mean), "pooled_tau2": float(pp.tau2), "pooled_method": pp.method})
     return out
