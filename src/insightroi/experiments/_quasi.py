@@ -1,8 +1,9 @@
 """Quasi-experimental estimators on DataFrames: DiD, event study, staggered DiD, synthetic control,
 time-series counterfactual and matched cohorts. Thin wrappers: reshape, then call ``insightroi.stats``.
 
-Panels are long DataFrames, one row per unit x period. ``period`` must be orderable (integers such
-as week indices, or dates); exclusion windows are inclusive ``(start, end)`` pairs on that scale.
+Panels are long DataFrames, one row per unit x period. ``period`` must be numbers (week indices)
+or dates, or text labels with an explicit ``period_order`` (diff_in_diff); exclusion windows are
+inclusive ``(start, end)`` pairs on that scale.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from insightroi.stats import (
     twfe,
 )
 from insightroi.stats import did_ratio
+from insightroi.stats._panel import period_positions
 
 __all__ = [
     "kpi_rate",
@@ -53,6 +55,38 @@ def _excluded(period: pd.Series, windows: Sequence[tuple]) -> np.ndarray:
     return ex
 
 
+def _ordered_periods(per: pd.Series, name: str, rollout, ft: pd.Series, windows: Sequence[tuple], period_order):
+    """Periods, rollout, first-treated periods and windows on a scale whose sort order is time order.
+
+    Numbers and datetime64 pass through. Text labels have no trustworthy order (alphabetically
+    "Q12011" < "Q42010"), so they need ``period_order`` and are replaced by their positions in
+    it; objects that are dates (``datetime.date``, Timestamps) become datetime64.
+    """
+    if period_order is None and isinstance(per.dtype, pd.CategoricalDtype) and per.cat.ordered:
+        period_order = list(per.cat.categories)
+    if period_order is not None:
+        order = list(period_order)
+
+        def pos(vals, what):
+            return period_positions(np.asarray(list(vals), dtype=object), order, who="diff_in_diff", name=what)[0]
+
+        per = pd.Series(pos(per.astype(object), f"period column {name!r}"), index=per.index)
+        rollout = None if rollout is None else float(pos([rollout], "rollout")[0])
+        ft = pd.Series(pos(ft.astype(object), "first_treated"), index=ft.index)
+        windows = [(float(pos([lo], "exclude_windows")[0]), float(pos([hi], "exclude_windows")[0])) for lo, hi in windows]
+        return per, rollout, ft, windows
+    if per.dtype.kind in "biufM":
+        return per, rollout, ft, windows
+    # Raises for labels that are neither numbers nor dates, naming the column and the fix.
+    period_positions(per.to_numpy(dtype=object), who="diff_in_diff", name=f"period column {name!r}")
+    present = per.dropna()
+    if len(present) and all(isinstance(v, (int, float, np.integer, np.floating)) for v in present.tolist()):
+        return per.astype(float), rollout, ft, windows
+    ts = pd.to_datetime
+    return (ts(per), None if rollout is None else ts(rollout), ts(ft.astype(object)),
+            [(ts(lo), ts(hi)) for lo, hi in windows])
+
+
 def _period_codes(period: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     levels = np.sort(period.unique())
     return np.searchsorted(levels, period.to_numpy()), levels
@@ -75,6 +109,7 @@ def diff_in_diff(
     control: Literal["never", "notyet"] = "never",
     alpha: float = 0.05,
     metric: str = "",
+    period_order: Sequence | None = None,
 ) -> Result:
     """Difference-in-differences on a unit x period panel.
 
@@ -101,10 +136,21 @@ def diff_in_diff(
         Declared shocks; their periods are dropped.
     leads, lags, control, alpha, metric
         Passed to the estimator.
+    period_order : sequence, optional
+        Every period label, earliest first. Required when ``period`` holds text labels (e.g.
+        quarters written "Q42010"), which would otherwise sort alphabetically and misplace the
+        rollout; ``rollout``, ``first_treated`` and ``exclude_windows`` then use the same labels.
+        An ordered pandas Categorical supplies its own order. Numbers and dates need none.
 
     Returns
     -------
     Result
+
+    Raises
+    ------
+    DataError
+        Text periods without ``period_order``; a 2x2 with fewer than 2 treated or control units
+        (the message points to ``method="twfe"``).
     """
     check_option("method", method, ("2x2", "twfe", "event_study", "staggered"))
     cols = [outcome, unit, period]
@@ -118,8 +164,18 @@ def diff_in_diff(
         ft = pd.Series([rollout] * len(df), index=df.index, dtype=object).where(df[treated].astype(bool).to_numpy(), None)
     else:
         raise DataError("diff_in_diff: pass either first_treated, or treated and rollout")
-    ex = _excluded(df[period], exclude_windows)
-    pcode, levels = _period_codes(df[period])
+    if method == "2x2":
+        n_tr = int(df.loc[pd.notna(ft).to_numpy(), unit].nunique())
+        n_all = int(df[unit].nunique())
+        if 0 < n_tr < 2 or n_all - n_tr < 2:
+            raise DataError(
+                f'diff_in_diff(method="2x2"): {n_tr} treated and {n_all - n_tr} control unit(s); the 2x2 needs at least 2 '
+                'of each for a variance. Use method="twfe", which switches to a wild cluster bootstrap when fewer than '
+                "10 units are treated, or synthetic_control_panel for a single treated unit."
+            )
+    per, rollout, ft, exclude_windows = _ordered_periods(df[period], period, rollout, ft, exclude_windows, period_order)
+    ex = _excluded(per, exclude_windows)
+    pcode, levels = _period_codes(per)
     ft_vals = ft.to_numpy()
     ft_code = np.full(len(df), np.nan)
     has = pd.notna(ft).to_numpy()

@@ -18,6 +18,8 @@ estimators with improved finite sample properties. Journal of Econometrics 29(3)
 
 from __future__ import annotations
 
+import datetime as _dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,8 +27,12 @@ import numpy as np
 from insightroi.errors import DataError
 from insightroi.stats._result import Check
 
-__all__ = ["FixedEffectsFit", "cluster_count_check", "cluster_vcov", "group_codes", "ols_fe", "within_demean",
-           "wls_hc2"]
+__all__ = ["FixedEffectsFit", "cluster_count_check", "cluster_vcov", "group_codes", "ols_fe", "period_positions",
+           "treated_cluster_check", "within_demean", "wls_hc2"]
+
+# MacKinnon & Webb (2017, 2018): CRV1 tests over-reject when fewer than about 10 clusters are
+# treated, or untreated, whatever the total number of clusters.
+FEW_TREATED_CLUSTERS = 10
 
 
 def group_codes(x: np.ndarray) -> tuple[np.ndarray, int]:
@@ -206,3 +212,162 @@ def wls_hc2(y: np.ndarray, Z: np.ndarray, w: np.ndarray, *, who: str = "wls") ->
     h = w * np.einsum("ij,jk,ik->i", Z, B, Z)
     S = Z * (w * e / np.sqrt(np.clip(1.0 - h, 1e-12, None)))[:, None]
     return beta, B @ (S.T @ S) @ B
+
+
+def treated_cluster_check(n_treated: int, n_control: int, *, inference: str = "cluster") -> Check:
+    """``warn`` when fewer than 10 clusters are treated or fewer than 10 are untreated.
+
+    Cluster-robust (CRV1) tests then over-reject however many clusters there are in total: the
+    variance of the estimate comes from the few treated clusters' residuals, which the sandwich
+    underestimates (MacKinnon & Webb 2017; with one treated cluster out of 30 a 5% test rejects
+    a true null about two times in three). ``inference`` says what the caller did about it
+    (``"wild"``: the p-value and interval come from a wild cluster bootstrap).
+
+    References
+    ----------
+    MacKinnon, J. G. and Webb, M. D. (2017). Wild bootstrap inference for wildly different
+    cluster sizes. Journal of Applied Econometrics 32(2), 233-254.
+    MacKinnon, J. G. and Webb, M. D. (2018). The wild bootstrap for few (treated) clusters.
+    The Econometrics Journal 21(2), 114-135.
+    """
+    few = min(n_treated, n_control)
+    counts = f"{n_treated} treated and {n_control} untreated clusters"
+    if few >= FEW_TREATED_CLUSTERS:
+        return Check("treated_clusters", "pass", f"{counts}; enough on both sides for cluster-robust errors.",
+                     statistic=float(few), threshold=float(FEW_TREATED_CLUSTERS),
+                     details={"n_treated_clusters": n_treated, "n_control_clusters": n_control})
+    side = "treated" if n_treated <= n_control else "untreated"
+    msg = (f"{counts}: with fewer than {FEW_TREATED_CLUSTERS} {side} clusters cluster-robust (CRV1) errors are "
+           "far too small (MacKinnon & Webb 2017). ")
+    if inference == "wild":
+        msg += ("The p-value and interval come from a restricted wild cluster bootstrap instead "
+                "(Roodman et al. 2019). ")
+        if few <= 2:
+            msg += ("With so few " + side + " clusters even the bootstrap test is conservative and its interval wide; "
+                    "a randomization-inference or synthetic-control analysis is the alternative.")
+    else:
+        msg += 'Use twfe(..., inference="wild") (a wild cluster bootstrap) or randomization inference.'
+    return Check("treated_clusters", "warn", msg.strip(), statistic=float(few), threshold=float(FEW_TREATED_CLUSTERS),
+                 details={"n_treated_clusters": n_treated, "n_control_clusters": n_control, "inference": inference})
+
+
+def _is_time_like(x: object) -> bool:
+    return isinstance(x, (_dt.date, _dt.datetime, np.datetime64))
+
+
+def _is_missing(x: object) -> bool:
+    # None, NaN and NaT (x != x); pandas' NA refuses to be a bool, which also marks it missing.
+    if x is None:
+        return True
+    try:
+        return bool(x != x)
+    except TypeError:
+        return True
+
+
+def period_positions(
+    values: np.ndarray,
+    period_order: Sequence | None = None,
+    *,
+    who: str,
+    name: str = "time",
+    levels: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Map period labels to their positions in time, refusing labels whose order would be guessed.
+
+    Numbers and dates (``datetime64``, ``datetime.date``/``datetime``, pandas Timestamps) are
+    ordered by value. Anything else (strings such as ``"Q42010"``) has no order that can be
+    trusted: sorted as text, ``"Q12011"`` comes before ``"Q42010"``, and a difference in
+    differences whose "after" is read that way is silently wrong. Such labels need
+    ``period_order``, the labels listed earliest first.
+
+    Parameters
+    ----------
+    values : array, shape (n,)
+        Period labels; NaN / None / NaT entries map to NaN (e.g. "never treated").
+    period_order : sequence, optional
+        Every label, earliest first. Required for labels that are neither numbers nor dates.
+    who, name : str
+        The calling function and the argument's name, for the error message.
+    levels : array, optional
+        The sorted levels of another argument to place ``values`` on (e.g. first-treated
+        periods on the scale of the observed periods); a value between two levels takes the
+        position of the next one (the first period at or after it).
+
+    Returns
+    -------
+    positions : ndarray of float, shape (n,)
+        ``0..L-1`` (NaN where missing).
+    levels : ndarray
+        The ordered levels (``period_order`` when given).
+
+    Raises
+    ------
+    DataError
+        Labels that are neither numbers nor dates without ``period_order``; labels missing from
+        ``period_order``; a ``period_order`` with repeated labels.
+    """
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        arr = arr.ravel()
+    if period_order is not None:
+        order = list(period_order)
+        pos = {}
+        for i, lab in enumerate(order):
+            if lab in pos:
+                raise DataError(f"{who}: period_order lists {lab!r} twice; list each period once, earliest first")
+            pos[lab] = i
+        out = np.full(arr.shape[0], np.nan)
+        unknown = []
+        for i, v in enumerate(arr.tolist()):
+            if _is_missing(v):
+                continue
+            j = pos.get(v)
+            if j is None:
+                unknown.append(v)
+            else:
+                out[i] = j
+        if unknown:
+            seen = list(dict.fromkeys(unknown))
+            raise DataError(f"{who}: {name} has labels that are not in period_order: {seen[:5]!r}"
+                            + (f" and {len(seen) - 5} more" if len(seen) > 5 else "")
+                            + "; period_order must list every period, earliest first")
+        return out, np.asarray(order, dtype=object)
+    kind = arr.dtype.kind
+    if kind in "biuf" or kind == "M":
+        if kind == "M":
+            missing = np.isnat(arr)
+        else:
+            arr = arr.astype(float)
+            missing = ~np.isfinite(arr)
+    elif kind == "O":
+        vals = arr.tolist()
+        miss = [_is_missing(v) for v in vals]
+        present = [v for v, m in zip(vals, miss) if not m]
+        if present and all(_is_time_like(v) for v in present):
+            # datetime.date and pandas Timestamps (subclasses of datetime) compare by value.
+            arr = np.array([np.datetime64("NaT", "ns") if m else np.datetime64(v, "ns") for v, m in zip(vals, miss)])
+            missing = np.isnat(arr)
+        elif present and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in present):
+            arr = np.array([np.nan if m else float(v) for v, m in zip(vals, miss)])
+            missing = ~np.isfinite(arr)
+        else:
+            _raise_unordered(who, name, present)
+    else:
+        _raise_unordered(who, name, arr.tolist())
+    if levels is None:
+        levels = np.unique(arr[~missing])
+    elif (np.asarray(levels).dtype.kind == "M") != (arr.dtype.kind == "M"):
+        raise DataError(f"{who}: {name} and the periods must both be dates or both be numbers")
+    out = np.full(arr.shape[0], np.nan)
+    out[~missing] = np.searchsorted(levels, arr[~missing], side="left")
+    return out, levels
+
+
+def _raise_unordered(who: str, name: str, present: list) -> None:
+    example = next((v for v in present if v is not None), None)
+    raise DataError(
+        f"{who}: {name} holds labels such as {example!r} that are neither numbers nor dates, so their time "
+        f"order cannot be known (sorted as text, 'Q12011' comes before 'Q42010'). Pass period_order=[...] "
+        "listing every period earliest first, or convert the periods to dates or integers."
+    )
