@@ -78,6 +78,8 @@ def plan(
         f"Design: {e.design} on {e.unit}, {e.treatment_share:.0%} treated, salt {e.salt!r}, "
         f"from {e.start}{' to ' + str(e.end) if e.end else ''}; alpha {e.alpha}, power {e.power}, "
         f"MDE {e.mde_relative:.0%} on {e.primary_kpi}."
+        + (f" Inference: always valid (sequential, N* = {e.sequential_tuning:g}): read results at any look."
+           if e.sequential else " Inference: fixed horizon: read the results once, at the planned end.")
     ))
     url = store_url(store)
     db_file = duckdb_file(url) if url.startswith("duckdb://") else None

@@ -212,3 +212,31 @@ def test_switchback_blocks_burn_in_and_power():
     assert 0.8 <= p1 <= 0.92
     p_carry = switchback_power(1.0, n_blocks=40, block_sd=1.0, carryover=0.5, n_simulations=4000, seed=1)
     assert p_carry < p1
+
+
+def test_peeking_at_every_look_keeps_the_sequential_error_rate_below_alpha():
+    """A/A, 20 looks as data accrue to 2,000 units per arm: reading the fixed-horizon t-test at every
+    look rejects far more often than alpha (the reason to switch), the confidence sequence stays
+    below it at every look together (Waudby-Smith et al.; gbstats' sequential engine)."""
+    from insightroi.stats import SampleMean, two_arm
+
+    rng = np.random.default_rng(20261202)
+    sims, looks, per_look = 1000, 20, 100
+    x = rng.normal(10.0, 3.0, size=(sims, 2, looks * per_look))
+    s1 = x.reshape(sims, 2, looks, per_look).sum(axis=3).cumsum(axis=2)
+    s2 = (x ** 2).reshape(sims, 2, looks, per_look).sum(axis=3).cumsum(axis=2)
+    ever_fixed = ever_seq = 0
+    for i in range(sims):
+        hit_f = hit_s = False
+        for j in range(looks):
+            n = (j + 1) * per_look
+            c, t = SampleMean(n, s1[i, 0, j], s2[i, 0, j]), SampleMean(n, s1[i, 1, j], s2[i, 1, j])
+            hit_f = hit_f or two_arm(c, t).p_value < 0.05
+            hit_s = hit_s or two_arm(c, t, sequential_tuning=4000).p_value < 0.05
+        ever_fixed += hit_f
+        ever_seq += hit_s
+    print(f"ever rejected over 20 looks: fixed {ever_fixed / sims:.3f}, sequential {ever_seq / sims:.3f}")
+    # Peeking 20 times at a fixed-horizon test: about 25% (Armitage et al. 1969); 3 SE below is 0.21.
+    assert ever_fixed / sims > 0.18
+    # Always valid: at most alpha over all looks (the sequence is conservative; 3 SE above 0.05 is 0.07).
+    assert ever_seq / sims < 0.05
