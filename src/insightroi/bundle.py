@@ -141,6 +141,11 @@ class KpiRow(_Model):
     significant_adjusted: bool | None = None
     truth: float | None = None
     truth_relative: float | None = None
+    # experiment.bayesian: P(the treatment is better, in the KPI's direction) and the expected
+    # relative loss of shipping each arm; None when the program did not ask for them.
+    chance_to_win: float | None = None
+    risk_control: float | None = None
+    risk_treatment: float | None = None
 
 
 class ClassifySection(_Section):

@@ -182,9 +182,25 @@ class ExperimentDesign(_Strict):
     mde_relative: Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)] = 0.15
     primary_kpi: str
     exclude_windows: list[tuple[date, date]] = []
+    # Always-valid inference (a confidence sequence): results may be read at any time, as often
+    # as wanted, without inflating the error rate; intervals are wider than fixed-horizon ones.
+    sequential: bool = False
+    # N* of the confidence sequence (gbstats' sequential_tuning_parameter, default 5000): set it
+    # near the units expected at the end; the interval is tightest there. Fixed before looking.
+    sequential_tuning: Annotated[float, Field(strict=False, allow_inf_nan=False, gt=0)] = 5000.0
+    # Bayesian figures beside each KPI's frequentist result (gbstats' gaussian effect model on the
+    # relative effect): chance to win and the expected loss ("risk") of shipping either arm.
+    # Decision rules stay on the Holm-adjusted p-values.
+    bayesian: bool = False
+    # Normal prior on the relative effect; no prior_sd: flat (improper) prior, as gbstats' default.
+    prior_mean: Annotated[float, Field(strict=False, allow_inf_nan=False)] = 0.0
+    prior_sd: Annotated[float, Field(strict=False, allow_inf_nan=False, gt=0)] | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> "ExperimentDesign":
+        if self.sequential and self.design not in ("ab", "cluster", "holdout"):
+            raise ValueError(f"sequential = true applies to randomized unit designs (ab, cluster, holdout), "
+                             f"not {self.design!r}")
         if self.end is not None and self.end <= self.start:
             raise ValueError(f"end ({self.end}) must be after start ({self.start})")
         for lo, hi in self.exclude_windows:

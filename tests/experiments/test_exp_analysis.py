@@ -202,3 +202,83 @@ def test_analyze_segment_prints_raw_and_pooled_effects_equal_to_the_saved_sectio
     for seg, r in cells.items():
         row = part[part.index(f"<td>{seg}</td>"):]
         assert f"{r['extra']['pooled_estimate']:+.1%}" in row[:row.index("</tr>")].replace("−", "-")
+
+
+def test_sequential_in_the_program_switches_analyze_to_the_always_valid_interval(analysed):
+    from insightroi.stats._twoarm import _sequential_halfwidth
+
+    prog, _, _, path = analysed
+    kpi = "negative_reviews_per_1000_orders"
+    seq_prog = parse_program(TEXT.replace("sequential = false", "sequential = true\nsequential_tuning = 400", 1))
+    with open_store(f"duckdb:///{path}") as s2:
+        fixed = analyze_experiment(s2, prog, kpis=[kpi], weekly=False)
+        seq = analyze_experiment(s2, seq_prog, kpis=[kpi], weekly=False)
+    f, q = fixed.results[kpi], seq.results[kpi]
+    n = f.extra["control_n"] + f.extra["treatment_n"]
+    # Same estimate and variance; the interval is the confidence sequence's at N* = 400 (gbstats'
+    # formula, tested against gbstats in tests/stats), wider than the fixed-horizon t interval.
+    assert (q.estimate, q.se) == pytest.approx((f.estimate, f.se), rel=1e-12)
+    half = _sequential_halfwidth(q.se ** 2, n, 0.05, 400.0)
+    assert (q.ci_low, q.ci_high) == pytest.approx((q.estimate - half, q.estimate + half), rel=1e-12)
+    assert half / ((f.ci_high - f.ci_low) / 2) > 1.3
+    assert q.p_value > f.p_value and q.extra["reference"] == "sequential" and q.extra["sequential_tuning"] == 400
+    assert [c.status for c in seq.checks if c.name == "sequential"] == ["pass"]
+    assert not [c for c in fixed.checks if c.name == "sequential"]
+    # A design without units to look at repeatedly is refused at parse time, naming the key.
+    with pytest.raises(Exception, match="sequential = true applies to randomized unit designs"):
+        parse_program(TEXT.replace('design = "cluster"', 'design = "did"').replace(
+            "sequential = false", "sequential = true", 1))
+
+
+def test_bayesian_in_the_program_adds_chance_to_win_and_risk_everywhere(analysed, tmp_path):
+    from scipy import stats as sps
+    from typer.testing import CliRunner
+
+    from insightroi.bundle import assemble_bundle
+    from insightroi.cli import app
+    from insightroi.report import render_html
+
+    _, st, _, path = analysed
+    st.close()  # the dashboard opens the store file itself
+    kpi = "revenue_per_sku_family"  # direction "increase"; no true effect in this world
+    flat = parse_program(TEXT.replace("bayesian = false", "bayesian = true", 1))
+    informed = parse_program(TEXT.replace("bayesian = false", "bayesian = true\nprior_mean = 0.0\nprior_sd = 0.05", 1))
+    with open_store(f"duckdb:///{path}") as s2:
+        a_flat = analyze_experiment(s2, flat, kpis=[kpi, "tickets_per_1000_orders"], weekly=False)
+        a_inf = analyze_experiment(s2, informed, kpis=[kpi], weekly=False)
+    rel = a_flat.relative[kpi]
+    # Flat prior: the posterior is the likelihood N(d, se^2) of the relative effect (gbstats'
+    # gaussian model, equal to gbstats in tests/stats/test_stats_bayes.py).
+    d, v = rel.estimate, rel.se ** 2
+    assert a_flat.results[kpi].extra["chance_to_win"] == pytest.approx(sps.norm.cdf(d / v ** 0.5), abs=1e-9)
+    # A "decrease" KPI wins below zero: its chance is P(effect < 0).
+    d2, se2 = a_flat.relative["tickets_per_1000_orders"].estimate, a_flat.relative["tickets_per_1000_orders"].se
+    assert a_flat.results["tickets_per_1000_orders"].extra["chance_to_win"] == pytest.approx(
+        sps.norm.cdf(-d2 / se2), abs=1e-9)
+    # N(0, 0.05^2) prior: precision-weighted posterior mean, pulled towards 0.
+    post = (d / v) / (1 / v + 1 / 0.05 ** 2)
+    assert a_inf.results[kpi].extra["posterior_mean"] == pytest.approx(post, abs=1e-9)
+    assert abs(post) < abs(d)
+    # The same figure in the CLI table, the report and the dashboard.
+    prog_file = tmp_path / "insightroi.toml"
+    prog_file.write_text(TEXT.replace("bayesian = false", "bayesian = true", 1))
+    out = CliRunner().invoke(app, ["analyze", "--store", f"duckdb:///{path}", "--program", str(prog_file),
+                                   "--kpi", kpi], terminal_width=250)
+    assert out.exit_code == 0, out.stderr
+    ctw = a_flat.results[kpi].extra["chance_to_win"]
+    assert 0.02 < ctw < 0.98, ctw  # an undecided KPI: a figure a wrong sign or scale would move
+    assert "chance to" in out.stdout and f"{ctw:.1%}" in out.stdout
+    with open_store(f"duckdb:///{path}") as s2:
+        html = render_html(assemble_bundle(s2, parse_program(prog_file.read_text())).to_report())
+    row = html[html.index(f'data-kpi="{kpi}"'):]
+    row = row[:row.index("\n    </tr>")]  # the KPI's own row (its details hold a nested table)
+    assert "Chance to win" in html and f"{100 * ctw:.1f}%" in row
+    import httpx
+
+    from helpers.live_server import LiveServer
+    from insightroi.server import create_app
+
+    with LiveServer(create_app(f"duckdb:///{path}", program=prog_file, public_read=True)) as srv:
+        page = httpx.get(srv.url + "/experiment", timeout=60).text
+    kpis = page[page.index('id="kpis"'):]
+    assert "Chance to win / risk" in kpis and f"{100 * ctw:.1f}%" in kpis[:kpis.index("</section>")]

@@ -17,6 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date, timedelta
+from typing import Any, Literal
 
 import numpy as np
 
@@ -43,9 +44,11 @@ from insightroi.program import Kpi, Program
 from insightroi.stats import (
     NO_DENOMINATOR_IN_ARM,
     Check,
+    EffectPrior,
     Ratio,
     RatioRegressionAdjusted,
     Result,
+    bayesian_two_arm,
     quantile_effect,
     segment_breakdown,
     two_arm,
@@ -80,13 +83,21 @@ def _nan_result(kpi: Kpi, n: int, message: str, alpha: float, unit: str = "absol
     return Result.not_estimable(message, method=method, metric=kpi.name, n=n, unit=unit, alpha=alpha, extra=extra)
 
 
-def kpi_effect(df, kpi: Kpi, *, alpha: float = 0.05, cuped: bool = True) -> tuple[Result, Result]:
+def kpi_effect(df, kpi: Kpi, *, alpha: float = 0.05, cuped: bool = True,
+               sequential_tuning: float | None = None,
+               bayesian: EffectPrior | Literal["flat"] | None = None) -> tuple[Result, Result]:
     """Absolute and relative effect of one KPI from per-unit data (columns arm, num, den, num_pre, den_pre).
 
     The estimator is the ratio of sums per arm with its delta-method variance at the
     randomization unit (cluster-robust for cluster designs: see
     :func:`insightroi.stats.cluster_randomized`), CUPED-adjusted by the unit's pre-period KPI
-    when the pre-period has data in both arms (Deng et al. 2013).
+    when the pre-period has data in both arms (Deng et al. 2013). With ``sequential_tuning``
+    the interval and p-value are always valid (a confidence sequence with that N*, as gbstats'
+    sequential engine), so they may be read at every look. With ``bayesian`` (a prior on the
+    relative effect, or ``"flat"``) both Results' ``extra`` gain ``chance_to_win``,
+    ``risk_control``, ``risk_treatment`` and ``credible_interval`` (relative) from
+    :func:`insightroi.stats.bayesian_two_arm` on the same statistics ("win" follows the KPI's
+    direction).
     """
     n = int(len(df))
     dens = {a: float(df.loc[df.arm == a, "den"].sum()) for a in (TREATMENT, CONTROL)}
@@ -100,13 +111,28 @@ def kpi_effect(df, kpi: Kpi, *, alpha: float = 0.05, cuped: bool = True) -> tupl
     use_pre = bool(cuped and all(float(df.loc[df.arm == a, "den_pre"].sum()) > 0 for a in (TREATMENT, CONTROL)))
     c, t = _stats(df, CONTROL, use_pre), _stats(df, TREATMENT, use_pre)
     try:
-        ab = two_arm(c, t, alpha=alpha, metric=kpi.name, cuped=use_pre)
-        rel = two_arm(c, t, relative=True, alpha=alpha, metric=kpi.name, cuped=use_pre)
+        ab = two_arm(c, t, alpha=alpha, metric=kpi.name, cuped=use_pre, sequential_tuning=sequential_tuning)
+        rel = two_arm(c, t, relative=True, alpha=alpha, metric=kpi.name, cuped=use_pre,
+                      sequential_tuning=sequential_tuning)
     except DataError as exc:
         method = "cuped_ratio" if use_pre else "ratio_delta"
         return (_nan_result(kpi, n, str(exc), alpha, method=method),
                 _nan_result(kpi, n, str(exc), alpha, "relative", method=method))
+    if bayesian is not None:
+        bay = _bayesian_figures(c, t, kpi, alpha=alpha, cuped=use_pre, prior=None if bayesian == "flat" else bayesian)
+        ab, rel = (replace(r, extra={**r.extra, **bay}) for r in (ab, rel))
     return _scaled(ab, kpi.scale), rel
+
+
+def _bayesian_figures(c, t, kpi: Kpi, *, alpha: float, cuped: bool, prior: EffectPrior | None) -> dict[str, Any]:
+    try:
+        b = bayesian_two_arm(c, t, relative=True, prior=prior, inverse=kpi.direction == "decrease", alpha=alpha,
+                             cuped=cuped, metric=kpi.name)
+    except DataError as exc:
+        return {"bayesian_note": str(exc)}
+    return {"chance_to_win": b.extra["chance_to_win"], "risk_control": b.extra["risk_control"],
+            "risk_treatment": b.extra["risk_treatment"], "credible_interval": list(b.ci),
+            "posterior_mean": b.estimate, "prior": b.extra.get("prior")}
 
 
 _NO_CUPED = ("CUPED does not apply to a quantile KPI (a quantile of rows has no per-unit pre-period value to "
@@ -268,15 +294,27 @@ def analyze_experiment(
             cov_c[f"{k.denominator} (pre)"], cov_t[f"{k.denominator} (pre)"] = v[df.arm == CONTROL], v[df.arm == TREATMENT]
     checks.append(balance_check(cov_c, cov_t) if pre_window else Check("covariate_balance", "skip", "no pre-period"))
 
+    seq = e.sequential_tuning if e.sequential else None
+    bayes = None
+    if e.bayesian:
+        bayes = "flat" if e.prior_sd is None else EffectPrior(mean=e.prior_mean, variance=e.prior_sd ** 2,
+                                                              scale="relative")
+    if seq is not None:
+        checks.append(Check("sequential", "pass", f"always-valid intervals and p-values (confidence sequence, "
+                                                  f"N* = {seq:g}): the results may be read at any look"))
     results: dict[str, Result] = {}
     relative: dict[str, Result] = {}
     for k in chosen:
         if k.name in quantiles:
             results[k.name], relative[k.name] = _quantile_effects(store, program, k, window, alpha)
+            if seq is not None:
+                note = Check("sequential", "warn", "a quantile KPI has no always-valid interval here: its interval "
+                                                   "is fixed-horizon, valid only at the planned end")
+                results[k.name] = replace(results[k.name], diagnostics=results[k.name].diagnostics + (note,))
             continue
         d = df.assign(num=df[k.numerator], den=df[k.denominator], num_pre=df[f"{k.numerator}_pre"],
                       den_pre=df[f"{k.denominator}_pre"])
-        ab, rel = kpi_effect(d, k, alpha=alpha, cuped=cuped)
+        ab, rel = kpi_effect(d, k, alpha=alpha, cuped=cuped, sequential_tuning=seq, bayesian=bayes)
         diag = []
         if pre_window is not None:
             c_pre = Ratio.from_arrays(d.num_pre[d.arm == CONTROL], d.den_pre[d.arm == CONTROL])

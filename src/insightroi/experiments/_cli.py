@@ -30,6 +30,10 @@ def _pct(x) -> str:
     return "-" if x is None or x != x else f"{x:+.1%}"
 
 
+def _share(x, digits: int = 1) -> str:
+    return "-" if x is None or x != x else f"{x:.{digits}%}"
+
+
 def _num(x) -> str:
     return "-" if x is None or x != x else f"{x:,.4g}"
 
@@ -67,8 +71,10 @@ def _print_tables(sec, data: dict, prog) -> None:
     w = sec.window or {}
     t = Table(title=f"Experiment {sec.name} ({sec.design} on {sec.unit}: {sec.n_treatment} treated, "
                     f"{sec.n_control} control; {w.get('start')} to {w.get('end')})")
-    for col in ("KPI", "control", "treatment", "effect", "relative", f"{round(100 * (1 - sec.alpha))}% CI (rel.)",
-                "p", "p (Holm)", "method", "checks"):
+    bayes = any(r.get("chance_to_win") is not None for r in data["kpis"])
+    cols = ("KPI", "control", "treatment", "effect", "relative", f"{round(100 * (1 - sec.alpha))}% CI (rel.)",
+            "p", "p (Holm)", *(("chance to win", "risk (ship)") if bayes else ()), "method", "checks")
+    for col in cols:
         t.add_column(col, justify="left" if col in ("KPI", "method", "checks") else "right")
     for r in data["kpis"]:
         bad = [c["name"] for c in r.get("checks", []) if c.get("status") in ("fail", "warn")]
@@ -77,6 +83,7 @@ def _print_tables(sec, data: dict, prog) -> None:
                   _num(r.get("estimate")), _pct(r.get("relative")),
                   f"{_pct(r.get('relative_ci_low'))} to {_pct(r.get('relative_ci_high'))}",
                   _num(r.get("p_value")), _num(r.get("p_adjusted")),
+                  *((_share(r.get("chance_to_win")), _share(r.get("risk_treatment"), 2)) if bayes else ()),
                   (r.get("method") or "") + (" +CUPED" if sec.results.get(r["name"], {}).get("extra", {}).get("cuped")
                                              else ""),
                   ", ".join(bad) or "ok")

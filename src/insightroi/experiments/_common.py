@@ -74,6 +74,8 @@ class ExperimentAnalysis:
                 "p_adjusted": x.get("p_adjusted"), "relative": x.get("relative"),
                 "relative_ci_low": x.get("relative_ci_low"), "relative_ci_high": x.get("relative_ci_high"),
                 "n": r.n, "truth": None, "truth_relative": None,
+                "chance_to_win": x.get("chance_to_win"), "risk_control": x.get("risk_control"),
+                "risk_treatment": x.get("risk_treatment"),
                 "checks": [c.to_dict() for c in r.diagnostics], "summary_html": r.summary("html"),
             })
         return jsonable(rows)
