@@ -52,7 +52,10 @@ from insightroi.stats._drift import (
     quantile_edges,
     unseen_category_pvalue,
 )
-from insightroi.stats._panel import within_demean
+from insightroi.stats._panel import period_positions, treated_cluster_check, within_demean
+from insightroi.stats._regadj import MultiRegressionAdjusted, cupac, post_stratified, regression_adjusted
+from insightroi.stats._wild import WildBootstrap, wild_cluster_bootstrap
+from insightroi.stats._pooling import PooledEstimates, partial_pool, tau2_dersimonian_laird, tau2_paule_mandel
 from insightroi.stats._quantile import QUANTILE_METHODS, ClusteredQuantile, clustered_quantile, quantile_effect
 from insightroi.stats._its import causal_impact
 from insightroi.stats._matching import matched_cohorts, propensity_scores, standardized_mean_differences
@@ -87,6 +90,18 @@ from insightroi.stats._twoarm import (
 )
 
 __all__ = [
+    "period_positions",
+    "treated_cluster_check",
+    "MultiRegressionAdjusted",
+    "cupac",
+    "post_stratified",
+    "regression_adjusted",
+    "WildBootstrap",
+    "wild_cluster_bootstrap",
+    "PooledEstimates",
+    "partial_pool",
+    "tau2_dersimonian_laird",
+    "tau2_paule_mandel",
     "Check",
     "Result",
     "jsonable",
