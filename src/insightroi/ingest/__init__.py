@@ -21,12 +21,17 @@ User tables (a program file's ``[[tables]]``: surveys, CRM exports) land in ``us
 through the same engine: pass the :class:`~insightroi.program.UserTable` (or ``"user_<name>"``
 with the program) as the kind; :func:`load_user_table` reads one from a ``[table]`` TOML file.
 
+Vendor exports (Zendesk, Intercom, App Store, Google Play, Trustpilot, Shopify) land as written
+with :func:`ingest_preset` (``insightroi ingest --preset NAME FILE``; :data:`PRESETS`,
+``docs/presets.md``).
+
 The columns, types and rules each table accepts (the data contract) come from
 :func:`data_contract`; ``docs/data-contract.md`` is :func:`data_contract_markdown`'s output.
 """
 
 from insightroi.ingest._contract import data_contract, data_contract_markdown
 from insightroi.ingest._engine import INGESTIBLE, ingest_frame, ingest_path, load_user_table, retry_quarantine, table_spec
+from insightroi.ingest._presets import PRESETS, PresetReport, ingest_preset, preset_names
 from insightroi.ingest._redact import (
     ADDRESS_TOKEN,
     CARD_TOKEN,
@@ -56,6 +61,8 @@ __all__ = [
     "EMAIL_TOKEN",
     "IBAN_TOKEN",
     "INGESTIBLE",
+    "PRESETS",
+    "PresetReport",
     "MAX_TEXT_BYTES",
     "PHONE_TOKEN",
     "PREFILTER",
@@ -70,7 +77,9 @@ __all__ = [
     "data_contract_markdown",
     "ingest_frame",
     "ingest_path",
+    "ingest_preset",
     "load_user_table",
+    "preset_names",
     "pseudonymize",
     "redact_pii",
     "redact_row",

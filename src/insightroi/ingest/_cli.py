@@ -1,11 +1,14 @@
 """``insightroi ingest KIND PATH``: load files into the store with a progress bar and a summary;
 ``insightroi ingest --table NAME FILE [--schema schema.toml]``: the same into a user table;
 ``insightroi ingest --retry-quarantine [KIND]``: land quarantined rows that now pass;
+``insightroi ingest --preset NAME FILE``: a vendor's export (Zendesk, Intercom, App Store, Google Play,
+Trustpilot, Shopify) mapped onto our tables; ``--list-presets`` (or ``--preset list``) names them;
 ``insightroi schema [TABLE]``: the data contract each table is validated against."""
 
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,6 +30,7 @@ from insightroi._cli_common import (
 from insightroi.errors import InsightRoiError
 from insightroi.ingest._contract import contract_tables, data_contract, data_contract_markdown
 from insightroi.ingest._engine import INGESTIBLE, ingest_path, load_user_table, retry_quarantine
+from insightroi.ingest._presets import PRESETS, ingest_preset
 from insightroi.ingest._report import FileReport
 from insightroi.program import UserTable, load_program
 from insightroi.store import USER_TABLE_PREFIX, open_store, user_table_spec
@@ -97,6 +101,15 @@ def ingest(
                      help="Validate the quarantined rows of KIND (default: every table) again with the current "
                           "program file; rows that now pass land and leave the quarantine."),
     ] = False,
+    preset: Annotated[
+        str | None,
+        typer.Option("--preset", metavar="NAME", show_default=False,
+                     help="Read FILE as a vendor's export and map it onto our tables: "
+                          f"{', '.join(PRESETS)} ('--preset list' names them with their tables); give only FILE."),
+    ] = None,
+    list_presets: Annotated[
+        bool, typer.Option("--list-presets", help="List the import presets, their target tables and export formats.")
+    ] = False,
     no_redact: Annotated[
         bool, typer.Option("--no-redact", help="Keep e-mails, phone and card numbers in text (default: redact).")
     ] = False,
@@ -106,12 +119,19 @@ def ingest(
 
     Reads ./insightroi.toml when it exists: its program.timezone localises timestamps without an offset.
     'insightroi ingest --table surveys FILE' loads a user table declared there (or in --schema FILE),
-    with the same checks, quarantine and PII redaction.
+    with the same checks, quarantine and PII redaction. 'insightroi ingest --preset shopify_orders
+    orders_export.csv' reads a vendor's export as written ('--list-presets' names the presets).
 
     Exits non-zero only when a whole file could not be ingested (unreadable, empty, wrong columns).
     'insightroi schema' lists the columns each table accepts.
     """
     target: Any = kind
+    if list_presets or preset == "list":
+        _print_presets(as_json)
+        return
+    if preset is not None:
+        _ingest_preset(ctx, preset, kind, path, store, program, table, schema_file, retry, no_redact, as_json)
+        return
     if table is not None:
         # With --table the only argument is the file (it arrives in KIND's slot).
         if path is not None:
@@ -174,6 +194,71 @@ def ingest(
                 f"{_RETRY_HINT}.[/]"
             )
         for err in report.file_errors:
+            err_console.print(f"[bold red]error:[/] {escape(err)}", highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_presets(as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps({"presets": [
+            {"name": n, "vendor": p["vendor"], "export": p["export"], "tables": list(p["tables"]),
+             "attributes_table": f"{USER_TABLE_PREFIX}{n}_attributes", "url": p["url"]} for n, p in PRESETS.items()
+        ]}, indent=2))
+        return
+    from rich.table import Table
+
+    rt = Table(title="Import presets ('insightroi ingest --preset NAME FILE')")
+    for col in ("preset", "vendor export", "tables"):
+        rt.add_column(col)
+    rt.add_column("format", overflow="fold")
+    for n, p in PRESETS.items():
+        rt.add_row(escape(n), escape(f"{p['vendor']}: {p['export']}"),
+                   escape(", ".join(p["tables"]) + f" (+ {USER_TABLE_PREFIX}{n}_attributes)"), escape(p["url"]))
+    console.print(rt)
+    console.print("[dim]Column mappings and what each export's format rests on: docs/presets.md.[/]")
+
+
+def _ingest_preset(ctx, preset, kind, path, store, program, table, schema_file, retry, no_redact, as_json) -> None:
+    """``ingest --preset NAME FILE``: the file arrives in KIND's slot, as with --table."""
+    if preset not in PRESETS:
+        fail(f"unknown preset {preset!r}; available presets: {', '.join(PRESETS)} (or 'list')")
+    if table is not None or schema_file is not None or retry:
+        fail("--preset maps a vendor export onto our tables: use it without --table, --schema and --retry-quarantine")
+    if path is not None:
+        fail(f"with --preset give only the FILE (e.g. 'insightroi ingest --preset {preset} {path}'), not a KIND too")
+    if kind is None:
+        fail(f"give the export FILE (e.g. 'insightroi ingest --preset {preset} export.csv')")
+    prog = _program(ctx, program)
+    try:
+        st = open_store(store_url(store))
+    except InsightRoiError as exc:
+        fail_with(exc)
+    with st:
+        try:
+            with err_console.status(escape(f"ingest --preset {preset}: {Path(kind).name}"), spinner="dots") \
+                    if not as_json else nullcontext():
+                report = ingest_preset(st, preset, kind, program=prog, redact=not no_redact)
+        except InsightRoiError as exc:
+            fail_with(exc)
+    if as_json:
+        console.print_json(json.dumps(report.to_dict(), default=str))
+    else:
+        for name, rep in report.reports.items():
+            console.print(rep.summary_table(title=f"{preset} -> {name}"))
+        if report.unknown_columns:
+            console.print(f"[dim]Kept as attributes in {USER_TABLE_PREFIX}{escape(preset)}_attributes: "
+                          f"{escape(', '.join(report.unknown_columns))}.[/]")
+        quarantined = sum(report.quarantined.values())
+        if quarantined:
+            console.print(f"[yellow]{quarantined:,} row(s) quarantined[/]; first reasons:")
+            for line in report.errors()[:_SHOW_REASONS * 2]:
+                console.print(f"  - {line}", markup=False, highlight=False)
+            console.print(
+                "[dim]All of them are in the store's 'quarantine' table (file, row = the record's number in the "
+                f"export, field, reason, raw); {_RETRY_HINT}.[/]"
+            )
+        for err in (e for rep in report.reports.values() for e in rep.file_errors):
             err_console.print(f"[bold red]error:[/] {escape(err)}", highlight=False)
     if not report.ok:
         raise typer.Exit(1)

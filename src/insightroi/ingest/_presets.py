@@ -1,0 +1,773 @@
+"""Import presets: the standard CSV exports of common CX and commerce tools mapped onto our tables.
+
+``insightroi ingest --preset NAME FILE`` reads a vendor's export as the vendor writes it and lands
+it through :func:`~insightroi.ingest.ingest_frame`, so the same validation, dedupe, quarantine and
+PII redaction apply as to a file in our own columns.
+
+Design
+------
+- **Declarative.** Each preset in :data:`PRESETS` is a plain dict: the vendor's export and its
+  source URL, the header columns the export must carry, and per target table a mapping
+  ``our column -> rule``. A rule is one small dict (``{"col": ...}`` rename, ``{"const": ...}``,
+  ``{"map": ..., "values": ...}`` value map, ``{"time": ..., "formats": ..., "tz": ...}``,
+  ``{"epoch": ...}``, ``{"join": [...]}``, ``{"hash": [...], "prefix": ...}`` id from stable
+  columns, ``{"line_id": ...}``, ``{"line_total": ...}``, ``{"html": ...}``); :func:`_apply`
+  is the only interpreter. A vendor changing a header is a one-line edit of data.
+- **One output row per input record, in file order.** The frame handed to the engine has the
+  file's records in order, so the quarantine's ``row_number`` of a bad row is its record number
+  in the ORIGINAL file, counted as ``ingest_path`` counts a CSV (header excluded: row 1 is the
+  first record). Presets therefore never drop or reorder rows: a record that cannot become a
+  valid row of our table is quarantined with its reason, never skipped. Messages printed by the
+  CLI add the record's physical line (it differs from ``row + 1`` when a quoted value spans
+  lines) and the vendor column a failing field came from.
+- **Preset-level checks go through the engine.** A value the vendor's format forbids but our
+  contract would accept (a Play star rating of 7 lands within ``feedback.rating``'s 0..10) is
+  passed on as ``"7 (Star Rating must be 1-5)"``: the engine quarantines it as unparseable, with
+  the original value and why in the reason, and ``--retry-quarantine`` never lands it. A record
+  with more or fewer fields than the header gets the same treatment on its time column.
+- **Unknown columns are kept, known personal columns are not.** Every header column no rule
+  reads and the preset does not list in ``drop`` is kept in the user table
+  ``user_<preset>_attributes`` (columns ``id`` = the row's id in the preset's main table,
+  ``row_table``, ``attributes`` = JSON object of the non-empty unknown values), ingested through
+  the same engine with ``attributes`` declared as free text, so e-mails, phones, cards and
+  addresses in it are redacted. ``drop`` lists the export columns that hold a person's name,
+  postal address or phone and that no analysis here needs (Shopify's billing and shipping
+  blocks): keeping them would store personal data the redactor cannot recognise (names).
+- **One batch per table.** Each target table (and the attributes table) is its own batch and
+  transaction, as when ingesting several files; re-ingesting the same export lands nothing new
+  (keys dedupe) and adds no quarantine rows (their ids hash the file, row and content).
+- **Time stamps.** Each time rule lists the vendor's formats; a value that parses and carries
+  no offset gets the preset's zone when the vendor documents one (Play and Trustpilot write
+  UTC), else it stays naive and the engine applies ``program.timezone`` (or quarantines it
+  naming that setting). A value that does not parse is passed on unchanged, so the engine's
+  reason quotes it.
+
+Exports whose column set could not be confirmed against a published list say so in the
+preset's ``note`` (printed by ``insightroi ingest --list-presets`` and in ``docs/presets.md``).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import html
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from os import PathLike
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+
+from insightroi.errors import IngestError
+from insightroi.ingest._engine import ingest_frame
+from insightroi.ingest._report import IngestReport
+from insightroi.program import UserTable
+from insightroi.store import TABLES, USER_TABLE_PREFIX, Store
+
+__all__ = ["PRESETS", "PresetReport", "preset_names", "preset_attributes_table", "ingest_preset",
+           "presets_markdown"]
+
+# Vendor date formats (strptime); ISO 8601 (with Z or an offset) is always tried first.
+_SHOPIFY_TIME = ["%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M %z"]
+_ZENDESK_TIME = ["%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
+_TRUSTPILOT_TIME = ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M"]
+
+#: The presets. ``tables`` maps our table -> our column -> rule; the first table is the main one
+#: (its ``id`` keys the attributes table). ``required`` are header columns the export must have.
+PRESETS: dict[str, dict[str, Any]] = {
+    "zendesk_tickets": {
+        "vendor": "Zendesk Support",
+        "export": "Tickets CSV export (Admin Center > Account > Tools > Reports > Export > CSV)",
+        "url": "https://support.zendesk.com/hc/en-us/articles/4408886165402",
+        "note": (
+            "The article documents the export but does not list the CSV's columns; the header used "
+            "here is the legacy CSV export's (Id, Requester, Requester id, Requester email, "
+            "..., Subject, Tags, Status, Priority, Via, Ticket type, Created at, ..., Solved at, ...), "
+            "not confirmed column by column. That CSV has no ticket description; a 'Description' "
+            "column (a view or Explore export adds it) is used as the text when present, else the Subject."
+        ),
+        "required": ["Id", "Subject", "Status", "Via", "Created at"],
+        "tables": {
+            "tickets": {
+                "id": {"col": "Id", "prefix": "zd-"},
+                "customer_id": {"col": "Requester email"},
+                "channel": {"map": "Via", "values": {
+                    "mail": "email", "email": "email", "web form": "web", "web widget": "web", "web service": "web",
+                    "chat": "chat", "messaging": "chat", "native messaging": "chat",
+                    "phone call (incoming)": "phone", "phone call (outgoing)": "phone", "voicemail": "phone",
+                    "api": "api", "facebook": "social", "twitter": "social", "instagram direct": "social",
+                    "mobile sdk": "in_app", "mobile": "in_app", "closed ticket": "follow_up",
+                }},
+                "opened_at": {"time": "Created at", "formats": _ZENDESK_TIME},
+                "closed_at": {"time": "Solved at", "formats": _ZENDESK_TIME},
+                "team": {"col": "Group"},
+            },
+            "feedback": {
+                "id": {"col": "Id", "prefix": "zd-"},
+                "source": {"const": "ticket"},
+                "channel": {"map": "Via", "values": "tickets.channel"},
+                "customer_id": {"col": "Requester email"},
+                "event_time": {"time": "Created at", "formats": _ZENDESK_TIME},
+                "text": {"first": ["Description", "Subject"]},
+            },
+        },
+        # Status and priority are kept as attributes (tickets has no such columns); their
+        # vendor values are normalised so a filter on them does not depend on the export's casing.
+        "attribute_maps": {
+            "Status": {"new": "new", "open": "open", "pending": "pending", "on-hold": "hold", "hold": "hold",
+                       "solved": "solved", "closed": "closed"},
+            "Priority": {"low": "low", "normal": "normal", "high": "high", "urgent": "urgent", "-": None},
+        },
+        "drop": ["Requester", "Submitter", "Assignee"],
+    },
+    "intercom_conversations": {
+        "vendor": "Intercom",
+        "export": "Conversations as the Conversations API returns them, flattened one row per conversation",
+        "url": "https://developers.intercom.com/docs/references/rest-api/api.intercom.io/conversations",
+        "note": (
+            "Intercom has no conversation-CSV download with message text in its UI (the reporting export "
+            "has no bodies; conversations are exported through the API or S3, see "
+            "https://www.cstar.help/support/import-export/migrating-from-intercom). This preset reads the "
+            "API's Conversation fields flattened with dots (id, created_at in Unix seconds, state, "
+            "source.body in HTML, source.author.email, conversation_rating.rating, ...): a column set we "
+            "define from the API reference, not a vendor CSV."
+        ),
+        "required": ["id", "created_at", "source.body"],
+        "tables": {
+            "feedback": {
+                "id": {"col": "id", "prefix": "ic-"},
+                "source": {"const": "chat"},
+                "channel": {"map": "source.type", "values": {
+                    "conversation": "messenger", "email": "email", "facebook": "facebook", "twitter": "twitter",
+                    "whatsapp": "whatsapp", "instagram": "instagram", "phone_call": "phone", "sms": "sms",
+                    "push": "push", "chat": "messenger",
+                }},
+                "customer_id": {"first": ["source.author.email", "contacts.external_id", "contacts.id"]},
+                "event_time": {"epoch": "created_at"},
+                "rating": {"col": "conversation_rating.rating", "range": (1, 5)},
+                "text": {"html": "source.body"},
+            },
+        },
+        "drop": ["source.author.name"],
+    },
+    "app_store_reviews": {
+        "vendor": "Apple App Store Connect",
+        "export": "Ratings and Reviews: customer reviews (the customerReviews resource's attributes as CSV)",
+        "url": "https://developer.apple.com/documentation/appstoreconnectapi/customerreview",
+        "note": (
+            "App Store Connect shows reviews (https://developer.apple.com/help/app-store-connect/"
+            "monitor-ratings-and-reviews/ratings-and-reviews-overview) but documents no CSV download; "
+            "the columns here are the API's CustomerReview attributes (id, rating, title, body, "
+            "reviewerNickname, createdDate, territory), as review tools export them. Not a confirmed "
+            "vendor CSV. The resource carries no app version: an 'appVersionString' column, when a "
+            "tool adds one, is kept as an attribute. territory (ISO 3166 alpha-3) goes to region; "
+            "there is no review language, so locale stays empty."
+        ),
+        "required": ["id", "rating", "createdDate", "body"],
+        "tables": {
+            "feedback": {
+                "id": {"col": "id", "prefix": "as-"},
+                "source": {"const": "review"},
+                "channel": {"const": "app_store"},
+                "region": {"col": "territory"},
+                "event_time": {"time": "createdDate", "formats": []},
+                "rating": {"col": "rating", "range": (1, 5)},
+                "text": {"join": ["title", "body"]},
+            },
+        },
+        "drop": ["reviewerNickname"],
+    },
+    "google_play_reviews": {
+        "vendor": "Google Play Console",
+        "export": "Reviews report (Download reports > Reviews; reviews_<package>_<YYYYMM>.csv, UTF-16)",
+        "url": "https://support.google.com/googleplay/android-developer/answer/6135870",
+        "note": (
+            "Column names are the monthly reviews report's (Package Name, App Version Code, App Version "
+            "Name, Reviewer Language, Device, Review Submit Date and Time, Review Submit Millis Since "
+            "Epoch, Review Last Update Date and Time, Review Last Update Millis Since Epoch, Star Rating, "
+            "Review Title, Review Text, Developer Reply Date and Time, Developer Reply Millis Since "
+            "Epoch, Developer Reply Text, Review Link); field meanings match the Reviews API "
+            "(https://developers.google.com/android-publisher/api-ref/rest/v3/reviews: starRating 1-5, "
+            "reviewerLanguage, appVersionName). The report has no review id: the id is 'gp-' + the "
+            "first 16 hex digits of SHA-256 over Package Name, Review Submit Millis Since Epoch, "
+            "Device, Reviewer Language and App Version Code (stable across monthly re-exports, since "
+            "an edit changes only the Last Update columns). A rating without text is quarantined: "
+            "feedback needs the customer's words."
+        ),
+        "required": ["Package Name", "Review Submit Date and Time", "Star Rating", "Review Text"],
+        "tables": {
+            "feedback": {
+                "id": {"hash": ["Package Name", "Review Submit Millis Since Epoch", "Device", "Reviewer Language",
+                                "App Version Code"], "prefix": "gp-"},
+                "source": {"const": "review"},
+                "channel": {"const": "google_play"},
+                "locale": {"col": "Reviewer Language"},
+                "product_id": {"col": "Package Name"},
+                "event_time": {"time": "Review Submit Date and Time", "formats": [], "tz": "UTC"},
+                "rating": {"col": "Star Rating", "range": (1, 5)},
+                "text": {"join": ["Review Title", "Review Text"]},
+            },
+        },
+        "drop": [],
+    },
+    "trustpilot_reviews": {
+        "vendor": "Trustpilot",
+        "export": "Service reviews download (Trustpilot Business > Service reviews > Download CSV)",
+        "url": "https://support.trustpilot.com/hc/en-us/articles/204868067-The-Service-Reviews-page",
+        "note": (
+            "The Service Reviews page documents the download but lists no columns; the header here "
+            "(Review ID, Review Created (UTC), Review Consumer User ID, Review Title, Review "
+            "Content, Review Stars, Source Of Review, Review Language, Domain URL, Webshop Name, Business "
+            "Unit ID, Tags, Company Reply Date (UTC), Company Reply Content, Reference Id, Consumer "
+            "Email, Consumer Name, Consumer Location) is the one business accounts receive, not "
+            "confirmed against a published list. Times are UTC, as the column names say."
+        ),
+        "required": ["Review ID", "Review Created (UTC)", "Review Stars", "Review Content"],
+        "tables": {
+            "feedback": {
+                "id": {"col": "Review ID", "prefix": "tp-"},
+                "source": {"const": "review"},
+                "channel": {"const": "trustpilot"},
+                "locale": {"col": "Review Language"},
+                "customer_id": {"first": ["Consumer Email", "Review Consumer User ID"]},
+                "event_time": {"time": "Review Created (UTC)", "formats": _TRUSTPILOT_TIME, "tz": "UTC"},
+                "rating": {"col": "Review Stars", "range": (1, 5)},
+                "text": {"join": ["Review Title", "Review Content"]},
+            },
+        },
+        "drop": ["Consumer Name", "Consumer Location"],
+    },
+    "shopify_orders": {
+        "vendor": "Shopify",
+        "export": "Orders > Export > CSV for Excel, Numbers, or other spreadsheet programs",
+        "url": "https://help.shopify.com/en/manual/fulfillment/managing-orders/exporting-orders",
+        "note": (
+            "One row per line item; order-level columns (Email, Financial Status, Currency, totals, "
+            "addresses) are filled on an order's first row only and carried to its other rows here "
+            "(https://docs.xbp.app/docs/development/integrations/shopify/order-format shows a real "
+            "export). Column names follow Shopify's export and the Transporter orders CSV "
+            "(https://help.shopify.com/en/manual/migrating-to-shopify/transporter-app/csv-orders). "
+            "Each line is one orders row: id = order Name + '/' + the line's position in the order "
+            "(1-based, file order); revenue = Lineitem price x Lineitem quantity - Lineitem discount; "
+            "margin stays empty (the export has no cost); customer_id = the order's Email "
+            "(pseudonymised); region = Shipping Country."
+        ),
+        "required": ["Name", "Created at", "Lineitem quantity", "Lineitem price"],
+        "group": "Name",
+        "fill": ["Email", "Financial Status", "Fulfillment Status", "Currency", "Created at", "Shipping Country",
+                 "Paid at", "Cancelled at"],
+        "tables": {
+            "orders": {
+                "id": {"line_id": "Name"},
+                "customer_id": {"col": "Email"},
+                "sku": {"col": "Lineitem sku"},
+                "region": {"col": "Shipping Country"},
+                "order_time": {"time": "Created at", "formats": _SHOPIFY_TIME},
+                "quantity": {"col": "Lineitem quantity"},
+                "revenue": {"line_total": ["Lineitem price", "Lineitem quantity"], "minus": "Lineitem discount"},
+            },
+        },
+        "drop": [
+            "Billing Name", "Billing Street", "Billing Address1", "Billing Address2", "Billing Company",
+            "Billing City", "Billing Zip", "Billing Province", "Billing Province Name", "Billing Phone",
+            "Shipping Name", "Shipping Street", "Shipping Address1", "Shipping Address2", "Shipping Company",
+            "Shipping City", "Shipping Zip", "Shipping Province", "Shipping Province Name", "Shipping Phone",
+            "Phone",
+        ],
+    },
+    "loop_returns": {
+        "vendor": "Loop Returns (Shopify returns app)",
+        "export": "Returns report, one row per returned line item",
+        "url": "https://help.loopreturns.com/article/46-viewing-returns",
+        "note": (
+            "Loop documents the returns view's fields (order name, customer e-mail, created date, return "
+            "type Refund/Exchange/Gift Card/Shop Now, shipping status, status, RMA / Loop Return ID; "
+            "https://help.loopreturns.com/article/47-managing-returns) but publishes no CSV column list. "
+            "The header here (Return ID, Order Name, Customer Email, Created At, Return Type, Status, "
+            "Shipping Status, Product Name, SKU, Quantity, Return Reason, Customer Comment, Refund "
+            "Amount, Currency) is our assumption built on those fields: NOT a confirmed vendor export; "
+            "check your file's header against it. id = Return ID + '/' + the line's position in the "
+            "return; order_id = the Shopify order Name (shopify_orders' ids add '/<line>', so join a "
+            "return to its order line on order Name and sku); kind is 'return' (Loop handles goods sent "
+            "back; the outcome, refund or exchange, is kept as an attribute); reason = Return Reason and "
+            "the customer's comment, redacted like feedback text."
+        ),
+        "required": ["Return ID", "Order Name", "Created At", "Refund Amount"],
+        "group": "Return ID",
+        "fill": ["Order Name", "Customer Email", "Created At", "Return Type", "Status", "Currency"],
+        "tables": {
+            "refunds": {
+                "id": {"line_id": "Return ID"},
+                "order_id": {"col": "Order Name"},
+                "customer_id": {"col": "Customer Email"},
+                "sku": {"col": "SKU"},
+                "kind": {"const": "return"},
+                "event_time": {"time": "Created At", "formats": _SHOPIFY_TIME},
+                "amount": {"col": "Refund Amount"},
+                "reason": {"join": ["Return Reason", "Customer Comment"]},
+            },
+        },
+        "drop": [],
+    },
+}
+
+_ATTR_COLUMNS = {"id": "string", "row_table": "string", "attributes": "string"}
+
+
+def preset_names() -> list[str]:
+    """The preset names, in the order :data:`PRESETS` lists them."""
+    return list(PRESETS)
+
+
+def _get(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; available presets: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def preset_attributes_table(name: str) -> UserTable:
+    """The user table that keeps a preset's unknown columns: ``user_<name>_attributes``.
+
+    Parameters
+    ----------
+    name : str
+        A preset name (:func:`preset_names`).
+
+    Returns
+    -------
+    UserTable
+        Columns ``id`` (the key: the row's id in the preset's main table), ``row_table`` and
+        ``attributes`` (JSON text, redacted as free text).
+    """
+    _get(name)
+    main = next(iter(PRESETS[name]["tables"]))
+    return UserTable(
+        name=f"{name}_attributes", columns=dict(_ATTR_COLUMNS), key="id", required=["attributes"],
+        text_columns=["attributes"],
+        description=f"Columns of the {PRESETS[name]['vendor']} export that {main} has no place for, "
+                    f"as JSON, by {main}.id.",
+    )
+
+
+def _source_columns(rule: dict[str, Any]) -> list[str]:
+    cols: list[str] = []
+    for k in ("col", "map", "time", "epoch", "html", "line_id", "minus"):
+        if isinstance(rule.get(k), str):
+            cols.append(rule[k])
+    for k in ("join", "first", "hash", "line_total"):
+        cols.extend(rule.get(k) or [])
+    return cols
+
+
+def _used_columns(preset: dict[str, Any]) -> set[str]:
+    used = {c for t in preset["tables"].values() for r in t.values() for c in _source_columns(r)}
+    if preset.get("group"):
+        used.add(preset["group"])
+    return used
+
+
+def source_of(preset: str, table: str, column: str) -> str | None:
+    """The export column(s) our ``table.column`` is read from in ``preset`` (None for a constant)."""
+    rule = PRESETS[preset]["tables"].get(table, {}).get(column)
+    if rule is None:
+        return None
+    cols = _source_columns(rule)
+    return " + ".join(repr(c) for c in cols) if cols else None
+
+
+# ---- reading ---------------------------------------------------------------------------------
+@dataclass
+class _Records:
+    header: list[str]
+    rows: list[list[str]]
+    lines: list[int]  # physical line where each record starts (1-based; the header is line 1)
+
+
+def _decode(data: bytes, display: str) -> str:
+    # Play reports are UTF-16 with a BOM; the others UTF-8, sometimes with a BOM (Excel).
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"{display}: not UTF-8 or UTF-16 text ({exc}); nothing was ingested") from None
+
+
+def _read(path: Path, display: str) -> _Records:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise IngestError(f"{display}: cannot read the file: {exc}") from None
+    if not data.strip():
+        raise IngestError(f"{display}: empty file; nothing was ingested")
+    reader = csv.reader(io.StringIO(_decode(data, display), newline=""), strict=False)
+    try:
+        header = [h.strip() for h in next(reader)]
+        rows, lines, end = [], [], reader.line_num
+        for rec in reader:
+            if not rec:
+                end = reader.line_num  # a blank line is no record (as the CSV reader treats it)
+                continue
+            rows.append(rec)
+            lines.append(end + 1)
+            end = reader.line_num
+    except csv.Error as exc:
+        raise IngestError(f"{display}: cannot read as CSV near line {reader.line_num}: {exc}") from None
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise IngestError(f"{display}: repeated header column(s) {', '.join(map(repr, repeated))}; nothing was ingested")
+    if not rows:
+        raise IngestError(f"{display}: no data rows (empty file); nothing was ingested")
+    return _Records(header, rows, lines)
+
+
+# ---- the rules -------------------------------------------------------------------------------
+def _blank(v: str | None) -> bool:
+    return v is None or not v.strip()
+
+
+def _time(v: str | None, formats: list[str], tz: str | None) -> str | None:
+    if _blank(v):
+        return None
+    s = v.strip()
+    parsed = None
+    try:
+        parsed = datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith(("Z", "z")) else s)
+    except ValueError:
+        for fmt in formats:
+            try:
+                parsed = datetime.strptime(s, fmt)
+                break
+            except ValueError:
+                continue
+    if parsed is None:
+        return s  # the engine quarantines it, quoting the value
+    if parsed.tzinfo is None:
+        if tz is None:
+            return parsed.isoformat()  # naive: program.timezone applies (or the engine says to set it)
+        parsed = parsed.replace(tzinfo=ZoneInfo(tz))
+    return parsed.isoformat()
+
+
+def _number(v: str | None) -> float | None:
+    try:
+        return float(v.strip().replace(",", "")) if not _blank(v) else None
+    except ValueError:
+        return None
+
+
+_TAGS = re.compile(r"<[^>]+>")
+_BREAKS = re.compile(r"<\s*(br|/p|/div|/li)\s*/?\s*>", re.I)
+
+
+def _apply(rule: dict[str, Any], row: dict[str, str | None], ctx: dict[str, Any]) -> str | None:
+    """One of our values from one export record (as text: the engine parses and checks it)."""
+    if "const" in rule:
+        return rule["const"]
+    if "col" in rule:
+        v = row.get(rule["col"])
+        if _blank(v):
+            return None
+        v = v.strip()
+        if "range" in rule:
+            lo, hi = rule["range"]
+            x = _number(v)
+            if x is not None and not (lo <= x <= hi):
+                return f"{v} ({rule['col']} must be {lo}-{hi})"
+        return rule.get("prefix", "") + v
+    if "map" in rule:
+        v = row.get(rule["map"])
+        if _blank(v):
+            return None
+        values = rule["values"]
+        if isinstance(values, str):  # another table's map, by "table.column"
+            t, c = values.split(".")
+            values = ctx["preset"]["tables"][t][c]["values"]
+        return values.get(v.strip().lower(), v.strip().lower())
+    if "time" in rule:
+        return _time(row.get(rule["time"]), rule.get("formats", []), rule.get("tz"))
+    if "epoch" in rule:
+        v = row.get(rule["epoch"])
+        x = _number(v)
+        if x is None:
+            return None if _blank(v) else v.strip()
+        # Intercom writes seconds; a 13-digit value is milliseconds.
+        return datetime.fromtimestamp(x / 1000 if x > 1e11 else x, timezone.utc).isoformat()
+    if "join" in rule:
+        parts = [row.get(c).strip() for c in rule["join"] if not _blank(row.get(c))]
+        return "\n".join(parts) if parts else None
+    if "first" in rule:
+        return next((row[c].strip() for c in rule["first"] if not _blank(row.get(c))), None)
+    if "html" in rule:
+        v = row.get(rule["html"])
+        if _blank(v):
+            return None
+        text = html.unescape(_TAGS.sub("", _BREAKS.sub("\n", v)))
+        return "\n".join(line.strip() for line in text.splitlines() if line.strip()) or None
+    if "hash" in rule:
+        key = "\x1f".join((row.get(c) or "").strip() for c in rule["hash"])
+        return rule.get("prefix", "") + hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+    if "line_id" in rule:
+        name = row.get(rule["line_id"])
+        if _blank(name):
+            return None
+        return f"{name.strip()}/{ctx['line_no']}"
+    if "line_total" in rule:
+        price_col, qty_col = rule["line_total"]
+        price, qty = row.get(price_col), row.get(qty_col)
+        p, q = _number(price), _number(qty)
+        if p is None or q is None:
+            bad = price if p is None else qty
+            return None if _blank(bad) else bad.strip()  # unparseable: the engine names it
+        total = p * q - (_number(row.get(rule.get("minus") or "")) or 0.0)
+        return repr(round(total, 2))
+    raise AssertionError(f"unknown rule {rule!r}")  # pragma: no cover - PRESETS is checked by tests
+
+
+# ---- the batch -------------------------------------------------------------------------------
+@dataclass
+class PresetReport:
+    """What ``ingest --preset`` did: one :class:`~insightroi.ingest.IngestReport` per table.
+
+    Attributes
+    ----------
+    preset : str
+        The preset name.
+    file : str
+        The export file.
+    rows_read : int
+        Records in the export (header excluded).
+    reports : dict of str to IngestReport
+        Per table landed into (ours, then ``user_<preset>_attributes``).
+    lines : list of int
+        The physical line each record starts on (record ``n`` is ``lines[n - 1]``).
+    unknown_columns : list of str
+        Header columns kept as attributes.
+    """
+
+    preset: str
+    file: str
+    rows_read: int
+    reports: dict[str, IngestReport] = field(default_factory=dict)
+    lines: list[int] = field(default_factory=list)
+    unknown_columns: list[str] = field(default_factory=list)
+
+    @property
+    def landed(self) -> dict[str, int]:
+        """Rows landed per table."""
+        return {t: r.landed for t, r in self.reports.items()}
+
+    @property
+    def quarantined(self) -> dict[str, int]:
+        """Rows quarantined per table."""
+        return {t: r.quarantined for t, r in self.reports.items()}
+
+    @property
+    def ok(self) -> bool:
+        """False when a table's batch failed as a whole."""
+        return all(r.ok for r in self.reports.values())
+
+    def errors(self) -> list[str]:
+        """The first quarantine messages of each table, with the physical line and export column.
+
+        ``shopify.csv row 3, field 'order_time'`` becomes ``shopify.csv row 3 (line 4), field
+        'order_time' (from 'Created at')``.
+        """
+        out = []
+        for table, rep in self.reports.items():
+            for msg in rep.errors:
+                out.append(f"[{table}] " + self._annotate(table, msg))
+        return out
+
+    def _annotate(self, table: str, msg: str) -> str:
+        m = re.search(r" row (\d+)(, field '([^']+)')?: ", msg)
+        if not m:
+            return msg
+        n = int(m.group(1))
+        where = f" row {n}" + (f" (line {self.lines[n - 1]})" if 0 < n <= len(self.lines) else "")
+        if m.group(3):
+            src = source_of(self.preset, table, m.group(3))
+            where += f", field '{m.group(3)}'" + (f" (from {src})" if src else "")
+        return msg[:m.start()] + where + ": " + msg[m.end():]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the preset, file, records read, and each table's report."""
+        return {"preset": self.preset, "file": self.file, "rows_read": self.rows_read,
+                "unknown_columns": self.unknown_columns, "errors": self.errors(),
+                "tables": {t: r.to_dict() for t, r in self.reports.items()}}
+
+
+def _frames(name: str, recs: _Records, display: str) -> tuple[dict[str, pa.Table], list[str]]:
+    preset = PRESETS[name]
+    header, width = recs.header, len(recs.header)
+    missing = [c for c in preset["required"] if c not in header]
+    if missing:
+        raise IngestError(
+            f"{display}: not a {preset['vendor']} {name} export: missing column(s) {', '.join(map(repr, missing))}; "
+            f"found {', '.join(map(repr, header))}. Nothing was ingested (is it another preset's file?)")
+    used = _used_columns(preset)
+    drop = set(preset.get("drop", ()))
+    unknown = [c for c in header if c not in used and c not in drop]
+    tables = list(preset["tables"])
+    main = tables[0]
+    out: dict[str, dict[str, list]] = {t: {c: [] for c in preset["tables"][t]} for t in tables}
+    attrs: dict[str, list] = {"id": [], "row_table": [], "attributes": []}
+    group, fill = preset.get("group"), preset.get("fill", [])
+    carried: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    maps = preset.get("attribute_maps", {})
+    for rec, line in zip(recs.rows, recs.lines):
+        row: dict[str, str | None] = {h: (rec[i] if i < len(rec) else None) for i, h in enumerate(header)}
+        ctx: dict[str, Any] = {"preset": preset}
+        if group:
+            g = (row.get(group) or "").strip()
+            if g and g != carried.get("\x00group"):
+                carried = {"\x00group": g}
+            for c in fill:
+                if not _blank(row.get(c)):
+                    carried[c] = row[c]
+                elif c in carried:
+                    row[c] = carried[c]
+            counts[g] = counts.get(g, 0) + 1
+            ctx["line_no"] = counts[g]
+        for t in tables:
+            spec = TABLES[t]
+            for col, rule in preset["tables"][t].items():
+                out[t][col].append(_apply(rule, row, ctx))
+            if len(rec) != width:
+                # A record split wrongly cannot be mapped column by column: quarantine it.
+                tcol = spec.time_column if spec.time_column in out[t] else next(iter(out[t]))
+                out[t][tcol][-1] = f"line {line} has {len(rec)} fields, the header has {width}"
+        if unknown:
+            kept = {c: row[c] for c in unknown if not _blank(row.get(c))}
+            for c, mapping in maps.items():
+                if c in kept and kept[c].strip().lower() in mapping:
+                    kept[c] = mapping[kept[c].strip().lower()]
+            attrs["id"].append(out[main]["id"][-1])
+            attrs["row_table"].append(main)
+            # A misaligned record's values sit under the wrong names: keep none of them.
+            attrs["attributes"].append(json.dumps(kept, ensure_ascii=False, sort_keys=True)
+                                       if len(rec) == width else None)
+    frames = {t: pa.table({c: pa.array(v, pa.string()) for c, v in cols.items()}) for t, cols in out.items()}
+    if unknown:
+        frames[USER_TABLE_PREFIX + f"{name}_attributes"] = pa.table(
+            {c: pa.array(v, pa.string()) for c, v in attrs.items()})
+    return frames, unknown
+
+
+def ingest_preset(
+    store: Store,
+    preset: str,
+    path: str | PathLike,
+    *,
+    program: Any = None,
+    redact: bool = True,
+) -> PresetReport:
+    """Ingest a vendor's CSV export with a preset: map it to our tables, then validate and land it.
+
+    Each target table, and ``user_<preset>_attributes`` for the export's unknown columns, is one
+    :func:`~insightroi.ingest.ingest_frame` batch with the file's records in file order, so a
+    quarantined row's ``row_number`` is its record number in the export (header excluded, as
+    :func:`~insightroi.ingest.ingest_path` counts), ``file`` is the export's path, and e-mails,
+    phones and cards in text are redacted and e-mail customer ids pseudonymised as for any file.
+
+    Parameters
+    ----------
+    store : Store
+        From :func:`insightroi.store.open_store`.
+    preset : str
+        A name of :data:`PRESETS` (:func:`preset_names`).
+    path : str or path
+        The export, a CSV file as the vendor writes it (UTF-8 or UTF-16 with a BOM).
+    program : Program or path, optional
+        The program file: its ``program.timezone`` localises vendor times written without an
+        offset (Zendesk, Shopify without one); its ``[ingest]`` rules apply.
+    redact : bool
+        Redact PII in text and pseudonymise PII ids (default True).
+
+    Returns
+    -------
+    PresetReport
+
+    Raises
+    ------
+    ValueError
+        For an unknown preset (the message lists the available ones).
+    IngestError
+        When the file is unreadable, empty, or lacks the export's required columns (it names
+        them and the columns found); nothing lands.
+    """
+    _get(preset)
+    path = Path(path)
+    if not path.is_file():
+        raise IngestError(f"{path}: no such file (a preset reads one export file)")
+    display = str(path)
+    recs = _read(path, path.name)
+    frames, unknown = _frames(preset, recs, path.name)
+    report = PresetReport(preset=preset, file=display, rows_read=len(recs.rows), lines=recs.lines,
+                          unknown_columns=unknown)
+    for table, frame in frames.items():
+        kind: Any = preset_attributes_table(preset) if table.startswith(USER_TABLE_PREFIX) else table
+        report.reports[table] = ingest_frame(store, kind, frame, source=display, program=program, redact=redact)
+    return report
+
+
+def presets_markdown() -> str:
+    """``docs/presets.md``'s table part: each preset, its target tables, mappings and source URL."""
+    out = []
+    for name, p in PRESETS.items():
+        out.append(f"## `{name}` — {p['vendor']}\n")
+        out.append(f"Export: {p['export']}. Source: <{p['url']}>\n")
+        out.append(f"{p['note']}\n")
+        out.append(f"Required export columns: {', '.join(f'`{c}`' for c in p['required'])}.\n")
+        out.append("| our column | from the export |\n|---|---|")
+        for table, cols in p["tables"].items():
+            for col, rule in cols.items():
+                out.append(f"| `{table}.{col}` | {_describe(rule)} |")
+        out.append("")
+        if p.get("drop"):
+            out.append(f"Not kept (personal data no analysis needs): {', '.join(f'`{c}`' for c in p['drop'])}.\n")
+        out.append(f"Every other column: kept as JSON in `user_{name}_attributes` by the row's id.\n")
+    return "\n".join(out)
+
+
+def _describe(rule: dict[str, Any]) -> str:
+    if "const" in rule:
+        return f"constant `{rule['const']}`"
+    if "col" in rule:
+        extra = f", must be {rule['range'][0]}-{rule['range'][1]}" if "range" in rule else ""
+        pre = f" prefixed `{rule['prefix']}`" if rule.get("prefix") else ""
+        return f"`{rule['col']}`{pre}{extra}"
+    if "map" in rule:
+        vals = rule["values"]
+        shown = (f"same map as `{vals}`" if isinstance(vals, str)
+                 else "; ".join(f"{k} → {v}" for k, v in vals.items()))
+        return f"`{rule['map']}` mapped ({shown}; other values lower-cased)"
+    if "time" in rule:
+        fmts = ", ".join(f"`{f}`" for f in rule.get("formats", []))
+        tz = f"; no offset means {rule['tz']}" if rule.get("tz") else "; no offset: program.timezone"
+        return f"`{rule['time']}` (ISO 8601{', ' + fmts if fmts else ''}{tz})"
+    if "epoch" in rule:
+        return f"`{rule['epoch']}` (Unix seconds, UTC)"
+    if "join" in rule:
+        return " + ".join(f"`{c}`" for c in rule["join"]) + " (joined by a line break)"
+    if "first" in rule:
+        return "first non-empty of " + ", ".join(f"`{c}`" for c in rule["first"])
+    if "html" in rule:
+        return f"`{rule['html']}` (HTML tags removed)"
+    if "hash" in rule:
+        return (f"`{rule.get('prefix', '')}` + SHA-256 of " + ", ".join(f"`{c}`" for c in rule["hash"])
+                + " (first 16 hex digits)")
+    if "line_id" in rule:
+        return f"`{rule['line_id']}` + `/` + line number within the order"
+    if "line_total" in rule:
+        a, b = rule["line_total"]
+        minus = f" − `{rule['minus']}`" if rule.get("minus") else ""
+        return f"`{a}` × `{b}`{minus}"
+    return repr(rule)  # pragma: no cover
