@@ -30,7 +30,7 @@ from scipy.optimize import minimize, nnls
 from insightroi.errors import DataError
 from insightroi.stats._result import Check, Result
 
-__all__ = ["simplex_weights", "synth_fit", "synthetic_control"]
+__all__ = ["scale_predictors", "simplex_weights", "synth_fit", "synthetic_control"]
 
 
 def simplex_weights(X1: np.ndarray, X0: np.ndarray, v: np.ndarray | None = None) -> np.ndarray:
@@ -65,6 +65,42 @@ def simplex_weights(X1: np.ndarray, X0: np.ndarray, v: np.ndarray | None = None)
     return w / s if s > 0 else np.full(J, 1.0 / J)
 
 
+def scale_predictors(X1: np.ndarray, X0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scale predictors as ``synth_fit`` does before any V applies (R Synth's and pysyncon's rule).
+
+    Each predictor (row) is divided by its sample standard deviation (``ddof=1``) across the
+    treated unit and all donors together, i.e. across the ``J + 1`` columns of ``[X0, X1]``; a
+    predictor that is constant across units is left as is (divisor 1). Predictors are not
+    centred. A V reported by ``synth_fit`` (or by R Synth's ``solution.v``) weights these scaled
+    predictors, so reusing it needs the same scaling: ``simplex_weights(X1s, X0s, v)``.
+
+    Parameters
+    ----------
+    X1 : array, shape (k,)
+        Treated unit's predictors.
+    X0 : array, shape (k, J)
+        Donors' predictors (one column per donor).
+
+    Returns
+    -------
+    X1s : array, shape (k,)
+    X0s : array, shape (k, J)
+        The scaled predictors.
+    divisor : array, shape (k,)
+        What each predictor was divided by.
+
+    References
+    ----------
+    Abadie, A., Diamond, A. and Hainmueller, J. (2011). Synth: an R package for synthetic control
+    methods in comparative case studies. Journal of Statistical Software 42(13).
+    """
+    X1 = np.asarray(X1, dtype=float)
+    X0 = np.asarray(X0, dtype=float)
+    sd = np.column_stack([X0, X1]).std(axis=1, ddof=1)
+    sd[sd == 0] = 1.0
+    return X1 / sd, X0 / sd[:, None], sd
+
+
 def synth_fit(
     Z1: np.ndarray,
     Z0: np.ndarray,
@@ -83,7 +119,9 @@ def synth_fit(
     Z0 : array, shape (T0, J)
         Donors' outcomes over the same periods.
     X1, X0 : arrays, shapes (k,) and (k, J), optional
-        Predictors. Without them the pre-period outcomes are matched directly (V = I).
+        Predictors, unscaled. Without them the pre-period outcomes are matched directly (V = I).
+        They are scaled by ``scale_predictors`` (each divided by its SD across all J + 1 units)
+        before V applies, so the returned ``v`` weights the *scaled* predictors.
     maxiter : int
         Iterations of each Nelder-Mead run.
     precise : bool
@@ -93,7 +131,9 @@ def synth_fit(
     Returns
     -------
     dict
-        ``w`` (J,), ``v`` (k,) or None, ``loss_v`` (pre-period MSPE of Z).
+        ``w`` (J,), ``v`` (k,) or None, ``loss_v`` (pre-period MSPE of Z). ``v`` sums to one and
+        weights the predictors scaled by ``scale_predictors``; ``w`` equals
+        ``simplex_weights(*scale_predictors(X1, X0)[:2], v)``.
     """
     Z1 = np.asarray(Z1, dtype=float)
     Z0 = np.asarray(Z0, dtype=float)
@@ -103,9 +143,7 @@ def synth_fit(
         return {"w": w, "v": None, "loss_v": float(r @ r / len(r))}
     X1 = np.asarray(X1, dtype=float)
     X0 = np.asarray(X0, dtype=float)
-    sd = np.column_stack([X0, X1]).std(axis=1, ddof=1)
-    sd[sd == 0] = 1.0
-    X1s, X0s = X1 / sd, X0 / sd[:, None]
+    X1s, X0s, _ = scale_predictors(X1, X0)
     k = X1s.shape[0]
 
     def loss(x):
@@ -180,6 +218,8 @@ def synthetic_control(
     predictors_treated, predictors_donors : arrays, shapes (k,) and (k, J), optional
         Predictors (covariate means, selected pre-period outcomes). Placebo runs need predictors
         for every unit, so with predictors placebo inference uses them too.
+        Pass them unscaled: ``synth_fit`` divides each by its SD across all units
+        (``scale_predictors``), and ``extra["v"]`` weights those scaled predictors.
     optimize_periods : array of int, optional
         Rows used to choose V (default: all pre-period rows).
     donor_names : list of str, optional
