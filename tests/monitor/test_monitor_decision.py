@@ -195,3 +195,36 @@ def test_weekly_scan_no_false_flags_without_drift():
     week, cols, texts = _weekly_world(rng, theme_week=99, outage_week=-1)
     rows = drift_by_week(week, cols, texts=texts)
     assert not any(r["flagged"] for r in rows)
+
+
+def test_a_kpi_below_its_share_of_cost_does_not_retire_a_model_the_total_pays_for():
+    from insightroi.monitor import decide_total, hard_valued_kpis
+
+    assert hard_valued_kpis(PROGRAM) == ["tickets_per_1000_orders", "refunds_per_1000_orders"]
+    cost = running_cost_per_period(PROGRAM)  # 4,200 a month over 28 days: 3,864
+    # Tickets: 1 fewer per 1,000 orders, precisely: 650 a period, its upper bound far below the cost.
+    tickets = [{**e, "treatment_denominator": VOLUME} for e in _effects([-1.0] * 5, half_width=0.1)]
+    # Refunds: 2 fewer per 1,000 orders at 25 each: 5,000 a period.
+    refunds = [{**e, "treatment_denominator": VOLUME} for e in _effects([-2.0] * 5, half_width=0.1)]
+    alone = decide(tickets, PROGRAM, kpi=KPI)
+    assert alone.decision == "retire"  # what valuing one KPI against the whole cost concluded
+    total = decide_total({KPI: tickets, "refunds_per_1000_orders": refunds}, PROGRAM)
+    assert total.decision == "keep", total.reasons
+    f = total.figures
+    assert f["kpis"][KPI]["current_value_per_period"] == pytest.approx(650.0)
+    assert f["kpis"]["refunds_per_1000_orders"]["current_value_per_period"] == pytest.approx(5000.0)
+    assert f["current_value_per_period"] == pytest.approx(5650.0)
+    # The decision's expected value: keeping it for 90 / 28 periods nets (5,650 - cost) each.
+    assert f["net_value_of_keeping_over_horizon"] == pytest.approx((5650.0 - cost) * 90 / 28)
+    se = (0.1 / 1.959963984540054) * np.hypot(650.0, 2500.0) * 90 / 28  # both KPIs' SEs in money
+    assert f["net_value_se"] == pytest.approx(se, rel=1e-9)
+    assert f["p_net_value_positive"] > 0.999
+    assert total.kpi == "total hard value" and "keeping it for" in total.reasons[-1]
+    # Halve both effects: the total (2,825) is below the cost with a tight bound, and it retires.
+    half = decide_total({KPI: [{**e, "estimate": e["estimate"] / 2, "ci_low": e["estimate"] / 2 - 0.05,
+                                "ci_high": e["estimate"] / 2 + 0.05} for e in tickets],
+                         "refunds_per_1000_orders": [{**e, "estimate": e["estimate"] / 2,
+                                                      "ci_low": e["estimate"] / 2 - 0.05,
+                                                      "ci_high": e["estimate"] / 2 + 0.05} for e in refunds]},
+                        PROGRAM)
+    assert half.decision == "retire"

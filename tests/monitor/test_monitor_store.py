@@ -112,7 +112,10 @@ def test_monitor_store_flags_the_shifted_week(tmp_path):
     assert out["decay"][0]["estimate"] == pytest.approx(-80, abs=25)
     assert out["decay"][2]["estimate"] == pytest.approx(0, abs=25)
     assert out["decision"] in ("keep", "retrain", "retire")
-    assert out["kpi"] == "tickets_per_1000_orders"
+    # No KPI named: the decision values every hard-priced KPI (this store has tickets, no refunds).
+    assert out["kpi"] == "total hard value"
+    assert out["figures"]["valued_kpis"] == ["tickets_per_1000_orders", "refunds_per_1000_orders"]
+    assert out["figures"]["kpis"]["refunds_per_1000_orders"]["current_value_per_period"] == 0
     assert len(out["quality"]) >= 2 and all("macro_f1" in q for q in out["quality"])
     store.close()
 
@@ -232,6 +235,7 @@ def test_monitor_store_on_ingested_demo_world(tmp_path, demo_world):
     assert [w["week"] for w in out["weekly"] if w["flagged"]] == [outage_week]
     start, end = pd.Timestamp(info.truth["window"]["start"]), pd.Timestamp(info.truth["window"]["end"])
     assert len(out["decay"]) == int((end - start).days // 28) + 1
-    assert out["decision"] in ("keep", "retrain", "retire") and out["kpi"] == "tickets_per_1000_orders"
+    assert out["decision"] in ("keep", "retrain", "retire") and out["kpi"] == "total hard value"
+    assert out["figures"]["valued_kpis"] == ["tickets_per_1000_orders", "refunds_per_1000_orders"]
     assert not [r["feature"] for r in out["drift"] if r["status"] == "alert"]
     store.close()

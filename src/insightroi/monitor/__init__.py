@@ -10,6 +10,8 @@ from insightroi.monitor._decay import decay_rows, outcome_decay, ratio_differenc
 from insightroi.monitor._decision import (
     MONITOR_GATES,
     MonitorDecision,
+    decide_total,
+    hard_valued_kpis,
     monitor_gate_failures,
     decide,
     decision_kpi,
@@ -48,6 +50,8 @@ from insightroi.stats import (
 __all__ = [
     "MONITOR_GATES",
     "monitor_gate_failures",
+    "decide_total",
+    "hard_valued_kpis",
     "MonitorDecision",
     "MonitorReport",
     "categorical_drift",

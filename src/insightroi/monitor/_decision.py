@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -12,9 +13,9 @@ from insightroi.errors import DataError
 from insightroi.monitor._decay import decay_rows
 from insightroi.program import Program
 from insightroi.stats import Result
-from insightroi.stats import jsonable
+from insightroi.stats import critical_value, jsonable
 
-__all__ = ["MonitorDecision", "decide", "running_cost_per_period", "value_per_unit", "decision_kpi", "MONITOR_GATES",
+__all__ = ["MonitorDecision", "decide", "decide_total", "hard_valued_kpis", "running_cost_per_period", "value_per_unit", "decision_kpi", "MONITOR_GATES",
            "monitor_gate_failures"]
 
 Decision = Literal["keep", "retrain", "retire"]
@@ -103,6 +104,7 @@ def decide(
     feedback_per_period: float = 0.0,
     baseline_periods: int | None = None,
     drift: Sequence[Mapping[str, Any]] = (),
+    in_money: bool = False,
 ) -> MonitorDecision:
     """Retrain, retire or keep monitoring, from per-period effects and the program's economics.
 
@@ -155,6 +157,8 @@ def decide(
     kpi = kpi or decision_kpi(program)
     k = program.kpi(kpi)
     rows = decay_rows(effects)
+    if in_money:
+        unit_value, volume_per_period = 1.0, 1.0
     value = value_per_unit(program, kpi) if unit_value is None else float(unit_value)
     cost_period = (
         running_cost_per_period(program, feedback_per_period=feedback_per_period)
@@ -181,7 +185,8 @@ def decide(
     ]
     alerts = [e["name"].removeprefix("drift:") for e in drift_evidence if e["triggered"]]
 
-    sign = -1.0 if k.direction == "decrease" else 1.0
+    sign = 1.0 if in_money else (-1.0 if k.direction == "decrease" else 1.0)
+    scale = 1.0 if in_money else k.scale
     figures: dict[str, Any] = {
         "kpi": kpi,
         "unit_value": value,
@@ -200,11 +205,11 @@ def decide(
             "keep", [f"{why}: the effect cannot be valued, keep monitoring"], drift_evidence, kpi, figures, policy_dict
         )
 
-    benefit = np.array([sign * r["estimate"] / k.scale for r in rows])
-    se = np.array([r.get("se", np.nan) / k.scale for r in rows])
+    benefit = np.array([sign * r["estimate"] / scale for r in rows])
+    se = np.array([r.get("se", np.nan) / scale for r in rows])
     # The favourable end of the interval: -ci_low for a "decrease" KPI, ci_high for "increase".
     upper = np.array(
-        [(sign * (r["ci_low"] if sign < 0 else r["ci_high"])) / k.scale for r in rows]
+        [(sign * (r["ci_low"] if sign < 0 else r["ci_high"])) / scale for r in rows]
     )
     to_money = value * volume_per_period
 
@@ -296,6 +301,101 @@ def decide(
     return MonitorDecision("keep", reasons, evidence, kpi, figures, policy_dict)
 
 
+def _normal_cdf(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def hard_valued_kpis(program: Program) -> list[str]:
+    """The KPIs a hard value pool prices, in program order: the value a retire decision weighs."""
+    hard = {p.kpi for p in program.value_pools if p.hard}
+    return [k.name for k in program.kpis if k.name in hard]
+
+
+def decide_total(
+    effects_by_kpi: Mapping[str, Sequence[Result | Mapping[str, Any]]],
+    program: Program,
+    *,
+    volumes: Mapping[str, float] | None = None,
+    running_cost: float | None = None,
+    feedback_per_period: float = 0.0,
+    baseline_periods: int | None = None,
+    drift: Sequence[Mapping[str, Any]] = (),
+) -> MonitorDecision:
+    """:func:`decide` on the whole hard value the model drives: every priced KPI, summed in money.
+
+    Valuing one KPI against the whole running cost retires a model that pays for itself through
+    the others (the demo's tickets are under a tenth of its hard value). Each KPI's per-period
+    effect becomes money, ``sign x estimate / scale x unit_value x volume``, with its standard
+    error; the per-period totals (periods all KPIs share, in the first KPI's order) and their
+    standard errors (KPIs' effects taken as independent, which ignores their correlation through
+    shared units) go through the rules of :func:`decide` unchanged. The figures add each KPI's
+    share and the decision's expected value: the net value of keeping the model over the policy
+    horizon, ``(current total - running cost) x periods``, with its standard error and the
+    probability it is positive.
+
+    Parameters
+    ----------
+    effects_by_kpi : mapping of KPI name -> per-period effects
+        As :func:`decide` takes for one KPI; KPIs without a hard value pool are ignored.
+    program : Program
+    volumes : mapping of KPI name -> float, optional
+        Treated denominator volume per period, for effects that carry no ``treatment_denominator``.
+    running_cost, feedback_per_period, baseline_periods, drift
+        As in :func:`decide`.
+
+    Returns
+    -------
+    MonitorDecision
+        ``kpi`` is ``"total hard value"``; ``figures["kpis"]`` holds each KPI's baseline and current
+        value per period.
+    """
+    priced = [k for k in hard_valued_kpis(program) if k in effects_by_kpi]
+    per_kpi: dict[str, dict[str, tuple[float, float]]] = {}
+    for name in priced:
+        k = program.kpi(name)
+        sign = -1.0 if k.direction == "decrease" else 1.0
+        value = value_per_unit(program, name)
+        rows = decay_rows(effects_by_kpi[name])
+        money: dict[str, tuple[float, float]] = {}
+        for r in rows:
+            vol = r.get("treatment_denominator", (volumes or {}).get(name, float("nan")))
+            to_money = value * float(vol) / k.scale
+            money[r["period"]] = (sign * r["estimate"] * to_money, r.get("se", float("nan")) * to_money)
+        per_kpi[name] = money
+    periods = [p for p in next(iter(per_kpi.values()), {}) if all(p in m for m in per_kpi.values())]
+    z = critical_value(0.05)
+    total_rows = []
+    for p in periods:
+        est = sum(per_kpi[k][p][0] for k in per_kpi)
+        se = math.sqrt(sum(per_kpi[k][p][1] ** 2 for k in per_kpi))
+        total_rows.append({"period": p, "estimate": est, "se": se, "ci_low": est - z * se, "ci_high": est + z * se})
+    label = priced[0] if priced else decision_kpi(program)
+    out = decide(total_rows, program, kpi=label, running_cost=running_cost, feedback_per_period=feedback_per_period,
+                 baseline_periods=baseline_periods, drift=drift, in_money=True)
+    figures = dict(out.figures)
+    figures["valued_kpis"] = priced
+    if total_rows:
+        n_base = int(figures.get("baseline_periods") or 1)
+        current = total_rows[-1]
+        horizon = program.retraining.horizon_days / program.retraining.period_days
+        cost = float(figures["running_cost_per_period"])
+        net, net_se = (current["estimate"] - cost) * horizon, current["se"] * horizon
+        figures["kpis"] = {k: {"baseline_value_per_period": float(np.mean([per_kpi[k][p][0] for p in periods[:n_base]])),
+                               "current_value_per_period": per_kpi[k][periods[-1]][0],
+                               "current_se": per_kpi[k][periods[-1]][1]} for k in per_kpi}
+        figures.update(current_value_per_period=current["estimate"], current_value_se=current["se"],
+                       net_value_of_keeping_over_horizon=net, net_value_se=net_se,
+                       p_net_value_positive=_normal_cdf(net / net_se) if net_se > 0 else float(net > 0))
+        reasons = list(out.reasons) + [
+            f"hard value now {current['estimate']:,.0f} ± {current['se']:,.0f} {program.program.currency} per "
+            f"{program.retraining.period_days}-day period across {len(per_kpi)} KPI(s) "
+            f"({', '.join(f'{k} {v[periods[-1]][0]:,.0f}' for k, v in per_kpi.items())}) vs running cost {cost:,.0f}; "
+            f"keeping it for {horizon:.3g} periods is worth {net:,.0f} ± {net_se:,.0f} "
+            f"(P > 0 = {figures['p_net_value_positive']:.0%})"]
+        out = replace(out, reasons=reasons)
+    return replace(out, kpi="total hard value", figures=figures)
+
+
 #: What ``insightroi monitor --fail-on`` can stop a pipeline on, mildest first.
 MONITOR_GATES = ("warn", "alert", "retrain", "retire")
 
@@ -311,6 +411,10 @@ def monitor_gate_failures(section: Mapping[str, Any], gate: str) -> list[str]:
         ``"retire"`` trips on a retire decision; ``"retrain"`` on retrain or retire; ``"alert"``
         on those or any triggered rule or drift alert; ``"warn"`` on those or a drift warning.
         Each level includes the ones after it, as Evidently's test-suite severities do.
+
+    in_money : bool
+        ``effects`` are already value-positive money per period (the sum over KPIs that
+        :func:`decide_total` builds): direction, scale, unit value and volume are 1.
 
     Returns
     -------

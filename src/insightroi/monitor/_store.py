@@ -15,7 +15,7 @@ import numpy as np
 from insightroi.errors import DataError, ProgramError
 from insightroi.metrics import MeasureSpec, measure_specs
 from insightroi.monitor._decay import decay_rows, outcome_decay
-from insightroi.monitor._decision import MonitorDecision, decide, decision_kpi
+from insightroi.monitor._decision import MonitorDecision, decide, decide_total, decision_kpi, hard_valued_kpis
 from insightroi.monitor._quality import quality_by_slice
 from insightroi.monitor._scan import categorical_drift, drift_by_week_counts, taxonomy_drift, text_drift_row
 from insightroi.program import Program
@@ -325,20 +325,28 @@ def monitor_store(
     quality = _quality(store, program, latest)
 
     decay: list[dict[str, Any]] = []
+    # Without a KPI named, the decision weighs every hard-priced KPI's value (decide_total): one
+    # KPI against the whole running cost would retire a model that pays through the others.
+    by_kpi: dict[str, list] = {}
     if effects is None:
-        try:
-            effects = store_period_effects(store, program, kpi or decision_kpi(program))
-        except (DataError, KeyError) as exc:
-            notes.append(f"outcome decay not computed from the store: {exc}")
-            effects = []
+        names = [kpi] if kpi else (hard_valued_kpis(program) or [decision_kpi(program)])
+        for name in names:
+            try:
+                by_kpi[name] = store_period_effects(store, program, name)
+            except (DataError, KeyError) as exc:
+                notes.append(f"outcome decay of {name} not computed from the store: {exc}")
+        effects = by_kpi.get(kpi or decision_kpi(program), next(iter(by_kpi.values()), []))
     decay = decay_rows(effects)
     feedback_last = 0.0
     if decay:
         pd_days = program.retraining.period_days
         recent = fb.filter(fb.event_time >= _day(hi) - timedelta(days=pd_days))
         feedback_last = float(recent.count().execute())
-    decision = decide(effects, program, kpi=kpi, drift=drift, feedback_per_period=feedback_last,
-                      volume_per_period=volume_per_period)
+    if kpi is None and len(by_kpi) > 1:
+        decision = decide_total(by_kpi, program, drift=drift, feedback_per_period=feedback_last)
+    else:
+        decision = decide(effects, program, kpi=kpi, drift=drift, feedback_per_period=feedback_last,
+                          volume_per_period=volume_per_period)
 
     weekly_rows: list[dict[str, Any]] = []
     if weekly:
