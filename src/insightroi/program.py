@@ -7,6 +7,8 @@ value pools that turn KPI effects into money, the cost stack, and the retraining
 
 from __future__ import annotations
 
+import re
+
 import tomllib
 from collections.abc import Iterable
 from datetime import date
@@ -182,6 +184,9 @@ class ExperimentDesign(_Strict):
     mde_relative: Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)] = 0.15
     primary_kpi: str
     exclude_windows: list[tuple[date, date]] = []
+    # What an annotated event (promotion, outage, ...) inside the analysis or a claim's window does:
+    # "warn" names it, "fail" fails the check (a claim it confounds is at most "weak"), "ignore".
+    annotation_rule: Literal["warn", "fail", "ignore"] = "warn"
     # Always-valid inference (a confidence sequence): results may be read at any time, as often
     # as wanted, without inflating the error rate; intervals are wider than fixed-horizon ones.
     sequential: bool = False
@@ -514,6 +519,10 @@ def expression_columns(tree: exp.Expression) -> list[str]:
     return list(dict.fromkeys(c.name for c in tree.find_all(exp.Column)))
 
 
+#: ``[[measures]]`` ``per_unit``: a comparison with a number, e.g. ``">= 2"``.
+PER_UNIT_PATTERN = r"^\s*(>=|<=|==|!=|>|<|=)\s*(-?[0-9]+(?:\.[0-9]+)?)\s*$"
+
+
 class Measure(_Strict):
     """A measure of the user's own (``[[measures]]``), usable as a KPI numerator or denominator.
 
@@ -551,6 +560,14 @@ class Measure(_Strict):
     unit_column : str or dict, optional
         The column holding the analysis unit's id, or ``{unit: column}`` per unit; default the
         table's usual column (``customer_id`` for customers, ``sku_family`` ...).
+    per_unit : str, optional
+        For ``count``, ``sum`` and ``count_distinct``: a condition on each unit's total in the
+        period, ``"<op> <number>"`` with op one of ``>=``, ``>``, ``<=``, ``<``, ``=``, ``!=``.
+        The measure becomes 1 for a unit whose total meets it and 0 otherwise, every assigned unit
+        included (one with no rows has total 0): over the denominator ``units`` its KPI is a share
+        of units. From order histories: ``per_unit = ">= 2"`` on a count of orders is a repeat
+        buyer, ``per_unit = "< 1"`` a customer with no order in the window (churn over a window
+        as long as the churn definition). Not broken down by week or segment.
     description : str
         What it measures.
     unit : str
@@ -566,8 +583,18 @@ class Measure(_Strict):
     filter: str | None = None
     time: str | None = None
     unit_column: str | dict[Unit, str] | None = None
+    per_unit: Annotated[str, Field(pattern=PER_UNIT_PATTERN)] | None = None
     description: str = ""
     unit: str = ""
+
+    @property
+    def per_unit_condition(self) -> tuple[str, float] | None:
+        """``per_unit`` as ``(operator, threshold)``, or None."""
+        if self.per_unit is None:
+            return None
+        m = re.fullmatch(PER_UNIT_PATTERN, self.per_unit)
+        op = "=" if m.group(1) == "==" else m.group(1)
+        return op, float(m.group(2))
 
     @field_validator("name")
     @classmethod
@@ -592,6 +619,9 @@ class Measure(_Strict):
         if self.aggregation != "quantile" and self.quantile is not None:
             raise ValueError(f"measure {self.name!r}: quantile applies only to aggregation 'quantile', not "
                              f"{self.aggregation!r}")
+        if self.per_unit is not None and self.aggregation not in ("count", "sum", "count_distinct"):
+            raise ValueError(f"measure {self.name!r}: per_unit applies to aggregation 'count', 'sum' or "
+                             f"'count_distinct' (a condition on each unit's total), not {self.aggregation!r}")
         if self.cap is not None and self.aggregation not in ("sum", "mean"):
             raise ValueError(f"measure {self.name!r}: cap applies to aggregation 'sum' or 'mean' (it caps each "
                              f"row's value), not {self.aggregation!r}")

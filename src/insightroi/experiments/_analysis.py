@@ -16,13 +16,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 
 import numpy as np
 
 from insightroi.errors import DataError, EstimationError
 from insightroi.experiments._checks import (
+    annotation_check,
     balance_check,
     contamination_check,
     novelty_check,
@@ -39,7 +40,14 @@ from insightroi.experiments._common import (
 )
 from insightroi.experiments._design_analysis import analyze_quasi_design
 from insightroi.experiments._switchback_analysis import analyze_switchback
-from insightroi.metrics import UNIT_COLUMNS, analysis_windows, measure_caps, measure_rows_expr, unit_measures_expr
+from insightroi.metrics import (
+    UNIT_COLUMNS,
+    analysis_windows,
+    measure_caps,
+    measure_rows_expr,
+    measure_specs,
+    unit_measures_expr,
+)
 from insightroi.program import Kpi, Program
 from insightroi.stats import (
     NO_DENOMINATOR_IN_ARM,
@@ -81,6 +89,16 @@ def _scaled(res: Result, scale: float) -> Result:
 def _nan_result(kpi: Kpi, n: int, message: str, alpha: float, unit: str = "absolute", *,
                 method: str = "ratio_delta", extra: dict | None = None) -> Result:
     return Result.not_estimable(message, method=method, metric=kpi.name, n=n, unit=unit, alpha=alpha, extra=extra)
+
+
+def store_annotations(store: Store, window: tuple[date, date]) -> list[dict[str, Any]]:
+    """The ``annotations`` rows whose span meets ``window`` (inclusive days); ``[]`` without any."""
+    a = store.table("annotations")
+    lo = datetime.combine(window[0], time())
+    hi = datetime.combine(window[1] + timedelta(days=1), time())
+    rows = a.filter((a.start_time < hi) & (a.end_time.fill_null(a.start_time) >= lo)).select(
+        "id", "kind", "start_time", "end_time", "scope", "description").order_by("start_time").execute()
+    return rows.to_dict("records")
 
 
 def kpi_effect(df, kpi: Kpi, *, alpha: float = 0.05, cuped: bool = True,
@@ -293,6 +311,8 @@ def analyze_experiment(
             v = df[f"{k.denominator}_pre"]
             cov_c[f"{k.denominator} (pre)"], cov_t[f"{k.denominator} (pre)"] = v[df.arm == CONTROL], v[df.arm == TREATMENT]
     checks.append(balance_check(cov_c, cov_t) if pre_window else Check("covariate_balance", "skip", "no pre-period"))
+    checks.append(annotation_check(store_annotations(store, window), window, rule=e.annotation_rule,
+                                   excluded=e.exclude_windows))
 
     seq = e.sequential_tuning if e.sequential else None
     bayes = None
@@ -336,7 +356,13 @@ def analyze_experiment(
                                        metric=primary.name)
         r = results[primary.name]
         results[primary.name] = replace(r, diagnostics=r.diagnostics + (rtm,))
-    if primary is not None and weekly:
+    specs = measure_specs(program)
+    per_unit = {k.name for k in totals
+                if any(m != "units" and specs[m].per_unit is not None for m in (k.numerator, k.denominator))}
+    if primary is not None and weekly and primary.name in per_unit:
+        checks.append(Check("novelty", "skip", f"{primary.name}: a per-unit condition (a share of units) has no "
+                                               "weekly trend to read (a unit's week is not its window)"))
+    elif primary is not None and weekly:
         wk = _weekly(store, program, [primary], window, alpha, caps)[primary.name]
         nov = novelty_check(wk, alpha=alpha)
         checks.append(replace(nov, message=f"{primary.name}: {nov.message}"))
@@ -348,8 +374,12 @@ def analyze_experiment(
                          window=window)
 
     seg_out: dict[str, dict[str, dict[str, Result]]] = {}
+    if segments and per_unit:
+        checks.append(Check("segments", "skip", f"{', '.join(sorted(per_unit))}: a per-unit condition on the "
+                                                "unit's window total is not broken down by segment"))
     for col in segments or ():
-        seg_out[col] = _segments(store, program, totals, col, window, pre_window, alpha, cuped, caps)
+        seg_out[col] = _segments(store, program, [k for k in totals if k.name not in per_unit], col, window,
+                                 pre_window, alpha, cuped, caps)
 
     return ExperimentAnalysis(
         name=e.name, design=e.design, unit=e.unit, window=window, pre_window=pre_window, n_treatment=n_t,

@@ -19,6 +19,7 @@ __all__ = [
     "contamination_check",
     "ANALYZE_GATES",
     "analyze_gate_failures",
+    "annotation_check",
 ]
 
 #: What ``insightroi analyze --fail-on`` can stop a pipeline on.
@@ -210,3 +211,64 @@ def analyze_gate_failures(section: Mapping, gates: Sequence[str]) -> list[str]:
         out += [f"rule on {r.get('kpi')} ({r.get('rule')}): {r.get('message', '')}"
                 for r in section.get("decision_rules") or [] if r.get("status") == "fail"]
     return list(dict.fromkeys(out))
+
+
+def annotation_check(annotations: Sequence[Mapping], window: tuple, *, rule: str = "warn",
+                     excluded: Sequence[tuple] = (), what: str = "the analysis window") -> Check:
+    """Known events (promotions, outages, price changes) inside a window the figures rest on.
+
+    A randomized comparison stays unbiased when a shock hits both arms, but its effect is then
+    measured under conditions that will not last (the ROI extrapolates it), and a before/after
+    claim has no control for it at all. So an annotated event inside the window is named, with the
+    fix: declare it in ``experiment.exclude_windows`` (the analysis then leaves those days out) or
+    accept it knowingly.
+
+    Parameters
+    ----------
+    annotations : sequence of mapping
+        Rows of the ``annotations`` table (``kind``, ``start_time``, ``end_time`` or None,
+        ``scope``, ``description``, ``id``).
+    window : (date, date)
+        Inclusive first and last day.
+    rule : {"warn", "fail", "ignore"}
+        The program's ``experiment.annotation_rule``: the status an overlap gets.
+    excluded : sequence of (date, date)
+        Declared exclusion windows; an event wholly inside one is already handled.
+    what : str
+        How the message names the window.
+
+    Returns
+    -------
+    Check
+        ``annotations``: ``pass`` when no event overlaps, else ``rule``'s status listing them.
+    """
+    lo, hi = window
+    hits = []
+    for a in annotations:
+        start = _as_date(a.get("start_time"))
+        end = _as_date(a.get("end_time")) or start
+        if start is None or start > hi or end < lo:
+            continue
+        if any(x0 <= start and end <= x1 for x0, x1 in excluded):
+            continue
+        hits.append((start, end, a))
+    hits.sort(key=lambda h: h[0])
+    if rule == "ignore" or not hits:
+        status = "skip" if rule == "ignore" else "pass"
+        return Check("annotations", status, f"no annotated event in {what} ({lo} to {hi})" if not hits else
+                     f"{len(hits)} annotated event(s) in {what} not checked (annotation_rule = ignore)")
+    listed = "; ".join(f"{a.get('kind')} {s_} to {e_}" + (f" ({a.get('scope')})" if a.get("scope") else "")
+                       + (f": {a.get('description')}" if a.get("description") else "")
+                       for s_, e_, a in hits[:5])
+    more = f" and {len(hits) - 5} more" if len(hits) > 5 else ""
+    return Check("annotations", "fail" if rule == "fail" else "warn",
+                 f"{len(hits)} annotated event(s) overlap {what} ({lo} to {hi}): {listed}{more}; declare them in "
+                 "experiment.exclude_windows to leave those days out, or read the effect as measured under them",
+                 details={"events": [{"id": a.get("id"), "kind": a.get("kind"), "start": str(s_), "end": str(e_),
+                                      "scope": a.get("scope")} for s_, e_, a in hits]})
+
+
+def _as_date(value):
+    if value is None or value != value:
+        return None
+    return value.date() if hasattr(value, "date") and callable(value.date) else value

@@ -129,13 +129,16 @@ class ClaimReport:
     verdict: Verdict
     reasons: tuple[str, ...]
     windows: dict[str, Any] = field(default_factory=dict)
+    # Annotated events (promotions, outages) inside the claim's windows, when the store was read.
+    annotations: Check | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
-        d = {k: v for k, v in asdict(self).items() if k not in ("incremental", "pre_trends", "regression_to_mean", "persistence", "triangulation")}
+        checks = ("pre_trends", "regression_to_mean", "persistence", "triangulation", "annotations")
+        d = {k: v for k, v in asdict(self).items() if k not in ("incremental", *checks)}
         d["incremental"] = self.incremental.to_dict()
-        for k in ("pre_trends", "regression_to_mean", "persistence", "triangulation"):
-            d[k] = getattr(self, k).to_dict()
+        for k in checks:
+            d[k] = None if getattr(self, k) is None else getattr(self, k).to_dict()
         return jsonable(d)
 
     def summary(self) -> str:
@@ -157,7 +160,8 @@ class ClaimReport:
         did = self.windows.get("did_ratio") or {}
         if "estimate" in did:
             lines.append(f"  Plain ratio DiD (pre-period weight fixed at 1): {did['estimate']:+.4g} [{did['ci'][0]:+.4g}, {did['ci'][1]:+.4g}]")
-        for chk in (self.pre_trends, self.regression_to_mean, self.persistence, self.triangulation):
+        for chk in (self.pre_trends, self.regression_to_mean, self.persistence, self.triangulation,
+                    *((self.annotations,) if self.annotations is not None else ())):
             lines.append(f"  {chk.name}: {chk.status.upper()} - {chk.message}")
         lines.append(f"Verdict: {self.verdict.upper()}")
         lines += [f"  - {r}" for r in self.reasons]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
 from insightroi.errors import DataError
+from insightroi.experiments._analysis import store_annotations
+from insightroi.experiments._checks import annotation_check
 from insightroi.experiments._claim import ClaimReport, validate_claim
 from insightroi.metrics import unit_measures_expr
 from insightroi.program import Program
@@ -61,8 +64,23 @@ def validate_claim_in_store(store: Any, program: Program, claim: str, kpi: str, 
     others = [o for o in program.kpis if o.name != k.name and o.unit == k.unit and "units" not in (o.numerator, o.denominator)]
     panel, rollout = claim_panel(store, program, [k.name] + [o.name for o in others])
     adjacent = {o.name: (o.numerator, o.denominator, o.direction, o.scale) for o in others}
-    return validate_claim(
+    report = validate_claim(
         claim, panel, rollout=rollout, unit="unit", period="period", numerator=k.numerator, denominator=k.denominator,
         treated="treated", scale=k.scale, kpi=k.name, window=window, adjacent=adjacent, kpi_direction=k.direction,
         alpha=alpha if alpha is not None else program.experiment.alpha,
     )
+    # Weeks are counted from the panel's first day: the claim compares the "before" weeks with the
+    # "after" weeks, so an event anywhere in that span can explain the change.
+    e = program.experiment
+    first = e.start - timedelta(days=7 * max(1, -(-e.pre_period_days // 7)))
+    span = (first + timedelta(days=7 * int(report.windows["before"][0])),
+            first + timedelta(days=7 * int(report.windows["after"][1]) + 6))
+    check = annotation_check(store_annotations(store, span), span, rule=e.annotation_rule,
+                             excluded=e.exclude_windows, what="the claim's before and after weeks")
+    reasons, verdict = list(report.reasons), report.verdict
+    if check.status == "fail" and verdict == "supported":
+        verdict = "weak"
+        reasons.append("annotated events overlap the claim's windows (annotation_rule = fail): at most weak")
+    elif check.status in ("warn", "fail"):
+        reasons.append(check.message)
+    return replace(report, annotations=check, verdict=verdict, reasons=tuple(reasons))

@@ -264,6 +264,12 @@ def _week_index(col: ir.Value, start: date, is_date: bool) -> ir.IntegerValue:
     return ((ts.epoch_seconds() - origin) // (7 * 86400)).cast("int64")
 
 
+_PER_UNIT_OPS = {
+    ">=": lambda v, x: v >= x, ">": lambda v, x: v > x, "<=": lambda v, x: v <= x, "<": lambda v, x: v < x,
+    "=": lambda v, x: v == x, "!=": lambda v, x: v != x,
+}
+
+
 def unit_measures_expr(
     store: Store,
     program: Program,
@@ -284,6 +290,8 @@ def unit_measures_expr(
     rows. ``arm`` is the unit's first assignment (intention to treat); ``n_arms`` > 1 flags a
     unit assigned to both arms.
 
+    A measure with a ``per_unit`` condition is 1 for a unit whose total meets it and 0 otherwise
+    (in each period; a unit with no rows has total 0); it cannot be grouped ``by``.
     A capped measure caps each row at ``caps[m]`` (both periods), computed with
     :func:`measure_caps` over ``window`` when not given. A quantile measure's total is the sum of
     its values (a volume for the stages that need one); its KPI is computed from its rows
@@ -304,6 +312,12 @@ def unit_measures_expr(
     window, pre_window = analysis_windows(program, window=window, pre_window=pre_window)
     specs = _capped_specs(store, program, measures, specs, window, caps, unit)
     by = list(by)
+    per_unit = {m: specs[m].per_unit for m in measures if m != "units" and specs[m].per_unit is not None}
+    if per_unit and by:
+        # A condition on the unit's total over the window: a week's or a segment's total is
+        # another quantity, and a unit without rows there would vanish instead of counting as 0.
+        raise DataError(f"measure(s) {sorted(per_unit)} hold a per_unit condition on each unit's window total; "
+                        f"they are not broken down by {by}")
     weekly = "week" in by
     fact_measures = [m for m in measures if m != "units"]
     # One aggregation per (table, time column, unit column): a user measure may window on
@@ -360,6 +374,9 @@ def unit_measures_expr(
     else:
         joined = arms
     fills = {c: joined[c].cast("float64").fill_null(0.0) for c in fact_cols}
+    for m, (op, threshold) in per_unit.items():
+        for c in (m, f"{m}_pre"):
+            fills[c] = _PER_UNIT_OPS[op](fills[c], threshold).cast("float64")
     if "units" in measures:
         fills["units"] = ibis.literal(1.0)
         fills["units_pre"] = ibis.literal(1.0)
@@ -417,6 +434,10 @@ def block_measures_expr(
     unknown = [m for m in measures if m not in specs]
     if unknown:
         raise DataError(f"unknown measures {unknown}; known: {sorted([*specs, 'units'])}")
+    per_unit = sorted(m for m in measures if specs[m].per_unit is not None)
+    if per_unit:
+        raise DataError(f"measure(s) {per_unit} hold a per_unit condition on a unit's total; a switchback "
+                        "design's units are time blocks, where it has no meaning")
     specs = _capped_specs(store, program, measures, specs, window, caps, None)
     origin = int(_day_start(window[0]).timestamp()) - int(datetime(1970, 1, 1).timestamp())
     groups: dict[tuple[str, str], list[str]] = {}

@@ -70,6 +70,9 @@ class MeasureSpec:
     cap : float, optional
         Cap each row's value at this percentile of the window's values (both arms pooled; see
         :func:`insightroi.metrics.measure_caps`) before summing.
+    per_unit : (str, float), optional
+        ``(operator, threshold)``: the unit's total becomes 1 when it meets the condition, else 0
+        (see :func:`insightroi.metrics.unit_measures_expr`).
     """
 
     table: str
@@ -82,6 +85,7 @@ class MeasureSpec:
     measure: str | None = None
     quantile: float | None = None
     cap: float | None = None
+    per_unit: tuple[str, float] | None = None
 
     def value_expr(self, t: ir.Table) -> ir.Value:
         """The per-row value over ``t`` (a float for sums; as declared for distinct counts)."""
@@ -326,7 +330,8 @@ def _user_specs(program: Program, m: Measure) -> dict[str, MeasureSpec]:
     def value(t: ir.Table) -> ir.Value:
         return compile_expression(value_tree, t)
 
-    common = {"table": table, "time": time, "unit_column": m.unit_column, "measure": m.name}
+    common = {"table": table, "time": time, "unit_column": m.unit_column, "measure": m.name,
+              "per_unit": m.per_unit_condition}
     filt = where if filter_tree is not None else None
     if m.aggregation == "count":
         return {m.name: MeasureSpec(where=filt, **common)}
@@ -390,6 +395,8 @@ def describe_measures(program: Program) -> list[dict[str, str]]:
             definition += " (rows pooled over each arm's units)"
         if m.count_measure:
             definition += f" (a KPI divides {m.name} by {m.count_measure})"
+        if m.per_unit is not None:
+            definition += f"; per unit: 1 when the unit's total is {m.per_unit.strip()}, else 0"
         rows.append({"name": m.name, "definition": definition, "table": table, "aggregation": m.aggregation,
                      "value": m.value or "-", "filter": m.filter or "-", "time": m.time or default_time or "-",
                      "unit_column": ucol, "unit": m.unit or "-", "description": m.description or "-"})
