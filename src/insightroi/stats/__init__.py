@@ -59,7 +59,8 @@ from insightroi.stats._pooling import PooledEstimates, partial_pool, tau2_dersim
 from insightroi.stats._quantile import QUANTILE_METHODS, ClusteredQuantile, clustered_quantile, quantile_effect
 from insightroi.stats._its import causal_impact
 from insightroi.stats._matching import matched_cohorts, propensity_scores, standardized_mean_differences
-from insightroi.stats._synth import simplex_weights, synth_fit, synthetic_control
+from insightroi.stats._synth import scale_predictors, simplex_weights, synth_fit, synthetic_control
+from insightroi.stats._synth_ext import conformal_att, synth_weights, synthetic_control_panel
 from insightroi.stats._suffstats import (
     Proportion,
     Ratio,
@@ -90,6 +91,10 @@ from insightroi.stats._twoarm import (
 )
 
 __all__ = [
+    "scale_predictors",
+    "conformal_att",
+    "synth_weights",
+    "synthetic_control_panel",
     "period_positions",
     "treated_cluster_check",
     "MultiRegressionAdjusted",
