@@ -151,7 +151,8 @@ def test_causalimpact_r_fixtures(name):
     y = np.array(d["data"]["y"])
     X = np.column_stack([d["data"]["x"][k] for k in d["data"]["x"]]) if d["data"]["x"] else None
     R = d["r_output"]
-    r = causal_impact(y, d["n_pre"], X, seed=0)
+    # R's model: level SD fixed at its prior (the default, level="estimated", estimates it).
+    r = causal_impact(y, d["n_pre"], X, seed=0, level="prior")
     if name == "no_effect":
         cf_level = float(np.mean(y[d["n_pre"]:])) - R["point_effect_mean"]
         assert abs(r.estimate - R["point_effect_mean"]) <= tolerance("causalimpact_r", "no_effect_point_effect")["rel"] * cf_level

@@ -2,8 +2,9 @@
 time-series counterfactual and matched cohorts. Thin wrappers: reshape, then call ``insightroi.stats``.
 
 Panels are long DataFrames, one row per unit x period. ``period`` must be numbers (week indices)
-or dates, or text labels with an explicit ``period_order`` (diff_in_diff); exclusion windows are
-inclusive ``(start, end)`` pairs on that scale.
+or dates, or text labels with an explicit ``period_order`` (every function here takes one);
+``rollout``, exclusion windows (inclusive ``(start, end)`` pairs) and predictor periods are
+written on that same scale.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from insightroi.stats import (
     twfe,
 )
 from insightroi.stats import did_ratio
+from insightroi.stats._its import ITS_DEFAULTS, LevelMode
 from insightroi.stats._panel import period_positions
 
 __all__ = [
@@ -85,6 +87,45 @@ def _ordered_periods(per: pd.Series, name: str, rollout, ft: pd.Series, windows:
     ts = pd.to_datetime
     return (ts(per), None if rollout is None else ts(rollout), ts(ft.astype(object)),
             [(ts(lo), ts(hi)) for lo, hi in windows])
+
+
+def _period_scale(per: pd.Series, name: str, period_order, who: str):
+    """Periods on a scale whose sort order is time order, and the map of other labels onto it.
+
+    Returns the converted column and ``to_scale(values, what)``, which maps labels written like
+    the column's (a rollout, window ends, predictor periods) onto the same scale; ``what`` names
+    the argument in errors. Numbers and datetime64 pass through; objects that are dates become
+    datetime64; text labels need ``period_order`` (or an ordered Categorical) and become their
+    positions in it, because sorted as text "Q12011" < "Q42010" and a rollout would be misread.
+    """
+    if period_order is None and isinstance(per.dtype, pd.CategoricalDtype) and per.cat.ordered:
+        period_order = list(per.cat.categories)
+    if period_order is not None:
+        order = list(period_order)
+
+        def to_positions(vals, what):
+            return period_positions(np.asarray(list(vals), dtype=object), order, who=who, name=what)[0]
+
+        return pd.Series(to_positions(per.astype(object), f"period column {name!r}"), index=per.index), to_positions
+    if per.dtype.kind in "biufM":
+        return per, lambda vals, what: np.asarray(list(vals))
+    # Raises for labels that are neither numbers nor dates, naming the column and the fix.
+    period_positions(per.to_numpy(dtype=object), who=who, name=f"period column {name!r}")
+    present = per.dropna()
+    if len(present) and all(isinstance(v, (int, float, np.integer, np.floating)) for v in present.tolist()):
+        return per.astype(float), lambda vals, what: np.asarray(list(vals), dtype=float)
+    return pd.to_datetime(per), lambda vals, what: np.asarray(pd.to_datetime(list(vals)))
+
+
+def _on_scale(data: pd.DataFrame, period: str, period_order, who: str, rollout=None, windows: Sequence[tuple] = ()):
+    """``data`` with ``period`` on a time-ordered scale (a copy), the rollout and windows on it, and the map."""
+    if period not in data.columns:
+        raise DataError(f"{who}: column {period!r} not in the panel; it has {list(data.columns)}")
+    per, to_scale = _period_scale(data[period], period, period_order, who)
+    out = data.assign(**{period: per})
+    r = None if rollout is None else to_scale([rollout], "rollout")[0]
+    w = [tuple(to_scale([lo, hi], "exclude_windows")) for lo, hi in windows]
+    return out, r, w, to_scale
 
 
 def _period_codes(period: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -222,6 +263,7 @@ def synthetic_control_panel(
     leave_one_out: bool = True,
     alpha: float = 0.05,
     metric: str = "",
+    period_order: Sequence | None = None,
 ) -> Result:
     """Synthetic control for one treated unit from a long panel.
 
@@ -240,7 +282,21 @@ def synthetic_control_panel(
         Donor units (default: every other unit with a complete series).
     placebo, leave_one_out, alpha, metric
         See :func:`insightroi.stats.synthetic_control`.
+    period_order : sequence, optional
+        Every period label, earliest first. Required when ``period`` holds text labels (e.g.
+        "Q42010"), which would otherwise sort alphabetically: the pre-period would be the wrong
+        rows. ``rollout`` and the periods in ``predictors`` then use the same labels. An ordered
+        pandas Categorical supplies its own order; numbers and dates need none.
+
+    Raises
+    ------
+    DataError
+        Text periods without ``period_order``; a treated unit not in the panel.
     """
+    data, rollout, _, to_scale = _on_scale(data, period, period_order, "synthetic_control_panel", rollout)
+    if predictors:
+        predictors = {k: (spec[0], list(to_scale(list(spec[1]), f"predictors[{k!r}] periods")), *spec[2:])
+                      for k, spec in predictors.items()}
     Y = data.pivot_table(index=period, columns=unit, values=outcome, aggfunc="mean").sort_index()
     if treated_unit not in Y.columns:
         raise DataError(f"synthetic_control_panel: treated unit {treated_unit!r} not in the panel")
@@ -273,28 +329,65 @@ def time_series_impact(
     controls: Sequence[str] = (),
     seasonality: int | None = None,
     exclude_windows: Sequence[tuple] = (),
-    n_sims: int = 2000,
-    seed: int = 0,
-    alpha: float = 0.05,
+    level: LevelMode = ITS_DEFAULTS.level,
+    level_ratio_scale: float = ITS_DEFAULTS.level_ratio_scale,
+    prior_level_sd: float = ITS_DEFAULTS.prior_level_sd,
+    prior_r2: float | None = ITS_DEFAULTS.prior_r2,
+    prior_df: float = ITS_DEFAULTS.prior_df,
+    n_sims: int = ITS_DEFAULTS.n_sims,
+    seed: int = ITS_DEFAULTS.seed,
+    alpha: float = ITS_DEFAULTS.alpha,
     metric: str = "",
-    level: Literal["prior", "pre_period", "controls"] = "pre_period",
+    period_order: Sequence | None = None,
 ) -> Result:
-    """CausalImpact-like counterfactual for one series (rows = periods, sorted by ``period``).
+    """CausalImpact-like counterfactual for one series (rows = periods, put in time order).
 
-    Periods inside ``exclude_windows`` are removed from the series before fitting (their rows
-    are neither fitted nor counted as effects). ``level`` is passed to
-    :func:`insightroi.stats.causal_impact`: the default, ``"pre_period"``, integrates over how
-    fast the level wanders instead of fixing it at R CausalImpact's prior (``"prior"``), whose
-    intervals are far too narrow when the pre-period is short and noisy; use ``"controls"``
-    when the controls are comparable untreated units (e.g. a control group's aggregate).
+    A DataFrame front end to :func:`insightroi.stats.causal_impact` with the same defaults
+    (both read :data:`insightroi.stats._its.ITS_DEFAULTS`), so one series gives one figure
+    through either: ``level="estimated"`` (level and noise variances estimated from the
+    pre-period, both uncertainties in the interval; half-Cauchy prior scale 0.3 on level SD /
+    noise SD), ``n_sims=2000``, ``seed=0``, ``alpha=0.05``; R CausalImpact's priors
+    (``prior_level_sd=0.01``, ``prior_r2=0.8``, ``prior_df=50``) apply with ``level="prior"``.
+    See :func:`insightroi.stats.causal_impact` for the modes.
+
+    Parameters
+    ----------
+    data : DataFrame
+        One row per period.
+    outcome, period : str
+        Column names.
+    rollout : period value
+        First treated period.
+    controls : sequence of str
+        Control series (untouched by the intervention) used as regressors.
+    seasonality : int, optional
+    exclude_windows : sequence of (start, end)
+        Periods inside are removed from the series before fitting (their rows are neither
+        fitted nor counted as effects).
+    level, level_ratio_scale, prior_level_sd, prior_r2, prior_df, n_sims, seed, alpha, metric
+        Passed to :func:`insightroi.stats.causal_impact`.
+    period_order : sequence, optional
+        Every period label, earliest first. Required when ``period`` holds text labels (e.g.
+        "Q42010"), which would otherwise sort alphabetically and scramble the series; ``rollout``
+        and ``exclude_windows`` then use the same labels. Numbers and dates need none.
+
+    Returns
+    -------
+    Result
+
+    Raises
+    ------
+    DataError
+        Text periods without ``period_order``.
     """
-    df = data.sort_values(period)
-    df = df[~_excluded(df[period], exclude_windows)]
+    df, rollout, windows, _ = _on_scale(data, period, period_order, "time_series_impact", rollout, exclude_windows)
+    df = df.sort_values(period, kind="stable")
+    df = df[~_excluded(df[period], windows)]
     n_pre = int((df[period] < rollout).sum())
     X = df[list(controls)].to_numpy(dtype=float) if controls else None
-    r = causal_impact(df[outcome].to_numpy(dtype=float), n_pre, X, seasonality=seasonality, n_sims=n_sims, seed=seed, alpha=alpha,
-                      metric=metric, level=level)
-    return r
+    return causal_impact(df[outcome].to_numpy(dtype=float), n_pre, X, seasonality=seasonality, level=level,
+                         level_ratio_scale=level_ratio_scale, prior_level_sd=prior_level_sd, prior_r2=prior_r2,
+                         prior_df=prior_df, n_sims=n_sims, seed=seed, alpha=alpha, metric=metric)
 
 
 def matched_cohort_panel(
@@ -311,13 +404,24 @@ def matched_cohort_panel(
     n_neighbors: int = 1,
     alpha: float = 0.05,
     metric: str = "",
+    period_order: Sequence | None = None,
 ) -> Result:
     """Match treated to control units on pre-period KPI level and trend, then compare changes.
 
     Per unit: pre-period mean and slope of ``outcome`` (plus the means of ``covariates`` before
     ``rollout``) are the matching variables; the outcome compared is post mean - pre mean, so the
     estimate is a matched difference-in-differences (Heckman, Ichimura & Todd 1997).
+
+    ``period_order`` (every period label, earliest first) is required when ``period`` holds text
+    labels such as "Q42010": sorted as text they would put periods on the wrong side of
+    ``rollout`` and bend the pre-period slope. ``rollout`` then uses the same labels.
+
+    Raises
+    ------
+    DataError
+        Text periods without ``period_order``; no periods on one side of the rollout.
     """
+    data, rollout, _, _ = _on_scale(data, period, period_order, "matched_cohort_panel", rollout)
     df = data[[unit, period, outcome, treated, *covariates]].dropna(subset=[outcome])
     pre = df[df[period] < rollout]
     post = df[df[period] >= rollout]
@@ -362,6 +466,7 @@ def quasi_kpi_effects(
     alpha: float = 0.05,
     seed: int = 0,
     metric: str = "",
+    period_order: Sequence | None = None,
 ) -> dict[str, Result]:
     """Observational estimates of a ratio KPI's effect from a unit x period panel (randomization ignored).
 
@@ -372,7 +477,18 @@ def quasi_kpi_effects(
         (:func:`insightroi.stats.did_ratio`); ``"causal_impact"``: time-series counterfactual of
         the treated units' weekly KPI with the control units' weekly KPI as the control series
         (:func:`insightroi.stats.causal_impact`). Both in KPI units (x ``scale``).
+
+    ``period_order`` (every period label, earliest first) is required when ``period`` holds text
+    labels such as "Q42010", which would otherwise be split into pre and post, and ordered, as
+    text; ``rollout`` and ``exclude_windows`` then use the same labels.
+
+    Raises
+    ------
+    DataError
+        Text periods without ``period_order``; no data on one side of the rollout.
     """
+    panel, rollout, exclude_windows, _ = _on_scale(panel, period, period_order, "quasi_kpi_effects", rollout,
+                                                   exclude_windows)
     df = panel[~_excluded(panel[period], exclude_windows)]
     g = df.assign(_post=df[period] >= rollout).groupby([unit, "_post"])[[numerator, denominator]].sum().unstack(fill_value=0.0)
     if (numerator, True) not in g.columns or (numerator, False) not in g.columns:
