@@ -1,16 +1,22 @@
 """Reports: one self-contained HTML page per audience (inline CSS and SVG charts), plus JSON and PDF.
 
 Input is the JSON form of :class:`insightroi.bundle.Bundle` (``Bundle.to_report()``), which
-:func:`insightroi.bundle.assemble_bundle` builds from the stages' saved sections.
+:func:`insightroi.bundle.assemble_bundle` builds from the stages' saved sections. The one
+computation here is :func:`run_cadence` (the window period by period, one analysis of the primary
+KPI per period, saved like a stage's section); the pages render what it saved.
 """
 
 from insightroi.report._charts import bars_svg, forest_svg, funnel_svg, histogram_svg, tornado_svg, trend_svg
+from insightroi.report._cadence import calendar_periods, cadence_unit, load_cadence, run_cadence
 from insightroi.report._pdf import export_pdf
 from insightroi.report._render import (
+    CADENCE_ALIASES,
+    CADENCE_UNITS,
     CADENCES,
     VIEWS,
     bundle_alpha,
     cadence_period,
+    cadence_rows,
     forest_rows,
     format_helpers,
     kpi_verdict,
@@ -22,8 +28,16 @@ from insightroi.report._render import (
 
 __all__ = [
     "CADENCES",
+    "CADENCE_UNITS",
+    "CADENCE_ALIASES",
     "VIEWS",
     "cadence_period",
+    # the series of a cadence report: one analysis of the primary KPI per calendar period, saved
+    "run_cadence",
+    "load_cadence",
+    "calendar_periods",
+    "cadence_unit",
+    "cadence_rows",
     "export_pdf",
     "render_html",
     "write_report",

@@ -222,8 +222,12 @@ def bars_svg(rows: Sequence[tuple[str, float, str]], *, fmt: Callable[[float], s
 
 
 def trend_svg(points: Sequence[dict], *, fmt: Callable[[float], str], title: str = "Effect by period",
-              width: int = 980, height: int = 230) -> str:
-    """Line of per-period estimates with their interval as a band (lift decay, finance trend)."""
+              width: int = 980, height: int = 230, max_labels: int | None = None) -> str:
+    """Line of per-period estimates with their interval as a band (lift decay, finance trend, cadence).
+
+    ``max_labels`` thins the axis labels to about that many (every point keeps its tooltip): forty
+    weekly labels on one axis overlap.
+    """
     pts = [p for p in points if p.get("estimate") is not None]
     if not pts:
         return ""
@@ -245,9 +249,12 @@ def trend_svg(points: Sequence[dict], *, fmt: Callable[[float], str], title: str
         body.append(f'<polygon points="{upper} {lower}" fill="{PALETTE["band"]}"/>')
     line = " ".join(f"{x(i):.1f},{y(p['estimate']):.1f}" for i, p in enumerate(pts))
     body.append(f'<polyline points="{line}" fill="none" stroke="{PALETTE["neutral"]}" stroke-width="2.5"/>')
+    step = max(1, math.ceil(n / max_labels)) if max_labels else 1
     for i, p in enumerate(pts):
         body.append(f'<circle cx="{x(i):.1f}" cy="{y(p["estimate"]):.1f}" r="4.5" fill="{PALETTE["neutral"]}">'
                     f"<title>{escape(str(p.get('period', i)))}: {escape(fmt(p['estimate']))}</title></circle>")
+        if i % step and i != n - 1:
+            continue
         body.append(f'<text x="{x(i):.1f}" y="{height - bottom + 18}" text-anchor="middle" fill="{PALETTE["muted"]}">'
                     f"{escape(str(p.get('period', i)))}</text>")
     return _svg(width, height, "".join(body), title)

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from insightroi._cli_common import (
     DEFAULT_PROGRAM,
@@ -19,7 +21,8 @@ from insightroi._cli_common import (
     store_url,
 )
 from insightroi.program import load_program
-from insightroi.report import CADENCES, VIEWS
+from insightroi.report import VIEWS, export_pdf, render_html
+from insightroi.report._cadence import CADENCE_ALIASES, CADENCE_UNITS, cadence_unit, run_cadence
 from insightroi.services import run_report
 from insightroi.store import open_store
 
@@ -29,29 +32,79 @@ def report(
     program: ProgramOption = DEFAULT_PROGRAM,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the report into.")] = Path("report"),
     view: Annotated[Optional[str], typer.Option("--view", help="Write only this view: full, executive, finance, support, product.")] = None,
-    cadence: Annotated[Optional[str], typer.Option("--cadence", help="Reporting period preset: weekly, monthly, quarterly.")] = None,
+    cadence: Annotated[Optional[str], typer.Option(
+        "--cadence", help="Add the window period by period: week (ISO, Mon-Sun), month or quarter (weekly, monthly, "
+                          "quarterly also accepted). One analysis of the primary KPI per period.")] = None,
     pdf: Annotated[bool, typer.Option("--pdf", help="Also print the executive view to PDF (headless Chromium).")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Write the report (report.html, report.json, one page per audience) from the stages' saved sections."""
     if view is not None and view not in VIEWS:
         fail(f"--view must be one of {', '.join(VIEWS)}; got {view!r}")
-    if cadence is not None and cadence not in CADENCES:
-        fail(f"--cadence must be one of {', '.join(CADENCES)}; got {cadence!r}")
+    unit = None
+    if cadence is not None:
+        if cadence not in CADENCE_UNITS + tuple(CADENCE_ALIASES):
+            fail(f"--cadence must be one of {', '.join(CADENCE_UNITS + tuple(CADENCE_ALIASES))}; got {cadence!r}")
+        unit = cadence_unit(cadence)
     prog = run_or_fail(load_program, program)
+    series = None
     with run_or_fail(open_store, store_url(store)) as st:
+        if unit is not None:
+            series = _cadence_series(st, prog, unit, quiet=as_json)
         try:
-            bundle, paths = run_or_fail(run_report, st, prog, out, view=view, cadence=cadence, pdf=pdf)
+            # With a series the pages are rendered again below; the PDF is printed from those.
+            bundle, paths = run_or_fail(run_report, st, prog, out, view=view, cadence=unit, pdf=pdf and series is None)
         except RuntimeError as exc:
             fail(str(exc))
+    data = bundle.to_report()
+    if series is not None:
+        # The saved bundle has no cadence section (bundle.py does not assemble one yet): the
+        # pages and report.json get the series run_cadence saved, so they show its numbers.
+        data["cadence"] = series
+        paths = _rewrite_pages(data, paths, Path(out), view=view, unit=unit, pdf=pdf)
     if as_json:
-        print(json.dumps(bundle.to_report(), indent=1))
+        print(json.dumps(data, indent=1))
         return
     missing = [s for s in ("analyze", "roi", "monitor") if s not in bundle.provenance]
     if missing:
         console.print(f"[yellow]not in the store yet:[/] {', '.join(missing)} (run `insightroi run` for every stage)")
     for name, path in paths.items():
         console.print(f"{name:>10}  {path}")
+
+
+def _cadence_series(st, prog, unit: str, *, quiet: bool) -> dict:
+    if quiet:
+        return run_or_fail(run_cadence, st, prog, unit)
+    with Progress(TextColumn(f"analysing the primary KPI to date, {unit} by {unit}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(), console=console,
+                  transient=True) as bar:
+        task = bar.add_task("cadence", total=None)
+        series = run_or_fail(run_cadence, st, prog, unit,
+                             progress=lambda done, total: bar.update(task, completed=done, total=total))
+    n = len(series["periods"])
+    per = series["analysis_seconds"] / max(n, 1)
+    console.print(f"cadence: {n} {unit}{'s' if n != 1 else ''} of {series['kpi']} in {series['seconds']:.1f} s "
+                  f"({per:.2f} s per analysis); saved as result cadence:{unit}")
+    if unit == "week" and n > 13:
+        console.print(f"[yellow]weekly is the slow cadence:[/] one analysis per week ({n} here); month or quarter "
+                      "reads the same cumulative effect with fewer analyses")
+    for note in series.get("notes") or ():
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    return series
+
+
+def _rewrite_pages(data: dict, paths: dict, out: Path, *, view: str | None, unit: str, pdf: bool) -> dict:
+    paths = dict(paths)
+    for v in ([view] if view else VIEWS):
+        target = out / ("report.html" if v == "full" else f"report-{v}.html")
+        target.write_text(render_html(data, view=v, cadence=unit), encoding="utf-8")
+        paths[v] = target
+    paths["json"] = out / "report.json"
+    paths["json"].write_text(json.dumps(data, indent=1, allow_nan=False), encoding="utf-8")
+    if pdf:
+        v = view or "executive"
+        paths["pdf"] = export_pdf(paths[v], out / f"report-{v}.pdf")
+    return paths
 
 
 def register(app: typer.Typer) -> None:

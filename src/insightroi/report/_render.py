@@ -25,24 +25,29 @@ from insightroi.report._pdf import export_pdf
 
 __all__ = [
     "render_html", "write_report", "cadence_period", "VIEWS", "CADENCES", "format_helpers",
-    "bundle_alpha", "kpi_verdict", "kpi_verdict_title", "primary_kpi_row", "forest_rows",
+    "bundle_alpha", "kpi_verdict", "kpi_verdict_title", "primary_kpi_row", "forest_rows", "CADENCE_UNITS",
+    "CADENCE_ALIASES", "cadence_rows",
 ]
 
 View = Literal["full", "executive", "finance", "support", "product"]
-Cadence = Literal["weekly", "monthly", "quarterly"]
+Cadence = Literal["weekly", "monthly", "quarterly", "week", "month", "quarter"]
 VIEWS: tuple[str, ...] = ("full", "executive", "finance", "support", "product")
 CADENCES: tuple[str, ...] = ("weekly", "monthly", "quarterly")
+# The period units of a cadence series (insightroi.report._cadence); each old preset names one.
+CADENCE_UNITS: tuple[str, ...] = ("week", "month", "quarter")
+CADENCE_ALIASES: dict[str, str] = {"weekly": "week", "monthly": "month", "quarterly": "quarter"}
+_PRESET_OF = {u: p for p, u in CADENCE_ALIASES.items()}
 
 _TEMPLATES = Path(__file__).parent / "templates"
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹"}
 
 # Which sections each audience sees (order is page order). "full" shows everything present.
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "full": ("summary", "erasure", "failures", "tree", "experiment", "effects", "segments", "decision_rules", "roi", "assumptions", "chain",
+    "full": ("summary", "erasure", "failures", "tree", "experiment", "effects", "segments", "decision_rules", "cadence", "roi", "assumptions", "chain",
              "insights", "monitor", "quasi", "claims"),
     "executive": ("summary", "erasure", "failures", "effects_brief", "decision_rules", "roi_brief", "chain_brief",
                   "monitor_brief", "claims"),
-    "finance": ("erasure", "finance_numbers", "finance_kpis", "finance_trend", "roi", "assumptions"),
+    "finance": ("erasure", "finance_numbers", "finance_kpis", "finance_trend", "cadence", "roi", "assumptions"),
     "support": ("erasure", "support_numbers", "support_resolution", "support_pain", "support_alerts"),
     "product": ("erasure", "product_themes", "product_evidence", "product_fixes", "effects_product"),
 }
@@ -119,7 +124,8 @@ def cadence_period(window: dict | None, cadence: str | None) -> dict[str, Any]:
     cadence the period is the whole window.
     """
     if cadence is not None:
-        check_option("cadence", cadence, CADENCES)
+        check_option("cadence", cadence, CADENCES + CADENCE_UNITS)
+        cadence = _PRESET_OF.get(cadence, cadence)
     start, end = _as_date((window or {}).get("start")), _as_date((window or {}).get("end"))
     if end is None:
         return {"label": "no window", "start": None, "end": None, "cadence": cadence}
@@ -142,6 +148,37 @@ def cadence_period(window: dict | None, cadence: str | None) -> dict[str, Any]:
         pe = date(end.year, last_month, calendar.monthrange(end.year, last_month)[1])
         label = f"Q{q + 1} {end.year} ({ps:%d %b} – {pe:%d %b %Y})"
     return {"label": label, "start": ps.isoformat(), "end": pe.isoformat(), "cadence": cadence}
+
+
+_UNIT_PLURAL = {"week": "weeks", "month": "months", "quarter": "quarters"}
+
+
+def cadence_rows(bundle: dict) -> dict[str, Any] | None:
+    """The bundle's cadence series (``run_cadence``'s saved payload), or None when it has none.
+
+    Parameters
+    ----------
+    bundle : dict
+        A report bundle; the series is under ``"cadence"``.
+
+    Returns
+    -------
+    dict or None
+        The series with ``periods`` kept to the rows that are dicts, and ``span_label`` added
+        (e.g. ``"Jul 2025 – Mar 2026 by quarter (3 quarters)"``).
+    """
+    series = bundle.get("cadence") if isinstance(bundle, dict) else None
+    if not isinstance(series, dict) or series.get("cadence") not in CADENCE_UNITS:
+        return None
+    periods = [p for p in series.get("periods") or [] if isinstance(p, dict)]
+    if not periods:
+        return None
+    unit = series["cadence"]
+    first, last = _as_date(periods[0].get("covered_start")), _as_date(periods[-1].get("covered_end"))
+    span = f"{first:%d %b %Y} – {last:%d %b %Y}" if first and last else "the experiment window"
+    n = len(periods)
+    return {**series, "periods": periods,
+            "span_label": f"{span} by {unit} ({n} {unit if n == 1 else _UNIT_PLURAL[unit]})"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,6 +425,10 @@ def _context(bundle: dict, view: str, cadence: str | None) -> dict[str, Any]:
     primary_name, primary = primary_kpi_row(bundle)
     status, headline, reason = _decision(bundle, primary)
     period = cadence_period(bundle.get("window"), cadence)
+    series = cadence_rows(bundle)
+    if series is not None:
+        # The page is the whole window, period by period; the header must not name one period.
+        period = {**period, "label": series["span_label"], "cadence": series["cadence"]}
 
     # Audience views show what the program file routes to each audience's owners, nothing else.
     audiences, default_audiences = _audiences(program)
@@ -462,6 +503,14 @@ def _context(bundle: dict, view: str, cadence: str | None) -> dict[str, Any]:
         # Value pools priced from support-owned KPIs (e.g. tickets avoided), by KPI, not by pool name.
         "support_pools": [p for p in roi.get("pools") or [] if p.get("kpi") in support_names],
     }
+    if series is not None:
+        interval = "always-valid 95% interval" if series.get("sequential") else "95% interval"
+        charts["cadence"] = _charts.trend_svg(
+            [{"period": p.get("short") or p.get("label"), "estimate": p.get("estimate"), "ci_low": p.get("ci_low"),
+              "ci_high": p.get("ci_high")} for p in series["periods"] if _finite(p.get("estimate"))],
+            fmt=fmt["num"], max_labels=14,
+            title=f"Effect on {str(series.get('kpi', '?')).replace('_', ' ')} to date, by {series['cadence']} ({interval})")
+    lists["cadence_periods"] = series["periods"] if series is not None else []
     claims = _claim_rows(bundle.get("claims"))
     quasi = _quasi_rows(bundle.get("quasi"))
     rules = [r for r in bundle.get("decision_rules") or [] if isinstance(r, dict)]
@@ -476,7 +525,7 @@ def _context(bundle: dict, view: str, cadence: str | None) -> dict[str, Any]:
         "charts": charts, "sections": sections, "tree": _tree(bundle), "verdict": verdict,
         "verdict_title": verdict_title, "sanitize": _sanitize, **lists,
         "audience_owners": audience_owners, "default_audiences": default_audiences,
-        "pain_points": pain, "hard_pools": hard_pools, "claims": claims, "quasi": quasi, "rules": rules,
+        "pain_points": pain, "hard_pools": hard_pools, "cadence_series": series, "claims": claims, "quasi": quasi, "rules": rules,
         "provenance": _provenance_rows(bundle),
         "check_counts": _check_counts(experiment.get("checks") or []),
         "narrative": _narrative(bundle, primary_name, primary, period, fmt, alpha),
@@ -550,7 +599,7 @@ def _present(section: str, b: dict, lists: dict[str, list], *, claims: list, qua
         "chain": has("chain"), "chain_brief": has("chain"), "insights": has("insights"),
         "monitor": has("monitor"), "monitor_brief": has("monitor"), "claims": bool(claims),
         "finance_numbers": True, "finance_kpis": bool(lists["finance_kpis"]),
-        "finance_trend": bool((b.get("monitor") or {}).get("decay")),
+        "finance_trend": bool((b.get("monitor") or {}).get("decay")), "cadence": bool(lists["cadence_periods"]),
         "support_numbers": has("kpis") or has("chain"), "support_resolution": bool(lists["support_teams"]),
         "support_pain": bool((b.get("insights") or {}).get("topics")),
         "support_alerts": bool((b.get("insights") or {}).get("alerts")),
@@ -582,8 +631,10 @@ def render_html(bundle: dict[str, Any], *, view: View = "full", cadence: Cadence
         section except ``program`` is optional and a section is rendered only when present.
     view : {"full", "executive", "finance", "support", "product"}
         The audience: ``full`` shows everything; the others show the slice that audience acts on.
-    cadence : {"weekly", "monthly", "quarterly"}, optional
-        Labels the reporting period that ends at the window's end.
+    cadence : {"weekly", "monthly", "quarterly", "week", "month", "quarter"}, optional
+        Labels the reporting period that ends at the window's end. A bundle that carries a
+        cadence series (``bundle["cadence"]``, from :func:`insightroi.report.run_cadence`) is
+        labelled by its span instead and gets one section per period.
 
     Returns
     -------
@@ -592,7 +643,7 @@ def render_html(bundle: dict[str, Any], *, view: View = "full", cadence: Cadence
     """
     check_option("view", view, VIEWS)
     if cadence is not None:
-        check_option("cadence", cadence, CADENCES)
+        check_option("cadence", cadence, CADENCES + CADENCE_UNITS)
     if not isinstance(bundle, dict) or "program" not in bundle:
         raise ValueError("the report bundle must be a dict with a 'program' section (see insightroi.bundle.Bundle)")
     ctx = _context(bundle, view, cadence)
@@ -610,8 +661,8 @@ def write_report(bundle: dict[str, Any], out_dir: str | Path, *, cadence: Cadenc
         The report bundle (``insightroi.bundle.Bundle.to_report()``); ``report.json`` is this dict.
     out_dir : str or Path
         Folder to write into (created if missing).
-    cadence : {"weekly", "monthly", "quarterly"}, optional
-        Reporting-period label preset.
+    cadence : {"weekly", "monthly", "quarterly", "week", "month", "quarter"}, optional
+        Reporting-period label preset (see :func:`render_html`).
     pdf : bool
         Also print the executive view to ``report-executive.pdf`` with headless Chromium.
 

@@ -30,8 +30,10 @@ from insightroi.errors import StoreBusyError, StoreError
 from insightroi.ingest import redact_pii, redact_row
 from insightroi.program import load_program
 from insightroi.report import (
+    CADENCE_UNITS,
     bars_svg,
     bundle_alpha,
+    cadence_rows,
     forest_rows,
     forest_svg,
     format_helpers,
@@ -723,7 +725,17 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         decay = (b.get("monitor") or {}).get("decay")
         chart = trend_svg(decay, fmt=lambda v: format_helpers()["pct"](v, nd=0),
                                   title="Effect by period (lift decay)") if decay else ""
-        return _page(request, "monitoring.html.j2", bundle=b, chart=chart, title="Monitoring")
+        # The series `insightroi report --cadence` saved: the report's numbers, not recomputed here.
+        cadences = []
+        for unit in CADENCE_UNITS:
+            series = cadence_rows({"cadence": backend().result(f"cadence:{unit}")})
+            if series is not None:
+                points = [{"period": p.get("short"), "estimate": p.get("estimate"), "ci_low": p.get("ci_low"),
+                           "ci_high": p.get("ci_high")} for p in series["periods"]]
+                series["chart"] = trend_svg(points, fmt=format_helpers()["num"], max_labels=14,
+                                            title=f"Effect to date by {unit}")
+                cadences.append(series)
+        return _page(request, "monitoring.html.j2", bundle=b, chart=chart, cadences=cadences, title="Monitoring")
 
     @app.get("/inbox", include_in_schema=False, dependencies=[Depends(require_page)])
     def inbox(request: Request, team: str | None = None, show: str = "open", done: str | None = None) -> HTMLResponse:
