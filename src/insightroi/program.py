@@ -346,6 +346,12 @@ class UserTable(_Strict):
     id_columns : list of str
         Columns holding a person's id (``customer_id`` ...): an e-mail or phone there is
         pseudonymised, and ``insightroi erase`` searches them.
+    source : str, optional
+        Read the table in place instead of ingesting it: a table the store's engine already holds
+        (``catalog.schema.table`` or ``db.table`` on Spark / Databricks, a table name on DuckDB) or,
+        on DuckDB, a Parquet or CSV path or glob. ``user_<name>`` is then a view over it with the
+        declared columns cast to their types; nothing is copied, validated or redacted (the
+        warehouse's own rules apply), and ``insightroi ingest --table`` refuses it.
     description : str
         What the table holds.
     """
@@ -359,6 +365,7 @@ class UserTable(_Strict):
     required: list[str] = []
     text_columns: list[str] = []
     id_columns: list[str] = []
+    source: Annotated[str, Field(pattern=r"^[A-Za-z0-9_./*\-:`]+$", max_length=500)] | None = None
     description: str = ""
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -148,3 +149,31 @@ def test_user_defined_measures_equal(stores):
         assert d[col].sum() > 0, col
         for a, b in zip(d[col], s[col]):
             _close(float(a), float(b), col)
+
+
+def test_a_warehouse_table_is_read_in_place_on_spark_as_on_duckdb(stores, tmp_path):
+    # [[tables]] source: Spark reads a table its warehouse already holds, DuckDB a Parquet file;
+    # neither is ingested, and a sum over them equals the built-in revenue measure of the same rows.
+    program, duck, spark, _ = stores
+    raw = (duck.table("orders").select("id", "sku_family", "order_time", "revenue").to_pandas()
+           .rename(columns={"order_time": "ordered_at", "revenue": "amount"}))
+    spark.con._session.createDataFrame(raw).write.saveAsTable("crm_orders_raw")
+    raw.to_parquet(tmp_path / "crm_orders.parquet")
+
+    def declared(source):
+        return Program.model_validate({**program.model_dump(), "tables": [
+            {"name": "crm_orders", "columns": {"id": "string", "sku_family": "string", "ordered_at": "timestamp",
+                                               "amount": "float64"},
+             "key": "id", "time_column": "ordered_at", "source": source}], "measures": [
+            {"name": "crm_revenue", "table": "crm_orders", "aggregation": "sum", "value": "amount"}]})
+
+    names = ["crm_revenue", "revenue"]
+    d = unit_measures_expr(duck, declared(str(tmp_path / "crm_orders.parquet")), names).execute()
+    s = unit_measures_expr(spark, declared("crm_orders_raw"), names).execute()
+    d, s = (x.sort_values("unit_id").reset_index(drop=True) for x in (d, s))
+    assert list(d.unit_id) == list(s.unit_id) and d.crm_revenue.sum() > 0
+    for frame in (d, s):
+        np.testing.assert_allclose(frame.crm_revenue, frame.revenue, rtol=1e-12)
+        np.testing.assert_allclose(frame.crm_revenue_pre, frame.revenue_pre, rtol=1e-12)
+    np.testing.assert_allclose(d.crm_revenue, s.crm_revenue, rtol=1e-9)
+    assert spark.source_of("user_crm_orders") == "crm_orders_raw"

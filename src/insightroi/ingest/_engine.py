@@ -104,6 +104,12 @@ def _check_kind(kind: str) -> TableSpec:
     return TABLES[kind]
 
 
+def _not_in_place(table: UserTable) -> None:
+    if table.source:
+        raise ValueError(f"user table {table.name!r} is read in place from {table.source!r} ([[tables]] source); "
+                         "it is not ingested: load the rows into that source instead")
+
+
 def table_spec(kind: "str | UserTable | TableSpec", program: Any = None) -> TableSpec:
     """The table a batch lands in: one of ours, or a user table declared in the program file.
 
@@ -126,6 +132,7 @@ def table_spec(kind: "str | UserTable | TableSpec", program: Any = None) -> Tabl
         For a name that is neither ingestible nor a declared user table (the message lists both).
     """
     if isinstance(kind, UserTable):
+        _not_in_place(kind)
         return user_table_spec(kind)
     if isinstance(kind, TableSpec):
         if is_user_table(kind.name):
@@ -137,6 +144,7 @@ def table_spec(kind: "str | UserTable | TableSpec", program: Any = None) -> Tabl
         program = load_program(program)
     declared = {user_table_spec(t).name: t for t in getattr(program, "tables", [])}
     if kind in declared:
+        _not_in_place(declared[kind])
         return user_table_spec(declared[kind])
     if isinstance(kind, str) and is_user_table(kind):
         where = "the program file's [[tables]]" if program is not None else "a program file (none was given)"

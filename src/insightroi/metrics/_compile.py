@@ -99,6 +99,9 @@ def _join_insight_flags(store: Store, t: ir.Table, measures: Sequence[str],
 
 
 def _source_table(store: Store, name: str, measures: Sequence[str], specs: dict[str, MeasureSpec]) -> ir.Table:
+    source = next((specs[m].source for m in measures if specs[m].source is not None), None)
+    if source is not None:
+        store.attach_source(name, source[0], dict(source[1]))
     try:
         return store.table(name)
     except KeyError:

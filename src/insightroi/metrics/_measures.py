@@ -73,6 +73,9 @@ class MeasureSpec:
     per_unit : (str, float), optional
         ``(operator, threshold)``: the unit's total becomes 1 when it meets the condition, else 0
         (see :func:`insightroi.metrics.unit_measures_expr`).
+    source : (str, tuple), optional
+        A user table read in place: its ``source`` and declared ``(column, type)`` pairs, from
+        which the metrics layer makes ``table`` a view (:meth:`insightroi.store.Store.attach_source`).
     """
 
     table: str
@@ -86,6 +89,7 @@ class MeasureSpec:
     quantile: float | None = None
     cap: float | None = None
     per_unit: tuple[str, float] | None = None
+    source: tuple[str, tuple[tuple[str, str], ...]] | None = None
 
     def value_expr(self, t: ir.Table) -> ir.Value:
         """The per-row value over ``t`` (a float for sums; as declared for distinct counts)."""
@@ -330,8 +334,10 @@ def _user_specs(program: Program, m: Measure) -> dict[str, MeasureSpec]:
     def value(t: ir.Table) -> ir.Value:
         return compile_expression(value_tree, t)
 
+    user = next((u for u in program.tables if u.name == m.table), None)
+    source = (user.source, tuple(user.columns.items())) if user is not None and user.source else None
     common = {"table": table, "time": time, "unit_column": m.unit_column, "measure": m.name,
-              "per_unit": m.per_unit_condition}
+              "per_unit": m.per_unit_condition, "source": source}
     filt = where if filter_tree is not None else None
     if m.aggregation == "count":
         return {m.name: MeasureSpec(where=filt, **common)}

@@ -324,6 +324,8 @@ def erase_customer(store: Store, program: Program | None, customer: str, *, reas
         declared = {f"user_{t.name}": t for t in program.tables} if program is not None else {}
         for name in sorted(n for n in cols if n.startswith("user_")):
             spec = declared.get(name)
+            if spec is not None and spec.source:
+                continue  # a view over the user's warehouse: its rows are erased there, not here
             id_cols = [c for c in (spec.id_columns if spec else
                                    [c for c, ty in cols[name].items() if ty == "VARCHAR"]) if c in cols[name]]
             text_cols = [c for c in (spec.text_columns if spec else []) if c in cols[name]]

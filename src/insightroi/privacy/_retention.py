@@ -123,6 +123,9 @@ def resolve_retention(program: Program, *, today: date | None = None) -> list[Re
         user = declared.get(key) or declared.get(key[len("user_"):] if key.startswith("user_") else "")
         if key in TABLES:
             table, column = key, TABLES[key].time_column
+        elif user is not None and user.source:
+            raise ProgramError(f"retention.{key}: table {key!r} is read in place from {user.source!r}; its "
+                               "retention is the warehouse's, not insightroi's")
         elif user is not None:
             table, column = f"user_{user.name}", user.time_column
         else:

@@ -22,7 +22,7 @@ import duckdb
 import ibis
 import pyarrow as pa
 
-from insightroi.errors import StoreBusyError, StoreError
+from insightroi.errors import DataError, StoreBusyError, StoreError
 from insightroi.store._schema import SCHEMA_VERSION, TABLES, USER_TABLE_PREFIX, TableSpec, is_user_table
 
 __all__ = ["Store", "UnboundStore", "open_store", "register_opener", "copy_store", "duckdb_file", "DEFAULT_URL"]
@@ -40,6 +40,16 @@ _ATTACHED = "insightroi_store"
 
 def _arrow_schema(spec: TableSpec) -> pa.Schema:
     return ibis.schema(spec.columns).to_pyarrow()
+
+
+# Declared user-table types in each engine's SQL (for the views attach_source makes).
+_SQL_TYPES = {
+    "duckdb": {"string": "VARCHAR", "int64": "BIGINT", "float64": "DOUBLE", "boolean": "BOOLEAN", "date": "DATE",
+               "timestamp": "TIMESTAMP"},
+    "pyspark": {"string": "STRING", "int64": "BIGINT", "float64": "DOUBLE", "boolean": "BOOLEAN", "date": "DATE",
+                "timestamp": "TIMESTAMP"},
+}
+_SQL_TYPES["databricks"] = _SQL_TYPES["pyspark"]
 
 
 @dataclass
@@ -65,6 +75,8 @@ class Store:
         self._attached = False
         # User tables' specs, from ensure_table (the declared key and PII columns, stored column order).
         self._user_specs: dict[str, TableSpec] = {}
+        # User tables read in place: name -> (source, declared columns), see attach_source.
+        self._sources: dict[str, tuple[str, tuple]] = {}
 
     # ---- holding the file ---------------------------------------------------------------------
     def attached(self) -> "_Lease":
@@ -238,6 +250,57 @@ class Store:
             self._create(name, spec.columns)
             self._user_specs[name] = spec
             return spec
+
+    def attach_source(self, name: str, source: str, columns: dict[str, str]) -> None:
+        """Make user table ``name`` a view over ``source``, read in place (``[[tables]] source``).
+
+        Parameters
+        ----------
+        name : str
+            The user table (``user_<name>``).
+        source : str
+            A table the engine holds (``catalog.schema.table``, ``db.table``, a name) or, on DuckDB,
+            a Parquet or CSV path or glob.
+        columns : dict
+            Declared column -> type; the view selects exactly these, cast, so the measures see the
+            declared schema whatever the warehouse stores.
+
+        Raises
+        ------
+        DataError
+            When the source is missing or lacks a declared column (the engine's message included).
+        """
+        if not is_user_table(name):
+            raise StoreError(f"{name!r} is not a user table")
+        if self._sources.get(name) == (source, tuple(columns.items())):
+            return  # a view per process and declaration: the warehouse table is read at query time
+        quote = "`" if self.kind in ("pyspark", "databricks") else '"'
+        cols = ", ".join(f"CAST({quote}{c}{quote} AS {_SQL_TYPES[self.kind][t]}) AS {quote}{c}{quote}"
+                         for c, t in columns.items())
+        if self.kind == "duckdb" and re.search(r"[/*]|\.(parquet|csv|tsv)$", source):
+            esc = source.replace("'", "''")
+            frm = f"read_parquet('{esc}')" if re.search(r"\.parquet$", source) else f"read_csv_auto('{esc}')"
+        else:
+            frm = ".".join(f"{quote}{part.strip('`')}{quote}" for part in source.split("."))
+        kind = "TEMP VIEW" if self.kind == "pyspark" else "VIEW"
+        sql = f"CREATE OR REPLACE {kind} {quote}{name}{quote} AS SELECT {cols} FROM {frm}"
+        try:
+            with self._lease:
+                if self.kind == "duckdb":
+                    self.con.con.execute(sql)
+                elif self.kind == "pyspark":
+                    self.con._session.sql(sql)
+                else:
+                    self.con.raw_sql(sql)
+        except Exception as exc:  # the engine's own error names the missing table or column
+            raise DataError(f"user table {name.removeprefix(USER_TABLE_PREFIX)!r}: cannot read its source "
+                            f"{source!r} in place: {str(exc).splitlines()[0]}") from None
+        self._sources[name] = (source, tuple(columns.items()))
+
+    def source_of(self, name: str) -> str | None:
+        """The source user table ``name`` is read in place from in this process, or None."""
+        got = self._sources.get(name)
+        return got[0] if got else None
 
     def _stored_columns(self, name: str) -> dict[str, str] | None:
         """Column -> type name of a stored table (None when absent); Spark registers a warehouse folder first."""
