@@ -57,7 +57,7 @@ from insightroi.stats._regadj import MultiRegressionAdjusted, cupac, post_strati
 from insightroi.stats._wild import WildBootstrap, wild_cluster_bootstrap
 from insightroi.stats._pooling import PooledEstimates, partial_pool, tau2_dersimonian_laird, tau2_paule_mandel
 from insightroi.stats._quantile import QUANTILE_METHODS, ClusteredQuantile, clustered_quantile, quantile_effect
-from insightroi.stats._its import causal_impact
+from insightroi.stats._its import ITS_DEFAULTS, ItsDefaults, causal_impact
 from insightroi.stats._matching import matched_cohorts, propensity_scores, standardized_mean_differences
 from insightroi.stats._synth import scale_predictors, simplex_weights, synth_fit, synthetic_control
 from insightroi.stats._synth_ext import conformal_att, synth_weights, synthetic_control_panel
@@ -91,6 +91,8 @@ from insightroi.stats._twoarm import (
 )
 
 __all__ = [
+    "ITS_DEFAULTS",
+    "ItsDefaults",
     "scale_predictors",
     "conformal_att",
     "synth_weights",
