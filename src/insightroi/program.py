@@ -540,7 +540,11 @@ class Measure(_Strict):
     with the delta method, so a unit with no rows weighs nothing rather than counting as zero.
     ``quantile`` is not a per-unit total: a KPI over it is the ``quantile``-quantile of the rows'
     values pooled over each arm's units (median resolution hours), analysed with the clustered
-    quantile delta method; it takes no denominator and cannot be one.
+    quantile delta method; it takes no denominator and cannot be one. ``time_to_first`` is a
+    survival-style measure: per unit, the days from the period's start to its first row that
+    passes ``filter``, censored at the period's end (a unit with none counts the whole period);
+    over the denominator ``units`` its KPI is the restricted mean time to the event (RMST), e.g.
+    days to a customer's first repeat order or first complaint.
 
     Attributes
     ----------
@@ -548,7 +552,7 @@ class Measure(_Strict):
         Lower-case identifier, distinct from the built-in measures (:data:`MEASURES`).
     table : str
         A store table (``feedback``, ``tickets`` ...) or a ``[[tables]]`` entry of the program.
-    aggregation : {"count", "sum", "mean", "count_distinct", "quantile"}
+    aggregation : {"count", "sum", "mean", "count_distinct", "quantile", "time_to_first"}
     quantile : float, optional
         The level of a ``quantile`` measure, ``0 < quantile < 1`` (0.5: the median); required
         for that aggregation and refused for the others.
@@ -583,7 +587,7 @@ class Measure(_Strict):
 
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
     table: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
-    aggregation: Literal["count", "sum", "mean", "count_distinct", "quantile"]
+    aggregation: Literal["count", "sum", "mean", "count_distinct", "quantile", "time_to_first"]
     quantile: Annotated[float, Field(strict=True, gt=0, lt=1)] | None = None
     cap: Annotated[float, Field(strict=True, gt=0, lt=1)] | None = None
     value: str | None = None
@@ -615,10 +619,10 @@ class Measure(_Strict):
 
     @model_validator(mode="after")
     def _grammar(self) -> "Measure":
-        if self.aggregation == "count" and self.value is not None:
-            raise ValueError(f"measure {self.name!r}: a count measure takes no value (it counts the rows that "
-                             "pass its filter); use aggregation 'sum' or 'count_distinct' with a value")
-        if self.aggregation != "count" and self.value is None:
+        if self.aggregation in ("count", "time_to_first") and self.value is not None:
+            raise ValueError(f"measure {self.name!r}: a {self.aggregation} measure takes no value (it reads the "
+                             "rows that pass its filter); use aggregation 'sum' or 'count_distinct' with a value")
+        if self.aggregation not in ("count", "time_to_first") and self.value is None:
             raise ValueError(f"measure {self.name!r}: aggregation {self.aggregation!r} needs a value")
         if self.aggregation == "quantile" and self.quantile is None:
             raise ValueError(f"measure {self.name!r}: aggregation 'quantile' needs quantile (0 < quantile < 1; "
@@ -742,6 +746,12 @@ class Program(_Strict):
             if isinstance(num, Measure) and num.aggregation == "quantile" and "denominator" in k.model_fields_set:
                 raise ValueError(f"kpis[{i}].denominator: a KPI over the quantile measure {num.name!r} is the "
                                  "quantile of its rows in each arm and takes no denominator; leave it out")
+            if isinstance(num, Measure) and num.aggregation == "time_to_first" and k.denominator != "units":
+                raise ValueError(f"kpis[{i}].denominator: a KPI over the time-to-event measure {num.name!r} is its "
+                                 f"mean per unit: write denominator = \"units\", not {k.denominator!r}")
+            if isinstance(den, Measure) and den.aggregation == "time_to_first":
+                raise ValueError(f"kpis[{i}].denominator: {den.name!r} is a time-to-event measure; it can only be "
+                                 "a numerator (over units)")
             if isinstance(num, Measure) and num.aggregation == "mean" and k.denominator != num.count_measure:
                 raise ValueError(f"kpis[{i}].denominator: a KPI over the mean measure {num.name!r} divides by "
                                  f"{num.count_measure!r} (its rows with a value); leave the denominator out or "

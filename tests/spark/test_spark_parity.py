@@ -140,8 +140,10 @@ def test_user_defined_measures_equal(stores):
         {"name": "buyers", "table": "orders", "aggregation": "count_distinct", "value": "customer_id"},
         {"name": "big_order_revenue", "table": "orders", "aggregation": "sum", "value": "revenue",
          "filter": "revenue between 50 and 10000 and coalesce(segment, 'none') not in ('none', '')"},
+        {"name": "days_to_refund", "table": "refunds", "aggregation": "time_to_first", "filter": "amount > 0"},
+        {"name": "repeat_sellers", "table": "orders", "aggregation": "count", "per_unit": ">= 10"},
     ]})
-    names = ["bad_reviews", "buyers", "big_order_revenue"]
+    names = ["bad_reviews", "buyers", "big_order_revenue", "days_to_refund", "repeat_sellers"]
     d = unit_measures_expr(duck, prog, names).execute().sort_values("unit_id").reset_index(drop=True)
     s = unit_measures_expr(spark, prog, names).execute().sort_values("unit_id").reset_index(drop=True)
     assert list(d.unit_id) == list(s.unit_id) and len(d) > 10

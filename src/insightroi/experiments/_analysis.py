@@ -358,10 +358,11 @@ def analyze_experiment(
         results[primary.name] = replace(r, diagnostics=r.diagnostics + (rtm,))
     specs = measure_specs(program)
     per_unit = {k.name for k in totals
-                if any(m != "units" and specs[m].per_unit is not None for m in (k.numerator, k.denominator))}
+                if any(m != "units" and (specs[m].per_unit is not None or specs[m].time_to_first)
+                       for m in (k.numerator, k.denominator))}
     if primary is not None and weekly and primary.name in per_unit:
-        checks.append(Check("novelty", "skip", f"{primary.name}: a per-unit condition (a share of units) has no "
-                                               "weekly trend to read (a unit's week is not its window)"))
+        checks.append(Check("novelty", "skip", f"{primary.name}: a per-unit condition or time to a first event "
+                                               "has no weekly trend to read (a unit's week is not its window)"))
     elif primary is not None and weekly:
         wk = _weekly(store, program, [primary], window, alpha, caps)[primary.name]
         nov = novelty_check(wk, alpha=alpha)
@@ -375,8 +376,8 @@ def analyze_experiment(
 
     seg_out: dict[str, dict[str, dict[str, Result]]] = {}
     if segments and per_unit:
-        checks.append(Check("segments", "skip", f"{', '.join(sorted(per_unit))}: a per-unit condition on the "
-                                                "unit's window total is not broken down by segment"))
+        checks.append(Check("segments", "skip", f"{', '.join(sorted(per_unit))}: a per-unit condition or time to a "
+                                                "first event over the unit's window is not broken down by segment"))
     for col in segments or ():
         seg_out[col] = _segments(store, program, [k for k in totals if k.name not in per_unit], col, window,
                                  pre_window, alpha, cuped, caps)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import ibis
 import ibis.expr.types as ir
@@ -40,6 +40,11 @@ __all__ = [
 
 
 Window = tuple[date, date]  # inclusive calendar dates
+
+
+def _epoch(naive_utc: datetime) -> float:
+    # Stored timestamps are naive UTC; datetime.timestamp() would read a naive one as local time.
+    return naive_utc.replace(tzinfo=timezone.utc).timestamp()
 
 
 def _day_start(d: date | datetime) -> datetime:
@@ -316,11 +321,14 @@ def unit_measures_expr(
     specs = _capped_specs(store, program, measures, specs, window, caps, unit)
     by = list(by)
     per_unit = {m: specs[m].per_unit for m in measures if m != "units" and specs[m].per_unit is not None}
-    if per_unit and by:
+    to_first = [m for m in measures if m != "units" and specs[m].time_to_first]
+    if (per_unit or to_first) and by:
         # A condition on the unit's total over the window: a week's or a segment's total is
         # another quantity, and a unit without rows there would vanish instead of counting as 0.
-        raise DataError(f"measure(s) {sorted(per_unit)} hold a per_unit condition on each unit's window total; "
-                        f"they are not broken down by {by}")
+        raise DataError(f"measure(s) {sorted(per_unit) + to_first} hold a per_unit condition or a time to the "
+                        f"first event over each unit's whole window; they are not broken down by {by}")
+    ends = {"post": _day_start(window[1] + timedelta(days=1)),
+            "pre": _day_start(pre_window[1] + timedelta(days=1)) if pre_window is not None else None}
     weekly = "week" in by
     fact_measures = [m for m in measures if m != "units"]
     # One aggregation per (table, time column, unit column): a user measure may window on
@@ -361,6 +369,16 @@ def unit_measures_expr(
             cond = spec.condition(t)
             if m in flags:
                 cond = cond & flags[m]
+            if spec.time_to_first:
+                # The latest "days left in the period" of a unit's rows is its first event seen from
+                # the period's end; a unit with none stays at 0 (censored), see below.
+                secs = (tc.cast("timestamp") if is_date else tc).epoch_seconds().cast("float64")
+                for col, end, c in ((m, ends["post"], cond & post), (f"{m}_pre", ends["pre"], cond & ~post)):
+                    # Typed literals: Spark reads an untyped one as a DECIMAL and truncates the quotient.
+                    end_s = ibis.literal(_epoch(end) if end else 0.0, type="float64")
+                    left = (end_s - secs) / ibis.literal(86400.0, type="float64")
+                    aggs[col] = ibis.ifelse(c, left, None).max().cast("float64").fill_null(0.0)
+                continue
             aggs[m], aggs[f"{m}_pre"] = _aggregate(spec, t, cond & post, cond & ~post)
         agg = t.group_by(**keys).aggregate(**aggs)
         fill = {c: ibis.literal(0.0) for c in fact_cols if c not in aggs}
@@ -380,6 +398,12 @@ def unit_measures_expr(
     for m, (op, threshold) in per_unit.items():
         for c in (m, f"{m}_pre"):
             fills[c] = _PER_UNIT_OPS[op](fills[c], threshold).cast("float64")
+    lengths = {"post": (window[1] - window[0]).days + 1,
+               "pre": (pre_window[1] - pre_window[0]).days + 1 if pre_window is not None else 0}
+    for m in to_first:
+        # Days to the first event = period length - days left after it; no event: the whole period.
+        fills[m] = ibis.literal(float(lengths["post"])) - fills[m]
+        fills[f"{m}_pre"] = ibis.literal(float(lengths["pre"])) - fills[f"{m}_pre"]
     if "units" in measures:
         fills["units"] = ibis.literal(1.0)
         fills["units_pre"] = ibis.literal(1.0)
@@ -437,7 +461,7 @@ def block_measures_expr(
     unknown = [m for m in measures if m not in specs]
     if unknown:
         raise DataError(f"unknown measures {unknown}; known: {sorted([*specs, 'units'])}")
-    per_unit = sorted(m for m in measures if specs[m].per_unit is not None)
+    per_unit = sorted(m for m in measures if specs[m].per_unit is not None or specs[m].time_to_first)
     if per_unit:
         raise DataError(f"measure(s) {per_unit} hold a per_unit condition on a unit's total; a switchback "
                         "design's units are time blocks, where it has no meaning")

@@ -76,6 +76,8 @@ class MeasureSpec:
     source : (str, tuple), optional
         A user table read in place: its ``source`` and declared ``(column, type)`` pairs, from
         which the metrics layer makes ``table`` a view (:meth:`insightroi.store.Store.attach_source`).
+    time_to_first : bool
+        Per unit, days from the period's start to its first row, censored at the period's end.
     """
 
     table: str
@@ -90,6 +92,7 @@ class MeasureSpec:
     cap: float | None = None
     per_unit: tuple[str, float] | None = None
     source: tuple[str, tuple[tuple[str, str], ...]] | None = None
+    time_to_first: bool = False
 
     def value_expr(self, t: ir.Table) -> ir.Value:
         """The per-row value over ``t`` (a float for sums; as declared for distinct counts)."""
@@ -341,6 +344,8 @@ def _user_specs(program: Program, m: Measure) -> dict[str, MeasureSpec]:
     filt = where if filter_tree is not None else None
     if m.aggregation == "count":
         return {m.name: MeasureSpec(where=filt, **common)}
+    if m.aggregation == "time_to_first":
+        return {m.name: MeasureSpec(where=filt, time_to_first=True, **common)}
     if m.aggregation == "count_distinct":
         return {m.name: MeasureSpec(value=value, where=filt, distinct=True, **common)}
     if m.aggregation == "quantile":
@@ -393,7 +398,8 @@ def describe_measures(program: Program) -> list[dict[str, str]]:
             ucol = m.unit_column or "the table's usual column"
         what = {"count": "count of rows of", "sum": f"sum of {m.value} over", "mean": f"mean of {m.value} over",
                 "count_distinct": f"distinct {m.value} in",
-                "quantile": f"{m.quantile or 0:g} quantile of {m.value} over"}[m.aggregation]
+                "quantile": f"{m.quantile or 0:g} quantile of {m.value} over",
+                "time_to_first": "days to the first row (censored at the period's end) of"}[m.aggregation]
         definition = f"{what} {m.table}" + (f" where {m.filter}" if m.filter else "")
         if m.cap is not None:
             definition += f", each value capped at the window's {100 * m.cap:g}th percentile"
