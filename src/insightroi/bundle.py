@@ -235,6 +235,8 @@ class Bundle(_Model):
     kpis: list[KpiRow] = []
     # analyze --segment: column -> KPI -> segment value -> Result (with its pooled estimate).
     segments: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
+    # A/B/n: KPI -> arm -> Result against control (Holm across arms); empty for two arms.
+    arms: dict[str, dict[str, dict[str, Any]]] = {}
     decision_rules: list[RuleEvaluation] = []
     roi: dict[str, Any] | None = None
     quasi: list[dict[str, Any]] | None = None
@@ -361,6 +363,7 @@ def assemble_bundle(store: Any, program: Any, *, failures: list[dict[str, Any]] 
                                                       "alpha", "window", "pre_window")}
         data["kpis"] = exp.get("kpis", [])
         data["segments"] = exp.get("segments") or {}
+        data["arms"] = exp.get("arms") or {}
         data["decision_rules"] = exp.get("decision_rules", [])
         if exp.get("window"):
             data["window"] = exp["window"]

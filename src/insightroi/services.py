@@ -362,7 +362,7 @@ def run_analyze(store: Store, program: Program, *, kpis: Sequence[str] | None = 
         checks=[c.to_dict() for c in analysis.checks], kpis=rows, decision_rules=rules,
         results=full["results"], volumes=None if volumes is None else volumes.to_dict(),
         volumes_note=volumes_note, correlation=_correlation_rows(corr),
-        segments=full["segments"],
+        segments=full["segments"], arms=full.get("arms", {}),
     )
     section.provenance = _provenance(store, program, "analyze", t0)
     save_section(store, "analyze", section)

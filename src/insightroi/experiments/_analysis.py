@@ -57,6 +57,7 @@ from insightroi.stats import (
     RatioRegressionAdjusted,
     Result,
     bayesian_two_arm,
+    multi_arm,
     quantile_effect,
     segment_breakdown,
     two_arm,
@@ -79,9 +80,11 @@ def _scaled(res: Result, scale: float) -> Result:
     if scale == 1:
         return res
     x = dict(res.extra)
-    for k in ("control_mean", "treatment_mean", "control_mean_pre", "treatment_mean_pre"):
+    for k in ("control_mean", "treatment_mean", "control_mean_pre", "treatment_mean_pre", "mde"):
         if k in x and x[k] is not None:
             x[k] = x[k] * scale
+    if x.get("ci_adjusted") is not None:  # A/B/n arms' simultaneous interval
+        x["ci_adjusted"] = tuple(v * scale for v in x["ci_adjusted"])
     return replace(res, estimate=res.estimate * scale, se=res.se * scale, ci=(res.ci[0] * scale, res.ci[1] * scale),
                    extra=x)
 
@@ -292,13 +295,26 @@ def analyze_experiment(
     if df.empty:
         raise DataError(f"no assignments for experiment {e.name!r} with unit type {e.unit!r} in the store")
     df = df.sort_values("unit_id", kind="stable").reset_index(drop=True)
+    # A/B/n: every label other than "control" is a treatment arm. Each KPI's main result pools the
+    # arms (the program's "treatment" policy, what the ROI values); ``arms`` compares each arm
+    # with control, Holm-adjusted across arms.
+    variants = sorted(set(df.arm) - {CONTROL})
+    by_arm = df.copy() if variants != [TREATMENT] else None
+    if by_arm is not None:
+        if len(variants) < 2 and variants:
+            raise DataError(f"arm label {variants[0]!r}: with one treatment arm it must be called 'treatment' "
+                            "(several arms may have any names besides 'control')")
+        df = df.assign(arm=np.where(df.arm == CONTROL, CONTROL, TREATMENT))
     arms = df.arm.value_counts()
     n_t, n_c = int(arms.get(TREATMENT, 0)), int(arms.get(CONTROL, 0))
-    other = sorted(set(df.arm) - {TREATMENT, CONTROL})
-    if other:
-        raise DataError(f"unknown arm labels {other}; expected 'treatment' and 'control'")
 
-    checks = [srm_check([n_c, n_t], [1 - e.treatment_share, e.treatment_share])]
+    if by_arm is None:
+        checks = [srm_check([n_c, n_t], [1 - e.treatment_share, e.treatment_share])]
+    else:
+        counts = by_arm.arm.value_counts()
+        share = e.treatment_share / len(variants)
+        checks = [srm_check([n_c] + [int(counts.get(v, 0)) for v in variants],
+                            [1 - e.treatment_share] + [share] * len(variants))]
     control_exposed = int(((df.arm == CONTROL) & (df["alerts"] > 0)).sum()) if alerts_by_unit else 0
     checks.append(contamination_check(len(df), int((df.n_arms > 1).sum()), control_exposed=control_exposed,
                                       n_control=n_c))
@@ -374,6 +390,20 @@ def analyze_experiment(
     annotate_kpi_results(results, relative, program, analysis_unit=e.unit, n_treatment=n_t, n_control=n_c,
                          window=window)
 
+    arm_out: dict[str, dict[str, Result]] = {}
+    if by_arm is not None:
+        for k in totals:
+            d = by_arm.assign(num=by_arm[k.numerator], den=by_arm[k.denominator],
+                              num_pre=by_arm[f"{k.numerator}_pre"], den_pre=by_arm[f"{k.denominator}_pre"])
+            use_pre = bool(cuped and all(float(d.loc[d.arm == a, "den_pre"].sum()) > 0 for a in (CONTROL, *variants)))
+            try:
+                mr = multi_arm(_stats(d, CONTROL, use_pre), {v: _stats(d, v, use_pre) for v in variants},
+                               alpha=alpha, cuped=use_pre, correction="holm", metric=k.name)
+            except DataError as exc:
+                checks.append(Check("arms", "skip", f"{k.name}: arms not compared ({exc})"))
+                continue
+            arm_out[k.name] = {v: _scaled(r, k.scale) for v, r in mr.arms.items()}
+
     seg_out: dict[str, dict[str, dict[str, Result]]] = {}
     if segments and per_unit:
         checks.append(Check("segments", "skip", f"{', '.join(sorted(per_unit))}: a per-unit condition or time to a "
@@ -385,6 +415,7 @@ def analyze_experiment(
     return ExperimentAnalysis(
         name=e.name, design=e.design, unit=e.unit, window=window, pre_window=pre_window, n_treatment=n_t,
         n_control=n_c, results=results, relative=relative, checks=tuple(checks), segments=seg_out, alpha=alpha,
+        arms=arm_out,
     )
 
 

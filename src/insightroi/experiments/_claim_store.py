@@ -44,7 +44,7 @@ def claim_panel(store: Any, program: Program, kpis: list[str], *, end: date | No
     if df.empty:
         raise DataError("validate-claim: no rows in the store for the experiment's units and window; ingest data and assignments first")
     df = df.rename(columns={"unit_id": "unit", "week": "period"})
-    df["treated"] = df["arm"] == "treatment"
+    df["treated"] = df["arm"] != "control"  # every arm but control (A/B/n included)
     # Last week may be partial: drop it unless the window ends on a week boundary.
     n_days = (stop - start).days + 1
     if n_days % 7:

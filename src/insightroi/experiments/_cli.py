@@ -95,6 +95,8 @@ def _print_tables(sec, data: dict, prog) -> None:
     for c in sec.checks:
         ct.add_row(c["name"], f"[{colors.get(c['status'], 'white')}]{c['status']}[/]", escape(c.get("message", "")))
     console.print(ct)
+    if data.get("arms"):
+        console.print(arm_table(data["arms"], sec.alpha))
     for col, by_kpi in (data.get("segments") or {}).items():
         for name, cells in by_kpi.items():
             console.print(segment_table(col, name, cells, sec.alpha))
@@ -106,6 +108,22 @@ def _print_tables(sec, data: dict, prog) -> None:
         for r in sec.decision_rules:
             rt.add_row(r.kpi, escape(r.rule), f"[{rc[r.status]}]{r.status}[/]", escape(r.message))
         console.print(rt)
+
+
+def arm_table(arms: dict, alpha: float) -> Table:
+    """A/B/n: each treatment arm against control per KPI, p Holm-adjusted across the arms."""
+    level = f"{round(100 * (1 - alpha))}%"
+    t = Table(title="Each arm vs control (A/B/n; the table above pools the arms); p Holm-adjusted across arms")
+    for c in ("KPI", "arm", "units", "control", "arm mean", "effect", f"{level} CI", "p", "p (Holm, arms)"):
+        t.add_column(c, justify="left" if c in ("KPI", "arm") else "right")
+    for kpi, by_arm in arms.items():
+        for arm, r in by_arm.items():
+            ex = r.get("extra") or {}
+            ci = r.get("ci") or (None, None)
+            t.add_row(escape(kpi), escape(arm), _num(ex.get("treatment_n")), _num(ex.get("control_mean")),
+                      _num(ex.get("treatment_mean")), _num(r.get("estimate")), f"{_num(ci[0])} to {_num(ci[1])}",
+                      _num(r.get("p_value")), _num(ex.get("p_adjusted")))
+    return t
 
 
 def segment_table(col: str, kpi: str, cells: dict, alpha: float) -> Table:

@@ -37,6 +37,10 @@ class ExperimentAnalysis:
         segment column -> KPI name -> segment value -> Result (relative; BH across segments).
     checks : tuple of Check
         Experiment-level checks (SRM, contamination, balance, novelty of the primary KPI).
+    arms : dict
+        A/B/n only (several treatment arms): KPI name -> arm -> Result of that arm against control
+        (absolute, KPI units), ``extra["p_adjusted"]`` Holm-adjusted across the arms. ``results``
+        then pools the arms.
     """
 
     name: str
@@ -51,6 +55,7 @@ class ExperimentAnalysis:
     checks: tuple[Check, ...] = ()
     segments: dict[str, dict[str, dict[str, Result]]] = field(default_factory=dict)
     alpha: float = 0.05
+    arms: dict[str, dict[str, Result]] = field(default_factory=dict)
 
     @property
     def failed_checks(self) -> tuple[Check, ...]:
@@ -92,6 +97,7 @@ class ExperimentAnalysis:
             "relative": {k: r.to_dict() for k, r in self.relative.items()},
             "segments": {s: {k: {v: r.to_dict() for v, r in byv.items()} for k, byv in d.items()}
                          for s, d in self.segments.items()},
+            "arms": {k: {a: r.to_dict() for a, r in by.items()} for k, by in self.arms.items()},
         }
 
 

@@ -167,7 +167,7 @@ def power_table(program: Program, store: Store, *, kpis=None) -> list[dict]:
     measures = sorted({m for k in chosen for m in (k.numerator, k.denominator)})
     df = unit_measures_expr(store, program, measures, window=pre_window, by=("week",)).execute()
     arm_of = _unit_arms(store, e)
-    n_t = sum(1 for a in arm_of.values() if a == "treatment")
+    n_t = sum(1 for a in arm_of.values() if a != "control")  # every arm but control (A/B/n)
     n_c = sum(1 for a in arm_of.values() if a == "control")
     planned = ((e.end - e.start).days + 1) / 7 if e.end else None
     dof = n_t + n_c - 2

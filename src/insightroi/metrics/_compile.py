@@ -42,6 +42,11 @@ __all__ = [
 Window = tuple[date, date]  # inclusive calendar dates
 
 
+def _is_arm(col: ir.StringValue, arm: str) -> ir.BooleanValue:
+    # "treatment" is every arm but control: an A/B/n experiment's treated volume is all its arms'.
+    return col != "control" if arm == "treatment" else col == arm
+
+
 def _epoch(naive_utc: datetime) -> float:
     # Stored timestamps are naive UTC; datetime.timestamp() would read a naive one as local time.
     return naive_utc.replace(tzinfo=timezone.utc).timestamp()
@@ -574,7 +579,7 @@ def measure_totals(store: Store, program: Program, measures: Iterable[str], *, w
     measures = list(measures)
     t = unit_measures_expr(store, program, measures, window=window, pre_window=None)
     if arm is not None:
-        t = t.filter(t.arm == arm)
+        t = t.filter(_is_arm(t.arm, arm))
     row = t.aggregate(_n=t.count(), **{m: t[m].sum() for m in measures}).execute().iloc[0]
     return {m: float(row[m] or 0.0) for m in measures} | {"units": float(row["_n"])}
 
@@ -631,7 +636,7 @@ def _totals_from_assignment(store: Store, program: Program, measures: Sequence[s
     a = a.filter((a.experiment == e.name) & (a.unit_type == e.unit))
     first = a.group_by(_uid=a.unit_id.cast("string")).aggregate(
         _arm=a.arm.argmin(a.assigned_at), _first_at=a.assigned_at.min())
-    first = first.filter(first._arm == arm)
+    first = first.filter(_is_arm(first._arm, arm))
     # Week of the first assignment, counted like the "week" grouping of unit_measures_expr.
     first = first.mutate(_from_week=ibis.greatest(_week_index(first._first_at, window[0], False), 0))
     n_weeks = ((window[1] - window[0]).days + 7) // 7

@@ -210,7 +210,7 @@ def store_period_effects(
         if len(df):
             last_period = max(last_period, int(df["_p"].max()))
     units = arms.unit_id.astype(str).to_numpy()
-    is_t = (arms.arm == "treatment").to_numpy()
+    is_t = (arms.arm != "control").to_numpy()  # every arm but control (A/B/n included)
     periods: dict[str, tuple] = {}
     for p in range(last_period + 1):
         num = np.array([totals["num"].get((p, u), 0.0) for u in units])

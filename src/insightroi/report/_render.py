@@ -43,7 +43,7 @@ _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹"}
 
 # Which sections each audience sees (order is page order). "full" shows everything present.
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "full": ("summary", "erasure", "failures", "tree", "experiment", "effects", "segments", "decision_rules", "cadence", "roi", "assumptions", "chain",
+    "full": ("summary", "erasure", "failures", "tree", "experiment", "effects", "arms", "segments", "decision_rules", "cadence", "roi", "assumptions", "chain",
              "insights", "monitor", "quasi", "claims"),
     "executive": ("summary", "erasure", "failures", "effects_brief", "decision_rules", "roi_brief", "chain_brief",
                   "monitor_brief", "claims"),
@@ -593,7 +593,7 @@ def _present(section: str, b: dict, lists: dict[str, list], *, claims: list, qua
     has = lambda *keys: all(b.get(k) for k in keys)  # noqa: E731
     return {
         "summary": True, "erasure": bool(b.get("erasure")), "failures": bool(b.get("failures")), "tree": has("kpis") or has("roi"), "experiment": has("experiment"),
-        "effects": has("kpis"), "segments": has("segments"), "effects_brief": has("kpis"), "effects_product": bool(lists["product_kpis"]),
+        "effects": has("kpis"), "segments": has("segments"), "arms": has("arms"), "effects_brief": has("kpis"), "effects_product": bool(lists["product_kpis"]),
         "decision_rules": bool(rules), "quasi": bool(quasi),
         "roi": has("roi"), "roi_brief": has("roi"), "assumptions": bool((b.get("roi") or {}).get("pools")),
         "chain": has("chain"), "chain_brief": has("chain"), "insights": has("insights"),
