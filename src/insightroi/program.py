@@ -620,8 +620,10 @@ class Measure(_Strict):
     @model_validator(mode="after")
     def _grammar(self) -> "Measure":
         if self.aggregation in ("count", "time_to_first") and self.value is not None:
-            raise ValueError(f"measure {self.name!r}: a {self.aggregation} measure takes no value (it reads the "
-                             "rows that pass its filter); use aggregation 'sum' or 'count_distinct' with a value")
+            what = ("counts the rows that pass its filter" if self.aggregation == "count"
+                    else "times each unit's first row that passes its filter")
+            raise ValueError(f"measure {self.name!r}: a {self.aggregation} measure takes no value (it {what}); "
+                             "use aggregation 'sum' or 'count_distinct' with a value")
         if self.aggregation not in ("count", "time_to_first") and self.value is None:
             raise ValueError(f"measure {self.name!r}: aggregation {self.aggregation!r} needs a value")
         if self.aggregation == "quantile" and self.quantile is None:

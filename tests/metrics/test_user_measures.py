@@ -406,7 +406,8 @@ SURVEY_TABLE = SURVEYS.split("[[measures]]")[0]
      "aggregation 'sum' or 'count_distinct' with a value"),
     (_measure(aggregation="mean"), "measures[0]: measure 'm': aggregation 'mean' needs a value"),
     (_measure(aggregation="median", value="rating"),
-     "measures[0].aggregation: Input should be 'count', 'sum', 'mean', 'count_distinct' or 'quantile'"),
+     "measures[0].aggregation: Input should be 'count', 'sum', 'mean', 'count_distinct', 'quantile' or "
+     "'time_to_first'"),
     (_measure(name="orders"), "measures[0].name: 'orders' is a built-in measure; give the measure another name"),
     (SURVEY_TABLE + _measure(table="surveys", aggregation="mean", value="npz"),
      f"(top level): measure 'm': value 'npz': unknown column 'npz' in table surveys; columns: {SURVEY_COLUMNS}"),
@@ -537,16 +538,7 @@ def test_time_helpers_and_spark_translation(grammar_table):
         assert "SELECT" in sql
 
 
-def test_starter_example_parses_uncommented():
-    text = starter_program_text()
-    start = text.index("# [[measures]]")
-    block = text[start:text.index("# ---- Experiment design")]
-    example = "\n".join(line.removeprefix("# ").removeprefix("#") for line in block.splitlines())
-    prog = parse_program(text + SURVEY_TABLE + example.replace("[[measures]]", "\n[[measures]]", 1))
-    assert prog.kpi("nps_score").denominator == "nps_count"
-    assert [r["definition"] for r in describe_measures(prog)] == [
-        "mean of case when nps >= 9 then 1 when nps <= 6 then -1 else 0 end over surveys where nps is not null "
-        "(a KPI divides nps by nps_count)"]
+# The starter program's commented CX block: tests/program/test_starter_cx_kpis.py.
 
 
 README_EXAMPLE = '''
