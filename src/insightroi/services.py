@@ -54,7 +54,7 @@ from insightroi.experiments import (
 from insightroi.insights import Alert, classify_store, current_topic_version, detect_spikes, insights_summary, write_alerts
 from insightroi.monitor import monitor_store
 from insightroi.program import Program
-from insightroi.report import VIEWS, export_pdf, render_html, write_report
+from insightroi.report import VIEWS, export_pdf, load_cadence, render_html, write_report
 from insightroi.roi import RoiVolumes, compute_roi
 from insightroi.stats import Result
 from insightroi.store import TABLES, Store
@@ -461,6 +461,9 @@ def run_report(store: Store, program: Program, out_dir: str | Path, *, view: str
                timings: dict[str, float] | None = None) -> tuple[Bundle, dict[str, Path]]:
     """Assemble the saved sections into the bundle and write report.html, report.json and the views.
 
+    With ``cadence``, the series saved for it (:func:`insightroi.report.run_cadence`) is added to
+    what is written, so each period is its own section.
+
     Returns
     -------
     (Bundle, dict)
@@ -470,6 +473,11 @@ def run_report(store: Store, program: Program, out_dir: str | Path, *, view: str
         check_option("view", view, VIEWS)
     bundle = assemble_bundle(store, program, failures=failures, timings=timings)
     data = bundle.to_report()
+    series = load_cadence(store, cadence) if cadence is not None else None
+    if series is not None:
+        # The period-by-period series `report --cadence` computed and saved (run_cadence): the
+        # pages, report.json and bundle:latest carry the same numbers.
+        data["cadence"] = series
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if view is None:

@@ -21,7 +21,7 @@ from insightroi._cli_common import (
     store_url,
 )
 from insightroi.program import load_program
-from insightroi.report import VIEWS, export_pdf, render_html
+from insightroi.report import VIEWS
 from insightroi.report._cadence import CADENCE_ALIASES, CADENCE_UNITS, cadence_unit, run_cadence
 from insightroi.services import run_report
 from insightroi.store import open_store
@@ -47,21 +47,14 @@ def report(
             fail(f"--cadence must be one of {', '.join(CADENCE_UNITS + tuple(CADENCE_ALIASES))}; got {cadence!r}")
         unit = cadence_unit(cadence)
     prog = run_or_fail(load_program, program)
-    series = None
     with run_or_fail(open_store, store_url(store)) as st:
         if unit is not None:
-            series = _cadence_series(st, prog, unit, quiet=as_json)
+            _cadence_series(st, prog, unit, quiet=as_json)  # saved as result cadence:<unit>
         try:
-            # With a series the pages are rendered again below; the PDF is printed from those.
-            bundle, paths = run_or_fail(run_report, st, prog, out, view=view, cadence=unit, pdf=pdf and series is None)
+            bundle, paths = run_or_fail(run_report, st, prog, out, view=view, cadence=unit, pdf=pdf)
         except RuntimeError as exc:
             fail(str(exc))
-    data = bundle.to_report()
-    if series is not None:
-        # The saved bundle has no cadence section (bundle.py does not assemble one yet): the
-        # pages and report.json get the series run_cadence saved, so they show its numbers.
-        data["cadence"] = series
-        paths = _rewrite_pages(data, paths, Path(out), view=view, unit=unit, pdf=pdf)
+    data = json.loads(Path(paths["json"]).read_text(encoding="utf-8"))  # what was written, series included
     if as_json:
         print(json.dumps(data, indent=1))
         return
@@ -91,20 +84,6 @@ def _cadence_series(st, prog, unit: str, *, quiet: bool) -> dict:
     for note in series.get("notes") or ():
         console.print(f"[yellow]note:[/] {escape(note)}")
     return series
-
-
-def _rewrite_pages(data: dict, paths: dict, out: Path, *, view: str | None, unit: str, pdf: bool) -> dict:
-    paths = dict(paths)
-    for v in ([view] if view else VIEWS):
-        target = out / ("report.html" if v == "full" else f"report-{v}.html")
-        target.write_text(render_html(data, view=v, cadence=unit), encoding="utf-8")
-        paths[v] = target
-    paths["json"] = out / "report.json"
-    paths["json"].write_text(json.dumps(data, indent=1, allow_nan=False), encoding="utf-8")
-    if pdf:
-        v = view or "executive"
-        paths["pdf"] = export_pdf(paths[v], out / f"report-{v}.pdf")
-    return paths
 
 
 def register(app: typer.Typer) -> None:
