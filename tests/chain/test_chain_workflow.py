@@ -265,3 +265,31 @@ def test_same_chain_on_pyspark(store, tmp_path):
         assert sa["by_team"] == sb["by_team"]
     finally:
         spark.close()
+
+
+def test_reviews_without_a_model_version_are_compared_with_the_model_in_force(tmp_path):
+    url = f"duckdb:///{tmp_path / 'r.duckdb'}"
+    ins = pd.DataFrame([
+        # v1 said defect on day 0, v2 said shipping on day 5: a review on day 3 judged v1.
+        {"id": "a1", "feedback_id": "f1", "task": "topic", "label": "product_defect", "model_version": "v1",
+         "created_at": T0},
+        {"id": "a2", "feedback_id": "f1", "task": "topic", "label": "shipping_delay", "model_version": "v2",
+         "created_at": T0 + 5 * D},
+        {"id": "b1", "feedback_id": "f2", "task": "topic", "label": "sizing", "model_version": "v1", "created_at": T0},
+    ])
+    reviews = pd.DataFrame([
+        {"id": "r1", "feedback_id": "f1", "task": "topic", "label": "product_defect", "reviewed_at": T0 + 3 * D},
+        {"id": "r2", "feedback_id": "f1", "task": "topic", "label": "product_defect", "reviewed_at": T0 + 6 * D},
+        {"id": "r3", "feedback_id": "f2", "task": "topic", "label": "price_value", "reviewed_at": T0 + D},
+        # Reviewed before any model saw it: no model label to compare with, left out.
+        {"id": "r4", "feedback_id": "f2", "task": "topic", "label": "sizing", "reviewed_at": T0 - D},
+    ])
+    with open_store(url) as st, st.transaction():
+        st.append("insights", ins)
+        st.append("review_labels", reviews)
+    with open_store(url) as st:
+        d = reviewer_disagreement(st).set_index("model_label")
+    assert d.loc["product_defect", ["reviewed", "disagreements"]].tolist() == [1, 0]   # r1 vs v1
+    assert d.loc["shipping_delay", ["reviewed", "disagreements"]].tolist() == [1, 1]   # r2 vs v2
+    assert d.loc["sizing", ["reviewed", "disagreements"]].tolist() == [1, 1]           # r3
+    assert int(d.reviewed.sum()) == 3

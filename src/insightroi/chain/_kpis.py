@@ -111,17 +111,26 @@ def _group_kpis(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
 def reviewer_disagreement(store: Store, *, task: str = "topic") -> pd.DataFrame:
     """Share of human review labels that differ from the model's label, per model label.
 
-    The model label is ``review_labels.model_label``, or, where that is null, the ``insights``
-    label for the same feedback, task and model version. Returns ``model_label, reviewed,
-    disagreements, disagreement_rate``.
+    The model label is ``review_labels.model_label``; where that is null, the ``insights`` label
+    for the same feedback, task and model version; where the review names no version either, the
+    label of the model in force when the review was made (the latest insight for that feedback and
+    task created at or before ``reviewed_at``). Returns ``model_label, reviewed, disagreements,
+    disagreement_rate``.
     """
     rl = store.table("review_labels")
     rl = rl.filter(rl.task == task)
-    ins = store.table("insights").select(
-        i_fid=_.feedback_id, i_task=_.task, i_ver=_.model_version, i_label=_.label
+    ins = store.table("insights")
+    ins = ins.filter(ins.task == task).select(
+        i_fid=_.feedback_id, i_ver=_.model_version, i_label=_.label, i_at=_.created_at
     )
-    j = rl.left_join(ins, [rl.feedback_id == ins.i_fid, rl.task == ins.i_task, rl.model_version == ins.i_ver])
-    j = j.mutate(ml=ibis.coalesce(j.model_label, j.i_label)).filter(_.ml.notnull())
+    # Reviews exported from a labelling tool often carry no model version: without the as-of
+    # label every one of them dropped out and the disagreement read "-".
+    cand = rl.select(r_id=rl.id, r_fid=rl.feedback_id, r_at=rl.reviewed_at)
+    cand = cand.join(ins, [cand.r_fid == ins.i_fid, ins.i_at <= cand.r_at])
+    asof = cand.group_by(a_id=cand.r_id).aggregate(a_label=cand.i_label.argmax(cand.i_at))
+    j = rl.left_join(ins, [rl.feedback_id == ins.i_fid, rl.model_version == ins.i_ver])
+    j = j.left_join(asof, j.id == asof.a_id)
+    j = j.mutate(ml=ibis.coalesce(j.model_label, j.i_label, j.a_label)).filter(_.ml.notnull())
     agg = j.group_by(model_label=j.ml).aggregate(
         reviewed=j.count(), disagreements=j.count(where=j.label != j.ml)
     )
