@@ -16,6 +16,12 @@ from insightroi.program import Program
 __all__ = ["claim_panel", "validate_claim_in_store"]
 
 
+def _pre_weeks(program: Program) -> int:
+    # The panel's weeks count from the pre-period's start, rounded up to whole weeks so the
+    # rollout falls on a week boundary.
+    return max(1, -(-program.experiment.pre_period_days // 7))
+
+
 def claim_panel(store: Any, program: Program, kpis: list[str], *, end: date | None = None):
     """Unit x week panel of the numerators and denominators of ``kpis`` (plus ``treated``).
 
@@ -31,7 +37,7 @@ def claim_panel(store: Any, program: Program, kpis: list[str], *, end: date | No
         The panel (``unit, period, treated, <measure>...``) and the rollout week index.
     """
     e = program.experiment
-    pre_weeks = max(1, -(-e.pre_period_days // 7))
+    pre_weeks = _pre_weeks(program)
     start = e.start - timedelta(days=7 * pre_weeks)
     stop = end or e.end or date.today()
     measures = []
@@ -72,7 +78,7 @@ def validate_claim_in_store(store: Any, program: Program, claim: str, kpi: str, 
     # Weeks are counted from the panel's first day: the claim compares the "before" weeks with the
     # "after" weeks, so an event anywhere in that span can explain the change.
     e = program.experiment
-    first = e.start - timedelta(days=7 * max(1, -(-e.pre_period_days // 7)))
+    first = e.start - timedelta(days=7 * _pre_weeks(program))
     span = (first + timedelta(days=7 * int(report.windows["before"][0])),
             first + timedelta(days=7 * int(report.windows["after"][1]) + 6))
     check = annotation_check(store_annotations(store, span), span, rule=e.annotation_rule,
