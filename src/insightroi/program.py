@@ -200,6 +200,12 @@ class ExperimentDesign(_Strict):
     # Normal prior on the relative effect; no prior_sd: flat (improper) prior, as gbstats' default.
     prior_mean: Annotated[float, Field(strict=False, allow_inf_nan=False)] = 0.0
     prior_sd: Annotated[float, Field(strict=False, allow_inf_nan=False, gt=0)] | None = None
+    # Variance reduction beyond CUPED's one pre-period value: measures whose pre-period per-unit
+    # values join the KPI's own as regressors (multi-covariate regression adjustment).
+    covariates: list[str] = []
+    # CUPAC: the covariates and the KPI's own pre-period feed a model fitted on pre-period data
+    # only, and its prediction is the control variate (never fed treatment-period outcomes).
+    cupac: bool = False
 
     @model_validator(mode="after")
     def _ordered(self) -> "ExperimentDesign":
@@ -761,6 +767,10 @@ class Program(_Strict):
         topics = [t.topic for t in self.taxonomy]
         if len(set(topics)) != len(topics):
             raise ValueError("taxonomy topics must be unique")
+        for i, name in enumerate(self.experiment.covariates):
+            if name not in self.measure_names():
+                raise ValueError(f"experiment.covariates[{i}]: unknown measure {name!r}; known measures: "
+                                 f"{', '.join(self.measure_names())}")
         if self.experiment.primary_kpi not in kpi_names:
             raise ValueError(
                 f"experiment.primary_kpi {self.experiment.primary_kpi!r} is not a KPI; KPIs: {kpi_names}"
