@@ -39,6 +39,8 @@ __all__ = [
     "IngestSettings",
     "UserTable",
     "Measure",
+    "Channel",
+    "QuietHours",
     "USER_COLUMN_TYPES",
     "USER_RESERVED_COLUMNS",
     "MEASURES",
@@ -682,6 +684,93 @@ class Measure(_Strict):
                                  f"columns: {', '.join(columns)}")
 
 
+_ENV_REF = r"^env:[A-Za-z_][A-Za-z0-9_]*$"
+_HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class QuietHours(_Strict):
+    """Hours a channel receives nothing but critical alerts; held messages go out when they end.
+
+    ``start`` and ``end`` are ``HH:MM`` wall-clock times in ``timezone`` (default: the program's
+    timezone, else UTC); ``start`` after ``end`` spans midnight (22:00 to 07:00).
+    """
+
+    start: Annotated[str, Field(pattern=_HHMM)]
+    end: Annotated[str, Field(pattern=_HHMM)]
+    timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str | None) -> str | None:
+        return ProgramMeta._known_zone(v)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "QuietHours":
+        if self.start == self.end:
+            raise ValueError(f"quiet_hours: start and end are both {self.start}; leave quiet_hours out for none")
+        return self
+
+
+class Channel(_Strict):
+    """Where one owner's alerts are delivered (``[[channels]]``): a chat webhook, e-mail or a signed webhook.
+
+    Secrets never appear in the file: ``secret``, ``smtp_password`` and (for Slack and Teams,
+    whose webhook URL is itself the credential) ``url`` may be ``"env:NAME"``, read from the
+    environment when the deliverer runs. A generic ``webhook`` is signed with HMAC-SHA256 over
+    the timestamp and the body, so it needs ``secret``.
+    """
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)]
+    kind: Literal["slack", "teams", "email", "webhook"]
+    owners: Annotated[list[str], Field(min_length=1)]
+    url: str | None = None
+    secret: Annotated[str, Field(pattern=_ENV_REF)] | None = None
+    smtp_host: str | None = None
+    smtp_port: Annotated[int, Field(strict=True, ge=1, le=65535)] = 25
+    smtp_user: str | None = None
+    smtp_password: Annotated[str, Field(pattern=_ENV_REF)] | None = None
+    smtp_starttls: bool = False
+    from_address: str | None = Field(None, alias="from")
+    to: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = []
+    # immediate: each alert as it comes; daily / weekly: held to the next 00:00 UTC (Monday for
+    # weekly). High and critical alerts always go at once.
+    digest: Literal["immediate", "daily", "weekly"] = "immediate"
+    quiet_hours: QuietHours | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("secret", "smtp_password", mode="before")
+    @classmethod
+    def _reference_only(cls, v, info):
+        if isinstance(v, str) and not v.startswith("env:"):
+            raise ValueError(f"{info.field_name} must name an environment variable (\"env:NAME\"), not hold the "
+                             "secret itself: the program file is shared and versioned")
+        return v
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> "Channel":
+        where = f"channel {self.name!r} ({self.kind})"
+        if self.kind == "email":
+            missing = [f for f, v in (("smtp_host", self.smtp_host), ("from", self.from_address), ("to", self.to))
+                       if not v]
+            if missing:
+                raise ValueError(f"{where} needs {', '.join(missing)}")
+            if not re.match(r"^[^@\s]+@[^@\s]+$", self.from_address):
+                raise ValueError(f"{where}: from must be an e-mail address, not {self.from_address!r}")
+            if self.url is not None:
+                raise ValueError(f"{where} takes smtp_host, not url")
+        else:
+            if not self.url:
+                raise ValueError(f"{where} needs url (the incoming-webhook address, or \"env:NAME\")")
+            if not (re.match(_ENV_REF, self.url) or re.match(r"^https?://[^\s/]+", self.url)):
+                raise ValueError(f"{where}: url must be an http(s) address or \"env:NAME\", not {self.url!r}")
+            if self.smtp_host or self.to or self.from_address:
+                raise ValueError(f"{where} takes url, not smtp_host / from / to")
+        if self.kind == "webhook" and self.secret is None:
+            raise ValueError(f"{where} needs secret (\"env:NAME\"): its requests are signed with HMAC-SHA256")
+        return self
+
+
 class Program(_Strict):
     """The whole program file. Build it with :func:`load_program` or :func:`parse_program`."""
 
@@ -705,6 +794,8 @@ class Program(_Strict):
                     Annotated[int, Field(strict=True, ge=1, le=36_500)]] = {}
     # Measures over the store's tables or the user's ([[measures]]); KPIs name them like built-ins.
     measures: list[Measure] = []
+    # Where alerts are delivered ([[channels]]), per owner; insightroi.delivery reads them.
+    channels: list[Channel] = []
 
     @model_validator(mode="before")
     @classmethod
@@ -788,7 +879,27 @@ class Program(_Strict):
         dupes = {n for n in table_names if table_names.count(n) > 1}
         if dupes:
             raise ValueError(f"table names must be unique; repeated: {sorted(dupes)}")
+        self._check_channels()
         return self
+
+    def _check_channels(self) -> None:
+        names = [c.name for c in self.channels]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"channel names must be unique; repeated: {sorted(dupes)}")
+        known = self.owners()
+        for i, c in enumerate(self.channels):
+            for owner in c.owners:
+                if owner not in known:
+                    raise ValueError(f"channels[{i}].owners: {owner!r} owns no topic or KPI; owners: {', '.join(known)}")
+
+    def owners(self) -> list[str]:
+        """Every owner the program names: the taxonomy's topic owners, then the KPIs' (sorted, unique)."""
+        return sorted({t.owner for t in self.taxonomy} | {k.owner for k in self.kpis})
+
+    def channels_for(self, owner: str) -> list[Channel]:
+        """The ``[[channels]]`` that deliver ``owner``'s alerts (empty when none names it)."""
+        return [c for c in self.channels if owner in c.owners]
 
     def _check_measures(self) -> None:
         names = [m.name for m in self.measures]

@@ -36,6 +36,8 @@ CHAIN_EVENT_TYPES = (
     "outcome",
     "ignored",
     "overridden",
+    # Written by the deliverer (insightroi.delivery) when a channel refused an alert for good.
+    "delivery_failed",
 )
 ANNOTATION_KINDS = ("promotion", "stockout", "outage", "policy_change", "price_change", "other")
 
@@ -340,6 +342,39 @@ TABLES: dict[str, TableSpec] = {
             },
             key="id", required=("id", "target_table", "reason"), time_column="quarantined_at", ingestible=False,
             description="Rows that failed validation, with file, row number, field and reason.",
+        ),
+        # The delivery outbox (insightroi.delivery). Rows change state in place (claimed, sent,
+        # retried), so it lives on the embedded DuckDB store only; see insightroi.delivery.
+        _spec(
+            "alert_outbox",
+            {
+                "id": "string", "team": "string", "topic": "string", "sku_family": "string",
+                "severity": "string", "payload": "string", "enqueued_at": "timestamp",
+            },
+            key="id", required=("id", "payload"), time_column="enqueued_at", ingestible=False,
+            description="Alerts handed to the deliverer, written once with their delivery rows (id = alert_id).",
+        ),
+        _spec(
+            "deliveries",
+            {
+                "id": "string", "alert_id": "string", "channel": "string", "kind": "string",
+                "idempotency_key": "string", "status": "string", "attempts": "int64",
+                "next_attempt_at": "timestamp", "claimed_at": "timestamp", "last_error": "string",
+                "created_at": "timestamp", "delivered_at": "timestamp",
+            },
+            key="id", required=("id", "alert_id", "channel", "idempotency_key", "status"),
+            time_column="created_at", ingestible=False,
+            description="One row per alert x channel: pending -> sending -> delivered | dead, with attempts.",
+        ),
+        _spec(
+            "dead_letters",
+            {
+                "id": "string", "delivery_id": "string", "alert_id": "string", "channel": "string",
+                "kind": "string", "attempts": "int64", "last_error": "string", "payload": "string",
+                "dead_at": "timestamp",
+            },
+            key="id", required=("id", "delivery_id", "alert_id", "channel"), time_column="dead_at", ingestible=False,
+            description="Deliveries that failed for good (refused, out of attempts, or lost in a crash).",
         ),
         _spec(
             "ingest_batches",

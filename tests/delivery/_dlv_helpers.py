@@ -1,0 +1,141 @@
+"""Shared parts of the delivery tests: a program with channels, seeded alerts, a real HTTP receiver."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pyarrow as pa
+
+from insightroi.delivery import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_webhook
+from insightroi.program import parse_program, starter_program_text
+
+WEBHOOK_SECRET = "whsec-test-8f2d6c1e0b9a7d5c3e1f"
+T0 = datetime(2026, 11, 2, 0, 0)
+
+
+def program_with(channels_toml: str):
+    """The starter program with ``channels_toml`` ([[channels]] blocks) appended."""
+    return parse_program(starter_program_text() + "\n" + channels_toml, source="test")
+
+
+def seed_alerts(store, n: int, *, team: str = "logistics", topic: str = "shipping_delay", start: int = 0) -> list[str]:
+    """``n`` alerts as the detector writes them (batch 'detect'), each with two evidence insights."""
+    ev, ins, ids = [], [], []
+    for i in range(start, start + n):
+        aid = f"alert-{i:04d}"
+        fids = [f"fb-{i:04d}-{j}" for j in range(2)]
+        ids.append(aid)
+        ev.append({"id": aid, "event_type": "alert_delivered", "alert_id": aid, "event_time": T0 + timedelta(hours=i),
+                   "actor": "insightroi-detect", "team": team, "topic": topic, "sku_family": f"FAM-{i % 5}",
+                   "payload": json.dumps({"observed": 40 + i, "expected": 12.5, "p_value": 1e-6, "day": "2026-11-01",
+                                          "window_days": 1, "feedback_ids": fids}),
+                   "batch_id": "detect"})
+        for j, fid in enumerate(fids):
+            ins.append({"id": f"ins-{fid}", "feedback_id": fid, "task": "topic", "label": topic, "score": 0.9,
+                        "confidence": 0.9 - j / 10, "evidence": f"parcel {i} arrived {j + 5} days late",
+                        "method": "lexicon", "model_version": "topic-lex-1", "created_at": T0})
+    with store.transaction():
+        store.append("chain_events", pa.Table.from_pylist(ev))
+        store.append("insights", pa.Table.from_pylist(ins))
+    return ids
+
+
+def rows(store, sql: str, params=None) -> list[dict]:
+    return store.sql(sql, params or []).to_pylist()
+
+
+class Receiver:
+    """A real HTTP receiver on loopback that checks the HMAC signature and drops resends by key.
+
+    ``accepted``: key -> body of each first receipt; ``requests``: every request as
+    (key, status); ``kill_after``: after that many accepted requests the server shuts itself
+    down (mid-batch), and ``restart()`` brings it back on the same port.
+    """
+
+    def __init__(self, secret: str = WEBHOOK_SECRET, port: int = 0) -> None:
+        self.secret = secret.encode()
+        self.accepted: dict[str, dict] = {}
+        self.requests: list[tuple[str | None, int]] = []
+        self.kill_after: int | None = None
+        self.killed = threading.Event()
+        self.down = threading.Event()
+        self.lock = threading.Lock()
+        self.status_override: int | None = None
+        # First receipts whose answer is never sent (the receiver dies after storing the body).
+        self.drop_responses = 0
+        self._start(port)
+
+    def _start(self, port: int) -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):  # quiet test output
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                key = self.headers.get(IDEMPOTENCY_HEADER)
+                ok = verify_webhook(outer.secret, self.headers.get(TIMESTAMP_HEADER),
+                                    self.headers.get(SIGNATURE_HEADER), body, now=time.time())
+                with outer.lock:
+                    if outer.status_override is not None:
+                        status = outer.status_override
+                    elif not ok:
+                        status = 401
+                    else:
+                        status = 200
+                        if key not in outer.accepted:
+                            outer.accepted[key] = json.loads(body)
+                            if outer.drop_responses > 0:
+                                outer.drop_responses -= 1
+                                outer.requests.append((key, 0))
+                                self.close_connection = True
+                                return
+                    outer.requests.append((key, status))
+                    stop = (outer.kill_after is not None and status == 200 and len(outer.accepted) >= outer.kill_after
+                            and not outer.killed.is_set())
+                    if stop:
+                        outer.killed.set()
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                if stop:
+                    threading.Thread(target=outer.kill, daemon=True).start()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def kill(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.down.set()
+
+    def restart_after(self, seconds: float) -> threading.Thread:
+        """In the background: once the kill is done, wait ``seconds`` and listen again on the same port."""
+
+        def later():
+            self.down.wait(30)
+            time.sleep(seconds)
+            self.down.clear()
+            self._start(self.port)
+
+        t = threading.Thread(target=later, daemon=True)
+        t.start()
+        return t
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.kill()
+
+
+def fingerprint_of(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
