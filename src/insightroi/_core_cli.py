@@ -22,6 +22,7 @@ from insightroi.experiments import MAX_WEEKS, power_table
 from insightroi.metrics import describe_measures
 from insightroi.privacy import resolve_retention
 from insightroi.program import load_program, starter_program_text
+from insightroi.services import save_roi_projection
 from insightroi.store import TABLES, duckdb_file, open_store
 
 
@@ -88,6 +89,7 @@ def plan(
         return
     with run_or_fail(open_store, url) as st:
         rows = run_or_fail(power_table, prog, st)
+        projection = run_or_fail(save_roi_projection, st, prog, rows) if rows else None
     if not rows:
         return
     # Side by side: what a plain comparison would need and what the analysis, which is
@@ -128,6 +130,24 @@ def plan(
         "measured between two adjacent pre-period windows; CUPED leaves (1 - rho^2) of the plain variance. "
         f"Units are the randomization units ({e.unit}), so the between-unit (intra-cluster) variance is included."
     )
+    _print_projection(projection, prog.program.currency)
+
+
+def _print_projection(projection: dict | None, currency: str) -> None:
+    # What plan saved as the projected ROI, or why it saved none.
+    if projection is None:
+        return
+    if not projection.get("saved"):
+        console.print(escape(f"No projected ROI saved: {projection.get('reason', '')}."), style="dim")
+        return
+    r = projection["roi"]
+    console.print(escape(
+        f"Projected ROI over {r['months']:.1f} months ({projection['basis']}; volumes from "
+        f"{projection['window'][0]} to {projection['window'][1]}): expected {r['estimate']:.1%}, median "
+        f"{r['median']:.1%}, conservative (10th pct.) {r['conservative']:.1%}, P(ROI > 0) {r['p_positive']:.1%}; "
+        f"hard benefit {currency} {r['benefit']:,.0f} vs cost {currency} {r['cost']:,.0f}. Saved: "
+        "`insightroi roi` and the report set the realized ROI beside it."
+    ))
 
 
 def status(store: StoreOption = None) -> None:

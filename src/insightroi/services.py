@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from insightroi.errors import DataError, check_option
 from insightroi.experiments import (
     analyze_experiment,
     effect_correlation,
+    power_table,
     quasi_section,
     treated_volumes,
     validate_claim_in_store,
@@ -55,7 +56,7 @@ from insightroi.insights import Alert, classify_store, current_topic_version, de
 from insightroi.monitor import monitor_store
 from insightroi.program import Program
 from insightroi.report import VIEWS, export_pdf, load_cadence, render_html, write_report
-from insightroi.roi import RoiVolumes, compute_roi
+from insightroi.roi import RoiVolumes, compute_roi, projected_effects, roi_drivers, roi_waterfall
 from insightroi.stats import Result
 from insightroi.store import TABLES, Store
 
@@ -411,6 +412,7 @@ def run_roi(store: Store, program: Program, *, draws: int = ROI_DRAWS, seed: int
     result = compute_roi(program, effects, volumes, draws=draws, rng=seed, correlation=corr or None,
                          horizon_months=horizon)
     payload = result.to_dict()
+    payload["projection"] = _projected_vs_realized(store, program, effects, volumes, horizon)
     store.save_result("roi", "latest", payload)
     truth = (_truth(store) or {}).get("roi")
     section = RoiSection.model_validate({**payload, "seed": seed, "draws": draws})
@@ -422,6 +424,80 @@ def run_roi(store: Store, program: Program, *, draws: int = ROI_DRAWS, seed: int
     section.provenance = _provenance(store, program, "roi", t0)
     save_section(store, "roi", section)
     return section
+
+
+PROJECTION_ID = "roi_projection:plan"
+
+
+def save_roi_projection(store: Store, program: Program, power_rows: Sequence[dict[str, Any]], *,
+                        draws: int = ROI_DRAWS, seed: int = ROI_SEED) -> dict[str, Any]:
+    """Price the planned effect at plan time and save it, so reports can set the realized ROI beside it.
+
+    The effect of each priced KPI is the planned MDE on its pre-period baseline (the effect the
+    design is powered to detect), with the standard error the power analysis expects; volumes
+    are the treated units' pre-period volumes, run at the same monthly rate over the program's
+    horizon; unit values and costs are the program's. Saved as ``roi_projection:plan``.
+
+    Returns
+    -------
+    dict
+        ``saved`` (bool), and either ``reason`` (why nothing could be projected) or the
+        projection: ``roi`` (as the ROI stage's payload), ``drivers`` (see
+        :func:`insightroi.roi.roi_drivers`), ``effects``, ``window`` (the pre-period the volumes
+        come from) and ``horizon_months``.
+    """
+    if not program.value_pools or not program.costs:
+        return {"saved": False, "reason": "the program prices no KPI or lists no cost"}
+    effects = projected_effects(program, power_rows)
+    if not effects:
+        return {"saved": False, "reason": "no priced KPI has a pre-period baseline in the store"}
+    e = program.experiment
+    pre = (e.start - timedelta(days=e.pre_period_days), e.start - timedelta(days=1))
+    by_kpi = treated_volumes(store, program, window=pre)
+    feedback = by_kpi.pop("_feedback", {}).get("feedback", 0.0)
+    if not any(by_kpi[k]["denominator"] for k in effects):
+        return {"saved": False, "reason": "no treated units with pre-period volume: assign units first (insightroi assign)"}
+    volumes = RoiVolumes(kpis={k: float(v["denominator"]) for k, v in by_kpi.items()}, feedback=float(feedback),
+                         months=((pre[1] - pre[0]).days + 1) / 30.4375)
+    horizon = float(program.program.horizon_months)
+    result = compute_roi(program, effects, volumes, draws=draws, rng=seed, horizon_months=horizon)
+    payload = {"saved": True, "roi": result.to_dict(), "drivers": roi_drivers(program, effects, volumes, horizon),
+               "effects": {k: r.to_dict() for k, r in effects.items()},
+               "window": [pre[0].isoformat(), pre[1].isoformat()], "horizon_months": horizon,
+               "basis": f"planned MDE of {e.mde_relative:.0%} on each priced KPI's pre-period baseline"}
+    store.save_result("roi_projection", "plan", payload, result_id=PROJECTION_ID)
+    return payload
+
+
+def ensure_roi_projection(store: Store, program: Program) -> dict[str, Any] | None:
+    """Save the projection ``insightroi plan`` would have saved, when none is in the store.
+
+    ``insightroi run`` and the demo skip ``plan``; the projection reads only the pre-period, so
+    saving it late gives the same figures as at plan time. A projection already saved (by an
+    earlier ``plan``) is kept: it is the record of what was expected.
+    """
+    if store.load_result(PROJECTION_ID) is not None:
+        return None
+    return save_roi_projection(store, program, power_table(program, store))
+
+
+def _projected_vs_realized(store: Store, program: Program, effects: dict[str, Result], volumes: RoiVolumes,
+                           horizon: float) -> dict[str, Any] | None:
+    # The realized side is the same expected-case arithmetic on the estimates; a projection
+    # over another horizon (the program changed since plan) is not comparable and is named so.
+    saved = store.load_result(PROJECTION_ID)
+    if not saved or not saved.get("saved"):
+        return None
+    proj = saved["roi"]
+    out = {"projected": {k: proj.get(k) for k in ("estimate", "median", "conservative", "ci_low", "ci_high",
+                                                   "p_positive", "benefit", "cost")},
+           "basis": saved.get("basis"), "window": saved.get("window"), "waterfall": None}
+    if abs(float(saved.get("horizon_months", 0)) - horizon) > 1e-9:
+        out["note"] = (f"the projection covers {saved.get('horizon_months')} months, this ROI {horizon:g}: "
+                       "no driver split; re-run `insightroi plan`")
+        return out
+    out["waterfall"] = roi_waterfall(saved["drivers"], roi_drivers(program, effects, volumes, horizon))
+    return out
 
 
 def run_quasi(store: Store, program: Program) -> QuasiSection:
@@ -541,7 +617,7 @@ def run_all(store: Store, program: Program, *, out_dir: str | Path = "report", s
         "insights": lambda: run_insights(store, program, validation=validation() if validation else None),
         "chain": lambda: run_chain(store, program),
         "analyze": lambda: run_analyze(store, program),
-        "roi": lambda: run_roi(store, program),
+        "roi": lambda: (ensure_roi_projection(store, program), run_roi(store, program))[1],
         "quasi": lambda: run_quasi(store, program),
         "monitor": lambda: run_monitor(store, program),
     }

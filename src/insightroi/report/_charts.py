@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Sequence
 from html import escape
 
-__all__ = ["forest_svg", "tornado_svg", "histogram_svg", "funnel_svg", "bars_svg", "trend_svg", "PALETTE"]
+__all__ = ["forest_svg", "tornado_svg", "histogram_svg", "funnel_svg", "bars_svg", "trend_svg", "waterfall_svg", "PALETTE"]
 
 PALETTE = {
     "ink": "#1f2937", "muted": "#6b7280", "grid": "#e5e7eb", "axis": "#9ca3af",
@@ -130,6 +130,37 @@ def tornado_svg(rows: Sequence[dict], base: float, *, fmt: Callable[[float], str
     bx = x(base)
     body.append(f'<line x1="{bx:.1f}" y1="{top - 6}" x2="{bx:.1f}" y2="{height - bottom + 4}" '
                 f'stroke="{PALETTE["ink"]}" stroke-width="1.5"/>')
+    return _svg(width, height, "".join(body), title)
+
+
+def waterfall_svg(start: tuple[str, float], steps: Sequence[tuple[str, float]], end: tuple[str, float], *,
+                  fmt: Callable[[float], str], title: str = "Projected vs realized ROI by driver",
+                  width: int = 980, label_width: int = 290) -> str:
+    """Waterfall: a start bar, one floating bar per step (green up, red down), an end bar.
+
+    The steps are drawn from the running total, so they close on ``end`` only when they add up to
+    ``end - start`` -- the chart shows a gap that does not add up rather than hiding it.
+    """
+    row_h, top, bottom = 28, 12, 34
+    n = len(steps) + 2
+    height = top + bottom + row_h * n
+    running, spans = start[1], []
+    for _, v in steps:
+        spans.append((running, running + v))
+        running += v
+    lo, hi = _pad_range([start[1], end[1], *[x for s in spans for x in s]])
+    x = _scale(lo, hi, label_width, width - 20)
+    body = [_x_axis(x, _nice_ticks(lo, hi), top - 4, height - bottom + 4, fmt)]
+    rows = [(start[0], 0.0, start[1], PALETTE["neutral"])]
+    rows += [(label, a, b, PALETTE["good"] if b >= a else PALETTE["bad"]) for (label, _), (a, b) in zip(steps, spans)]
+    rows.append((end[0], 0.0, end[1], PALETTE["neutral"]))
+    for i, (label, a, b, colour) in enumerate(rows):
+        y = top + row_h * i + 4
+        x0, x1 = sorted((x(a), x(b)))
+        body.append(f'<text x="{label_width - 10}" y="{y + 14}" text-anchor="end" fill="{PALETTE["ink"]}">'
+                    f"{escape(label)}</text>")
+        body.append(f'<rect x="{x0:.1f}" y="{y}" width="{max(x1 - x0, 1.0):.1f}" height="{row_h - 8}" '
+                    f'fill="{colour}" opacity="0.8"/>')
     return _svg(width, height, "".join(body), title)
 
 

@@ -453,6 +453,11 @@ def _context(bundle: dict, view: str, cadence: str | None) -> dict[str, Any]:
         base = next((roi[k] for k in ("estimate", "median") if _finite(roi.get(k))), 0.0)
         charts["tornado"] = _charts.tornado_svg(
             [{**t, "input": str(t.get("input", "?")).replace("_", " ")} for t in tornado], base, fmt=roi_fmt)
+    gap = (roi.get("projection") or {}).get("waterfall")
+    if gap:
+        charts["waterfall"] = _charts.waterfall_svg(
+            ("projected (plan)", gap["projected_roi"]), [(s["label"], s["roi"]) for s in gap["steps"]],
+            ("realized", gap["realized_roi"]), fmt=roi_fmt)
     hist = roi.get("histogram") or {}
     if hist.get("counts") and len(hist.get("edges") or []) == len(hist["counts"]) + 1:
         markers = [("median", roi.get("median")), ("break-even", 0.0)]

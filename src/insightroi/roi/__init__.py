@@ -5,6 +5,7 @@ saved results from the store and calls :func:`compute_roi`.
 """
 
 from insightroi.roi._engine import RoiResult, RoiVolumes, compute_roi
+from insightroi.roi._projection import DRIVER_LABELS, DRIVERS, expected_roi, projected_effects, roi_drivers, roi_waterfall
 from insightroi.roi._formulas import (
     avoided_events,
     benefit_cost_ratio,
@@ -15,6 +16,12 @@ from insightroi.roi._formulas import (
 )
 
 __all__ = [
+    "DRIVERS",
+    "DRIVER_LABELS",
+    "expected_roi",
+    "projected_effects",
+    "roi_drivers",
+    "roi_waterfall",
     "RoiResult",
     "RoiVolumes",
     "avoided_events",

@@ -6,6 +6,7 @@ import json
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from insightroi._cli_common import (
@@ -92,6 +93,28 @@ def print_roi(res: dict[str, Any]) -> None:
     )
     for n in res['notes']:
         console.print(f"[dim]note: {n}[/]")
+    _print_gap(res.get("projection"), cur)
+
+
+def _print_gap(proj: dict[str, Any] | None, cur: str) -> None:
+    if not proj:
+        return
+    p = proj["projected"]
+    console.print(escape(f"Projected at plan time ({proj.get('basis')}): expected ROI {_pct(p['estimate'])}, "
+                         f"conservative {_pct(p['conservative'])}."))
+    w = proj.get("waterfall")
+    if not w:
+        if proj.get("note"):
+            console.print(f"[dim]note: {escape(proj['note'])}[/]")
+        return
+    t = Table(title="Projected vs realized ROI (expected case): the gap by driver (Shapley shares; they add up)")
+    for c in ("", "ROI", "net hard value"):
+        t.add_column(c, justify="left" if not c else "right")
+    t.add_row("projected", _pct(w["projected_roi"]), _money(w["projected_net"], cur))
+    for step in w["steps"]:
+        t.add_row(f"  {step['label']}", f"{100 * step['roi']:+,.1f} pts", _money(step["net"], cur))
+    t.add_row("realized", _pct(w["realized_roi"]), _money(w["realized_net"], cur))
+    console.print(t)
 
 
 def roi(
