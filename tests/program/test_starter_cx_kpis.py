@@ -3,7 +3,12 @@ the commented block between ``# >>> CX KPIs`` and ``# <<< CX KPIs`` is valid as 
 uncommented, every measure in it compiles, and the KPIs over the store's own tables run on a demo
 world, where the resolution-time truth is known: tickets' handling hours are drawn from one
 distribution under both policies (demo/_rows.py: lognormal, median 20 h), so the true effect on the
-mean and the median resolution time is zero."""
+mean and the median resolution time is zero.
+
+The block reads two tables of the user's own (``surveys``, ``customers``), so it ships commented
+out: analyze refuses a KPI over a user table the store does not hold, and a fresh ``insightroi
+init`` store holds none. The demo world writes both tables and runs the block active
+(tests/demo/test_demo_cx_kpis.py checks its estimates against the planted truth)."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import math
 
 import pytest
 
+from insightroi.demo._cx import activate_cx_block
 from insightroi.experiments import analyze_experiment
 from insightroi.metrics import describe_measures
 from insightroi.pipeline import ingest_world
@@ -28,20 +34,33 @@ def uncommented(text: str) -> str:
 
 
 def test_the_block_parses_and_every_measure_compiles():
+    shipped = parse_program(starter_program_text())
     prog = parse_program(uncommented(starter_program_text()))
     names = [k.name for k in prog.kpis]
-    for k in ("nps_score", "csat_top2", *OWN_TABLES, "repeat_purchase_rate", "churn_90d"):
-        assert k in names
+    cx = ("nps_score", "csat_top2", *OWN_TABLES, "repeat_purchase_rate", "churn_90d")
+    for k in cx:
+        assert k in names and k not in [s.name for s in shipped.kpis]
+    assert not shipped.tables
     defs = {m["name"]: m["definition"] for m in describe_measures(prog)}
     assert defs["median_resolution"].startswith("0.5 quantile of hours_between(opened_at, closed_at) over tickets")
-    assert defs["lapsed"].endswith("per unit: 1 when the unit's total is < 1, else 0")
-    assert [t.name for t in prog.tables] == ["surveys"]
+    assert defs["repeat_buyers"] == "count of rows of customers where days_between(first_order_at, repeat_order_at) <= 90"
+    assert [t.name for t in prog.tables] == ["surveys", "customers"]
+    # Every KPI runs under the starter's experiment: its tables carry the analysis unit's column.
+    unit = prog.experiment.unit
+    assert unit == "sku_family"
+    for k in cx:
+        assert prog.kpi(k).unit == unit, k
+    for t in prog.tables:
+        assert unit in t.columns, t.name
+    # The demo runs exactly this block.
+    demo = parse_program(activate_cx_block(starter_program_text()))
+    assert (demo.tables, demo.measures, demo.kpis) == (prog.tables, prog.measures, prog.kpis)
 
 
 def test_own_table_cx_kpis_run_on_the_demo_world_and_cover_a_zero_resolution_effect(demo_world, tmp_path):
     world = demo_world("tiny", 4)
-    text = uncommented(world.program_path.read_text())
-    prog = parse_program(text)
+    prog = load_program(world.program_path)  # the demo's program: the block active
+    assert set(OWN_TABLES) <= {k.name for k in prog.kpis}
     with open_store(f"duckdb:///{tmp_path / 's.duckdb'}") as st:
         ingest_world(st, world, load_program(world.program_path))
         res = analyze_experiment(st, prog, kpis=list(OWN_TABLES), weekly=False)

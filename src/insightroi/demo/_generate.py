@@ -18,13 +18,16 @@ import pyarrow.parquet as pq
 # assignment fail the SRM check by a known margin.
 from scipy.stats import chi2 as chi2_dist
 
+from insightroi.demo._cx import (
+    CxDraws, CxTruthAccumulator, activate_cx_block, cx_tables_declared, cx_truth, empty_cx_sums,
+)
 from insightroi.demo._rows import ChunkWriter, arrow_schema
 from insightroi.demo._world import (
     CATEGORIES, SCALES, SUPPORTED_MEASURES, TOPICS, CellWorld, family_sums, simulate_cells,
 )
 from insightroi.errors import check_option
 from insightroi.program import Program, load_program, parse_program, starter_program_text
-from insightroi.store import TABLES
+from insightroi.store import TABLES, user_table_spec
 
 __all__ = ["WorldInfo", "generate_world", "world_cells", "resolve_scale", "kpi_truth", "TABLE_KINDS"]
 
@@ -48,7 +51,8 @@ class WorldInfo:
     paths : dict[str, Path]
         Store table kind -> a Parquet file, or a folder of ``part-*.parquet`` files at large scale.
         Only ingestible store tables (products, orders, feedback, tickets, refunds, traffic,
-        assignments, annotations, chain_events).
+        assignments, annotations, chain_events), then the CX block's user tables the program
+        declares (``user_surveys``, ``user_customers``: ingested like ``insightroi ingest --table``).
     labels_path : Path
         Hidden true labels per feedback row (``id, true_topics, true_sentiment``); not a store table.
     truth_path, program_path : Path
@@ -116,7 +120,8 @@ def _scaled_starter(n_orders: int) -> str:
 
 def _load(program, n_orders: int) -> tuple[Program, str]:
     if program is None:
-        text = _scaled_starter(n_orders)
+        # The demo world writes the CX block's tables, so its program runs the block's KPIs.
+        text = activate_cx_block(_scaled_starter(n_orders))
         return parse_program(text, "demo program"), text
     if isinstance(program, Program):
         raise TypeError("pass the program as a path to its TOML file (the world writes the file's text)")
@@ -145,12 +150,15 @@ def _kpi_value(sums: dict, kpi, sel: np.ndarray) -> float:
     return float(kpi.scale * num / den) if den > 0 else float("nan")
 
 
-def kpi_truth(world: CellWorld, program: Program) -> dict[str, dict[str, float | None]]:
+def kpi_truth(world: CellWorld, program: Program, cx_sums: dict | None = None) -> dict[str, dict[str, float | None]]:
     """True effects per KPI: ATE over all families, relative ATE, ATT, avoided events in treated.
 
     The estimand is the finite-population effect of this seed's world: the KPI (a ratio of sums
     over the analysis window) with every family under the treatment policy minus with every
     family under the control policy, both computed from the same draws (common random numbers).
+    The starter's CX KPIs (surveys, customers, star rating, resolution time) get theirs from
+    :func:`insightroi.demo._cx.cx_truth`; ``cx_sums`` passes its per-family sums when the
+    generator has accumulated them already.
     """
     s_t = family_sums(world, "treatment")
     s_c = family_sums(world, "control")
@@ -174,6 +182,7 @@ def kpi_truth(world: CellWorld, program: Program) -> dict[str, dict[str, float |
             "control_value": kc,
             "treatment_value": kc + ate,
         }
+    out.update(cx_truth(world, program, cx_sums))
     return out
 
 
@@ -491,9 +500,16 @@ def generate_world(
     bounds.append(world.n_days)
     chunked = len(bounds) > 2
     writer = ChunkWriter(world, prog, policy=policy, text_pool=n_target > _TEXT_POOL_ABOVE)
+    # The CX block's own tables (user_<name>), when the program declares them as the starter does.
+    cx_names = cx_tables_declared(prog)
+    user_kinds = tuple(f"user_{t}" for t in cx_names)
+    cx_draws = CxDraws(world) if cx_names else None
+    cx_sums = empty_cx_sums(len(world.fam_ids))
+    cx_acc = CxTruthAccumulator(world, cx_sums)
+    cx_counters: dict[str, int] = {}
 
     # Clean out what a previous world left.
-    for kind in (*TABLE_KINDS, "labels"):
+    for kind in (*TABLE_KINDS, "labels", "user_surveys", "user_customers"):
         for p in (out / f"{kind}.parquet", out / kind):
             if p.is_dir():
                 shutil.rmtree(p)
@@ -502,7 +518,10 @@ def generate_world(
 
     schemas = {k: arrow_schema(TABLES[k].columns) for k in TABLE_KINDS}
     schemas["labels"] = _LABEL_SCHEMA
-    rows = {k: 0 for k in (*TABLE_KINDS, "labels")}
+    for t in prog.tables:
+        if t.name in cx_names:
+            schemas[f"user_{t.name}"] = arrow_schema(user_table_spec(t).columns)
+    rows = {k: 0 for k in (*TABLE_KINDS, *user_kinds, "labels")}
     paths: dict[str, Path] = {}
     bad_per_kind: dict[str, int] = {}
     tmask_fam = world.fam_treated if policy == "observed" else np.full(len(world.fam_ids), policy == "treatment")
@@ -515,7 +534,7 @@ def generate_world(
     assign_tab, corruption = _assignments(world, prog, bad_assignment, rng)
     small_tables["assignments"] = assign_tab
 
-    folder_kinds: set[str] = set(_CHUNKED) if chunked else set()
+    folder_kinds: set[str] = set(_CHUNKED) | set(user_kinds) if chunked else set()
 
     def write(kind: str, tab: pa.Table, part: int):
         tab = tab.cast(schemas[kind]) if tab.schema != schemas[kind] else tab
@@ -551,12 +570,16 @@ def generate_world(
         for kind, tab in tabs.items():
             write(kind, tab, ci)
         del tabs
+        if cx_draws is not None:
+            # Drawn after the built-in tables, from streams of their own: those stay the same bytes.
+            for name, tab in cx_draws.tables(d0, d1, tmask, prog, cx_counters, on_day=cx_acc.add).items():
+                write(f"user_{name}", tab, ci)
 
     labels_path = paths.pop("labels")
     n_orders_written = rows["orders"] - bad_per_kind.get("orders", 0)
 
     # ---- truth ------------------------------------------------------------------------------------
-    kpis = kpi_truth(world, prog)
+    kpis = kpi_truth(world, prog, cx_sums if cx_draws is not None else None)
     obs = family_sums(world, "observed")
     fb_treated = float(obs["feedback"][world.fam_treated].sum())
     roi = _roi_truth(kpis, prog, world, fb_treated)
@@ -609,7 +632,7 @@ def generate_world(
     program_path = out / "insightroi.toml"
     program_path.write_text(prog_text, encoding="utf-8")
     return WorldInfo(
-        out_dir=out, paths={k: paths[k] for k in TABLE_KINDS}, labels_path=labels_path, truth_path=truth_path,
+        out_dir=out, paths={k: paths[k] for k in (*TABLE_KINDS, *user_kinds)}, labels_path=labels_path, truth_path=truth_path,
         program_path=program_path, truth=json.loads(truth_path.read_text(encoding="utf-8")), rows=rows,
         seed=int(seed), scale=scale, n_orders=int(n_orders_written), bad_rows=bad_per_kind,
     )
