@@ -81,6 +81,9 @@ def plan(
         f"MDE {e.mde_relative:.0%} on {e.primary_kpi}."
         + (f" Inference: always valid (sequential, N* = {e.sequential_tuning:g}): read results at any look."
            if e.sequential else " Inference: fixed horizon: read the results once, at the planned end.")
+        + (" Baseline: each unit's KPI over the same weeks last year (52 weeks before the window) adjusts its "
+           "result; the power table below still measures correlation between adjacent pre-period windows."
+           if e.baseline == "same_period_last_year" else "")
     ))
     url = store_url(store)
     db_file = duckdb_file(url) if url.startswith("duckdb://") else None

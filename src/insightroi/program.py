@@ -179,6 +179,11 @@ class ExperimentDesign(_Strict):
     start: date
     end: date | None = None
     pre_period_days: Annotated[int, Field(strict=True, ge=0)] = 90
+    # The window each unit's covariate (CUPED, regression adjustment) is measured in:
+    # "pre_period" (the pre_period_days before start) or "same_period_last_year" (the experiment
+    # window 52 weeks earlier: same season, same weekdays), for KPIs whose seasonality makes the
+    # weeks just before the start a poor predictor. Randomized unit designs only.
+    baseline: Literal["pre_period", "same_period_last_year"] = "pre_period"
     block_hours: Annotated[int, Field(strict=True, gt=0)] = 24
     burn_in_hours: Annotated[int, Field(strict=True, ge=0)] = 0
     alpha: Annotated[float, Field(strict=True, gt=0, lt=0.5)] = 0.05
@@ -216,6 +221,13 @@ class ExperimentDesign(_Strict):
                              f"not {self.design!r}")
         if self.end is not None and self.end <= self.start:
             raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        if self.baseline == "same_period_last_year":
+            if self.design not in ("ab", "cluster", "holdout"):
+                raise ValueError(f"baseline = \"same_period_last_year\" applies to randomized unit designs (ab, "
+                                 f"cluster, holdout), not {self.design!r}: its pre-period is part of the design")
+            if self.end is not None and (self.end - self.start).days >= 364:
+                raise ValueError(f"baseline = \"same_period_last_year\" needs a window shorter than 52 weeks "
+                                 f"(its covariate must end before the start); {self.start} to {self.end} is not")
         for lo, hi in self.exclude_windows:
             if hi < lo:
                 raise ValueError(f"exclude window ends ({hi}) before it starts ({lo})")

@@ -58,18 +58,36 @@ def _day_start(d: date | datetime) -> datetime:
     return datetime(d.year, d.month, d.day)
 
 
+# 52 whole weeks: the same season and the same weekdays a year earlier.
+SAME_PERIOD_LAST_YEAR_DAYS = 364
+
+
 def analysis_windows(program: Program, *, window: Window | None = None, pre_window: Window | None = None,
                      today: date | None = None) -> tuple[Window, Window | None]:
     """The experiment window and the pre-period window (inclusive dates) the program implies.
 
     The window runs from ``experiment.start`` to ``experiment.end`` (or ``today``); the
-    pre-period is the ``pre_period_days`` before the start (None when that is 0).
+    pre-period is the ``pre_period_days`` before the start (None when that is 0), or, with
+    ``baseline = "same_period_last_year"``, the window shifted back 364 days (52 whole weeks, so
+    weekdays line up as well as the season).
+
+    Raises
+    ------
+    DataError
+        A same-period-last-year baseline for a window of 52 weeks or more: the covariate would
+        overlap the window.
     """
     e = program.experiment
     if window is None:
         end = e.end or (today or date.today())
         window = (e.start, end)
-    if pre_window is None and e.pre_period_days > 0:
+    if pre_window is None and e.baseline == "same_period_last_year":
+        year = timedelta(days=SAME_PERIOD_LAST_YEAR_DAYS)
+        if window[1] - year >= window[0]:
+            raise DataError(f"baseline = \"same_period_last_year\": the window {window[0]} to {window[1]} is 52 weeks "
+                            "or longer, so the same period last year overlaps it; use the pre-period baseline")
+        pre_window = (window[0] - year, window[1] - year)
+    elif pre_window is None and e.pre_period_days > 0:
         pre_window = (window[0] - timedelta(days=e.pre_period_days), window[0] - timedelta(days=1))
     return window, pre_window
 
