@@ -25,6 +25,7 @@ from insightroi._cli_common import (
 from insightroi.bundle import STAGES
 from insightroi.pipeline import run_demo
 from insightroi.program import load_program
+from insightroi.report import CADENCE_ALIASES, CADENCE_UNITS
 from insightroi.services import run_all
 from insightroi.store import open_store
 
@@ -98,6 +99,9 @@ def run(
     start_from: Annotated[str | None, typer.Option("--from", help=f"Resume from this stage ({', '.join(STAGES)}).")] = None,
     only: Annotated[list[str] | None, typer.Option("--only", help="Run only this stage (repeatable).")] = None,
     jobs: Annotated[int, typer.Option(help="Classification worker processes; -1 = one per core.")] = -1,
+    cadence: Annotated[str | None, typer.Option(
+        "--cadence", help="The report adds the window period by period: week, month or quarter "
+                          "(as `insightroi report --cadence`).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run every stage on your store, in flow order: classify, detect, insights, chain, analyze, roi, quasi, monitor, report.
@@ -108,11 +112,14 @@ def run(
     for name in [start_from, *(only or [])]:
         if name is not None and name not in STAGES:
             fail(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
+    if cadence is not None and cadence not in CADENCE_UNITS + tuple(CADENCE_ALIASES):
+        fail(f"--cadence must be one of {', '.join(CADENCE_UNITS + tuple(CADENCE_ALIASES))}; got {cadence!r}")
     prog = run_or_fail(load_program, program)
     with run_or_fail(open_store, store_url(store)) as st:
         with err_console.status("starting") as status:
             rep = run_or_fail(run_all, st, prog, out_dir=out, start_from=start_from, only=only or None,
-                              classify_jobs=jobs, progress=lambda stage: status.update(f"[bold]{stage}[/] ..."))
+                              classify_jobs=jobs, progress=lambda stage: status.update(f"[bold]{stage}[/] ..."),
+                              cadence=cadence)
     failed = {f["stage"]: f for f in rep.failures}
     if as_json:
         b = rep.bundle.to_report() if rep.bundle is not None else {}

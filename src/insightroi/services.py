@@ -55,7 +55,7 @@ from insightroi.experiments import (
 from insightroi.insights import Alert, classify_store, current_topic_version, detect_spikes, insights_summary, write_alerts
 from insightroi.monitor import monitor_store
 from insightroi.program import Program
-from insightroi.report import VIEWS, export_pdf, load_cadence, render_html, write_report
+from insightroi.report import VIEWS, cadence_unit, export_pdf, load_cadence, render_html, run_cadence, write_report
 from insightroi.roi import RoiVolumes, compute_roi, projected_effects, roi_drivers, roi_waterfall
 from insightroi.stats import Result
 from insightroi.store import TABLES, Store
@@ -586,7 +586,7 @@ class RunReport:
 
 def run_all(store: Store, program: Program, *, out_dir: str | Path = "report", start_from: str | None = None,
             only: Sequence[str] | None = None, classify_jobs: int = 1, validation: Callable[[], Any] | None = None,
-            progress: Callable[[str], None] | None = None) -> RunReport:
+            progress: Callable[[str], None] | None = None, cadence: str | None = None) -> RunReport:
     """Run the stages in flow order on ``store`` (``insightroi run``); a failing stage is recorded.
 
     Parameters
@@ -599,8 +599,13 @@ def run_all(store: Store, program: Program, *, out_dir: str | Path = "report", s
         Worker processes for classification.
     validation : callable, optional
         Returns the model-validation dict the insights section shows (the demo's labelled sample).
+    cadence : {"week", "month", "quarter"}, optional
+        The report stage also computes the period-by-period series (as ``insightroi report
+        --cadence``) and renders one section per period.
     """
     import traceback
+
+    unit = cadence_unit(cadence) if cadence is not None else None
 
     for name in [start_from, *(only or [])]:
         if name is not None:
@@ -639,7 +644,10 @@ def run_all(store: Store, program: Program, *, out_dir: str | Path = "report", s
             progress("report")
         t0 = time.perf_counter()
         try:
-            rep.bundle, rep.paths = run_report(store, program, out_dir, failures=rep.failures, timings=rep.timings)
+            if unit is not None:
+                run_cadence(store, program, unit)  # saved as cadence:<unit>, which run_report adds
+            rep.bundle, rep.paths = run_report(store, program, out_dir, failures=rep.failures, timings=rep.timings,
+                                               cadence=unit)
         except Exception as exc:  # noqa: BLE001
             rep.failures.append({"stage": "report", "status": "failed", "error": f"{type(exc).__name__}: {exc}",
                                  "traceback": traceback.format_exc(limit=6)})

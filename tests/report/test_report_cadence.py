@@ -236,6 +236,21 @@ def test_a_bundle_without_a_series_keeps_the_old_period_label():
     assert re.search(r'id="cadence"', html) is None
 
 
+def test_run_with_a_cadence_writes_the_same_series_as_report(demo, tmp_path):
+    out, url, _ = demo
+    prog_path = str(out / "world" / "insightroi.toml")
+    run = CliRunner().invoke(app, ["run", "--store", url, "--program", prog_path, "--only", "report",
+                                   "--out", str(tmp_path / "run"), "--cadence", "monthly"])
+    assert run.exit_code == 0, run.output
+    with open_store(url) as st:
+        series = load_cadence(st, "month")
+    assert series["cadence"] == "month" and len(series["periods"]) == 9  # Jul 2025 .. Mar 2026
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["cadence"] == series
+    assert len(_periods((tmp_path / "run" / "report.html").read_text())) == 9
+    bad = CliRunner().invoke(app, ["run", "--store", url, "--program", prog_path, "--cadence", "fortnight"])
+    assert bad.exit_code != 0 and "--cadence must be one of" in bad.output
+
+
 # ---- the dashboard (last: the server holds the demo store until the module ends) -----------------
 def test_dashboard_monitoring_page_shows_the_saved_series(demo, quarterly, live_server):
     from insightroi.server import create_app
