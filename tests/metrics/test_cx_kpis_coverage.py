@@ -1,8 +1,8 @@
 """The CX KPIs defined in TOML, recovered through the real pipeline (issue 22, "Must show").
 
 ``CX_KPIS`` below is a program fragment as a user would write it (and a documented example):
-three user tables (``surveys``, ``cases``, ``customers``) and the store's ``orders``, and seven KPIs
-over them, customers as the randomization unit:
+three user tables (``surveys``, ``cases``, ``customers``; declared with tests/helpers/cx_tables.py)
+and the store's ``orders``, and seven KPIs over them, customers as the randomization unit:
 
 - NPS: mean of ``case when nps >= 9 then 1 when nps <= 6 then -1 else 0 end`` over answered surveys;
 - CSAT: share of 4-5 answers on a 1-5 scale (mean of a CASE);
@@ -66,36 +66,25 @@ import pandas as pd
 import pytest
 from scipy import optimize, stats
 
+from helpers.cx_tables import (
+    CASE_COLUMNS, CUSTOMER_AB, CUSTOMER_COLUMNS, SURVEY_COLUMNS, create_user_table, table_toml, two_month_program,
+)
 from insightroi.errors import DataError
 from insightroi.experiments import analyze_experiment, kpi_effect
 from insightroi.metrics import unit_measures_expr, unit_metrics
-from insightroi.program import parse_program, starter_program_text
 from insightroi.store import open_store
 
 # ---- the CX KPIs, as a user writes them ----------------------------------------------------------
-CX_KPIS = """
-# Your own tables: stored as user_<name>; ingest with `insightroi ingest --table NAME FILE`.
-[[tables]]
-name = "surveys"
-columns = { id = "string", customer_id = "string", answered_at = "timestamp", nps = "int64", csat = "int64" }
-key = "id"
-time_column = "answered_at"
-id_columns = ["customer_id"]
+# The user tables, as the other CX-measure tests declare them, plus what this study needs: CSAT
+# answers, contacts per case and a customers table with churn dates.
+CX_TABLES = (
+    table_toml("surveys", {**SURVEY_COLUMNS, "csat": "int64"}, time_column="answered_at", id_columns=["customer_id"])
+    + table_toml("cases", {**CASE_COLUMNS, "contacts": "int64"}, time_column="opened_at", id_columns=["customer_id"])
+    + table_toml("customers", CUSTOMER_COLUMNS, time_column="signed_up_at", key="customer_id",
+                 id_columns=["customer_id"]))
 
-[[tables]]
-name = "cases"
-columns = { id = "string", customer_id = "string", opened_at = "timestamp", resolved_at = "timestamp", contacts = "int64" }
-key = "id"
-time_column = "opened_at"
-id_columns = ["customer_id"]
-
-[[tables]]
-name = "customers"
-columns = { customer_id = "string", signed_up_at = "timestamp", churned_at = "timestamp" }
-key = "customer_id"
-time_column = "signed_up_at"
-id_columns = ["customer_id"]
-
+# Your own tables are stored as user_<name>; ingest with `insightroi ingest --table NAME FILE`.
+CX_KPIS = CX_TABLES + """
 # NPS: promoters (9-10) minus detractors (0-6), per answer. A CASE is never null: the filter keeps
 # unanswered rows out of the mean (and out of nps_count, its denominator).
 [[measures]]
@@ -227,11 +216,7 @@ N_CUSTOMERS = 300
 
 
 def _program(name: str):
-    text = (starter_program_text().replace("end = 2026-03-31", "end = 2025-08-31")
-            .replace("pre_period_days = 90", "pre_period_days = 30")
-            .replace('design = "cluster"\nunit = "sku_family"', 'design = "ab"\nunit = "customer"')
-            .replace('name = "theme-alerts-2025"', f'name = "{name}"'))
-    return parse_program(text + CX_KPIS)
+    return two_month_program(CX_KPIS, design=CUSTOMER_AB, name=name)
 
 
 PROGRAM = _program("cx-0")
@@ -366,17 +351,10 @@ def _world(rng: np.random.Generator, prefix: str, effect: bool):
     return assignments, surveys, cases, customers, orders
 
 
-DDL = {
-    "surveys": "id VARCHAR, customer_id VARCHAR, answered_at TIMESTAMP, nps BIGINT, csat BIGINT",
-    "cases": "id VARCHAR, customer_id VARCHAR, opened_at TIMESTAMP, resolved_at TIMESTAMP, contacts BIGINT",
-    "customers": "customer_id VARCHAR, signed_up_at TIMESTAMP, churned_at TIMESTAMP",
-}
-
-
 def _new_store():
     st = open_store("duckdb://:memory:")
-    for name, cols in DDL.items():
-        st.sql(f"CREATE TABLE user_{name} ({cols})")
+    for t in PROGRAM.tables:
+        create_user_table(st, t.name, t.columns)
     return st
 
 

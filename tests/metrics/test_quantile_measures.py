@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers.cx_tables import CASE_COLUMNS, CASES_TABLE, CUSTOMER_AB, assign_units, create_user_table, two_month_program
 from insightroi.errors import DataError, EstimationError, ProgramError
 from insightroi.experiments import analyze_experiment, power_table
 from insightroi.metrics import (
@@ -37,13 +38,7 @@ from insightroi.program import parse_program, starter_program_text
 from insightroi.stats import quantile_effect
 from insightroi.store import open_store
 
-CASES = """
-[[tables]]
-name = "cases"
-columns = { id = "string", customer_id = "string", opened_at = "timestamp", resolved_at = "timestamp" }
-key = "id"
-time_column = "opened_at"
-
+CASES = CASES_TABLE + """
 [[measures]]
 name = "median_resolution"
 table = "cases"
@@ -91,10 +86,8 @@ owner = "support"
 """
 
 
-def _program(extra: str = CASES, design: str = 'design = "ab"\nunit = "customer"'):
-    text = starter_program_text().replace("end = 2026-03-31", "end = 2025-08-31").replace(
-        "pre_period_days = 90", "pre_period_days = 30").replace('design = "cluster"\nunit = "sku_family"', design)
-    return parse_program(text + extra)
+def _program(extra: str = CASES, design: str = CUSTOMER_AB):
+    return two_month_program(extra, design=design)
 
 
 @pytest.fixture(scope="module")
@@ -120,11 +113,8 @@ def world(tmp_path_factory):
     # Cases of a customer outside the experiment never count.
     cases.loc[len(cases)] = {"id": "stray", "customer_id": "zzz", "opened_at": launch, "resolved_at": launch}
     st = open_store(f"duckdb:///{tmp_path_factory.mktemp('q') / 'q.duckdb'}")
-    st.append("assignments", pd.DataFrame({"id": [f"a{i}" for i in range(n)], "experiment": e.name,
-                                           "unit_type": "customer", "unit_id": ids, "arm": arm,
-                                           "assigned_at": launch}))
-    st.sql("CREATE TABLE user_cases (id VARCHAR, customer_id VARCHAR, opened_at TIMESTAMP, resolved_at TIMESTAMP)")
-    st.append("user_cases", cases)
+    assign_units(st, e.name, ids, arm, launch)
+    create_user_table(st, "cases", CASE_COLUMNS, cases)
     yield prog, st, cases, pd.Series(arm, index=ids)
     st.close()
 
@@ -243,7 +233,7 @@ def test_describe_and_specs():
         "at the window's 99th percentile (a KPI divides capped_resolution by capped_resolution_count)")
 
 
-TABLE = CASES.split("[[measures]]")[0]
+TABLE = CASES_TABLE
 Q = '\n[[measures]]\nname = "q"\ntable = "cases"\naggregation = "quantile"\nquantile = 0.5\nvalue = "hours_between(opened_at, resolved_at)"\n'
 
 

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers.cx_tables import CUSTOMER_AB, assign_units, two_month_program
 from insightroi.errors import DataError, ProgramError
 from insightroi.experiments import analyze_experiment
 from insightroi.metrics import unit_measures_expr
-from insightroi.program import parse_program, starter_program_text
 from insightroi.store import open_store
 
 LAUNCH = datetime(2025, 7, 1)
@@ -45,10 +45,7 @@ direction = "decrease"
 
 
 def _program(extra: str = MEASURE):
-    text = (starter_program_text().replace("end = 2026-03-31", "end = 2025-08-31")
-            .replace("pre_period_days = 90", "pre_period_days = 30")
-            .replace('design = "cluster"\nunit = "sku_family"', 'design = "ab"\nunit = "customer"'))
-    return parse_program(text + extra)
+    return two_month_program(extra, design=CUSTOMER_AB)
 
 
 def _rmst(rate: float, days: float = DAYS) -> float:
@@ -74,9 +71,7 @@ def world():
     orders["order_time"] = LAUNCH + pd.to_timedelta(np.round(orders.pop("day") * 86400), unit="s")
     st = open_store("duckdb://:memory:")
     st.append("orders", orders)
-    st.append("assignments", pd.DataFrame({"id": [f"a{i}" for i in range(n)], "experiment": "theme-alerts-2025",
-                                           "unit_type": "customer", "unit_id": ids, "arm": arm,
-                                           "assigned_at": LAUNCH}))
+    assign_units(st, "theme-alerts-2025", ids, arm, LAUNCH)
     yield st, orders, pd.Series(arm, index=ids)
     st.close()
 

@@ -22,6 +22,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from helpers.cx_tables import (
+    CASE_COLUMNS, CASES_TABLE, CUSTOMER_AB, SURVEY_COLUMNS, SURVEYS_TABLE, assign_units, create_user_table,
+    two_month_program,
+)
 from helpers.simstore import simulate_experiment_tables, write_tables
 from insightroi.cli import app
 from insightroi.errors import DataError, ProgramError
@@ -97,18 +101,9 @@ owner = "finance"
 """
 
 
-def _program(extra: str, **replace: str):
-    text = starter_program_text().replace("end = 2026-03-31", "end = 2025-08-31").replace(
-        "pre_period_days = 90", "pre_period_days = 30")
-    for old, new in replace.items():
-        assert old in text
-        text = text.replace(old, new)
-    return parse_program(text + extra)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    prog = _program(BY_HAND)
+    prog = two_month_program(BY_HAND)
     tables = simulate_experiment_tables(prog, n_units=30, seed=5, orders_per_unit_day=2.0)
     st = open_store(f"duckdb:///{tmp_path_factory.mktemp('um') / 'm.duckdb'}")
     write_tables(st, tables)
@@ -197,19 +192,7 @@ def test_switchback_blocks_and_monitor_read_user_measures(world):
 
 
 # ---- NPS and resolution hours from user tables, customers as units ----------------------------------
-SURVEYS = """
-[[tables]]
-name = "surveys"
-columns = { id = "string", customer_id = "string", answered_at = "timestamp", nps = "int64" }
-key = "id"
-time_column = "answered_at"
-
-[[tables]]
-name = "cases"
-columns = { id = "string", customer_id = "string", opened_at = "timestamp", resolved_at = "timestamp" }
-key = "id"
-time_column = "opened_at"
-
+SURVEYS = SURVEYS_TABLE + CASES_TABLE + """
 [[measures]]
 name = "nps"
 table = "surveys"
@@ -245,15 +228,9 @@ owner = "support"
 """
 
 
-def _user_table(st, name: str, columns: dict[str, str], df: pd.DataFrame) -> None:
-    sql_type = {"string": "VARCHAR", "int64": "BIGINT", "timestamp": "TIMESTAMP"}
-    st.sql(f"CREATE TABLE user_{name} (" + ", ".join(f"{c} {sql_type[t]}" for c, t in columns.items()) + ")")
-    st.append(f"user_{name}", df)
-
-
 @pytest.fixture(scope="module")
 def customers(tmp_path_factory):
-    prog = _program(SURVEYS, **{'design = "cluster"\nunit = "sku_family"': 'design = "ab"\nunit = "customer"'})
+    prog = two_month_program(SURVEYS, design=CUSTOMER_AB)
     e = prog.experiment
     rng = np.random.default_rng(22)
     n = 400
@@ -282,11 +259,9 @@ def customers(tmp_path_factory):
                           "opened_at": opened, "resolved_at": opened + pd.to_timedelta(np.round(hours * 3600), unit="s")})
     cases.loc[rng.random(300) < 0.1, "resolved_at"] = pd.NaT
     st = open_store(f"duckdb:///{tmp_path_factory.mktemp('nps') / 'c.duckdb'}")
-    st.append("assignments", pd.DataFrame({"id": [f"a{i}" for i in range(n)], "experiment": e.name,
-                                           "unit_type": "customer", "unit_id": ids, "arm": arm,
-                                           "assigned_at": launch}))
-    _user_table(st, "surveys", prog.user_table("surveys").columns, surveys)
-    _user_table(st, "cases", prog.user_table("cases").columns, cases)
+    assign_units(st, e.name, ids, arm, launch)
+    create_user_table(st, "surveys", SURVEY_COLUMNS, surveys)
+    create_user_table(st, "cases", CASE_COLUMNS, cases)
     yield prog, st, surveys, cases, pd.Series(arm, index=ids)
     st.close()
 
@@ -378,9 +353,9 @@ def _measure(name="m", table="feedback", aggregation="count", **fields) -> str:
 
 
 FEEDBACK_COLUMNS = ", ".join(TABLES["feedback"].columns)
-SURVEY_COLUMNS = "id, customer_id, answered_at, nps"
+SURVEY_COLUMN_LIST = ", ".join(SURVEY_COLUMNS)
 ALLOWED = "coalesce, abs, least, greatest, round, lower, upper, hours_between, minutes_between, days_between"
-SURVEY_TABLE = SURVEYS.split("[[measures]]")[0]
+SURVEY_TABLE = SURVEYS_TABLE + CASES_TABLE
 
 
 @pytest.mark.parametrize(("extra", "expected"), [
@@ -410,9 +385,9 @@ SURVEY_TABLE = SURVEYS.split("[[measures]]")[0]
      "'time_to_first'"),
     (_measure(name="orders"), "measures[0].name: 'orders' is a built-in measure; give the measure another name"),
     (SURVEY_TABLE + _measure(table="surveys", aggregation="mean", value="npz"),
-     f"(top level): measure 'm': value 'npz': unknown column 'npz' in table surveys; columns: {SURVEY_COLUMNS}"),
+     f"(top level): measure 'm': value 'npz': unknown column 'npz' in table surveys; columns: {SURVEY_COLUMN_LIST}"),
     (SURVEY_TABLE + _measure(table="surveys", unit_column="cust"),
-     f"(top level): measure 'm': unit_column 'cust' is not a column of table surveys; columns: {SURVEY_COLUMNS}"),
+     f"(top level): measure 'm': unit_column 'cust' is not a column of table surveys; columns: {SURVEY_COLUMN_LIST}"),
     (SURVEY_TABLE + _measure(name="nps", table="surveys", aggregation="mean", value="nps")
      + '\n[[kpis]]\nname = "x"\nlayer = "business"\nnumerator = "orders"\ndenominator = "nps"\nowner = "cx"\n',
      "(top level): kpis[7].denominator: 'nps' is a mean measure; a mean is a ratio (nps / nps_count) and can only "
