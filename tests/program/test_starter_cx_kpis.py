@@ -43,7 +43,8 @@ def test_the_block_parses_and_every_measure_compiles():
     assert not shipped.tables
     defs = {m["name"]: m["definition"] for m in describe_measures(prog)}
     assert defs["median_resolution"].startswith("0.5 quantile of hours_between(opened_at, closed_at) over tickets")
-    assert defs["repeat_buyers"] == "count of rows of customers where days_between(first_order_at, repeat_order_at) <= 90"
+    assert defs["repeat_buyers"] == ("count of rows of customers where "
+                                     "days_between(first_order_at, repeat_order_at) <= 90")
     assert [t.name for t in prog.tables] == ["surveys", "customers"]
     # Every KPI runs under the starter's experiment: its tables carry the analysis unit's column.
     unit = prog.experiment.unit

@@ -147,7 +147,9 @@ class CxDraws:
         blank = rng.random(n)
         x = NPS_MU + self.fam_nps[f] + rng.normal(0, NPS_ROW_SD, n)
         y = CSAT_MU + self.fam_csat[f] + rng.normal(0, CSAT_ROW_SD, n)
-        s = {"sku": k, "extra": extra, "answered_s": answered, "customer": rng.integers(0, max(1000, w.n_orders_target // 3), n),
+        # The orders' customer pool (demo/_rows.py): a survey is answered by a buying customer.
+        customer = rng.integers(0, max(1000, w.n_orders_target // 3), n)
+        s = {"sku": k, "extra": extra, "answered_s": answered, "customer": customer,
              "has_nps": blank >= SKIP_ONE, "has_csat": (blank < SKIP_ONE) | (blank >= 2 * SKIP_ONE)}
         # The program runs from the experiment's start: before it, both policies are the same.
         running = float(d >= w.window_start)
