@@ -27,6 +27,7 @@ _STAGE_CLIS = (
     "insightroi._core_cli",
     "insightroi.ingest._cli",
     "insightroi.insights._cli",
+    "insightroi.delivery._cli",
     "insightroi.chain._cli",
     "insightroi.experiments._cli",
     "insightroi.experiments._assign_cli",

@@ -194,3 +194,32 @@ def test_backoff_doubles_and_caps():
     assert [p.backoff(n) for n in range(1, 7)] == [30, 60, 120, 240, 480, 600]
     assert p.backoff(1, retry_after=90) == 90
     assert timedelta(seconds=p.backoff(2)) == timedelta(minutes=1)
+
+
+def test_slack_and_teams_bodies_over_real_http(tmp_path, monkeypatch):
+    """Slack gets text + Block Kit (link buttons), Teams one Adaptive Card; neither is signed."""
+    from insightroi.delivery import LinkSigner, link_key
+
+    chat = Receiver(secret=None)
+    try:
+        monkeypatch.setenv("TEST_CHAT_URL", chat.url)
+        program = program_with(
+            '[[channels]]\nname = "slack-ops"\nkind = "slack"\nowners = ["logistics"]\nurl = "env:TEST_CHAT_URL"\n\n'
+            '[[channels]]\nname = "teams-ops"\nkind = "teams"\nowners = ["logistics"]\nurl = "env:TEST_CHAT_URL"\n')
+        st = open_store(tmp_path / "s.duckdb")
+        seed_alerts(st, 1)
+        run = deliver(st, program, signer=LinkSigner("https://irx.test", link_key("k" * 32)), policy=FAST)
+        assert run.sent == 2 and len(chat.accepted) == 2
+        bodies = sorted(chat.accepted.values(), key=lambda b: "type" in b)
+        slack, teams = bodies
+        assert slack["text"].endswith("Complaint spike: shipping delay on FAM-0")
+        buttons = slack["blocks"][-1]["elements"]
+        assert [b["text"]["text"] for b in buttons][:2] == ["Acknowledge", "Taking action"]
+        assert all(b["url"].startswith("https://irx.test/l/") for b in buttons) and len(buttons) == 5
+        assert "> parcel 0 arrived 5 days late" in slack["blocks"][1]["text"]["text"]
+        card = teams["attachments"][0]["content"]
+        assert teams["type"] == "message" and card["type"] == "AdaptiveCard"
+        assert len(card["actions"]) == 5 and card["actions"][0]["type"] == "Action.OpenUrl"
+        st.close()
+    finally:
+        chat.close()

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 from insightroi.delivery import _outbox as ob
 from insightroi.delivery._message import LinkSigner, build_message
-from insightroi.delivery._send import SendOutcome, send
+from insightroi.delivery._send import SendOutcome, check_secrets, send
 from insightroi.program import Program
 from insightroi.store import Store
 
@@ -124,6 +124,7 @@ def deliver_due(store: Store, program: Program, *, signer: LinkSigner | None = N
     DeliveryRun
     """
     store.require_duckdb("the delivery outbox")
+    check_secrets(program.channels)
     run = run or DeliveryRun()
     channels = {c.name: c for c in program.channels}
     with store.attached():
@@ -141,9 +142,12 @@ def deliver_due(store: Store, program: Program, *, signer: LinkSigner | None = N
         if channel is None:
             outcome = SendOutcome(False, True, f"channel {row['channel']!r} is no longer in the program file")
         else:
-            message = build_message(row["payload"], channel=channel.name, now=now, signer=signer)
-            outcome = send(channel, message, delivery_id=row["id"], idempotency_key=row["idempotency_key"],
-                           now_ts=time.time(), timeout=policy.timeout_s)
+            try:
+                message = build_message(row["payload"], channel=channel.name, now=now, signer=signer)
+                outcome = send(channel, message, delivery_id=row["id"], idempotency_key=row["idempotency_key"],
+                               now_ts=time.time(), timeout=policy.timeout_s)
+            except Exception as exc:  # a claimed row must be marked, or a later run reads it as a crash
+                outcome = SendOutcome(False, False, f"{type(exc).__name__}: {exc}")
         done = clock()
         with store.attached():
             if outcome.ok:
@@ -187,6 +191,7 @@ def deliver(store: Store, program: Program, *, since: datetime | None = None, si
     """
     t0 = time.monotonic()
     run = DeliveryRun()
+    check_secrets(program.channels)
     with store.attached():
         got = ob.enqueue_alerts(store, program, now=clock(), since=since)
     run.enqueued, run.deliveries_created, run.unrouted = got.alerts, got.deliveries, got.unrouted

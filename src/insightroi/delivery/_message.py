@@ -19,8 +19,8 @@ from insightroi.delivery._signing import LINK_ACTIONS, NOT_USEFUL_REASONS, make_
 __all__ = ["Message", "LinkSigner", "build_message"]
 
 _ACTION_LABELS = {"acknowledge": "Acknowledge", "taking_action": "Taking action"}
-_REASON_LABELS = {"false_alarm": "Not useful: false alarm", "wrong_owner": "Not useful: not our team",
-                  "already_known": "Not useful: already known"}
+_REASON_LABELS = {"false_alarm": "Not useful (false alarm)", "wrong_owner": "Not useful (not our team)",
+                  "already_known": "Not useful (already known)"}
 
 
 @dataclass(frozen=True)

@@ -182,6 +182,7 @@ def outbox_counts(store: Store) -> dict[str, int]:
 # ---- state changes (the deliverer's) ----------------------------------------------------------
 
 def due_rows(store: Store, now: datetime, limit: int) -> list[dict[str, Any]]:
+    """Pending rows due at ``now`` with their alert's payload, oldest due first."""
     return store.sql(
         "SELECT d.id, d.alert_id, d.channel, d.kind, d.idempotency_key, d.attempts, o.payload, o.team, o.topic, "
         "o.sku_family FROM deliveries d JOIN alert_outbox o ON o.id = d.alert_id "
@@ -191,6 +192,7 @@ def due_rows(store: Store, now: datetime, limit: int) -> list[dict[str, Any]]:
 
 
 def next_due(store: Store) -> datetime | None:
+    """When the next pending row falls due (None: nothing pending)."""
     got = store.sql("SELECT min(next_attempt_at) AS t FROM deliveries WHERE status = 'pending'").to_pylist()
     return got[0]["t"] if got else None
 
@@ -238,6 +240,7 @@ def mark_delivered(store: Store, row: dict[str, Any], attempts: int, now: dateti
 
 
 def mark_retry(store: Store, row_id: str, error: str, due: datetime) -> None:
+    """Put a claimed row back to pending, due again at ``due``, with the error that stopped it."""
     store.sql("UPDATE deliveries SET status = 'pending', next_attempt_at = ?, last_error = ? WHERE id = ?",
               [due, error[:2000], row_id])
 

@@ -25,7 +25,7 @@ from insightroi.delivery._signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sig
 from insightroi.errors import ProgramError
 from insightroi.program import Channel
 
-__all__ = ["SendOutcome", "send", "resolve_env", "IDEMPOTENCY_HEADER", "DELIVERY_HEADER"]
+__all__ = ["SendOutcome", "send", "resolve_env", "check_secrets", "IDEMPOTENCY_HEADER", "DELIVERY_HEADER"]
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 DELIVERY_HEADER = "X-Insightroi-Delivery"
@@ -69,6 +69,22 @@ def resolve_env(value: str | None, what: str) -> str | None:
     if not got:
         raise ProgramError(f"{what} reads the environment variable {name}, which is not set")
     return got
+
+
+def check_secrets(channels) -> None:
+    """Resolve every ``env:`` reference of ``channels`` now, before any row is claimed.
+
+    A missing variable is a configuration error: found mid-run, it would leave a claimed row
+    that a later run must treat as "outcome unknown" (and dead-letter, for chat and e-mail).
+
+    Raises
+    ------
+    ProgramError
+        Naming the channel, the field and the variable.
+    """
+    for c in channels:
+        for name in ("url", "secret", "smtp_password"):
+            resolve_env(getattr(c, name), f"channel {c.name!r} {name}")
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

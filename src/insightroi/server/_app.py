@@ -27,6 +27,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from insightroi.errors import StoreBusyError, StoreError
+from insightroi.delivery import LinkTokenError, link_key, read_link_token
 from insightroi.ingest import redact_pii, redact_row
 from insightroi.program import load_program
 from insightroi.report import (
@@ -264,7 +265,8 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
                allowed_hosts: list[str] | tuple[str, ...] | None = DEFAULT_ALLOWED_HOSTS,
                max_auth_failures: int = 10, auth_window_s: float = 60.0,
                max_future: timedelta = timedelta(minutes=5), session_hours: float = 12.0,
-               share_store: bool = True):
+               share_store: bool = True, link_secret: str | None = None, deliver_every_s: float | None = None,
+               public_url: str | None = None):
     """Build the insightroi web app: event API, read API and dashboard over one store.
 
     Parameters
@@ -298,6 +300,15 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         Under sustained traffic, release the store's file for 60 ms every 2 s so CLI commands can
         use it meanwhile (the default); False keeps it while requests keep coming (the file is
         still released after 0.25 s without any), for a server that must not pause.
+    link_secret : str, optional
+        Verifies the signed links in delivered messages (``/l/{token}``); defaults to
+        ``$INSIGHTROI_LINK_SECRET``, then the API token. The deliverer must sign with the same.
+    deliver_every_s : float, optional
+        Run the deliverer (:func:`insightroi.delivery.deliver`) in the background every this many
+        seconds while serving, when the program file has ``[[channels]]``; None: never.
+    public_url : str, optional
+        The server's address as owners reach it, for the links the background deliverer signs
+        (default ``$INSIGHTROI_PUBLIC_URL``; without it messages carry no links).
 
     Returns
     -------
@@ -316,6 +327,8 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         raise ValueError(f"the API token is {len(secret)} characters long; use at least {MIN_TOKEN_LENGTH} "
                          "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
     secret_b = secret.encode() if secret else None
+    link_source = link_secret or os.environ.get("INSIGHTROI_LINK_SECRET") or secret
+    links_key = link_key(link_source) if link_source else None
     backend_holder: dict[str, Backend] = {}
     throttle = _Throttle(max_auth_failures, auth_window_s)
     sessions: dict[str, float] = {}  # nonce -> expiry (monotonic); signing out deletes it
@@ -343,7 +356,18 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         except StoreBusyError as exc:
             # Serve anyway (a CLI job may be writing the store): requests answer 503 until it is free.
             print(f"warning: {exc}", file=sys.stderr)
+        stop = threading.Event()
+        worker = None
+        if deliver_every_s and prog is not None and prog.channels:
+            worker = threading.Thread(target=_deliver_loop, args=(backend, prog, stop, deliver_every_s,
+                                                                  public_url or os.environ.get("INSIGHTROI_PUBLIC_URL"),
+                                                                  links_key, app.state),
+                                      name="insightroi-deliver", daemon=True)
+            worker.start()
         yield
+        stop.set()
+        if worker is not None:
+            worker.join(timeout=30)
         if "b" in backend_holder:
             backend_holder.pop("b").close()
 
@@ -784,6 +808,48 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         query = urlencode({k: v for k, v in {"team": form.get("team", ""), "done": f"{alert_id}:{event_type}"}.items() if v})
         return RedirectResponse(f"/inbox?{query}#alert-{quote(alert_id)}", status_code=303)
 
+    @app.get("/l/{token}", include_in_schema=False)
+    async def follow_link(request: Request, token: Annotated[str, PathParam(max_length=2048)]) -> Response:
+        """A signed link from a delivered message: record its chain event, then show the alert's trace.
+
+        The token (not a session) authorises exactly one event type on one alert until it
+        expires; the event is checked like one posted to the event API, and following the same
+        link again stores nothing new.
+        """
+        if links_key is None:
+            raise HTTPException(404, "this server verifies no links (set INSIGHTROI_LINK_SECRET or an API token)")
+        who = _client(request)
+        wait = throttle.retry_after(who)
+        if wait is not None:
+            raise _Throttled(wait)
+        try:
+            claim = read_link_token(links_key, token, now=_now())
+        except LinkTokenError as exc:
+            if "expired" in str(exc):
+                raise HTTPException(410, f"{exc}; use the dashboard's inbox instead") from None
+            throttle.fail(who)  # a forged token counts like a wrong API token
+            raise HTTPException(403, str(exc)) from None
+        alert = await _run(backend().alert, claim.alert_id)
+        if alert is None:
+            raise HTTPException(404, f"no alert {claim.alert_id!r}")
+        payload: dict[str, Any] = {"via": "link", "channel": claim.channel}
+        if claim.reason:
+            payload["reason"] = claim.reason
+        try:
+            event = ChainEventIn(event_type=claim.event_type, alert_id=claim.alert_id, actor=f"link:{claim.channel}",
+                                 team=alert.get("team"), topic=alert.get("topic"), sku_family=alert.get("sku_family"),
+                                 payload=payload)
+        except ValueError as exc:  # pydantic's ValidationError: the alert's stored fields break the API's rules
+            raise HTTPException(422, f"the alert's event would be invalid: {exc}") from None
+        row = _pseudonymize_ids(event.row(_now()))
+        mac = token.rpartition(".")[2]
+        row["id"] = id_from_key("chain_event", f"link:{mac}")
+        try:
+            await _run(backend().write, "chain_events", row, fingerprint("link", {"mac": mac}), by_key=True)
+        except Conflict as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+        return RedirectResponse(f"/trace/{quote(claim.alert_id, safe='')}?recorded={claim.event_type}", status_code=303)
+
     @app.get("/trace/{item_id}", include_in_schema=False, dependencies=[Depends(require_page)])
     def trace_page(request: Request, item_id: str) -> HTMLResponse:
         got = backend().trace(item_id)
@@ -833,6 +899,28 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
     app.state.program = prog
     app.state.sessions = sessions
     return app
+
+
+def _deliver_loop(backend, program, stop: threading.Event, every_s: float, public_url: str | None,
+                  key: bytes | None, state) -> None:
+    """``insightroi serve``'s deliverer: a pass every ``every_s`` seconds on the server's own store.
+
+    It shares the server's store object, whose lease serialises it with the request thread; the
+    file is held only for each state change, never while a message is in flight. A failed pass
+    (the store busy, a secret's variable unset) is kept on ``app.state.delivery`` and retried.
+    """
+    from insightroi.delivery import LinkSigner, deliver
+
+    signer = LinkSigner(public_url, key) if public_url and key else None
+    state.delivery = {"runs": 0, "last": None, "error": None}
+    while not stop.is_set():
+        try:
+            run = deliver(backend().store, program, since=_now() - timedelta(days=14), signer=signer, stop=stop)
+            state.delivery.update(runs=state.delivery["runs"] + 1, last=run.to_dict(), error=None)
+        except Exception as exc:  # the loop must outlive a bad pass, or delivery silently stops
+            state.delivery["error"] = f"{type(exc).__name__}: {exc}"
+            print(f"warning: delivery pass failed: {exc}", file=sys.stderr)
+        stop.wait(every_s)
 
 
 def _pseudonymize_ids(row: dict[str, Any]) -> dict[str, Any]:

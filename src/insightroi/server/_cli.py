@@ -70,6 +70,14 @@ def serve(
     max_clock_skew: Annotated[float, typer.Option(
         "--max-clock-skew", help="Seconds an event may be dated past the server's clock (422 beyond).",
     )] = 300.0,
+    deliver_every: Annotated[float, typer.Option(
+        "--deliver-every", help="Seconds between background delivery passes when the program file has \\[\\[channels]] "
+                                "(0: off; `insightroi deliver` does the same from a scheduler).", min=0,
+    )] = 60.0,
+    public_url: Annotated[Optional[str], typer.Option(
+        "--public-url", envvar="INSIGHTROI_PUBLIC_URL",
+        help="This server's address as owners reach it; delivered messages then carry signed links to it.",
+    )] = None,
 ) -> None:
     """Serve the event API and the dashboard (bearer token for writes and reads)."""
     try:  # uvicorn and FastAPI are the optional 'web' extra: loaded only when serving
@@ -97,10 +105,14 @@ def serve(
                       "served; name the server's host names with --allowed-host")
     app = run_or_fail(create_app, store_url(store), program=program, token=token, max_body_bytes=max_body_bytes,
                       public_read=public_read, allowed_hosts=hosts, max_future=timedelta(seconds=max_clock_skew),
-                      share_store=not hold_store)
+                      share_store=not hold_store, deliver_every_s=deliver_every or None, public_url=public_url)
     if app.state.program is None:
         console.print("[yellow]no program file[/] (--program or ./insightroi.toml): the dashboard shows the last "
                       "saved report bundle, not the stages' sections")
+    prog = app.state.program
+    if prog is not None and prog.channels and deliver_every:
+        links = f"links to {public_url}" if public_url else "no links (--public-url)"
+        console.print(f"delivering alerts to {len(prog.channels)} channel(s) every {deliver_every:g} s ({links})")
     console.print(f"API token: in {where} (send it as 'Authorization: Bearer <token>'; sign in with it on the dashboard)")
     reads = "anyone may read (--public-read)" if public_read else "reads and writes need the token"
     console.print(f"dashboard and API on http://{host}:{port}/  (spec: /openapi.json; {reads})")

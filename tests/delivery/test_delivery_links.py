@@ -1,0 +1,140 @@
+"""Signed links from a delivered e-mail, followed against the real server (uvicorn on loopback):
+the acknowledgement lands in the chain once, on the alert's trace; forged and expired links are refused.
+And `serve`'s background deliverer sends on its own."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import time
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+
+from _dlv_helpers import WEBHOOK_SECRET, Receiver, program_with, seed_alerts
+from helpers.live_server import free_port
+from insightroi.delivery import DeliveryPolicy, LinkSigner, deliver, link_key, make_link_token
+from insightroi.program import starter_program_text
+from insightroi.store import open_store
+
+pytest.importorskip("fastapi")
+aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
+from insightroi.server import create_app  # noqa: E402
+
+TOKEN = "test-token-for-links-0123456789abcdef"
+LINK_SECRET = "link-secret-for-tests-0123456789abcdef"
+
+
+class _Inbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+
+def _now():
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def test_following_email_links_records_the_chain(tmp_path, live_server):
+    url = f"duckdb:///{tmp_path / 's.duckdb'}"
+    with open_store(url) as st:
+        seed_alerts(st, 1)
+    srv = live_server(create_app(url, token=TOKEN, link_secret=LINK_SECRET))
+    inbox = _Inbox()
+    ctl = aiosmtpd_controller.Controller(inbox, hostname="127.0.0.1", port=free_port())
+    ctl.start()
+    try:
+        program = program_with(f'[[channels]]\nname = "ops-mail"\nkind = "email"\nowners = ["logistics"]\n'
+                               f'smtp_host = "127.0.0.1"\nsmtp_port = {ctl.port}\nfrom = "alerts@insightroi.test"\n'
+                               f'to = ["ops@example.test"]\n')
+        st = open_store(url, hold=False)
+        run = deliver(st, program, signer=LinkSigner(srv.url, link_key(LINK_SECRET)), policy=DeliveryPolicy(timeout_s=5))
+        st.close()
+    finally:
+        ctl.stop()
+    assert run.sent == 1 and len(inbox.messages) == 1
+    plain = inbox.messages[0].get_body(("plain",)).get_content()
+    links = dict(line.split(": ", 1) for line in plain.splitlines() if f": {srv.url}/l/" in line)
+    assert set(links) == {"Acknowledge", "Taking action", "Not useful (false alarm)", "Not useful (not our team)",
+                          "Not useful (already known)"}
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(timeout=30) as c:
+        r = c.get(links["Acknowledge"], follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/trace/alert-0000?recorded=acknowledged"
+        assert c.get(links["Acknowledge"], follow_redirects=False).status_code == 303  # followed twice: stored once
+        r = c.get(links["Not useful (false alarm)"], follow_redirects=False)
+        assert r.status_code == 303
+        trace = c.get(f"{srv.url}/api/v1/trace/alert-0000", headers=auth).json()
+        acks = [e for e in trace["events"] if e["event_type"] == "acknowledged"]
+        delivered = [e for e in trace["events"] if e["event_type"] == "alert_delivered"]
+        ignored = [e for e in trace["events"] if e["event_type"] == "ignored"]
+        assert len(acks) == 1 and acks[0]["actor"] == "link:ops-mail"
+        assert len(ignored) == 1 and ignored[0]["payload"] in ({"via": "link", "channel": "ops-mail",
+                                                                "reason": "false_alarm"},
+                                                               '{"channel": "ops-mail", "reason": "false_alarm", "via": "link"}')
+        ack_t = datetime.fromisoformat(acks[0]["event_time"])
+        assert abs((ack_t - _now()).total_seconds()) < 60  # the real time of the click
+        # A signed-in owner lands on the trace page, which shows the acknowledgement.
+        c.post(f"{srv.url}/login", data={"token": TOKEN, "next": "/inbox"})
+        page = c.get(links["Acknowledge"], follow_redirects=True)
+        assert page.status_code == 200 and str(page.url).endswith("/trace/alert-0000?recorded=acknowledged")
+        assert "acknowledged" in page.text
+        # Forged, altered and expired links record nothing.
+        base, tok = links["Taking action"].rsplit("/", 1)
+        payload, mac = tok.split(".")
+        assert c.get(f"{base}/{payload}.{mac[:-2]}AA", follow_redirects=False).status_code == 403
+        other = make_link_token(link_key("another-server-secret-0123456789"), "alert-0000", "taking_action",
+                                channel="ops-mail", expires=_now() + timedelta(days=1))
+        assert c.get(f"{base}/{other}", follow_redirects=False).status_code == 403
+        old = make_link_token(link_key(LINK_SECRET), "alert-0000", "taking_action", channel="ops-mail",
+                              expires=_now() - timedelta(seconds=1))
+        assert c.get(f"{base}/{old}", follow_redirects=False).status_code == 410
+        ghost = make_link_token(link_key(LINK_SECRET), "alert-9999", "acknowledge", channel="ops-mail",
+                                expires=_now() + timedelta(days=1))
+        assert c.get(f"{base}/{ghost}", follow_redirects=False).status_code == 404
+        trace = c.get(f"{srv.url}/api/v1/trace/alert-0000", headers=auth).json()
+    assert sorted(e["event_type"] for e in trace["events"] if (e.get("actor") or "").startswith("link:")) == [
+        "acknowledged", "ignored"]
+    # The chain in the store: the real delivery, then the acknowledgement from its link.
+    st = open_store(url, hold=False)
+    with st.attached():
+        got = st.sql("SELECT event_type, actor, event_time FROM chain_events WHERE alert_id = 'alert-0000' "
+                     "AND batch_id <> 'detect' ORDER BY event_time").to_pylist()
+    st.close()
+    assert [(e["event_type"], e["actor"]) for e in got] == [
+        ("alert_delivered", "deliver:ops-mail"), ("acknowledged", "link:ops-mail"), ("ignored", "link:ops-mail")]
+    assert got[0]["event_time"] <= got[1]["event_time"] <= _now()
+
+
+def test_serve_delivers_in_the_background(tmp_path, live_server, monkeypatch):
+    receiver = Receiver()
+    monkeypatch.setenv("TEST_HOOK_SECRET", WEBHOOK_SECRET)
+    monkeypatch.setenv("TEST_HOOK_URL", receiver.url)
+    prog = tmp_path / "insightroi.toml"
+    prog.write_text(starter_program_text() + '\n[[channels]]\nname = "tickets"\nkind = "webhook"\n'
+                    'owners = ["logistics"]\nurl = "env:TEST_HOOK_URL"\nsecret = "env:TEST_HOOK_SECRET"\n')
+    url = f"duckdb:///{tmp_path / 's.duckdb'}"
+    with open_store(url) as st:
+        # Recent alerts (the background deliverer enqueues the last 14 days'), and one too old to send.
+        seed_alerts(st, 4)
+        st.sql("UPDATE chain_events SET event_time = ? WHERE batch_id = 'detect'", [_now() - timedelta(hours=2)])
+        seed_alerts(st, 1, start=50)
+        st.sql("UPDATE chain_events SET event_time = ? WHERE id = 'alert-0050'", [_now() - timedelta(days=30)])
+    try:
+        app = create_app(url, program=prog, token=TOKEN, link_secret=LINK_SECRET, deliver_every_s=0.2,
+                         public_url="https://insightroi.example.test")
+        live_server(app)
+        deadline = time.monotonic() + 20
+        while len(receiver.accepted) < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # further passes must not send again
+        assert len(receiver.accepted) == 4 and len(receiver.requests) == 4
+        body = next(iter(receiver.accepted.values()))
+        assert body["links"]["Acknowledge"].startswith("https://insightroi.example.test/l/")
+        assert app.state.delivery["error"] is None and app.state.delivery["runs"] >= 2
+    finally:
+        receiver.close()
