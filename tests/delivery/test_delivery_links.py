@@ -70,7 +70,6 @@ def test_following_email_links_records_the_chain(tmp_path, live_server):
         assert r.status_code == 303
         trace = c.get(f"{srv.url}/api/v1/trace/alert-0000", headers=auth).json()
         acks = [e for e in trace["events"] if e["event_type"] == "acknowledged"]
-        delivered = [e for e in trace["events"] if e["event_type"] == "alert_delivered"]
         ignored = [e for e in trace["events"] if e["event_type"] == "ignored"]
         assert len(acks) == 1 and acks[0]["actor"] == "link:ops-mail"
         assert len(ignored) == 1 and ignored[0]["payload"] in ({"via": "link", "channel": "ops-mail",
@@ -106,7 +105,7 @@ def test_following_email_links_records_the_chain(tmp_path, live_server):
                      "AND batch_id <> 'detect' ORDER BY event_time").to_pylist()
     st.close()
     assert [(e["event_type"], e["actor"]) for e in got] == [
-        ("alert_delivered", "deliver:ops-mail"), ("acknowledged", "link:ops-mail"), ("ignored", "link:ops-mail")]
+        ("delivery_sent", "deliver:ops-mail"), ("acknowledged", "link:ops-mail"), ("ignored", "link:ops-mail")]
     assert got[0]["event_time"] <= got[1]["event_time"] <= _now()
 
 

@@ -3,7 +3,7 @@
 The detector's alerts are written once to ``alert_outbox`` with one ``deliveries`` row per
 channel that names their owner (``[[channels]]`` in the program file). :func:`deliver` sends
 what is due, retries transient failures with exponential backoff, moves permanent failures to
-``dead_letters``, and records ``alert_delivered`` / ``delivery_failed`` chain events with the
+``dead_letters``, and records ``delivery_sent`` / ``delivery_failed`` chain events with the
 time they happened. Every message carries signed links (acknowledge, taking action, not
 useful) that the server's ``/l/{token}`` route turns into chain events.
 """

@@ -95,8 +95,6 @@ def deliver_command(
             console.print(f"[yellow]no channel[/] for owner {escape(owner)}: {n} alert(s) wait for one")
         for line in run.errors[-10:]:
             err_console.print(f"  [red]failed[/] {escape(line)}", highlight=False, soft_wrap=True)
-        for line in run.chain_notes:
-            err_console.print(f"  [yellow]note[/] {escape(line)}", highlight=False, soft_wrap=True)
         if signer is None:
             console.print("[dim]no --public-url: messages carry no acknowledge links[/]")
     if fail_on_dead and run.dead:

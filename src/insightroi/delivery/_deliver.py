@@ -76,8 +76,6 @@ class DeliveryRun:
         Rows still waiting (a later run sends them).
     errors : list of str
         One line per failed attempt: ``channel alert_id attempt n: why``.
-    chain_notes : list of str
-        Deliveries whose chain event was not recorded, and why.
     seconds : float
     """
 
@@ -90,7 +88,6 @@ class DeliveryRun:
     resent_after_crash: int = 0
     pending: int = 0
     errors: list[str] = field(default_factory=list)
-    chain_notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -151,10 +148,8 @@ def deliver_due(store: Store, program: Program, *, signer: LinkSigner | None = N
         done = clock()
         with store.attached():
             if outcome.ok:
-                note = ob.mark_delivered(store, row, attempts, done)
+                ob.mark_delivered(store, row, attempts, done)
                 run.sent += 1
-                if note:
-                    run.chain_notes.append(f"{row['alert_id']} via {row['channel']}: {note}")
                 continue
             run.errors.append(f"{row['channel']} {row['alert_id']} attempt {attempts}: {outcome.error}")
             if outcome.permanent or attempts >= policy.max_attempts:

@@ -24,7 +24,6 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
-from insightroi.chain import ChainEventError, check_chain_event
 from insightroi.program import Channel, Program
 from insightroi.store import Store
 
@@ -214,29 +213,15 @@ def _chain_row(row: dict[str, Any], event_type: str, event_id: str, now: datetim
             "batch_id": "deliver"}
 
 
-def mark_delivered(store: Store, row: dict[str, Any], attempts: int, now: datetime) -> str | None:
-    """Mark a claimed row delivered and record its ``alert_delivered`` chain event, together.
-
-    Returns the reason the chain event was not recorded (it contradicts the alert's recorded
-    chain, e.g. an acknowledgement dated before this delivery), or None.
-    """
-    event = _chain_row(row, "alert_delivered", f"ce-{row['id']}", now,
+def mark_delivered(store: Store, row: dict[str, Any], attempts: int, now: datetime) -> None:
+    """Mark a claimed row delivered and record its ``delivery_sent`` chain event, together."""
+    event = _chain_row(row, "delivery_sent", f"ce-{row['id']}", now,
                        {"channel": row["channel"], "kind": row["kind"], "attempts": attempts,
                         "delivery_id": row["id"], "idempotency_key": row["idempotency_key"]})
-    previous = store.sql("SELECT id, event_type, event_time, alert_id FROM chain_events WHERE alert_id = ?",
-                         [row["alert_id"]]).to_pylist()
-    note = None
-    try:
-        check_chain_event(event, previous, known_alert=True, now=now)
-    except ChainEventError as exc:
-        note = f"delivered; chain event not recorded: {exc}"
     with store.transaction():
-        # The last failure stays beside the delivered status: retries remain visible in the store.
-        store.sql("UPDATE deliveries SET status = 'delivered', delivered_at = ?, last_error = coalesce(?, last_error) "
-                  "WHERE id = ?", [now, note, row["id"]])
-        if note is None and all(p["id"] != event["id"] for p in previous):
-            store.append("chain_events", pa.Table.from_pylist([event]))
-    return note
+        # last_error is left as it was: a delivered row keeps its last failure, so retries stay visible.
+        store.sql("UPDATE deliveries SET status = 'delivered', delivered_at = ? WHERE id = ?", [now, row["id"]])
+        store.append("chain_events", pa.Table.from_pylist([event]))
 
 
 def mark_retry(store: Store, row_id: str, error: str, due: datetime) -> None:

@@ -36,7 +36,10 @@ CHAIN_EVENT_TYPES = (
     "outcome",
     "ignored",
     "overridden",
-    # Written by the deliverer (insightroi.delivery) when a channel refused an alert for good.
+    # Written by the deliverer (insightroi.delivery): a message reached a channel, or a channel
+    # refused it for good. Not "alert_delivered", which the detector writes once per alert and the
+    # "alerts" measure counts: one row per channel would multiply every alert in the KPIs.
+    "delivery_sent",
     "delivery_failed",
 )
 ANNOTATION_KINDS = ("promotion", "stockout", "outage", "policy_change", "price_change", "other")
