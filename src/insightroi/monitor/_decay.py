@@ -111,7 +111,8 @@ def decay_rows(effects: Sequence[Result | Mapping[str, Any]]) -> list[dict[str, 
 
     Accepts :class:`Result` objects from :func:`outcome_decay` (or any estimator that puts the
     period label in ``extra["period"]``) or dicts with those keys (``treatment_denominator``,
-    the treated units' denominator volume in the period, is kept when present).
+    the treated units' denominator volume in the period, and ``control_mean``, the KPI in the
+    control arm, are kept when present).
     """
     rows = []
     for i, e in enumerate(effects):
@@ -124,11 +125,12 @@ def decay_rows(effects: Sequence[Result | Mapping[str, Any]]) -> list[dict[str, 
                 "se": e.se,
                 "p_value": e.p_value,
             }
-            if "treatment_denominator" in e.extra:
-                row["treatment_denominator"] = e.extra["treatment_denominator"]
+            for k in ("treatment_denominator", "control_mean"):
+                if k in e.extra:
+                    row[k] = e.extra[k]
         else:
             row = {"period": str(e.get("period", i))}
-            for k in ("estimate", "ci_low", "ci_high", "se", "p_value", "treatment_denominator"):
+            for k in ("estimate", "ci_low", "ci_high", "se", "p_value", "treatment_denominator", "control_mean"):
                 if k in e and e[k] is not None:
                     row[k] = float(e[k])
             if "se" not in row and "ci_low" in row and "ci_high" in row:

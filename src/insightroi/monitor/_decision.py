@@ -12,6 +12,7 @@ import numpy as np
 from insightroi.errors import DataError
 from insightroi.monitor._decay import decay_rows
 from insightroi.program import Program
+from insightroi.roi import MONTH_DAYS, pool_coefficient
 from insightroi.stats import Result
 from insightroi.stats import critical_value, jsonable
 
@@ -68,8 +69,28 @@ def decision_kpi(program: Program) -> str:
 
 
 def value_per_unit(program: Program, kpi: str) -> float:
-    """Money per avoided (or gained) numerator event of ``kpi``: sum of its hard pools' modes."""
-    return float(sum(p.unit_value.mode for p in program.value_pools if p.kpi == kpi and p.hard))
+    """Money per avoided (or gained) numerator event of ``kpi``: sum of its hard per-event pools' modes.
+
+    Share-of-value-at-risk pools have no value per event; :func:`decide_total` values them.
+    """
+    return float(sum(p.unit_value.mode for p in program.value_pools
+                     if p.kpi == kpi and p.hard and p.formula == "per_event"))
+
+
+def _money_per_effect(program: Program, kpi: str, *, treated_volume: float, control_mean: float | None,
+                      months: float) -> float:
+    # Every hard pool of the KPI at its most likely value, through the ROI engine's conversion.
+    k = program.kpi(kpi)
+    total = 0.0
+    for p in program.value_pools:
+        if p.kpi == kpi and p.hard:
+            try:
+                total += p.value.mode * pool_coefficient(p.formula, direction=k.direction, scale=k.scale,
+                                                         treated_volume=treated_volume, control_mean=control_mean,
+                                                         months=months)
+            except ValueError as exc:
+                raise DataError(f"value pool {p.name!r} in a period: {exc}") from None
+    return total
 
 
 def running_cost_per_period(program: Program, *, feedback_per_period: float = 0.0) -> float:
@@ -351,16 +372,15 @@ def decide_total(
     """
     priced = [k for k in hard_valued_kpis(program) if k in effects_by_kpi]
     per_kpi: dict[str, dict[str, tuple[float, float]]] = {}
+    months = program.retraining.period_days / MONTH_DAYS
     for name in priced:
-        k = program.kpi(name)
-        sign = -1.0 if k.direction == "decrease" else 1.0
-        value = value_per_unit(program, name)
         rows = decay_rows(effects_by_kpi[name])
         money: dict[str, tuple[float, float]] = {}
         for r in rows:
             vol = r.get("treatment_denominator", (volumes or {}).get(name, float("nan")))
-            to_money = value * float(vol) / k.scale
-            money[r["period"]] = (sign * r["estimate"] * to_money, r.get("se", float("nan")) * to_money)
+            to_money = _money_per_effect(program, name, treated_volume=float(vol), control_mean=r.get("control_mean"),
+                                         months=months)
+            money[r["period"]] = (r["estimate"] * to_money, r.get("se", float("nan")) * abs(to_money))
         per_kpi[name] = money
     periods = [p for p in next(iter(per_kpi.values()), {}) if all(p in m for m in per_kpi.values())]
     z = critical_value(0.05)

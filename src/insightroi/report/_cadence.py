@@ -35,6 +35,7 @@ from insightroi.errors import DataError, EstimationError, check_option
 from insightroi.experiments import analyze_experiment, treated_volumes
 from insightroi.metrics import analysis_windows, measure_totals
 from insightroi.program import Program
+from insightroi.roi import MONTH_DAYS, pool_coefficient
 # ``weekly``/``monthly``/``quarterly``: the spellings `--cadence` took when it only relabelled the header.
 from insightroi.report._render import CADENCE_ALIASES, CADENCE_UNITS
 from insightroi.store import Store
@@ -132,6 +133,7 @@ def _effect_fields(analysis: Any, kpi: str) -> dict[str, Any]:
         "estimate": _finite_or_none(r.estimate), "se": _finite_or_none(r.se),
         "ci_low": _finite_or_none(r.ci[0]) if r.ci else None, "ci_high": _finite_or_none(r.ci[1]) if r.ci else None,
         "p_value": _finite_or_none(r.p_value), "method": r.method, "n": int(r.n) if r.n is not None else None,
+        "control_mean": _finite_or_none(r.extra.get("control_mean")),
     }
     if rel is not None:
         out.update(relative=_finite_or_none(rel.estimate),
@@ -155,8 +157,8 @@ def _denominator_to_date(store: Store, program: Program, kpi: str, window: tuple
 
 def _value_fields(program: Program, kpi: str, row: dict[str, Any], denominator: float) -> dict[str, Any]:
     k = program.kpi(kpi)
-    sign = -1.0 if k.direction == "decrease" else 1.0
-    coef = sign / k.scale * denominator
+    to_date = row["to_date"]
+    months = ((date.fromisoformat(to_date["end"]) - date.fromisoformat(to_date["start"])).days + 1) / MONTH_DAYS
     out: dict[str, Any] = {"treated_volume": denominator}
     est, lo, hi = row.get("estimate"), row.get("ci_low"), row.get("ci_high")
     for kind, hard in (("hard", True), ("soft", False)):
@@ -164,9 +166,15 @@ def _value_fields(program: Program, kpi: str, row: dict[str, Any], denominator: 
         if not pools or est is None:
             out.update({f"value_{kind}": None, f"value_{kind}_low": None, f"value_{kind}_high": None})
             continue
-        unit = sum(p.unit_value.mode for p in pools)
-        ends = sorted(coef * x * unit for x in (lo, hi) if x is not None)
-        out.update({f"value_{kind}": coef * est * unit, f"value_{kind}_low": ends[0] if len(ends) == 2 else None,
+        # Money per unit of effect, by the ROI engine's conversion for each pool's formula.
+        try:
+            unit = sum(p.value.mode * pool_coefficient(p.formula, direction=k.direction, scale=k.scale,
+                                                       treated_volume=denominator, control_mean=row.get("control_mean"),
+                                                       months=months) for p in pools)
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+        ends = sorted(x * unit for x in (lo, hi) if x is not None)
+        out.update({f"value_{kind}": est * unit, f"value_{kind}_low": ends[0] if len(ends) == 2 else None,
                     f"value_{kind}_high": ends[1] if len(ends) == 2 else None})
     return out
 

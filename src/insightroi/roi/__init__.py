@@ -7,6 +7,8 @@ saved results from the store and calls :func:`compute_roi`.
 from insightroi.roi._engine import RoiResult, RoiVolumes, compute_roi
 from insightroi.roi._projection import DRIVER_LABELS, DRIVERS, expected_roi, projected_effects, roi_drivers, roi_waterfall
 from insightroi.roi._formulas import (
+    MONTH_DAYS,
+    pool_coefficient,
     avoided_events,
     benefit_cost_ratio,
     incremental_lift,
@@ -18,6 +20,8 @@ from insightroi.roi._formulas import (
 __all__ = [
     "DRIVERS",
     "DRIVER_LABELS",
+    "MONTH_DAYS",
+    "pool_coefficient",
     "expected_roi",
     "projected_effects",
     "roi_drivers",

@@ -68,11 +68,13 @@ def print_roi(res: dict[str, Any]) -> None:
         t.add_row(r["input"], _pct(r["low_roi"]), _pct(r["high_roi"]), _pct(r["swing"]))
     console.print(t)
     t = Table(title="Value pools (attribution)")
-    for c in ("pool", "function", "KPI", "hard", "avoided", "benefit (median)", "90% interval", "share"):
+    for c in ("pool", "function", "KPI", "hard", "avoided / recovered", "benefit (median)", "90% interval", "share"):
         t.add_column(c)
     for p in res['pools']:
         t.add_row(
-            p["name"], p["function"], p["kpi"], "hard" if p["hard"] else "soft", f"{p['avoided_events']:,.0f}",
+            p["name"], p["function"], p["kpi"], "hard" if p["hard"] else "soft",
+            f"{p['avoided_events']:,.0f} events" if p.get("avoided_events") is not None
+            else f"{_pct(p.get('share_recovered'))} of value at risk",
             _money(p["benefit_median"], cur),
             f"[{_money(p['benefit_ci_low'], cur)}, {_money(p['benefit_ci_high'], cur)}]",
             _pct(p["share"]) + ("" if p["hard"] else " of soft"),

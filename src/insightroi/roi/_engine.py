@@ -37,6 +37,7 @@ import numpy as np
 
 from insightroi.errors import DataError
 from insightroi.program import Program
+from insightroi.roi._formulas import pool_coefficient
 from insightroi.stats import Result, critical_value, se_from_interval
 
 __all__ = ["RoiVolumes", "RoiResult", "compute_roi"]
@@ -360,14 +361,19 @@ def _build_model(program: Program, effects: Mapping[str, Result], volumes: RoiVo
                 f"value pool {pool.name!r}: no treated denominator volume for KPI {pool.kpi!r} in RoiVolumes.kpis"
             )
         kpi = program.kpi(pool.kpi)
-        sign = -1.0 if kpi.direction == "decrease" else 1.0
+        try:
+            c = pool_coefficient(pool.formula, direction=kpi.direction, scale=kpi.scale,
+                                 treated_volume=volumes.kpis[pool.kpi] * run_rate,
+                                 control_mean=effects[pool.kpi].extra.get("control_mean"), months=months)
+        except ValueError as exc:
+            raise DataError(f"value pool {pool.name!r}: {exc}") from None
         pool_names.append(pool.name)
         pool_k.append(index[pool.kpi])
-        coef.append(sign / kpi.scale * volumes.kpis[pool.kpi] * run_rate)
+        coef.append(c)
         hard.append(pool.hard)
-        vl.append(pool.unit_value.low)
-        vm.append(pool.unit_value.mode)
-        vh.append(pool.unit_value.high)
+        vl.append(pool.value.low)
+        vm.append(pool.value.mode)
+        vh.append(pool.value.high)
     if not pool_names:
         raise DataError("no value pool has an estimated effect: nothing to turn into money")
     if not any(hard):
@@ -492,7 +498,9 @@ def compute_roi(
             v = m.v_mode.copy()
             v[j] = bound[j]
             rows_e.append(m.mu); rows_v.append(v); rows_c.append(m.c_mode)
-        labels.append((f"unit value: {n}", "unit_value"))
+        formula = next(p.formula for p in program.value_pools if p.name == n)
+        what = "unit value" if formula == "per_event" else "value at risk"
+        labels.append((f"{what}: {n}", "unit_value"))
     for j, n in enumerate(m.cost_names):
         for bound in (m.c_lo, m.c_hi):
             c = m.c_mode.copy()
@@ -523,10 +531,15 @@ def compute_roi(
     for j, n in enumerate(m.pool_names):
         pool = next(p for p in program.value_pools if p.name == n)
         denom = hard_total if m.pool_hard[j] else soft_total
+        per_event = pool.formula == "per_event"
         pools.append({
             "name": n, "function": pool.function, "kpi": pool.kpi, "hard": bool(m.pool_hard[j]),
-            "unit_value": {"low": pool.unit_value.low, "mode": pool.unit_value.mode, "high": pool.unit_value.high},
-            "avoided_events": float(m.mu[m.pool_k[j]] * m.pool_coef[j]),
+            "formula": pool.formula,
+            "unit_value": {"low": pool.value.low, "mode": pool.value.mode, "high": pool.value.high},
+            # Per event: events avoided; share of value at risk: the share of a month's value at
+            # risk recovered, times the months (avoided events make no sense there).
+            "avoided_events": float(m.mu[m.pool_k[j]] * m.pool_coef[j]) if per_event else None,
+            "share_recovered": None if per_event else float(m.mu[m.pool_k[j]] * m.pool_coef[j] / m.months),
             "benefit_expected": float(det["pool_benefit"][0, j]),
             "benefit_mean": float(pmean[j]),
             "benefit_median": float(pq[1, j]), "benefit_ci_low": float(pq[0, j]), "benefit_ci_high": float(pq[2, j]),

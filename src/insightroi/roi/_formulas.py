@@ -15,7 +15,12 @@ __all__ = [
     "benefit_cost_ratio",
     "payback_months",
     "avoided_events",
+    "pool_coefficient",
+    "MONTH_DAYS",
 ]
+
+#: Days per month in every figure "per month" (365.25 / 12).
+MONTH_DAYS = 30.4375
 
 
 def incremental_lift(treated_change: float, control_change: float) -> float:
@@ -94,3 +99,45 @@ def avoided_events(effect: float, scale: float, denominator_volume: float, direc
         raise ValueError(f"The 'direction' parameter must be one of ['decrease', 'increase']. Got {direction!r} instead.")
     sign = -1.0 if direction == "decrease" else 1.0
     return sign * float(effect) / float(scale) * float(denominator_volume)
+
+
+def pool_coefficient(formula: str, *, direction: str, scale: float, treated_volume: float,
+                     control_mean: float | None, months: float) -> float:
+    """Money per unit of KPI effect and per unit of the pool's value, over a span.
+
+    The one conversion every stage uses (the ROI engine, the cadence series, the retrain/retire
+    decision), so a value pool is worth the same everywhere.
+
+    Parameters
+    ----------
+    formula : {"per_event", "share_of_value_at_risk"}
+        ``per_event``: the value is money per avoided numerator event, so the coefficient is
+        :func:`avoided_events` per unit of effect, ``sign / scale x treated_volume``.
+        ``share_of_value_at_risk``: the value is money per month at risk, and the effect's
+        relative change against the control level recovers that share of it (:func:`revenue_saved`):
+        ``sign / control_mean x months``.
+    direction : {"decrease", "increase"}
+        The KPI's good direction (the sign that makes a good effect positive money).
+    scale : float
+        The KPI's scale (1,000 for "per 1,000 orders").
+    treated_volume : float
+        The treated units' denominator volume over the span (per_event).
+    control_mean : float or None
+        The KPI in the control arm, in KPI units (share_of_value_at_risk).
+    months : float
+        Length of the span in months (share_of_value_at_risk).
+
+    Raises
+    ------
+    ValueError
+        A share-of-value pool without a positive control level: a relative change is undefined.
+    """
+    sign = -1.0 if direction == "decrease" else 1.0
+    if formula == "per_event":
+        return sign / float(scale) * float(treated_volume)
+    if formula == "share_of_value_at_risk":
+        if control_mean is None or not math.isfinite(control_mean) or control_mean <= 0:
+            raise ValueError(f"a share-of-value-at-risk pool needs the KPI's control level (> 0) to turn the effect "
+                             f"into a relative change; got {control_mean!r}")
+        return sign / float(control_mean) * float(months)
+    raise ValueError(f"unknown value pool formula {formula!r}")

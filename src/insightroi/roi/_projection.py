@@ -66,7 +66,9 @@ def projected_effects(program: Program, power_rows: Sequence[Mapping[str, Any]])
         out[name] = Result(estimate=effect, se=se, ci=(effect - z * se, effect + z * se), p_value=math.nan,
                            method="projected_mde", n=int(row.get("units_treatment", 0)) + int(row.get("units_control", 0)),
                            alpha=e.alpha, metric=name,
-                           extra={"baseline": base, "mde_relative": e.mde_relative, "mde_at_planned_end": mde_end})
+                           # The baseline is the control level a share-of-value pool's relative change is taken on.
+                           extra={"baseline": base, "control_mean": abs(base), "mde_relative": e.mde_relative,
+                                  "mde_at_planned_end": mde_end})
     return out
 
 
@@ -92,14 +94,18 @@ def roi_drivers(program: Program, effects: Mapping[str, Result], volumes: RoiVol
     m = _build_model(program, effects, volumes, horizon_months, notes)
     run_rate = m.months / volumes.months
     pools = []
-    kpi_of = {p.name: p.kpi for p in program.value_pools}
+    pool_of = {p.name: p for p in program.value_pools}
     for i, name in enumerate(m.pool_names):
-        kpi = kpi_of[name]
-        volume = volumes.kpis[kpi] * run_rate
-        k = program.kpi(kpi)
-        pools.append({"name": name, "kpi": kpi, "hard": bool(m.pool_hard[i]),
-                      "effect": float(m.mu[m.pool_k[i]]), "volume": float(volume),
-                      "per_volume": (-1.0 if k.direction == "decrease" else 1.0) / k.scale,
+        pool = pool_of[name]
+        # A share-of-value pool's "volume" is the months of value at risk it recovers a share of.
+        volume = volumes.kpis[pool.kpi] * run_rate if pool.formula == "per_event" else m.months
+        if volume:
+            per_volume = float(m.pool_coef[i]) / volume
+        else:  # no treated volume: the coefficient is 0 whatever the rate; keep the KPI's own rate
+            k = program.kpi(pool.kpi)
+            per_volume = (-1.0 if k.direction == "decrease" else 1.0) / k.scale
+        pools.append({"name": name, "kpi": pool.kpi, "hard": bool(m.pool_hard[i]),
+                      "effect": float(m.mu[m.pool_k[i]]), "volume": float(volume), "per_volume": per_volume,
                       "unit_value": float(m.v_mode[i])})
     return {"pools": pools, "cost": float((m.c_mode * m.c_mult).sum()), "months": m.months}
 
