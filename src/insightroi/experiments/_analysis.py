@@ -5,6 +5,15 @@ pre-period equivalence, regression to the mean, novelty) -> estimate (ratio-of-s
 method at the randomization unit, with CUPED on the pre-period KPI) -> multiplicity (Holm and
 Benjamini-Hochberg across KPIs).
 
+With ``[experiment] covariates`` each ratio or mean KPI is regression-adjusted on several
+pre-period values (:func:`insightroi.stats.regression_adjusted`); with ``cupac = true`` a model
+fitted on pre-period data only adds its prediction of the outcome as a covariate
+(:func:`insightroi.stats.cupac`). ``regression_adjusted`` works on per-unit means, so a ratio
+KPI ``sum num / sum den`` is linearised first, as the CUPED ratio estimator is: each unit's
+value is ``R_a + (num - R_a den) / mean(den)_a`` in its arm ``a``, whose arm mean is ``R_a``
+exactly and whose arm variance over units is the ratio's delta-method variance; the KPI's
+pre-period ratio, linearised the same way, is the first covariate (what CUPED adjusts by).
+
 A KPI over a ``quantile`` measure (median resolution hours) is the quantile of the rows pooled
 over each arm's units: it is dispatched to :func:`insightroi.stats.quantile_effect` (the
 clustered quantile delta method), without CUPED, pre-period or segment analyses. A capped
@@ -53,18 +62,21 @@ from insightroi.stats import (
     NO_DENOMINATOR_IN_ARM,
     Check,
     EffectPrior,
+    MultiRegressionAdjusted,
     Ratio,
     RatioRegressionAdjusted,
     Result,
     bayesian_two_arm,
+    cupac,
     multi_arm,
     quantile_effect,
+    regression_adjusted,
     segment_breakdown,
     two_arm,
 )
 from insightroi.store import TABLES, Store
 
-__all__ = ["analyze_experiment", "kpi_effect"]
+__all__ = ["analyze_experiment", "covariate_design", "cupac_predictions", "kpi_effect"]
 
 _RANDOMIZED = ("ab", "cluster", "holdout")
 
@@ -80,7 +92,8 @@ def _scaled(res: Result, scale: float) -> Result:
     if scale == 1:
         return res
     x = dict(res.extra)
-    for k in ("control_mean", "treatment_mean", "control_mean_pre", "treatment_mean_pre", "mde"):
+    for k in ("control_mean", "treatment_mean", "control_mean_pre", "treatment_mean_pre", "mde",
+              "control_mean_adjusted", "treatment_mean_adjusted", "unadjusted_se", "cuped_se", "cuped_estimate"):
         if k in x and x[k] is not None:
             x[k] = x[k] * scale
     if x.get("ci_adjusted") is not None:  # A/B/n arms' simultaneous interval
@@ -106,7 +119,8 @@ def store_annotations(store: Store, window: tuple[date, date]) -> list[dict[str,
 
 def kpi_effect(df, kpi: Kpi, *, alpha: float = 0.05, cuped: bool = True,
                sequential_tuning: float | None = None,
-               bayesian: EffectPrior | Literal["flat"] | None = None) -> tuple[Result, Result]:
+               bayesian: EffectPrior | Literal["flat"] | None = None,
+               covariates: Sequence[str] = (), prediction: str | None = None) -> tuple[Result, Result]:
     """Absolute and relative effect of one KPI from per-unit data (columns arm, num, den, num_pre, den_pre).
 
     The estimator is the ratio of sums per arm with its delta-method variance at the
@@ -119,6 +133,37 @@ def kpi_effect(df, kpi: Kpi, *, alpha: float = 0.05, cuped: bool = True,
     ``risk_control``, ``risk_treatment`` and ``credible_interval`` (relative) from
     :func:`insightroi.stats.bayesian_two_arm` on the same statistics ("win" follows the KPI's
     direction).
+
+    With ``covariates`` (columns of ``df`` holding pre-period per-unit values) or ``prediction``
+    (a column holding a CUPAC model's prediction of the outcome, made from pre-period data only)
+    the effect is regression-adjusted on the linearised pre-period KPI, the prediction and the
+    covariates (:func:`covariate_design`): ``method`` becomes ``"regression_adjusted"`` or
+    ``"cupac"`` and ``extra`` gains ``covariates``, ``variance_reduction`` (against the
+    unadjusted delta-method variance), ``cuped_estimate``, ``cuped_se`` and
+    ``variance_reduction_vs_cuped``. When
+    that fit is impossible (collinear covariates, too few units) the CUPED result stands with a
+    ``covariate_adjustment`` diagnostic saying why. Always-valid (sequential) intervals stay on
+    CUPED: the confidence sequence is implemented for the two-arm statistics only.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        One row per randomization unit.
+    kpi : Kpi
+    alpha : float
+    cuped : bool
+        Adjust by the unit's pre-period KPI when both arms have pre-period data.
+    sequential_tuning : float, optional
+    bayesian : EffectPrior or "flat", optional
+    covariates : sequence of str
+        Columns of ``df`` with further pre-period per-unit values.
+    prediction : str, optional
+        Column of ``df`` with the CUPAC prediction.
+
+    Returns
+    -------
+    (Result, Result)
+        The absolute effect (in the KPI's scale) and the relative one.
     """
     n = int(len(df))
     dens = {a: float(df.loc[df.arm == a, "den"].sum()) for a in (TREATMENT, CONTROL)}
@@ -142,7 +187,197 @@ def kpi_effect(df, kpi: Kpi, *, alpha: float = 0.05, cuped: bool = True,
     if bayesian is not None:
         bay = _bayesian_figures(c, t, kpi, alpha=alpha, cuped=use_pre, prior=None if bayesian == "flat" else bayesian)
         ab, rel = (replace(r, extra={**r.extra, **bay}) for r in (ab, rel))
+    if covariates or prediction:
+        if sequential_tuning is not None:
+            note = Check("covariate_adjustment", "skip", "covariates and CUPAC are not applied under sequential "
+                                                         "inference: the always-valid interval is CUPED's")
+            ab, rel = (replace(r, diagnostics=r.diagnostics + (note,)) for r in (ab, rel))
+        else:
+            ab, rel = _adjusted_effects(df, kpi, ab, rel, covariates=covariates, prediction=prediction,
+                                        use_pre=use_pre, alpha=alpha)
     return _scaled(ab, kpi.scale), rel
+
+
+# Smallest eigenvalue, relative to the largest, of the within-arm correlation matrix of the
+# covariates kept: a column that brings it below this adds no information the others lack, and
+# keeping it would make the regression refuse (stats.regression_adjusted's collinearity check).
+_KEEP_EIG = 1e-8
+
+
+def _linearised(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    # The arm's ratio plus each unit's delta-method influence: the mean is the ratio of sums
+    # and the variance over units that of the delta method.
+    r = num.sum() / den.sum()
+    return r + (num - r * den) / den.mean()
+
+
+def covariate_design(df, covariates: Sequence[str] = (), prediction: str | None = None, *,
+                     use_pre: bool = True) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str]]:
+    """Per-arm linearised outcome and covariate matrix of a KPI, as the regression adjustment fits them.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        One row per unit: ``arm`` (control / treatment), ``num``, ``den``, ``num_pre``,
+        ``den_pre`` and the named columns.
+    covariates : sequence of str
+        Columns with pre-period per-unit covariates.
+    prediction : str, optional
+        Column with a CUPAC prediction; it comes first.
+    use_pre : bool
+        Include the linearised pre-period KPI (needs pre-period denominators in both arms).
+
+    Returns
+    -------
+    (dict, list of str)
+        ``{arm: (y, X)}`` for control and treatment, and the names of ``X``'s columns. Columns
+        with no within-arm variation, or collinear with the ones before them, are dropped (in
+        the order prediction, pre-period KPI, covariates), so the fit never fails on them.
+    """
+    names = ([prediction] if prediction else []) + (["kpi_pre"] if use_pre else []) + list(covariates)
+    arm = df["arm"].to_numpy()
+    col = {c: df[c].to_numpy(float) for c in {"num", "den", "num_pre", "den_pre", *covariates,
+                                               *([prediction] if prediction else [])} if c in df.columns}
+    out = {}
+    for a in (CONTROL, TREATMENT):
+        sel = arm == a
+        y = _linearised(col["num"][sel], col["den"][sel])
+        cols = [col[prediction][sel]] if prediction else []
+        if use_pre:
+            cols.append(_linearised(col["num_pre"][sel], col["den_pre"][sel]))
+        cols += [col[c][sel] for c in covariates]
+        out[a] = (y, np.column_stack(cols) if cols else np.empty((int(sel.sum()), 0)))
+    # Each arm on its own, as the interacted fit uses them: within one arm the linearised
+    # pre-period KPI is an exact linear combination of its numerator and denominator (with that
+    # arm's constants), so those two beside it are collinear there though not across arms.
+    centred = [X - X.mean(axis=0) for _, X in out.values()]
+    raws = [np.sqrt((X**2).sum(axis=0)) for _, X in out.values()]
+    keep: list[int] = []
+    for j in range(len(names)):
+        ok = True
+        for cen, raw in zip(centred, raws):
+            cand = cen[:, keep + [j]]
+            sd = np.sqrt((cand**2).sum(axis=0))
+            # Relative, not exact, zero: a constant column centres to rounding noise, which the
+            # scaled check below would take for a fresh, uncorrelated covariate.
+            if not np.all(np.isfinite(cand)) or sd[-1] <= 1e-9 * raw[j]:
+                ok = False
+                break
+            eig = np.linalg.eigvalsh((cand.T @ cand) / np.outer(sd, sd))
+            if eig[0] <= _KEEP_EIG * eig[-1]:
+                ok = False
+                break
+        if ok:
+            keep.append(j)
+    return {a: (y, X[:, keep]) for a, (y, X) in out.items()}, [names[j] for j in keep]
+
+
+def _cupac_model():
+    # Gradient-boosted trees rather than a ridge fit: a linear model's prediction lies in the
+    # span of the covariates it is fed, so as a control variate it adds nothing that the
+    # regression adjustment on those covariates does not already remove. Trees pick up
+    # thresholds, saturation and interactions of skewed per-unit counts without transforms, fit
+    # tens of thousands of units in well under a second, and with early stopping off and a fixed
+    # seed give the same prediction on every run (the analysis must be reproducible).
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    return HistGradientBoostingRegressor(max_iter=100, learning_rate=0.1, max_leaf_nodes=15, min_samples_leaf=20,
+                                         l2_regularization=1.0, early_stopping=False, random_state=0)
+
+
+def cupac_predictions(features: np.ndarray, target: np.ndarray, apply_features: np.ndarray | None = None, *,
+                      folds: int = 5) -> np.ndarray:
+    """A model's prediction of each unit's outcome, for use as CUPAC's control variate.
+
+    Everything passed here must be measured before assignment: the prediction is a valid
+    covariate only because it cannot depend on treatment.
+
+    Parameters
+    ----------
+    features : array (n, k)
+        Training features per unit.
+    target : array (n,)
+        What the model learns to predict (a pre-period outcome).
+    apply_features : array (n, k), optional
+        Lagged training: the model fitted on ``features -> target`` (e.g. the period before
+        the pre-period predicting the pre-period) is applied to these (the same quantities one
+        period later, i.e. the pre-period), to predict the in-experiment outcome. When omitted,
+        cross-fitting: ``folds``-fold out-of-fold predictions of ``target`` from ``features``,
+        so no unit's prediction has seen its own target.
+    folds : int
+        Folds for cross-fitting.
+
+    Returns
+    -------
+    numpy.ndarray
+        One prediction per unit.
+    """
+    from sklearn.model_selection import KFold
+    from threadpoolctl import threadpool_limits
+
+    X = np.asarray(features, dtype=float)
+    y = np.asarray(target, dtype=float)
+    if X.ndim == 1:
+        X = X[:, None]
+    # Below some tens of thousands of units the trees' OpenMP threads cost more in start-up and
+    # contention than they save (5x slower on 200 units on two busy cores).
+    with threadpool_limits(limits=1 if y.size < 20_000 else None, user_api="openmp"):
+        if apply_features is not None:
+            A = np.asarray(apply_features, dtype=float)
+            return _cupac_model().fit(X, y).predict(A[:, None] if A.ndim == 1 else A)
+        pred = np.empty(y.size)
+        for train, test in KFold(n_splits=min(folds, y.size), shuffle=True, random_state=0).split(X):
+            pred[test] = _cupac_model().fit(X[train], y[train]).predict(X[test])
+    return pred
+
+
+def _adjusted_effects(df, kpi: Kpi, ab: Result, rel: Result, *, covariates, prediction, use_pre: bool,
+                      alpha: float) -> tuple[Result, Result]:
+    # Lin's (2013) interacted fit, a slope per arm: the effect is multiplicative in most KPIs
+    # (a treated unit's rate times 1 + effect), so the slope differs between arms, and a pooled
+    # slope then carries an O(1/n) bias that 1,000 simulated experiments of 400 units
+    # (tests/experiments/test_exp_covariates.py) showed at 3 to 4 standard errors of their mean;
+    # the interacted fit also never loses precision to unequal arms (a 10% holdout).
+    design, kept = covariate_design(df, covariates, prediction, use_pre=use_pre)
+    (yc, xc), (yt, xt) = design[CONTROL], design[TREATMENT]
+    use_cupac = bool(prediction) and prediction in kept
+    method = "cupac" if use_cupac else "regression_adjusted"
+    dropped = [c for c in ([prediction] if prediction else []) + list(covariates) if c not in kept]
+    if not kept:
+        note = Check("covariate_adjustment", "skip", "no covariate varies within the arms: the CUPED result stands")
+        return tuple(replace(r, diagnostics=r.diagnostics + (note,)) for r in (ab, rel))
+    try:
+        if use_cupac:
+            rest = (xc[:, 1:], xt[:, 1:]) if len(kept) > 1 else None
+            res = [cupac(yc, xc[:, 0], yt, xt[:, 0], rest, interacted=True, relative=r, alpha=alpha, metric=kpi.name)
+                   for r in (False, True)]
+        else:
+            sc, st = MultiRegressionAdjusted.from_arrays(yc, xc), MultiRegressionAdjusted.from_arrays(yt, xt)
+            res = [regression_adjusted(sc, st, interacted=True, relative=r, alpha=alpha, metric=kpi.name,
+                                       method="regression_adjusted") for r in (False, True)]
+    except DataError as exc:
+        note = Check("covariate_adjustment", "warn", f"regression adjustment not possible ({exc}): the CUPED "
+                                                     "result stands")
+        return tuple(replace(r, diagnostics=r.diagnostics + (note,)) for r in (ab, rel))
+    out = []
+    for new, old in zip(res, (ab, rel)):
+        cuped_var = old.se**2 if old.se == old.se else math.nan
+        extra = {**new.extra, "covariates": [c for c in kept], "cuped_se": old.se, "cuped_estimate": old.estimate,
+                 "variance_reduction_vs_cuped": 1 - new.se**2 / cuped_var if cuped_var > 0 else math.nan,
+                 "cuped_method": old.method, "linearised": kpi.denominator != "units"}
+        bayes = {k: v for k, v in old.extra.items() if k.startswith(("chance_to_win", "risk_", "credible",
+                                                                     "posterior", "prior", "bayesian"))}
+        if "chance_to_win" in bayes:
+            bayes["bayesian_note"] = "chance to win and risk come from the CUPED statistics (one pre-period covariate)"
+        extra.update(bayes)
+        msg = (f"{method}: {', '.join(kept)}; variance {100 * extra['variance_reduction']:.1f}% below the unadjusted, "
+               f"{100 * extra['variance_reduction_vs_cuped']:.1f}% below CUPED's")
+        if dropped:
+            msg += f" (left out, no information beyond the others: {', '.join(dropped)})"
+        diag = old.diagnostics + (Check("covariate_adjustment", "pass", msg,
+                                        statistic=extra["variance_reduction_vs_cuped"]),)
+        out.append(replace(new, extra=extra, diagnostics=diag))
+    return out[0], out[1]
 
 
 def _bayesian_figures(c, t, kpi: Kpi, *, alpha: float, cuped: bool, prior: EffectPrior | None) -> dict[str, Any]:
@@ -288,7 +523,9 @@ def analyze_experiment(
     # Alerts delivered to a control unit are contamination; chain events carry only the unit
     # columns alerts are routed by (a customer-level experiment has no alert per customer).
     alerts_by_unit = UNIT_COLUMNS.get(e.unit) in TABLES["chain_events"].columns
-    measures = sorted({m for k in totals for m in (k.numerator, k.denominator)} | ({"alerts"} if alerts_by_unit else set()))
+    covs = list(dict.fromkeys(e.covariates)) if pre_window is not None else []
+    measures = sorted({m for k in totals for m in (k.numerator, k.denominator)} | set(covs)
+                      | ({"alerts"} if alerts_by_unit else set()))
     # Once per analysis: every period, week and segment caps at the analysis window's percentile.
     caps = measure_caps(store, program, measures, window=window)
     df = unit_measures_expr(store, program, measures, window=window, pre_window=pre_window, caps=caps).execute()
@@ -338,6 +575,12 @@ def analyze_experiment(
     if seq is not None:
         checks.append(Check("sequential", "pass", f"always-valid intervals and p-values (confidence sequence, "
                                                   f"N* = {seq:g}): the results may be read at any look"))
+    if (e.covariates or e.cupac) and pre_window is None:
+        checks.append(Check("covariate_adjustment", "skip", "covariates and CUPAC need a pre-period "
+                                                            "(pre_period_days > 0): KPIs are not adjusted by them"))
+    hist = None
+    if e.cupac and pre_window is not None and totals:
+        hist = _history(store, program, totals, covs, pre_window, caps, df.unit_id)
     results: dict[str, Result] = {}
     relative: dict[str, Result] = {}
     for k in chosen:
@@ -350,7 +593,19 @@ def analyze_experiment(
             continue
         d = df.assign(num=df[k.numerator], den=df[k.denominator], num_pre=df[f"{k.numerator}_pre"],
                       den_pre=df[f"{k.denominator}_pre"])
-        ab, rel = kpi_effect(d, k, alpha=alpha, cuped=cuped, sequential_tuning=seq, bayesian=bayes)
+        cov_cols, pred_col, cupac_how = [], None, None
+        if pre_window is not None and (covs or e.cupac):
+            # The KPI's own numerator is already in its pre-period KPI (a mean KPI's is the same column).
+            cov_cols = [f"{m}_pre" for m in covs if not (m == k.numerator and k.denominator == "units")]
+            if e.cupac:
+                pred, cupac_how = _cupac_prediction(d, hist, k, covs)
+                if pred is not None:
+                    pred_col = "cupac_prediction"
+                    d = d.assign(cupac_prediction=pred)
+        ab, rel = kpi_effect(d, k, alpha=alpha, cuped=cuped, sequential_tuning=seq, bayesian=bayes,
+                             covariates=cov_cols, prediction=pred_col)
+        if cupac_how is not None:
+            ab, rel = (replace(r, extra={**r.extra, "cupac_training": cupac_how}) for r in (ab, rel))
         diag = []
         if pre_window is not None:
             c_pre = Ratio.from_arrays(d.num_pre[d.arm == CONTROL], d.den_pre[d.arm == CONTROL])
@@ -391,6 +646,10 @@ def analyze_experiment(
                          window=window)
 
     arm_out: dict[str, dict[str, Result]] = {}
+    if by_arm is not None and (covs or e.cupac):
+        checks.append(Check("covariate_adjustment", "skip", "A/B/n: each arm's comparison with control stays "
+                                                            "CUPED-adjusted; covariates and CUPAC adjust the pooled "
+                                                            "result of each KPI only"))
     if by_arm is not None:
         for k in totals:
             d = by_arm.assign(num=by_arm[k.numerator], den=by_arm[k.denominator],
@@ -417,6 +676,51 @@ def analyze_experiment(
         n_control=n_c, results=results, relative=relative, checks=tuple(checks), segments=seg_out, alpha=alpha,
         arms=arm_out,
     )
+
+
+def _history(store: Store, program: Program, kpis: Sequence[Kpi], covs: Sequence[str], pre_window, caps,
+             unit_ids) -> Any:
+    """Per-unit totals in the period before the pre-period (``<m>``) beside the pre-period ones (``<m>_pre``).
+
+    CUPAC's model learns there how one period's values predict the next period's KPI, all before
+    assignment; ``None`` when that period has no rows.
+    """
+    span = pre_window[1] - pre_window[0] + timedelta(days=1)
+    hist_win = (pre_window[0] - span, pre_window[0] - timedelta(days=1))
+    measures = sorted({m for k in kpis for m in (k.numerator, k.denominator)} | set(covs))
+    h = unit_measures_expr(store, program, measures, window=hist_win, pre_window=pre_window, caps=caps).execute()
+    h = h.drop_duplicates("unit_id").set_index("unit_id").reindex(unit_ids).fillna(0.0)
+    return h, hist_win
+
+
+def _cupac_prediction(d, hist, k: Kpi, covs: Sequence[str]) -> tuple[np.ndarray | None, str]:
+    """CUPAC's prediction of each unit's in-experiment KPI, and how its model was trained.
+
+    The target is the pre-period KPI linearised over all units (for a mean KPI, its numerator
+    per unit): the analysis regresses the linearised in-experiment KPI on the prediction.
+    Trained on the period before the pre-period when it has the KPI's denominator (lagged: those
+    features predict the pre-period, then the pre-period's features predict the experiment);
+    otherwise cross-fitted within the pre-period from the covariates (and the pre-period
+    denominator), out of fold. Treatment-period outcomes never reach the model.
+    """
+    num_pre, den_pre = d.num_pre.to_numpy(float), d.den_pre.to_numpy(float)
+    if den_pre.sum() <= 0:
+        return None, "no pre-period denominator: no CUPAC prediction"
+    target = _linearised(num_pre, den_pre)
+    own_den = [] if k.denominator == "units" else [k.denominator]
+    if hist is not None:
+        h, hist_win = hist
+        # "units" counts every assigned unit in any window, so the numerator must have rows too.
+        if float(h[k.denominator].sum()) > 0 and float(h[k.numerator].abs().sum()) > 0:
+            names = [k.numerator, *own_den, *(m for m in covs if m not in (k.numerator, k.denominator))]
+            train = np.column_stack([h[m].to_numpy(float) for m in names])
+            apply = np.column_stack([d[f"{m}_pre"].to_numpy(float) for m in names])
+            return cupac_predictions(train, target, apply), f"lagged: trained {hist_win[0]} to {hist_win[1]} -> pre-period"
+    names = [*own_den, *(m for m in covs if m != k.numerator)]
+    if not names:
+        return None, "no data before the pre-period and no covariate: no CUPAC prediction"
+    feats = np.column_stack([d[f"{m}_pre"].to_numpy(float) for m in names])
+    return cupac_predictions(feats, target), "cross-fitted (5 folds) within the pre-period"
 
 
 def _segments(store: Store, program, chosen, col, window, pre_window, alpha, cuped,

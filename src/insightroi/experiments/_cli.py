@@ -67,6 +67,18 @@ def analyze(
     gate(analyze_gate_failures(data, gates), " ".join(f"--fail-on {g}" for g in gates))
 
 
+# Short enough that the method column is not cut on an 80-column terminal; the covariates
+# themselves are in the covariate_adjustment check and the JSON.
+_METHOD_LABELS = {"regression_adjusted": "reg. adj.", "cupac": "CUPAC"}
+
+
+def _method_label(method: str | None, extra: dict) -> str:
+    label = _METHOD_LABELS.get(method or "", method or "")
+    if method in _METHOD_LABELS and extra.get("covariates"):
+        return f"{label} ({len(extra['covariates'])} cov.)"
+    return label + (" +CUPED" if extra.get("cuped") else "")
+
+
 def _print_tables(sec, data: dict, prog) -> None:
     w = sec.window or {}
     t = Table(title=f"Experiment {sec.name} ({sec.design} on {sec.unit}: {sec.n_treatment} treated, "
@@ -84,8 +96,7 @@ def _print_tables(sec, data: dict, prog) -> None:
                   f"{_pct(r.get('relative_ci_low'))} to {_pct(r.get('relative_ci_high'))}",
                   _num(r.get("p_value")), _num(r.get("p_adjusted")),
                   *((_share(r.get("chance_to_win")), _share(r.get("risk_treatment"), 2)) if bayes else ()),
-                  (r.get("method") or "") + (" +CUPED" if sec.results.get(r["name"], {}).get("extra", {}).get("cuped")
-                                             else ""),
+                  _method_label(r.get("method"), sec.results.get(r["name"], {}).get("extra", {})),
                   ", ".join(bad) or "ok")
     console.print(t)
     ct = Table(title="Checks")
@@ -123,6 +134,33 @@ def arm_table(arms: dict, alpha: float) -> Table:
             t.add_row(escape(kpi), escape(arm), _num(ex.get("treatment_n")), _num(ex.get("control_mean")),
                       _num(ex.get("treatment_mean")), _num(r.get("estimate")), f"{_num(ci[0])} to {_num(ci[1])}",
                       _num(r.get("p_value")), _num(ex.get("p_adjusted")))
+    return t
+
+
+def arm_power_table(rows: list[dict]) -> Table | None:
+    """A/B/n plan: each arm's MDE against control per KPI (``power_table`` rows' ``arms``); None for two arms.
+
+    Parameters
+    ----------
+    rows : list of dict
+        :func:`insightroi.experiments.power_table`'s rows.
+
+    Returns
+    -------
+    rich.table.Table or None
+    """
+    with_arms = [r for r in rows if r.get("arms")]
+    if not with_arms:
+        return None
+    corr = with_arms[0]["arms"][0]["correction"]
+    t = Table(title=f"Power per arm (A/B/n): MDE of each arm vs control, {corr}-adjusted across arms "
+                    "(Bonferroni level alpha / arms)")
+    for c in ("KPI", "arm", "units", "weeks", "MDE plain", "MDE CUPED"):
+        t.add_column(c, justify="left" if c in ("KPI", "arm") else "right")
+    for r in with_arms:
+        for a in r["arms"]:
+            t.add_row(escape(r["kpi"]), escape(a["arm"]), _num(a["units"]), f"{r['arms_weeks']:.3g}",
+                      _share(a["mde_relative"]), _share(a["mde_relative_cuped"]))
     return t
 
 

@@ -18,6 +18,12 @@ units (assigned units, whether or not they had pre-period rows) the effect
 ``m`` is the treated arm's variance change under the effect, on a t reference with
 ``n_t + n_c - 2`` degrees of freedom (the analysis' Welch t over units; it matters with few
 clusters). ``V(T)`` is the plain variance or the one CUPED leaves.
+
+With more than one treatment arm (A/B/n: assignment labels besides ``control``), each row also
+gets ``arms``: every arm's MDE against control at the planned end, from
+:func:`insightroi.stats.multi_arm_mde` with the same ``V(T)`` and the arm's own units, at the
+family-wise level the analysis' Holm (or Dunnett) comparison across arms holds (see
+:func:`arm_mdes`).
 """
 
 from __future__ import annotations
@@ -36,13 +42,14 @@ from insightroi.stats import (
     design_effect,
     duration_variances,
     mde_from_se,
+    multi_arm_mde,
     power_from_se,
     ratio_unit_variance,
     ratio_window_moments,
 )
 from insightroi.store import Store
 
-__all__ = ["adjacent_window_covariance", "power_table", "variance_model"]
+__all__ = ["adjacent_window_covariance", "arm_mdes", "power_table", "variance_model"]
 
 MAX_WEEKS = 156
 
@@ -122,6 +129,46 @@ def adjacent_window_covariance(weekly_num: np.ndarray, weekly_den: np.ndarray) -
     return float(cov), float(cov / math.sqrt(v1 * v2)), h
 
 
+def arm_mdes(n_control: int, arm_units: dict[str, int], variance: float, variance_cuped: float, baseline: float, *,
+             alpha: float, power: float, correction: str = "holm") -> list[dict]:
+    """Relative MDE of each treatment arm against control, plain and with CUPED.
+
+    :func:`insightroi.stats.multi_arm_mde` (a normal two-sample test at the Bonferroni level
+    ``alpha / m`` for ``m`` arms: the level Holm's first step and, conservatively, Dunnett's
+    comparison hold) with ``sd = sqrt(V)``, divided by ``|baseline|``. Unlike the two-arm
+    rows, the treated arm's variance is taken at the null (as ``multi_arm_mde`` does).
+
+    Parameters
+    ----------
+    n_control : int
+        Control units.
+    arm_units : dict
+        Treatment arm label -> its units.
+    variance, variance_cuped : float
+        Per-unit variance of the linearised KPI over the duration, plain and what CUPED leaves.
+    baseline : float
+        The KPI's pre-period value (its unscaled ratio).
+    alpha, power : float
+        Family-wise level and target power.
+    correction : {"holm", "dunnett", "bonferroni", "none"}
+
+    Returns
+    -------
+    list of dict
+        Per arm: ``arm, units, mde_relative, mde_relative_cuped, variance, variance_cuped,
+        correction``.
+    """
+    labels = sorted(arm_units)
+    sizes = [arm_units[a] for a in labels]
+    plain = multi_arm_mde(n_control, sizes, sd=math.sqrt(max(variance, 0.0)), alpha=alpha, power_target=power,
+                          correction=correction)
+    cup = multi_arm_mde(n_control, sizes, sd=math.sqrt(max(variance_cuped, 0.0)), alpha=alpha, power_target=power,
+                        correction=correction)
+    return [{"arm": a, "units": arm_units[a], "mde_relative": float(plain[i]) / abs(baseline),
+             "mde_relative_cuped": float(cup[i]) / abs(baseline), "variance": variance,
+             "variance_cuped": variance_cuped, "correction": correction} for i, a in enumerate(labels)]
+
+
 def _unit_arms(store: Store, e) -> dict[str, int]:
     # Arm of each randomization unit as the analysis reads it (its first assignment), so the
     # counts are units, not assignment rows, and a unit assigned twice is counted once.
@@ -154,7 +201,8 @@ def power_table(program: Program, store: Store, *, kpis=None) -> list[dict]:
         of a unit's KPI in the experiment window with its pre-period KPI, at the planned end or
         else at ``weeks_needed_cuped``), ``rho_adjacent`` (measured between two adjacent
         pre-period windows of ``rho_window_weeks`` weeks each); ``planned_weeks, icc,
-        design_effect, verdict``.
+        design_effect, verdict``; with several treatment arms also ``arms`` (:func:`arm_mdes` at
+        ``arms_weeks``: the planned end, else ``weeks_needed_cuped``).
     """
     e = program.experiment
     if e.pre_period_days < 7:
@@ -170,6 +218,10 @@ def power_table(program: Program, store: Store, *, kpis=None) -> list[dict]:
     n_t = sum(1 for a in arm_of.values() if a != "control")  # every arm but control (A/B/n)
     n_c = sum(1 for a in arm_of.values() if a == "control")
     planned = ((e.end - e.start).days + 1) / 7 if e.end else None
+    per_arm = {}
+    for a in arm_of.values():
+        if a != "control":
+            per_arm[a] = per_arm.get(a, 0) + 1
     dof = n_t + n_c - 2
     # Every assigned unit is a row, also those without pre-period rows (the weekly join drops
     # them): the analysis counts them, and leaving their zeros out understates the variance.
@@ -240,6 +292,11 @@ def power_table(program: Program, store: Store, *, kpis=None) -> list[dict]:
                                                                  power_target=e.power, df=dof) / abs(base)
         elif needed_cuped:
             row["rho"] = variances(needed_cuped)[2]
+        horizon = planned or needed_cuped
+        if len(per_arm) > 1 and horizon and min(per_arm.values()) > 0:
+            v, v_cuped, _ = variances(horizon)
+            row["arms"] = arm_mdes(n_c, per_arm, v, v_cuped, base, alpha=e.alpha, power=e.power)
+            row["arms_weeks"] = horizon
         icc = _icc_from_sums(num.sum(axis=1), den.sum(axis=1)) if k.denominator != "units" else None
         if icc is not None:
             row["icc"] = icc

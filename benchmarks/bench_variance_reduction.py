@@ -1,0 +1,133 @@
+#!/usr/bin/env python
+"""Variance reduction on the demo world: CUPED vs multi-covariate regression adjustment vs CUPAC (issue 20).
+
+Generates the demo world (``insightroi.demo.generate_world``, seed 0), ingests it, and runs
+``analyze_experiment`` four times on the same store: unadjusted (``cuped=False``), CUPED (the
+default: the KPI's own pre-period value), regression adjustment on ``FEW`` and on ``COVARIATES``'
+pre-period values beside it (``[experiment] covariates``), and CUPAC (``cupac = true``: the same covariates
+and the KPI's own pre-period feed a gradient-boosted model trained on the period before the
+pre-period). Writes one table, the absolute effect's standard error per KPI and the variance
+ratios, into ``benchmarks/RESULTS.md`` under its own heading (replacing that section only).
+
+Usage: ``python benchmarks/bench_variance_reduction.py [tiny|small|demo]`` (default ``demo``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+COVARIATES = ["orders", "sessions", "feedback", "tickets", "revenue"]
+# Two traffic measures only: with 80 clusters every covariate costs two slopes (one per arm), so
+# a short list shows what the long one spends on covariates without signal for a KPI.
+FEW = ["orders", "sessions"]
+HEADING = "## Variance reduction on the demo world: CUPED vs multi-covariate vs CUPAC (issue 20)"
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def _analyses(scale: str) -> tuple[dict, dict]:
+    from insightroi.demo import generate_world
+    from insightroi.experiments import analyze_experiment
+    from insightroi.pipeline import ingest_world
+    from insightroi.program import load_program, parse_program
+    from insightroi.store import open_store
+
+    out: dict[str, object] = {}
+    info: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as d:
+        world = generate_world(Path(d) / "w", seed=0, scale=scale)
+        text = Path(world.program_path).read_text()
+        prog = load_program(world.program_path)
+        def cov(ms):
+            return "covariates = [" + ", ".join(f'"{m}"' for m in ms) + "]\n"
+
+        progs = {"unadjusted": prog, "cuped": prog,
+                 "few": parse_program(text.replace("[experiment]\n", "[experiment]\n" + cov(FEW))),
+                 "regression_adjusted": parse_program(text.replace("[experiment]\n", "[experiment]\n" + cov(COVARIATES))),
+                 "cupac": parse_program(text.replace("[experiment]\n", "[experiment]\n" + cov(COVARIATES) + "cupac = true\n"))}
+        with open_store(f"duckdb:///{d}/s.duckdb") as st:
+            ingest_world(st, world, prog)
+            for key, p in progs.items():
+                t = time.perf_counter()
+                out[key] = analyze_experiment(st, p, cuped=key != "unadjusted", weekly=False)
+                info[f"{key}_s"] = time.perf_counter() - t
+        info["units"] = out["cuped"].n_treatment + out["cuped"].n_control
+        info["design"] = f"{prog.experiment.design} on {prog.experiment.unit}"
+    return out, info
+
+
+def _ratio(a: float, b: float) -> float:
+    return a**2 / b**2 if b and math.isfinite(a) and math.isfinite(b) else math.nan
+
+
+def table(out: dict) -> list[dict]:
+    """One row per KPI: the absolute effect's SE under each method and the variance ratios."""
+    rows = []
+    for name, c in out["cuped"].results.items():
+        few, ra, cu, raw = (out[k].results[name] for k in ("few", "regression_adjusted", "cupac", "unadjusted"))
+        rows.append({
+            "kpi": name, "se_unadjusted": raw.se, "se_cuped": c.se, "se_few": few.se, "se_ra": ra.se,
+            "se_cupac": cu.se, "methods": f"{c.method} / {few.method} / {ra.method} / {cu.method}",
+            "few_vs_cuped": _ratio(few.se, c.se), "ra_vs_cuped": _ratio(ra.se, c.se),
+            "cupac_vs_cuped": _ratio(cu.se, c.se),
+            "cuped_vs_raw": _ratio(c.se, raw.se), "cupac_training": cu.extra.get("cupac_training", ""),
+        })
+    return rows
+
+
+def markdown(rows: list[dict], info: dict, scale: str) -> str:
+    def f(x: float) -> str:
+        return "-" if x is None or x != x else f"{x:.4g}"
+
+    lines = [
+        HEADING, "",
+        f"`python benchmarks/bench_variance_reduction.py {scale}`: demo world seed 0, scale {scale!r} "
+        f"({info['design']}, {info['units']} units). Standard error of the absolute effect per KPI (KPI "
+        "units); variance ratios below 1 favour the method. RA = regression adjustment on the KPI's "
+        f"pre-period value and the covariates (Lin's interacted fit, ratio KPIs linearised): RA2 on "
+        f"{', '.join(FEW)}, RA5 on {', '.join(COVARIATES)}; CUPAC (on the five) adds a gradient-boosted "
+        "model's prediction trained on the period before the pre-period (or cross-fitted within it, as "
+        "listed below). A method column that names CUPED means the fit fell back to it (see the KPI's "
+        "covariate_adjustment check). "
+        f"Analysis time: CUPED {info['cuped_s']:.1f} s, RA5 {info['regression_adjusted_s']:.1f} s, "
+        f"CUPAC {info['cupac_s']:.1f} s.", "",
+        "| KPI | SE unadj. | SE CUPED | SE RA2 | SE RA5 | SE CUPAC | var CUPED/unadj. | var RA2/CUPED "
+        "| var RA5/CUPED | var CUPAC/CUPED | methods (CUPED / RA2 / RA5 / CUPAC) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['kpi']} | {f(r['se_unadjusted'])} | {f(r['se_cuped'])} | {f(r['se_few'])} | "
+                     f"{f(r['se_ra'])} | {f(r['se_cupac'])} | {f(r['cuped_vs_raw'])} | {f(r['few_vs_cuped'])} | "
+                     f"{f(r['ra_vs_cuped'])} | {f(r['cupac_vs_cuped'])} | {r['methods']} |")
+    training = sorted({r["cupac_training"] for r in rows if r["cupac_training"]})
+    if training:
+        lines += ["", "CUPAC training: " + "; ".join(training) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(text: str, path: Path = RESULTS) -> None:
+    """Replace this benchmark's section of RESULTS.md (from its heading to the next ``## ``), or append it."""
+    old = path.read_text() if path.exists() else ""
+    if HEADING in old:
+        head, rest = old.split(HEADING, 1)
+        nxt = rest.find("\n## ")
+        tail = rest[nxt + 1:] if nxt >= 0 else ""
+        new = head + text + ("\n" + tail if tail else "")
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    path.write_text(new)
+
+
+def main(scale: str = "demo") -> None:
+    out, info = _analyses(scale)
+    rows = table(out)
+    text = markdown(rows, info, scale)
+    write_section(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "demo")
