@@ -52,6 +52,15 @@ def test_deliver_exit_codes(tmp_path, monkeypatch):
         res = CliRunner().invoke(app, ["deliver", *args, "--fail-on-dead"])
         assert res.exit_code == 3
         assert "3 delivery(ies) dead-lettered" in res.stderr and "HTTP 410" in res.stderr
+        # The receiver is fixed: requeued, the three go through; the dead letters stay as the record.
+        receiver.status_override = None
+        res = CliRunner().invoke(app, ["deliver", *args, "--requeue-dead", "nope"])
+        assert res.exit_code == 1 and "no channel 'nope'" in res.stderr
+        res = CliRunner().invoke(app, ["deliver", *args, "--requeue-dead", "tickets", "--json"])
+        assert res.exit_code == 0, res.output
+        out = json.loads(res.stdout)
+        assert (out["sent"], out["totals"]["delivered"], out["totals"]["dead_letters"]) == (3, 3, 3)
+        assert len(receiver.accepted) == 3
         none = _setup(tmp_path / "b", monkeypatch, receiver, channels="")
         res = CliRunner().invoke(app, ["deliver", *none])
         assert res.exit_code == 1 and "no [[channels]]" in res.stderr

@@ -126,7 +126,7 @@ def test_serve_delivers_in_the_background(tmp_path, live_server, monkeypatch):
     try:
         app = create_app(url, program=prog, token=TOKEN, link_secret=LINK_SECRET, deliver_every_s=0.2,
                          public_url="https://insightroi.example.test")
-        live_server(app)
+        srv = live_server(app)
         deadline = time.monotonic() + 20
         while len(receiver.accepted) < 4 and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -135,5 +135,9 @@ def test_serve_delivers_in_the_background(tmp_path, live_server, monkeypatch):
         body = next(iter(receiver.accepted.values()))
         assert body["links"]["Acknowledge"].startswith("https://insightroi.example.test/l/")
         assert app.state.delivery["error"] is None and app.state.delivery["runs"] >= 2
+        got = httpx.get(f"{srv.url}/api/v1/deliveries", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30).json()
+        assert got["totals"] == {"pending": 0, "sending": 0, "delivered": 4, "dead": 0, "dead_letters": 0}
+        assert [r["status"] for r in got["items"]] == ["delivered"] * 4 and got["dead_letters"] == []
+        assert httpx.get(f"{srv.url}/api/v1/deliveries", timeout=30).status_code == 401
     finally:
         receiver.close()

@@ -10,7 +10,14 @@ useful) that the server's ``/l/{token}`` route turns into chain events.
 
 from insightroi.delivery._deliver import DeliveryPolicy, DeliveryRun, deliver, deliver_due
 from insightroi.delivery._message import LinkSigner, Message, build_message
-from insightroi.delivery._outbox import EnqueueResult, delivery_id, enqueue_alerts, first_due, outbox_counts
+from insightroi.delivery._outbox import (
+    EnqueueResult,
+    delivery_id,
+    enqueue_alerts,
+    first_due,
+    outbox_counts,
+    requeue_dead,
+)
 from insightroi.delivery._send import DELIVERY_HEADER, IDEMPOTENCY_HEADER, SendOutcome, send
 from insightroi.delivery._signing import (
     LINK_ACTIONS,
@@ -51,6 +58,7 @@ __all__ = [
     "make_link_token",
     "outbox_counts",
     "read_link_token",
+    "requeue_dead",
     "send",
     "sign_webhook",
     "verify_webhook",

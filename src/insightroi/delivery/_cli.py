@@ -46,6 +46,10 @@ def deliver_command(
                                               min=1)] = 6,
     backoff: Annotated[float, typer.Option("--backoff", help="Seconds before the first retry; doubles each time.",
                                            min=0)] = 30.0,
+    requeue_dead: Annotated[Optional[str], typer.Option(
+        "--requeue-dead", help="First put dead deliveries back in the queue, attempts from zero: 'all' or one "
+                               "channel's name (after fixing it; the dead letters stay as the record).",
+    )] = None,
     fail_on_dead: Annotated[bool, typer.Option(
         "--fail-on-dead", help="Exit with code 3 when this run dead-lettered a delivery (for a scheduled job).",
     )] = False,
@@ -56,6 +60,7 @@ def deliver_command(
     Once per alert and channel; failures retry with exponential backoff, permanent ones go to the dead letters.
     """
     from insightroi.delivery import DeliveryPolicy, LinkSigner, deliver, link_key, outbox_counts
+    from insightroi.delivery import requeue_dead as requeue
     from insightroi.program import load_program
     from insightroi.store import open_store
 
@@ -76,6 +81,14 @@ def deliver_command(
     # hold=False: the file is taken per state change, so `serve` keeps answering while messages go out.
     st = run_or_fail(open_store, store_url(store), hold=False)
     try:
+        if requeue_dead:
+            if requeue_dead != "all" and requeue_dead not in {c.name for c in prog.channels}:
+                fail(f"--requeue-dead: no channel {requeue_dead!r}; channels: "
+                     f"{', '.join(c.name for c in prog.channels)} (or 'all')")
+            with st.attached():
+                n = run_or_fail(requeue, st, now, None if requeue_dead == "all" else requeue_dead)
+            if not as_json:
+                console.print(f"requeued {n} dead deliver{'y' if n == 1 else 'ies'}")
         run = run_or_fail(deliver, st, prog, since=start, signer=signer, policy=policy, wait_s=wait)
         with st.attached():
             totals = outbox_counts(st)

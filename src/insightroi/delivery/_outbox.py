@@ -27,7 +27,8 @@ import pyarrow as pa
 from insightroi.program import Channel, Program
 from insightroi.store import Store
 
-__all__ = ["EnqueueResult", "enqueue_alerts", "delivery_id", "first_due", "outbox_counts", "IDEMPOTENT_KINDS"]
+__all__ = ["EnqueueResult", "enqueue_alerts", "delivery_id", "first_due", "outbox_counts", "requeue_dead",
+           "IDEMPOTENT_KINDS"]
 
 # Kinds whose receiver can drop a resend by its Idempotency-Key.
 IDEMPOTENT_KINDS = ("webhook",)
@@ -236,13 +237,40 @@ def mark_dead(store: Store, row: dict[str, Any], attempts: int, error: str, now:
     with store.transaction():
         store.sql("UPDATE deliveries SET status = 'dead', last_error = ? WHERE id = ?", [error, row["id"]])
         store.append("dead_letters", pa.Table.from_pylist([{
-            "id": f"dl-{row['id']}-{attempts}", "delivery_id": row["id"], "alert_id": row["alert_id"],
+            # A requeued delivery can die again after as many attempts: the time keeps ids apart.
+            "id": f"dl-{row['id']}-{attempts}-{now:%Y%m%dT%H%M%S%f}", "delivery_id": row["id"], "alert_id": row["alert_id"],
             "channel": row["channel"], "kind": row["kind"], "attempts": attempts, "last_error": error,
             "payload": row.get("payload"), "dead_at": now}]))
         store.append("chain_events", pa.Table.from_pylist([_chain_row(
-            row, "delivery_failed", f"ce-{row['id']}-failed-{attempts}", now,
+            row, "delivery_failed", f"ce-{row['id']}-failed-{now:%Y%m%dT%H%M%S%f}", now,
             {"channel": row["channel"], "kind": row["kind"], "attempts": attempts, "error": error,
              "delivery_id": row["id"]})]))
+
+
+def requeue_dead(store: Store, now: datetime, channel: str | None = None) -> int:
+    """Send dead deliveries again (after the channel was fixed): back to pending, attempts from zero.
+
+    The dead letters stay as the record of what failed. An "outcome unknown" row may then reach
+    its channel twice; requeueing it is the operator's call.
+
+    Parameters
+    ----------
+    store : Store
+    now : datetime
+        Naive UTC; the rows fall due at once.
+    channel : str, optional
+        Only this channel's rows (None: every dead row).
+
+    Returns
+    -------
+    int
+        Rows requeued.
+    """
+    store.require_duckdb("the delivery outbox")
+    got = store.sql("UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, claimed_at = NULL "
+                    "WHERE status = 'dead' AND (?::VARCHAR IS NULL OR channel = ?) RETURNING id",
+                    [now, channel, channel]).to_pylist()
+    return len(got)
 
 
 def reclaim_stale(store: Store, now: datetime, claim_timeout: timedelta) -> tuple[int, int]:

@@ -27,7 +27,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from insightroi.errors import StoreBusyError, StoreError
-from insightroi.delivery import LinkTokenError, link_key, read_link_token
+from insightroi.delivery import LinkTokenError, link_key, outbox_counts, read_link_token
 from insightroi.ingest import redact_pii, redact_row
 from insightroi.program import load_program
 from insightroi.report import (
@@ -44,7 +44,7 @@ from insightroi.report import (
     primary_kpi_row,
     trend_svg,
 )
-from insightroi.server._data import Backend, Conflict, fingerprint, id_from_key
+from insightroi.server._data import Backend, Conflict, fingerprint, id_from_key, jsonable
 from insightroi.server._models import (
     CHAIN_API_TYPES,
     ApiError,
@@ -618,6 +618,26 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
     ) -> dict[str, Any]:
         """Alerts with their current stage and evidence (observed vs expected, p-value)."""
         return {"items": backend().alerts(team=team, status=status)}
+
+    @app.get("/api/v1/deliveries", tags=["read"], dependencies=[Depends(require_read)], responses=_READ_ERRORS)
+    def get_deliveries(
+        status: Literal["pending", "sending", "delivered", "dead"] | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        """The delivery outbox: rows per status, the latest deliveries (attempts, last error) and the dead letters."""
+        st = backend().store
+        if st.kind != "duckdb":  # the outbox lives on the embedded store only
+            return {"totals": {}, "items": [], "dead_letters": []}
+        # The server's store lease serialises this with the store thread, as for the deliverer.
+        with st.attached():
+            totals = outbox_counts(st)
+            items = st.sql(
+                "SELECT id, alert_id, channel, kind, status, attempts, next_attempt_at, last_error, created_at, "
+                "delivered_at FROM deliveries WHERE ?::VARCHAR IS NULL OR status = ? "
+                "ORDER BY coalesce(delivered_at, next_attempt_at) DESC, id LIMIT ?", [status, status, limit]).to_pylist()
+            dead = st.sql("SELECT id, delivery_id, alert_id, channel, kind, attempts, last_error, dead_at "
+                          "FROM dead_letters ORDER BY dead_at DESC, id LIMIT ?", [limit]).to_pylist()
+        return jsonable({"totals": totals, "items": items, "dead_letters": dead})
 
     @app.get("/api/v1/results", tags=["read"], dependencies=[Depends(require_read)], responses=_READ_ERRORS)
     def get_results(kind: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
