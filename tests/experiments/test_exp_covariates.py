@@ -252,3 +252,35 @@ def test_analyze_cli_shows_the_method(store_runs, tmp_path):
                                   "--kpi", "revenue_per_sku_family", "--json"])
     row = json.loads(js.output)["kpis"][0]
     assert row["method"] == "regression_adjusted"
+
+
+def test_abn_arms_are_adjusted_like_the_pooled_result_and_holm_corrected(tmp_path):
+    from insightroi.metrics import unit_measures_expr
+    from insightroi.stats import holm
+    from insightroi.store import open_store
+
+    base = parse_program(TEXT)
+    tables = simulate_experiment_tables(base, n_units=150, effect=-0.3, seed=12)
+    a = tables["assignments"].copy()
+    treated = a.arm == "treatment"
+    a.loc[treated, "arm"] = np.where(a.loc[treated, "unit_id"].str[-1].isin(list("02468")), "daily", "weekly")
+    prog = parse_program(TEXT.replace("[experiment]\n", '[experiment]\ncovariates = ["orders", "sessions"]\n'))
+    kpi = prog.kpi("negative_reviews_per_1000_orders")
+    with open_store(f"duckdb:///{tmp_path / 's.duckdb'}") as st:
+        write_tables(st, {**tables, "assignments": a})
+        res = analyze_experiment(st, prog, kpis=[kpi.name], weekly=False)
+        units = unit_measures_expr(st, prog, ["negative_reviews", "orders", "sessions"],
+                                   window=res.window, pre_window=res.pre_window).execute()
+    arms = res.arms[kpi.name]
+    assert sorted(arms) == ["daily", "weekly"]
+    units = units.sort_values("unit_id").assign(num=lambda x: x.negative_reviews, den=lambda x: x.orders,
+                                                num_pre=lambda x: x.negative_reviews_pre, den_pre=lambda x: x.orders_pre)
+    for v, r in arms.items():
+        assert r.method == "regression_adjusted"
+        sub = units[units.arm.isin(["control", v])].assign(arm=lambda x: np.where(x.arm == "control", "control",
+                                                                                    "treatment"))
+        direct, _ = kpi_effect(sub, kpi, covariates=["orders_pre", "sessions_pre"])
+        assert (r.estimate, r.se) == pytest.approx((direct.estimate, direct.se), rel=1e-10)
+    p_adj = holm([arms[v].p_value for v in ("daily", "weekly")])
+    assert [arms[v].extra["p_adjusted"] for v in ("daily", "weekly")] == pytest.approx(list(p_adj), rel=1e-12)
+    assert all(r.extra["ci_adjusted"][0] < r.ci[0] for r in arms.values())

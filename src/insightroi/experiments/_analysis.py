@@ -13,6 +13,8 @@ KPI ``sum num / sum den`` is linearised first, as the CUPED ratio estimator is: 
 value is ``R_a + (num - R_a den) / mean(den)_a`` in its arm ``a``, whose arm mean is ``R_a``
 exactly and whose arm variance over units is the ratio's delta-method variance; the KPI's
 pre-period ratio, linearised the same way, is the first covariate (what CUPED adjusts by).
+An A/B/n design's per-arm comparisons use the same adjustment, Holm-corrected across arms.
+Quantile KPIs keep their unadjusted path, and sequential (always-valid) inference keeps CUPED.
 
 A KPI over a ``quantile`` measure (median resolution hours) is the quantile of the rows pooled
 over each arm's units: it is dispatched to :func:`insightroi.stats.quantile_effect` (the
@@ -29,6 +31,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 
 import numpy as np
+from scipy import special
 
 from insightroi.errors import DataError, EstimationError
 from insightroi.experiments._checks import (
@@ -68,6 +71,7 @@ from insightroi.stats import (
     Result,
     bayesian_two_arm,
     cupac,
+    holm,
     multi_arm,
     quantile_effect,
     regression_adjusted,
@@ -583,6 +587,7 @@ def analyze_experiment(
         hist = _history(store, program, totals, covs, pre_window, caps, df.unit_id)
     results: dict[str, Result] = {}
     relative: dict[str, Result] = {}
+    adjust: dict[str, tuple[list[str], np.ndarray | None]] = {}  # the A/B/n arms reuse each KPI's adjustment
     for k in chosen:
         if k.name in quantiles:
             results[k.name], relative[k.name] = _quantile_effects(store, program, k, window, alpha)
@@ -604,6 +609,8 @@ def analyze_experiment(
                     d = d.assign(cupac_prediction=pred)
         ab, rel = kpi_effect(d, k, alpha=alpha, cuped=cuped, sequential_tuning=seq, bayesian=bayes,
                              covariates=cov_cols, prediction=pred_col)
+        if (cov_cols or pred_col) and seq is None:
+            adjust[k.name] = (cov_cols, None if pred_col is None else d[pred_col].to_numpy())
         if cupac_how is not None:
             ab, rel = (replace(r, extra={**r.extra, "cupac_training": cupac_how}) for r in (ab, rel))
         diag = []
@@ -646,10 +653,6 @@ def analyze_experiment(
                          window=window)
 
     arm_out: dict[str, dict[str, Result]] = {}
-    if by_arm is not None and (covs or e.cupac):
-        checks.append(Check("covariate_adjustment", "skip", "A/B/n: each arm's comparison with control stays "
-                                                            "CUPED-adjusted; covariates and CUPAC adjust the pooled "
-                                                            "result of each KPI only"))
     if by_arm is not None:
         for k in totals:
             d = by_arm.assign(num=by_arm[k.numerator], den=by_arm[k.denominator],
@@ -662,6 +665,9 @@ def analyze_experiment(
                 checks.append(Check("arms", "skip", f"{k.name}: arms not compared ({exc})"))
                 continue
             arm_out[k.name] = {v: _scaled(r, k.scale) for v, r in mr.arms.items()}
+            if k.name in adjust:
+                arm_out[k.name] = _adjusted_arms(d, k, variants, adjust[k.name], arm_out[k.name], alpha=alpha,
+                                                 cuped=cuped)
 
     seg_out: dict[str, dict[str, dict[str, Result]]] = {}
     if segments and per_unit:
@@ -676,6 +682,42 @@ def analyze_experiment(
         n_control=n_c, results=results, relative=relative, checks=tuple(checks), segments=seg_out, alpha=alpha,
         arms=arm_out,
     )
+
+
+def _adjusted_arms(d, k: Kpi, variants: Sequence[str], spec, cuped_arms: dict[str, Result], *, alpha: float,
+                   cuped: bool) -> dict[str, Result]:
+    """A/B/n: each arm against control with the KPI's covariate adjustment, Holm-adjusted across arms.
+
+    The same covariates (and CUPAC prediction, fitted once on every unit's pre-assignment data) as
+    the pooled result; the simultaneous interval uses the Bonferroni level ``alpha / m``, as
+    :func:`insightroi.stats.multi_arm` does for Holm. If any arm's fit falls back to CUPED, every
+    arm stays on CUPED (``cuped_arms``), so the arms are compared by one method.
+    """
+    cov_cols, pred = spec
+    if pred is not None:
+        d = d.assign(cupac_prediction=pred)
+    out = {}
+    for v in variants:
+        sub = d[d.arm.isin([CONTROL, v])]
+        sub = sub.assign(arm=np.where(sub.arm == CONTROL, CONTROL, TREATMENT))
+        r, _ = kpi_effect(sub, k, alpha=alpha, cuped=cuped, covariates=cov_cols,
+                          prediction=None if pred is None else "cupac_prediction")
+        if r.method not in ("regression_adjusted", "cupac"):
+            return cuped_arms
+        out[v] = r
+    p_raw = np.array([out[v].p_value for v in variants])
+    p_adj = holm(p_raw)
+    m = len(variants)
+    res = {}
+    for i, v in enumerate(variants):
+        r = out[v]
+        df_v = r.extra.get("df")
+        crit = float(special.stdtrit(df_v, 1 - alpha / (2 * m)) if df_v else special.ndtri(1 - alpha / (2 * m)))
+        extra = {**r.extra, "arm": v, "correction": "holm", "p_adjusted": float(p_adj[i]),
+                 "significant_adjusted": bool(p_adj[i] < alpha), "alpha_per_arm": alpha / m,
+                 "ci_adjusted": [r.estimate - crit * r.se, r.estimate + crit * r.se]}
+        res[v] = replace(r, extra=extra)
+    return res
 
 
 def _history(store: Store, program: Program, kpis: Sequence[Kpi], covs: Sequence[str], pre_window, caps,
