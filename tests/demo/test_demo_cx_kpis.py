@@ -9,11 +9,11 @@ random streams of their own, so every built-in table keeps its bytes. Three chec
   rows of the same world written with every family under each policy;
 - on the demo world itself (seed 7, scale "demo", what ``insightroi demo`` runs), each CX KPI's
   95% interval covers its truth, and where an effect is planted it is far from zero and the
-  interval excludes zero (a sign error or an effect lost in the join would fail). Measured (seed 7):
-  NPS +0.176 [0.115, 0.238] vs truth +0.147; CSAT top-2 +0.059 [0.023, 0.096] vs +0.068; stars
-  +0.091 [0.028, 0.154] vs +0.053; repeat purchase +0.040 [0.024, 0.056] vs +0.044; 90-day churn
-  -0.0145 [-0.0212, -0.0079] vs -0.0137; mean / median resolution hours +1.2 [-0.77, 3.17] /
-  +0.079 [-0.82, 0.98] vs 0 (not planted).
+  interval excludes zero (a sign error or an effect lost in the join would fail). Measured (seed 7,
+  CUPED as analyze runs it): NPS +0.143 [0.081, 0.205] vs truth +0.136 (control +0.156); CSAT
+  top-2 +0.059 [0.023, 0.096] vs +0.068; stars +0.091 [0.028, 0.154] vs +0.053; repeat purchase
+  +0.040 [0.024, 0.056] vs +0.044; 90-day churn -0.0145 [-0.0212, -0.0079] vs -0.0137; mean /
+  median resolution hours +1.2 [-0.77, 3.17] / +0.079 [-0.82, 0.98] vs 0 (not planted).
 """
 
 from __future__ import annotations

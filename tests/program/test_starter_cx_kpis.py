@@ -46,13 +46,17 @@ def test_the_block_parses_and_every_measure_compiles():
     assert defs["repeat_buyers"] == ("count of rows of customers where "
                                      "days_between(first_order_at, repeat_order_at) <= 90")
     assert [t.name for t in prog.tables] == ["surveys", "customers"]
-    # Every KPI runs under the starter's experiment: its tables carry the analysis unit's column.
+    # Every KPI runs under the starter's experiment: its tables carry the experiment unit's column.
     unit = prog.experiment.unit
     assert unit == "sku_family"
-    for k in cx:
-        assert prog.kpi(k).unit == unit, k
     for t in prog.tables:
         assert unit in t.columns, t.name
+    # Per-customer KPIs say so: a claim about a family KPI does not take them as adjacent signals
+    # (its pre-period covariates), where sparse answers per family-week would leave too few units.
+    assert {k: prog.kpi(k).unit for k in cx} == {
+        "nps_score": "customer", "csat_top2": "customer", "star_rating_avg": "sku_family",
+        "mean_resolution_hours": "sku_family", "median_resolution_hours": "sku_family",
+        "repeat_purchase_rate": "customer", "churn_90d": "customer"}
     # The demo runs exactly this block.
     demo = parse_program(activate_cx_block(starter_program_text()))
     assert (demo.tables, demo.measures, demo.kpis) == (prog.tables, prog.measures, prog.kpis)
