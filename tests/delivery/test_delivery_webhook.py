@@ -50,10 +50,13 @@ def test_receiver_killed_mid_batch_every_alert_once(tmp_path, receiver, hook_env
     assert run.sent == 20 and run.dead == 0 and run.pending == 0
     assert receiver.killed.is_set()
     assert run.retried == len(run.errors) >= 1
-    assert all("Connection refused" in e for e in run.errors)
+    # Refused while it was down, or cut off mid-request by the kill: transport errors, never HTTP answers.
+    assert all(f"reaching 127.0.0.1:{receiver.port}" in e for e in run.errors), run.errors
     # The receiver saw each alert's key accepted exactly once, and every alert is there.
+    # (An answer cut off by the kill after the receiver stored the body would come again with the
+    # same key; the receiver keeps it once, which is what an owner sees.)
     accepted = [k for k, s in receiver.requests if s == 200]
-    assert len(accepted) == 20 and len(set(accepted)) == 20
+    assert len(set(accepted)) == 20 and len(receiver.accepted) == 20
     assert sorted(b["alert"]["alert_id"] for b in receiver.accepted.values()) == alerts
     with st.attached():
         d = rows(st, "SELECT status, attempts, last_error FROM deliveries ORDER BY id")
@@ -63,7 +66,7 @@ def test_receiver_killed_mid_batch_every_alert_once(tmp_path, receiver, hook_env
     # Every failed attempt is in the store: attempts beyond the first, with the last error kept.
     assert sum(r["attempts"] for r in d) == 20 + run.retried
     retried = [r for r in d if r["attempts"] > 1]
-    assert retried and all("Connection refused" in r["last_error"] for r in retried)
+    assert retried and all(f"reaching 127.0.0.1:{receiver.port}" in r["last_error"] for r in retried)
     assert all(r["last_error"] is None for r in d if r["attempts"] == 1)
     assert len(events) == 20 and {e["alert_id"] for e in events} == set(alerts)
     with st.attached():  # what the "alerts" measure counts is still one row per alert

@@ -129,12 +129,19 @@ def deliver_due(store: Store, program: Program, *, signer: LinkSigner | None = N
         rows = ob.due_rows(store, clock(), policy.batch)
     run.resent_after_crash += resent
     run.dead += dead
-    for row in rows:
-        now = clock()
-        with store.attached():
-            attempts = ob.claim(store, row["id"], now)
-        if attempts is None:  # another deliverer took it between the read and the claim
-            continue
+    def claim_next(i: int) -> tuple[int, int | None]:
+        # The first row from i on that this run gets (another deliverer may take one first).
+        while i < len(rows):
+            got = ob.claim(store, rows[i]["id"], clock())
+            if got is not None:
+                return i, got
+            i += 1
+        return i, None
+
+    with store.attached():
+        i, attempts = claim_next(0)
+    while attempts is not None:
+        row, now = rows[i], clock()
         channel = channels.get(row["channel"])
         if channel is None:
             outcome = SendOutcome(False, True, f"channel {row['channel']!r} is no longer in the program file")
@@ -146,20 +153,23 @@ def deliver_due(store: Store, program: Program, *, signer: LinkSigner | None = N
             except Exception as exc:  # a claimed row must be marked, or a later run reads it as a crash
                 outcome = SendOutcome(False, False, f"{type(exc).__name__}: {exc}")
         done = clock()
+        # Marking this row and claiming the next share one unit of work: on a store the server
+        # shares (hold=False) each unit attaches the file, which costs more than the statements.
         with store.attached():
             if outcome.ok:
                 ob.mark_delivered(store, row, attempts, done)
                 run.sent += 1
-                continue
-            run.errors.append(f"{row['channel']} {row['alert_id']} attempt {attempts}: {outcome.error}")
-            if outcome.permanent or attempts >= policy.max_attempts:
-                why = outcome.error if outcome.permanent else f"{outcome.error} (gave up after {attempts} attempts)"
-                ob.mark_dead(store, row, attempts, why or "failed", done)
-                run.dead += 1
             else:
-                due = done + timedelta(seconds=policy.backoff(attempts, outcome.retry_after))
-                ob.mark_retry(store, row["id"], outcome.error or "failed", due)
-                run.retried += 1
+                run.errors.append(f"{row['channel']} {row['alert_id']} attempt {attempts}: {outcome.error}")
+                if outcome.permanent or attempts >= policy.max_attempts:
+                    why = outcome.error if outcome.permanent else f"{outcome.error} (gave up after {attempts} attempts)"
+                    ob.mark_dead(store, row, attempts, why or "failed", done)
+                    run.dead += 1
+                else:
+                    due = done + timedelta(seconds=policy.backoff(attempts, outcome.retry_after))
+                    ob.mark_retry(store, row["id"], outcome.error or "failed", due)
+                    run.retried += 1
+            i, attempts = claim_next(i + 1)
     return run
 
 
