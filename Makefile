@@ -8,7 +8,7 @@ STAMP_TEST := $(VENV)/.test-installed
 EVIDENTLY_PEER := evidently==0.7.23 dynaconf uuid6 typing-inspect mypy_extensions deprecation \
 	iterative-telemetry appdirs distro ujson nltk regex
 
-.PHONY: demo test setup setup-test system-deps bench clean
+.PHONY: demo test setup setup-test system-deps bench bench-peers clean
 
 $(STAMP_CORE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +44,15 @@ demo: setup
 test: setup-test
 	$(PY) -m pytest -q -p no:cacheprovider --durations=30
 
-bench: setup-test
+# NannyML, the drift peer, pins plotly < 6, lightgbm and FLAML: its own venv, driven by a worker.
+.bench-nannyml/bin/python:
+	$(PYTHON) -m venv .bench-nannyml
+	.bench-nannyml/bin/pip install -q nannyml==0.13.1 statsmodels
+
+bench-peers: .bench-nannyml/bin/python
+
+bench: setup-test bench-peers
 	$(PY) benchmarks/run.py --scale full
 
 clean:
-	rm -rf $(VENV) .bench-peers demo test-artifacts .pytest_cache
+	rm -rf $(VENV) .bench-peers .bench-nannyml demo test-artifacts .pytest_cache

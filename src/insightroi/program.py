@@ -312,8 +312,12 @@ class RetrainingPolicy(_Strict):
 
 
 class MonitoringThresholds(_Strict):
-    """Drift thresholds; defaults follow common practice (PSI 0.1 watch, 0.25 act)."""
+    """Drift thresholds: a tested false-alarm rate for distribution drift, PSI levels as its size."""
 
+    # Family-wise false-alarm rate of one monitoring run's distribution tests (KS for numbers,
+    # chi-square for categories, Holm across the features and chunks tested): a feature alerts
+    # when its adjusted p-value is below it. PSI is reported beside it as the size of the shift.
+    drift_alpha: Annotated[float, Field(strict=True, gt=0, lt=0.5)] = 0.01
     psi_warn: Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)] = 0.1
     psi_alert: Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)] = 0.25
     ece_alert: Annotated[float, Field(strict=True, gt=0, le=1)] = 0.05

@@ -116,3 +116,17 @@ def test_unseen_category_and_critical_value():
     assert critical_value(0.05) == pytest.approx(1.959963984540054, rel=1e-15)
     assert critical_value(0.05, df=10) == pytest.approx(sps.t.ppf(0.975, 10), rel=1e-15)
     assert critical_value(0.05, df=math.inf) == critical_value(0.05)
+
+
+def test_ks_at_monitoring_sizes_uses_kolmogorovs_limit_within_a_fraction_of_a_percent_of_scipy():
+    from insightroi.stats._drift import KS_LIMIT_N
+
+    rng = np.random.default_rng(11)
+    for shift in (0.0, 0.004, 0.008, 0.012):
+        a, b = rng.normal(size=260_000), rng.normal(shift, 1.0, size=240_000)
+        a[:1000] = np.round(a[:1000], 2)  # ties
+        d, p = ks_two_sample(a, b)
+        ref = sps.ks_2samp(a, b, method="asymp")
+        assert d == pytest.approx(ref.statistic, abs=1e-15)
+        assert 260_000 * 240_000 / 500_000 > KS_LIMIT_N
+        assert p == pytest.approx(ref.pvalue, rel=6e-3)

@@ -29,8 +29,11 @@ from insightroi.monitor._drift import (
 from insightroi.monitor._quality import confusion_matrix, expected_calibration_error, per_label_f1, quality_by_slice
 from insightroi.monitor._scan import (
     categorical_drift,
+    detect_drift,
     drift_by_week,
     drift_by_week_counts,
+    drift_family,
+    drift_status,
     numeric_drift,
     psi_status,
     taxonomy_drift,
@@ -55,6 +58,9 @@ __all__ = [
     "MonitorDecision",
     "MonitorReport",
     "categorical_drift",
+    "detect_drift",
+    "drift_family",
+    "drift_status",
     "category_counts",
     "centroid_distance",
     "chi_square_counts",

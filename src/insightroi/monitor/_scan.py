@@ -12,6 +12,7 @@ from insightroi.monitor._drift import text_drift, tokenize
 from insightroi.program import MonitoringThresholds
 from insightroi.stats import (
     chi_square_counts,
+    holm,
     ks_two_sample,
     psi_from_counts,
     psi_numeric,
@@ -20,6 +21,9 @@ from insightroi.stats import (
 )
 
 __all__ = [
+    "detect_drift",
+    "drift_family",
+    "drift_status",
     "psi_status",
     "categorical_drift",
     "numeric_drift",
@@ -48,15 +52,15 @@ def categorical_drift(
     thresholds: MonitoringThresholds | None = None,
     *,
     pseudocount: float = 0.0,
-    alpha: float = 0.001,
+    alpha: float | None = None,
 ) -> dict[str, Any]:
     """PSI and chi-square drift row of one categorical feature from per-category counts.
 
-    Status: "alert" when PSI >= ``psi_alert`` (default 0.25) and the chi-square p-value is below
-    ``alpha`` (default 0.001); "warn" when PSI >= ``psi_warn`` (0.1) or when PSI reaches
-    ``psi_alert`` but the shift is within sampling noise (PSI's null mean is about
-    ``(K - 1)(1/n_ref + 1/n_cur)``, large for many categories in a small window, e.g. the product
-    mix over 80 SKU families in one week); else "ok".
+    Status (:func:`drift_status`): "alert" when the chi-square homogeneity p-value is below
+    ``alpha`` (default ``thresholds.drift_alpha``, 0.01; :func:`drift_family` adjusts it for the
+    features tested together); "warn" when PSI reaches ``psi_warn`` (0.1) without significance
+    (PSI's null mean is about ``(K - 1)(1/n_ref + 1/n_cur)``, large for many categories in a small
+    window, e.g. the product mix over 80 SKU families in one week); else "ok".
 
     Parameters
     ----------
@@ -85,30 +89,125 @@ def categorical_drift(
     diff = c / c.sum() - r / r.sum()
     # Rank categories by their PSI term, so a new category (large log ratio) wins over a shift.
     top = int(np.argmax(psi_terms(r + pseudocount, c + pseudocount)))
-    status = psi_status(psi, th)
-    if status == "alert" and not p < alpha:
-        status = "warn"
+    status = drift_status(p, psi, th, th.drift_alpha if alpha is None else alpha)
     return {**row, "psi": psi, "chi2": chi2, "p_value": p, "dof": dof, "status": status,
             "top_category": str(cats[top]), "top_change": float(diff[top])}
 
 
 def numeric_drift(
     feature: str, reference, current, thresholds: MonitoringThresholds | None = None, *, n_bins: int = 10,
-    alpha: float = 0.001,
+    alpha: float | None = None,
 ) -> dict[str, Any]:
     """PSI on reference deciles plus the two-sample KS test for one numeric feature.
 
-    Status as in :func:`categorical_drift`, with the KS p-value as the noise gate.
+    Status as in :func:`categorical_drift`, with the KS p-value as the test.
     """
     th = thresholds or MonitoringThresholds()
     psi = psi_numeric(reference, current, n_bins=n_bins)
     ks, p = ks_two_sample(reference, current)
-    status = psi_status(psi, th)
-    if status == "alert" and not p < alpha:
-        status = "warn"
+    status = drift_status(p, psi, th, th.drift_alpha if alpha is None else alpha)
     return {"feature": feature, "kind": "numeric", "psi": psi, "ks": ks, "p_value": p,
             "status": status, "n_reference": float(np.size(reference)),
             "n_current": float(np.size(current))}
+
+
+def drift_status(p_value: float | None, psi: float | None, thresholds: MonitoringThresholds, alpha: float) -> str:
+    """"alert" when the test rejects at ``alpha``; "warn" when PSI is material without it; else "ok".
+
+    A test, not a PSI level, decides: at monitoring sizes a fixed PSI threshold misses small real
+    shifts in a large window and flags noise in a small one, while the test's false-alarm rate is
+    the ``alpha`` it is run at whatever the sizes. PSI stays as the size of the shift.
+    """
+    if p_value is None or not np.isfinite(p_value):
+        return "skip"
+    if p_value < alpha:
+        return "alert"
+    if psi is not None and np.isfinite(psi) and psi >= thresholds.psi_warn:
+        return "warn"
+    return "ok"
+
+
+def drift_family(rows: Sequence[dict[str, Any]], thresholds: MonitoringThresholds | None = None, *,
+                 alpha: float | None = None) -> list[dict[str, Any]]:
+    """Re-decide distribution-drift rows tested together, at a family-wise false-alarm rate.
+
+    Holm's step-down adjustment over every row with a p-value (features, and chunks of a
+    feature, checked in one run); each row gains ``p_adjusted`` and its status is
+    :func:`drift_status` of the adjusted p-value at ``alpha`` (default
+    ``thresholds.drift_alpha``). So the chance that a run without any drift raises any alert is
+    at most ``alpha``, however many features it checks. Rows without a p-value (text, taxonomy)
+    are returned unchanged.
+    """
+    th = thresholds or MonitoringThresholds()
+    a = th.drift_alpha if alpha is None else alpha
+    tested = [i for i, r in enumerate(rows) if r.get("p_value") is not None and np.isfinite(r["p_value"])
+              and r.get("kind") in ("categorical", "numeric")]
+    adjusted = holm([rows[i]["p_value"] for i in tested]) if tested else []
+    out = [dict(r) for r in rows]
+    for i, p_adj in zip(tested, adjusted):
+        out[i]["p_adjusted"] = float(p_adj)
+        out[i]["status"] = drift_status(float(p_adj), out[i].get("psi"), th, a)
+        out[i]["alpha"] = a
+    return out
+
+
+def detect_drift(reference: Mapping[str, Any], current: Mapping[str, Any], *, categorical: Sequence[str] = (),
+                 chunks: int = 1, thresholds: MonitoringThresholds | None = None,
+                 alpha: float | None = None) -> list[dict[str, Any]]:
+    """Distribution drift of every column between a reference and a current window, at one false-alarm rate.
+
+    Parameters
+    ----------
+    reference, current : mapping of column name to array (a pandas DataFrame works)
+        The same columns in both; nulls and non-finite numbers are dropped per column.
+    categorical : sequence of str
+        Columns compared as categories (chi-square on counts); the others are numbers (KS).
+    chunks : int
+        Split the current window into this many consecutive chunks and test each against the
+        reference (drift that starts mid-window shows in the later chunks); the family is every
+        column x chunk.
+    thresholds : MonitoringThresholds, optional
+        ``drift_alpha`` (family-wise false-alarm rate, default 0.01) and ``psi_warn``.
+    alpha : float, optional
+        Overrides ``drift_alpha``.
+
+    Returns
+    -------
+    list of dict
+        One row per column (and chunk: ``chunk`` 0..chunks-1): ``feature, kind, chunk, psi``,
+        ``ks`` or ``chi2``, ``p_value``, ``p_adjusted`` (Holm), ``status`` ("alert" / "warn" / "ok"),
+        ``n_reference, n_current``.
+    """
+    th = thresholds or MonitoringThresholds()
+    if chunks < 1:
+        raise ValueError(f"chunks must be at least 1, got {chunks}")
+    cats = set(categorical)
+    rows = []
+    for col in reference.keys() if hasattr(reference, "keys") else reference:
+        ref = np.asarray(reference[col])
+        cur_all = np.asarray(current[col])
+        if col in cats:
+            ref_codes, ref_counts = np.unique(ref[~_is_missing(ref)], return_counts=True)
+        else:
+            ref = ref.astype(float)
+            ref = np.sort(ref[np.isfinite(ref)])  # sorted once for every chunk's KS
+        for k, cur in enumerate(np.array_split(cur_all, chunks)):
+            if col in cats:
+                cur_codes, cur_counts = np.unique(cur[~_is_missing(cur)], return_counts=True)
+                row = categorical_drift(col, dict(zip(ref_codes.tolist(), ref_counts.tolist())),
+                                        dict(zip(cur_codes.tolist(), cur_counts.tolist())), th)
+            else:
+                row = numeric_drift(col, ref, cur.astype(float), th)
+            rows.append({**row, "chunk": k})
+    return drift_family(rows, th, alpha=alpha)
+
+
+def _is_missing(values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind == "f":
+        return ~np.isfinite(values)
+    if values.dtype.kind == "O":
+        return np.array([v is None or v != v for v in values], dtype=bool)
+    return np.zeros(values.shape, dtype=bool)
 
 
 def text_drift_row(

@@ -17,7 +17,13 @@ from insightroi.metrics import MeasureSpec, measure_specs
 from insightroi.monitor._decay import decay_rows, outcome_decay
 from insightroi.monitor._decision import MonitorDecision, decide, decide_total, decision_kpi, hard_valued_kpis
 from insightroi.monitor._quality import quality_by_slice
-from insightroi.monitor._scan import categorical_drift, drift_by_week_counts, taxonomy_drift, text_drift_row
+from insightroi.monitor._scan import (
+    categorical_drift,
+    drift_by_week_counts,
+    drift_family,
+    taxonomy_drift,
+    text_drift_row,
+)
 from insightroi.program import Program
 from insightroi.stats import Result
 from insightroi.stats import jsonable
@@ -322,6 +328,9 @@ def monitor_store(
                     )
                 )
 
+    # One run tests several features: Holm over them keeps the run's false-alarm rate at
+    # drift_alpha however many categorical features and model outputs are checked.
+    drift = drift_family(drift, th)
     quality = _quality(store, program, latest)
 
     decay: list[dict[str, Any]] = []
