@@ -63,10 +63,16 @@ def test_following_email_links_records_the_chain(tmp_path, live_server):
                           "Not useful (already known)"}
     auth = {"Authorization": f"Bearer {TOKEN}"}
     with httpx.Client(timeout=30) as c:
-        r = c.get(links["Acknowledge"], follow_redirects=False)
+        # Opening a link (what a mail scanner does) shows one button and records nothing.
+        for label in links:
+            page = c.get(links[label], follow_redirects=False)
+            assert page.status_code == 200 and '<form method="post"' in page.text and "alert-0000" in page.text
+        assert [e for e in c.get(f"{srv.url}/api/v1/trace/alert-0000", headers=auth).json()["events"]
+                if (e.get("actor") or "").startswith("link:")] == []
+        r = c.post(links["Acknowledge"], follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"] == "/trace/alert-0000?recorded=acknowledged"
-        assert c.get(links["Acknowledge"], follow_redirects=False).status_code == 303  # followed twice: stored once
-        r = c.get(links["Not useful (false alarm)"], follow_redirects=False)
+        assert c.post(links["Acknowledge"], follow_redirects=False).status_code == 303  # pressed twice: stored once
+        r = c.post(links["Not useful (false alarm)"], follow_redirects=False)
         assert r.status_code == 303
         trace = c.get(f"{srv.url}/api/v1/trace/alert-0000", headers=auth).json()
         acks = [e for e in trace["events"] if e["event_type"] == "acknowledged"]
@@ -79,22 +85,23 @@ def test_following_email_links_records_the_chain(tmp_path, live_server):
         assert abs((ack_t - _now()).total_seconds()) < 60  # the real time of the click
         # A signed-in owner lands on the trace page, which shows the acknowledgement.
         c.post(f"{srv.url}/login", data={"token": TOKEN, "next": "/inbox"})
-        page = c.get(links["Acknowledge"], follow_redirects=True)
+        page = c.post(links["Acknowledge"], follow_redirects=True)
         assert page.status_code == 200 and str(page.url).endswith("/trace/alert-0000?recorded=acknowledged")
         assert "acknowledged" in page.text
         # Forged, altered and expired links record nothing.
         base, tok = links["Taking action"].rsplit("/", 1)
         payload, mac = tok.split(".")
+        assert c.post(f"{base}/{payload}.{mac[:-2]}AA", follow_redirects=False).status_code == 403
         assert c.get(f"{base}/{payload}.{mac[:-2]}AA", follow_redirects=False).status_code == 403
         other = make_link_token(link_key("another-server-secret-0123456789"), "alert-0000", "taking_action",
                                 channel="ops-mail", expires=_now() + timedelta(days=1))
-        assert c.get(f"{base}/{other}", follow_redirects=False).status_code == 403
+        assert c.post(f"{base}/{other}", follow_redirects=False).status_code == 403
         old = make_link_token(link_key(LINK_SECRET), "alert-0000", "taking_action", channel="ops-mail",
                               expires=_now() - timedelta(seconds=1))
-        assert c.get(f"{base}/{old}", follow_redirects=False).status_code == 410
+        assert c.post(f"{base}/{old}", follow_redirects=False).status_code == 410
         ghost = make_link_token(link_key(LINK_SECRET), "alert-9999", "acknowledge", channel="ops-mail",
                                 expires=_now() + timedelta(days=1))
-        assert c.get(f"{base}/{ghost}", follow_redirects=False).status_code == 404
+        assert c.post(f"{base}/{ghost}", follow_redirects=False).status_code == 404
         trace = c.get(f"{srv.url}/api/v1/trace/alert-0000", headers=auth).json()
     assert sorted(e["event_type"] for e in trace["events"] if (e.get("actor") or "").startswith("link:")) == [
         "acknowledged", "ignored"]

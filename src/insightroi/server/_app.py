@@ -5,6 +5,7 @@
 
 import hashlib
 import hmac
+from html import escape as _html_escape
 import json
 import os
 import secrets
@@ -828,14 +829,8 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         query = urlencode({k: v for k, v in {"team": form.get("team", ""), "done": f"{alert_id}:{event_type}"}.items() if v})
         return RedirectResponse(f"/inbox?{query}#alert-{quote(alert_id)}", status_code=303)
 
-    @app.get("/l/{token}", include_in_schema=False)
-    async def follow_link(request: Request, token: Annotated[str, PathParam(max_length=2048)]) -> Response:
-        """A signed link from a delivered message: record its chain event, then show the alert's trace.
-
-        The token (not a session) authorises exactly one event type on one alert until it
-        expires; the event is checked like one posted to the event API, and following the same
-        link again stores nothing new.
-        """
+    async def _link(request: Request, token: str):
+        """The verified claim of a link token and its alert (403 forged, 410 expired, 404 no alert)."""
         if links_key is None:
             raise HTTPException(404, "this server verifies no links (set INSIGHTROI_LINK_SECRET or an API token)")
         who = _client(request)
@@ -852,6 +847,38 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         alert = await _run(backend().alert, claim.alert_id)
         if alert is None:
             raise HTTPException(404, f"no alert {claim.alert_id!r}")
+        return claim, alert
+
+    @app.get("/l/{token}", include_in_schema=False)
+    async def open_link(request: Request, token: Annotated[str, PathParam(max_length=2048)]) -> Response:
+        """A signed link from a delivered message: a one-button page that records it when pressed.
+
+        Opening the link records nothing: mail security scanners (Safe Links and the like) fetch
+        every URL of an e-mail, which would acknowledge every alert at delivery and zero the time
+        to acknowledge. The button posts the same token back (:func:`follow_link`).
+        """
+        claim, alert = await _link(request, token)
+        label = {"acknowledged": "Acknowledge", "action_taken": "Record: taking action",
+                 "ignored": f"Mark not useful ({(claim.reason or '').replace('_', ' ')})"}[claim.event_type]
+        e = _html_escape
+        what = ", ".join(x for x in (alert.get("topic"), alert.get("sku_family"), alert.get("team")) if x)
+        page = ('<!doctype html><html lang="en"><head><meta charset="utf-8"><title>' + e(label) + '</title></head>'
+                '<body style="font-family:system-ui,sans-serif;max-width:40em;margin:3em auto">'
+                f'<h1>{e(label)}</h1><p>Alert <b>{e(claim.alert_id)}</b> ({e(what)}), '
+                f'sent to {e(claim.channel)}.</p>'
+                f'<form method="post" action="/l/{e(token)}"><button type="submit">{e(label)}</button></form>'
+                '<p style="color:#555">Nothing is recorded until the button is pressed.</p></body></html>')
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+    @app.post("/l/{token}", include_in_schema=False)
+    async def follow_link(request: Request, token: Annotated[str, PathParam(max_length=2048)]) -> Response:
+        """Record a signed link's chain event, then show the alert's trace.
+
+        The token (not a session) authorises exactly one event type on one alert until it
+        expires; the event is checked like one posted to the event API, and pressing the same
+        link again stores nothing new.
+        """
+        claim, alert = await _link(request, token)
         payload: dict[str, Any] = {"via": "link", "channel": claim.channel}
         if claim.reason:
             payload["reason"] = claim.reason
