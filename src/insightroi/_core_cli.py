@@ -126,6 +126,9 @@ def plan(
         adj = (f"; rho between two adjacent {r['rho_window_weeks']}-week pre-period windows: {r['rho_adjacent']:.2f}"
                if r.get("rho_adjacent") is not None else "")
         console.print(f"- {r['kpi']}: {r['verdict']}{adj}", markup=False)
+    arms = arm_power_table(rows)
+    if arms is not None:
+        console.print(arms)
     console.print(
         f"The analysis (insightroi analyze) will use CUPED: it adjusts each KPI by the unit's value in the "
         f"{e.pre_period_days}-day pre-period, so plan on the CUPED columns (plain: without CUPED). rho is the "
@@ -134,6 +137,37 @@ def plan(
         f"Units are the randomization units ({e.unit}), so the between-unit (intra-cluster) variance is included."
     )
     _print_projection(projection, prog.program.currency)
+
+
+def arm_power_table(rows: list[dict]) -> Table | None:
+    """A/B/n plan: each arm's MDE against control per KPI (``power_table`` rows' ``arms``); None for two arms.
+
+    Parameters
+    ----------
+    rows : list of dict
+        :func:`insightroi.experiments.power_table`'s rows.
+
+    Returns
+    -------
+    rich.table.Table or None
+    """
+    with_arms = [r for r in rows if r.get("arms")]
+    if not with_arms:
+        return None
+    corr = with_arms[0]["arms"][0]["correction"]
+    t = Table(title=f"Power per arm (A/B/n): MDE of each arm vs control, {corr}-adjusted across arms "
+                    "(Bonferroni level alpha / arms)")
+    for c in ("KPI", "arm", "units", "weeks", "MDE plain", "MDE CUPED"):
+        t.add_column(c, justify="left" if c in ("KPI", "arm") else "right")
+    for r in with_arms:
+        for a in r["arms"]:
+            t.add_row(escape(r["kpi"]), escape(a["arm"]), f"{a['units']:,}", f"{r['arms_weeks']:.3g}",
+                      _pct(a["mde_relative"]), _pct(a["mde_relative_cuped"]))
+    return t
+
+
+def _pct(x) -> str:
+    return "-" if x is None or x != x else f"{x:.1%}"
 
 
 def _print_projection(projection: dict | None, currency: str) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from helpers.simstore import simulate_experiment_tables, write_tables
 from insightroi.experiments import power_table
-from insightroi.experiments._cli import arm_power_table
+from insightroi._core_cli import arm_power_table
 from insightroi.experiments._power_table import arm_mdes
 from insightroi.program import parse_program, starter_program_text
 from insightroi.stats import mde_from_se, multi_arm_mde

@@ -137,33 +137,6 @@ def arm_table(arms: dict, alpha: float) -> Table:
     return t
 
 
-def arm_power_table(rows: list[dict]) -> Table | None:
-    """A/B/n plan: each arm's MDE against control per KPI (``power_table`` rows' ``arms``); None for two arms.
-
-    Parameters
-    ----------
-    rows : list of dict
-        :func:`insightroi.experiments.power_table`'s rows.
-
-    Returns
-    -------
-    rich.table.Table or None
-    """
-    with_arms = [r for r in rows if r.get("arms")]
-    if not with_arms:
-        return None
-    corr = with_arms[0]["arms"][0]["correction"]
-    t = Table(title=f"Power per arm (A/B/n): MDE of each arm vs control, {corr}-adjusted across arms "
-                    "(Bonferroni level alpha / arms)")
-    for c in ("KPI", "arm", "units", "weeks", "MDE plain", "MDE CUPED"):
-        t.add_column(c, justify="left" if c in ("KPI", "arm") else "right")
-    for r in with_arms:
-        for a in r["arms"]:
-            t.add_row(escape(r["kpi"]), escape(a["arm"]), _num(a["units"]), f"{r['arms_weeks']:.3g}",
-                      _share(a["mde_relative"]), _share(a["mde_relative_cuped"]))
-    return t
-
-
 def segment_table(col: str, kpi: str, cells: dict, alpha: float) -> Table:
     """One KPI's effect per value of ``col``: raw (BH-adjusted p) beside the partially pooled estimate."""
     level = f"{round(100 * (1 - alpha))}%"
