@@ -1,0 +1,75 @@
+"""The loop in a real browser (Playwright, Debian Chromium): the link in a delivered e-mail opens a
+one-button page; pressing it records the acknowledgement, which the alert's trace then shows."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import datetime, timezone
+
+import pytest
+
+from _dlv_helpers import program_with, seed_alerts
+from helpers.live_server import free_port
+from insightroi.delivery import DeliveryPolicy, LinkSigner, deliver, link_key
+from insightroi.store import open_store
+
+pytest.importorskip("fastapi")
+aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
+from insightroi.server import create_app  # noqa: E402
+
+TOKEN = "test-token-for-browser-0123456789abcdef"
+LINK_SECRET = "link-secret-for-browser-0123456789abcdef"
+
+
+class _Inbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+
+def test_acknowledge_from_the_email_in_a_browser(tmp_path, live_server, browser):
+    url = f"duckdb:///{tmp_path / 's.duckdb'}"
+    with open_store(url) as st:
+        seed_alerts(st, 1)
+    srv = live_server(create_app(url, token=TOKEN, link_secret=LINK_SECRET))
+    inbox = _Inbox()
+    ctl = aiosmtpd_controller.Controller(inbox, hostname="127.0.0.1", port=free_port())
+    ctl.start()
+    try:
+        program = program_with(f'[[channels]]\nname = "ops-mail"\nkind = "email"\nowners = ["logistics"]\n'
+                               f'smtp_host = "127.0.0.1"\nsmtp_port = {ctl.port}\nfrom = "alerts@insightroi.test"\n'
+                               f'to = ["ops@example.test"]\n')
+        st = open_store(url, hold=False)
+        run = deliver(st, program, signer=LinkSigner(srv.url, link_key(LINK_SECRET)), policy=DeliveryPolicy(timeout_s=5))
+        with st.attached():
+            sent_at = st.sql("SELECT delivered_at FROM deliveries").to_pylist()[0]["delivered_at"]
+        st.close()
+    finally:
+        ctl.stop()
+    assert run.sent == 1
+    html = inbox.messages[0].get_body(("html",)).get_content()
+    context = browser.new_context()
+    page = context.new_page()
+    # The owner reads the e-mail (its HTML part, as a mail client shows it) and follows "Acknowledge".
+    page.set_content(html)
+    ack_url = page.get_by_role("link", name="Acknowledge", exact=True).get_attribute("href")
+    assert ack_url.startswith(f"{srv.url}/l/")
+    page.goto(srv.url + "/login?next=/inbox")  # signed in, the trace page opens after the button
+    page.get_by_label("API token").fill(TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    page.goto(ack_url)
+    assert page.get_by_role("heading", name="Acknowledge").is_visible()
+    page.get_by_role("button", name="Acknowledge").click()
+    page.wait_for_url(f"{srv.url}/trace/alert-0000?recorded=acknowledged")
+    ack = page.locator('li[data-event-type="acknowledged"]')
+    assert ack.count() == 1
+    assert "by link:ops-mail" in ack.inner_text()
+    shown = ack.locator(".t").inner_text()  # "YYYY-MM-DD HH:MM:SS UTC"
+    ack_at = datetime.strptime(shown[:19], "%Y-%m-%d %H:%M:%S")
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    assert sent_at.replace(microsecond=0) <= ack_at <= now
+    context.close()
