@@ -100,7 +100,7 @@ def deliver_command(
         t = Table(title="delivery", show_header=True)
         for col in ("enqueued", "sent", "retried", "dead", "pending", "seconds"):
             t.add_column(col, justify="right")
-        t.add_row(str(run.enqueued), str(run.sent), str(run.retried), str(run.dead), str(run.pending), f"{run.seconds:.1f}")
+        t.add_row(*(str(x) for x in (run.enqueued, run.sent, run.retried, run.dead, run.pending)), f"{run.seconds:.1f}")
         console.print(t)
         console.print(f"outbox totals: {totals['delivered']} delivered, {totals['pending']} pending, "
                       f"{totals['sending']} in flight, {totals['dead_letters']} dead letters")

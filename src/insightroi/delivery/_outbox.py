@@ -127,7 +127,8 @@ def enqueue_alerts(store: Store, program: Program, *, now: datetime, since: date
         alerts = store.sql(
             "SELECT coalesce(alert_id, id) AS alert_id, min(event_time) AS event_time, max(team) AS team, "
             "max(topic) AS topic, max(sku_family) AS sku_family, max(payload) AS payload FROM chain_events "
-            "WHERE event_type = 'alert_delivered' AND batch_id = 'detect' AND (?::TIMESTAMP IS NULL OR event_time >= ?) "
+            "WHERE event_type = 'alert_delivered' AND batch_id = 'detect' "
+            "AND (?::TIMESTAMP IS NULL OR event_time >= ?) "
             "AND coalesce(alert_id, id) NOT IN (SELECT id FROM alert_outbox) "
             "GROUP BY 1 ORDER BY event_time, alert_id",
             [since, since],
@@ -186,7 +187,8 @@ def due_rows(store: Store, now: datetime, limit: int) -> list[dict[str, Any]]:
     return store.sql(
         "SELECT d.id, d.alert_id, d.channel, d.kind, d.idempotency_key, d.attempts, o.payload, o.team, o.topic, "
         "o.sku_family FROM deliveries d JOIN alert_outbox o ON o.id = d.alert_id "
-        "WHERE d.status = 'pending' AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at, d.id LIMIT ?",
+        "WHERE d.status = 'pending' AND d.next_attempt_at <= ? "
+        "ORDER BY d.next_attempt_at, d.alert_id, d.channel LIMIT ?",
         [now, limit],
     ).to_pylist()
 
@@ -238,7 +240,8 @@ def mark_dead(store: Store, row: dict[str, Any], attempts: int, error: str, now:
         store.sql("UPDATE deliveries SET status = 'dead', last_error = ? WHERE id = ?", [error, row["id"]])
         store.append("dead_letters", pa.Table.from_pylist([{
             # A requeued delivery can die again after as many attempts: the time keeps ids apart.
-            "id": f"dl-{row['id']}-{attempts}-{now:%Y%m%dT%H%M%S%f}", "delivery_id": row["id"], "alert_id": row["alert_id"],
+            "id": f"dl-{row['id']}-{attempts}-{now:%Y%m%dT%H%M%S%f}", "delivery_id": row["id"],
+            "alert_id": row["alert_id"],
             "channel": row["channel"], "kind": row["kind"], "attempts": attempts, "last_error": error,
             "payload": row.get("payload"), "dead_at": now}]))
         store.append("chain_events", pa.Table.from_pylist([_chain_row(

@@ -139,7 +139,8 @@ def _smtp(channel: Channel, msg, timeout: float) -> SendOutcome:
     except smtplib.SMTPResponseException as exc:
         return SendOutcome(False, exc.smtp_code >= 500, f"SMTP {exc.smtp_code} from {channel.smtp_host}")
     except (smtplib.SMTPException, ConnectionError, socket.timeout, TimeoutError, OSError) as exc:
-        return SendOutcome(False, False, f"{type(exc).__name__} reaching {channel.smtp_host}:{channel.smtp_port}: {exc}")
+        where = f"{channel.smtp_host}:{channel.smtp_port}"
+        return SendOutcome(False, False, f"{type(exc).__name__} reaching {where}: {exc}")
 
 
 def send(channel: Channel, message: Message, *, delivery_id: str, idempotency_key: str, now_ts: float | None = None,
