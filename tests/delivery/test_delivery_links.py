@@ -148,3 +148,62 @@ def test_serve_delivers_in_the_background(tmp_path, live_server, monkeypatch):
         assert httpx.get(f"{srv.url}/api/v1/deliveries", timeout=30).status_code == 401
     finally:
         receiver.close()
+
+
+def test_ticket_callbacks_become_action_and_fix(tmp_path, live_server, monkeypatch):
+    """A ticket system answers a signed webhook delivery: created -> action_taken, resolved -> fix_deployed."""
+    import json as _json
+
+    from insightroi.delivery import sign_webhook
+
+    receiver = Receiver()
+    monkeypatch.setenv("TEST_HOOK_SECRET", WEBHOOK_SECRET)
+    monkeypatch.setenv("TEST_HOOK_URL", receiver.url)
+    prog = tmp_path / "insightroi.toml"
+    prog.write_text(starter_program_text() + '\n[[channels]]\nname = "tickets"\nkind = "webhook"\n'
+                    'owners = ["logistics"]\nurl = "env:TEST_HOOK_URL"\nsecret = "env:TEST_HOOK_SECRET"\n')
+    url = f"duckdb:///{tmp_path / 's.duckdb'}"
+    with open_store(url) as st:
+        seed_alerts(st, 2)
+    try:
+        srv = live_server(create_app(url, program=prog, token=TOKEN))
+        st = open_store(url, hold=False)
+        from insightroi.program import load_program
+
+        program = load_program(prog)
+        with st.attached():  # only alert-0000 goes out over "tickets"
+            st.sql("DELETE FROM chain_events WHERE id = 'alert-0001'")
+        assert deliver(st, program, policy=DeliveryPolicy(timeout_s=5)).sent == 1
+        st.close()
+
+        def post(body: dict, secret: str = WEBHOOK_SECRET, channel: str = "tickets"):
+            raw = _json.dumps(body).encode()
+            ts = int(time.time())
+            return httpx.post(f"{srv.url}/api/v1/callbacks/{channel}", content=raw, timeout=30, headers={
+                "Content-Type": "application/json", "X-Insightroi-Timestamp": str(ts),
+                "X-Insightroi-Signature": sign_webhook(secret.encode(), ts, raw)})
+
+        created = {"alert_id": "alert-0000", "event": "ticket_created", "ticket_id": "OPS-17",
+                   "ticket_url": "https://tickets.example.test/OPS-17"}
+        r = post(created)
+        assert r.status_code == 201 and r.json()["event_type"] == "action_taken"
+        assert post(created).status_code == 200  # the ticket system retried: stored once
+        assert post(created, secret="not-the-channel-secret").status_code == 401
+        assert post({**created, "alert_id": "alert-0001"}).status_code == 404  # not delivered over this channel
+        assert post(created, channel="nope").status_code == 404
+        assert post({**created, "event": "ticket_reopened"}).status_code == 422
+        early = {**created, "event": "ticket_resolved", "occurred_at": "2026-01-01T00:00:00+00:00"}
+        r = post(early)  # a fix dated before the action it follows is refused, naming both events
+        assert r.status_code == 422 and "action_taken" in r.json()["detail"]
+        r = post({**created, "event": "ticket_resolved"})
+        assert r.status_code == 201 and r.json()["event_type"] == "fix_deployed"
+        st = open_store(url, hold=False)
+        with st.attached():
+            got = st.sql("SELECT event_type, actor, payload FROM chain_events WHERE actor = 'ticket:tickets' "
+                         "ORDER BY event_time").to_pylist()
+        st.close()
+        assert [(e["event_type"], e["actor"]) for e in got] == [("action_taken", "ticket:tickets"),
+                                                                ("fix_deployed", "ticket:tickets")]
+        assert _json.loads(got[0]["payload"])["ticket_url"] == "https://tickets.example.test/OPS-17"
+    finally:
+        receiver.close()

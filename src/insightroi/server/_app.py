@@ -25,10 +25,20 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Path as PathParam, 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AwareDatetime, Field
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from insightroi.errors import StoreBusyError, StoreError
-from insightroi.delivery import LinkTokenError, link_key, outbox_counts, read_link_token
+from insightroi.errors import ProgramError, StoreBusyError, StoreError
+from insightroi.delivery import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    LinkTokenError,
+    link_key,
+    outbox_counts,
+    read_link_token,
+    verify_webhook,
+)
+from insightroi.delivery._send import resolve_env
 from insightroi.ingest import redact_pii, redact_row
 from insightroi.program import load_program
 from insightroi.report import (
@@ -56,6 +66,8 @@ from insightroi.server._models import (
     FeedbackBatchIn,
     FeedbackIn,
     StoredEvent,
+    _Id,
+    _In,
 )
 
 __all__ = ["create_app", "MIN_TOKEN_LENGTH", "DEFAULT_ALLOWED_HOSTS"]
@@ -897,6 +909,66 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
             raise HTTPException(exc.status, str(exc)) from None
         return RedirectResponse(f"/trace/{quote(claim.alert_id, safe='')}?recorded={claim.event_type}", status_code=303)
 
+    @app.post("/api/v1/callbacks/{channel}", include_in_schema=False)
+    async def ticket_callback(request: Request, channel: Annotated[str, PathParam(max_length=64)]) -> JSONResponse:
+        """A ticket system reports on an alert it received: ticket created -> ``action_taken``, resolved -> ``fix_deployed``.
+
+        Signed like the deliveries it answers (HMAC-SHA256 over timestamp and body with the
+        channel's secret); it may only name alerts delivered over that channel. The same
+        ticket's same event stores once (201, then 200 on a retry).
+        """
+        ch = next((c for c in (prog.channels if prog is not None else []) if c.name == channel), None)
+        if ch is None or ch.kind != "webhook":
+            raise HTTPException(404, f"no webhook channel {channel!r} in the program file")
+        who = _client(request)
+        wait = throttle.retry_after(who)
+        if wait is not None:
+            raise _Throttled(wait)
+        body = await request.body()
+        try:
+            key = resolve_env(ch.secret, f"channel {ch.name!r} secret").encode()
+        except ProgramError as exc:
+            raise HTTPException(503, str(exc)) from None
+        if not verify_webhook(key, request.headers.get(TIMESTAMP_HEADER), request.headers.get(SIGNATURE_HEADER), body,
+                              now=time.time()):
+            throttle.fail(who)
+            raise HTTPException(401, f"missing, stale or wrong {SIGNATURE_HEADER} (HMAC-SHA256 of "
+                                     f"'<{TIMESTAMP_HEADER}>.' + body with the channel's secret)")
+        try:
+            cb = TicketCallbackIn.model_validate_json(body)
+        except ValueError as exc:
+            raise HTTPException(422, f"invalid callback: {exc}") from None
+        st = backend().store
+
+        def delivered_here() -> bool:
+            with st.attached():
+                return bool(st.sql("SELECT count(*) AS n FROM deliveries WHERE alert_id = ? AND channel = ? "
+                                   "AND status = 'delivered'", [cb.alert_id, ch.name]).to_pylist()[0]["n"])
+
+        if st.kind != "duckdb" or not await _run(delivered_here):
+            raise HTTPException(404, f"alert {cb.alert_id!r} was not delivered over channel {ch.name!r}")
+        alert = await _run(backend().alert, cb.alert_id) or {}
+        event_type = {"ticket_created": "action_taken", "ticket_resolved": "fix_deployed"}[cb.event]
+        payload = {"via": "ticket", "channel": ch.name, "ticket_id": cb.ticket_id}
+        if cb.ticket_url:
+            payload["ticket_url"] = cb.ticket_url
+        try:
+            event = ChainEventIn(event_type=event_type, alert_id=cb.alert_id, event_time=cb.occurred_at,
+                                 actor=f"ticket:{ch.name}", team=alert.get("team"), topic=alert.get("topic"),
+                                 sku_family=alert.get("sku_family"), payload=payload)
+        except ValueError as exc:
+            raise HTTPException(422, f"invalid callback: {exc}") from None
+        row = _pseudonymize_ids(event.row(_now(), _redact_obj(payload)))
+        row["id"] = id_from_key("chain_event", f"ticket:{ch.name}:{cb.ticket_id}:{cb.event}")
+        try:
+            _, replayed = await backend().write_async(
+                "chain_events", row, fingerprint("ticket", {"c": ch.name, "t": cb.ticket_id, "e": cb.event}),
+                by_key=True)
+        except Conflict as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+        return JSONResponse({"id": row["id"], "event_type": event_type, "replayed": replayed},
+                            status_code=200 if replayed else 201)
+
     @app.get("/trace/{item_id}", include_in_schema=False, dependencies=[Depends(require_page)])
     def trace_page(request: Request, item_id: str) -> HTMLResponse:
         got = backend().trace(item_id)
@@ -946,6 +1018,16 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
     app.state.program = prog
     app.state.sessions = sessions
     return app
+
+
+class TicketCallbackIn(_In):
+    """A ticket system's report on an alert it received over a webhook channel."""
+
+    alert_id: _Id
+    event: Literal["ticket_created", "ticket_resolved"]
+    ticket_id: Annotated[str, Field(min_length=1, max_length=200)]
+    ticket_url: Annotated[str, Field(max_length=2000, pattern=r"^https?://")] | None = None
+    occurred_at: AwareDatetime | None = None
 
 
 def _deliver_loop(backend, program, stop: threading.Event, every_s: float, public_url: str | None,
