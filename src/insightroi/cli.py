@@ -31,6 +31,7 @@ _STAGE_CLIS = (
     "insightroi.chain._cli",
     "insightroi.experiments._cli",
     "insightroi.experiments._assign_cli",
+    "insightroi.experiments._geo_cli",
     "insightroi.experiments._claim_cli",
     "insightroi.roi._cli",
     "insightroi.monitor._cli",

@@ -19,8 +19,10 @@ from insightroi.experiments._design_analysis import (
     design_panel,
     did_design_effect,
     its_design_effect,
+    market_panel,
     synth_design_effect,
 )
+from insightroi.experiments._geo import GeoCandidate, GeoDesign, design_geo, geo_backtest, geo_candidate_sets, geo_power
 from insightroi.experiments._switchback_analysis import (
     analyze_switchback,
     block_arms,
@@ -44,6 +46,13 @@ from insightroi.experiments._quasi import (
 from insightroi.experiments._quasi_section import naive_before_after_claim, quasi_section
 
 __all__ = [
+    "GeoCandidate",
+    "GeoDesign",
+    "design_geo",
+    "geo_backtest",
+    "geo_candidate_sets",
+    "geo_power",
+    "market_panel",
     "ANALYZE_GATES",
     "analyze_gate_failures",
     "ExperimentAnalysis",

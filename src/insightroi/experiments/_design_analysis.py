@@ -87,7 +87,7 @@ from insightroi.stats import (
 from insightroi.store import Store
 
 __all__ = ["QUASI_DESIGNS", "DesignPanel", "analyze_quasi_design", "design_panel", "did_design_effect",
-           "its_design_effect", "synth_design_effect"]
+           "its_design_effect", "market_panel", "synth_design_effect"]
 
 QUASI_DESIGNS = ("did", "synthetic_control", "its")
 ItsLevel = Literal["prior", "pre_period", "controls"]
@@ -238,6 +238,75 @@ def design_panel(store: Store, program: Program, measures: Sequence[str], *, win
                         sums=sums, start=start, n_late=int(late.sum()),
                         n_both_arms=int((asg.n_arms > 1).sum()))
     return panel, window, (start, window[0] - timedelta(days=1))
+
+
+class _AllUnitsStore:
+    """A store whose ``assignments`` table lists every given unit, so the metrics layer's
+    assigned-unit sums cover markets before any of them is assigned (the geo designer's panel).
+    Everything else is the wrapped store's."""
+
+    def __init__(self, store: Store, program: Program, units: Sequence[str]):
+        import ibis
+        import pyarrow as pa
+
+        e = program.experiment
+        n = len(units)
+        at = datetime.combine(e.start, datetime.min.time())
+        self._store = store
+        # One unit in the treatment arm: design_panel needs one; the arms do not enter the sums.
+        self._asg = ibis.memtable(pa.table({
+            "id": pa.array([f"geo-design:{u}" for u in units], pa.string()),
+            "experiment": pa.array([e.name] * n, pa.string()),
+            "unit_type": pa.array([e.unit] * n, pa.string()),
+            "unit_id": pa.array(list(units), pa.string()),
+            "arm": pa.array([TREATMENT] + [CONTROL] * (n - 1), pa.string()),
+            "assigned_at": pa.array([at] * n, pa.timestamp("us")),
+        }))
+
+    def table(self, name: str):
+        return self._asg if name == "assignments" else self._store.table(name)
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+
+def market_panel(store: Store, program: Program, kpi: Kpi, units: Sequence[str], *,
+                 launch: date | None = None) -> tuple[np.ndarray, np.ndarray, tuple[date, date]]:
+    """The KPI of every market per pre-period week, as the synthetic-control analysis will read it.
+
+    The same weeks and sums as :func:`design_panel` (the ``pre_period_days`` whole weeks before
+    the launch, ``exclude_windows`` left out, the metrics layer's per-unit sums), for ``units``
+    whether or not they are assigned yet.
+
+    Parameters
+    ----------
+    store : insightroi.store.Store
+    program : Program
+    kpi : Kpi
+    units : sequence of str
+        Market ids (``experiment.unit``).
+    launch : date, optional
+        First day after the pre-period (default ``experiment.start``).
+
+    Returns
+    -------
+    (Y, den, pre_window)
+        ``Y`` (weeks x markets) the KPI (NaN in a week without denominator), ``den`` the
+        denominators (weeks x markets), ``pre_window`` the dates covered.
+    """
+    if not units:
+        raise DataError("market_panel: no markets")
+    launch = launch or program.experiment.start
+    measures = sorted({m for m in (kpi.numerator, kpi.denominator) if m != "units"})
+    proxy = _AllUnitsStore(store, program, list(units))
+    panel, _, pre_window = design_panel(proxy, program, measures, window=(launch, launch), staggered=False)
+    num, den = panel.kpi(kpi)
+    order = {u: i for i, u in enumerate(panel.units)}
+    cols = [order[str(u)] for u in units]
+    num, den = num[cols, :panel.n_pre], den[cols, :panel.n_pre]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        Y = np.where(den > 0, num / np.where(den > 0, den, 1.0) * kpi.scale, np.nan)
+    return Y.T, den.T, pre_window
 
 
 # ------------------------------------------------------------------------------------------ helpers
