@@ -6,6 +6,7 @@ text with ``label, score, confidence, evidence (JSON), method, model_version``.
 
 from insightroi.insights._base import UNCLASSIFIABLE, model_version, prepare_texts
 from insightroi.insights._classify import ClassifyReport, InsightModels, build_models, classify_store
+from insightroi.insights._domain_sentiment import DomainSentiment, load_sentiment_domains
 from insightroi.insights._embed import embeddings_available
 from insightroi.insights._llm import ClusterSummary, LlmError, LlmSummarizer
 from insightroi.insights._review import record_review_labels, review_queue, validate_from_reviews
@@ -16,6 +17,7 @@ from insightroi.insights._sentiment import (
     load_reference_sentiment,
     sentiment_class,
 )
+from insightroi.insights._seeded import SeededTopics
 from insightroi.insights._severity import SEVERITY_LEVELS, SeverityRules
 from insightroi.insights._spark import classify_spark
 from insightroi.insights._spikes import Alert, current_topic_version, detect_spikes, write_alerts
@@ -29,6 +31,7 @@ __all__ = [
     "Alert",
     "ClassifyReport",
     "ClusterSummary",
+    "DomainSentiment",
     "EmbeddingSentiment",
     "InsightModels",
     "LexiconSentiment",
@@ -37,6 +40,7 @@ __all__ = [
     "OTHER",
     "SENTIMENT_CLASSES",
     "SEVERITY_LEVELS",
+    "SeededTopics",
     "SeverityRules",
     "Theme",
     "TopicClassifier",
@@ -52,6 +56,7 @@ __all__ = [
     "embeddings_available",
     "insights_summary",
     "load_reference_sentiment",
+    "load_sentiment_domains",
     "model_version",
     "prepare_texts",
     "record_review_labels",
