@@ -44,7 +44,7 @@ KEY = "privacy-test-key-0123456789abcdef"
 
 SURVEYS_TOML = """
 [[tables]]
-name = "surveys"
+name = "crm_surveys"
 key = "id"
 time_column = "answered_at"
 text_columns = ["comment"]
@@ -89,7 +89,7 @@ def _others(con) -> dict[str, list]:
         out[t] = con.execute(f"SELECT * EXCLUDE (ingested_at, batch_id) FROM {t} WHERE id NOT LIKE '_J-%' AND "
                              "(customer_id IS NULL OR customer_id NOT IN (SELECT unnest(?))) ORDER BY id",
                              [mine]).fetchall()
-    out["user_surveys"] = con.execute("SELECT * FROM user_surveys WHERE respondent NOT IN (SELECT unnest(?)) ORDER BY id",
+    out["user_crm_surveys"] = con.execute("SELECT * FROM user_crm_surveys WHERE respondent NOT IN (SELECT unnest(?)) ORDER BY id",
                                       [mine]).fetchall()
     return out
 
@@ -146,10 +146,10 @@ def erased(tmp_path_factory):
         ingest_frame(st, "orders", pd.DataFrame([{**base, "id": "OP-BAD", "customer_id": PLAIN,
                                                   "order_time": "2025-06-01T00:00:00Z", "revenue": -5.0,
                                                   "quantity": -3}]), program=prog)
-        # The user's own table (as `insightroi ingest --table surveys` stores it: the e-mail id
+        # The user's own table (as `insightroi ingest --table crm_surveys` stores it: the e-mail id
         # pseudonymised); one row still carries the raw e-mail, as an unredacted load would.
-        st.sql("CREATE TABLE user_surveys (id VARCHAR, respondent VARCHAR, answered_at TIMESTAMP, score BIGINT, comment VARCHAR)")
-        st.sql("INSERT INTO user_surveys VALUES (?, ?, '2025-06-06', 2, ?), (?, ?, '2025-06-07', 1, ?), "
+        st.sql("CREATE TABLE user_crm_surveys (id VARCHAR, respondent VARCHAR, answered_at TIMESTAMP, score BIGINT, comment VARCHAR)")
+        st.sql("INSERT INTO user_crm_surveys VALUES (?, ?, '2025-06-06', 2, ?), (?, ?, '2025-06-07', 1, ?), "
                "(?, ?, '2025-06-06', 9, ?), (?, ?, '2025-06-06', 8, NULL)",
                ["S1", pseudonymize(JANE), JANE_SURVEY, "S2", JANE.lower(), "again: " + JANE_SURVEY,
                 "S3", "C000000397", OTHER_SURVEY, "S4", PLAIN])
@@ -212,7 +212,9 @@ def test_erase_reports_exact_counts_per_table(erased):
     assert erased["jane_fb_insights"] == 9  # three feedback rows x sentiment, topic, severity
     assert rep["deleted"] == {
         "assignments": 0, "chain_events": 0, "feedback": 3, "insights": 9, "orders": 2, "quarantine": 1,
-        "refunds": 1, "review_labels": 1, "tickets": 2, "user_surveys": 2,
+        "refunds": 1, "review_labels": 1, "tickets": 2, "user_crm_surveys": 2,
+        # The demo's own CX tables (surveys, customers) hold no row of Jane's.
+        "user_customers": 0, "user_surveys": 0,
     }
     assert rep["total_deleted"] == 21
     # The alert keeps its row, loses Jane's feedback id; the saved evidence is rewritten.
@@ -239,7 +241,7 @@ def test_plain_id_erasure_through_the_table_output(erased):
     assert deleted["insights"] == erased["plain_insights"] == 3 * rows["feedback"]
     assert deleted["chain_events"] == 1  # the note naming the id
     assert deleted["quarantine"] == 1  # the bad order row holding the id
-    assert deleted["user_surveys"] == 1
+    assert deleted["user_crm_surveys"] == 1
 
 
 def test_no_table_holds_the_erased_ids_emails_or_texts(erased):
@@ -288,14 +290,15 @@ def test_the_analysis_runs_again_after_erasure(erased):
         ins = st.load_result("section:insights")
         n_feedback = st.count("feedback")
     assert ins["provenance"]["inputs"]["feedback"]["rows"] == n_feedback
-    # The stages recomputed their sections; what no stage writes still predates the erasure.
-    assert erased["stale"]["results"] == ["demo:truth", "evidence:alert-AL-J1"]
+    # The stages recomputed their sections; what no stage writes still predates the erasure, and
+    # so does the projected ROI, which `run` keeps as the record of what was expected at plan time.
+    assert erased["stale"]["results"] == ["demo:truth", "roi_projection:plan", "evidence:alert-AL-J1"]
 
 
 def test_report_and_dashboard_mark_figures_computed_before_the_erasure(erased):
     mark = erased["marked"]["erasure"]
     # The demo saved every stage's section before both erasures (classify ran again, under the
-    # program with the surveys table, so the demo program's report leaves it out); the record is
+    # program with the crm_surveys table, so the demo program's report leaves it out); the record is
     # the last erasure's.
     assert mark["stages"] == ["detect", "insights", "chain", "analyze", "roi", "quasi", "monitor"]
     records = sorted(i for i, (kind, _) in erased["results"].items() if kind == "erasure")
