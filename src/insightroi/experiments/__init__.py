@@ -21,6 +21,8 @@ from insightroi.experiments._design_analysis import (
     its_design_effect,
     market_panel,
     synth_design_effect,
+    synth_panel_effect,
+    synth_variant_rule,
 )
 from insightroi.experiments._geo import GeoCandidate, GeoDesign, design_geo, geo_backtest, geo_candidate_sets, geo_power
 from insightroi.experiments._switchback_analysis import (
@@ -53,6 +55,8 @@ __all__ = [
     "geo_candidate_sets",
     "geo_power",
     "market_panel",
+    "synth_panel_effect",
+    "synth_variant_rule",
     "ANALYZE_GATES",
     "analyze_gate_failures",
     "ExperimentAnalysis",

@@ -25,7 +25,10 @@ the design's assumption, which each KPI's Result states as a Check:
   (treated ones included) are each fitted from the units outside them; the treated group's rank
   gives the p-value, and inverting that test under a constant effect gives the interval (Firpo
   & Possebom 2018). The classic placebo-in-space rank of the post/pre RMSPE ratio (single-unit
-  placebos) and the pre-period fit (RMSPE, pre R^2) are Checks.
+  placebos) and the pre-period fit (RMSPE, pre R^2) are Checks. A unit-average cross-check
+  (``synth_panel``: :func:`insightroi.stats.synthetic_control_panel` on the treated units' own
+  series, plain or demeaned by :func:`synth_variant_rule`, with the group placebo p-value and a
+  conformal interval) is a Check too, and its figures are in ``extra["synth_panel"]``.
 * ``its``: a structural time-series counterfactual of the treated units' aggregate KPI series,
   with the control units' aggregate as the regressor when there are control units
   (:func:`insightroi.stats.causal_impact` with ``level="controls"``, as the quasi section uses;
@@ -80,14 +83,16 @@ from insightroi.stats import (
     simplex_weights,
     se_from_interval,
     staggered_did,
+    synth_weights,
     synthetic_control,
+    synthetic_control_panel,
     twfe,
     wald_interval,
 )
 from insightroi.store import Store
 
 __all__ = ["QUASI_DESIGNS", "DesignPanel", "analyze_quasi_design", "design_panel", "did_design_effect",
-           "its_design_effect", "market_panel", "synth_design_effect"]
+           "its_design_effect", "market_panel", "synth_design_effect", "synth_panel_effect", "synth_variant_rule"]
 
 QUASI_DESIGNS = ("did", "synthetic_control", "its")
 ItsLevel = Literal["prior", "pre_period", "controls"]
@@ -517,6 +522,91 @@ def _placebo_groups(N: int, k: int, n: int, actual: tuple[int, ...],
     return out
 
 
+SynthVariant = Literal["plain", "demeaned", "ridge"]
+
+
+def synth_variant_rule(y1_pre: np.ndarray, Y0_pre: np.ndarray) -> tuple[SynthVariant, str, float]:
+    """Plain or demeaned synthetic control for a treated series, by whether the levels differ.
+
+    A plain fit must reproduce the treated level with a convex combination of donors; when it
+    cannot, its pre-period gaps keep a mean away from zero and that offset is carried into the
+    effect. The demeaned fit (Ferman & Pinto 2021; GeoLift's default model) matches shapes and
+    adds the level back. The rule: demeaned when the plain fit's mean pre-period gap is more than
+    two standard errors from zero (``|mean| / (sd / sqrt(n_pre)) > 2``), else plain (which keeps
+    the classic estimator where it fits).
+
+    Returns
+    -------
+    (variant, reason, t)
+    """
+    f = synth_weights(y1_pre, Y0_pre)
+    g = y1_pre - Y0_pre @ f["gamma"]
+    n = g.size
+    sd = float(np.std(g, ddof=1)) if n > 1 else 0.0
+    m = float(g.mean())
+    t = abs(m) / (sd / math.sqrt(n)) if sd > 0 else (math.inf if abs(m) > 0 else 0.0)
+    if t > 2:
+        return "demeaned", (f"the plain fit leaves a mean pre-period gap of {m:.4g} ({t:.1f} standard errors): "
+                            f"the treated level differs from what the donors can reach"), t
+    return "plain", f"the plain fit matches the treated level (mean pre-period gap {m:.4g}, {t:.1f} standard errors)", t
+
+
+def synth_panel_effect(R: np.ndarray, treated: np.ndarray, n_pre: int, *, variant: SynthVariant | None = None,
+                       alpha: float = 0.05, n_placebo_groups: int = 200, seed: int | np.random.Generator | None = 0,
+                       unit_names: Sequence[str] | None = None, metric: str = "") -> Result:
+    """Unit-average synthetic control of several treated units with group placebos and a conformal interval.
+
+    :func:`insightroi.stats.synthetic_control_panel` on the units' own weekly KPIs: the treated
+    units' average series is fitted from the other units, the placebo-in-space p-value ranks the
+    treated group's post/pre RMSPE ratio among groups of as many units (Firpo & Possebom 2018;
+    all groups when there are at most ``n_placebo_groups + 1``, else that many drawn), and the
+    interval is the conformal one of Chernozhukov, Wuthrich & Zhu (2021). Every unit weighs the
+    same here (the average unit's effect), while the design's main estimate is the treated
+    group's ratio of sums: a cross-check, as TWFE is for DiD.
+
+    Parameters
+    ----------
+    R : array (n_units, T)
+        Weekly KPI per unit (every week defined).
+    treated : array of bool (n_units,)
+    n_pre : int
+    variant : {"plain", "demeaned", "ridge"}, optional
+        Default by :func:`synth_variant_rule`.
+    alpha, n_placebo_groups, seed, unit_names, metric
+
+    Returns
+    -------
+    Result
+        ``method="synthetic_control_panel"``; ``extra`` adds ``variant``, ``variant_reason``,
+        ``placebo_p_value``, ``conformal_ci`` and ``conformal_p_value``.
+
+    References
+    ----------
+    Firpo, S. and Possebom, V. (2018). Journal of Causal Inference 6(2).
+    Chernozhukov, V., Wuthrich, K. and Zhu, Y. (2021). JASA 116(536), 1849-1864.
+    Ferman, B. and Pinto, C. (2021). Quantitative Economics 12(4), 1197-1221.
+    """
+    tr = np.asarray(treated, dtype=bool)
+    Y = np.asarray(R, dtype=float).T
+    if variant is None:
+        variant, reason, _ = synth_variant_rule(Y[:n_pre, tr].mean(axis=1), Y[:n_pre, ~tr])
+    else:
+        check_option("variant", variant, ("plain", "demeaned", "ridge"))
+        reason = "set by the caller"
+    m, N = int(tr.sum()), tr.size
+    n_pl = None if math.comb(N, m) <= n_placebo_groups + 1 else n_placebo_groups
+    res = synthetic_control_panel(Y, tr, n_pre, demean=variant == "demeaned",
+                                  augment="ridge" if variant == "ridge" else "none",
+                                  unit_names=None if unit_names is None else [str(u) for u in unit_names],
+                                  n_placebo=n_pl, alpha=alpha, seed=seed, metric=metric)
+    ps = res.extra["placebo_space"] or {}
+    conf = res.extra["conformal"] or {}
+    x = {**res.extra, "variant": variant, "variant_reason": reason, "placebo_p_value": ps.get("p_value", math.nan),
+         "n_placebo_groups": ps.get("n_groups", 0), "conformal_ci": list(res.ci),
+         "conformal_p_value": conf.get("p_value", math.nan)}
+    return replace(res, extra=x)
+
+
 def synth_design_effect(num: np.ndarray, den: np.ndarray, treated: np.ndarray, n_pre: int, *, scale: float = 1.0,
                         alpha: float = 0.05, n_placebo_groups: int = 200, seed: int | np.random.Generator | None = 0,
                         donor_names: Sequence[str] | None = None, metric: str = "") -> Result:
@@ -666,8 +756,48 @@ def synth_design_effect(num: np.ndarray, den: np.ndarray, treated: np.ndarray, n
     x |= {"placebo_in_space_p_value": res.p_value, "mean_post_gap_unweighted": res.estimate, "pre_r2": r2,
           "n_placebo_groups": B, "donors_dropped": dropped, "treatment_mean": tm, "counterfactual_mean": tm - est,
           "control_mean": tm - est, "control_group_mean": cm, "aggregate": "treated units pooled (ratio of sums)"}
+    sp_check, sp = _panel_cross_check(R, tr, complete, n_pre, ci, alpha=alpha, n_placebo_groups=n_placebo_groups,
+                                      seed=rng, names=names, metric=metric)
+    diag.append(sp_check)
+    x |= sp
     return Result(estimate=est, se=se, ci=ci, p_value=p, method="synthetic_control", n=int(k + full.size),
                   unit="absolute", diagnostics=tuple(diag), alpha=alpha, metric=metric, extra=x)
+
+
+def _panel_cross_check(R, tr, complete, n_pre, ci, *, alpha, n_placebo_groups, seed, names,
+                       metric) -> tuple[Check, dict]:
+    """The unit-average synthetic control (:func:`synth_panel_effect`) as a Check and extra keys."""
+    rows = complete.copy()
+    if not rows[tr].all():
+        return (Check("synth_panel", "skip", f"{metric}: unit-average synthetic control not run: a treated unit has "
+                                             f"no denominator in some week"), {"synth_panel": None})
+    if int((rows & ~tr).sum()) < 2:
+        return Check("synth_panel", "skip", f"{metric}: fewer than 2 complete control units"), {"synth_panel": None}
+    try:
+        r = synth_panel_effect(R[rows], tr[rows], n_pre, alpha=alpha, n_placebo_groups=n_placebo_groups, seed=seed,
+                               unit_names=list(names[rows]), metric=metric)
+    except DataError as exc:
+        return Check("synth_panel", "skip", f"{metric}: unit-average synthetic control not run: {exc}"), \
+            {"synth_panel": None}
+    x = r.extra
+    lo, hi = x["conformal_ci"]
+    overlap = not (math.isfinite(lo) and math.isfinite(hi) and math.isfinite(ci[0]) and math.isfinite(ci[1])) or \
+        (lo <= ci[1] and ci[0] <= hi)
+    msg = (f"{metric}: unit-average synthetic control ({x['variant']}: {x['variant_reason']}) finds {r.estimate:.4g}, "
+           f"placebo-in-space p = {x['placebo_p_value']:.3g} over {x['n_placebo_groups']} groups, "
+           f"{1 - alpha:.0%} conformal interval {lo:.4g} to {hi:.4g} (conformal p = {x['conformal_p_value']:.3g})"
+           + ("" if overlap else "; it does not overlap the ratio-of-sums interval: the effect differs between "
+                                 "large and small treated units")
+           + ("" if math.isfinite(lo) and math.isfinite(hi) else
+              f"; the conformal interval is unbounded (with {R.shape[1]} weeks no conformal p falls below "
+              f"{1 / R.shape[1]:.3g})" if R.shape[1] * alpha < 1 else ""))
+    keep = ("variant", "variant_reason", "placebo_p_value", "n_placebo_groups", "conformal_ci", "conformal_p_value",
+            "lift", "pre_rmspe", "weights", "placebo_time", "treated")
+    sp = {"estimate": r.estimate, **{k: x[k] for k in keep}}
+    chk = Check("synth_panel", "pass" if overlap else "warn", msg, statistic=r.estimate,
+                p_value=x["placebo_p_value"], details={"variant": x["variant"], "conformal_ci": [lo, hi]})
+    return chk, {"synth_panel": sp, "synth_variant": x["variant"], "placebo_p_value": x["placebo_p_value"],
+                 "conformal_ci": [lo, hi]}
 
 
 # ------------------------------------------------------------------------------------------ ITS
@@ -857,7 +987,9 @@ def analyze_quasi_design(
                 ab = synth_design_effect(num, den, tr, panel.n_pre, scale=k.scale, alpha=alpha,
                                          n_placebo_groups=n_placebo_groups, seed=seed,
                                          donor_names=list(panel.units), metric=k.name)
-                dchecks = [c for c in ab.diagnostics if c.name in ("pre_period_fit", "placebo_in_space")]
+                # The cross-check first: the fit and the placebo rank stay the last design checks.
+                dchecks = [c for n in ("synth_panel", "pre_period_fit", "placebo_in_space") for c in ab.diagnostics
+                           if c.name == n]
             else:
                 ab = its_design_effect(num, den, tr, panel.n_pre, scale=k.scale, alpha=alpha, level=its_level,
                                        n_sims=n_sims, seed=seed, metric=k.name)
