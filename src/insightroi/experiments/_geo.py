@@ -24,6 +24,16 @@ the same on a weeks x markets array (pure numpy; no store):
   (imbalance of the fitted weights over the imbalance of uniform weights, on demeaned series:
   0 is a perfect fit, 1 no better than the donors' average).
 
+Which test the MDE is for: the time-placebo test above, with ``sigma`` from the backtests. On a
+simulated world of 40 markets (noise falling with market size; the chosen 4 markets, 4 weeks,
+MDE 1.35 = 4.7%) it held: 400 fresh experiments with the MDE injected were detected in 79.5%
+(stated 80%), 6.5% without it (six worlds: 72-83% and 2-14%). The design analysis' own tests
+are more conservative on such a set: its conformal interval (the ``synth_panel`` check) detected
+the MDE in 60% of 150 experiments (size 2.7%), the placebo-in-space rank of the post/pre RMSPE
+ratio (same check) in 61% of 80 (size 10%), its group-permutation p-value (random groups of
+as many markets, whatever their noise) in 13% of 120 (size 0.8%): a set chosen for low noise is
+estimated more precisely than random groups of markets suggest.
+
 Candidates are ranked by relative MDE, then by imbalance. The chosen design is the first-ranked
 candidate of the shortest duration whose relative MDE meets the target (the program's
 ``mde_relative``), or the first-ranked overall when none does.

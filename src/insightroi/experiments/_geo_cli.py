@@ -175,7 +175,9 @@ def geo_design_cmd(
     the chosen one is the shortest duration whose MDE meets experiment.mde_relative (else the
     smallest MDE). Its markets are stored as the experiment's assignments (treated markets in
     'treatment', the others 'control'; re-running stores nothing new), and the [experiment]
-    keys (design, unit, end) are printed, or set in the program file with --write.
+    keys (design, unit, end) are printed, or set in the program file with --write. The MDE is
+    that of the backtests' time-placebo test; analyze's conformal interval is somewhat, its
+    group-permutation p-value much more conservative on a low-noise set (see the module notes).
     """
     prog = run_or_fail(load_program, program)
     e = prog.experiment
