@@ -161,7 +161,7 @@ def geo_design_cmd(
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the candidate draws (default from the "
                                               "experiment's salt and name).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the ranking; store no assignments.")] = False,
-    write: Annotated[bool, typer.Option("--write", help="Set the [experiment] keys in the program file (comments "
+    write: Annotated[bool, typer.Option("--write", help="Set the experiment keys in the program file (comments "
                                          "kept) instead of printing them.")] = False,
     json_out: JsonOption = False,
 ) -> None:
@@ -174,7 +174,7 @@ def geo_design_cmd(
     program's alpha and power. Candidates are ranked by relative MDE, then by pre-period fit;
     the chosen one is the shortest duration whose MDE meets experiment.mde_relative (else the
     smallest MDE). Its markets are stored as the experiment's assignments (treated markets in
-    'treatment', the others 'control'; re-running stores nothing new), and the [experiment]
+    'treatment', the others 'control'; re-running stores nothing new), and the experiment
     keys (design, unit, end) are printed, or set in the program file with --write. The MDE is
     that of the backtests' time-placebo test; analyze's conformal interval is somewhat, its
     group-permutation p-value much more conservative on a low-noise set (see the module notes).
