@@ -450,6 +450,21 @@ def _weekly(store: Store, program, kpis_needed: Sequence[Kpi], window, alpha,
     return out
 
 
+def _missing_user_tables(store: Store, program, kpis) -> dict[str, list[str]]:
+    """Declared user tables the store does not hold (nor reads in place) -> the KPIs that read them."""
+    specs = measure_specs(program)
+    held = set(store.user_tables())
+    out: dict[str, list[str]] = {}
+    for k in kpis:
+        for m in (k.numerator, k.denominator):
+            spec = specs.get(m)
+            if spec is not None and spec.declared and spec.source is None and spec.table not in held:
+                names = out.setdefault(spec.table.removeprefix("user_"), [])
+                if k.name not in names:
+                    names.append(k.name)
+    return out
+
+
 def analyze_experiment(
     store: Store,
     program: Program,
@@ -570,6 +585,11 @@ def analyze_experiment(
     checks.append(balance_check(cov_c, cov_t) if pre_window else Check("covariate_balance", "skip", "no pre-period"))
     checks.append(annotation_check(store_annotations(store, window), window, rule=e.annotation_rule,
                                    excluded=e.exclude_windows))
+    missing = _missing_user_tables(store, program, chosen)
+    if missing:
+        checks.append(Check("user_tables", "warn", "; ".join(
+            f"the user table {t!r} is declared but not ingested (insightroi ingest --table {t} FILE): "
+            f"{', '.join(ks)} not estimable" for t, ks in missing.items())))
 
     seq = e.sequential_tuning if e.sequential else None
     bayes = None

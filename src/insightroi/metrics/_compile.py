@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import ibis
 import ibis.expr.types as ir
+import pyarrow as pa
 
 from insightroi.errors import DataError
 from insightroi.metrics._measures import UNIT_COLUMNS, MeasureSpec, measure_specs
@@ -57,6 +58,9 @@ def _day_start(d: date | datetime) -> datetime:
         return d.replace(tzinfo=None)
     return datetime(d.year, d.month, d.day)
 
+
+_ARROW_TYPES = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "boolean": pa.bool_(),
+                "date": pa.date32(), "timestamp": pa.timestamp("us")}
 
 # 52 whole weeks: the same season and the same weekdays a year earlier.
 SAME_PERIOD_LAST_YEAR_DAYS = 364
@@ -136,9 +140,14 @@ def _source_table(store: Store, name: str, measures: Sequence[str], specs: dict[
         users = sorted({specs[m].measure for m in measures if specs[m].measure})
         if not users or not name.startswith("user_"):
             raise
-        raise DataError(f"measure(s) {users} read the user table {name.removeprefix('user_')!r}, which the store "
-                        f"does not hold yet (as {name!r}); ingest it first: insightroi ingest --table "
-                        f"{name.removeprefix('user_')} FILE") from None
+        declared = next((specs[m].declared for m in measures if specs[m].declared), None)
+        if declared is None:
+            raise DataError(f"measure(s) {users} read the user table {name.removeprefix('user_')!r}, which the store "
+                            f"does not hold yet (as {name!r}); ingest it first: insightroi ingest --table "
+                            f"{name.removeprefix('user_')} FILE") from None
+        # Declared but not ingested yet (the starter's surveys before the first export): no rows,
+        # so its KPIs are not estimable while every other KPI is analysed (analyze says which).
+        return ibis.memtable(pa.table({c: pa.array([], type=_ARROW_TYPES[t]) for c, t in declared}))
 
 
 def _aggregate(spec: MeasureSpec, t: ir.Table, *conds: ir.BooleanValue) -> list[ir.FloatingScalar]:

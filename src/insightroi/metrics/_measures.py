@@ -78,6 +78,9 @@ class MeasureSpec:
         which the metrics layer makes ``table`` a view (:meth:`insightroi.store.Store.attach_source`).
     time_to_first : bool
         Per unit, days from the period's start to its first row, censored at the period's end.
+    declared : tuple, optional
+        A user table's declared ``(column, type)`` pairs: a table declared but not ingested yet
+        reads as empty with these columns, so its KPIs are not estimable and the others still run.
     """
 
     table: str
@@ -93,6 +96,7 @@ class MeasureSpec:
     per_unit: tuple[str, float] | None = None
     source: tuple[str, tuple[tuple[str, str], ...]] | None = None
     time_to_first: bool = False
+    declared: tuple[tuple[str, str], ...] | None = None
 
     def value_expr(self, t: ir.Table) -> ir.Value:
         """The per-row value over ``t`` (a float for sums; as declared for distinct counts)."""
@@ -340,7 +344,8 @@ def _user_specs(program: Program, m: Measure) -> dict[str, MeasureSpec]:
     user = next((u for u in program.tables if u.name == m.table), None)
     source = (user.source, tuple(user.columns.items())) if user is not None and user.source else None
     common = {"table": table, "time": time, "unit_column": m.unit_column, "measure": m.name,
-              "per_unit": m.per_unit_condition, "source": source}
+              "per_unit": m.per_unit_condition, "source": source,
+              "declared": tuple(user.columns.items()) if user is not None else None}
     filt = where if filter_tree is not None else None
     if m.aggregation == "count":
         return {m.name: MeasureSpec(where=filt, **common)}
