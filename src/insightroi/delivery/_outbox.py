@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
+from insightroi.insights._spikes import PRAISE_OWNER
 from insightroi.program import Channel, Program
 from insightroi.store import Store
 
@@ -134,18 +135,23 @@ def enqueue_alerts(store: Store, program: Program, *, now: datetime, since: date
             [since, since],
         ).to_pylist()
         for a in alerts:
-            channels = program.channels_for(a["team"]) if a["team"] else []
-            if not channels:
-                out.unrouted[a["team"] or "(no owner)"] = out.unrouted.get(a["team"] or "(no owner)", 0) + 1
-                continue
             facts = json.loads(a["payload"]) if a["payload"] else {}
+            # A praise spike goes to the positive-theme stream whatever team the row names (an API
+            # client or an older detector may have named the topic owner): owners are paged for problems.
+            kind = "praise" if facts.get("kind") == "praise" else "problem"
+            team = PRAISE_OWNER if kind == "praise" else a["team"]
+            channels = program.channels_for(team) if team else []
+            if not channels:
+                out.unrouted[team or "(no owner)"] = out.unrouted.get(team or "(no owner)", 0) + 1
+                continue
             try:
-                severity = program.topic(a["topic"]).severity
+                # Good news is never urgent: praise waits for the stream's digest.
+                severity = "low" if kind == "praise" else program.topic(a["topic"]).severity
             except KeyError:
                 severity = "medium"
             payload = {
-                "alert_id": a["alert_id"], "team": a["team"], "topic": a["topic"], "sku_family": a["sku_family"],
-                "severity": severity, "raised_at": a["event_time"].isoformat(),
+                "alert_id": a["alert_id"], "team": team, "topic": a["topic"], "sku_family": a["sku_family"],
+                "severity": severity, "kind": kind, "raised_at": a["event_time"].isoformat(),
                 **{k: facts.get(k) for k in ("day", "observed", "expected", "p_value", "window_days",
                                              "model_version")},
                 "feedback_ids": list(facts.get("feedback_ids") or [])[:50],
@@ -162,7 +168,7 @@ def enqueue_alerts(store: Store, program: Program, *, now: datetime, since: date
                 })
             with store.transaction():
                 store.append("alert_outbox", pa.Table.from_pylist([{
-                    "id": a["alert_id"], "team": a["team"], "topic": a["topic"], "sku_family": a["sku_family"],
+                    "id": a["alert_id"], "team": team, "topic": a["topic"], "sku_family": a["sku_family"],
                     "severity": severity, "payload": json.dumps(payload, default=str), "enqueued_at": now}]))
                 store.append("deliveries", pa.Table.from_pylist(rows))
             out.alerts += 1

@@ -19,9 +19,20 @@ there is no over-dispersion) — the standard count-surveillance approach (Farri
 JRSS A; Noufaily et al. 2013, Stat Med). Each day is tested over several windows ending on it
 (1, 3, 7 and 14 days by default: a sudden burst shows in one day, a defect that adds a mention or
 two a day only in two weeks), each at alpha / number of windows (Bonferroni). An alert needs
-p below that, observed >= min_count, observed >= min_ratio x expected, at least
-``min_history_days`` baseline days, and no alert on the same series in the previous
-``cooldown_days`` (one alert per episode).
+p below that, observed >= min_count, observed >= min_ratio x expected, and at least
+``min_history_days`` baseline days.
+
+Episodes: spike days of one series (topic x family) less than ``cooldown_days`` apart are one
+episode and one alert, dated at the onset (its id does not change as the episode grows); the
+alert carries ``last_seen``, the number of spike days (``periods``) and the peak. A cooldown that
+restarted only at each alert re-alerted a defect that kept spiking for weeks, so one defect
+reached its owner as several alerts and the duplicates showed as unanswered backlog.
+
+Direction: the topic model says what a spike is about, not whether customers are complaining.
+"Shipping was quick" is a ``shipping_delay`` mention. When the items of an episode's onset window
+are clearly positive (star ratings first, the sentiment model for unrated text), the alert is
+``kind = "praise"`` and goes to the positive-theme stream (owner :data:`PRAISE_OWNER`), never to the
+topic's owner as a problem.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 
+import ibis
 import numpy as np
 import pandas as pd
 
@@ -37,9 +49,11 @@ from insightroi.insights._base import UNCLASSIFIABLE
 from insightroi.stats import count_dispersion, count_tail_pvalue
 from insightroi.store import Store
 
-__all__ = ["Alert", "detect_spikes", "write_alerts", "current_topic_version"]
+__all__ = ["Alert", "detect_spikes", "write_alerts", "current_topic_version", "PRAISE_OWNER"]
 
 EXCLUDE_KINDS = ("outage", "promotion", "stockout")
+# The stream praise spikes go to: marketing / CX read it as good news, no owner is paged for it.
+PRAISE_OWNER = "positive-themes"
 
 
 @dataclass(frozen=True)
@@ -57,10 +71,25 @@ class Alert:
     owner: str
     model_version: str
     window_days: int = 1  # length of the tested window that ends on ``day`` (observed / expected are its sums)
+    kind: str = "problem"  # "problem" (to the topic owner) or "praise" (to PRAISE_OWNER)
+    positive_share: float | None = None  # positive / (positive + negative) items in the onset window
+    last_seen: date | None = None  # last spike day of the episode (``day`` is its onset)
+    periods: int = 1  # spike days in the episode
+    peak_observed: int | None = None
+    peak_score: float | None = None
+
+    def __post_init__(self) -> None:
+        # Alerts rebuilt from a saved section carry ISO strings.
+        for name in ("day", "last_seen"):
+            v = getattr(self, name)
+            if isinstance(v, str):
+                object.__setattr__(self, name, date.fromisoformat(v))
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["day"] = self.day.isoformat()
+        if self.last_seen is not None:
+            d["last_seen"] = self.last_seen.isoformat()
         return d
 
 
@@ -128,6 +157,7 @@ def detect_spikes(
     exclude_kinds=EXCLUDE_KINDS,
     include_other: bool = False,
     window_days: int | tuple[int, ...] = (1, 3, 7, 14),
+    praise_share: float = 0.5,
 ) -> list:
     """Find topic spikes per topic x SKU family x day (see the module docstring for the model).
 
@@ -149,10 +179,17 @@ def detect_spikes(
         1), the default (1, 3, 7, 14) found 26% and 32% of them with 40% and 54% of alerts true,
         against 14% / 17% recall and 27% / 33% precision for a single 3-day window; 14 days alone
         found as many at lower precision and later.
+    cooldown_days : int
+        Spike days of one series at most this far apart belong to one episode (one alert).
+    praise_share : float
+        An episode is praise (``kind = "praise"``, owner :data:`PRAISE_OWNER`) when, among the
+        positive and negative items of its onset window, the positive share's one-sided 95%
+        lower bound exceeds this. An item's polarity is its star rating (4-5 positive, 1-2
+        negative, 3 neutral) where it has one, negative for a return, else the sentiment model's.
 
     Returns
     -------
-    list of Alert, ordered by day.
+    list of Alert, one per episode, ordered by onset day.
     """
     version = model_version or current_topic_version(store)
     if version is None:
@@ -165,7 +202,7 @@ def detect_spikes(
     series = _family_series(store, version, skip)
     if series is None:
         return []
-    days, families, topics, C, V = series
+    days, families, topics, C, V, Pos, Neg = series
     excl = _annotation_mask(store, days, families, exclude_kinds)  # (D, F)
     p, obs, mu, w = _scan(C, V, excl, windows, trailing_weeks=trailing_weeks, prior_strength=prior_strength,
                           min_history_days=min_history_days, min_count=min_count, min_ratio=min_ratio)
@@ -176,31 +213,52 @@ def detect_spikes(
     # Bonferroni over the windows: scanning several lengths keeps the false-alarm rate per
     # series-day at that of one test at alpha.
     hits = np.argwhere(p < alpha / len(windows))
-    alerts: list[Alert] = []
-    last: dict[tuple[int, int], int] = {}
+    episodes: dict[tuple[int, int], list[list[int]]] = {}
     for d, k, f in sorted(map(tuple, hits)):
-        prev = last.get((k, f))
-        if prev is not None and d - prev <= cooldown_days:
-            continue  # the same episode as the alert already sent
-        last[(k, f)] = d
-        day = days[d].date()
+        runs = episodes.setdefault((k, f), [])
+        # The gap is measured from the last spike day, not from the alert: the episode lasts
+        # while the spike does.
+        if runs and d - runs[-1][-1] <= cooldown_days:
+            runs[-1].append(d)
+        else:
+            runs.append([d])
+    alerts: list[Alert] = []
+    for (k, f), runs in episodes.items():
         topic, fam = topics[k], families[f]
-        alerts.append(
-            Alert(
-                alert_id=f"alert:{topic}:{fam}:{day.isoformat()}",
-                topic=topic, sku_family=fam, day=day, observed=int(obs[d, k, f]),
-                expected=float(round(mu[d, k, f], 4)), p_value=float(p[d, k, f]),
-                score=float(round(obs[d, k, f] / max(mu[d, k, f], 1e-9), 3)),
-                owner=owners.get(topic, "unassigned"), model_version=version, window_days=int(w[d, k, f]),
+        for run in runs:
+            d0 = run[0]
+            w0 = int(w[d0, k, f])
+            lo = max(d0 - w0 + 1, 0)
+            pos, neg = float(Pos[lo:d0 + 1, k, f].sum()), float(Neg[lo:d0 + 1, k, f].sum())
+            share = pos / (pos + neg) if pos + neg > 0 else None
+            # A complaint sent to the praise stream is a defect nobody hears of, so praise needs
+            # the share's lower 95% bound (Wilson, one-sided) above the cut, not just the share.
+            praise = share is not None and _wilson_lower(pos, pos + neg) > praise_share
+            peak = max(run, key=lambda d: obs[d, k, f] / max(mu[d, k, f], 1e-9))
+            day = days[d0].date()
+            alerts.append(
+                Alert(
+                    alert_id=f"alert:{topic}:{fam}:{day.isoformat()}",
+                    topic=topic, sku_family=fam, day=day, observed=int(obs[d0, k, f]),
+                    expected=float(round(mu[d0, k, f], 4)), p_value=float(p[d0, k, f]),
+                    score=float(round(obs[d0, k, f] / max(mu[d0, k, f], 1e-9), 3)),
+                    owner=PRAISE_OWNER if praise else owners.get(topic, "unassigned"), model_version=version,
+                    window_days=w0, kind="praise" if praise else "problem",
+                    positive_share=None if share is None else round(share, 3),
+                    last_seen=days[run[-1]].date(), periods=len(run), peak_observed=int(obs[peak, k, f]),
+                    peak_score=float(round(obs[peak, k, f] / max(mu[peak, k, f], 1e-9), 3)),
+                )
             )
-        )
+    alerts.sort(key=lambda a: (a.day, a.alert_id))
     return alerts
 
 
 def _family_series(store: Store, version: str, skip: set):
     """Daily topic counts and feedback volume per SKU family as dense arrays.
 
-    Returns ``(days, families, topics, C (D, T, F), V (D, F))``, or None without classified feedback.
+    Returns ``(days, families, topics, C (D, T, F), V (D, F), Pos (D, T, F), Neg (D, T, F))``, the
+    last two the topic items whose sentiment is positive / negative (zeros without sentiment rows),
+    or None without classified feedback.
     """
     ins = store.table("insights")
     fb = store.table("feedback")
@@ -225,7 +283,49 @@ def _family_series(store: Store, version: str, skip: set):
     C = np.zeros((len(days), len(topics), len(families)))
     np.add.at(C, (days.get_indexer(counts.day), pd.Index(topics).get_indexer(counts.topic),
                   pd.Index(families).get_indexer(counts.sku_family)), counts.n.to_numpy(float))
-    return days, families, topics, C, V
+    Pos = np.zeros_like(C)
+    Neg = np.zeros_like(C)
+    sv = _sentiment_version(store)
+    s = ins.filter((ins.task == "sentiment") & (ins.model_version == (sv or ""))).select(
+        s_id=ins.feedback_id, sentiment=ins.label)
+    tj = t.join(fb, t.feedback_id == fb.id).left_join(s, t.feedback_id == s.s_id)
+    # A star rating is the customer's own verdict and beats a text model that reads "Thanks." or
+    # "to be fair" as praise; a return is never praise. The model decides only the rest.
+    pol = ibis.ifelse(
+        tj.rating.notnull(),
+        ibis.ifelse(tj.rating >= 4, "positive", ibis.ifelse(tj.rating <= 2, "negative", "neutral")),
+        ibis.ifelse(tj.source == "return", "negative", tj.sentiment.fill_null("neutral")),
+    )
+    js = tj.select(topic=tj.label, sku_family=tj.sku_family.fill_null("(none)"), day=tj.event_time.date(),
+                   polarity=pol)
+    js = js.filter(js.polarity.isin(["positive", "negative"]))
+    sc = js.group_by(["topic", "sku_family", "day", "polarity"]).aggregate(n=js.topic.count()).execute()
+    sc = sc[sc.topic.isin(topics) & sc.sku_family.isin(families)]
+    if not sc.empty:
+        sc["day"] = pd.to_datetime(sc["day"])
+        for lab, arr in (("positive", Pos), ("negative", Neg)):
+            x = sc[sc.polarity == lab]
+            np.add.at(arr, (days.get_indexer(x.day), pd.Index(topics).get_indexer(x.topic),
+                            pd.Index(families).get_indexer(x.sku_family)), x.n.to_numpy(float))
+    return days, families, topics, C, V, Pos, Neg
+
+
+def _wilson_lower(k: float, n: float, z: float = 1.645) -> float:
+    """One-sided lower confidence bound of a proportion k / n (Wilson score interval)."""
+    if n <= 0:
+        return 0.0
+    ph = k / n
+    return (ph + z * z / (2 * n) - z * np.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n))) / (1 + z * z / n)
+
+
+def _sentiment_version(store: Store) -> str | None:
+    """The sentiment model version of the latest ``classify_store`` run (else the most used one)."""
+    saved = store.load_result("insights_model:latest")
+    if saved and saved.get("versions", {}).get("sentiment"):
+        return saved["versions"]["sentiment"]
+    ins = store.table("insights")
+    df = ins.filter(ins.task == "sentiment").group_by("model_version").aggregate(n=ins.id.count()).execute()
+    return None if df.empty else str(df.sort_values("n").model_version.iloc[-1])
 
 
 def _scan(C, V, excl, windows, *, trailing_weeks: int, prior_strength: float, min_history_days: int,
@@ -338,9 +438,12 @@ def write_alerts(store: Store, alerts, *, actor: str = "insightroi-detect",
     """Write alerts as ``chain_events`` of type ``alert_delivered`` (idempotent by alert id).
 
     Row: id = alert_id, alert_id, event_type "alert_delivered", event_time = the morning after the
-    spike day (00:00 UTC of day + 1, when a daily job would deliver it), team = topic owner,
-    topic, sku_family, actor, payload = JSON {observed, expected, p_value, score, model_version,
-    feedback_ids}; ``evidence`` maps alert id -> ids of the feedback rows that triggered it.
+    episode's onset (00:00 UTC of day + 1, when a daily job would deliver it), team = topic owner
+    (:data:`PRAISE_OWNER` for praise), topic, sku_family, actor, payload = JSON {observed,
+    expected, p_value, score, model_version, kind, positive_share, last_seen, periods, peak_observed,
+    peak_score, feedback_ids}; ``evidence`` maps alert id -> ids of the feedback rows that triggered
+    it. An episode keeps its onset-dated id, so a later run that sees it continue writes nothing:
+    chain events are append-only, and the episode fields are those known when it was written.
     Returns the number of new rows.
     """
     if not alerts:
@@ -356,6 +459,9 @@ def write_alerts(store: Store, alerts, *, actor: str = "insightroi-detect",
             "payload": json.dumps(
                 {"observed": a.observed, "expected": a.expected, "p_value": a.p_value, "score": a.score,
                  "day": a.day.isoformat(), "window_days": a.window_days, "model_version": a.model_version,
+                 "kind": a.kind, "positive_share": a.positive_share,
+                 "last_seen": a.last_seen.isoformat() if a.last_seen else None, "periods": a.periods,
+                 "peak_observed": a.peak_observed, "peak_score": a.peak_score,
                  "feedback_ids": (evidence or {}).get(a.alert_id, [])}
             ),
             "batch_id": "detect",
