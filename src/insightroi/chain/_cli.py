@@ -26,6 +26,17 @@ def _num(x: Any, fmt: str = "{:.1f}") -> str:
     return "-" if x is None else fmt.format(x)
 
 
+def _comparison_text(o: dict[str, Any]) -> str:
+    """The comparison a before/after figure carries, in words."""
+    if o.get("comparison") == "treated vs control":
+        net = o.get("net_change")
+        cc = o.get("control_change")
+        return (f"; treated vs control: {o['control_families']} control families over the same windows "
+                f"{o['control_before']} -> {o['control_after']}" + (f" ({cc:+.0%})" if cc is not None else "")
+                + (f", net {net:+.0%}" if net is not None else ""))
+    return " [yellow](uncontrolled before/after: validate-claim rejects this comparison)[/]"
+
+
 def render_trace(tr) -> Tree:
     """Rich tree: feedback -> model outputs -> alerts -> what people did -> what moved after."""
     root = Tree(f"[bold]{tr.kind} {tr.id}[/]")
@@ -75,7 +86,7 @@ def render_trace(tr) -> Tree:
                 f"before vs after the {'fix' if o['anchor'] == 'fix_deployed' else 'alert'}: "
                 f"{o['complaints_before']} -> {o['complaints_after']}"
                 + (f" ({change:+.0%})" if change is not None else "")
-                + " [dim](uncontrolled before/after: `insightroi analyze` has the effect against control)[/]"
+                + _comparison_text(o)
             )
             on.add("weekly: " + "  ".join(f"{w['week']:+d}w:{w['complaints']}" for w in o["weekly"]))
     for n in tr.notes:
@@ -147,9 +158,17 @@ def chain_cmd(
             _num(r["median_days_to_fix"]), _num(r["override_rate"], "{:.0%}"), str(r["backlog"]),
             _num(r.get("reviewer_disagreement"), "{:.0%}"),
             f"{r['complaints_before']:.0f} -> {r['complaints_after']:.0f}"
-            + (f" ({r['complaint_change']:+.0%})" if r.get("complaint_change") is not None else ""),
+            + (f" ({r['complaint_change']:+.0%})" if r.get("complaint_change") is not None else "")
+            + (f"; control {r['control_before']:.0f} -> {r['control_after']:.0f}, net {r['net_complaint_change']:+.0%}"
+               if r.get("net_complaint_change") is not None else ""),
         )
     console.print(t)
+    if s.get("complaints_comparison") == "treated vs control":
+        console.print("Complaints before -> after fixes: treated vs control (the same windows in the control "
+                      "SKU families).")
+    else:
+        console.print("[yellow]Complaints before -> after fixes: uncontrolled before/after; validate-claim "
+                      "rejects this comparison as evidence of an effect.[/]")
 
 
 def register(app: typer.Typer) -> None:

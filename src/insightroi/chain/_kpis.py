@@ -15,7 +15,10 @@ import ibis
 import pandas as pd
 from ibis import _
 
-from insightroi.chain._links import alert_chains, complaints_around, insight_events, linked_events, unalerted_fixes
+from insightroi.chain._links import (
+    CONTROLLED, UNCONTROLLED, alert_chains, complaints_around, control_complaints_around, control_families,
+    insight_events, linked_events, unalerted_fixes,
+)
 from insightroi.store import Store
 
 __all__ = ["alert_table", "workflow_kpis", "reviewer_disagreement", "chain_summary"]
@@ -54,7 +57,7 @@ def alert_table(
     comp = complaints_around(store, fixed, days=outcome_window_days)
     j = ch.left_join(comp, ch.alert_id == comp.anchor_id)
     df = j.drop("anchor_id").order_by("delivered_at", "alert_id").execute()
-    for col in ("delivered_at", "acknowledged_at", "acted_at", "fixed_at", "outcome_at", "ignored_at", "overridden_at"):
+    for col in ("delivered_at", "raised_at", "acknowledged_at", "acted_at", "fixed_at", "outcome_at", "ignored_at", "overridden_at"):
         # Backends return different resolutions (DuckDB us, Spark ns); one unit for every caller.
         df[col] = pd.to_datetime(df[col]).astype("datetime64[us]")
     fixed_mask = df.fixed_at.notna()
@@ -95,6 +98,8 @@ def _group_kpis(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
         inferred_events=("n_inferred", "sum"),
         complaints_before=("complaints_before", "sum"),
         complaints_after=("complaints_after", "sum"),
+        **({"control_before": ("control_before", "sum"), "control_after": ("control_after", "sum")}
+           if "control_before" in df.columns else {}),
     ).reset_index()
     out["adoption_rate"] = out.acted / out.alerts
     out["ack_rate"] = out.acknowledged / out.alerts
@@ -103,6 +108,12 @@ def _group_kpis(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     has_before = out.complaints_before > 0
     out["complaint_change"] = float("nan")
     out.loc[has_before, "complaint_change"] = out.complaints_after[has_before] / out.complaints_before[has_before] - 1.0
+    if "control_before" in out.columns:
+        ok = has_before & (out.control_before > 0) & (out.control_after > 0)
+        out["control_change"] = (out.control_after / out.control_before - 1.0).where(out.control_before > 0)
+        out["net_complaint_change"] = float("nan")
+        out.loc[ok, "net_complaint_change"] = (out.complaints_after[ok] / out.complaints_before[ok]) / (
+            out.control_after[ok] / out.control_before[ok]) - 1.0
     for c in ("acknowledged", "acted", "fixed", "ignored", "overridden", "backlog", "outcomes", "inferred_events"):
         out[c] = out[c].astype("int64")
     return out
@@ -213,7 +224,10 @@ def chain_summary(
         ``by_team_topic``, ``links`` (counts per link kind), ``fixes_without_alert`` (fixes no
         alert claims, e.g. the holdout's manual process, with the median days from the insight
         to the fix next to the alerted median: a lagging comparison of the two policies),
-        ``disagreement`` (per topic) and ``indicators`` (which columns lead and which lag).
+        ``disagreement`` (per topic), ``indicators`` (which columns lead and which lag) and
+        ``complaints_comparison``: ``"treated vs control"`` when the design has a control arm of
+        SKU families (``by_team`` then has ``control_before / control_after / control_change /
+        net_complaint_change`` over the same windows), else ``"uncontrolled before/after"``.
     """
     df = alert_table(store, start=start, end=end, infer_window_days=infer_window_days,
                      outcome_window_days=outcome_window_days)
@@ -248,6 +262,18 @@ def chain_summary(
         "fixed": int(df.fixed.sum()) if not df.empty else 0,
     }
 
+    # The complaint counts around fixes carry their comparison: the same windows in the control
+    # families when the design has them, else they are labelled uncontrolled (validate-claim
+    # rejects that comparison as evidence of an effect).
+    controls = control_families(store)
+    if controls and not df.empty:
+        fixed_rows = df.loc[df.fixed, ["alert_id", "sku_family", "topic", "fixed_at"]].rename(
+            columns={"alert_id": "anchor_id", "fixed_at": "anchor_time"})
+        ctrl = control_complaints_around(store, fixed_rows, controls, days=outcome_window_days)
+        df = df.merge(ctrl.drop(columns="control_families").rename(columns={"anchor_id": "alert_id"}),
+                      on="alert_id", how="left")
+    comparison = CONTROLLED if controls else UNCONTROLLED
+
     dis = reviewer_disagreement(store)
     if owners is None and not df.empty:
         owners = df.groupby("topic")["team"].agg(lambda s: s.value_counts().index[0]).to_dict()
@@ -275,4 +301,5 @@ def chain_summary(
         "disagreement": _records(dis),
         "indicators": {"leading": list(LEADING), "lagging": list(LAGGING)},
         "windows": {"infer_days": infer_window_days, "outcome_days": outcome_window_days},
+        "complaints_comparison": comparison,
     }

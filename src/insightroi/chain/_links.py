@@ -29,8 +29,13 @@ from insightroi.store import Store
 
 __all__ = [
     "FOLLOW_UP_TYPES", "alerts", "linked_events", "alert_chains", "insight_events", "topic_feedback",
-    "complaints_around", "unalerted_fixes",
+    "complaints_around", "unalerted_fixes", "control_families", "control_complaints_around",
+    "UNCONTROLLED", "CONTROLLED",
 ]
+
+# The two comparisons a before/after complaint count can carry; the label travels with the figure.
+CONTROLLED = "treated vs control"
+UNCONTROLLED = "uncontrolled before/after"
 
 FOLLOW_UP_TYPES = ("acknowledged", "action_taken", "fix_deployed", "outcome", "ignored", "overridden")
 _STAGE_COLUMNS = {
@@ -48,18 +53,35 @@ def _events(store: Store) -> ibis.Table:
 
 
 def alerts(store: Store) -> ibis.Table:
-    """One row per alert: id, its insight (as recorded), team, topic, SKU, family, delivery time."""
+    """One row per alert: id, its insight (as recorded), team, topic, SKU, family, delivery time.
+
+    ``raised_at`` is when the alert was written (the detector's ``alert_delivered`` event);
+    ``delivered_at`` is the first ``delivery_sent`` event for it when ``insightroi deliver`` sent
+    it, else ``raised_at``. Time to acknowledge and to fix then start when the owner could first
+    have read it, not when a batch job dated it.
+    """
     ev = _events(store)
-    a = ev.filter(ev.event_type == "alert_delivered").mutate(aid=ibis.coalesce(ev.alert_id, ev.id))
-    return a.group_by("aid").aggregate(
-        delivered_at=a.event_time.min(),
-        insight_id=a.insight_id.max(),
-        team=a.team.max(),
-        topic=a.topic.max(),
-        sku=a.sku.max(),
-        sku_family=a.sku_family.max(),
-        region=a.region.max(),
-        recipient=a.actor.max(),
+    a = ev.filter(ev.event_type.isin(["alert_delivered", "delivery_sent"])).mutate(
+        aid=ibis.coalesce(ev.alert_id, ev.id), is_alert=ev.event_type == "alert_delivered"
+    )
+    # One grouped aggregate rather than a join: a joined projection here breaks the chained
+    # joins of alert_chains in Ibis, and the aggregate runs the same on every backend.
+    per = a.group_by("aid").aggregate(
+        raised_at=a.event_time.min(where=a.is_alert),
+        sent_at=a.event_time.min(where=~a.is_alert),
+        insight_id=a.insight_id.max(where=a.is_alert),
+        team=a.team.max(where=a.is_alert),
+        topic=a.topic.max(where=a.is_alert),
+        sku=a.sku.max(where=a.is_alert),
+        sku_family=a.sku_family.max(where=a.is_alert),
+        region=a.region.max(where=a.is_alert),
+        recipient=a.actor.max(where=a.is_alert),
+    )
+    per = per.filter(per.raised_at.notnull())
+    return per.select(
+        "aid", delivered_at=ibis.coalesce(per.sent_at, per.raised_at), raised_at=per.raised_at,
+        insight_id=per.insight_id, team=per.team, topic=per.topic, sku=per.sku, sku_family=per.sku_family,
+        region=per.region, recipient=per.recipient,
     )
 
 
@@ -133,7 +155,7 @@ def alert_chains(store: Store, *, infer_window_days: int = 30) -> ibis.Table:
     """One row per alert with the time each stage of the chain was first reached.
 
     Columns: ``alert_id, insight_id, insight_link (id | inferred | null), team, topic, sku,
-    sku_family, region, recipient, delivered_at, acknowledged_at, acted_at, fixed_at, outcome_at,
+    sku_family, region, recipient, delivered_at, raised_at, acknowledged_at, acted_at, fixed_at, outcome_at,
     ignored_at, overridden_at, n_events, n_inferred``.
     """
     al = alerts(store)
@@ -168,7 +190,7 @@ def alert_chains(store: Store, *, infer_window_days: int = 30) -> ibis.Table:
             j.insight_id.notnull(), "id", ibis.ifelse(j.x_insight.notnull(), "inferred", ibis.null("string"))
         ),
         team=j.team, topic=j.topic, sku=j.sku, sku_family=j.sku_family, region=j.region, recipient=j.recipient,
-        delivered_at=j.delivered_at,
+        delivered_at=j.delivered_at, raised_at=j.raised_at,
         **{col: j[col] for col in _STAGE_COLUMNS.values()},
         n_events=j.n_events.fill_null(0),
         n_inferred=j.n_inferred.fill_null(0),
@@ -222,3 +244,60 @@ def unalerted_fixes(store: Store, *, infer_window_days: int = 30, fix_window_day
     best = j.mutate(rk=rank).filter(_.rk == 0).select(b_id=_.id, insight_id=_.i_id, insight_time=_.i_time)
     out = fx.left_join(best, fx.id == best.b_id)
     return out.select("id", "event_time", "team", "topic", "sku_family", "insight_id", "insight_time")
+
+
+def control_families(store: Store) -> dict[str, list[str]]:
+    """Per treated SKU family, the control families of its experiment (empty: no control arm).
+
+    Alerts are raised per SKU family, so a design that randomizes families gives each alerted
+    family a comparison group over the same weeks: its experiment's ``control`` arm in the
+    ``assignments`` table.
+    """
+    a = store.table("assignments")
+    df = a.filter(a.unit_type == "sku_family").select("experiment", "unit_id", "arm").execute()
+    out: dict[str, list[str]] = {}
+    for _exp, g in df.groupby("experiment"):
+        ctrl = sorted(g.loc[g.arm == "control", "unit_id"].astype(str).unique())
+        if not ctrl:
+            continue
+        for fam in g.loc[g.arm != "control", "unit_id"].astype(str).unique():
+            out[fam] = sorted(set(out.get(fam, [])) | set(ctrl))
+    return out
+
+
+def control_complaints_around(store: Store, anchors, controls: dict[str, list[str]], *, days: int = 28):
+    """The anchor's topic complaints in its control families over the same before / after windows.
+
+    Parameters
+    ----------
+    store : Store
+        Any backend.
+    anchors : pandas.DataFrame
+        Columns ``anchor_id, sku_family, topic, anchor_time``.
+    controls : dict
+        From :func:`control_families`.
+    days : int
+        Width of each window.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``anchor_id, control_before, control_after, control_families`` for anchors whose family
+        has a control group (summed over its control families).
+    """
+    import pandas as pd
+
+    rows = [{"anchor_id": f"{r.anchor_id}\x1f{c}", "sku_family": c, "topic": r.topic,
+             "anchor_time": pd.Timestamp(r.anchor_time).to_pydatetime(), "a_id": r.anchor_id}
+            for r in anchors.itertuples() for c in controls.get(str(r.sku_family), [])]
+    cols = ["anchor_id", "control_before", "control_after", "control_families"]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    ex = pd.DataFrame(rows)
+    mt = ibis.memtable(ex[["anchor_id", "sku_family", "topic", "anchor_time"]])
+    got = complaints_around(store, mt, days=days).execute()
+    ex = ex.merge(got, on="anchor_id", how="left").fillna({"complaints_before": 0, "complaints_after": 0})
+    out = ex.groupby("a_id").agg(control_before=("complaints_before", "sum"),
+                                 control_after=("complaints_after", "sum"),
+                                 control_families=("sku_family", "nunique")).reset_index()
+    return out.rename(columns={"a_id": "anchor_id"})[cols]

@@ -12,7 +12,10 @@ import ibis
 import pandas as pd
 
 from insightroi.chain._kpis import _records
-from insightroi.chain._links import alert_chains, insight_events, linked_events, topic_feedback
+from insightroi.chain._links import (
+    CONTROLLED, UNCONTROLLED, alert_chains, control_complaints_around, control_families, insight_events,
+    linked_events, topic_feedback,
+)
 from insightroi.store import Store
 
 __all__ = ["Trace", "trace"]
@@ -260,11 +263,12 @@ def trace(store: Store, id: str, *, infer_window_days: int = 30, outcome_window_
             le.filter(le.resolved_alert_id.isin(list(alert_ids))).order_by("event_time", "id").execute()
         ))
         arows = _records(chains[chains.alert_id.isin(list(alert_ids))].sort_values(["delivered_at", "alert_id"]))
+        controls = control_families(store)
         for a in arows:
             a["link"] = alert_ids[a["alert_id"]]
             a["events"] = [{k: e.get(k) for k in ("id", "event_type", "event_time", "actor", "team", "link", "payload")}
                            for e in evs if e.get("resolved_alert_id") == a["alert_id"]]
-            a["outcome"] = _outcome(store, a, outcome_window_days)
+            a["outcome"] = _outcome(store, a, outcome_window_days, controls)
             alerts_out.append(a)
         if any(a["insight_link"] == "inferred" for a in arows):
             notes.append("an alert carried no insight id; its insight was inferred by topic, family and time")
@@ -273,8 +277,16 @@ def trace(store: Store, id: str, *, infer_window_days: int = 30, outcome_window_
                  alerts=alerts_out, notes=notes)
 
 
-def _outcome(store: Store, alert: dict[str, Any], days: int) -> dict[str, Any]:
-    """Topic complaints of the alert's SKU family in the weeks before / after the fix (or delivery)."""
+def _outcome(store: Store, alert: dict[str, Any], days: int,
+             controls: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """Topic complaints of the alert's SKU family in the weeks before / after the fix (or delivery).
+
+    ``comparison`` says what the counts can show: with a control arm for the family, the same
+    windows in its control families (``control_*``, and ``net_change``, the treated ratio over
+    the control ratio, minus 1); without one, an uncontrolled before/after, which
+    ``validate-claim`` rejects as evidence of an effect (seasonality and regression to the mean
+    move it too).
+    """
     fixed = alert.get("fixed_at")
     anchor = fixed if fixed is not None else alert.get("delivered_at")
     if anchor is None or not alert.get("sku_family") or not alert.get("topic"):
@@ -289,6 +301,19 @@ def _outcome(store: Store, alert: dict[str, Any], days: int) -> dict[str, Any]:
     weeks = int(math.ceil(days / 7))
     weekly = [{"week": w, "complaints": int(((offs >= w) & (offs < w + 1)).sum())} for w in range(-weeks, weeks)]
     before, after = int((offs < 0).sum()), int((offs >= 0).sum())
+    change = (after / before - 1.0) if before else None
+    ctrl = control_complaints_around(
+        store, pd.DataFrame([{"anchor_id": "x", "sku_family": alert["sku_family"], "topic": alert["topic"],
+                              "anchor_time": anchor}]), controls or {}, days=days)
+    if ctrl.empty:
+        comparison = {"comparison": UNCONTROLLED,
+                      "note": "uncontrolled before/after: validate-claim rejects this comparison as evidence"}
+    else:
+        cb, ca = int(ctrl.control_before.iloc[0]), int(ctrl.control_after.iloc[0])
+        c_change = (ca / cb - 1.0) if cb else None
+        comparison = {"comparison": CONTROLLED, "control_families": int(ctrl.control_families.iloc[0]),
+                      "control_before": cb, "control_after": ca, "control_change": c_change,
+                      "net_change": ((after / before) / (ca / cb) - 1.0) if before and cb and ca else None}
     return {
         "anchor": "fix_deployed" if fixed is not None else "alert_delivered",
         "anchor_time": anchor,
@@ -297,6 +322,7 @@ def _outcome(store: Store, alert: dict[str, Any], days: int) -> dict[str, Any]:
         "sku_family": alert["sku_family"],
         "complaints_before": before,
         "complaints_after": after,
-        "change": (after / before - 1.0) if before else None,
+        "change": change,
         "weekly": weekly,
+        **comparison,
     }
