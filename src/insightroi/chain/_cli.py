@@ -11,6 +11,7 @@ from rich.tree import Tree
 
 from insightroi._cli_common import DEFAULT_PROGRAM, JsonOption, ProgramOption, StoreOption, console, run_or_fail, store_url
 from insightroi.chain import chain_summary, trace
+from insightroi.insights._spikes import PRAISE_OWNER
 from insightroi.program import load_program
 from insightroi.services import run_chain
 from insightroi.store import open_store
@@ -24,6 +25,11 @@ def _t(x: Any) -> str:
 
 def _num(x: Any, fmt: str = "{:.1f}") -> str:
     return "-" if x is None else fmt.format(x)
+
+
+def _noun(alert: dict[str, Any]) -> str:
+    # A praise alert's counts are compliments, not complaints.
+    return "mentions" if alert.get("team") == PRAISE_OWNER else "complaints"
 
 
 def _comparison_text(o: dict[str, Any]) -> str:
@@ -82,7 +88,7 @@ def render_trace(tr) -> Tree:
         if o.get("anchor"):
             change = o.get("change")
             on = node.add(
-                f"what moved after: {o['topic']} complaints in {o['sku_family']}, {o['window_days']} days "
+                f"what moved after: {o['topic']} {_noun(a)} in {o['sku_family']}, {o['window_days']} days "
                 f"before vs after the {'fix' if o['anchor'] == 'fix_deployed' else 'alert'}: "
                 f"{o['complaints_before']} -> {o['complaints_after']}"
                 + (f" ({change:+.0%})" if change is not None else "")
