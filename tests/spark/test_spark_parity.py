@@ -43,7 +43,8 @@ def stores(tmp_path_factory, demo_world):
     classify_store(duck, program)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     spark = open_store(f"pyspark:///{root / 'warehouse'}?spark.ui.showConsoleProgress=false")
-    copy_store(duck, spark, [t for t in TABLES if t != "insights"])
+    # The demo's own user tables (the CX surveys and customers) too: its KPIs read them.
+    copy_store(duck, spark, [*(t for t in TABLES if t != "insights"), *duck.user_tables()])
     written = classify_spark(spark, program)
     yield program, duck, spark, written
     duck.close()
@@ -134,7 +135,8 @@ def test_chain_summary_equal(stores):
 def test_user_defined_measures_equal(stores):
     # [[measures]] compile to Ibis expressions, not SQL text: the same definitions on both engines.
     program, duck, spark, _ = stores
-    prog = Program.model_validate({**program.model_dump(), "measures": [
+    prog = Program.model_validate({**program.model_dump(exclude_unset=True, by_alias=True), "measures": [
+        *program.model_dump(exclude_unset=True, by_alias=True)["measures"],
         {"name": "bad_reviews", "table": "feedback", "aggregation": "count",
          "filter": "source = 'review' and rating <= 2"},
         {"name": "buyers", "table": "orders", "aggregation": "count_distinct", "value": "customer_id"},
@@ -163,10 +165,12 @@ def test_a_warehouse_table_is_read_in_place_on_spark_as_on_duckdb(stores, tmp_pa
     raw.to_parquet(tmp_path / "crm_orders.parquet")
 
     def declared(source):
-        return Program.model_validate({**program.model_dump(), "tables": [
+        return Program.model_validate({**program.model_dump(exclude_unset=True, by_alias=True), "tables": [
+            *program.model_dump(exclude_unset=True, by_alias=True)["tables"],
             {"name": "crm_orders", "columns": {"id": "string", "sku_family": "string", "ordered_at": "timestamp",
                                                "amount": "float64"},
              "key": "id", "time_column": "ordered_at", "source": source}], "measures": [
+            *program.model_dump(exclude_unset=True, by_alias=True)["measures"],
             {"name": "crm_revenue", "table": "crm_orders", "aggregation": "sum", "value": "amount"}]})
 
     names = ["crm_revenue", "revenue"]

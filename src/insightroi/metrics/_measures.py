@@ -171,7 +171,9 @@ def _seconds(v: ir.Value, fn: str) -> ir.Value:
         v = v.cast("timestamp")
     if not v.type().is_timestamp():
         raise TypeError(f"{fn} needs date or timestamp arguments, got {v.type()}")
-    return v.epoch_seconds()
+    # Whole seconds on every engine: DuckDB's epoch keeps the fraction, Spark's unix_timestamp
+    # drops it, and a sub-second closed_at then made hours_between differ in the fifth digit.
+    return v.epoch_seconds().floor().cast("float64")
 
 
 def compile_expression(tree: exp.Expression, t: ir.Table) -> ir.Value:
