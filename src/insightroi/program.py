@@ -102,6 +102,10 @@ Unit = Literal["customer", "order", "sku", "sku_family", "region", "team", "time
 Design = Literal["ab", "cluster", "switchback", "holdout", "did", "synthetic_control", "its"]
 
 
+#: The owner praise spikes are routed to (the positive-theme stream), never a topic's owner.
+PRAISE_OWNER = "positive-themes"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -927,7 +931,8 @@ class Program(_Strict):
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
             raise ValueError(f"channel names must be unique; repeated: {sorted(dupes)}")
-        known = self.owners()
+        # The positive-theme stream is an owner every program has: praise spikes go there.
+        known = [*self.owners(), PRAISE_OWNER]
         for i, c in enumerate(self.channels):
             for owner in c.owners:
                 if owner not in known:

@@ -23,6 +23,13 @@ def test_channels_parse_and_route_by_owner():
     assert p.channels[1].from_address == "alerts@example.com"
 
 
+def test_the_praise_stream_is_an_owner_a_channel_can_name():
+    # Praise spikes go to the positive-theme stream, never to a topic's owner (insights/_spikes.py).
+    p = program_with(SLACK.replace('"support"]', '"positive-themes"]'))
+    assert [c.name for c in p.channels_for("positive-themes")] == ["ops-chat"]
+    assert p.channels_for("support") == []
+
+
 @pytest.mark.parametrize("block, message", [
     (SLACK.replace('"support"]', '"suport"]'), "channels[0].owners: 'suport' owns no topic or KPI"),
     (SLACK + "\n" + SLACK, "channel names must be unique; repeated: ['ops-chat']"),

@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from insightroi.insights._base import UNCLASSIFIABLE
+from insightroi.program import PRAISE_OWNER
 from insightroi.stats import count_dispersion, count_tail_pvalue
 from insightroi.store import Store
 
@@ -53,7 +54,6 @@ __all__ = ["Alert", "detect_spikes", "write_alerts", "current_topic_version", "P
 
 EXCLUDE_KINDS = ("outage", "promotion", "stockout")
 # The stream praise spikes go to: marketing / CX read it as good news, no owner is paged for it.
-PRAISE_OWNER = "positive-themes"
 
 
 @dataclass(frozen=True)
