@@ -133,7 +133,9 @@ def run_classify(store: Store, program: Program, *, method: str = "lexicon", bat
     Parameters
     ----------
     store, program : Store, Program
-    method : {"lexicon", "embedding", "auto"}
+    method : {"lexicon", "embedding", "seeded", "auto"}
+        ``seeded``: taxonomy-seeded topics (trained on the review queue's topic labels once there
+        are 50) and the cross-domain sentiment head.
     batch_size : int
         Feedback rows per transaction.
     jobs : int

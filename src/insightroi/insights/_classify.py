@@ -14,6 +14,8 @@ import pandas as pd
 from insightroi.errors import check_option
 from insightroi.insights._base import UNCLASSIFIABLE
 from insightroi.insights._embed import embeddings_available
+from insightroi.insights._domain_sentiment import DomainSentiment
+from insightroi.insights._seeded import SeededTopics
 from insightroi.insights._sentiment import EmbeddingSentiment, LexiconSentiment
 from insightroi.insights._severity import SeverityRules
 from insightroi.insights._topic import TopicClassifier
@@ -22,8 +24,11 @@ from insightroi.store import Store
 
 __all__ = ["InsightModels", "ClassifyReport", "classify_store", "build_models", "CLASSIFY_METHODS"]
 
-CLASSIFY_METHODS = ("lexicon", "embedding", "auto")
+CLASSIFY_METHODS = ("lexicon", "embedding", "seeded", "auto")
 TASKS = ("sentiment", "topic", "severity")
+# Owner labels below this many leave the seeded topics few-shot: a head on a handful of labels
+# is worse than the taxonomy's own examples.
+OWNER_LABELS_MIN = 50
 
 
 @dataclass
@@ -83,20 +88,60 @@ class InsightModels:
         return pd.concat(out, ignore_index=True)
 
 
-def build_models(program, method: str = "lexicon", *, device: str = "cpu") -> InsightModels:
-    """Fit (load) the models for ``method``: lexicon = VADER + keyword rules; embedding = MiniLM
-    head + combined rules/similarity topics; auto = embedding when the extra is installed."""
+def build_models(program, method: str = "lexicon", *, device: str = "cpu",
+                 owner_labels: tuple[list[str], list[str]] | None = None) -> InsightModels:
+    """Fit (load) the models for ``method``.
+
+    Parameters
+    ----------
+    program : insightroi.program.Program
+    method : {"lexicon", "embedding", "seeded", "auto"}
+        lexicon = VADER + keyword rules; embedding = MiniLM head + combined rules/similarity
+        topics; seeded = the cross-domain sentiment head (:class:`DomainSentiment`) and topics
+        seeded by the taxonomy's descriptions and examples with calibrated abstention
+        (:class:`SeededTopics`); auto = embedding when the extra is installed.
+    device : str
+        Torch device of the embedding models.
+    owner_labels : (texts, labels), optional
+        Topic labels owners gave in the review queue: with ``seeded`` and at least
+        :data:`OWNER_LABELS_MIN` of them, the topic model is a head trained on them (versioned by
+        its training data, cross-validated figures in ``validation_``).
+    """
     check_option("method", method, CLASSIFY_METHODS)
     if method == "auto":
         method = "embedding" if embeddings_available() else "lexicon"
     thr = program.monitoring.low_confidence
-    if method == "embedding":
+    if method == "seeded":
+        sent = DomainSentiment(device=device).fit()
+        topic = SeededTopics(program.taxonomy, device=device)
+        if owner_labels is not None and len(owner_labels[0]) >= OWNER_LABELS_MIN:
+            topic = topic.fit(*owner_labels)
+        else:
+            topic = topic.fit()
+    elif method == "embedding":
         sent = EmbeddingSentiment(device=device).fit()
         topic = TopicClassifier(program.taxonomy, method="combined", threshold=thr, device=device).fit()
     else:
         sent = LexiconSentiment().fit()
         topic = TopicClassifier(program.taxonomy, method="rules", threshold=thr).fit()
     return InsightModels(sent, topic, SeverityRules(program.taxonomy).fit(), method)
+
+
+def owner_topic_labels(store: Store) -> tuple[list[str], list[str]]:
+    """The review queue's topic labels with their feedback texts (the latest review per item).
+
+    Returns
+    -------
+    (texts, labels)
+        What :class:`SeededTopics` trains its owner head on.
+    """
+    rl = store.table("review_labels")
+    rl = rl.filter(rl.task == "topic")
+    latest = rl.group_by("feedback_id").aggregate(label=rl.label.argmax(rl.reviewed_at))
+    fb = store.table("feedback")
+    j = latest.inner_join(fb, latest.feedback_id == fb.id).select("text", "label").order_by("text").execute()
+    j = j[j.text.notna()]
+    return j.text.astype(str).tolist(), j.label.astype(str).tolist()
 
 
 @dataclass
@@ -218,7 +263,9 @@ def classify_store(
     ----------
     store : insightroi.store.Store
     program : insightroi.program.Program
-    method : {"lexicon", "embedding", "auto"}
+    method : {"lexicon", "embedding", "seeded", "auto"}
+        With ``seeded`` the review queue's topic labels (:func:`owner_topic_labels`) train the
+        topic head once there are :data:`OWNER_LABELS_MIN` of them.
     batch_size : int
     progress : callable(done, total), optional
     models : InsightModels, optional
@@ -234,7 +281,8 @@ def classify_store(
         the rows written do not depend on ``n_jobs``.
     """
     t0 = time.perf_counter()
-    models = models or build_models(program, method, device=device)
+    models = models or build_models(program, method, device=device,
+                                    owner_labels=owner_topic_labels(store) if method == "seeded" else None)
     versions = models.versions
     todo, n_feedback = _todo_table(store, versions["severity"])
     total = todo.num_rows

@@ -25,7 +25,9 @@ def _dump(obj) -> None:
 def classify(
     store: StoreOption = None,
     program: ProgramOption = DEFAULT_PROGRAM,
-    method: Annotated[str, typer.Option(help="lexicon (VADER + keyword rules) | embedding | auto")] = "lexicon",
+    method: Annotated[str, typer.Option(help="lexicon (VADER + keyword rules) | embedding | seeded (taxonomy-seeded "
+                                             "topics, trained on the review queue's labels once there are 50; "
+                                             "cross-domain sentiment) | auto")] = "lexicon",
     batch_size: Annotated[int, typer.Option(help="Feedback rows per transaction.")] = 5000,
     jobs: Annotated[int, typer.Option(help="Worker processes; -1 = one per core (lexicon models).")] = -1,
     as_json: JsonOption = False,
