@@ -81,6 +81,19 @@ def _fmt(v, digits=3) -> str:
     return str(v)
 
 
+def _kept_sections(path: Path) -> str:
+    """The sections after the main table (``## ...``) that single benchmarks write themselves.
+
+    bench_models.py and bench_variance_reduction.py keep their own tables below the main one;
+    rewriting the file must not drop them.
+    """
+    if not path.exists():
+        return ""
+    text = path.read_text(encoding="utf-8").splitlines()
+    start = next((i for i, ln in enumerate(text) if ln.startswith(("## ", "<!-- "))), None)
+    return "" if start is None else "\n" + "\n".join(text[start:]) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", choices=["quick", "full"], default="full")
@@ -120,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['area']} | {r['benchmark']} | {_fmt(r.get('ours_s'))} | {r.get('peer') or '-'} | "
             f"{_fmt(r.get('peer_s'))} | {_fmt(r.get('ratio'))} | {str(r.get('note') or '').replace('|', '/')} |"
         )
-    Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    Path(args.out).write_text("\n".join(lines) + "\n" + _kept_sections(Path(args.out)), encoding="utf-8")
     print(f"wrote {args.out}")
     return 1 if any(r["benchmark"] == "(failed)" for r in rows) else 0
 
