@@ -14,6 +14,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from helpers.cli_shell import stage_app
 from insightroi.chain import chain_summary, trace
 from insightroi.chain._cli import register
 from insightroi.store import open_store
@@ -24,15 +25,8 @@ _spec.loader.exec_module(_world)
 T0, D = _world.T0, timedelta(days=1)
 
 
-def _app():
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """insightroi (test shell)"""
-
-    register(app)
-    return app
+def _app() -> typer.Typer:
+    return stage_app(register)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 
+from helpers.cli_shell import stage_app
 from insightroi.bundle import load_section
 from insightroi.program import starter_program_text
 from pathlib import Path
@@ -81,15 +82,8 @@ def test_trace_unknown_id(url):
         trace(st, "nope")
 
 
-def _app():
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """insightroi (test shell)"""
-
-    register(app)
-    return app
+def _app() -> typer.Typer:
+    return stage_app(register)
 
 
 def test_trace_and_chain_commands(url, tmp_path):

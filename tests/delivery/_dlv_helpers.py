@@ -140,3 +140,42 @@ class Receiver:
 
 def fingerprint_of(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+class SmtpInbox:
+    """An aiosmtpd handler keeping every message; ``refuse_next`` answers that many with a 451."""
+
+    def __init__(self) -> None:
+        self.messages: list = []
+        self.envelopes: list[tuple[str, list[str]]] = []
+        self.refuse_next: int = 0
+        self.lock = threading.Lock()
+        self.port: int | None = None
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        import email
+        import email.policy
+
+        with self.lock:
+            if self.refuse_next:
+                self.refuse_next -= 1
+                return "451 4.3.0 try again later"
+            self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+            self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+
+def smtp_server():
+    """A real SMTP server on loopback (aiosmtpd), yielding its :class:`SmtpInbox`; for a fixture."""
+    from aiosmtpd.controller import Controller
+
+    from helpers.live_server import free_port
+
+    inbox = SmtpInbox()
+    ctl = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    ctl.start()
+    inbox.port = ctl.port
+    try:
+        yield inbox
+    finally:
+        ctl.stop()

@@ -3,13 +3,11 @@ one-button page; pressing it records the acknowledgement, which the alert's trac
 
 from __future__ import annotations
 
-import email
-import email.policy
 from datetime import datetime, timezone
 
 import pytest
 
-from _dlv_helpers import program_with, seed_alerts
+from _dlv_helpers import SmtpInbox, program_with, seed_alerts
 from helpers.live_server import free_port
 from insightroi.delivery import DeliveryPolicy, LinkSigner, deliver, link_key
 from insightroi.store import open_store
@@ -22,21 +20,12 @@ TOKEN = "test-token-for-browser-0123456789abcdef"
 LINK_SECRET = "link-secret-for-browser-0123456789abcdef"
 
 
-class _Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-        return "250 OK"
-
-
 def test_acknowledge_from_the_email_in_a_browser(tmp_path, live_server, browser):
     url = f"duckdb:///{tmp_path / 's.duckdb'}"
     with open_store(url) as st:
         seed_alerts(st, 1)
     srv = live_server(create_app(url, token=TOKEN, link_secret=LINK_SECRET))
-    inbox = _Inbox()
+    inbox = SmtpInbox()
     ctl = aiosmtpd_controller.Controller(inbox, hostname="127.0.0.1", port=free_port())
     ctl.start()
     try:

@@ -2,46 +2,20 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
-import threading
 from datetime import datetime, timezone
 
 import pytest
 
-from _dlv_helpers import program_with, rows, seed_alerts
+from _dlv_helpers import smtp_server, program_with, rows, seed_alerts
 from insightroi.delivery import DeliveryPolicy, LinkSigner, deliver, link_key, read_link_token
 from insightroi.store import open_store
 
-aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
-from helpers.live_server import free_port  # noqa: E402
-
-
-class _Inbox:
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-        self.envelopes: list[tuple[str, list[str]]] = []
-        self.refuse_next: int = 0
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
-        with self.lock:
-            if self.refuse_next:
-                self.refuse_next -= 1
-                return "451 4.3.0 try again later"
-            self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
-            self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-        return "250 OK"
+pytest.importorskip("aiosmtpd.controller")
 
 
 @pytest.fixture
 def smtp():
-    inbox = _Inbox()
-    ctl = aiosmtpd_controller.Controller(inbox, hostname="127.0.0.1", port=free_port())
-    ctl.start()
-    inbox.port = ctl.port
-    yield inbox
-    ctl.stop()
+    yield from smtp_server()
 
 
 def _program(port: int):

@@ -4,15 +4,13 @@ And `serve`'s background deliverer sends on its own."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 import time
 from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
 
-from _dlv_helpers import WEBHOOK_SECRET, Receiver, program_with, seed_alerts
+from _dlv_helpers import SmtpInbox, WEBHOOK_SECRET, Receiver, program_with, seed_alerts
 from helpers.live_server import free_port
 from insightroi.delivery import DeliveryPolicy, LinkSigner, deliver, link_key, make_link_token
 from insightroi.program import starter_program_text
@@ -26,15 +24,6 @@ TOKEN = "test-token-for-links-0123456789abcdef"
 LINK_SECRET = "link-secret-for-tests-0123456789abcdef"
 
 
-class _Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-        return "250 OK"
-
-
 def _now():
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
@@ -44,7 +33,7 @@ def test_following_email_links_records_the_chain(tmp_path, live_server):
     with open_store(url) as st:
         seed_alerts(st, 1)
     srv = live_server(create_app(url, token=TOKEN, link_secret=LINK_SECRET))
-    inbox = _Inbox()
+    inbox = SmtpInbox()
     ctl = aiosmtpd_controller.Controller(inbox, hostname="127.0.0.1", port=free_port())
     ctl.start()
     try:

@@ -14,6 +14,7 @@ import typer
 from scipy import stats
 from typer.testing import CliRunner
 
+from helpers.cli_shell import stage_app
 from insightroi.experiments import assign
 from insightroi.experiments._assign_cli import register
 from insightroi.ingest import ingest_frame
@@ -25,15 +26,7 @@ STARTER_EXPERIMENT = 'unit = "sku_family"\nsalt = "theme-alerts-2025"'
 
 
 def _app() -> typer.Typer:
-    # Only this command: other stages' CLIs are edited concurrently and must not break this test.
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """insightroi (test shell)"""
-
-    register(app)
-    return app
+    return stage_app(register)
 
 
 def _program(tmp_path, *, unit="customer", salt="exp-salt", strata=("region", "segment"), name="p.toml"):

@@ -19,6 +19,7 @@ import typer
 from scipy import stats as sps
 from typer.testing import CliRunner
 
+from helpers.cli_shell import stage_app
 from insightroi.experiments import analyze_quasi_design, design_geo, geo_power
 from insightroi.experiments._geo import _demeaned_fit
 from insightroi.experiments._geo_cli import register, set_experiment_keys
@@ -168,15 +169,8 @@ def _store(path):
             assert rep.quarantined == 0, rep.errors[:3]
 
 
-def _app():
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """insightroi (test shell)"""
-
-    register(app)
-    return app
+def _app() -> typer.Typer:
+    return stage_app(register)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from helpers.cli_shell import stage_app
 from insightroi.bundle import ExperimentSection, load_section, save_section
 from insightroi.program import starter_program_text
 from insightroi.roi import RoiVolumes
@@ -17,15 +18,7 @@ from insightroi.store import open_store
 
 
 def _app() -> typer.Typer:
-    # Only this stage's command: other stages' CLIs are built concurrently and must not break this test.
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """insightroi (test shell)"""
-
-    register(app)
-    return app
+    return stage_app(register)
 
 
 def _setup(tmp_path, with_volumes=True):
