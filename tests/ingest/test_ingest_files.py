@@ -414,7 +414,8 @@ def test_other_tables_types_and_rules(store, tmp_path):
                   "e1,alert_delivered,2025-01-01T00:00:00Z,\"{\"\"to\"\": \"\"ops@example.com\"\"}\"\ne2,emailed,2025-01-01T00:00:00Z,\n")
     r = ingest_path(store, "chain_events", chain)
     assert r.errors == ["chain.csv row 2, field 'event_type': 'emailed' is not one of insight, alert_delivered, "
-                        "acknowledged, action_taken, fix_deployed, outcome, ignored, overridden"]
+                        "acknowledged, action_taken, fix_deployed, outcome, ignored, overridden, "
+                        "delivery_sent, delivery_failed"]
     assert store.sql("SELECT payload FROM chain_events").to_pylist() == [{"payload": '{"to": "[EMAIL]"}'}]
 
 

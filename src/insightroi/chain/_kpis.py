@@ -109,11 +109,14 @@ def _group_kpis(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     out["complaint_change"] = float("nan")
     out.loc[has_before, "complaint_change"] = out.complaints_after[has_before] / out.complaints_before[has_before] - 1.0
     if "control_before" in out.columns:
-        ok = has_before & (out.control_before > 0) & (out.control_after > 0)
-        out["control_change"] = (out.control_after / out.control_before - 1.0).where(out.control_before > 0)
+        # Spark hands the counts back as Python objects, whose 0 divides with an exception rather
+        # than to inf: divide as floats, then .where() masks the empty windows.
+        before, after = out.control_before.astype(float), out.control_after.astype(float)
+        ok = has_before & (before > 0) & (after > 0)
+        out["control_change"] = (after / before - 1.0).where(before > 0)
         out["net_complaint_change"] = float("nan")
-        out.loc[ok, "net_complaint_change"] = (out.complaints_after[ok] / out.complaints_before[ok]) / (
-            out.control_after[ok] / out.control_before[ok]) - 1.0
+        out.loc[ok, "net_complaint_change"] = (out.complaints_after[ok].astype(float) / out.complaints_before[ok]) / (
+            after[ok] / before[ok]) - 1.0
     for c in ("acknowledged", "acted", "fixed", "ignored", "overridden", "backlog", "outcomes", "inferred_events"):
         out[c] = out[c].astype("int64")
     return out
