@@ -43,7 +43,7 @@ from insightroi.bundle import (
     save_section,
 )
 from insightroi.chain import chain_summary
-from insightroi.errors import DataError, check_option
+from insightroi.errors import DataError, EstimationError, check_option
 from insightroi.experiments import (
     analyze_experiment,
     effect_correlation,
@@ -476,11 +476,16 @@ def ensure_roi_projection(store: Store, program: Program) -> dict[str, Any] | No
 
     ``insightroi run`` and the demo skip ``plan``; the projection reads only the pre-period, so
     saving it late gives the same figures as at plan time. A projection already saved (by an
-    earlier ``plan``) is kept: it is the record of what was expected.
+    earlier ``plan``) is kept: it is the record of what was expected. A projection that cannot
+    be made (a design whose pre-period has no power table, volumes that cannot be counted) is
+    skipped with its reason: it must never cost the run its realized ROI.
     """
     if store.load_result(PROJECTION_ID) is not None:
         return None
-    return save_roi_projection(store, program, power_table(program, store))
+    try:
+        return save_roi_projection(store, program, power_table(program, store))
+    except (DataError, EstimationError, ValueError) as exc:
+        return {"saved": False, "reason": f"{type(exc).__name__}: {exc}"}
 
 
 def _projected_vs_realized(store: Store, program: Program, effects: dict[str, Result], volumes: RoiVolumes,

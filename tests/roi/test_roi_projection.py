@@ -180,3 +180,20 @@ def test_a_saved_projection_is_kept_by_run_and_replaced_by_plan(demo):
     CliRunner().invoke(app, ["plan", "--program", str(prog_path), "--store", url])
     with open_store(url) as st:
         assert st.load_result("roi_projection:plan")["basis"] != "marker"
+
+
+def test_a_projection_that_cannot_be_made_never_costs_the_run_its_roi(demo, monkeypatch):
+    import insightroi.services as services
+
+    out, url, prog_path = demo
+
+    def broken(program, store, **kw):
+        raise services.DataError("no pre-period for this design")
+
+    monkeypatch.setattr(services, "power_table", broken)
+    with open_store(url) as st:
+        st.sql("DELETE FROM results WHERE id = 'roi_projection:plan'")
+        got = services.ensure_roi_projection(st, load_program(prog_path))
+        assert got == {"saved": False, "reason": "DataError: no pre-period for this design"}
+        roi = services.run_roi(st, load_program(prog_path))
+        assert roi.estimate is not None and st.load_result("roi:latest")["projection"] is None
