@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from insightroi.delivery import _outbox as ob
-from insightroi.delivery._message import LinkSigner, build_message
+from insightroi.delivery._message import LinkSigner, build_digest, build_message
 from insightroi.delivery._send import SendOutcome, check_secrets, send
-from insightroi.program import Program
+from insightroi.program import Channel, Program
 from insightroi.store import Store
 
 __all__ = ["DeliveryPolicy", "DeliveryRun", "deliver", "deliver_due"]
@@ -65,9 +65,11 @@ class DeliveryRun:
     unrouted : dict
         Owner -> alerts with no channel.
     sent : int
-        Deliveries that succeeded.
+        Deliveries that succeeded (one per alert and channel).
+    messages : int
+        Messages that went out for them (a digest carries several deliveries).
     retried : int
-        Transient failures rescheduled with backoff.
+        Deliveries rescheduled with backoff after a transient failure (a digest's count each).
     dead : int
         Deliveries moved to the dead letters (refused, out of attempts, or lost in a crash).
     resent_after_crash : int
@@ -83,6 +85,7 @@ class DeliveryRun:
     deliveries_created: int = 0
     unrouted: dict[str, int] = field(default_factory=dict)
     sent: int = 0
+    messages: int = 0
     retried: int = 0
     dead: int = 0
     resent_after_crash: int = 0
@@ -129,48 +132,95 @@ def deliver_due(store: Store, program: Program, *, signer: LinkSigner | None = N
         rows = ob.due_rows(store, clock(), policy.batch)
     run.resent_after_crash += resent
     run.dead += dead
-    def claim_next(i: int) -> tuple[int, int | None]:
-        # The first row from i on that this run gets (another deliverer may take one first).
-        while i < len(rows):
-            got = ob.claim(store, rows[i]["id"], clock())
-            if got is not None:
-                return i, got
+    units = _units(rows, channels, full=len(rows) >= policy.batch)
+
+    def claim_next(i: int) -> tuple[int, tuple | None]:
+        # The first unit from i on that this run gets (another deliverer may take one first).
+        while i < len(units):
+            unit = units[i]
+            if len(unit) == 1:
+                got = ob.claim(store, unit[0]["id"], clock())
+                if got is not None:
+                    return i, (unit, {unit[0]["id"]: got}, unit[0]["idempotency_key"])
+            else:
+                mine, attempts, key = ob.claim_group(store, unit, clock())
+                if mine:
+                    return i, (mine, attempts, key)
             i += 1
         return i, None
 
     with store.attached():
-        i, attempts = claim_next(0)
-    while attempts is not None:
-        row, now = rows[i], clock()
+        i, claimed = claim_next(0)
+    while claimed is not None:
+        got_rows, attempts_by_id, key = claimed
+        row, now = got_rows[0], clock()
+        attempts = max(attempts_by_id.values())
         channel = channels.get(row["channel"])
         if channel is None:
             outcome = SendOutcome(False, True, f"channel {row['channel']!r} is no longer in the program file")
         else:
             try:
-                message = build_message(row["payload"], channel=channel.name, now=now, signer=signer)
-                outcome = send(channel, message, delivery_id=row["id"], idempotency_key=row["idempotency_key"],
-                               now_ts=time.time(), timeout=policy.timeout_s)
+                if len(got_rows) == 1:
+                    message, did = build_message(row["payload"], channel=channel.name, now=now, signer=signer), row["id"]
+                else:
+                    message = build_digest(got_rows, channel=channel.name, key=key,
+                                           due=min(r["next_attempt_at"] for r in got_rows), now=now, signer=signer)
+                    did = key.removeprefix("insightroi-")
+                outcome = send(channel, message, delivery_id=did, idempotency_key=key, now_ts=time.time(),
+                               timeout=policy.timeout_s)
             except Exception as exc:  # a claimed row must be marked, or a later run reads it as a crash
                 outcome = SendOutcome(False, False, f"{type(exc).__name__}: {exc}")
         done = clock()
-        # Marking this row and claiming the next share one unit of work: on a store the server
+        what = row["alert_id"] if len(got_rows) == 1 else f"digest of {len(got_rows)} alerts ({key})"
+        # Marking this unit and claiming the next share one unit of work: on a store the server
         # shares (hold=False) each unit attaches the file, which costs more than the statements.
         with store.attached():
             if outcome.ok:
-                ob.mark_delivered(store, row, attempts, done)
-                run.sent += 1
+                ob.mark_delivered_group(store, got_rows, attempts_by_id, done, key)
+                run.sent += len(got_rows)
+                run.messages += 1
             else:
-                run.errors.append(f"{row['channel']} {row['alert_id']} attempt {attempts}: {outcome.error}")
+                run.errors.append(f"{row['channel']} {what} attempt {attempts}: {outcome.error}")
                 if outcome.permanent or attempts >= policy.max_attempts:
                     why = outcome.error if outcome.permanent else f"{outcome.error} (gave up after {attempts} attempts)"
-                    ob.mark_dead(store, row, attempts, why or "failed", done)
-                    run.dead += 1
+                    for r in got_rows:
+                        ob.mark_dead(store, r, attempts_by_id[r["id"]], why or "failed", done)
+                    run.dead += len(got_rows)
                 else:
+                    # The whole digest waits for the same time, so it goes again as one message.
                     due = done + timedelta(seconds=policy.backoff(attempts, outcome.retry_after))
-                    ob.mark_retry(store, row["id"], outcome.error or "failed", due)
-                    run.retried += 1
-            i, attempts = claim_next(i + 1)
+                    for r in got_rows:
+                        ob.mark_retry(store, r["id"], outcome.error or "failed", due)
+                    run.retried += len(got_rows)
+            i, claimed = claim_next(i + 1)
     return run
+
+
+def _units(rows: list[dict], channels: dict[str, Channel], *, full: bool) -> list[list[dict]]:
+    """Due rows as units of sending: one row each, or every row of one digest together.
+
+    A digest is the rows a digest channel holds for one due time (or, after a stopped run, the
+    rows that carry one digest key). When the batch was full, the digest it may have cut short
+    waits for the next pass, so it still goes out whole.
+    """
+    units: list[list[dict]] = []
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if not ob.is_digest_row(r, channels.get(r["channel"])):
+            units.append([r])
+            continue
+        k = r["idempotency_key"]
+        gk = (r["channel"], k if k.startswith(ob.DIGEST_KEY_PREFIX) else r["next_attempt_at"])
+        if gk not in groups:
+            groups[gk] = []
+            units.append(groups[gk])
+        groups[gk].append(r)
+    if full and len(units) > 1 and rows:
+        last = rows[-1]
+        cut = (last["channel"], last["next_attempt_at"])
+        units = [u for u in units if len(u) == 1 and not ob.is_digest_row(u[0], channels.get(u[0]["channel"]))
+                 or (u[0]["channel"], u[0]["next_attempt_at"]) != cut] or units
+    return units
 
 
 def deliver(store: Store, program: Program, *, since: datetime | None = None, signer: LinkSigner | None = None,

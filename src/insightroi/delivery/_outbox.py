@@ -28,11 +28,13 @@ from insightroi.insights._spikes import PRAISE_OWNER
 from insightroi.program import Channel, Program
 from insightroi.store import Store
 
-__all__ = ["EnqueueResult", "enqueue_alerts", "delivery_id", "first_due", "outbox_counts", "requeue_dead",
-           "IDEMPOTENT_KINDS"]
+__all__ = ["EnqueueResult", "enqueue_alerts", "delivery_id", "digest_key", "first_due", "outbox_counts",
+           "requeue_dead", "IDEMPOTENT_KINDS", "DIGEST_KEY_PREFIX"]
 
 # Kinds whose receiver can drop a resend by its Idempotency-Key.
 IDEMPOTENT_KINDS = ("webhook",)
+# A digest's rows carry the digest's key in place of their own (see claim_group).
+DIGEST_KEY_PREFIX = "insightroi-dg-"
 _URGENT = ("high", "critical")
 
 
@@ -189,14 +191,62 @@ def outbox_counts(store: Store) -> dict[str, int]:
 # ---- state changes (the deliverer's) ----------------------------------------------------------
 
 def due_rows(store: Store, now: datetime, limit: int) -> list[dict[str, Any]]:
-    """Pending rows due at ``now`` with their alert's payload, oldest due first."""
+    """Pending rows due at ``now`` with their alert's payload and severity, oldest due first.
+
+    Rows of one channel and due time come together (a digest is read whole unless the batch
+    ends inside it).
+    """
     return store.sql(
-        "SELECT d.id, d.alert_id, d.channel, d.kind, d.idempotency_key, d.attempts, o.payload, o.team, o.topic, "
-        "o.sku_family FROM deliveries d JOIN alert_outbox o ON o.id = d.alert_id "
+        "SELECT d.id, d.alert_id, d.channel, d.kind, d.idempotency_key, d.attempts, d.next_attempt_at, o.payload, "
+        "o.team, o.topic, o.sku_family, o.severity FROM deliveries d JOIN alert_outbox o ON o.id = d.alert_id "
         "WHERE d.status = 'pending' AND d.next_attempt_at <= ? "
-        "ORDER BY d.next_attempt_at, d.alert_id, d.channel LIMIT ?",
+        "ORDER BY d.next_attempt_at, d.channel, d.alert_id LIMIT ?",
         [now, limit],
     ).to_pylist()
+
+
+def digest_key(channel: str, due: datetime, delivery_ids: list[str]) -> str:
+    """The idempotency key of one digest: its channel, due time and the sorted delivery ids."""
+    raw = "\x1f".join([channel, due.isoformat(), *sorted(delivery_ids)])
+    return DIGEST_KEY_PREFIX + hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+def is_digest_row(row: dict[str, Any], channel: Channel | None) -> bool:
+    """Whether a due row goes out in its channel's digest (not a high / critical alert, not immediate)."""
+    return channel is not None and channel.digest != "immediate" and (row.get("severity") or "medium") not in _URGENT
+
+
+def claim_group(store: Store, rows: list[dict[str, Any]], now: datetime) -> tuple[list[dict[str, Any]], dict[str, int], str]:
+    """Take the rows of one digest together and give them one idempotency key, committed before sending.
+
+    A digest that a stopped run left (its rows back to pending with their digest key) keeps
+    that key, so a webhook receiver drops the resend; otherwise the key is made from the rows
+    this run got (another deliverer may have taken some).
+
+    Returns
+    -------
+    (rows, attempts, key)
+        The rows claimed (possibly none), delivery id -> attempts counted, and the key.
+    """
+    ids = [r["id"] for r in rows]
+    keys = {r["idempotency_key"] for r in rows}
+    due = min(r["next_attempt_at"] for r in rows)
+    reused = len(keys) == 1 and next(iter(keys)).startswith(DIGEST_KEY_PREFIX)
+    key = keys.pop() if reused else digest_key(rows[0]["channel"], due, ids)
+    with store.transaction():
+        got = store.sql(
+            "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, claimed_at = ?, idempotency_key = ? "
+            "WHERE id IN (SELECT unnest(?)) AND status = 'pending' AND next_attempt_at <= ? RETURNING id, attempts",
+            [now, key, ids, now],
+        ).to_pylist()
+        attempts = {g["id"]: int(g["attempts"]) for g in got}
+        if got and len(got) < len(ids) and not reused:
+            # Some rows went to another deliverer: the key names exactly the rows this message
+            # carries. (A reused key stays: its receiver may hold the whole digest under it.)
+            key = digest_key(rows[0]["channel"], due, list(attempts))
+            store.sql("UPDATE deliveries SET idempotency_key = ? WHERE id IN (SELECT unnest(?))", [key, list(attempts)])
+    mine = [r for r in rows if r["id"] in attempts]
+    return mine, attempts, key
 
 
 def next_due(store: Store) -> datetime | None:
@@ -224,13 +274,28 @@ def _chain_row(row: dict[str, Any], event_type: str, event_id: str, now: datetim
 
 def mark_delivered(store: Store, row: dict[str, Any], attempts: int, now: datetime) -> None:
     """Mark a claimed row delivered and record its ``delivery_sent`` chain event, together."""
-    event = _chain_row(row, "delivery_sent", f"ce-{row['id']}", now,
-                       {"channel": row["channel"], "kind": row["kind"], "attempts": attempts,
-                        "delivery_id": row["id"], "idempotency_key": row["idempotency_key"]})
+    mark_delivered_group(store, [row], {row["id"]: attempts}, now, row["idempotency_key"])
+
+
+def mark_delivered_group(store: Store, rows: list[dict[str, Any]], attempts: dict[str, int], now: datetime,
+                         key: str) -> None:
+    """Mark the claimed rows of one message delivered, each with its own ``delivery_sent`` event, together.
+
+    Each alert of a digest gets its event at the real send time: the workflow KPIs start the
+    time to acknowledge there.
+    """
+    events = []
+    for row in rows:
+        payload = {"channel": row["channel"], "kind": row["kind"], "attempts": attempts[row["id"]],
+                   "delivery_id": row["id"], "idempotency_key": key}
+        if len(rows) > 1:
+            payload["digest_size"] = len(rows)
+        events.append(_chain_row(row, "delivery_sent", f"ce-{row['id']}", now, payload))
     with store.transaction():
         # last_error is left as it was: a delivered row keeps its last failure, so retries stay visible.
-        store.sql("UPDATE deliveries SET status = 'delivered', delivered_at = ? WHERE id = ?", [now, row["id"]])
-        store.append("chain_events", pa.Table.from_pylist([event]))
+        store.sql("UPDATE deliveries SET status = 'delivered', delivered_at = ? WHERE id IN (SELECT unnest(?))",
+                  [now, [r["id"] for r in rows]])
+        store.append("chain_events", pa.Table.from_pylist(events))
 
 
 def mark_retry(store: Store, row_id: str, error: str, due: datetime) -> None:
@@ -256,7 +321,7 @@ def mark_dead(store: Store, row: dict[str, Any], attempts: int, error: str, now:
              "delivery_id": row["id"]})]))
 
 
-def requeue_dead(store: Store, now: datetime, channel: str | None = None) -> int:
+def requeue_dead(store: Store, now: datetime, channel: str | None = None, *, delivery_id: str | None = None) -> int:
     """Send dead deliveries again (after the channel was fixed): back to pending, attempts from zero.
 
     The dead letters stay as the record of what failed. An "outcome unknown" row may then reach
@@ -269,6 +334,8 @@ def requeue_dead(store: Store, now: datetime, channel: str | None = None) -> int
         Naive UTC; the rows fall due at once.
     channel : str, optional
         Only this channel's rows (None: every dead row).
+    delivery_id : str, optional
+        Only this delivery (the dashboard's requeue button).
 
     Returns
     -------
@@ -276,9 +343,13 @@ def requeue_dead(store: Store, now: datetime, channel: str | None = None) -> int
         Rows requeued.
     """
     store.require_duckdb("the delivery outbox")
-    got = store.sql("UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, claimed_at = NULL "
-                    "WHERE status = 'dead' AND (?::VARCHAR IS NULL OR channel = ?) RETURNING id",
-                    [now, channel, channel]).to_pylist()
+    # A row that died inside a digest takes its own key again: the rows requeued together make a
+    # new digest (and a new key), a row requeued alone goes as a single message.
+    got = store.sql("UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?, claimed_at = NULL, "
+                    "idempotency_key = 'insightroi-' || id "
+                    "WHERE status = 'dead' AND (?::VARCHAR IS NULL OR channel = ?) "
+                    "AND (?::VARCHAR IS NULL OR id = ?) RETURNING id",
+                    [now, channel, channel, delivery_id, delivery_id]).to_pylist()
     return len(got)
 
 

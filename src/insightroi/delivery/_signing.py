@@ -116,7 +116,8 @@ class LinkClaim:
     channel : str
         The channel the message went out on (recorded as the event's actor).
     reason : str or None
-        For ``not_useful``: one of :data:`NOT_USEFUL_REASONS`.
+        For ``not_useful``: one of :data:`NOT_USEFUL_REASONS`, or None when the owner picks it on
+        the link's page.
     expires : datetime
         Naive UTC.
     """
@@ -157,7 +158,8 @@ def make_link_token(key: bytes, alert_id: str, action: str, *, channel: str, exp
     expires : datetime
         Naive UTC (or aware); after it the link is refused.
     reason : str, optional
-        Required for ``not_useful`` (one of :data:`NOT_USEFUL_REASONS`), refused otherwise.
+        For ``not_useful``: one of :data:`NOT_USEFUL_REASONS`, or None to let the owner choose it
+        on the link's page; refused for other actions.
 
     Returns
     -------
@@ -166,9 +168,11 @@ def make_link_token(key: bytes, alert_id: str, action: str, *, channel: str, exp
     """
     if action not in LINK_ACTIONS:
         raise ValueError(f"action must be one of {', '.join(LINK_ACTIONS)}; got {action!r}")
-    if (action == "not_useful") != (reason is not None) or (reason is not None and reason not in NOT_USEFUL_REASONS):
-        raise ValueError(f"reason: a not_useful link takes one of {', '.join(NOT_USEFUL_REASONS)}, other links none; "
-                         f"got {reason!r} for {action!r}")
+    # A not_useful link without a reason lets the owner pick it on the link's page (a digest
+    # lists many alerts: three reason links each would bury the acknowledge links).
+    if (action != "not_useful" and reason is not None) or (reason is not None and reason not in NOT_USEFUL_REASONS):
+        raise ValueError(f"reason: a not_useful link takes one of {', '.join(NOT_USEFUL_REASONS)} (or none, chosen "
+                         f"on its page), other links none; got {reason!r} for {action!r}")
     exp = int((expires if expires.tzinfo else expires.replace(tzinfo=timezone.utc)).timestamp())
     body = {"a": alert_id, "k": action, "c": channel, "e": exp}
     if reason is not None:
@@ -209,6 +213,8 @@ def read_link_token(key: bytes, token: str, *, now: datetime) -> LinkClaim:
         raise LinkTokenError(f"malformed link token ({exc})") from None
     if claim.action not in LINK_ACTIONS:
         raise LinkTokenError(f"unknown link action {claim.action!r}")
+    if claim.reason is not None and (claim.action != "not_useful" or claim.reason not in NOT_USEFUL_REASONS):
+        raise LinkTokenError(f"unknown reason {claim.reason!r} for a {claim.action} link")
     if now > claim.expires:
         raise LinkTokenError(f"the link expired at {claim.expires.isoformat(sep=' ')} UTC")
     return claim

@@ -30,12 +30,14 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from insightroi.errors import ProgramError, StoreBusyError, StoreError
 from insightroi.delivery import (
+    NOT_USEFUL_REASONS,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     LinkTokenError,
     link_key,
     outbox_counts,
     read_link_token,
+    requeue_dead,
     verify_webhook,
 )
 from insightroi.delivery._send import resolve_env
@@ -80,6 +82,7 @@ DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.1")
 _TEMPLATES = Path(__file__).parent / "templates"
 _REPORT_CSS = Path(__file__).parent.parent / "report" / "templates" / "report.css"
 _COOKIE = "insightroi_session"
+_REASON_TEXT = {"false_alarm": "False alarm", "wrong_owner": "Not our team", "already_known": "Already known"}
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -870,16 +873,23 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         to acknowledge. The button posts the same token back (:func:`follow_link`).
         """
         claim, alert = await _link(request, token)
-        label = {"acknowledged": "Acknowledge", "action_taken": "Record: taking action",
-                 "ignored": f"Mark not useful ({(claim.reason or '').replace('_', ' ')})"}[claim.event_type]
         e = _html_escape
+        if claim.event_type == "ignored" and claim.reason is None:
+            # A digest's one "not useful" link: the owner picks the reason here, one button each.
+            label = "Mark not useful"
+            buttons = "".join(f'<button type="submit" name="reason" value="{e(r)}">{e(_REASON_TEXT[r])}</button> '
+                              for r in NOT_USEFUL_REASONS)
+        else:
+            label = {"acknowledged": "Acknowledge", "action_taken": "Record: taking action",
+                     "ignored": f"Mark not useful ({(claim.reason or '').replace('_', ' ')})"}[claim.event_type]
+            buttons = f'<button type="submit">{e(label)}</button>'
         what = ", ".join(x for x in (alert.get("topic"), alert.get("sku_family"), alert.get("team")) if x)
         page = ('<!doctype html><html lang="en"><head><meta charset="utf-8"><title>' + e(label) + '</title></head>'
                 '<body style="font-family:system-ui,sans-serif;max-width:40em;margin:3em auto">'
                 f'<h1>{e(label)}</h1><p>Alert <b>{e(claim.alert_id)}</b> ({e(what)}), '
                 f'sent to {e(claim.channel)}.</p>'
-                f'<form method="post" action="/l/{e(token)}"><button type="submit">{e(label)}</button></form>'
-                '<p style="color:#555">Nothing is recorded until the button is pressed.</p></body></html>')
+                f'<form method="post" action="/l/{e(token)}">{buttons}</form>'
+                '<p style="color:#555">Nothing is recorded until a button is pressed.</p></body></html>')
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     @app.post("/l/{token}", include_in_schema=False)
@@ -892,8 +902,13 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         """
         claim, alert = await _link(request, token)
         payload: dict[str, Any] = {"via": "link", "channel": claim.channel}
-        if claim.reason:
-            payload["reason"] = claim.reason
+        reason = claim.reason
+        if claim.event_type == "ignored" and reason is None:
+            reason = (await _form(request)).get("reason", "")
+            if reason not in NOT_USEFUL_REASONS:
+                raise HTTPException(422, f"reason: pick one of {', '.join(NOT_USEFUL_REASONS)}; got {reason!r}")
+        if reason:
+            payload["reason"] = reason
         try:
             event = ChainEventIn(event_type=claim.event_type, alert_id=claim.alert_id, actor=f"link:{claim.channel}",
                                  team=alert.get("team"), topic=alert.get("topic"), sku_family=alert.get("sku_family"),
