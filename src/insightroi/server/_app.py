@@ -640,7 +640,14 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         status: Literal["pending", "sending", "delivered", "dead"] | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
-        """The delivery outbox: rows per status, the latest deliveries (attempts, last error) and the dead letters."""
+        """The delivery outbox: rows per status, the latest deliveries (attempts, last error) and the dead letters.
+
+        Each dead letter carries ``delivery_status``, its delivery's state now (``pending`` once requeued).
+        """
+        return _deliveries(status, limit)
+
+    def _deliveries(status: str | None, limit: int) -> dict[str, Any]:
+        # One reading for the API and the dashboard page, so the two cannot disagree.
         st = backend().store
         if st.kind != "duckdb":  # the outbox lives on the embedded store only
             return {"totals": {}, "items": [], "dead_letters": []}
@@ -651,8 +658,10 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
                 "SELECT id, alert_id, channel, kind, status, attempts, next_attempt_at, last_error, created_at, "
                 "delivered_at FROM deliveries WHERE ?::VARCHAR IS NULL OR status = ? "
                 "ORDER BY coalesce(delivered_at, next_attempt_at) DESC, id LIMIT ?", [status, status, limit]).to_pylist()
-            dead = st.sql("SELECT id, delivery_id, alert_id, channel, kind, attempts, last_error, dead_at "
-                          "FROM dead_letters ORDER BY dead_at DESC, id LIMIT ?", [limit]).to_pylist()
+            dead = st.sql("SELECT l.id, l.delivery_id, l.alert_id, l.channel, l.kind, l.attempts, l.last_error, "
+                          "l.dead_at, d.status AS delivery_status FROM dead_letters l "
+                          "LEFT JOIN deliveries d ON d.id = l.delivery_id "
+                          "ORDER BY l.dead_at DESC, l.id LIMIT ?", [limit]).to_pylist()
         return jsonable({"totals": totals, "items": items, "dead_letters": dead})
 
     @app.get("/api/v1/results", tags=["read"], dependencies=[Depends(require_read)], responses=_READ_ERRORS)
@@ -807,15 +816,44 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
                      action_types=[t for t in CHAIN_API_TYPES if t not in ("alert_delivered", "acknowledged")],
                      form_id=uuid.uuid4().hex, title="Owner's inbox")
 
-    @app.post("/inbox/{alert_id}", include_in_schema=False)
-    async def inbox_post(request: Request, alert_id: str) -> Response:
-        form = await _form(request)
+    @app.get("/deliveries", include_in_schema=False, dependencies=[Depends(require_page)])
+    def deliveries_page(request: Request, status: str | None = None, requeued: str | None = None) -> HTMLResponse:
+        if status not in (None, "", "pending", "sending", "delivered", "dead"):
+            raise HTTPException(422, "status must be one of pending, sending, delivered, dead")
+        got = _deliveries(status or None, 100)
+        return _page(request, "deliveries.html.j2", outbox=got, status=status or "", requeued=requeued,
+                     is_duckdb=backend().store.kind == "duckdb", title="Deliveries")
+
+    def _form_allowed(request: Request, form: dict[str, str], what: str) -> None:
+        """A dashboard POST: the session's CSRF token, or the API token typed in the form."""
         nonce = session_nonce(request)
         if nonce is not None:
             if not _same(form.get("csrf", ""), csrf_for(nonce)):
                 raise HTTPException(403, "the form expired or did not come from this dashboard; reload the page")
         elif not check_token(request, form.get("token")):
-            raise HTTPException(401, "sign in (or type the API token in the form) to record actions")
+            raise HTTPException(401, f"sign in (or type the API token in the form) to {what}")
+
+    @app.post("/deliveries/{delivery_id}/requeue", include_in_schema=False)
+    async def deliveries_requeue(request: Request, delivery_id: Annotated[str, PathParam(max_length=256)]) -> Response:
+        """Put one dead delivery back in the queue (``insightroi deliver --requeue-dead`` for that row)."""
+        form = await _form(request)
+        _form_allowed(request, form, "requeue deliveries")
+        st = backend().store
+        if st.kind != "duckdb":
+            raise HTTPException(404, "this store keeps no delivery outbox (it lives on the embedded DuckDB store)")
+
+        def requeue() -> int:
+            with st.attached():
+                return requeue_dead(st, _now(), delivery_id=delivery_id)
+
+        if not await _run(requeue):
+            raise HTTPException(404, f"no dead delivery {delivery_id!r} (already requeued, or never dead)")
+        return RedirectResponse(f"/deliveries?{urlencode({'requeued': delivery_id})}", status_code=303)
+
+    @app.post("/inbox/{alert_id}", include_in_schema=False)
+    async def inbox_post(request: Request, alert_id: str) -> Response:
+        form = await _form(request)
+        _form_allowed(request, form, "record actions")
         event_type = form.get("event_type", "")
         if event_type not in CHAIN_API_TYPES:
             raise HTTPException(422, f"event_type must be one of {', '.join(CHAIN_API_TYPES)}")
