@@ -47,13 +47,25 @@ def _analyses(scale: str) -> tuple[dict, dict]:
         progs = {"unadjusted": prog, "cuped": prog,
                  "few": parse_program(text.replace("[experiment]\n", "[experiment]\n" + cov(FEW))),
                  "regression_adjusted": parse_program(text.replace("[experiment]\n", "[experiment]\n" + cov(COVARIATES))),
-                 "cupac": parse_program(text.replace("[experiment]\n", "[experiment]\n" + cov(COVARIATES) + "cupac = true\n"))}
+                 "cupac": parse_program(text.replace("[experiment]\n", "[experiment]\n" + cov(COVARIATES) + "cupac = true\n")),
+                 "selected": parse_program(text.replace("[experiment]\n", "[experiment]\n" + cov(COVARIATES)
+                                                        + "cupac = true\nselect_covariates = true\n"))}
         with open_store(f"duckdb:///{d}/s.duckdb") as st:
             ingest_world(st, world, prog)
             for key, p in progs.items():
                 t = time.perf_counter()
                 out[key] = analyze_experiment(st, p, cuped=key != "unadjusted", weekly=False)
                 info[f"{key}_s"] = time.perf_counter() - t
+            # The same selection without its evidence threshold (the one-standard-error rule alone),
+            # to show what the threshold changes on this world.
+            from insightroi.experiments import _covselect
+
+            saved, _covselect.MIN_Z = _covselect.MIN_Z, 0.0
+            try:
+                out["selected_1se"] = analyze_experiment(st, progs["selected"], weekly=False)
+            finally:
+                _covselect.MIN_Z = saved
+            info["min_z"] = saved
         info["units"] = out["cuped"].n_treatment + out["cuped"].n_control
         info["design"] = f"{prog.experiment.design} on {prog.experiment.unit}"
     return out, info
@@ -68,7 +80,16 @@ def table(out: dict) -> list[dict]:
     rows = []
     for name, c in out["cuped"].results.items():
         few, ra, cu, raw = (out[k].results[name] for k in ("few", "regression_adjusted", "cupac", "unadjusted"))
+        sel = out["selected"].results[name]
+        chosen = sel.extra.get("covariate_selection") or {}
+        sel1 = out["selected_1se"].results[name]
+        chosen1 = sel1.extra.get("covariate_selection") or {}
         rows.append({
+            "selected_1se_vs_cuped": _ratio(sel1.se, c.se),
+            "selected_1se": _chosen_label(chosen1) if chosen1 else sel1.method,
+            "z": chosen.get("z_vs_cuped") if chosen.get("method") != "cuped" else None,
+            "se_selected": sel.se, "selected_vs_cuped": _ratio(sel.se, c.se),
+            "selected": _chosen_label(chosen) if chosen else sel.method,
             "kpi": name, "se_unadjusted": raw.se, "se_cuped": c.se, "se_few": few.se, "se_ra": ra.se,
             "se_cupac": cu.se, "methods": f"{c.method} / {few.method} / {ra.method} / {cu.method}",
             "few_vs_cuped": _ratio(few.se, c.se), "ra_vs_cuped": _ratio(ra.se, c.se),
@@ -76,6 +97,14 @@ def table(out: dict) -> list[dict]:
             "cuped_vs_raw": _ratio(c.se, raw.se), "cupac_training": cu.extra.get("cupac_training", ""),
         })
     return rows
+
+
+def _chosen_label(chosen: dict) -> str:
+    if chosen["method"] == "cuped":
+        return "CUPED"
+    covs = [c.removesuffix("_pre") for c in chosen["covariates"]]
+    head = "CUPAC" if chosen["cupac"] else "RA"
+    return f"{head}({', '.join(covs)})" if covs else head
 
 
 def markdown(rows: list[dict], info: dict, scale: str) -> str:
@@ -91,17 +120,24 @@ def markdown(rows: list[dict], info: dict, scale: str) -> str:
         f"{', '.join(FEW)}, RA5 on {', '.join(COVARIATES)}; CUPAC (on the five) adds a gradient-boosted "
         "model's prediction trained on the period before the pre-period (or cross-fitted within it, as "
         "listed below). A method column that names CUPED means the fit fell back to it (see the KPI's "
-        "covariate_adjustment check). "
+        "covariate_adjustment check). Selected = `select_covariates = true` over the five and CUPAC: per KPI, "
+        "the set (CUPED, the own pre-period value plus any subset of the five, or CUPAC) whose leave-one-out "
+        "error within arms predicting the pre-period from the period before it (or the pre-period's second "
+        "half from its first) is lowest, the fewest covariates within one standard error of the best, "
+        f"kept over CUPED only when it beats CUPED's criterion by {info['min_z']:g} paired standard errors "
+        "(the last two columns: the one-standard-error rule alone); it never sees the experiment's outcome. "
         f"Analysis time: CUPED {info['cuped_s']:.1f} s, RA5 {info['regression_adjusted_s']:.1f} s, "
-        f"CUPAC {info['cupac_s']:.1f} s.", "",
-        "| KPI | SE unadj. | SE CUPED | SE RA2 | SE RA5 | SE CUPAC | var CUPED/unadj. | var RA2/CUPED "
-        "| var RA5/CUPED | var CUPAC/CUPED | methods (CUPED / RA2 / RA5 / CUPAC) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        f"CUPAC {info['cupac_s']:.1f} s, selected {info['selected_s']:.1f} s.", "",
+        "| KPI | SE unadj. | SE CUPED | SE RA2 | SE RA5 | SE CUPAC | SE selected | var CUPED/unadj. | var RA2/CUPED "
+        "| var RA5/CUPED | var CUPAC/CUPED | var selected/CUPED | selected set | var 1-SE/CUPED | 1-SE set | methods (CUPED / RA2 / RA5 / CUPAC) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---|",
     ]
     for r in rows:
         lines.append(f"| {r['kpi']} | {f(r['se_unadjusted'])} | {f(r['se_cuped'])} | {f(r['se_few'])} | "
-                     f"{f(r['se_ra'])} | {f(r['se_cupac'])} | {f(r['cuped_vs_raw'])} | {f(r['few_vs_cuped'])} | "
-                     f"{f(r['ra_vs_cuped'])} | {f(r['cupac_vs_cuped'])} | {r['methods']} |")
+                     f"{f(r['se_ra'])} | {f(r['se_cupac'])} | {f(r['se_selected'])} | {f(r['cuped_vs_raw'])} | "
+                     f"{f(r['few_vs_cuped'])} | {f(r['ra_vs_cuped'])} | {f(r['cupac_vs_cuped'])} | "
+                     f"{f(r['selected_vs_cuped'])} | {r['selected']} | {f(r['selected_1se_vs_cuped'])} | "
+                     f"{r['selected_1se']} | {r['methods']} |")
     training = sorted({r["cupac_training"] for r in rows if r["cupac_training"]})
     if training:
         lines += ["", "CUPAC training: " + "; ".join(training) + "."]

@@ -217,9 +217,25 @@ class ExperimentDesign(_Strict):
     # CUPAC: the covariates and the KPI's own pre-period feed a model fitted on pre-period data
     # only, and its prediction is the control variate (never fed treatment-period outcomes).
     cupac: bool = False
+    # Per-KPI candidate covariates (KPI name -> measures), replacing ``covariates`` for that KPI.
+    covariates_by_kpi: dict[str, list[str]] = {}
+    # Choose each KPI's set among CUPED, the KPI's own pre-period value plus each subset of its
+    # covariates, and CUPAC (with cupac = true) by how well each predicted the pre-period from
+    # the period before it (leave-one-out within arms, one-standard-error rule): never from the
+    # experiment's outcome. The choice and its reason are in the KPI's covariate_adjustment check.
+    select_covariates: bool = False
+    # Synthetic control variant for design = "synthetic_control": "plain" (Abadie's weights on the
+    # levels), "demeaned" (on pre-period-demeaned series, GeoLift's default model) or "augmented"
+    # (ridge-augmented, Ben-Michael et al. 2021). Unset: the analysis picks by pre-period fit.
+    synth_variant: Literal["plain", "demeaned", "augmented"] | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> "ExperimentDesign":
+        if self.select_covariates and not (self.covariates or self.covariates_by_kpi or self.cupac):
+            raise ValueError("select_covariates = true needs candidates to choose from: covariates = [...], "
+                             "[experiment.covariates_by_kpi] or cupac = true")
+        if self.synth_variant is not None and self.design != "synthetic_control":
+            raise ValueError(f"synth_variant applies to design = \"synthetic_control\", not {self.design!r}")
         if self.sequential and self.design not in ("ab", "cluster", "holdout"):
             raise ValueError(f"sequential = true applies to randomized unit designs (ab, cluster, holdout), "
                              f"not {self.design!r}")
@@ -906,6 +922,13 @@ class Program(_Strict):
             if name not in self.measure_names():
                 raise ValueError(f"experiment.covariates[{i}]: unknown measure {name!r}; known measures: "
                                  f"{', '.join(self.measure_names())}")
+        for kname, names in self.experiment.covariates_by_kpi.items():
+            if kname not in kpi_names:
+                raise ValueError(f"experiment.covariates_by_kpi.{kname}: {kname!r} is not a KPI; KPIs: {kpi_names}")
+            for i, name in enumerate(names):
+                if name not in self.measure_names():
+                    raise ValueError(f"experiment.covariates_by_kpi.{kname}[{i}]: unknown measure {name!r}; known "
+                                     f"measures: {', '.join(self.measure_names())}")
         if self.experiment.primary_kpi not in kpi_names:
             raise ValueError(
                 f"experiment.primary_kpi {self.experiment.primary_kpi!r} is not a KPI; KPIs: {kpi_names}"

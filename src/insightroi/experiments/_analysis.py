@@ -543,7 +543,9 @@ def analyze_experiment(
     # columns alerts are routed by (a customer-level experiment has no alert per customer).
     alerts_by_unit = UNIT_COLUMNS.get(e.unit) in TABLES["chain_events"].columns
     covs = list(dict.fromkeys(e.covariates)) if pre_window is not None else []
-    measures = sorted({m for k in totals for m in (k.numerator, k.denominator)} | set(covs)
+    by_kpi = {name: list(dict.fromkeys(ms)) for name, ms in e.covariates_by_kpi.items()} if pre_window else {}
+    all_covs = list(dict.fromkeys(covs + [m for ms in by_kpi.values() for m in ms]))
+    measures = sorted({m for k in totals for m in (k.numerator, k.denominator)} | set(all_covs)
                       | ({"alerts"} if alerts_by_unit else set()))
     # Once per analysis: every period, week and segment caps at the analysis window's percentile.
     caps = measure_caps(store, program, measures, window=window)
@@ -599,12 +601,14 @@ def analyze_experiment(
     if seq is not None:
         checks.append(Check("sequential", "pass", f"always-valid intervals and p-values (confidence sequence, "
                                                   f"N* = {seq:g}): the results may be read at any look"))
-    if (e.covariates or e.cupac) and pre_window is None:
+    if (e.covariates or e.covariates_by_kpi or e.cupac) and pre_window is None:
         checks.append(Check("covariate_adjustment", "skip", "covariates and CUPAC need a pre-period "
                                                             "(pre_period_days > 0): KPIs are not adjusted by them"))
-    hist = None
-    if e.cupac and pre_window is not None and totals:
-        hist = _history(store, program, totals, covs, pre_window, caps, df.unit_id)
+    hist = halves = None
+    if (e.cupac or e.select_covariates) and pre_window is not None and totals:
+        hist = _history(store, program, totals, all_covs, pre_window, caps, df.unit_id)
+    if e.select_covariates and pre_window is not None and totals:
+        halves = _pre_halves(store, program, totals, all_covs, pre_window, caps, df.unit_id)
     results: dict[str, Result] = {}
     relative: dict[str, Result] = {}
     adjust: dict[str, tuple[list[str], np.ndarray | None]] = {}  # the A/B/n arms reuse each KPI's adjustment
@@ -618,20 +622,27 @@ def analyze_experiment(
             continue
         d = df.assign(num=df[k.numerator], den=df[k.denominator], num_pre=df[f"{k.numerator}_pre"],
                       den_pre=df[f"{k.denominator}_pre"])
-        cov_cols, pred_col, cupac_how = [], None, None
-        if pre_window is not None and (covs or e.cupac):
+        cov_cols, pred_col, cupac_how, choice = [], None, None, None
+        k_covs = by_kpi.get(k.name, covs)
+        if pre_window is not None and (k_covs or e.cupac):
             # The KPI's own numerator is already in its pre-period KPI (a mean KPI's is the same column).
-            cov_cols = [f"{m}_pre" for m in covs if not (m == k.numerator and k.denominator == "units")]
+            cov_cols = [f"{m}_pre" for m in k_covs if not (m == k.numerator and k.denominator == "units")]
             if e.cupac:
-                pred, cupac_how = _cupac_prediction(d, hist, k, covs)
+                pred, cupac_how = _cupac_prediction(d, hist, k, k_covs)
                 if pred is not None:
                     pred_col = "cupac_prediction"
                     d = d.assign(cupac_prediction=pred)
+            if e.select_covariates and cuped and seq is None:
+                choice = _choose_covariates(d, k, k_covs, hist, halves, cupac=pred_col is not None)
+                cov_cols = [c for c in cov_cols if c in choice.covariates]
+                pred_col = pred_col if choice.cupac else None
         ab, rel = kpi_effect(d, k, alpha=alpha, cuped=cuped, sequential_tuning=seq, bayesian=bayes,
                              covariates=cov_cols, prediction=pred_col)
+        if choice is not None:
+            ab, rel = (_with_choice(r, choice) for r in (ab, rel))
         if (cov_cols or pred_col) and seq is None:
             adjust[k.name] = (cov_cols, None if pred_col is None else d[pred_col].to_numpy())
-        if cupac_how is not None:
+        if cupac_how is not None and (choice is None or choice.cupac):
             ab, rel = (replace(r, extra={**r.extra, "cupac_training": cupac_how}) for r in (ab, rel))
         diag = []
         if pre_window is not None:
@@ -753,6 +764,86 @@ def _history(store: Store, program: Program, kpis: Sequence[Kpi], covs: Sequence
     h = unit_measures_expr(store, program, measures, window=hist_win, pre_window=pre_window, caps=caps).execute()
     h = h.drop_duplicates("unit_id").set_index("unit_id").reindex(unit_ids).fillna(0.0)
     return h, hist_win
+
+
+def _pre_halves(store: Store, program: Program, kpis: Sequence[Kpi], covs: Sequence[str], pre_window, caps,
+                unit_ids) -> Any:
+    """Per-unit totals in the pre-period's second half (``<m>``) beside its first half (``<m>_pre``).
+
+    The covariate selection's lagged frame where no data precede the pre-period: the first half
+    predicts the second, both before assignment.
+    """
+    days = (pre_window[1] - pre_window[0]).days + 1
+    if days < 2:
+        return None
+    mid = pre_window[0] + timedelta(days=days // 2)
+    first, second = (pre_window[0], mid - timedelta(days=1)), (mid, pre_window[1])
+    measures = sorted({m for k in kpis for m in (k.numerator, k.denominator)} | set(covs))
+    h = unit_measures_expr(store, program, measures, window=second, pre_window=first, caps=caps).execute()
+    h = h.drop_duplicates("unit_id").set_index("unit_id").reindex(unit_ids).fillna(0.0)
+    return h, first, second
+
+
+def _lagged_frame(d, h, k: Kpi, covs: Sequence[str], *, target: str) -> Any:
+    """The selection's lagged frame from ``h`` (earlier period ``<m>``, later ``<m>_pre`` or ``<m>``)."""
+    import pandas as pd
+
+    later = (lambda m: h[f"{m}_pre"]) if target == "pre" else (lambda m: h[m])
+    earlier = (lambda m: h[m]) if target == "pre" else (lambda m: h[f"{m}_pre"])
+    cols = {"arm": d["arm"].to_numpy(), "num": later(k.numerator).to_numpy(float),
+            "den": later(k.denominator).to_numpy(float), "num_pre": earlier(k.numerator).to_numpy(float),
+            "den_pre": earlier(k.denominator).to_numpy(float)}
+    for m in covs:
+        cols[f"{m}_pre"] = earlier(m).to_numpy(float)
+    return pd.DataFrame(cols)
+
+
+def _choose_covariates(d, k: Kpi, covs: Sequence[str], hist, halves, *, cupac: bool):
+    """``[experiment] select_covariates``: the KPI's covariate set chosen on data before assignment.
+
+    The lagged frame is the period before the pre-period -> the pre-period when that period has
+    the KPI's numerator and denominator, else the pre-period's first half -> its second half.
+    With CUPAC, the candidate's prediction is cross-fitted on that frame (out of fold), as the
+    analysis' model is fitted without the outcome it adjusts.
+    """
+    from insightroi.experiments._covselect import CovariateChoice, select_covariates
+
+    cand = [m for m in covs if not (m == k.numerator and k.denominator == "units")]
+    lagged, lag = None, ""
+    if hist is not None:
+        h, hist_win = hist
+        if float(h[k.denominator].sum()) > 0 and float(h[k.numerator].abs().sum()) > 0:
+            lagged = _lagged_frame(d, h, k, cand, target="pre")
+            lag = f"{hist_win[0]} to {hist_win[1]} -> pre-period"
+    if lagged is None and halves is not None:
+        h, first, second = halves
+        if float(h[k.denominator].sum()) > 0 and float(h[f"{k.denominator}_pre"].sum()) > 0:
+            lagged = _lagged_frame(d, h, k, cand, target="post")
+            lag = f"pre-period halves {first[0]} to {first[1]} -> {second[0]} to {second[1]}"
+    if lagged is None or any(float(lagged.loc[lagged.arm == a, c].sum()) <= 0
+                             for a in (CONTROL, TREATMENT) for c in ("den", "den_pre")):
+        return CovariateChoice([], False, "cuped", "selected CUPED: no period before assignment has this KPI's data "
+                                                   "in both arms to choose covariates on")
+    pred = None
+    if cupac:
+        target = _linearised(lagged.num.to_numpy(float), lagged.den.to_numpy(float))
+        names = ["num_pre", *([] if k.denominator == "units" else ["den_pre"]), *(f"{m}_pre" for m in cand)]
+        lagged = lagged.assign(cupac_prediction=cupac_predictions(lagged[names].to_numpy(float), target))
+        pred = "cupac_prediction"
+    return select_covariates(lagged, [f"{m}_pre" for m in cand], prediction=pred, lag=lag)
+
+
+def _with_choice(r: Result, choice) -> Result:
+    """The selection in ``extra["covariate_selection"]`` and in the KPI's covariate_adjustment check."""
+    diag, found = [], False
+    for c in r.diagnostics:
+        if c.name == "covariate_adjustment":
+            c = replace(c, message=f"{choice.reason}. {c.message}")
+            found = True
+        diag.append(c)
+    if not found:
+        diag.append(Check("covariate_adjustment", "pass", choice.reason, statistic=0.0))
+    return replace(r, diagnostics=tuple(diag), extra={**r.extra, "covariate_selection": choice.as_dict()})
 
 
 def _cupac_prediction(d, hist, k: Kpi, covs: Sequence[str]) -> tuple[np.ndarray | None, str]:

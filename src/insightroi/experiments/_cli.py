@@ -74,9 +74,11 @@ _METHOD_LABELS = {"regression_adjusted": "reg. adj.", "cupac": "CUPAC"}
 
 def _method_label(method: str | None, extra: dict) -> str:
     label = _METHOD_LABELS.get(method or "", method or "")
+    # select_covariates: say the set was chosen, so CUPED is not read as adjustment switched off.
+    chosen = ", selected" if extra.get("covariate_selection") else ""
     if method in _METHOD_LABELS and extra.get("covariates"):
-        return f"{label} ({len(extra['covariates'])} cov.)"
-    return label + (" +CUPED" if extra.get("cuped") else "")
+        return f"{label} ({len(extra['covariates'])} cov.{chosen})"
+    return label + (" +CUPED" if extra.get("cuped") else "") + (" (selected)" if chosen else "")
 
 
 def _print_tables(sec, data: dict, prog) -> None:
