@@ -1,0 +1,783 @@
+"""The default lexicon stack (VADER + keyword topics + severity rules) in one pass per distinct text.
+
+Why: the generic path runs each model on its own -- each cleans and tokenises the text again, the
+severity rules and the JSON evidence run once per row, and two large case-insensitive regex
+alternations (severity's safety and escalation terms) cost more than VADER itself. Here each
+distinct text is cleaned once, split once per tokenisation the models define, per-token work
+(punctuation strip, lower case, lexicon look-up) is memoised by token, the regexes only run on
+texts that contain one of their first words, and every column is built once per distinct text and
+expanded to rows with Arrow ``take``.
+
+Outputs are identical to the generic path (labels, scores, confidences and the evidence JSON,
+byte for byte): ``tests/insights/test_fast_classify.py`` compares the two on real text and on
+edge cases. Texts the fast path does not cover (non-ASCII, markup, entities, no words, possibly
+non-English, empty) go through the generic models unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from itertools import chain, repeat
+from json.encoder import encode_basestring as _jstr
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from insightroi.insights._base import _EN_FUNCTION, _FOREIGN_FUNCTION, MAX_CHARS, UNCLASSIFIABLE
+from insightroi.insights._sentiment import LexiconSentiment
+from insightroi.insights._severity import _ESCALATE, SEVERITY_LEVELS, SeverityRules, _terms
+from insightroi.insights._topic import OTHER, TopicClassifier
+from insightroi.insights._vader import _BOOSTER, _C_INCR, _N_SCALAR, _SPECIAL, VaderCore, _strip
+from insightroi.insights._vader import _NEGATE as _NEGATE_SET
+
+__all__ = ["FastLexiconStack", "ROW_COLUMNS"]
+
+ROW_COLUMNS = ("id", "feedback_id", "task", "label", "score", "confidence", "evidence", "method", "model_version")
+
+_ASCII = [chr(c) for c in range(128)]
+# ASCII letters survive, everything else becomes a separator: the letter runs of _base._WORD.
+_LETTERS = str.maketrans({c: " " for c in _ASCII if not ("a" <= c <= "z")})
+# The topic tokeniser's runs ([a-z0-9']+ on lower-case text).
+_TOPIC_RUNS = str.maketrans({c: " " for c in _ASCII if not ("a" <= c <= "z" or "0" <= c <= "9" or c == "'")})
+_NO_APOS = str.maketrans({"'": None})
+# \w runs of lower-case ASCII text: where a \b-anchored severity term can start.
+_WORD_RUNS = str.maketrans({c: " " for c in _ASCII if not ("a" <= c <= "z" or "0" <= c <= "9" or c == "_")})
+
+# Every match of severity's _CRITICAL starts at the start of a \w run (the pattern opens with \b
+# and each alternative with a letter), and that run is one of these words or starts with one of
+# these prefixes; likewise _ESCALATE. A text with none of them cannot match, so the regex (tens
+# of microseconds per text) is skipped. tests/insights/test_fast_classify.py checks every
+# alternative of both patterns against these lists.
+_CRIT_WORDS = frozenset(
+    "hurt burn burns burned burnt burning fire caught smoke smoking spark sparks electric electrical shocked "
+    "melted melting choking choke hospital emergency er unsafe dangerous lawyer attorney legal lawsuit sue suing "
+    "recall allergic rash exploded".split()
+)
+_CRIT_PREFIXES = ("injur", "electrocut", "explod", "hazard", "poison")
+_ESC_WORDS = frozenset(
+    "refund money chargeback charge dispute cancel cancelled canceling return returning returned never bbb "
+    "better complaint report reporting".split()
+)
+
+
+def _special_words() -> frozenset:
+    # Words of VADER's multi-word idioms and boosters: a rule window with none of them cannot
+    # change the valence in VaderCore._idioms.
+    words = set()
+    for key in list(_SPECIAL) + list(_BOOSTER):
+        if " " in key:
+            words.update(key.split())
+    return frozenset(words)
+
+
+_IDIOM_WORDS = _special_words()
+
+
+class FastLexiconStack:
+    """Score-identical, batch form of ``InsightModels.classify_frame`` for the lexicon models.
+
+    Parameters
+    ----------
+    sentiment : LexiconSentiment
+        Fitted.
+    topic : TopicClassifier
+        Fitted, ``method="rules"``.
+    severity : SeverityRules
+        Fitted.
+    severity_version : str
+        The model version the severity rows carry (it includes the upstream versions).
+    token_memo : int
+        Per-token memo entries kept before the memo is cleared (bounds memory on open vocabularies).
+    """
+
+    def __init__(self, sentiment: LexiconSentiment, topic: TopicClassifier, severity: SeverityRules,
+                 severity_version: str, token_memo: int = 500_000):
+        self.sentiment = sentiment
+        self.topic = topic
+        self.severity = severity
+        self.severity_version = severity_version
+        self.token_memo = token_memo
+        core: VaderCore = sentiment.core_
+        self._core = core
+        self._lex = core.lexicon
+        # Lexicon words VADER scores (boosters never carry valence of their own there).
+        self._hitlex = {w: v for w, v in core.lexicon.items() if w not in _BOOSTER}
+        self._low: dict[str, str] = {}
+        self._up: dict[str, bool] = {}
+        self._tokens = _TokenTable(core.lexicon)
+        self._kw_index = topic._first_token_index()
+        self._kw_first = frozenset(self._kw_index)
+        self._topic_method = {"rules": "rules", "embedding": "embedding", "combined": "embedding"}[topic.method]
+
+    @staticmethod
+    def supports(sentiment, topic, severity) -> bool:
+        """Whether these models are the ones this fast path reproduces exactly."""
+        return (
+            type(sentiment) is LexiconSentiment and hasattr(sentiment, "core_")
+            and type(sentiment.core_) is VaderCore
+            and type(topic) is TopicClassifier and topic.method == "rules" and hasattr(topic, "topics_")
+            and type(severity) is SeverityRules and hasattr(severity, "topic_severity_")
+        )
+
+    # ---- per-token memo ------------------------------------------------------------------------
+    def _learn(self, toks: list[str]) -> None:
+        if len(self._low) > self.token_memo:
+            self._low.clear()
+            self._up.clear()
+        for t in toks:
+            if t not in self._low:
+                w = _strip(t)
+                self._low[t] = w.lower()
+                self._up[t] = w.isupper()
+
+    # ---- VADER ------------------------------------------------------------------------------------
+    def vader(self, text: str):
+        """``VaderCore.score(text)`` computed from memoised tokens: (compound, pos, neu, neg, drivers)."""
+        text = text.strip() if text.isascii() else self._core._demoji(text)
+        toks = text.split()
+        n = len(toks)
+        if n == 0:
+            return (0.0, 0.0, 0.0, 0.0, ())
+        try:
+            low = list(map(self._low.__getitem__, toks))
+        except KeyError:
+            self._learn(toks)
+            low = list(map(self._low.__getitem__, toks))
+        hitlex = self._hitlex
+        if hitlex.keys().isdisjoint(low):
+            return (0.0, 0.0, 1.0, 0.0, ())
+        lex = self._lex
+        up = self._up
+        if text.islower():
+            is_cap_diff = False
+        else:
+            n_upper = sum(map(up.__getitem__, toks))
+            is_cap_diff = 0 < n - n_upper < n
+        hits: list[int] = []
+        vals: list[float] = []
+        for i, item_l in enumerate(low):
+            base = hitlex.get(item_l)
+            if base is None:
+                continue
+            if i < n - 1 and item_l == "kind" and low[i + 1] == "of":
+                continue
+            valence = base
+            if item_l == "no" and i != n - 1 and low[i + 1] in lex:
+                valence = 0.0
+            if (i > 0 and low[i - 1] == "no") or (i > 1 and low[i - 2] == "no") or (
+                i > 2 and low[i - 3] == "no" and low[i - 1] in ("or", "nor")
+            ):
+                valence = base * _N_SCALAR
+            if is_cap_diff and up[toks[i]]:
+                valence = valence + _C_INCR if valence > 0 else valence - _C_INCR
+            idioms = i > 2 and not _IDIOM_WORDS.isdisjoint(low[i - 3 : i + 3])
+            for start_i in range(3):
+                j = i - (start_i + 1)
+                if i > start_i and low[j] not in lex:
+                    s = 0.0
+                    b = _BOOSTER.get(low[j])
+                    if b is not None:
+                        s = -b if valence < 0 else b
+                        if is_cap_diff and up[toks[j]]:
+                            s = s + _C_INCR if valence > 0 else s - _C_INCR
+                    if start_i == 1 and s != 0:
+                        s = s * 0.95
+                    if start_i == 2 and s != 0:
+                        s = s * 0.9
+                    valence = valence + s
+                    valence = _negation(valence, low, start_i, i)
+                    if start_i == 2 and idioms:
+                        valence = VaderCore._idioms(valence, low, i, n)
+            if i > 1 and low[i - 1] not in lex and low[i - 1] == "least":
+                if low[i - 2] != "at" and low[i - 2] != "very":
+                    valence = valence * _N_SCALAR
+            elif i > 0 and low[i - 1] not in lex and low[i - 1] == "least":
+                valence = valence * _N_SCALAR
+            hits.append(i)
+            vals.append(valence)
+        if "but" in low and hits:
+            full = [0.0] * n
+            for i, v in zip(hits, vals):
+                full[i] = v
+            full = VaderCore._but(low.index("but"), full)
+            vals = [full[i] for i in hits]
+        compound, pos, neu, neg = _valence(vals, n, text)
+        drivers = tuple((_strip(toks[i]), round(v, 3)) for i, v in zip(hits, vals) if v != 0)
+        return (compound, pos, neu, neg, drivers)
+
+    # ---- batch ------------------------------------------------------------------------------------
+    def classify_columns(self, ids, texts, ratings=None) -> pa.Table:
+        """The insight rows (:data:`ROW_COLUMNS`) of aligned feedback ids, texts and ratings.
+
+        Parameters
+        ----------
+        ids : sequence or pyarrow.Array
+            Feedback ids (cast to string).
+        texts : list
+            Raw texts (None / NaN allowed).
+        ratings : array-like of float, optional
+            Ratings (NaN when absent).
+
+        Returns
+        -------
+        pyarrow.Table
+            Sentiment rows, then topic rows, then severity rows, in input order within each task:
+            what ``classify_frame`` returns.
+        """
+        texts = ["" if t is None or (isinstance(t, float) and t != t) else str(t) for t in texts]
+        n = len(texts)
+        codes, uniq = pd.factorize(pd.Series(texts, dtype=object), sort=False)
+        uniq = list(uniq)
+        m = len(uniq)
+        s_label = [None] * m
+        s_score = np.zeros(m)
+        s_conf = np.zeros(m)
+        s_ev: list[str | None] = [None] * m
+        t_label = [None] * m
+        t_score = np.zeros(m)
+        t_conf = np.zeros(m)
+        t_ev: list[str | None] = [None] * m
+
+        fast_idx: list[int] = []
+        fast_vader_toks: list[list[str]] = []
+        fast_topic_toks: list[list[str]] = []
+        slow_idx: list[int] = []
+        terms: list = [None] * m
+        for k, raw in enumerate(uniq):
+            p = _prepare_fast(raw)
+            if p is None:
+                slow_idx.append(k)
+            else:
+                fast_idx.append(k)
+                fast_vader_toks.append(p[0])
+                fast_topic_toks.append(p[1])
+                terms[k] = p[2]
+
+        if fast_idx:
+            self._fast_sentiment(uniq, fast_idx, fast_vader_toks, s_label, s_score, s_conf, s_ev)
+            self._fast_topics(fast_idx, fast_topic_toks, t_label, t_score, t_conf, t_ev)
+        if slow_idx:
+            sub = [uniq[k] for k in slow_idx]
+            for frame, lab, sc, cf, ev in (
+                (self.sentiment.classify(sub), s_label, s_score, s_conf, s_ev),
+                (self.topic.classify(sub), t_label, t_score, t_conf, t_ev),
+            ):
+                for r, k in enumerate(slow_idx):
+                    lab[k] = frame["label"].iat[r]
+                    ev[k] = frame["evidence"].iat[r]
+                sc[slow_idx] = frame["score"].to_numpy()
+                cf[slow_idx] = frame["confidence"].to_numpy()
+
+        take = pa.array(codes, pa.int64())
+        fids = pc.cast(pa.array(ids) if not isinstance(ids, (pa.Array, pa.ChunkedArray)) else ids, pa.string())
+        if isinstance(fids, pa.ChunkedArray):
+            fids = fids.combine_chunks()
+        sent_cols = (pa.array(s_label, pa.string()), pa.array(s_score), pa.array(s_conf), pa.array(s_ev, pa.string()))
+        top_cols = (pa.array(t_label, pa.string()), pa.array(t_score), pa.array(t_conf), pa.array(t_ev, pa.string()))
+        parts = [
+            self._task_table(fids, "sentiment", [c.take(take) for c in sent_cols], self.sentiment.method,
+                             self.sentiment.model_version_),
+            self._task_table(fids, "topic", [c.take(take) for c in top_cols], self._topic_method,
+                             self.topic.model_version_),
+        ]
+        ratings = np.full(n, np.nan) if ratings is None else np.asarray(ratings, dtype=float)
+        sev = self._severity(uniq, terms, codes, ratings, s_label, s_score, t_label, t_conf)
+        parts.append(self._task_table(fids, "severity", sev, self.severity.method, self.severity_version))
+        return pa.concat_tables(parts)
+
+    @staticmethod
+    def _task_table(fids: pa.Array, task: str, cols, method: str, version: str) -> pa.Table:
+        n = len(fids)
+        label, score, conf, ev = cols
+        return pa.table({
+            "id": pc.binary_join_element_wise(fids, pa.scalar(f":{task}:{version}"), ""),
+            "feedback_id": fids,
+            "task": pa.repeat(pa.scalar(task), n),
+            "label": label,
+            "score": score,
+            "confidence": conf,
+            "evidence": ev,
+            "method": pa.repeat(pa.scalar(method), n),
+            "model_version": pa.repeat(pa.scalar(version), n),
+        })
+
+    def _fast_sentiment(self, uniq, idx, toks, label, score, conf, ev) -> None:
+        sent = self.sentiment
+        if len(self._tokens.ids) > self.token_memo:
+            self._tokens.clear()
+        texts = [uniq[k] for k in idx]
+        compound, pos, neu, neg, drivers, scalar = _vader_batch(self._tokens, toks, texts)
+        for r in np.flatnonzero(scalar).tolist():
+            c, p, u, g, dr = self.vader(" ".join(toks[r]))
+            compound[r], pos[r], neu[r], neg[r] = c, p, u, g
+            top = sorted(dr, key=lambda d: -abs(d[1]))[:5]
+            drivers[r] = ", ".join(f"[{_jstr(w)}, {v!r}]" for w, v in top)
+        for r, k in enumerate(idx):
+            ev[k] = f'{{"drivers": [{drivers[r]}], "pos": {pos[r]!r}, "neu": {neu[r]!r}, "neg": {neg[r]!r}}}'
+        comp = np.array(compound, dtype=float)
+        proba = sent._proba_from_compound(comp)
+        col = np.where(comp >= sent.threshold, 2, np.where(comp <= -sent.threshold, 0, 1))
+        cf = proba[np.arange(len(idx)), col]
+        score[idx] = comp
+        conf[idx] = cf
+        names = ("negative", "neutral", "positive")
+        for r, k in enumerate(idx):
+            label[k] = names[col[r]]
+
+    def _fast_topics(self, idx, toks, label, score, conf, ev) -> None:
+        topic = self.topic
+        first = self._kw_first
+        cand = [r for r, t in enumerate(toks) if not first.isdisjoint(t)]
+        none_ev = '{"labels": [], "proba": {}}'
+        for k in idx:
+            label[k] = OTHER
+            conf[k] = 1.0
+            score[k] = 0.0
+            ev[k] = none_ev
+        if not cand:
+            return
+        counts, matched, negated = topic._match_counts([toks[r] for r in cand])
+        P = 1 - np.exp(topic.rule_coef_[0] * counts)
+        topics = np.array(topic.topics_, dtype=object)
+        for q, r in enumerate(cand):
+            if not matched[q] and not negated[q]:
+                continue
+            k = idx[r]
+            row = P[q]
+            order = np.argsort(-row)
+            assigned = [topic.topics_[j] for j in order if row[j] >= topic.threshold]
+            e: dict = {"labels": assigned}
+            if assigned:
+                label[k] = assigned[0]
+                conf[k] = row[order[0]]
+                score[k] = row[order[0]]
+            else:
+                label[k] = OTHER
+                conf[k] = float(np.prod(1 - row))
+                score[k] = float(row.max()) if row.size else 0.0
+            e["proba"] = {str(topics[j]): round(float(row[j]), 4) for j in order if row[j] >= 0.05}
+            kws = {topic.topics_[j]: v for j, v in sorted(matched[q].items())}
+            if kws:
+                e["keywords"] = kws
+            if negated[q]:
+                e["negated_keywords"] = negated[q]
+            ev[k] = json.dumps(e, ensure_ascii=False)
+
+    def _severity(self, uniq, terms, codes, ratings, s_label, s_score, t_label, t_conf):
+        sev = self.severity
+        cut = sev.negative_cut
+        m = len(uniq)
+        label: list[str] = [UNCLASSIFIABLE] * m
+        conf = np.zeros(m)
+        head: list[str | None] = [None] * m  # the evidence without its closing "]}"
+        level_pre = np.zeros(m, dtype=np.int64)
+        rated = np.zeros(m, dtype=bool)  # whether a rating <= 1 can still raise the level
+        topic_head = {}
+        for t, base in sev.topic_severity_.items():
+            topic_head[t] = (SEVERITY_LEVELS.index(base), '{"reasons": [' + _jstr(f"topic {t}: {base}"))
+        other = (0, None)
+        scores = s_score.tolist()
+        tconf = t_conf.tolist()
+        for k in range(m):
+            topic = t_label[k]
+            if topic == UNCLASSIFIABLE:
+                continue
+            level, h = topic_head.get(topic, other)
+            if h is None:
+                h = '{"reasons": [' + _jstr(f"topic {topic}: low")
+            tk = terms[k]
+            crit, esc = _severity_terms(uniq[k]) if tk is None else tk
+            if crit:
+                level = 3
+                h += ", " + _jstr("safety/legal terms: " + ", ".join(crit[:5]))
+                conf[k] = 0.95
+            else:
+                if esc:
+                    level += 1
+                    h += ", " + _jstr("escalation terms: " + ", ".join(esc[:5]))
+                if s_label[k] != UNCLASSIFIABLE:
+                    s = scores[k]
+                    if s <= cut:
+                        level += 1
+                        h += ", " + _jstr(f"strongly negative sentiment ({s:.2f})")
+                    elif s >= 0.5:
+                        level -= 1
+                        h += ", " + _jstr(f"positive sentiment ({s:.2f})")
+                rated[k] = True
+                conf[k] = tconf[k]
+            level_pre[k] = level
+            head[k] = h
+        fin = np.where(rated, np.clip(level_pre, 0, 2), level_pre)
+        names = np.array(SEVERITY_LEVELS + (UNCLASSIFIABLE,), dtype=object)
+        known = np.array([h is not None for h in head], dtype=bool)
+        label = names[np.where(known, fin, 4)].tolist()
+        score = np.where(known, fin / 3, 0.0)
+        ev = [h + "]}" if h is not None else '{"reason": "topic unclassifiable"}' for h in head]
+        # Rows whose rating <= 1 raises the level get their own entries after the m text ones.
+        key = np.asarray(codes, dtype=np.int64).copy()
+        bump = np.flatnonzero(np.isfinite(ratings) & (ratings <= 1) & rated[key])
+        extra_label, extra_score, extra_conf, extra_ev = [], [], [], []
+        for i in bump.tolist():
+            k = key[i]
+            lvl = int(min(max(level_pre[k] + 1, 0), 2))
+            key[i] = m + len(extra_label)
+            extra_label.append(SEVERITY_LEVELS[lvl])
+            extra_score.append(lvl / 3)
+            extra_conf.append(conf[k])
+            extra_ev.append(head[k] + ", " + _jstr(f"rating {ratings[i]:g}") + "]}")
+        take = pa.array(key)
+        return [
+            pa.array(label + extra_label, pa.string()).take(take),
+            pa.array(np.concatenate([score, np.asarray(extra_score, float)])).take(take),
+            pa.array(np.concatenate([conf, np.asarray(extra_conf, float)])).take(take),
+            pa.array(ev + extra_ev, pa.string()).take(take),
+        ]
+
+
+def _negation(valence: float, low: list[str], start_i: int, i: int) -> float:
+    # VaderCore._negation, inlined for the common first step.
+    if start_i == 0:
+        w = low[i - 1]
+        if w in _NEGATE_SET or "n't" in w:
+            return valence * _N_SCALAR
+        return valence
+    return VaderCore._negation(valence, low, start_i, i)
+
+
+def _valence(vals: list[float], n: int, text: str) -> tuple[float, float, float, float]:
+    # VaderCore._valence on the scored positions only: the other n - len(vals) sentiments are
+    # 0.0, which leaves every sum unchanged and counts as neutral.
+    sum_s = float(sum(vals))
+    ep = min(text.count("!"), 4) * 0.292
+    qm_count = text.count("?")
+    qm = 0.0
+    if qm_count > 1:
+        qm = qm_count * 0.18 if qm_count <= 3 else 0.96
+    amp = ep + qm
+    if sum_s > 0:
+        sum_s += amp
+    elif sum_s < 0:
+        sum_s -= amp
+    compound = sum_s / math.sqrt(sum_s * sum_s + 15)
+    compound = max(-1.0, min(1.0, compound))
+    pos_sum = neg_sum = 0.0
+    neu_count = n - len(vals)
+    for s in vals:
+        if s > 0:
+            pos_sum += float(s) + 1
+        if s < 0:
+            neg_sum += float(s) - 1
+        if s == 0:
+            neu_count += 1
+    if pos_sum > math.fabs(neg_sum):
+        pos_sum += amp
+    elif pos_sum < math.fabs(neg_sum):
+        neg_sum -= amp
+    total = pos_sum + math.fabs(neg_sum) + neu_count
+    return (
+        round(compound, 4),
+        round(math.fabs(pos_sum / total), 3),
+        round(math.fabs(neu_count / total), 3),
+        round(math.fabs(neg_sum / total), 3),
+    )
+
+
+def _prepare_fast(raw: str):
+    """(white-space tokens, topic tokens, severity terms) of ``raw`` when ``_base.prepare_texts``
+    would keep it apart from white space (ASCII, no markup or entities, not truncated, words
+    present, judged English); else None (generic path)."""
+    if not raw.isascii() or "<" in raw or "&" in raw or len(raw) > MAX_CHARS:
+        return None
+    low = raw.lower()
+    words = low.translate(_LETTERS).split()
+    if not words:
+        return None
+    if len(words) >= 4:
+        head = words[:400]
+        if not _FOREIGN_FUNCTION.isdisjoint(head):
+            foreign = sum(1 for w in head if w in _FOREIGN_FUNCTION)
+            english = sum(1 for w in head if w in _EN_FUNCTION)
+            if foreign >= 2 and foreign > english:
+                return None
+    # A whole-word severity term is a whole letter run; a prefix term is a substring.
+    if not _CRIT_WORDS.isdisjoint(words) or "injur" in low or "electrocut" in low or "explod" in low \
+            or "hazard" in low or "poison" in low:
+        terms = _terms(raw)
+    elif _ESC_WORDS.isdisjoint(words):
+        terms = _NO_TERMS
+    else:
+        terms = ((), tuple(sorted({w.lower() for w in _ESCALATE.findall(raw)})))
+    return raw.split(), _topic_tokens(low), terms
+
+
+_NO_TERMS: tuple = ((), ())
+
+
+def _topic_tokens(low: str) -> list[str]:
+    """``_topic._norm_tokens`` of ASCII lower-case text."""
+    runs = low.translate(_TOPIC_RUNS).split()
+    if "'" not in low or not runs:
+        return runs
+    # An apostrophe-only run becomes an empty token there; joining on single spaces and
+    # splitting on one space keeps it.
+    return " ".join(runs).translate(_NO_APOS).split(" ")
+
+
+def _severity_terms(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``_severity._terms(text)``, skipping the regexes when no term can start in the text."""
+    if not text.isascii():
+        return _terms(text)
+    low = text[:20000].lower()
+    runs = set(low.translate(_WORD_RUNS).split())
+    crit_possible = not _CRIT_WORDS.isdisjoint(runs) or any(p in low for p in _CRIT_PREFIXES)
+    if crit_possible:
+        return _terms(text)
+    if _ESC_WORDS.isdisjoint(runs):
+        return (), ()
+    t = text[:20000]
+    return (), tuple(sorted({w.lower() for w in _ESCALATE.findall(t)}))
+
+
+
+# Word codes of the low-case tokens VADER's rules compare against.
+_CODE_WORDS = ("no", "or", "nor", "least", "at", "very", "never", "so", "this", "without", "doubt", "kind", "of", "but")
+_CODE = {w: k + 1 for k, w in enumerate(_CODE_WORDS)}
+(_NO, _OR, _NOR, _LEAST, _AT, _VERY, _NEVER, _SO, _THIS, _WITHOUT, _DOUBT, _KIND, _OF, _BUT) = range(1, 15)
+# Consecutive word pairs of VADER's multi-word idioms and boosters: a rule window with none of
+# them cannot change the valence in VaderCore._idioms (the text is then scored one at a time).
+_IDIOM_PAIRS = frozenset(
+    (a, b) for key in list(_SPECIAL) + list(_BOOSTER) if " " in key
+    for a, b in zip(key.split(), key.split()[1:])
+)
+
+
+class _TokenTable:
+    """Per distinct raw token, what VADER's rules need, as arrays indexed by a token id."""
+
+    def __init__(self, lexicon: dict[str, float]):
+        self.lex = lexicon
+        self.ids: dict[str, int] = {}
+        self.idiom_words = sorted({w for pair in _IDIOM_PAIRS for w in pair})
+        self.idiom_code = {w: k + 1 for k, w in enumerate(self.idiom_words)}
+        k = len(self.idiom_words) + 1
+        self.idiom_pair_codes = np.array(sorted(self.idiom_code[a] * k + self.idiom_code[b] for a, b in _IDIOM_PAIRS))
+        self.idiom_base = k
+        self._lists: dict[str, list] = {f: [] for f in ("inlex", "hit", "boost", "up", "neg", "code", "idiom", "enc")}
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def learn(self, toks) -> None:
+        L = self._lists
+        for t in toks:
+            if t in self.ids:
+                continue
+            self.ids[t] = len(self.ids)
+            w = _strip(t)
+            lo = w.lower()
+            L["inlex"].append(lo in self.lex)
+            L["hit"].append(self.lex[lo] if lo in self.lex and lo not in _BOOSTER else np.nan)
+            L["boost"].append(_BOOSTER.get(lo, 0.0))
+            L["up"].append(w.isupper())
+            L["neg"].append(lo in _NEGATE_SET or "n't" in lo)
+            L["code"].append(_CODE.get(lo, 0))
+            L["idiom"].append(self.idiom_code.get(lo, 0))
+            L["enc"].append(_jstr(w))
+        self.arrays = {
+            "inlex": np.array(L["inlex"], bool), "hit": np.array(L["hit"], float),
+            "boost": np.array(L["boost"], float), "up": np.array(L["up"], bool), "neg": np.array(L["neg"], bool),
+            "code": np.array(L["code"], np.int8), "idiom": np.array(L["idiom"], np.int16),
+        }
+
+    def clear(self) -> None:
+        self.ids.clear()
+        for v in self._lists.values():
+            v.clear()
+        self.arrays = {}
+
+    def encode(self, flat: list[str]) -> np.ndarray:
+        out = np.fromiter(map(self.ids.get, flat, repeat(-1)), np.int64, len(flat))
+        new = np.flatnonzero(out < 0)
+        if len(new):
+            missing = [flat[j] for j in new.tolist()]
+            self.learn(missing)
+            out[new] = [self.ids[t] for t in missing]
+        return out
+
+
+def _vader_batch(table: _TokenTable, toks: list[list[str]], texts: list[str]):
+    """VADER on many ASCII texts at once (``toks``: each text split on white space), vectorised
+    over their lexicon hits; ``texts`` only give the counts of "!" and "?".
+
+    Returns (compound, pos, neu, neg, drivers_json, scalar) where drivers_json is the evidence's
+    drivers list as JSON text and ``scalar`` marks texts whose idiom rules need
+    :meth:`FastLexiconStack.vader` instead (their other outputs are to be ignored).
+    """
+    T = len(texts)
+    lens = np.fromiter(map(len, toks), np.int64, T)
+    flat = list(chain.from_iterable(toks))
+    ids = table.encode(flat)
+    A = table.arrays
+    N = len(flat)
+    starts = np.zeros(T, np.int64)
+    np.cumsum(lens[:-1], out=starts[1:])
+    tix_tok = np.repeat(np.arange(T), lens)
+    pos = np.arange(N) - starts[tix_tok]
+    ntok = lens[tix_tok]
+    code = A["code"][ids]
+    inlex = A["inlex"][ids]
+    up = A["up"][ids]
+    neg = A["neg"][ids]
+    boost = A["boost"][ids]
+    hitv = A["hit"][ids]
+    n_upper = np.bincount(tix_tok, weights=up, minlength=T)
+    cap = (0 < lens - n_upper) & (lens - n_upper < lens)
+
+    h = np.flatnonzero(~np.isnan(hitv))
+    i = pos[h]
+    n = ntok[h]
+    t_h = tix_tok[h]
+
+    def at(off, arr, fill):
+        # arr at h + off where that token lies in the same text, else fill.
+        j = h + off
+        ok = (i + off >= 0) & (i + off < n)
+        out = np.full(len(h), fill, dtype=arr.dtype)
+        out[ok] = arr[j[ok]]
+        return out
+
+    c0, cn1 = code[h], at(1, code, 0)
+    keep = ~((i < n - 1) & (c0 == _KIND) & (cn1 == _OF))
+    h, i, n, t_h, c0, cn1 = h[keep], i[keep], n[keep], t_h[keep], c0[keep], cn1[keep]
+    c1, c2, c3 = at(-1, code, 0), at(-2, code, 0), at(-3, code, 0)
+    base = hitv[h]
+    val = base.copy()
+    val[(c0 == _NO) & (i != n - 1) & at(1, inlex, False)] = 0.0
+    no_before = (c1 == _NO) | (c2 == _NO) | ((c3 == _NO) & ((c1 == _OR) | (c1 == _NOR)))
+    val = np.where(no_before, base * _N_SCALAR, val)
+    capd = cap[t_h]
+    m = capd & up[h]
+    val = np.where(m, np.where(val > 0, val + _C_INCR, val - _C_INCR), val)
+    in1, in2, in3 = at(-1, inlex, True), at(-2, inlex, True), at(-3, inlex, True)
+    so_this1 = (c1 == _SO) | (c1 == _THIS)
+    so_this2 = (c2 == _SO) | (c2 == _THIS)
+    scalar_hit = np.zeros(len(h), bool)
+    for start_i, (inj, off) in enumerate(((in1, -1), (in2, -2), (in3, -3))):
+        cond = (i > start_i) & ~inj
+        b = at(off, boost, 0.0)
+        s = np.where(b != 0, np.where(val < 0, -b, b), 0.0)
+        capj = capd & at(off, up, False) & (b != 0)
+        s = np.where(capj, np.where(val > 0, s + _C_INCR, s - _C_INCR), s)
+        if start_i == 1:
+            s = np.where(s != 0, s * 0.95, s)
+        elif start_i == 2:
+            s = np.where(s != 0, s * 0.9, s)
+        val = np.where(cond, val + s, val)
+        if start_i == 0:
+            mult = cond & at(-1, neg, False)
+            val = np.where(mult, val * _N_SCALAR, val)
+        elif start_i == 1:
+            boost125 = cond & (c2 == _NEVER) & so_this1
+            skip = cond & ~boost125 & (c2 == _WITHOUT) & (c1 == _DOUBT)
+            negm = cond & ~boost125 & ~skip & at(-2, neg, False)
+            val = np.where(boost125, val * 1.25, np.where(negm, val * _N_SCALAR, val))
+        else:
+            boost125 = cond & (((c3 == _NEVER) & so_this2) | so_this1)
+            skip = cond & ~boost125 & (c3 == _WITHOUT) & ((c2 == _DOUBT) | (c1 == _DOUBT))
+            negm = cond & ~boost125 & ~skip & at(-3, neg, False)
+            val = np.where(boost125, val * 1.25, np.where(negm, val * _N_SCALAR, val))
+            # _idioms runs here; it can only act when a pair of idiom words sits in tokens
+            # i-3 .. i+2, and those texts are scored one at a time instead.
+            idc = A["idiom"][ids]
+            kk = table.idiom_base
+            for off in (-3, -2, -1, 0, 1):
+                a, bb = at(off, idc, 0), at(off + 1, idc, 0)
+                pair = (a > 0) & (bb > 0)
+                if pair.any():
+                    scalar_hit |= cond & pair & np.isin(a.astype(np.int64) * kk + bb, table.idiom_pair_codes)
+    least1 = (i > 1) & ~in1 & (c1 == _LEAST)
+    val = np.where(least1 & (c2 != _AT) & (c2 != _VERY), val * _N_SCALAR, val)
+    least0 = ~least1 & (i > 0) & ~in1 & (c1 == _LEAST)
+    val = np.where(least0, val * _N_SCALAR, val)
+
+    scalar = np.zeros(T, bool)
+    scalar[t_h[scalar_hit]] = True
+    # The "but" rule, exactly as VaderCore._but does it (first equal value wins), per text.
+    has_but = np.zeros(T, bool)
+    has_but[tix_tok[code == _BUT]] = True
+    if has_but[t_h].any():
+        first_but = np.full(T, -1)
+        bpos = np.flatnonzero(code == _BUT)
+        but_texts, first = np.unique(tix_tok[bpos], return_index=True)
+        first_but[but_texts] = pos[bpos[first]]
+        sel = np.flatnonzero(has_but[t_h])
+        bounds = np.flatnonzero(np.diff(t_h[sel])) + 1
+        vals = val.tolist()
+        for grp in np.split(sel, bounds):
+            bi = first_but[t_h[grp[0]]]
+            gv = [vals[g] for g in grp]
+            gp = i[grp].tolist()
+            for v in list(gv):
+                ci = gv.index(v)
+                if gp[ci] < bi:
+                    gv[ci] = v * 0.5
+                elif gp[ci] > bi:
+                    gv[ci] = v * 1.5
+            for g, v in zip(grp, gv):
+                vals[g] = v
+        val = np.array(vals)
+
+    # Sums in text order, one hit rank at a time: the same additions, in the same order, as
+    # Python's sum over the sentiments list.
+    rank = np.arange(len(h)) - np.searchsorted(t_h, t_h)
+    sum_s = np.zeros(T)
+    pos_sum = np.zeros(T)
+    neg_sum = np.zeros(T)
+    for r in range(int(rank.max()) + 1 if len(h) else 0):
+        sl = rank == r
+        tt, vv = t_h[sl], val[sl]
+        sum_s[tt] += vv
+        p = vv > 0
+        pos_sum[tt[p]] += vv[p] + 1
+        q = vv < 0
+        neg_sum[tt[q]] += vv[q] - 1
+    nonzero = np.bincount(t_h[val != 0], minlength=T)
+    neu_count = lens - nonzero
+    bang = np.fromiter((t.count("!") for t in texts), np.int64, T)
+    qmc = np.fromiter((t.count("?") for t in texts), np.int64, T)
+    ep = np.minimum(bang, 4) * 0.292
+    qm = np.where(qmc > 1, np.where(qmc <= 3, qmc * 0.18, 0.96), 0.0)
+    amp = ep + qm
+    sum_s = np.where(sum_s > 0, sum_s + amp, np.where(sum_s < 0, sum_s - amp, sum_s))
+    compound = sum_s / np.sqrt(sum_s * sum_s + 15)
+    compound = np.maximum(-1.0, np.minimum(1.0, compound))
+    absneg = np.abs(neg_sum)
+    pos_sum2 = np.where(pos_sum > absneg, pos_sum + amp, pos_sum)
+    neg_sum2 = np.where(~(pos_sum > absneg) & (pos_sum < absneg), neg_sum - amp, neg_sum)
+    total = pos_sum2 + np.abs(neg_sum2) + neu_count
+    compound = [round(x, 4) for x in compound.tolist()]
+    pos_r = [round(x, 3) for x in np.abs(pos_sum2 / total).tolist()]
+    neu_r = [round(x, 3) for x in np.abs(neu_count / total).tolist()]
+    neg_r = [round(x, 3) for x in np.abs(neg_sum2 / total).tolist()]
+
+    # Drivers: non-zero sentiments, the five largest |rounded value| per text (stable).
+    d = np.flatnonzero(val != 0)
+    dv = [round(x, 3) for x in val[d].tolist()]
+    dt = t_h[d]
+    order = np.lexsort((np.arange(len(d)), -np.abs(np.array(dv)), dt)) if len(d) else np.zeros(0, np.int64)
+    dt_o = dt[order]
+    drank = np.arange(len(order)) - np.searchsorted(dt_o, dt_o)
+    order = order[drank < 5]
+    enc = table._lists["enc"]
+    tok_ids = ids[h[d]].tolist()
+    pieces = [f"[{enc[tok_ids[k]]}, {dv[k]!r}]" for k in order.tolist()]
+    dt_keep = dt[order]
+    drivers = [""] * T
+    if len(pieces):
+        cuts = np.flatnonzero(np.diff(dt_keep)) + 1
+        begins = np.concatenate([[0], cuts]).tolist()
+        ends = np.concatenate([cuts, [len(pieces)]]).tolist()
+        for tt, a, b in zip(dt_keep[begins].tolist(), begins, ends):
+            drivers[tt] = ", ".join(pieces[a:b])
+    return compound, pos_r, neu_r, neg_r, drivers, scalar
