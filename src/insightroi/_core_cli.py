@@ -39,6 +39,21 @@ def init(
     console.print(f"wrote {escape(str(target))}: edit the value hypothesis, taxonomy, KPIs and costs, then run 'insightroi plan'")
 
 
+def _adjustment_plan(e) -> str:
+    """The plan's sentence on covariates and the synthetic-control variant, as the analysis will use them."""
+    out = ""
+    if e.covariates or e.covariates_by_kpi or e.cupac:
+        cands = ", ".join(e.covariates) or "none"
+        per_kpi = "".join(f"; {k}: {', '.join(v)}" for k, v in e.covariates_by_kpi.items())
+        out += f" Covariates: {cands}{per_kpi}" + (" + CUPAC" if e.cupac else "")
+        out += (" (selected per KPI on data before assignment: CUPED unless a set predicted the pre-period "
+                "clearly better)." if e.select_covariates else " (all used beside each KPI's pre-period value).")
+    if e.design == "synthetic_control":
+        out += (f" Synthetic control variant: {e.synth_variant} (experiment.synth_variant)." if e.synth_variant else
+                " Synthetic control variant: plain or demeaned, picked by the pre-period fit.")
+    return out
+
+
 def plan(
     program: ProgramOption = DEFAULT_PROGRAM,
     store: StoreOption = None,
@@ -84,6 +99,7 @@ def plan(
         + (" Baseline: each unit's KPI over the same weeks last year (52 weeks before the window) adjusts its "
            "result; the power table below still measures correlation between adjacent pre-period windows."
            if e.baseline == "same_period_last_year" else "")
+        + _adjustment_plan(e)
     ))
     url = store_url(store)
     db_file = duckdb_file(url) if url.startswith("duckdb://") else None

@@ -523,6 +523,8 @@ def _placebo_groups(N: int, k: int, n: int, actual: tuple[int, ...],
 
 
 SynthVariant = Literal["plain", "demeaned", "ridge"]
+# The program's spelling (experiment.synth_variant) -> the estimator's: "augmented" is the ridge ASCM.
+_SYNTH_VARIANTS: dict[str | None, SynthVariant] = {"plain": "plain", "demeaned": "demeaned", "augmented": "ridge"}
 
 
 def synth_variant_rule(y1_pre: np.ndarray, Y0_pre: np.ndarray) -> tuple[SynthVariant, str, float]:
@@ -553,7 +555,8 @@ def synth_variant_rule(y1_pre: np.ndarray, Y0_pre: np.ndarray) -> tuple[SynthVar
 
 def synth_panel_effect(R: np.ndarray, treated: np.ndarray, n_pre: int, *, variant: SynthVariant | None = None,
                        alpha: float = 0.05, n_placebo_groups: int = 200, seed: int | np.random.Generator | None = 0,
-                       unit_names: Sequence[str] | None = None, metric: str = "") -> Result:
+                       unit_names: Sequence[str] | None = None, metric: str = "",
+                       variant_source: str = "set by the caller") -> Result:
     """Unit-average synthetic control of several treated units with group placebos and a conformal interval.
 
     :func:`insightroi.stats.synthetic_control_panel` on the units' own weekly KPIs: the treated
@@ -573,6 +576,8 @@ def synth_panel_effect(R: np.ndarray, treated: np.ndarray, n_pre: int, *, varian
     variant : {"plain", "demeaned", "ridge"}, optional
         Default by :func:`synth_variant_rule`.
     alpha, n_placebo_groups, seed, unit_names, metric
+    variant_source : str
+        Why ``variant`` was given (``extra["variant_reason"]``), e.g. the program key that set it.
 
     Returns
     -------
@@ -592,7 +597,7 @@ def synth_panel_effect(R: np.ndarray, treated: np.ndarray, n_pre: int, *, varian
         variant, reason, _ = synth_variant_rule(Y[:n_pre, tr].mean(axis=1), Y[:n_pre, ~tr])
     else:
         check_option("variant", variant, ("plain", "demeaned", "ridge"))
-        reason = "set by the caller"
+        reason = variant_source
     m, N = int(tr.sum()), tr.size
     n_pl = None if math.comb(N, m) <= n_placebo_groups + 1 else n_placebo_groups
     res = synthetic_control_panel(Y, tr, n_pre, demean=variant == "demeaned",
@@ -609,7 +614,8 @@ def synth_panel_effect(R: np.ndarray, treated: np.ndarray, n_pre: int, *, varian
 
 def synth_design_effect(num: np.ndarray, den: np.ndarray, treated: np.ndarray, n_pre: int, *, scale: float = 1.0,
                         alpha: float = 0.05, n_placebo_groups: int = 200, seed: int | np.random.Generator | None = 0,
-                        donor_names: Sequence[str] | None = None, metric: str = "") -> Result:
+                        donor_names: Sequence[str] | None = None, metric: str = "",
+                        variant: SynthVariant | None = None, variant_source: str = "set by the caller") -> Result:
     """Synthetic control of the treated units' aggregate KPI, with permutation inference over unit groups.
 
     The treated series is the treated units' weekly ratio-of-sums KPI; donors are the control
@@ -645,6 +651,11 @@ def synth_design_effect(num: np.ndarray, den: np.ndarray, treated: np.ndarray, n
     n_placebo_groups : int
         Random groups for the permutation distribution (all of them when there are fewer).
     seed : int or Generator
+    variant : {"plain", "demeaned", "ridge"}, optional
+        The unit-average cross-check's variant (:func:`synth_panel_effect`); default by
+        :func:`synth_variant_rule`.
+    variant_source : str
+        Why ``variant`` was set, for the check's message.
 
     Returns
     -------
@@ -757,7 +768,8 @@ def synth_design_effect(num: np.ndarray, den: np.ndarray, treated: np.ndarray, n
           "n_placebo_groups": B, "donors_dropped": dropped, "treatment_mean": tm, "counterfactual_mean": tm - est,
           "control_mean": tm - est, "control_group_mean": cm, "aggregate": "treated units pooled (ratio of sums)"}
     sp_check, sp = _panel_cross_check(R, tr, complete, n_pre, ci, alpha=alpha, n_placebo_groups=n_placebo_groups,
-                                      seed=rng, names=names, metric=metric)
+                                      seed=rng, names=names, metric=metric, variant=variant,
+                                      variant_source=variant_source)
     diag.append(sp_check)
     x |= sp
     return Result(estimate=est, se=se, ci=ci, p_value=p, method="synthetic_control", n=int(k + full.size),
@@ -765,7 +777,7 @@ def synth_design_effect(num: np.ndarray, den: np.ndarray, treated: np.ndarray, n
 
 
 def _panel_cross_check(R, tr, complete, n_pre, ci, *, alpha, n_placebo_groups, seed, names,
-                       metric) -> tuple[Check, dict]:
+                       metric, variant=None, variant_source="set by the caller") -> tuple[Check, dict]:
     """The unit-average synthetic control (:func:`synth_panel_effect`) as a Check and extra keys."""
     rows = complete.copy()
     if not rows[tr].all():
@@ -775,7 +787,8 @@ def _panel_cross_check(R, tr, complete, n_pre, ci, *, alpha, n_placebo_groups, s
         return Check("synth_panel", "skip", f"{metric}: fewer than 2 complete control units"), {"synth_panel": None}
     try:
         r = synth_panel_effect(R[rows], tr[rows], n_pre, alpha=alpha, n_placebo_groups=n_placebo_groups, seed=seed,
-                               unit_names=list(names[rows]), metric=metric)
+                               unit_names=list(names[rows]), metric=metric, variant=variant,
+                               variant_source=variant_source)
     except DataError as exc:
         return Check("synth_panel", "skip", f"{metric}: unit-average synthetic control not run: {exc}"), \
             {"synth_panel": None}
@@ -986,7 +999,9 @@ def analyze_quasi_design(
             elif e.design == "synthetic_control":
                 ab = synth_design_effect(num, den, tr, panel.n_pre, scale=k.scale, alpha=alpha,
                                          n_placebo_groups=n_placebo_groups, seed=seed,
-                                         donor_names=list(panel.units), metric=k.name)
+                                         donor_names=list(panel.units), metric=k.name,
+                                         variant=_SYNTH_VARIANTS.get(e.synth_variant),
+                                         variant_source=f"experiment.synth_variant = {e.synth_variant!r}")
                 # The cross-check first: the fit and the placebo rank stay the last design checks.
                 dchecks = [c for n in ("synth_panel", "pre_period_fit", "placebo_in_space") for c in ab.diagnostics
                            if c.name == n]
