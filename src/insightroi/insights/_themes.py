@@ -51,8 +51,15 @@ class Theme:
     llm_call: dict | None = None  # latency_s, prompt/completion tokens, cost of the LLM call that named it
 
     def to_dict(self, with_ids: bool = False) -> dict:
-        """The theme as a JSON-ready dict (member ids only when ``with_ids``)."""
+        """The theme as a JSON-ready dict (member ids only when ``with_ids``).
+
+        ``evidence`` holds up to 5 readable snippets of its examples (about 160 characters each)
+        with its terms marked (:mod:`insightroi.insights._themes_evidence`).
+        """
+        from insightroi.insights._themes_evidence import snippets
+
         d = asdict(self)
+        d["evidence"] = [s.to_dict() for s in snippets(self.examples, self.terms, n=5)]
         if not with_ids:
             d.pop("feedback_ids")
         return d
@@ -231,7 +238,7 @@ def cluster_texts(
     n_clusters: int | None = None,
     min_size: int = 5,
     n_terms: int = 8,
-    n_examples: int = 3,
+    n_examples: int = 5,
     exclude_terms=(),
     rng: np.random.Generator | None = None,
     device: str = "cpu",
