@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import csv
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from insightroi.errors import InsightRoiError
 from insightroi.insights._spikes import current_topic_version
 from insightroi.insights._validate import ValidationReport, validate_model
 from insightroi.store import Store
 
-__all__ = ["review_queue", "record_review_labels", "validate_from_reviews"]
+__all__ = ["review_queue", "record_review_labels", "validate_from_reviews", "read_review_labels",
+           "ReviewLabelsError", "EXPORT_COLUMNS", "TASK_LABELS"]
+
+#: Columns of the exported queue (``insightroi review --out``); reviewers fill ``label``.
+EXPORT_COLUMNS = ["feedback_id", "text", "model_label", "confidence", "severity", "stratum", "inclusion_prob",
+                  "model_version", "label"]
+#: Labels a reviewer may give per task besides the taxonomy's topics (topic task).
+TASK_LABELS = {"sentiment": ("positive", "neutral", "negative"), "severity": ("low", "medium", "high", "critical")}
+
+
+class ReviewLabelsError(InsightRoiError):
+    """A review-labels file that cannot be recorded; the message names the file, line and field."""
 
 
 def review_queue(
@@ -118,3 +132,90 @@ def validate_from_reviews(store: Store, *, task: str = "topic", model_version: s
     rep.notes.append("review items are sampled from high-severity and low-confidence strata: "
                      "these figures describe the hard cases, not the whole stream")
     return rep
+
+
+def read_review_labels(path, program, store: Store, *, reviewer: str | None = None) -> tuple[pd.DataFrame, int]:
+    """Read and check a reviewer's labels CSV before anything is stored.
+
+    Columns: ``feedback_id`` (or ``id``) and ``label`` required; ``task`` (default topic),
+    ``reviewer``, ``model_version``, ``model_label`` optional; the export's other columns are
+    ignored. Rows whose label is blank are skipped (items the reviewer did not get to).
+
+    Parameters
+    ----------
+    path : str or Path
+        The CSV file.
+    program : Program
+        Its taxonomy gives the valid topic labels (plus "other").
+    store : Store
+        Every feedback_id must be in its feedback table.
+    reviewer : str, optional
+        Who reviewed; needed when the file has no ``reviewer`` column.
+
+    Returns
+    -------
+    (DataFrame, int)
+        The labels, ready for :func:`record_review_labels`, and the number of blank rows skipped.
+
+    Raises
+    ------
+    ReviewLabelsError
+        Naming the file, the line (the header is line 1) and the field at fault: missing column,
+        empty or unknown feedback id, a label not in the taxonomy, an unknown task, one item given
+        two different labels, no reviewer.
+    """
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            rows = list(reader)
+    except FileNotFoundError:
+        raise ReviewLabelsError(f"{path}: no such file") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ReviewLabelsError(f"{path}: not a readable UTF-8 CSV ({exc})") from None
+    cols = [c.strip() for c in header if c is not None]
+    id_col = "feedback_id" if "feedback_id" in cols else ("id" if "id" in cols else None)
+    if id_col is None or "label" not in cols:
+        missing = [c for c, ok in (("feedback_id", id_col), ("label", "label" in cols)) if not ok]
+        raise ReviewLabelsError(f"{path}: line 1: missing column(s) {', '.join(missing)} (have: {', '.join(cols) or 'none'})")
+    if reviewer is None and "reviewer" not in cols:
+        raise ReviewLabelsError(f"{path}: no reviewer column; name the reviewer (--reviewer NAME)")
+    valid = {"topic": {t.topic for t in program.taxonomy} | {"other"},
+             **{k: set(v) for k, v in TASK_LABELS.items()}}
+    out, blank, seen = [], 0, {}
+    for line, r in enumerate(rows, start=2):
+        r = {(k or "").strip(): (v or "").strip() if isinstance(v, str) else v for k, v in r.items()}
+        label = r.get("label") or ""
+        if not label:
+            blank += 1
+            continue
+        fid = r.get(id_col) or ""
+        if not fid:
+            raise ReviewLabelsError(f"{path}: line {line}, field {id_col!r}: empty (label {label!r} given)")
+        task = r.get("task") or "topic"
+        if task not in valid:
+            raise ReviewLabelsError(f"{path}: line {line}, field 'task': {task!r} is not one of {', '.join(sorted(valid))}")
+        if label not in valid[task]:
+            raise ReviewLabelsError(f"{path}: line {line}, field 'label': {label!r} is not a {task} label "
+                                    f"(valid: {', '.join(sorted(valid[task]))})")
+        who = reviewer or r.get("reviewer") or ""
+        if not who:
+            raise ReviewLabelsError(f"{path}: line {line}, field 'reviewer': empty; name the reviewer (--reviewer NAME)")
+        key = (fid, task, who)
+        if key in seen and seen[key][1] != label:
+            raise ReviewLabelsError(f"{path}: line {line}, field 'label': {fid} was labelled {seen[key][1]!r} on line "
+                                    f"{seen[key][0]} and {label!r} here")
+        seen[key] = (line, label)
+        out.append({"feedback_id": fid, "task": task, "label": label, "reviewer": who, "_line": line,
+                    "model_version": r.get("model_version") or None, "model_label": r.get("model_label") or None})
+    df = pd.DataFrame(out, columns=["feedback_id", "task", "label", "reviewer", "_line", "model_version", "model_label"])
+    if not df.empty:
+        fb = store.table("feedback")
+        known = set(fb.filter(fb.id.isin(sorted(set(df.feedback_id)))).select("id").execute()["id"])
+        bad = df[~df.feedback_id.isin(known)]
+        if not bad.empty:
+            r = bad.iloc[0]
+            raise ReviewLabelsError(f"{path}: line {r._line}, field {id_col!r}: {r.feedback_id!r} is not in the store's "
+                                    f"feedback ({len(bad)} unknown id(s) in the file)")
+    return df.drop(columns="_line").drop_duplicates(["feedback_id", "task", "reviewer"]), blank
