@@ -107,9 +107,9 @@ class FastLexiconStack:
         self._hitlex = {w: v for w, v in core.lexicon.items() if w not in _BOOSTER}
         self._low: dict[str, str] = {}
         self._up: dict[str, bool] = {}
-        self._tokens = _TokenTable(core.lexicon)
         self._kw_index = topic._first_token_index()
         self._kw_first = frozenset(self._kw_index)
+        self._tokens = _TokenTable(core.lexicon, self._kw_first)
         self._topic_method = {"rules": "rules", "embedding": "embedding", "combined": "embedding"}[topic.method]
 
     @staticmethod
@@ -241,24 +241,10 @@ class FastLexiconStack:
         t_conf = np.zeros(m)
         t_ev: list[str | None] = [None] * m
 
-        fast_idx: list[int] = []
-        fast_vader_toks: list[list[str]] = []
-        fast_topic_toks: list[list[str]] = []
-        slow_idx: list[int] = []
-        terms: list = [None] * m
-        for k, raw in enumerate(uniq):
-            p = _prepare_fast(raw)
-            if p is None:
-                slow_idx.append(k)
-            else:
-                fast_idx.append(k)
-                fast_vader_toks.append(p[0])
-                fast_topic_toks.append(p[1])
-                terms[k] = p[2]
-
+        fast_idx, slow_idx, terms, tok_ids, tok_lens = self._triage(uniq)
         if fast_idx:
-            self._fast_sentiment(uniq, fast_idx, fast_vader_toks, s_label, s_score, s_conf, s_ev)
-            self._fast_topics(fast_idx, fast_topic_toks, t_label, t_score, t_conf, t_ev)
+            self._fast_sentiment(uniq, fast_idx, tok_ids, tok_lens, s_label, s_score, s_conf, s_ev)
+            self._fast_topics(fast_idx, tok_ids, tok_lens, t_label, t_score, t_conf, t_ev)
         if slow_idx:
             sub = [uniq[k] for k in slow_idx]
             for frame, lab, sc, cf, ev in (
@@ -304,14 +290,67 @@ class FastLexiconStack:
             "model_version": pa.repeat(pa.scalar(version), n),
         })
 
-    def _fast_sentiment(self, uniq, idx, toks, label, score, conf, ev) -> None:
+    def _triage(self, uniq: list[str]):
+        """Split the distinct texts into the fast path and the generic one.
+
+        Returns (fast, slow, terms, ids, lens): indices into ``uniq``; severity terms per text
+        (None where the generic path decides); the fast texts' white-space token ids,
+        concatenated, and their token counts.
+        """
+        table = self._tokens
+        if len(table.ids) > self.token_memo:
+            table.clear()
+        arr = pa.array(uniq, pa.string())
+        # Python's str.split() also splits on \x1c-\x1f, Arrow's ASCII split does not.
+        ok_chars = pc.and_(pc.string_is_ascii(arr), pc.invert(pc.match_substring_regex(arr, "[<&\x1c-\x1f]")))
+        mask = pc.and_(ok_chars, pc.less_equal(pc.utf8_length(arr), MAX_CHARS))
+        maybe = np.flatnonzero(mask.to_numpy(zero_copy_only=False)).tolist()
+        sub = arr.filter(mask)
+        lists = pc.ascii_split_whitespace(pc.ascii_trim_whitespace(sub))
+        lens = pc.list_value_length(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+        ids = table.encode_arrow(pc.list_flatten(lists))
+        bang = pc.count_substring(sub, "!").to_numpy(zero_copy_only=False)
+        qmc = pc.count_substring(sub, "?").to_numpy(zero_copy_only=False)
+        A = table.arrays
+        tix = np.repeat(np.arange(len(maybe)), lens)
+        T = len(maybe)
+        nlet = np.bincount(tix, A["nlet"][ids], T)
+        nfor = np.bincount(tix, A["nfor"][ids], T)
+        neng = np.bincount(tix, A["neng"][ids], T)
+        crit = np.bincount(tix, A["crit"][ids], T) > 0
+        esc = np.bincount(tix, A["esc"][ids], T) > 0
+        # _base._prepare_uncached: words present; with 4+ words, not more function words of
+        # another language (at least 2) than of English among the first 400.
+        ok = (nlet > 0) & ~((nlet >= 4) & (nfor >= 2) & (nfor > neng))
+        long = np.flatnonzero(ok & (nlet > 400) & (nfor >= 1))
+        for r in long.tolist():
+            ok[r] = _prepare_fast(uniq[maybe[r]]) is not None
+        terms: list = [None] * len(uniq)
+        fast: list[int] = []
+        keep = np.flatnonzero(ok)
+        for r in keep.tolist():
+            k = maybe[r]
+            fast.append(k)
+            raw = uniq[k]
+            if crit[r]:
+                terms[k] = _terms(raw)
+            elif esc[r]:
+                terms[k] = ((), tuple(sorted({w.lower() for w in _ESCALATE.findall(raw)})))
+            else:
+                terms[k] = _NO_TERMS
+        fast_set = set(fast)
+        slow = [k for k in range(len(uniq)) if k not in fast_set]
+        if len(keep) < T:
+            sel = np.repeat(ok, lens)
+            ids, lens, bang, qmc = ids[sel], lens[ok], bang[ok], qmc[ok]
+        return fast, slow, terms, (ids, bang, qmc), lens
+
+    def _fast_sentiment(self, uniq, idx, tok, lens, label, score, conf, ev) -> None:
         sent = self.sentiment
-        if len(self._tokens.ids) > self.token_memo:
-            self._tokens.clear()
-        texts = [uniq[k] for k in idx]
-        compound, pos, neu, neg, drivers, scalar = _vader_batch(self._tokens, toks, texts)
+        ids, bang, qmc = tok
+        compound, pos, neu, neg, drivers, scalar = _vader_batch(self._tokens, ids, lens, bang, qmc)
         for r in np.flatnonzero(scalar).tolist():
-            c, p, u, g, dr = self.vader(" ".join(toks[r]))
+            c, p, u, g, dr = self.vader(uniq[idx[r]])
             compound[r], pos[r], neu[r], neg[r] = c, p, u, g
             top = sorted(dr, key=lambda d: -abs(d[1]))[:5]
             drivers[r] = ", ".join(f"[{_jstr(w)}, {v!r}]" for w, v in top)
@@ -327,10 +366,15 @@ class FastLexiconStack:
         for r, k in enumerate(idx):
             label[k] = names[col[r]]
 
-    def _fast_topics(self, idx, toks, label, score, conf, ev) -> None:
+    def _fast_topics(self, idx, tok, lens, label, score, conf, ev) -> None:
+        ids = tok[0]
         topic = self.topic
-        first = self._kw_first
-        cand = [r for r, t in enumerate(toks) if not first.isdisjoint(t)]
+        table = self._tokens
+        tix = np.repeat(np.arange(len(idx)), lens)
+        cand = np.flatnonzero(np.bincount(tix, table.arrays["tfirst"][ids], len(idx)) > 0).tolist()
+        starts = np.concatenate([[0], np.cumsum(lens)]).tolist()
+        runs = table._lists["topic"]
+        toks = {r: [x for t in ids[starts[r]:starts[r + 1]].tolist() for x in runs[t]] for r in cand}
         none_ev = '{"labels": [], "proba": {}}'
         for k in idx:
             label[k] = OTHER
@@ -554,18 +598,27 @@ _IDIOM_PAIRS = frozenset(
 )
 
 
+_TOKEN_FIELDS = {
+    "inlex": bool, "hit": float, "boost": float, "up": bool, "neg": bool, "code": np.int8, "idiom": np.int16,
+    "enc": object, "nlet": np.int64, "nfor": np.int64, "neng": np.int64, "crit": bool, "esc": bool,
+    "topic": object, "tfirst": bool,
+}
+
+
 class _TokenTable:
     """Per distinct raw token, what VADER's rules need, as arrays indexed by a token id."""
 
-    def __init__(self, lexicon: dict[str, float]):
+    def __init__(self, lexicon: dict[str, float], topic_first: frozenset = frozenset()):
         self.lex = lexicon
+        self.topic_first = topic_first
         self.ids: dict[str, int] = {}
+        self.vocab: pa.Array | None = None
         self.idiom_words = sorted({w for pair in _IDIOM_PAIRS for w in pair})
         self.idiom_code = {w: k + 1 for k, w in enumerate(self.idiom_words)}
         k = len(self.idiom_words) + 1
         self.idiom_pair_codes = np.array(sorted(self.idiom_code[a] * k + self.idiom_code[b] for a, b in _IDIOM_PAIRS))
         self.idiom_base = k
-        self._lists: dict[str, list] = {f: [] for f in ("inlex", "hit", "boost", "up", "neg", "code", "idiom", "enc")}
+        self._lists: dict[str, list] = {f: [] for f in _TOKEN_FIELDS}
         self.arrays: dict[str, np.ndarray] = {}
 
     def learn(self, toks) -> None:
@@ -584,17 +637,37 @@ class _TokenTable:
             L["code"].append(_CODE.get(lo, 0))
             L["idiom"].append(self.idiom_code.get(lo, 0))
             L["enc"].append(_jstr(w))
-        self.arrays = {
-            "inlex": np.array(L["inlex"], bool), "hit": np.array(L["hit"], float),
-            "boost": np.array(L["boost"], float), "up": np.array(L["up"], bool), "neg": np.array(L["neg"], bool),
-            "code": np.array(L["code"], np.int8), "idiom": np.array(L["idiom"], np.int16),
-        }
+            # The other models tokenise the whole text into runs that never span white space,
+            # so a text's runs are its tokens' runs in order.
+            tl = t.lower()
+            letters = tl.translate(_LETTERS).split()
+            L["nlet"].append(len(letters))
+            L["nfor"].append(sum(1 for x in letters if x in _FOREIGN_FUNCTION))
+            L["neng"].append(sum(1 for x in letters if x in _EN_FUNCTION))
+            L["crit"].append(not _CRIT_WORDS.isdisjoint(letters) or any(q in tl for q in _CRIT_PREFIXES))
+            L["esc"].append(not _ESC_WORDS.isdisjoint(letters))
+            topic = _topic_tokens(tl)
+            L["topic"].append(topic)
+            L["tfirst"].append(not self.topic_first.isdisjoint(topic))
+        self.arrays = {f: np.array(L[f], dt) for f, dt in _TOKEN_FIELDS.items() if dt is not object}
 
     def clear(self) -> None:
+        self.vocab = None
         self.ids.clear()
         for v in self._lists.values():
             v.clear()
         self.arrays = {}
+
+    def encode_arrow(self, flat: pa.Array) -> np.ndarray:
+        """Token ids of an Arrow string array (new tokens are learnt first)."""
+        if self.vocab is None or len(self.vocab) != len(self.ids):
+            self.vocab = pa.array(list(self.ids), pa.string())
+        idx = pc.index_in(flat, value_set=self.vocab)
+        if idx.null_count:
+            self.learn(pc.unique(flat.filter(pc.is_null(idx))).to_pylist())
+            self.vocab = pa.array(list(self.ids), pa.string())
+            idx = pc.index_in(flat, value_set=self.vocab)
+        return idx.to_numpy(zero_copy_only=False).astype(np.int64)
 
     def encode(self, flat: list[str]) -> np.ndarray:
         out = np.fromiter(map(self.ids.get, flat, repeat(-1)), np.int64, len(flat))
@@ -606,20 +679,19 @@ class _TokenTable:
         return out
 
 
-def _vader_batch(table: _TokenTable, toks: list[list[str]], texts: list[str]):
-    """VADER on many ASCII texts at once (``toks``: each text split on white space), vectorised
-    over their lexicon hits; ``texts`` only give the counts of "!" and "?".
+def _vader_batch(table: _TokenTable, ids: np.ndarray, lens: np.ndarray, bang: np.ndarray, qmc: np.ndarray):
+    """VADER on many ASCII texts at once, vectorised over their lexicon hits.
+
+    ``ids`` are the token ids of the texts' white-space tokens, concatenated; ``lens`` the token
+    count of each text; ``bang`` and ``qmc`` the counts of "!" and "?" in each text.
 
     Returns (compound, pos, neu, neg, drivers_json, scalar) where drivers_json is the evidence's
     drivers list as JSON text and ``scalar`` marks texts whose idiom rules need
     :meth:`FastLexiconStack.vader` instead (their other outputs are to be ignored).
     """
-    T = len(texts)
-    lens = np.fromiter(map(len, toks), np.int64, T)
-    flat = list(chain.from_iterable(toks))
-    ids = table.encode(flat)
+    T = len(lens)
     A = table.arrays
-    N = len(flat)
+    N = len(ids)
     starts = np.zeros(T, np.int64)
     np.cumsum(lens[:-1], out=starts[1:])
     tix_tok = np.repeat(np.arange(T), lens)
@@ -744,8 +816,6 @@ def _vader_batch(table: _TokenTable, toks: list[list[str]], texts: list[str]):
         neg_sum[tt[q]] += vv[q] - 1
     nonzero = np.bincount(t_h[val != 0], minlength=T)
     neu_count = lens - nonzero
-    bang = np.fromiter((t.count("!") for t in texts), np.int64, T)
-    qmc = np.fromiter((t.count("?") for t in texts), np.int64, T)
     ep = np.minimum(bang, 4) * 0.292
     qm = np.where(qmc > 1, np.where(qmc <= 3, qmc * 0.18, 0.96), 0.0)
     amp = ep + qm
