@@ -12,16 +12,18 @@ from datetime import datetime
 from typing import Any
 
 import ibis
+import numpy as np
 import pandas as pd
 from ibis import _
 
 from insightroi.chain._links import (
     CONTROLLED, UNCONTROLLED, alert_chains, complaints_around, control_complaints_around, control_families,
-    insight_events, linked_events, unalerted_fixes,
+    episode_facts, insight_events, linked_events, unalerted_fixes,
 )
+from insightroi.program import PRAISE_OWNER
 from insightroi.store import Store
 
-__all__ = ["alert_table", "workflow_kpis", "reviewer_disagreement", "chain_summary"]
+__all__ = ["alert_table", "workflow_kpis", "reviewer_disagreement", "chain_summary", "praise_summary"]
 
 LEADING = ("adoption_rate", "ack_rate", "median_hours_to_ack", "median_days_to_fix", "override_rate", "backlog")
 LAGGING = ("outcomes", "complaints_before", "complaints_after", "complaint_change")
@@ -48,7 +50,10 @@ def alert_table(
     Adds to :func:`~insightroi.chain._links.alert_chains`'s columns: ``acted, acknowledged, fixed,
     ignored, overridden, in_backlog`` (bool), ``hours_to_ack``, ``days_to_action``, ``days_to_fix``,
     and ``complaints_before`` / ``complaints_after``: the alert's topic complaints in its SKU
-    family in the ``outcome_window_days`` before and after the fix (NaN for alerts not fixed).
+    family in the ``outcome_window_days`` before and after the fix (NaN for alerts not fixed);
+    the episode as last known (``last_seen, periods, peak_observed, peak_score,
+    episode_updates, episode_updated_at``: :func:`~insightroi.chain._links.episode_facts`);
+    ``kind`` ("problem" / "praise") and ``praise`` (bool: praise, or routed to the praise stream).
     """
     ch = _window(alert_chains(store, infer_window_days=infer_window_days), "delivered_at", start, end)
     fixed = ch.filter(ch.fixed_at.notnull()).select(
@@ -57,6 +62,12 @@ def alert_table(
     comp = complaints_around(store, fixed, days=outcome_window_days)
     j = ch.left_join(comp, ch.alert_id == comp.anchor_id)
     df = j.drop("anchor_id").order_by("delivered_at", "alert_id").execute()
+    # The episode as last known (its alert_updated events) and whether the alert is praise.
+    ep = episode_facts(store).drop(columns=["day"])
+    df = df.merge(ep, on="alert_id", how="left")
+    df["kind"] = df["kind"].where(df["kind"].notna(), np.where(df.team == PRAISE_OWNER, "praise", "problem"))
+    df["praise"] = ((df.kind == "praise") | (df.team == PRAISE_OWNER)).astype(bool)
+    df["episode_updates"] = df["episode_updates"].fillna(0).astype("int64")
     for col in ("delivered_at", "raised_at", "acknowledged_at", "acted_at", "fixed_at", "outcome_at", "ignored_at", "overridden_at"):
         # Backends return different resolutions (DuckDB us, Spark ns); one unit for every caller.
         df[col] = pd.to_datetime(df[col]).astype("datetime64[us]")
@@ -161,6 +172,7 @@ def workflow_kpis(
     end: datetime | str | None = None,
     infer_window_days: int = 30,
     outcome_window_days: int = 28,
+    include_praise: bool = False,
 ) -> pd.DataFrame:
     """Workflow KPIs per group of alerts (default per team and topic).
 
@@ -169,10 +181,37 @@ def workflow_kpis(
     ``backlog`` (alerts neither acted upon nor ignored). Lagging, next to them: ``outcomes``
     (alerts with an outcome event) and the topic complaints of the fixed families in the
     ``outcome_window_days`` before / after each fix (``complaint_change`` = after / before - 1).
+
+    Praise alerts (``alert_table``'s ``praise``) are left out unless ``include_praise``: they are
+    good news, not defects, so nobody is expected to act on them and they must neither lower
+    adoption nor fill an owner's backlog (:func:`praise_summary` reports them).
     """
     df = alert_table(store, start=start, end=end, infer_window_days=infer_window_days,
                      outcome_window_days=outcome_window_days)
-    return _group_kpis(df, by)
+    return _group_kpis(df if include_praise else df[~df.praise], by)
+
+
+def praise_summary(df: pd.DataFrame) -> dict[str, Any]:
+    """Praise alerts on their own: how many, and how many someone acknowledged / acted on / dismissed.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        :func:`alert_table`'s rows (any; the praise rows are picked here).
+
+    Returns
+    -------
+    dict
+        ``alerts, acknowledged, ack_rate, acted, ignored, median_hours_to_ack`` (rates and the
+        median None without praise alerts, or without acknowledgements for the median).
+    """
+    p = df[df.praise] if not df.empty else df
+    n = int(len(p))
+    acked = int(p.acknowledged.sum()) if n else 0
+    hours = p.hours_to_ack.dropna() if n else pd.Series(dtype=float)
+    return {"alerts": n, "acknowledged": acked, "ack_rate": acked / n if n else None,
+            "acted": int(p.acted.sum()) if n else 0, "ignored": int(p.ignored.sum()) if n else 0,
+            "median_hours_to_ack": float(hours.median()) if len(hours) else None}
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -231,9 +270,15 @@ def chain_summary(
         ``complaints_comparison``: ``"treated vs control"`` when the design has a control arm of
         SKU families (``by_team`` then has ``control_before / control_after / control_change /
         net_complaint_change`` over the same windows), else ``"uncontrolled before/after"``.
+        Praise alerts are not in ``funnel``, ``by_team`` or ``by_team_topic`` (they are not
+        defects: they must not lower adoption or fill a backlog); ``praise`` reports them
+        (:func:`praise_summary`).
     """
     df = alert_table(store, start=start, end=end, infer_window_days=infer_window_days,
                      outcome_window_days=outcome_window_days)
+    # Praise is reported on its own: it is not a defect waiting on an owner (see workflow_kpis).
+    praise = praise_summary(df)
+    df = df[~df.praise].reset_index(drop=True) if not df.empty else df
     le = _window(linked_events(store, infer_window_days=infer_window_days), "event_time", start, end)
     links = le.group_by("link").aggregate(n=le.count()).execute()
     link_counts = {str(r.link): int(r.n) for r in links.itertuples()}
@@ -305,4 +350,5 @@ def chain_summary(
         "indicators": {"leading": list(LEADING), "lagging": list(LAGGING)},
         "windows": {"infer_days": infer_window_days, "outcome_days": outcome_window_days},
         "complaints_comparison": comparison,
+        "praise": praise,
     }

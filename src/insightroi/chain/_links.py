@@ -22,15 +22,19 @@ delivered are ``dangling``. An alert without an ``insight_id`` is linked to the 
 
 from __future__ import annotations
 
+import json
+
 import ibis
+import pandas as pd
 from ibis import _
 
+from insightroi.program import PRAISE_OWNER
 from insightroi.store import Store
 
 __all__ = [
     "FOLLOW_UP_TYPES", "alerts", "linked_events", "alert_chains", "insight_events", "topic_feedback",
     "complaints_around", "unalerted_fixes", "control_families", "control_complaints_around",
-    "UNCONTROLLED", "CONTROLLED",
+    "UNCONTROLLED", "CONTROLLED", "EPISODE_UPDATE", "episode_facts",
 ]
 
 # The two comparisons a before/after complaint count can carry; the label travels with the figure.
@@ -301,3 +305,56 @@ def control_complaints_around(store: Store, anchors, controls: dict[str, list[st
                                  control_after=("complaints_after", "sum"),
                                  control_families=("sku_family", "nunique")).reset_index()
     return out.rename(columns={"a_id": "anchor_id"})[cols]
+
+
+#: The detector's record that an episode went on after its alert was written (see write_alerts).
+EPISODE_UPDATE = "alert_updated"
+_EPISODE_FIELDS = ("last_seen", "periods", "peak_observed", "peak_score")
+
+
+def episode_facts(store: Store) -> pd.DataFrame:
+    """Each alert's episode as last known: the alert's own figures, overridden by its latest update.
+
+    Chain events are append-only, so an episode that keeps going after its alert was written
+    gets ``alert_updated`` events (insightroi.insights.write_alerts) rather than a changed row.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per alert: ``alert_id, kind`` ("problem" or "praise"), ``day`` (onset),
+        ``last_seen, periods, peak_observed, peak_score`` (latest), ``episode_updates`` (how
+        many updates) and ``episode_updated_at`` (the latest update's time, NaT without one).
+    """
+    ev = _events(store)
+    rows = ev.filter(ev.event_type.isin(["alert_delivered", EPISODE_UPDATE])).select(
+        aid=ibis.coalesce(ev.alert_id, ev.id), event_type=ev.event_type, event_time=ev.event_time, id=ev.id,
+        team=ev.team, payload=ev.payload,
+    ).execute()
+    cols = ["alert_id", "kind", "day", *_EPISODE_FIELDS, "episode_updates", "episode_updated_at"]
+    if rows.empty:
+        return pd.DataFrame(columns=cols)
+    rows = rows.sort_values(["aid", "event_type", "event_time", "id"])  # alert_delivered sorts before alert_updated
+    out: dict[str, dict] = {}
+    for r in rows.itertuples(index=False):
+        try:
+            p = json.loads(r.payload) if isinstance(r.payload, str) and r.payload else {}
+        except ValueError:
+            p = {}
+        if not isinstance(p, dict):
+            p = {}
+        cur = out.setdefault(r.aid, {"alert_id": r.aid, "kind": None, "day": None, **dict.fromkeys(_EPISODE_FIELDS),
+                                     "episode_updates": 0, "episode_updated_at": pd.NaT})
+        if r.event_type == "alert_delivered":
+            if cur["kind"] is None:
+                # An older detector (or an API client) names no kind: the praise stream's team says it.
+                cur["kind"] = p.get("kind") or ("praise" if r.team == PRAISE_OWNER else "problem")
+                cur["day"] = p.get("day")
+                cur.update({k: p.get(k) for k in _EPISODE_FIELDS if cur.get(k) is None})
+        else:
+            cur.update({k: p[k] for k in _EPISODE_FIELDS if p.get(k) is not None})
+            cur["episode_updates"] += 1
+            cur["episode_updated_at"] = r.event_time
+    df = pd.DataFrame(list(out.values()), columns=cols)
+    df["kind"] = df["kind"].fillna("problem")
+    df["episode_updated_at"] = pd.to_datetime(df["episode_updated_at"]).astype("datetime64[us]")
+    return df

@@ -13,8 +13,8 @@ import pandas as pd
 
 from insightroi.chain._kpis import _records
 from insightroi.chain._links import (
-    CONTROLLED, UNCONTROLLED, alert_chains, control_complaints_around, control_families, insight_events,
-    linked_events, topic_feedback,
+    CONTROLLED, EPISODE_UPDATE, UNCONTROLLED, alert_chains, control_complaints_around, control_families,
+    episode_facts, insight_events, linked_events, topic_feedback,
 )
 from insightroi.store import Store
 
@@ -76,6 +76,12 @@ class Trace:
                                   + (f" ({a['recipient']})" if a.get("recipient") else "")
                                   + (" [inferred link]" if a.get("link") == "inferred" else "")})
             for e in a.get("events", []):
+                p = e.get("payload") if isinstance(e.get("payload"), dict) else {}
+                if e.get("event_type") == EPISODE_UPDATE:
+                    steps.append({"time": e.get("event_time"), "stage": EPISODE_UPDATE,
+                                  "what": f"episode went on: last seen {p.get('last_seen')}, {p.get('periods')} spike "
+                                          f"days, peak {p.get('peak_observed')} mentions (no new alert, no new message)"})
+                    continue
                 steps.append({"time": e.get("event_time"), "stage": e.get("event_type"),
                               "what": f"{e.get('actor') or e.get('team') or '?'}"
                                       + (f": {_short(_payload_text(e.get('payload')))}" if e.get("payload") else "")
@@ -264,10 +270,18 @@ def trace(store: Store, id: str, *, infer_window_days: int = 30, outcome_window_
         ))
         arows = _records(chains[chains.alert_id.isin(list(alert_ids))].sort_values(["delivered_at", "alert_id"]))
         controls = control_families(store)
+        episodes = {r["alert_id"]: r for r in _records(episode_facts(store))}
+        # The detector's updates of a growing episode are the alert's own events (ids only).
+        upd = _parse_payload(_records(ev.filter((ev.event_type == EPISODE_UPDATE) & ev.alert_id.isin(list(alert_ids)))
+                                      .order_by("event_time", "id").execute()))
         for a in arows:
             a["link"] = alert_ids[a["alert_id"]]
+            a["episode"] = episodes.get(a["alert_id"])
+            mine = [e for e in evs if e.get("resolved_alert_id") == a["alert_id"]]
+            mine += [{**e, "link": "id"} for e in upd if e.get("alert_id") == a["alert_id"]]
+            mine.sort(key=lambda e: (pd.Timestamp(e.get("event_time")), str(e.get("id"))))
             a["events"] = [{k: e.get(k) for k in ("id", "event_type", "event_time", "actor", "team", "link", "payload")}
-                           for e in evs if e.get("resolved_alert_id") == a["alert_id"]]
+                           for e in mine]
             a["outcome"] = _outcome(store, a, outcome_window_days, controls)
             alerts_out.append(a)
         if any(a["insight_link"] == "inferred" for a in arows):

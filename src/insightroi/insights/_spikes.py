@@ -38,7 +38,7 @@ topic's owner as a problem.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timedelta
 
 import ibis
@@ -249,8 +249,57 @@ def detect_spikes(
                     peak_score=float(round(obs[peak, k, f] / max(mu[peak, k, f], 1e-9), 3)),
                 )
             )
+    alerts = _keep_episode_ids(store, alerts, cooldown_days)
     alerts.sort(key=lambda a: (a.day, a.alert_id))
     return alerts
+
+
+def _keep_episode_ids(store: Store, alerts: list[Alert], cooldown_days: int) -> list[Alert]:
+    """Give an episode already alerted on its recorded alert's id and onset.
+
+    A run on a longer window re-estimates the dispersion with the new days, so the first day
+    that crosses the threshold can move by a day or two; the episode is the same (same topic and
+    family, within ``cooldown_days`` of what was recorded) and must not become a second alert.
+    """
+    if not alerts:
+        return alerts
+    ce = store.table("chain_events")
+    topics = sorted({a.topic for a in alerts})
+    rec = ce.filter((ce.event_type.isin(["alert_delivered", "alert_updated"])) & ce.topic.isin(topics)
+                    & ce.sku_family.notnull()).select(
+        aid=ibis.coalesce(ce.alert_id, ce.id), event_type=ce.event_type, topic=ce.topic, sku_family=ce.sku_family,
+        payload=ce.payload).execute()
+    if rec.empty:
+        return alerts
+    known: dict[str, dict] = {}
+    for r in rec.sort_values("event_type").itertuples(index=False):  # alert_delivered first, then updates
+        try:
+            p = json.loads(r.payload) if isinstance(r.payload, str) and r.payload else {}
+        except ValueError:
+            p = {}
+        p = p if isinstance(p, dict) else {}
+        k = known.setdefault(r.aid, {"topic": r.topic, "sku_family": r.sku_family, "day": None, "last": None})
+        if r.event_type == "alert_delivered" and p.get("day"):
+            k["day"] = date.fromisoformat(str(p["day"])[:10])
+        last = p.get("last_seen") or (p.get("day") if r.event_type == "alert_delivered" else None)
+        if last:
+            last = date.fromisoformat(str(last)[:10])
+            k["last"] = max(k["last"], last) if k["last"] else last
+    ids = {a.alert_id for a in alerts}
+    gap = timedelta(days=cooldown_days)
+    out = []
+    for a in alerts:
+        if a.alert_id not in known:
+            end = a.last_seen or a.day
+            same = [(aid, k) for aid, k in known.items()
+                    if aid not in ids and k["topic"] == a.topic and k["sku_family"] == a.sku_family and k["day"]
+                    and a.day <= (k["last"] or k["day"]) + gap and end >= k["day"] - gap]
+            if same:
+                aid, k = min(same, key=lambda x: abs((x[1]["day"] - a.day).days))
+                a = replace(a, alert_id=aid, day=k["day"])
+                ids.add(aid)
+        out.append(a)
+    return out
 
 
 def _family_series(store: Store, version: str, skip: set):
@@ -442,15 +491,34 @@ def write_alerts(store: Store, alerts, *, actor: str = "insightroi-detect",
     (:data:`PRAISE_OWNER` for praise), topic, sku_family, actor, payload = JSON {observed,
     expected, p_value, score, model_version, kind, positive_share, last_seen, periods, peak_observed,
     peak_score, feedback_ids}; ``evidence`` maps alert id -> ids of the feedback rows that triggered
-    it. An episode keeps its onset-dated id, so a later run that sees it continue writes nothing:
-    chain events are append-only, and the episode fields are those known when it was written.
-    Returns the number of new rows.
+    it. An episode keeps its onset-dated id, so a later run that sees it continue writes no new
+    alert (and the deliverer sends nothing again). Chain events are append-only: when the episode
+    has grown since it was last recorded (a later last spike day, more spike days, a higher peak),
+    an ``alert_updated`` event records its new ``last_seen``, ``periods`` and peak, dated the
+    morning after the new last spike day; :func:`insightroi.chain.alert_table` and the trace show
+    the latest figures.
+
+    No message goes out for an update: an alert's severity is its topic's (the taxonomy), which an
+    episode's growth does not change, so there is no escalation to announce; the owner already has
+    the alert, and its trace shows how long the episode has lasted.
+
+    Returns the number of new alert rows (updates are not counted).
     """
     if not alerts:
         return 0
     ids = [a.alert_id for a in alerts]
     ce = store.table("chain_events")
-    existing = set(ce.filter(ce.id.isin(ids)).select("id").execute()["id"])
+    known = ce.filter(ce.alert_id.isin(ids) & ce.event_type.isin(["alert_delivered", "alert_updated"])).select(
+        "id", "alert_id", "event_type", "event_time", "payload").execute()
+    existing = set(known.loc[known.event_type == "alert_delivered", "alert_id"]) | set(
+        ce.filter(ce.id.isin(ids)).select("id").execute()["id"])
+    latest = _latest_episode(known)
+    known_ids = set(known["id"])
+
+    def episode(a) -> dict:
+        return {"last_seen": a.last_seen.isoformat() if a.last_seen else None, "periods": a.periods,
+                "peak_observed": a.peak_observed, "peak_score": a.peak_score}
+
     rows = [
         {
             "id": a.alert_id, "event_type": "alert_delivered", "alert_id": a.alert_id,
@@ -459,9 +527,7 @@ def write_alerts(store: Store, alerts, *, actor: str = "insightroi-detect",
             "payload": json.dumps(
                 {"observed": a.observed, "expected": a.expected, "p_value": a.p_value, "score": a.score,
                  "day": a.day.isoformat(), "window_days": a.window_days, "model_version": a.model_version,
-                 "kind": a.kind, "positive_share": a.positive_share,
-                 "last_seen": a.last_seen.isoformat() if a.last_seen else None, "periods": a.periods,
-                 "peak_observed": a.peak_observed, "peak_score": a.peak_score,
+                 "kind": a.kind, "positive_share": a.positive_share, **episode(a),
                  "feedback_ids": (evidence or {}).get(a.alert_id, [])}
             ),
             "batch_id": "detect",
@@ -469,7 +535,49 @@ def write_alerts(store: Store, alerts, *, actor: str = "insightroi-detect",
         for a in alerts
         if a.alert_id not in existing
     ]
+    new_alerts = len(rows)
+    for a in alerts:
+        if a.alert_id not in existing or a.last_seen is None:
+            continue
+        before = latest.get(a.alert_id) or {}
+        if not _grew(before, a):
+            continue
+        uid = f"{a.alert_id}:updated:{a.last_seen.isoformat()}:{a.periods}:{a.peak_observed}"
+        if uid in known_ids:
+            continue
+        rows.append({
+            "id": uid, "event_type": "alert_updated", "alert_id": a.alert_id,
+            "event_time": datetime.combine(a.last_seen + timedelta(days=1), datetime.min.time()),
+            "actor": actor, "team": a.owner, "topic": a.topic, "sku_family": a.sku_family,
+            "payload": json.dumps({**episode(a), "model_version": a.model_version,
+                                   "previous": {k: before.get(k) for k in ("last_seen", "periods", "peak_observed")}}),
+            "batch_id": "detect",
+        })
     if not rows:
         return 0
     with store.transaction():
-        return store.append("chain_events", pd.DataFrame(rows))
+        store.append("chain_events", pd.DataFrame(rows))
+    return new_alerts
+
+
+def _latest_episode(known: pd.DataFrame) -> dict[str, dict]:
+    """Alert id -> the episode figures last recorded (the alert's, then each update in time order)."""
+    out: dict[str, dict] = {}
+    for r in known.sort_values(["event_type", "event_time", "id"]).itertuples(index=False):
+        try:
+            p = json.loads(r.payload) if isinstance(r.payload, str) and r.payload else {}
+        except ValueError:
+            continue
+        if isinstance(p, dict):
+            out.setdefault(r.alert_id, {}).update({k: p[k] for k in ("last_seen", "periods", "peak_observed")
+                                                   if p.get(k) is not None})
+    return out
+
+
+def _grew(before: dict, a) -> bool:
+    """Whether the episode ``a`` reaches past what was recorded (a rerun on a shorter window never shrinks it)."""
+    last = before.get("last_seen")
+    if last is None:
+        return False  # written by a detector that recorded no episode: nothing to compare with
+    return (a.last_seen.isoformat() > str(last) or (a.periods or 0) > int(before.get("periods") or 0)
+            or (a.peak_observed or 0) > int(before.get("peak_observed") or 0))
