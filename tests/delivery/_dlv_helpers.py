@@ -179,3 +179,49 @@ def smtp_server():
         yield inbox
     finally:
         ctl.stop()
+
+
+#: A signed-webhook channel for logistics, its address and secret read from the environment.
+TICKETS_CHANNEL = ('[[channels]]\nname = "tickets"\nkind = "webhook"\nowners = ["logistics"]\n'
+                   'url = "env:TEST_HOOK_URL"\nsecret = "env:TEST_HOOK_SECRET"\n')
+
+
+class EmailDelivered:
+    """What :func:`deliver_one_email` set up: the store URL, the live server, the e-mail and its send time."""
+
+    def __init__(self, url, srv, message, sent_at) -> None:
+        self.url, self.srv, self.message, self.sent_at = url, srv, message, sent_at
+
+
+def deliver_one_email(tmp_path, live_server, *, token: str, link_secret: str) -> EmailDelivered:
+    """One alert, the real server on loopback, a real SMTP server, and the alert's signed e-mail delivered.
+
+    The links in the e-mail point at the live server and are signed with ``link_secret``.
+    """
+    from aiosmtpd.controller import Controller
+
+    from helpers.live_server import free_port
+    from insightroi.delivery import DeliveryPolicy, LinkSigner, deliver, link_key
+    from insightroi.server import create_app
+    from insightroi.store import open_store
+
+    url = f"duckdb:///{tmp_path / 's.duckdb'}"
+    with open_store(url) as st:
+        seed_alerts(st, 1)
+    srv = live_server(create_app(url, token=token, link_secret=link_secret))
+    inbox = SmtpInbox()
+    ctl = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    ctl.start()
+    try:
+        program = program_with(f'[[channels]]\nname = "ops-mail"\nkind = "email"\nowners = ["logistics"]\n'
+                               f'smtp_host = "127.0.0.1"\nsmtp_port = {ctl.port}\nfrom = "alerts@insightroi.test"\n'
+                               f'to = ["ops@example.test"]\n')
+        st = open_store(url, hold=False)
+        run = deliver(st, program, signer=LinkSigner(srv.url, link_key(link_secret)), policy=DeliveryPolicy(timeout_s=5))
+        with st.attached():
+            sent_at = st.sql("SELECT delivered_at FROM deliveries").to_pylist()[0]["delivered_at"]
+        st.close()
+    finally:
+        ctl.stop()
+    assert run.sent == 1 and len(inbox.messages) == 1
+    return EmailDelivered(url, srv, inbox.messages[0], sent_at)

@@ -7,40 +7,19 @@ from datetime import datetime, timezone
 
 import pytest
 
-from _dlv_helpers import SmtpInbox, program_with, seed_alerts
-from helpers.live_server import free_port
-from insightroi.delivery import DeliveryPolicy, LinkSigner, deliver, link_key
-from insightroi.store import open_store
+from _dlv_helpers import deliver_one_email
 
 pytest.importorskip("fastapi")
-aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
-from insightroi.server import create_app  # noqa: E402
+pytest.importorskip("aiosmtpd.controller")
 
 TOKEN = "test-token-for-browser-0123456789abcdef"
 LINK_SECRET = "link-secret-for-browser-0123456789abcdef"
 
 
 def test_acknowledge_from_the_email_in_a_browser(tmp_path, live_server, browser):
-    url = f"duckdb:///{tmp_path / 's.duckdb'}"
-    with open_store(url) as st:
-        seed_alerts(st, 1)
-    srv = live_server(create_app(url, token=TOKEN, link_secret=LINK_SECRET))
-    inbox = SmtpInbox()
-    ctl = aiosmtpd_controller.Controller(inbox, hostname="127.0.0.1", port=free_port())
-    ctl.start()
-    try:
-        program = program_with(f'[[channels]]\nname = "ops-mail"\nkind = "email"\nowners = ["logistics"]\n'
-                               f'smtp_host = "127.0.0.1"\nsmtp_port = {ctl.port}\nfrom = "alerts@insightroi.test"\n'
-                               f'to = ["ops@example.test"]\n')
-        st = open_store(url, hold=False)
-        run = deliver(st, program, signer=LinkSigner(srv.url, link_key(LINK_SECRET)), policy=DeliveryPolicy(timeout_s=5))
-        with st.attached():
-            sent_at = st.sql("SELECT delivered_at FROM deliveries").to_pylist()[0]["delivered_at"]
-        st.close()
-    finally:
-        ctl.stop()
-    assert run.sent == 1
-    html = inbox.messages[0].get_body(("html",)).get_content()
+    got = deliver_one_email(tmp_path, live_server, token=TOKEN, link_secret=LINK_SECRET)
+    srv, sent_at = got.srv, got.sent_at
+    html = got.message.get_body(("html",)).get_content()
     context = browser.new_context()
     page = context.new_page()
     # The owner reads the e-mail (its HTML part, as a mail client shows it) and follows "Acknowledge".

@@ -10,14 +10,13 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from _dlv_helpers import SmtpInbox, WEBHOOK_SECRET, Receiver, program_with, seed_alerts
-from helpers.live_server import free_port
-from insightroi.delivery import DeliveryPolicy, LinkSigner, deliver, link_key, make_link_token
+from _dlv_helpers import TICKETS_CHANNEL, WEBHOOK_SECRET, Receiver, deliver_one_email, seed_alerts
+from insightroi.delivery import DeliveryPolicy, deliver, link_key, make_link_token
 from insightroi.program import starter_program_text
 from insightroi.store import open_store
 
 pytest.importorskip("fastapi")
-aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
+pytest.importorskip("aiosmtpd.controller")
 from insightroi.server import create_app  # noqa: E402
 
 TOKEN = "test-token-for-links-0123456789abcdef"
@@ -29,24 +28,9 @@ def _now():
 
 
 def test_following_email_links_records_the_chain(tmp_path, live_server):
-    url = f"duckdb:///{tmp_path / 's.duckdb'}"
-    with open_store(url) as st:
-        seed_alerts(st, 1)
-    srv = live_server(create_app(url, token=TOKEN, link_secret=LINK_SECRET))
-    inbox = SmtpInbox()
-    ctl = aiosmtpd_controller.Controller(inbox, hostname="127.0.0.1", port=free_port())
-    ctl.start()
-    try:
-        program = program_with(f'[[channels]]\nname = "ops-mail"\nkind = "email"\nowners = ["logistics"]\n'
-                               f'smtp_host = "127.0.0.1"\nsmtp_port = {ctl.port}\nfrom = "alerts@insightroi.test"\n'
-                               f'to = ["ops@example.test"]\n')
-        st = open_store(url, hold=False)
-        run = deliver(st, program, signer=LinkSigner(srv.url, link_key(LINK_SECRET)), policy=DeliveryPolicy(timeout_s=5))
-        st.close()
-    finally:
-        ctl.stop()
-    assert run.sent == 1 and len(inbox.messages) == 1
-    plain = inbox.messages[0].get_body(("plain",)).get_content()
+    got = deliver_one_email(tmp_path, live_server, token=TOKEN, link_secret=LINK_SECRET)
+    url, srv = got.url, got.srv
+    plain = got.message.get_body(("plain",)).get_content()
     links = dict(line.split(": ", 1) for line in plain.splitlines() if f": {srv.url}/l/" in line)
     assert set(links) == {"Acknowledge", "Taking action", "Not useful (false alarm)", "Not useful (not our team)",
                           "Not useful (already known)"}
@@ -110,8 +94,7 @@ def test_serve_delivers_in_the_background(tmp_path, live_server, monkeypatch):
     monkeypatch.setenv("TEST_HOOK_SECRET", WEBHOOK_SECRET)
     monkeypatch.setenv("TEST_HOOK_URL", receiver.url)
     prog = tmp_path / "insightroi.toml"
-    prog.write_text(starter_program_text() + '\n[[channels]]\nname = "tickets"\nkind = "webhook"\n'
-                    'owners = ["logistics"]\nurl = "env:TEST_HOOK_URL"\nsecret = "env:TEST_HOOK_SECRET"\n')
+    prog.write_text(starter_program_text() + "\n" + TICKETS_CHANNEL)
     url = f"duckdb:///{tmp_path / 's.duckdb'}"
     with open_store(url) as st:
         # Recent alerts (the background deliverer enqueues the last 14 days'), and one too old to send.
@@ -149,8 +132,7 @@ def test_ticket_callbacks_become_action_and_fix(tmp_path, live_server, monkeypat
     monkeypatch.setenv("TEST_HOOK_SECRET", WEBHOOK_SECRET)
     monkeypatch.setenv("TEST_HOOK_URL", receiver.url)
     prog = tmp_path / "insightroi.toml"
-    prog.write_text(starter_program_text() + '\n[[channels]]\nname = "tickets"\nkind = "webhook"\n'
-                    'owners = ["logistics"]\nurl = "env:TEST_HOOK_URL"\nsecret = "env:TEST_HOOK_SECRET"\n')
+    prog.write_text(starter_program_text() + "\n" + TICKETS_CHANNEL)
     url = f"duckdb:///{tmp_path / 's.duckdb'}"
     with open_store(url) as st:
         seed_alerts(st, 2)
