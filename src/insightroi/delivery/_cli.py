@@ -98,9 +98,11 @@ def deliver_command(
         console.print_json(json.dumps({**run.to_dict(), "totals": totals}, default=str))
     else:
         t = Table(title="delivery", show_header=True)
-        for col in ("enqueued", "sent", "retried", "dead", "pending", "seconds"):
+        # "sent" counts alert x channel deliveries; "messages" what went out (a digest carries several).
+        for col in ("enqueued", "sent", "messages", "retried", "dead", "pending", "seconds"):
             t.add_column(col, justify="right")
-        t.add_row(*(str(x) for x in (run.enqueued, run.sent, run.retried, run.dead, run.pending)), f"{run.seconds:.1f}")
+        t.add_row(*(str(x) for x in (run.enqueued, run.sent, run.messages, run.retried, run.dead, run.pending)),
+                  f"{run.seconds:.1f}")
         console.print(t)
         console.print(f"outbox totals: {totals['delivered']} delivered, {totals['pending']} pending, "
                       f"{totals['sending']} in flight, {totals['dead_letters']} dead letters")
