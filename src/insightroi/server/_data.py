@@ -507,13 +507,40 @@ class Backend:
         return {"items": _records(df), "total": total, "limit": limit, "offset": offset}
 
     @_on_store_thread
-    def evidence(self, topic: str, n: int = 3) -> list[str]:
-        """A few evidence snippets the topic model gave for ``topic`` (most confident first)."""
+    def evidence(self, topic: str, n: int = 4) -> list[dict[str, Any]]:
+        """Up to ``n`` readable snippets of the feedback the topic model put in ``topic``, most confident first.
+
+        Each is ``{"segments": [[text, is_match], ...], "matched": [...]}``: about 160 characters
+        around the keywords that matched (from the insight's evidence), which the themes page
+        shows in ``<mark>`` (escaped by the template, never as raw HTML).
+        """
+        import ibis
+
+        from insightroi.insights._themes_evidence import snippet
+
         with self.lock:
-            t = self.store.table("insights")
-            t = t.filter((t.label == topic) & t.evidence.notnull())
-            df = t.order_by(t.confidence.desc()).select("evidence").limit(n).execute()
-        return [str(x) for x in df.evidence.tolist()]
+            ins = self.store.table("insights")
+            fb = self.store.table("feedback")
+            t = ins.filter((ins.task == "topic") & (ins.label == topic))
+            j = t.join(fb, t.feedback_id == fb.id).select(text=fb.text, evidence=t.evidence, confidence=t.confidence)
+            df = j.order_by([ibis.desc("confidence"), "text"]).limit(n * 4).execute()
+        out, seen = [], set()
+        for r in df.itertuples():
+            key = " ".join(str(r.text or "").split()).lower()
+            if not key or key in seen:
+                continue
+            seen.add(key)
+            try:
+                ev = json.loads(r.evidence) if r.evidence else {}
+            except (TypeError, ValueError):
+                # a model that wrote its evidence as prose (an imported model's snippet): show that
+                out.append(snippet(str(r.evidence)).to_dict())
+            else:
+                kws = (ev.get("keywords") or {}).get(topic) if isinstance(ev, dict) else None
+                out.append(snippet(str(r.text), kws if isinstance(kws, list) else ()).to_dict())
+            if len(out) == n:
+                break
+        return out
 
     @_on_store_thread
     def results(self, kind: str | None) -> list[dict[str, Any]]:

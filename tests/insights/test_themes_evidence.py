@@ -1,0 +1,105 @@
+"""Readable evidence: short snippets around the matched words, marked, and escaped on the dashboard."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta
+
+import httpx
+import pyarrow as pa
+import pytest
+from rich.console import Console
+
+from helpers.live_server import LiveServer
+from helpers.report_sample import sample_bundle
+from insightroi.insights._themes import Theme
+from insightroi.insights._themes_evidence import WIDTH, snippet, snippets, to_markdown, to_rich
+from insightroi.server import create_app
+from insightroi.store import open_store
+
+TOKEN = "evidence-test-token-0123456789abcdef"
+LONG = ("I have been a customer for years and usually everything is fine with the app and the card, "
+        "the statements and the support team. This time my parcel arrived three weeks late and the "
+        "tracking page kept saying it was still in the warehouse, which is not what I expect at all "
+        "from a company that charges this much for express shipping.")
+
+
+def test_snippet_is_a_window_around_the_first_match_with_ellipses():
+    s = snippet(LONG, ["late", "tracking"])
+    assert len(LONG) > 300 and len(s.text) <= WIDTH + 2  # 160 characters plus the two ellipses
+    assert s.text.startswith("…") and s.text.endswith("…")
+    assert s.matched == ["late", "tracking"]
+    assert [t for t, m in s.segments if m] == ["late", "tracking"]
+    # the window starts at a word boundary: no half word after the ellipsis
+    assert s.segments[1][0].split()[0] in LONG.split()
+
+
+def test_matches_are_whole_words_case_insensitive_and_phrases():
+    s = snippet("Powerful phone. POWER button broken; still waiting for a fix", ["power", "still waiting"])
+    assert [t for t, m in s.segments if m] == ["POWER", "still waiting"]  # not the "Power" of "Powerful"
+    assert to_markdown(s) == "Powerful phone. **POWER** button broken; **still waiting** for a fix"
+    assert snippet("short text", []).segments == [("short text", False)]
+
+
+def test_snippets_put_matched_texts_first_and_dedupe():
+    out = snippets(["nothing here", "Arrived late", "arrived   LATE", "late again", "also nothing"], ["late"], n=3)
+    assert [s.text for s in out] == ["Arrived late", "late again", "nothing here"]
+
+
+def test_cli_rendering_marks_only_the_match():
+    s = snippet("box [red]crushed[/red] and late", ["late"])
+    con = Console(record=True, width=200, color_system="truecolor")
+    con.print(to_rich(s))
+    html = con.export_text()
+    assert "[red]crushed[/red]" in html  # customer brackets are printed, not applied as markup
+    spans = [(str(to_rich(s))[sp.start:sp.end], str(sp.style)) for sp in to_rich(s).spans]
+    assert spans == [("late", "bold yellow")]
+
+
+def test_theme_dict_carries_marked_evidence():
+    t = Theme(terms=["auto renew", "cancel"], size=12,
+              examples=["I was charged after I cancel the auto renew", "No way to cancel", "x" * 400])
+    ev = t.to_dict()["evidence"]
+    assert len(ev) == 3 and [p for p, m in ev[0]["segments"] if m] == ["cancel", "auto renew"]
+    assert len("".join(p for p, _ in ev[2]["segments"])) <= WIDTH + 1
+
+
+@pytest.fixture()
+def dashboard(tmp_path):
+    url = f"duckdb:///{tmp_path / 'ev.duckdb'}"
+    b = sample_bundle()
+    b["insights"]["new_themes"] = [Theme(terms=["hologram", "fake"], size=14, examples=[
+        "The hologram sticker is missing, looks <b>fake</b>", "fake charger again"]).to_dict()]
+    t0 = datetime(2026, 3, 1)
+    texts = ["Parcel <script>alert('x')</script> arrived late & the box was open",
+             "arrived LATE again, third time " + "really " * 40 + "annoying",
+             "late late late"]
+    fb = [{"id": f"fb-{i}", "source": "review", "event_time": t0 + timedelta(hours=i), "text": t}
+          for i, t in enumerate(texts)]
+    ins = [{"id": f"ins-{i}", "feedback_id": f"fb-{i}", "task": "topic", "label": "shipping_delay", "score": 0.9,
+            "confidence": 0.95 - i / 100, "method": "lexicon", "model_version": "topics-1",
+            "evidence": json.dumps({"labels": ["shipping_delay"], "keywords": {"shipping_delay": ["late"]}}),
+            "created_at": t0} for i in range(len(texts))]
+    with open_store(url) as st:
+        st.save_result("bundle", "latest", b)
+        with st.transaction():
+            st.append("feedback", pa.Table.from_pylist(fb))
+            st.append("insights", pa.Table.from_pylist(ins))
+    with LiveServer(create_app(url, token=TOKEN)) as srv, \
+            httpx.Client(base_url=srv.url, timeout=60, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        yield c
+
+
+def test_themes_page_marks_matches_and_escapes_customer_html(dashboard):
+    html = dashboard.get("/themes").text
+    row = re.search(r"<tr><td>shipping delay</td>.*?</tr>", html, re.S).group(0)
+    quotes = re.findall(r'<blockquote class="snippet">(.*?)</blockquote>', row, re.S)
+    assert len(quotes) == 3  # 3 distinct texts of the topic: every one shown, each once
+    assert quotes[0] == "Parcel &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; arrived <mark>late</mark> &amp; the box was open"
+    assert "<script>alert" not in html
+    assert quotes[1].startswith("arrived <mark>LATE</mark> again") and quotes[1].endswith("…")
+    assert len(re.sub(r"<[^>]+>", "", quotes[1])) <= WIDTH + 1
+    assert quotes[2] == "<mark>late</mark> <mark>late</mark> <mark>late</mark>"
+    # emerging themes: their terms marked, the customer's <b> shown as text
+    assert "The <mark>hologram</mark> sticker is missing, looks &lt;b&gt;<mark>fake</mark>&lt;/b&gt;" in html
