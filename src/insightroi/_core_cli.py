@@ -51,6 +51,9 @@ def _adjustment_plan(e) -> str:
     if e.design == "synthetic_control":
         out += (f" Synthetic control variant: {e.synth_variant} (experiment.synth_variant)." if e.synth_variant else
                 " Synthetic control variant: plain or demeaned, picked by the pre-period fit.")
+        out += (" Placebo groups: matched on the pre-period fit (experiment.placebo_groups; the treated set was "
+                "chosen for its fit)." if e.placebo_groups == "matched_fit" else
+                " Placebo groups: random groups of as many units.")
     return out
 
 

@@ -228,6 +228,11 @@ class ExperimentDesign(_Strict):
     # levels), "demeaned" (on pre-period-demeaned series, GeoLift's default model) or "augmented"
     # (ridge-augmented, Ben-Michael et al. 2021). Unset: the analysis picks by pre-period fit.
     synth_variant: Literal["plain", "demeaned", "augmented"] | None = None
+    # Synthetic control's permutation inference: "random" placebo groups of as many units, or
+    # "matched_fit": those whose pre-period fit is closest to the treated group's, for a treated
+    # set chosen for its fit (insightroi geo-design writes it), to which random groups of noisier
+    # units are not comparable (their larger gaps make the p-value conservative).
+    placebo_groups: Literal["random", "matched_fit"] = "random"
 
     @model_validator(mode="after")
     def _ordered(self) -> "ExperimentDesign":
@@ -236,6 +241,8 @@ class ExperimentDesign(_Strict):
                              "[experiment.covariates_by_kpi] or cupac = true")
         if self.synth_variant is not None and self.design != "synthetic_control":
             raise ValueError(f"synth_variant applies to design = \"synthetic_control\", not {self.design!r}")
+        if self.placebo_groups != "random" and self.design != "synthetic_control":
+            raise ValueError(f"placebo_groups applies to design = \"synthetic_control\", not {self.design!r}")
         if self.sequential and self.design not in ("ab", "cluster", "holdout"):
             raise ValueError(f"sequential = true applies to randomized unit designs (ab, cluster, holdout), "
                              f"not {self.design!r}")

@@ -215,5 +215,7 @@ def test_cli_writes_assignments_that_analyze_reads(geo_store):
     assert "set design, unit, end" in " ".join(text.split())
     end = START + timedelta(days=7 * chosen["weeks"] - 1)
     assert load_program(home / "insightroi.toml").experiment.end == end
+    # The set was chosen for its fit: the analysis is told to compare it with placebo groups of like fit.
+    assert load_program(home / "insightroi.toml").experiment.placebo_groups == "matched_fit"
     assert [ln for ln in before.splitlines() if ln.lstrip().startswith("#")] == \
         [ln for ln in after.splitlines() if ln.lstrip().startswith("#")]

@@ -25,6 +25,8 @@ def test_selection_and_per_kpi_covariates_parse():
     prog = parse_program(_with(SYNTH, 'synth_variant = "augmented"\n'))
     assert prog.experiment.synth_variant == "augmented"
     assert parse_program(SYNTH).experiment.synth_variant is None
+    assert parse_program(_with(SYNTH, 'placebo_groups = "matched_fit"\n')).experiment.placebo_groups == "matched_fit"
+    assert parse_program(SYNTH).experiment.placebo_groups == "random"
 
 
 @pytest.mark.parametrize(
@@ -35,6 +37,7 @@ def test_selection_and_per_kpi_covariates_parse():
         ("", '[experiment.covariates_by_kpi]\ntickets_per_1000_orders = ["orders", "ordrs"]\n',
          "experiment.covariates_by_kpi.tickets_per_1000_orders[1]: unknown measure 'ordrs'"),
         ('synth_variant = "augmented"\n', "", "synth_variant applies to design = \"synthetic_control\", not 'cluster'"),
+        ('placebo_groups = "matched_fit"\n', "", "placebo_groups applies to design = \"synthetic_control\", not 'cluster'"),
     ],
 )
 def test_refusals_name_the_key(keys, table, expected):

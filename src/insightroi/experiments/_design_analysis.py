@@ -523,6 +523,9 @@ def _placebo_groups(N: int, k: int, n: int, actual: tuple[int, ...],
 
 
 SynthVariant = Literal["plain", "demeaned", "ridge"]
+PlaceboGroups = Literal["random", "matched_fit"]
+#: "matched_fit" placebo groups: groups fitted per group kept.
+MATCH_FACTOR = 5
 # The program's spelling (experiment.synth_variant) -> the estimator's: "augmented" is the ridge ASCM.
 _SYNTH_VARIANTS: dict[str | None, SynthVariant] = {"plain": "plain", "demeaned": "demeaned", "augmented": "ridge"}
 
@@ -615,7 +618,8 @@ def synth_panel_effect(R: np.ndarray, treated: np.ndarray, n_pre: int, *, varian
 def synth_design_effect(num: np.ndarray, den: np.ndarray, treated: np.ndarray, n_pre: int, *, scale: float = 1.0,
                         alpha: float = 0.05, n_placebo_groups: int = 200, seed: int | np.random.Generator | None = 0,
                         donor_names: Sequence[str] | None = None, metric: str = "",
-                        variant: SynthVariant | None = None, variant_source: str = "set by the caller") -> Result:
+                        variant: SynthVariant | None = None, variant_source: str = "set by the caller",
+                        placebo: PlaceboGroups = "random") -> Result:
     """Synthetic control of the treated units' aggregate KPI, with permutation inference over unit groups.
 
     The treated series is the treated units' weekly ratio-of-sums KPI; donors are the control
@@ -656,6 +660,13 @@ def synth_design_effect(num: np.ndarray, den: np.ndarray, treated: np.ndarray, n
         :func:`synth_variant_rule`.
     variant_source : str
         Why ``variant`` was set, for the check's message.
+    placebo : {"random", "matched_fit"}
+        ``"random"``: the placebo groups are random groups of as many units. ``"matched_fit"``:
+        :data:`MATCH_FACTOR` times as many random groups are fitted and the ``n_placebo_groups``
+        whose pre-period RMSPE is closest (on the log scale) to the treated group's are kept: a
+        permutation test conditional on the pre-period fit, for a treated set that was *chosen*
+        for its fit (``insightroi geo-design``), which random groups of noisier units are not
+        exchangeable with (their larger gaps make the chosen set's p-value conservative).
 
     Returns
     -------
@@ -695,8 +706,10 @@ def synth_design_effect(num: np.ndarray, den: np.ndarray, treated: np.ndarray, n
     actual = tuple(int(i) for i in np.flatnonzero(tr[pool]))
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     a_s, c_s, r_s = [], [], []
+    check_option("placebo", placebo, ("random", "matched_fit"))
+    n_draw = n_placebo_groups * (MATCH_FACTOR if placebo == "matched_fit" else 1)
     if pool.size - k >= 2:
-        for grp in _placebo_groups(pool.size, k, n_placebo_groups, actual, rng):
+        for grp in _placebo_groups(pool.size, k, n_draw, actual, rng):
             rows = np.zeros(tr.size, dtype=bool)
             rows[pool[list(grp)]] = True
             donors = np.flatnonzero(~rows & complete)
@@ -715,6 +728,12 @@ def synth_design_effect(num: np.ndarray, den: np.ndarray, treated: np.ndarray, n
             c_s.append(float(np.sum(ds[n_pre:] * c[n_pre:]) / ds[n_pre:].sum()))
             r_s.append(pr)
     A, C = np.asarray(a_s), np.asarray(c_s)
+    n_drawn = A.size
+    if placebo == "matched_fit" and A.size > n_placebo_groups:
+        # Nearest in log pre-period RMSPE: the same quality of fit the designer selected on.
+        dist = np.abs(np.log(np.maximum(r_s, 1e-300)) - math.log(max(rmspe, 1e-300)))
+        near = np.argsort(dist, kind="stable")[:n_placebo_groups]
+        A, C, r_s = A[near], C[near], [r_s[i] for i in near]
     B = A.size
     nan = math.nan
 
@@ -740,12 +759,16 @@ def synth_design_effect(num: np.ndarray, den: np.ndarray, treated: np.ndarray, n
         p, ci, se = nan, (nan, nan), nan
     need = math.ceil(1 / alpha) - 1
     ok = B >= need and not unbounded
+    among = (f"{B} random groups of {k} unit(s)" if placebo == "random" else
+             f"the {B} of {n_drawn} random groups of {k} unit(s) whose pre-period fit is closest to its own "
+             f"(placebo groups matched on fit: a treated set chosen for its fit)")
     pg = Check("placebo_groups", "pass" if ok else "warn",
-               f"{metric}: the treated group ranks among {B} random groups of {k} unit(s) with p = {p:.3g}"
+               f"{metric}: the treated group ranks among {among} with p = {p:.3g}"
                + ("" if B >= need else f"; fewer than {need} groups, so p cannot fall below {alpha:g}")
                + ("; the interval is unbounded (the groups' gaps hardly depend on the effect)" if unbounded else ""),
                statistic=float(B), p_value=p, threshold=float(need),
-               details={"n_pool": int(pool.size), "placebo_rmspe_median": float(np.median(r_s)) if r_s else None})
+               details={"n_pool": int(pool.size), "placebo_rmspe_median": float(np.median(r_s)) if len(r_s) else None,
+                        "placebo": placebo, "n_drawn": n_drawn})
     y_pre = y1[:n_pre]
     r2 = 1 - float(np.mean(gap[:n_pre] ** 2)) / float(np.var(y_pre)) if np.var(y_pre) > 0 else nan
     diag = []
@@ -1001,7 +1024,8 @@ def analyze_quasi_design(
                                          n_placebo_groups=n_placebo_groups, seed=seed,
                                          donor_names=list(panel.units), metric=k.name,
                                          variant=_SYNTH_VARIANTS.get(e.synth_variant),
-                                         variant_source=f"experiment.synth_variant = {e.synth_variant!r}")
+                                         variant_source=f"experiment.synth_variant = {e.synth_variant!r}",
+                                         placebo=e.placebo_groups)
                 # The cross-check first: the fit and the placebo rank stay the last design checks.
                 dchecks = [c for n in ("synth_panel", "pre_period_fit", "placebo_in_space") for c in ab.diagnostics
                            if c.name == n]

@@ -32,7 +32,11 @@ are more conservative on such a set: its conformal interval (the ``synth_panel``
 the MDE in 60% of 150 experiments (size 2.7%), the placebo-in-space rank of the post/pre RMSPE
 ratio (same check) in 61% of 80 (size 10%), its group-permutation p-value (random groups of
 as many markets, whatever their noise) in 13% of 120 (size 0.8%): a set chosen for low noise is
-estimated more precisely than random groups of markets suggest.
+estimated more precisely than random groups of markets suggest. So ``geo-design`` also writes
+``placebo_groups = "matched_fit"``: the placebo groups are those of five times as many random
+groups whose pre-period fit is closest to the chosen set's (a permutation test conditional on
+the fit the designer selected on). On 200 fresh experiments of the same world (50 groups each):
+power at the MDE 47.5% (random groups 20.5%), size 2.5% (random 0%), conformal 67% / 4.5%.
 
 Candidates are ranked by relative MDE, then by imbalance. The chosen design is the first-ranked
 candidate of the shortest duration whose relative MDE meets the target (the program's

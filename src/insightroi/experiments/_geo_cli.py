@@ -53,7 +53,10 @@ def experiment_keys(program: Program, design: GeoDesign, unit: str) -> dict[str,
     """The ``[experiment]`` keys (TOML literals) that the chosen design sets."""
     e = program.experiment
     end = e.start + timedelta(days=7 * design.chosen.weeks - 1)
-    return {"design": '"synthetic_control"', "unit": json.dumps(unit), "end": end.isoformat()}
+    # The designer picked the treated set for its fit: the analysis' placebo groups must be
+    # comparable sets, not random ones of noisier markets (whose p-value is then conservative).
+    return {"design": '"synthetic_control"', "unit": json.dumps(unit), "end": end.isoformat(),
+            "placebo_groups": '"matched_fit"'}
 
 
 def toml_snippet(program: Program, design: GeoDesign, unit: str) -> str:
@@ -175,9 +178,11 @@ def geo_design_cmd(
     the chosen one is the shortest duration whose MDE meets experiment.mde_relative (else the
     smallest MDE). Its markets are stored as the experiment's assignments (treated markets in
     'treatment', the others 'control'; re-running stores nothing new), and the experiment
-    keys (design, unit, end) are printed, or set in the program file with --write. The MDE is
-    that of the backtests' time-placebo test; analyze's conformal interval is somewhat, its
-    group-permutation p-value much more conservative on a low-noise set (see the module notes).
+    keys (design, unit, end, and placebo_groups = "matched_fit": the analysis compares the chosen
+    set with placebo groups of like pre-period fit) are printed, or set in the program file with
+    --write. The MDE is that of the backtests' time-placebo test; analyze's conformal interval and
+    its group-permutation p-value are somewhat more conservative on a low-noise set (see the
+    module notes).
     """
     prog = run_or_fail(load_program, program)
     e = prog.experiment
