@@ -69,7 +69,14 @@ def test_longer_window_updates_the_alert_without_a_new_one(world, monkeypatch):
     with st.transaction():
         st.append("feedback", fb[fb.event_time < pd.Timestamp(cutoff + timedelta(days=1))])
         st.append("insights", ins[ins.feedback_id.isin(fb.id[fb.event_time < pd.Timestamp(cutoff + timedelta(days=1))])])
+    # An alert an API client recorded on the same topic and family is not the detector's episode.
+    st.append("chain_events", pd.DataFrame([{
+        "id": "api-alert", "event_type": "alert_delivered", "alert_id": "api-alert", "topic": "product_defect",
+        "sku_family": "fam2", "event_time": datetime.combine(DAY0 + timedelta(days=ONSET), datetime.min.time()),
+        "team": "product_quality", "payload": json.dumps({"day": (DAY0 + timedelta(days=ONSET)).isoformat()}),
+        "batch_id": "api"}]))
     first = _defect(detect_spikes(st, PROGRAM, model_version="t1"))
+    assert first.alert_id.startswith("alert:product_defect:fam2:")
     assert first.last_seen <= cutoff and first.periods <= 6
     n_first = write_alerts(st, detect_spikes(st, PROGRAM, model_version="t1"))
     assert n_first >= 1

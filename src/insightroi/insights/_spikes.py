@@ -265,8 +265,9 @@ def _keep_episode_ids(store: Store, alerts: list[Alert], cooldown_days: int) -> 
         return alerts
     ce = store.table("chain_events")
     topics = sorted({a.topic for a in alerts})
+    # Only the detector's own alerts: one an owner or an API client recorded is not its episode.
     rec = ce.filter((ce.event_type.isin(["alert_delivered", "alert_updated"])) & ce.topic.isin(topics)
-                    & ce.sku_family.notnull()).select(
+                    & ce.sku_family.notnull() & (ce.batch_id == "detect")).select(
         aid=ibis.coalesce(ce.alert_id, ce.id), event_type=ce.event_type, topic=ce.topic, sku_family=ce.sku_family,
         payload=ce.payload).execute()
     if rec.empty:
