@@ -117,7 +117,10 @@ class InsightModels:
         Returns the insights-table columns except created_at.
         """
         if self.fast_path() is not None:
-            return self.classify_table(df).to_pandas()
+            out = self.classify_table(df).to_pandas()
+            # The per-model path's label column holds Python objects (make_rows); keep that dtype.
+            out["label"] = out["label"].astype(object)
+            return out
         return self._classify_frame_generic(df)
 
     def _classify_frame_generic(self, df: pd.DataFrame) -> pd.DataFrame:

@@ -208,6 +208,37 @@ class FastLexiconStack:
         drivers = tuple((_strip(toks[i]), round(v, 3)) for i, v in zip(hits, vals) if v != 0)
         return (compound, pos, neu, neg, drivers)
 
+    def vader_many(self, texts: list[str]) -> list[tuple[float, float, float, float]]:
+        """``(compound, pos, neu, neg)`` of each raw text, as VADER's ``polarity_scores`` gives them.
+
+        Parameters
+        ----------
+        texts : list of str
+
+        Returns
+        -------
+        list of tuple
+        """
+        arr = pa.array(texts, pa.string())
+        mask = pc.and_(pc.string_is_ascii(arr), pc.invert(pc.match_substring_regex(arr, "[\x1c-\x1f]")))
+        sub = arr.filter(mask)
+        lists = pc.ascii_split_whitespace(pc.ascii_trim_whitespace(sub))
+        lens = pc.list_value_length(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+        ids = self._tokens.encode_arrow(pc.list_flatten(lists))
+        # A blank text splits into one empty token in Arrow and into none in Python.
+        empty = pc.equal(pc.utf8_length(pc.ascii_trim_whitespace(sub)), 0).to_numpy(zero_copy_only=False)
+        bang = pc.count_substring(sub, "!").to_numpy(zero_copy_only=False)
+        qmc = pc.count_substring(sub, "?").to_numpy(zero_copy_only=False)
+        c, p, u, g, _, scalar = _vader_batch(self._tokens, ids, lens, bang, qmc)
+        picked = np.flatnonzero(mask.to_numpy(zero_copy_only=False)).tolist()
+        out: list = [None] * len(texts)
+        for r, k in enumerate(picked):
+            out[k] = self.vader(texts[k])[:4] if scalar[r] or empty[r] else (c[r], p[r], u[r], g[r])
+        for k in range(len(texts)):
+            if out[k] is None:
+                out[k] = self.vader(texts[k])[:4]
+        return out
+
     # ---- batch ------------------------------------------------------------------------------------
     def classify_columns(self, ids, texts, ratings=None) -> pa.Table:
         """The insight rows (:data:`ROW_COLUMNS`) of aligned feedback ids, texts and ratings.
