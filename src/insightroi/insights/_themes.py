@@ -349,14 +349,38 @@ def discover_themes(
     model_version: str | None = None,
     method: str = "tfidf",
     min_size: int = 10,
-    max_items: int = 20_000,
+    max_items: int | None = None,
     rng: np.random.Generator | None = None,
 ) -> list[Theme]:
     """Propose new topics from the last ``days`` (default 8 weeks) days of feedback whose topic was "other" or whose
     topic confidence was below the program's ``monitoring.low_confidence``.
 
     Returns themes with top terms (taxonomy keywords excluded) and examples, emerging ones first
-    (growth vs the previous max(days, 56) days), then by size.
+    (growth vs the previous max(days, 56) days), then by size. ``max_items`` (default 20,000 for
+    ``tfidf``, 5,000 for ``embedding``) caps the texts clustered: a uniform sample above it.
+
+    Parameters
+    ----------
+    store : Store
+        Holds the feedback and the topic model's insights.
+    program : Program
+        Its taxonomy keywords are left out of theme terms; ``monitoring.low_confidence`` picks rows.
+    days : int
+        Look-back window.
+    model_version : str, optional
+        The topic model whose "other" / low-confidence rows are clustered (default: the latest).
+    method : str
+        ``tfidf`` or ``embedding`` (see :func:`cluster_texts`).
+    min_size : int
+        Smallest theme kept.
+    max_items : int, optional
+        See above.
+    rng : numpy.random.Generator, optional
+        Sampling and clustering seed.
+
+    Returns
+    -------
+    list of Theme
     """
     version = model_version or current_topic_version(store)
     if version is None:
@@ -376,6 +400,8 @@ def discover_themes(
     before = since - timedelta(days=max(days, 56))
     base = j.filter((fb.event_time >= before.to_pydatetime()) & (fb.event_time < since.to_pydatetime()))
     base_texts = base.select(text=fb.text).execute().text.astype(str).tolist()
+    # the encoder runs at ~100 texts/s per core: 5,000 keeps the embedding path near a minute
+    max_items = max_items or (5_000 if method == "embedding" else 20_000)
     if len(df) > max_items:
         rng_s = rng if rng is not None else np.random.default_rng(0)
         df = df.iloc[np.sort(rng_s.choice(len(df), max_items, replace=False))]
