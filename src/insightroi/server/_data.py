@@ -543,6 +543,55 @@ class Backend:
         return out
 
     @_on_store_thread
+    def alert_evidence(self, alert_ids: list[str], n: int = 3) -> dict[str, list[dict[str, Any]]]:
+        """Readable snippets of the feedback that triggered each alert (the ``feedback_ids`` of its
+        ``alert_delivered`` event), with the words that matched its topic marked.
+
+        Returns ``{alert_id: [{"segments": [[text, is_match], ...], "matched": [...]}, ...]}``
+        with up to ``n`` snippets each; alerts without recorded feedback ids are left out.
+        """
+        from insightroi.insights._themes_evidence import snippets
+
+        ids = [a for a in dict.fromkeys(alert_ids) if a]
+        if not ids:
+            return {}
+        with self.lock:
+            ce = self.store.table("chain_events")
+            ev = ce.filter(ce.alert_id.isin(ids) & (ce.event_type == "alert_delivered")).select(
+                "alert_id", "topic", "payload").execute()
+            wanted: dict[str, tuple[str, list[str]]] = {}
+            for r in ev.itertuples():
+                try:
+                    fids = (json.loads(r.payload) or {}).get("feedback_ids") or []
+                except (TypeError, ValueError, AttributeError):
+                    fids = []
+                if fids:
+                    wanted[r.alert_id] = (r.topic, [str(f) for f in fids[: n * 4]])
+            every = sorted({f for _, fs in wanted.values() for f in fs})
+            if not every:
+                return {}
+            fb = self.store.table("feedback")
+            texts = dict(fb.filter(fb.id.isin(every)).select("id", "text").execute().itertuples(index=False))
+            ins = self.store.table("insights")
+            kw = ins.filter((ins.task == "topic") & ins.feedback_id.isin(every)).select(
+                "feedback_id", "evidence").execute()
+        matched: dict[str, dict[str, set[str]]] = {}
+        for r in kw.itertuples():
+            try:
+                k = (json.loads(r.evidence) or {}).get("keywords") or {}
+            except (TypeError, ValueError, AttributeError):
+                continue
+            for topic, words in k.items() if isinstance(k, dict) else ():
+                matched.setdefault(r.feedback_id, {}).setdefault(topic, set()).update(map(str, words))
+        out = {}
+        for aid, (topic, fids) in wanted.items():
+            phrases = sorted({w for f in fids for w in matched.get(f, {}).get(topic, ())})
+            got = snippets([texts[f] for f in fids if texts.get(f)], phrases, n=n)
+            if got:
+                out[aid] = [s.to_dict() for s in got]
+        return out
+
+    @_on_store_thread
     def results(self, kind: str | None) -> list[dict[str, Any]]:
         with self.lock:
             t = self.store.table("results")
