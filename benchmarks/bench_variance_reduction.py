@@ -9,7 +9,9 @@ and the KPI's own pre-period feed a gradient-boosted model trained on the period
 pre-period). Writes one table, the absolute effect's standard error per KPI and the variance
 ratios, into ``benchmarks/RESULTS.md`` under its own heading (replacing that section only).
 
-Usage: ``python benchmarks/bench_variance_reduction.py [tiny|small|demo]`` (default ``demo``).
+Usage: ``python benchmarks/bench_variance_reduction.py [tiny|small|demo]`` (default ``demo``);
+``... selection-sim [runs]`` prints the covariate selection's coverage and A/A size over ``runs``
+simulated experiments (default 2,000) instead.
 """
 
 from __future__ import annotations
@@ -157,7 +159,35 @@ def write_section(text: str, path: Path = RESULTS) -> None:
     path.write_text(new)
 
 
+def selection_simulation(runs: int = 2000) -> dict[str, float]:
+    """Coverage, bias and A/A size of the selected estimator over ``runs`` simulated experiments.
+
+    The world of ``tests/experiments/test_exp_covselect.py`` (200 units, a covariate of middling
+    signal and two of noise), at full size: the test runs 400 of each.
+    """
+    import numpy as np
+
+    sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "tests"),
+                    str(Path(__file__).resolve().parents[1] / "tests" / "experiments")]
+    import test_exp_covselect as sim
+
+    out: dict[str, float] = {"runs": runs}
+    for name, effect, seed in (("effect", sim.EFFECT, 121), ("aa", 0.0, 122)):
+        o = sim._run(sim._world(runs, 200, effect, signal=0.8, seed=seed), runs)
+        truth = effect * sim.BASE
+        out[f"{name}_coverage"] = float(np.mean((o["lo"] <= truth) & (truth <= o["hi"])))
+        out[f"{name}_cuped_coverage"] = float(np.mean((o["cuped_lo"] <= truth) & (truth <= o["cuped_hi"])))
+        out[f"{name}_picked"] = float(o["picked"].mean())
+        out[f"{name}_bias_in_se"] = float((o["est"].mean() - truth) / (o["est"].std(ddof=1) / math.sqrt(runs)))
+        out[f"{name}_var_vs_cuped"] = float(o["est"].var(ddof=1) / o["cuped_est"].var(ddof=1))
+    out["aa_rejection"] = 1 - out["aa_coverage"]
+    return out
+
+
 def main(scale: str = "demo") -> None:
+    if scale == "selection-sim":
+        print(selection_simulation(int(sys.argv[2]) if len(sys.argv) > 2 else 2000))
+        return
     out, info = _analyses(scale)
     rows = table(out)
     text = markdown(rows, info, scale)

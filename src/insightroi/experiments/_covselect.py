@@ -85,8 +85,10 @@ class CovariateChoice:
 
     def as_dict(self) -> dict:
         """The choice as plain data (the KPI result's ``extra["covariate_selection"]``)."""
+        # A set that cannot be fitted has an infinite criterion; JSON has no infinity, so it is None.
+        crit = {k: (v if math.isfinite(v) else None) for k, v in self.criteria.items()}
         return {"method": self.method, "covariates": list(self.covariates), "cupac": self.cupac,
-                "reason": self.reason, "criteria": dict(self.criteria), "ratio_vs_cuped": self.ratio_vs_cuped,
+                "reason": self.reason, "criteria": crit, "ratio_vs_cuped": self.ratio_vs_cuped,
                 "z_vs_cuped": self.z_vs_cuped}
 
 
