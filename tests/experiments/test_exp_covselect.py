@@ -9,6 +9,7 @@ keep CUPED; where one carries signal it must find it and beat CUPED.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -177,3 +178,14 @@ def test_analyze_records_the_choice_and_its_reason(store, tmp_path):
                                    "--kpi", kpis[0]], env={"COLUMNS": "250"})
     assert out.exit_code == 0, out.output
     assert "selected" in out.output
+    js = CliRunner().invoke(app, ["analyze", "--program", str(path), "--store", f"duckdb:///{store}",
+                                  "--kpi", kpis[0], "--json"])
+    assert js.exit_code == 0, js.output
+    row = json.loads(js.output)["kpis"][0]
+    check = next(c for c in row["checks"] if c["name"] == "covariate_adjustment")
+    assert check["message"].startswith("selected ")
+    plan = CliRunner().invoke(app, ["plan", "--program", str(path), "--store", f"duckdb:///{tmp_path}/none.duckdb"],
+                              env={"COLUMNS": "400"})
+    assert plan.exit_code == 0, plan.output
+    assert ("Covariates: orders, sessions; revenue_per_sku_family: sessions (selected per KPI on data before "
+            "assignment") in " ".join(plan.output.split())
