@@ -118,3 +118,43 @@ def test_alert_evidence_is_the_triggering_feedback_marked(dashboard):
     # the two stored rows of the alert's feedback ids, in the alert's order; the unknown id is skipped
     assert texts == ["late late late", "Parcel <script>alert('x')</script> arrived late & the box was open"]
     assert all(e["matched"] == ["late"] for e in got["alr-ev"])
+
+
+def test_detect_prints_marked_snippets_of_each_alert(tmp_path):
+    from datetime import date
+
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from helpers.cli_shell import stage_app
+    from insightroi.demo import synthetic_feedback
+    from insightroi.insights._cli import register
+    from insightroi.program import starter_program_text
+
+    prog = tmp_path / "insightroi.toml"
+    prog.write_text(starter_program_text())
+    url = f"duckdb:///{tmp_path / 's.duckdb'}"
+    spike = [{"sku_family": "fam03", "topic": "battery_power", "start": date(2025, 3, 10), "days": 4, "extra": 10}]
+    df = synthetic_feedback(np.random.default_rng(1), days=60, families=4, volume=8, spikes=spike)
+    with open_store(url) as st, st.transaction():
+        st.append("feedback", df.drop(columns="true_topic"))
+    app, runner = stage_app(register), CliRunner()
+    assert runner.invoke(app, ["classify", "--store", url, "--program", str(prog), "--json"]).exit_code == 0
+    res = runner.invoke(app, ["detect", "--store", url, "--program", str(prog), "--dry-run"])
+    assert res.exit_code == 0, res.output
+    aid = "alert:battery_power:fam03:2025-03-10"  # the injected spike, found on its first day
+    after = res.output[res.output.index(f"{aid}:"):].splitlines()
+    # under the table: the alert's id, then 3 indented snippets of its triggering feedback
+    assert len(after) >= 4 and all(ln.startswith("    ") and len(ln) <= 4 + WIDTH + 2 for ln in after[1:4]), after[:4]
+    alerts = json.loads(runner.invoke(app, ["detect", "--store", url, "--program", str(prog), "--dry-run",
+                                            "--json"]).stdout)["alerts"]
+    from insightroi.insights._cli import _alert_snippets
+    from insightroi.program import load_program
+
+    with open_store(url) as st:
+        got = _alert_snippets(st, load_program(prog), alerts)
+    battery = got[aid]
+    assert [s.text for s in battery] == [ln.strip() for ln in after[1:4]]
+    keywords = {"battery", "charge", "charging", "drains", "power", "overheat", "won't turn on"}
+    # each snippet marks a battery keyword, and only those (rich prints them bold yellow)
+    assert all(s.matched and {m.lower() for m in s.matched} <= keywords for s in battery), [s.matched for s in battery]

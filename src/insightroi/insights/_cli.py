@@ -14,6 +14,7 @@ from rich.text import Text
 
 from insightroi._cli_common import DEFAULT_PROGRAM, JsonOption, ProgramOption, StoreOption, console, run_or_fail, store_url
 from insightroi.insights import discover_themes, validate_csv
+from insightroi.insights._themes_evidence import to_rich
 from insightroi.program import load_program
 from insightroi.services import run_classify, run_detect
 from insightroi.store import open_store
@@ -73,9 +74,10 @@ def detect(
     with run_or_fail(open_store, store_url(store)) as st:
         sec = run_or_fail(run_detect, st, prog, start=start.date() if start else None,
                           end=end.date() if end else None, alpha=alpha, dry_run=dry_run)
-    if as_json:
-        _dump(sec.model_dump(mode="json"))
-        return
+        if as_json:
+            _dump(sec.model_dump(mode="json"))
+            return
+        evidence = _alert_snippets(st, prog, sec.alerts[:10])
     title = f"{len(sec.alerts)} alerts ({sec.n_written} new chain events)"
     if sec.withheld_control:
         title += f"; {sec.withheld_control} about control units withheld"
@@ -87,6 +89,31 @@ def detect(
                       f"{a['expected']:.2f}", f"{a['p_value']:.1e}", a["owner"],
                       f"{len(a.get('feedback_ids', []))} rows")
     console.print(table)
+    for aid, snips in evidence.items():
+        console.print(Text(f"{aid}:", style="bold"))
+        for sn in snips:
+            line = to_rich(sn)
+            line.pad_left(4)
+            console.print(line, highlight=False, soft_wrap=True)
+
+
+def _alert_snippets(st, prog, alerts: list[dict], n: int = 3) -> dict:
+    """Up to ``n`` snippets of each alert's triggering feedback, its topic's keywords marked."""
+    from insightroi.insights._themes_evidence import snippets
+
+    ids = sorted({str(f) for a in alerts for f in (a.get("feedback_ids") or [])[: n * 4]})
+    if not ids:
+        return {}
+    fb = st.table("feedback")
+    texts = dict(fb.filter(fb.id.isin(ids)).select("id", "text").execute().itertuples(index=False))
+    kw = {t.topic: t.keywords for t in prog.taxonomy}
+    out = {}
+    for a in alerts:
+        got = snippets([texts[str(f)] for f in (a.get("feedback_ids") or [])[: n * 4] if texts.get(str(f))],
+                       kw.get(a["topic"], ()), n=n)
+        if got:
+            out[a["alert_id"]] = got
+    return out
 
 
 def _themes_method(method: str) -> str:
