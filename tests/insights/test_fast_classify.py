@@ -78,6 +78,15 @@ def test_fast_rows_equal_per_model_rows_on_real_text():
     assert sum(_prepare_fast(t) is not None for t in ref) / len(ref) > 0.95
 
 
+def test_batches_the_fast_path_cannot_take_at_all_still_classify():
+    # Only texts for the per-model path (too long, markup, non-English): the token table is
+    # still empty when the batch is triaged.
+    m = _models()
+    texts = ["x " * 12_000, "<p>broken</p>", "Das ist nicht gut und sehr schlecht, aber ok"]
+    df = _frame(texts)
+    _assert_same(m._classify_frame_generic(df), m.classify_frame(df))
+
+
 def test_fast_vader_equals_reference_vader():
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 

@@ -1,24 +1,32 @@
 """The default lexicon stack (VADER + keyword topics + severity rules) in one pass per distinct text.
 
-Why: the generic path runs each model on its own -- each cleans and tokenises the text again, the
-severity rules and the JSON evidence run once per row, and two large case-insensitive regex
-alternations (severity's safety and escalation terms) cost more than VADER itself. Here each
-distinct text is cleaned once, split once per tokenisation the models define, per-token work
-(punctuation strip, lower case, lexicon look-up) is memoised by token, the regexes only run on
-texts that contain one of their first words, and every column is built once per distinct text and
-expanded to rows with Arrow ``take``.
+Why: the per-model path runs each model on its own -- each cleans and tokenises the text again
+(three Python tokenisations, ~75 string objects for a 25-word text), VADER walks every token in
+Python, severity's two case-insensitive regex alternations (~48 us a text, more than VADER) run
+on every text, and severity and the JSON evidence run once per row. Here:
 
-Outputs are identical to the generic path (labels, scores, confidences and the evidence JSON,
-byte for byte): ``tests/insights/test_fast_classify.py`` compares the two on real text and on
-edge cases. Texts the fast path does not cover (non-ASCII, markup, entities, no words, possibly
-non-English, empty) go through the generic models unchanged.
+- distinct texts are split on white space once, in Arrow (C++), and the tokens mapped to ids with
+  one hash look-up (``pc.index_in``); everything a model needs from a token (VADER's stripped
+  lower-case form and lexicon / booster / negation entries, the letter runs of the language
+  check, the topic tokeniser's runs, whether a severity term can start in it) is computed once
+  per distinct token. No model's runs span white space, so a text's runs are its tokens' runs;
+- VADER's rules run vectorised over the lexicon hits of the whole batch (numpy, with the same
+  floating-point operations in the same order), only the rare idiom windows are scored one text
+  at a time;
+- the severity regexes only run on texts holding one of their first words, and the topic rules
+  only on texts holding a keyword's first token;
+- every column is built once per distinct text and expanded to rows with Arrow ``take``.
+
+Outputs are identical to the per-model path (labels, scores, confidences and the evidence JSON,
+byte for byte): ``tests/insights/test_fast_classify.py`` compares the two on the reference texts,
+reshuffled documents and rule edge cases. Texts the fast path does not cover (non-ASCII, markup,
+entities, no words, possibly non-English) go through the per-model path unchanged.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from itertools import chain, repeat
 from json.encoder import encode_basestring as _jstr
 
 import numpy as np
@@ -650,7 +658,7 @@ class _TokenTable:
         self.idiom_pair_codes = np.array(sorted(self.idiom_code[a] * k + self.idiom_code[b] for a, b in _IDIOM_PAIRS))
         self.idiom_base = k
         self._lists: dict[str, list] = {f: [] for f in _TOKEN_FIELDS}
-        self.arrays: dict[str, np.ndarray] = {}
+        self.learn(())
 
     def learn(self, toks) -> None:
         L = self._lists
@@ -687,7 +695,7 @@ class _TokenTable:
         self.ids.clear()
         for v in self._lists.values():
             v.clear()
-        self.arrays = {}
+        self.learn(())
 
     def encode_arrow(self, flat: pa.Array) -> np.ndarray:
         """Token ids of an Arrow string array (new tokens are learnt first)."""
@@ -699,15 +707,6 @@ class _TokenTable:
             self.vocab = pa.array(list(self.ids), pa.string())
             idx = pc.index_in(flat, value_set=self.vocab)
         return idx.to_numpy(zero_copy_only=False).astype(np.int64)
-
-    def encode(self, flat: list[str]) -> np.ndarray:
-        out = np.fromiter(map(self.ids.get, flat, repeat(-1)), np.int64, len(flat))
-        new = np.flatnonzero(out < 0)
-        if len(new):
-            missing = [flat[j] for j in new.tolist()]
-            self.learn(missing)
-            out[new] = [self.ids[t] for t in missing]
-        return out
 
 
 def _vader_batch(table: _TokenTable, ids: np.ndarray, lens: np.ndarray, bang: np.ndarray, qmc: np.ndarray):
