@@ -240,3 +240,19 @@ def test_digest_not_useful_link_asks_the_reason(tmp_path, live_server, smtp):
         got = rows(st, "SELECT alert_id, payload FROM chain_events WHERE event_type = 'ignored'")
     st.close()
     assert len(got) == 1 and json.loads(got[0]["payload"])["reason"] == "wrong_owner"
+
+
+def test_large_slack_digest_stays_within_fifty_blocks():
+    """Slack refuses more than 50 blocks: a 30-alert digest lists 24 with their buttons and says how many more."""
+    from insightroi.delivery._message import build_digest
+
+    rows = [{"id": f"dlv-{i:02d}", "payload": json.dumps({
+        "alert_id": f"alert-{i:02d}", "topic": "shipping_delay", "severity": "medium", "observed": 10 + i,
+        "expected": 3.0, "p_value": 1e-5, "day": "2026-11-01", "evidence": [f"late parcel {i}"]})} for i in range(30)]
+    d = build_digest(rows, channel="slack-ops", key="insightroi-dg-x", due=datetime(2026, 11, 2), now=_now(),
+                     signer=LinkSigner("https://irx.test", link_key(LINK_SECRET)))
+    body = d.slack()
+    assert len(body["blocks"]) == 1 + 2 * 24 + 1 <= 50
+    assert body["blocks"][-1]["elements"][0]["text"].startswith("6 more alert(s)")
+    assert len(d.webhook("dg-x", "slack-ops")["alerts"]) == 30  # the webhook body carries every alert
+    assert d.text().count("https://irx.test/l/") == 90
