@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from insightroi.errors import check_option
 from insightroi.insights._base import UNCLASSIFIABLE
 from insightroi.insights._embed import embeddings_available
+from insightroi.insights._fast import FastLexiconStack
 from insightroi.insights._domain_sentiment import DomainSentiment
 from insightroi.insights._seeded import SeededTopics
 from insightroi.insights._sentiment import EmbeddingSentiment, LexiconSentiment
@@ -72,8 +73,6 @@ class InsightModels:
         the same rows as the per-model path, several times faster.
         """
         if self._fast is None:
-            from insightroi.insights._fast import FastLexiconStack
-
             if not FastLexiconStack.supports(self.sentiment, self.topic, self.severity):
                 self._fast = False
             else:

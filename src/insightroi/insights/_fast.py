@@ -102,7 +102,7 @@ class FastLexiconStack:
     """
 
     def __init__(self, sentiment: LexiconSentiment, topic: TopicClassifier, severity: SeverityRules,
-                 severity_version: str, token_memo: int = 500_000):
+                 severity_version: str, token_memo: int = 200_000):
         self.sentiment = sentiment
         self.topic = topic
         self.severity = severity

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from insightroi.insights._sentiment import load_reference_sentiment
+
 __all__ = ["reference_sentences", "shuffled_documents"]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -32,8 +34,6 @@ def reference_sentences(path: str | Path) -> list[str]:
     list of str
         Non-empty sentences (split after ``.``, ``!`` or ``?`` followed by white space).
     """
-    from insightroi.insights._sentiment import load_reference_sentiment
-
     path = Path(path)
     texts = load_reference_sentiment(path).text.tolist()
     uci = path / "uci_sentences" / "uci_sentiment_sentences_amazon_yelp.csv"
