@@ -23,8 +23,7 @@ TEXTS = [
 ]
 
 
-@pytest.fixture()
-def world(tmp_path):
+def _world(tmp_path):
     prog = tmp_path / "insightroi.toml"
     prog.write_text(starter_program_text())
     url = f"duckdb:///{tmp_path / 's.duckdb'}"
@@ -39,6 +38,18 @@ def world(tmp_path):
     res = runner.invoke(app, ["classify", "--store", url, "--program", str(prog), "--json"])
     assert res.exit_code == 0, res.output
     return app, runner, url, prog, tmp_path
+
+
+@pytest.fixture()
+def world(tmp_path):
+    """A store of its own: the test records labels in it."""
+    return _world(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def read_only_world(tmp_path_factory):
+    """One store for the tests that must leave it unchanged (refused files, printing)."""
+    return _world(tmp_path_factory.mktemp("review"))
 
 
 def _invoke(world, *args):
@@ -83,7 +94,8 @@ def test_export_fill_and_record_labels(world):
     assert not {r["feedback_id"] for r in rows[:-2]} & {r["feedback_id"] for r in left}
 
 
-def test_customer_text_is_not_rich_markup(world):
+def test_customer_text_is_not_rich_markup(read_only_world):
+    world = read_only_world
     items = json.loads(_invoke(world, "--n", "60", "--json").stdout)["items"]
     marked = [i["feedback_id"] for i in items if "[bold]" in i["text"]]
     assert len(marked) == 5  # measured: all 5 such items are "other", so in the low-confidence stratum
@@ -103,7 +115,8 @@ def test_customer_text_is_not_rich_markup(world):
     ("feedback_id,label,task\nfb-001,happy,sentiment\n", "qa", "line 2, field 'label': 'happy' is not a sentiment label"),
     ("feedback_id,label\nfb-001,other\nfb-001,sizing\n", "qa", "line 3, field 'label': fb-001 was labelled 'other' on line 2"),
 ])
-def test_bad_label_files_are_refused_naming_file_line_field(world, content, reviewer, message):
+def test_bad_label_files_are_refused_naming_file_line_field(read_only_world, content, reviewer, message):
+    world = read_only_world
     bad = world[4] / "bad.csv"
     bad.write_text(content)
     args = ["--labels", str(bad)] + (["--reviewer", reviewer] if reviewer else [])
