@@ -415,7 +415,7 @@ def test_other_tables_types_and_rules(store, tmp_path):
     r = ingest_path(store, "chain_events", chain)
     assert r.errors == ["chain.csv row 2, field 'event_type': 'emailed' is not one of insight, alert_delivered, "
                         "acknowledged, action_taken, fix_deployed, outcome, ignored, overridden, "
-                        "delivery_sent, delivery_failed"]
+                        "delivery_sent, delivery_failed, alert_updated"]
     assert store.sql("SELECT payload FROM chain_events").to_pylist() == [{"payload": '{"to": "[EMAIL]"}'}]
 
 

@@ -41,6 +41,10 @@ CHAIN_EVENT_TYPES = (
     # "alerts" measure counts: one row per channel would multiply every alert in the KPIs.
     "delivery_sent",
     "delivery_failed",
+    # Written by the detector when an alerted episode keeps going (new last day, spike days, peak):
+    # chain events are append-only, so the alert's row is never changed. A store exported and
+    # ingested again must take these rows back, not quarantine them.
+    "alert_updated",
 )
 ANNOTATION_KINDS = ("promotion", "stockout", "outage", "policy_change", "price_change", "other")
 
