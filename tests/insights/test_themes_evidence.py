@@ -120,6 +120,17 @@ def test_alert_evidence_is_the_triggering_feedback_marked(dashboard):
     assert all(e["matched"] == ["late"] for e in got["alr-ev"])
 
 
+def test_themes_page_alert_table_shows_each_alerts_marked_evidence(dashboard):
+    html = dashboard.get("/themes").text
+    section = html[html.index('id="alerts"'):]
+    assert "<th>Evidence</th>" in section
+    row = re.search(r'<tr><td><a href="/trace/alr-ev">alr-ev</a></td>.*?</tr>', section, re.S).group(0)
+    quotes = re.findall(r'<blockquote class="snippet">(.*?)</blockquote>', row, re.S)
+    assert quotes == ["<mark>late</mark> <mark>late</mark> <mark>late</mark>",
+                      "Parcel &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; arrived <mark>late</mark> &amp; the box "
+                      "was open"]
+
+
 def test_detect_prints_marked_snippets_of_each_alert(tmp_path):
     from datetime import date
 

@@ -780,8 +780,10 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         chart = bars_svg([(t["topic"].replace("_", " "), t.get("count"), "bar") for t in topics],
                                  fmt=lambda v: f"{v:,.0f}", title="Feedback items per theme") if topics else ""
         evidence = {t["topic"]: backend().evidence(t["topic"]) for t in topics}
+        alerts = backend().alerts()
         return _page(request, "themes.html.j2", bundle=b, topics=topics, chart=chart, evidence=evidence,
-                     alerts=backend().alerts(), title="Themes and alerts")
+                     alerts=alerts, alert_evidence=backend().alert_evidence([a["alert_id"] for a in alerts]),
+                     title="Themes and alerts")
 
     @app.get("/experiment", include_in_schema=False, dependencies=[Depends(require_page)])
     def experiment(request: Request) -> HTMLResponse:
