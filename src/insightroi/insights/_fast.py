@@ -25,8 +25,8 @@ entities, no words, possibly non-English) go through the per-model path unchange
 
 from __future__ import annotations
 
-import json
 import math
+from itertools import chain
 from json.encoder import encode_basestring as _jstr
 
 import numpy as np
@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 from insightroi.insights._base import _EN_FUNCTION, _FOREIGN_FUNCTION, MAX_CHARS, UNCLASSIFIABLE
 from insightroi.insights._sentiment import LexiconSentiment
 from insightroi.insights._severity import _ESCALATE, SEVERITY_LEVELS, SeverityRules, _terms
-from insightroi.insights._topic import OTHER, TopicClassifier
+from insightroi.insights._topic import _NEGATORS, NEGATION_TOLERANT, OTHER, TopicClassifier
 from insightroi.insights._vader import _BOOSTER, _C_INCR, _N_SCALAR, _SPECIAL, VaderCore, _strip
 from insightroi.insights._vader import _NEGATE as _NEGATE_SET
 
@@ -117,6 +117,11 @@ class FastLexiconStack:
         self._up: dict[str, bool] = {}
         self._kw_index = topic._first_token_index()
         self._kw_first = frozenset(self._kw_index)
+        # The index's entries with what _match_counts derives from each, computed once.
+        self._kw_entries = {
+            first: tuple((j, kw, len(kw), " ".join(kw), bool(set(kw) & NEGATION_TOLERANT)) for j, kw in ents)
+            for first, ents in self._kw_index.items()
+        }
         self._tokens = _TokenTable(core.lexicon, self._kw_first)
         self._topic_method = {"rules": "rules", "embedding": "embedding", "combined": "embedding"}[topic.method]
 
@@ -290,9 +295,9 @@ class FastLexiconStack:
                 (self.sentiment.classify(sub), s_label, s_score, s_conf, s_ev),
                 (self.topic.classify(sub), t_label, t_score, t_conf, t_ev),
             ):
-                for r, k in enumerate(slow_idx):
-                    lab[k] = frame["label"].iat[r]
-                    ev[k] = frame["evidence"].iat[r]
+                for k, la, e in zip(slow_idx, frame["label"].tolist(), frame["evidence"].tolist()):
+                    lab[k] = la
+                    ev[k] = e
                 sc[slow_idx] = frame["score"].to_numpy()
                 cf[slow_idx] = frame["confidence"].to_numpy()
 
@@ -411,9 +416,6 @@ class FastLexiconStack:
         table = self._tokens
         tix = np.repeat(np.arange(len(idx)), lens)
         cand = np.flatnonzero(np.bincount(tix, table.arrays["tfirst"][ids], len(idx)) > 0).tolist()
-        starts = np.concatenate([[0], np.cumsum(lens)]).tolist()
-        runs = table._lists["topic"]
-        toks = {r: [x for t in ids[starts[r]:starts[r + 1]].tolist() for x in runs[t]] for r in cand}
         none_ev = '{"labels": [], "proba": {}}'
         for k in idx:
             label[k] = OTHER
@@ -422,32 +424,76 @@ class FastLexiconStack:
             ev[k] = none_ev
         if not cand:
             return
-        counts, matched, negated = topic._match_counts([toks[r] for r in cand])
+        starts = np.concatenate([[0], np.cumsum(lens)]).tolist()
+        id_list = ids.tolist()
+        runs = table._lists["topic"].__getitem__
+        found = []
+        for r in cand:
+            toks = list(chain.from_iterable(map(runs, id_list[starts[r]:starts[r + 1]])))
+            m = self._match(toks)
+            if m is not None:
+                found.append((r, *m))
+        if not found:
+            return
+        names = topic.topics_
+        counts = np.zeros((len(found), len(names)))
+        for q, (_, matched, _neg) in enumerate(found):
+            for j, v in matched.items():
+                counts[q, j] = len(v)
         P = 1 - np.exp(topic.rule_coef_[0] * counts)
-        topics = np.array(topic.topics_, dtype=object)
-        for q, r in enumerate(cand):
-            if not matched[q] and not negated[q]:
-                continue
+        orders = np.argsort(-P, axis=1)
+        R = np.asarray(_round(P.ravel(), 4)).reshape(P.shape).tolist()
+        enc = [_jstr(t) for t in names]
+        thr = topic.threshold
+        for q, (r, matched, negated) in enumerate(found):
             k = idx[r]
             row = P[q]
-            order = np.argsort(-row)
-            assigned = [topic.topics_[j] for j in order if row[j] >= topic.threshold]
-            e: dict = {"labels": assigned}
+            order = orders[q].tolist()
+            rowl = row.tolist()
+            assigned = [j for j in order if rowl[j] >= thr]
             if assigned:
-                label[k] = assigned[0]
+                label[k] = names[assigned[0]]
                 conf[k] = row[order[0]]
                 score[k] = row[order[0]]
             else:
                 label[k] = OTHER
                 conf[k] = float(np.prod(1 - row))
                 score[k] = float(row.max()) if row.size else 0.0
-            e["proba"] = {str(topics[j]): round(float(row[j]), 4) for j in order if row[j] >= 0.05}
-            kws = {topic.topics_[j]: v for j, v in sorted(matched[q].items())}
-            if kws:
-                e["keywords"] = kws
-            if negated[q]:
-                e["negated_keywords"] = negated[q]
-            ev[k] = json.dumps(e, ensure_ascii=False)
+            Rq = R[q]
+            e = ('{"labels": [' + ", ".join(enc[j] for j in assigned) + '], "proba": {'
+                 + ", ".join(f"{enc[j]}: {Rq[j]!r}" for j in order if rowl[j] >= 0.05) + "}")
+            if matched:
+                e += ', "keywords": {' + ", ".join(
+                    f"{enc[j]}: [" + ", ".join(map(_jstr, matched[j])) + "]" for j in sorted(matched)) + "}"
+            if negated:
+                e += ', "negated_keywords": [' + ", ".join(map(_jstr, negated)) + "]"
+            ev[k] = e + "}"
+
+    def _match(self, toks: list[str]):
+        """``TopicClassifier._match_counts`` for one token list: (matched, negated), or None
+        when nothing matched and nothing was negated."""
+        entries = self._kw_entries
+        w = self.topic.negation_window
+        matched: dict[int, list[str]] = {}
+        negated: list[str] = []
+        seen: set = set()
+        for s, t in enumerate(toks):
+            ents = entries.get(t)
+            if ents is None:
+                continue
+            for j, kw, L, phrase, tolerant in ents:
+                if L > 1 and toks[s : s + L] != kw:
+                    continue
+                if (j, phrase) in seen:
+                    continue
+                if not tolerant and not _NEGATORS.isdisjoint(toks[max(0, s - w) : s]):
+                    negated.append(phrase)
+                    continue
+                seen.add((j, phrase))
+                matched.setdefault(j, []).append(phrase)
+        if not matched and not negated:
+            return None
+        return matched, negated
 
     def _severity(self, uniq, terms, codes, ratings, s_label, s_score, t_label, t_conf):
         sev = self.severity
@@ -518,6 +564,25 @@ class FastLexiconStack:
             pa.array(np.concatenate([conf, np.asarray(extra_conf, float)])).take(take),
             pa.array(ev + extra_ev, pa.string()).take(take),
         ]
+
+
+def _round(x: np.ndarray, digits: int) -> list[float]:
+    """``[round(v, digits) for v in x]`` (Python's correctly rounded decimal rounding), vectorised.
+
+    ``rint(x * 10**d) / 10**d`` picks the same integer as exact rounding unless ``x * 10**d``
+    lies within rounding error of a half; the quotient of that integer by ``10**d`` is then the
+    double nearest k / 10**d, which is what ``round`` returns. The near-half values are rounded
+    by Python.
+    """
+    scale = 10.0**digits
+    y = np.asarray(x, dtype=float) * scale
+    out = (np.rint(y) / scale).tolist()
+    near = np.flatnonzero(np.abs(np.abs(y - np.floor(y)) - 0.5) < 1e-6)
+    if len(near):
+        xs = np.asarray(x, dtype=float)
+        for j in near.tolist():
+            out[j] = round(float(xs[j]), digits)
+    return out
 
 
 def _negation(valence: float, low: list[str], start_i: int, i: int) -> float:
@@ -856,14 +921,14 @@ def _vader_batch(table: _TokenTable, ids: np.ndarray, lens: np.ndarray, bang: np
     pos_sum2 = np.where(pos_sum > absneg, pos_sum + amp, pos_sum)
     neg_sum2 = np.where(~(pos_sum > absneg) & (pos_sum < absneg), neg_sum - amp, neg_sum)
     total = pos_sum2 + np.abs(neg_sum2) + neu_count
-    compound = [round(x, 4) for x in compound.tolist()]
-    pos_r = [round(x, 3) for x in np.abs(pos_sum2 / total).tolist()]
-    neu_r = [round(x, 3) for x in np.abs(neu_count / total).tolist()]
-    neg_r = [round(x, 3) for x in np.abs(neg_sum2 / total).tolist()]
+    compound = _round(compound, 4)
+    pos_r = _round(np.abs(pos_sum2 / total), 3)
+    neu_r = _round(np.abs(neu_count / total), 3)
+    neg_r = _round(np.abs(neg_sum2 / total), 3)
 
     # Drivers: non-zero sentiments, the five largest |rounded value| per text (stable).
     d = np.flatnonzero(val != 0)
-    dv = [round(x, 3) for x in val[d].tolist()]
+    dv = _round(val[d], 3)
     dt = t_h[d]
     order = np.lexsort((np.arange(len(d)), -np.abs(np.array(dv)), dt)) if len(d) else np.zeros(0, np.int64)
     dt_o = dt[order]
