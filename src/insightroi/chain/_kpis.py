@@ -18,7 +18,7 @@ from ibis import _
 
 from insightroi.chain._links import (
     CONTROLLED, UNCONTROLLED, alert_chains, complaints_around, control_complaints_around, control_families,
-    episode_facts, insight_events, linked_events, unalerted_fixes,
+    episode_facts, insight_events, is_praise, linked_events, unalerted_fixes,
 )
 from insightroi.program import PRAISE_OWNER
 from insightroi.store import Store
@@ -66,7 +66,7 @@ def alert_table(
     ep = episode_facts(store).drop(columns=["day"])
     df = df.merge(ep, on="alert_id", how="left")
     df["kind"] = df["kind"].where(df["kind"].notna(), np.where(df.team == PRAISE_OWNER, "praise", "problem"))
-    df["praise"] = ((df.kind == "praise") | (df.team == PRAISE_OWNER)).astype(bool)
+    df["praise"] = is_praise(df.kind, df.team)
     df["episode_updates"] = df["episode_updates"].fillna(0).astype("int64")
     for col in ("delivered_at", "raised_at", "acknowledged_at", "acted_at", "fixed_at", "outcome_at", "ignored_at", "overridden_at"):
         # Backends return different resolutions (DuckDB us, Spark ns); one unit for every caller.

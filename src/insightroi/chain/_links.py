@@ -23,8 +23,10 @@ delivered are ``dangling``. An alert without an ``insight_id`` is linked to the 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import ibis
+import ibis.expr.types as ir
 import pandas as pd
 from ibis import _
 
@@ -34,7 +36,7 @@ from insightroi.store import Store
 __all__ = [
     "FOLLOW_UP_TYPES", "alerts", "linked_events", "alert_chains", "insight_events", "topic_feedback",
     "complaints_around", "unalerted_fixes", "control_families", "control_complaints_around",
-    "UNCONTROLLED", "CONTROLLED", "EPISODE_UPDATE", "episode_facts",
+    "UNCONTROLLED", "CONTROLLED", "EPISODE_UPDATE", "episode_facts", "is_praise", "praise_event",
 ]
 
 # The two comparisons a before/after complaint count can carry; the label travels with the figure.
@@ -305,6 +307,55 @@ def control_complaints_around(store: Store, anchors, controls: dict[str, list[st
                                  control_after=("complaints_after", "sum"),
                                  control_families=("sku_family", "nunique")).reset_index()
     return out.rename(columns={"a_id": "anchor_id"})[cols]
+
+
+# The detector writes json.dumps's '"kind": "praise"'; other writers may leave the space out.
+_PRAISE_KIND = r'"kind"\s*:\s*"praise"'
+
+
+def is_praise(kind: Any, team: Any) -> Any:
+    """Whether an alert is praise: its kind says so, or it went to the praise stream.
+
+    The one rule every consumer applies (workflow KPIs, cadence counts, the dashboard inbox), so
+    an older detector's praise alert routed to a topic owner, or an API client's alert to the
+    praise stream that names no kind, is praise everywhere or nowhere.
+
+    Parameters
+    ----------
+    kind : str, pandas.Series or None
+        The alert's kind (``episode_facts``'s ``kind``: the payload's, else from the team).
+    team : str, pandas.Series or None
+        The team the alert was delivered to.
+
+    Returns
+    -------
+    bool or pandas.Series of bool
+        Scalars give a bool, Series an element-wise mask.
+    """
+    out = (kind == "praise") | (team == PRAISE_OWNER)
+    return out.astype(bool) if isinstance(out, pd.Series) else bool(out)
+
+
+def praise_event(t: ir.Table) -> ir.BooleanValue:
+    """:func:`is_praise` as an Ibis predicate over ``chain_events`` rows (never null).
+
+    Per row, so it can sit in a grouped aggregate's ``where=`` on every backend: a row routed to
+    the praise stream, or whose JSON payload says ``"kind": "praise"`` (only the alert's own
+    ``alert_delivered`` row carries its kind). A follow-up event of a praise alert that was routed
+    to a topic owner carries neither and is not caught here; joining each event to its alert would
+    catch it, at the price of a join per measure.
+
+    Parameters
+    ----------
+    t : ibis.expr.types.Table
+        ``chain_events`` or a table with its ``team`` and ``payload`` columns.
+
+    Returns
+    -------
+    ibis.expr.types.BooleanValue
+    """
+    routed = (t.team == PRAISE_OWNER).fill_null(False)
+    return routed | t.payload.re_search(_PRAISE_KIND).fill_null(False)
 
 
 #: The detector's record that an episode went on after its alert was written (see write_alerts).

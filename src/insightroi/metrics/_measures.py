@@ -17,6 +17,7 @@ import ibis
 import ibis.expr.types as ir
 from sqlglot import exp
 
+from insightroi.chain._links import praise_event
 from insightroi.errors import ProgramError
 from insightroi.program import MEASURES, Measure, Program, parse_expression
 from insightroi.store import TABLES
@@ -119,7 +120,10 @@ class MeasureSpec:
 
 
 def _event(kind: str) -> Callable[[ir.Table], ir.BooleanValue]:
-    return lambda t: t.event_type == kind
+    # Praise alerts are good news nobody is expected to act on: the chain leaves them out of
+    # adoption and backlog (insightroi.chain.workflow_kpis), so alert_adoption_rate must too, or
+    # the KPI and the chain's adoption disagree as soon as a world has praise alerts.
+    return lambda t: (t.event_type == kind) & ~praise_event(t)
 
 
 MEASURE_SPECS: dict[str, MeasureSpec] = {
