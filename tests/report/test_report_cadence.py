@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from datetime import date, datetime, timedelta
 from html.parser import HTMLParser
 
 import httpx
 import ibis
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -21,7 +23,7 @@ from insightroi.bundle import load_section
 from insightroi.chain import chain_summary
 from insightroi.cli import app
 from insightroi.experiments import analyze_experiment
-from insightroi.program import load_program
+from insightroi.program import PRAISE_OWNER, load_program
 from insightroi.report import format_helpers, render_html
 from insightroi.report._cadence import calendar_periods, cadence_unit, load_cadence, run_cadence
 from insightroi.store import open_store
@@ -139,6 +141,30 @@ def test_alerts_per_period_add_up_to_the_windows_alerts(demo, weekly):
     for w in weekly["periods"]:
         s, e = date.fromisoformat(w["covered_start"]), date.fromisoformat(w["covered_end"])
         assert w["alerts"] == int(((first.t.dt.date >= s) & (first.t.dt.date <= e)).sum()), w["label"]
+
+
+def test_a_praise_alert_is_not_counted_by_the_cadence_as_the_chain_leaves_it_out(demo, quarterly, tmp_path):
+    """One praise alert (and its acknowledgement) added to a copy of the demo store changes no
+    period's counts: the cadence's alert total stays the chain funnel's ``alerts``."""
+    _, url, prog = demo
+    _, base, _ = quarterly
+    copy = tmp_path / "praise.duckdb"
+    shutil.copyfile(url.removeprefix("duckdb:///"), copy)
+    lo, hi = datetime(2025, 7, 1), datetime(2026, 4, 1)
+    with open_store(f"duckdb:///{copy}") as st:
+        st.append("chain_events", pd.DataFrame([
+            {"id": "praise-1", "event_type": "alert_delivered", "alert_id": "praise-1", "team": PRAISE_OWNER,
+             "topic": "praise", "sku_family": None, "event_time": datetime(2025, 8, 6), "actor": "insightroi-detect",
+             "payload": json.dumps({"kind": "praise", "day": "2025-08-05", "observed": 30}), "batch_id": "t"},
+            {"id": "praise-1-ack", "event_type": "acknowledged", "alert_id": "praise-1", "team": PRAISE_OWNER,
+             "event_time": datetime(2025, 8, 6, 9), "actor": "dana", "payload": "{}", "batch_id": "t"},
+        ]))
+        summary = chain_summary(st, start=lo, end=hi)
+        series = run_cadence(st, prog, "quarter", save=False)
+    assert summary["praise"]["alerts"] == 1 and summary["funnel"]["alerts"] == base["alerts_total"]
+    assert series["alerts_total"] == summary["funnel"]["alerts"]
+    counts = ("alerts", "acknowledged", "actions", "fixes")
+    assert [[p[c] for c in counts] for p in series["periods"]] == [[p[c] for c in counts] for p in base["periods"]]
 
 
 # ---- the report ----------------------------------------------------------------------------------

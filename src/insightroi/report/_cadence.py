@@ -9,7 +9,8 @@
   always valid when ``experiment.sequential`` is true (a confidence sequence); otherwise they are
   fixed-horizon intervals, and reading them at every period overstates the evidence;
 * the alerts delivered in the period and the acknowledgements, actions and fixes recorded in it
-  (the decision chain, counted as ``insightroi chain`` counts them);
+  (the decision chain, counted as ``insightroi chain`` counts them: praise alerts, and the events
+  naming one, are left out as the chain's funnel leaves them out);
 * the value of the primary KPI to date: effect x treated volume to date x the most-likely unit
   value of each of its value pools, hard and soft apart. It is not the ROI to date: the ROI needs
   every priced KPI's effect and the cost stack per period (several analyses per period); the
@@ -180,16 +181,24 @@ def _value_fields(program: Program, kpi: str, row: dict[str, Any], denominator: 
 
 
 def _chain_counts(store: Store, periods: list[dict], window: tuple[date, date]) -> list[dict[str, int]]:
-    """Alerts delivered, and acknowledgements, actions and fixes recorded, per period."""
+    """Alerts delivered, and acknowledgements, actions and fixes recorded, per period (praise alerts and their events left out)."""
     lo = datetime.combine(window[0], datetime.min.time())
     hi = datetime.combine(window[1] + timedelta(days=1), datetime.min.time())
     # The alerts `insightroi chain` counts (one per alert id, at its first delivery), not raw
-    # alert_delivered rows: a re-delivered alert is still one alert.
-    alerts = alert_table(store, start=lo, end=hi)
+    # alert_delivered rows: a re-delivered alert is still one alert. Praise alerts are left out by
+    # alert_table's own flag, as the chain's funnel leaves them out (good news waits on nobody).
+    # Every alert, not only the window's: an acknowledgement in the window may be of a praise
+    # alert delivered before it.
+    every = alert_table(store)
+    praise_ids = list(every.alert_id[every.praise])
+    alerts = every[~every.praise & (every.delivered_at >= lo) & (every.delivered_at < hi)]
     ev = store.table("chain_events")
-    ev = ev.filter(ev.event_type.isin(["acknowledged", "action_taken", "fix_deployed"])
-                   & (ev.event_time >= lo) & (ev.event_time < hi))
-    events = ev.select("event_type", "event_time").execute()
+    keep = ev.event_type.isin(["acknowledged", "action_taken", "fix_deployed"]) & (ev.event_time >= lo) & (
+        ev.event_time < hi)
+    if praise_ids:
+        # An event naming no alert cannot be a praise alert's by id; it still counts.
+        keep = keep & (ev.alert_id.isnull() | ~ev.alert_id.isin(praise_ids))
+    events = ev.filter(keep).select("event_type", "event_time").execute()
     starts = pd.to_datetime([p["covered_start"] for p in periods])
 
     def bucket(times: pd.Series) -> list[int]:
