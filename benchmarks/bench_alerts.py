@@ -18,7 +18,8 @@ to an owner (the demo world plants no praise spike, so there it is the latter on
 The real-text world (``tests/helpers/real_text_world.py``) is human-written text from
 /work/shared/reference: H&G tweets + UCI Amazon/Yelp sentences as background, their human-labelled
 positive rows for praise spikes, and BANKING77 train.csv intents (chosen by meaning, before any
-classifier read them) for the planted complaint episodes. Nothing is fitted or tuned on any row.
+classifier read them) for the planted complaint episodes, at two intensities (``plain``: 2-7 extra
+complaints a day; ``strong``: 5-10, the test's world). Nothing is fitted or tuned on any row.
 
 Writes its own section of benchmarks/RESULTS.md between the ``bench_alerts`` markers.
 """
@@ -41,8 +42,11 @@ from helpers.real_text_world import (  # noqa: E402
 from insightroi.program import PRAISE_OWNER  # noqa: E402
 
 START, END = "<!-- bench_alerts:start -->", "<!-- bench_alerts:end -->"
+# Two intensities: "plain" (2-7 extra complaints a day over ~30 items a family-day, praise 8-14) and
+# "strong" (5-10, praise 15-25: the world of tests/insights/test_alerts_real_text.py at 4 families).
+PLAIN = {"episode_per_day": (2.0, 7.0), "praise_per_day": (8.0, 14.0)}
+STRONG = {"episode_per_day": (5.0, 10.0), "praise_per_day": (15.0, 25.0)}
 SETTINGS = {
-    # quick: the size of tests/insights/test_alerts_real_text.py's world
     "quick": {"real": {"n_days": 90, "n_families": 4, "n_episodes": 8, "n_praise": 1}, "seeds": (0,),
               "seeded": False, "demo_scale": "demo"},
     "full": {"real": {"n_days": 120, "n_families": 6, "n_episodes": 12, "n_praise": 2}, "seeds": (0, 1, 2),
@@ -50,9 +54,10 @@ SETTINGS = {
 }
 
 
-def real_text_case(work: Path, seed: int, method: str, world_kw: dict) -> dict:
+def real_text_case(work: Path, seed: int, method: str, world_kw: dict, strength: str = "plain") -> dict:
     """Build one real-text world, run the stages with ``method``, score the routed alerts."""
-    wdir = work / f"real-{seed}"
+    wdir = work / f"real-{strength}-{seed}"
+    world_kw = {**world_kw, **(STRONG if strength == "strong" else PLAIN)}
     w = build_world(wdir, seed=seed, reference=REFERENCE, **world_kw) if not (wdir / "truth.json").exists() else None
     truth = w.truth if w else json.loads((wdir / "truth.json").read_text())
     t0 = time.perf_counter()
@@ -60,7 +65,7 @@ def real_text_case(work: Path, seed: int, method: str, world_kw: dict) -> dict:
     secs = time.perf_counter() - t0
     sc = score_alerts(det["alerts"], truth["episodes"], truth["praise_spikes"], praise_owner=PRAISE_OWNER)
     reading = planted_text_reading(wdir / f"{method}.duckdb", wdir, det["classify"]["model_versions"])
-    return {"world": f"real text, seed {seed}", "method": method, "n_feedback": truth["n_feedback"],
+    return {"world": f"real text ({strength}), seed {seed}", "method": method, "n_feedback": truth["n_feedback"],
             "seconds": secs, "classify_seconds": det["classify"].get("classify_seconds"), **sc, "reading": reading,
             "alerts": det["alerts"]}
 
@@ -93,9 +98,10 @@ def bench(scale: str = "quick", work: Path | None = None) -> list[dict]:
     cfg = SETTINGS[scale]
     work = Path(work or tempfile.mkdtemp(prefix="bench_alerts_"))
     out = []
-    for seed in cfg["seeds"]:
-        out.append(real_text_case(work, seed, "lexicon", cfg["real"]))
-        print(_line(out[-1]), flush=True)
+    for strength in ("plain", "strong"):
+        for seed in cfg["seeds"]:
+            out.append(real_text_case(work, seed, "lexicon", cfg["real"], strength))
+            print(_line(out[-1]), flush=True)
     if cfg["seeded"]:
         out.append(real_text_case(work, cfg["seeds"][0], "seeded", cfg["real"]))
         print(_line(out[-1]), flush=True)
@@ -123,9 +129,10 @@ def render(rows: list[dict], scale: str, seconds: float) -> str:
          "episodes found / alerts routed to owners. Praise to owners: alerts sent to a team other than "
          f"`{PRAISE_OWNER}` on a planted praise spike (family, days +- 1) that match no episode, or on the `praise` topic.", "",
          "Real-text world: background = all H&G tweets + UCI Amazon/Yelp sentences (about 30 a family-day); praise spikes "
-         "= their human-labelled positive rows (8-14 extra a day for 3-5 days); complaint episodes = BANKING77 "
-         "**train.csv** queries, 2-7 extra a day for 3-10 days, in one family (the same pools at 0.4 a family-day "
-         "everywhere as a base rate): "
+         "= their human-labelled positive rows for 3-5 days; complaint episodes = BANKING77 "
+         "**train.csv** queries for 3-10 days in one family (the same pools at 0.4 a family-day "
+         "everywhere as a base rate). Extra items a day: *plain* episodes 2-7, praise 8-14; *strong* episodes 5-10, "
+         "praise 15-25. Intents: "
          + "; ".join(f"`{t}` <- {', '.join(v)}" for t, v in EPISODE_INTENTS.items())
          + ". No row of any set is used to fit or tune anything; BANKING77 test.csv is not read.", "",
          "| world | classify | feedback rows | episodes | found (recall) | alerts to owners | precision | "
