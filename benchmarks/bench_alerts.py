@@ -94,9 +94,16 @@ def demo_case(work: Path, scale: str, seed: int = 0) -> dict:
 
 
 def bench(scale: str = "quick", work: Path | None = None) -> list[dict]:
-    """All cases of ``scale``; each result is one world x classify method."""
+    """All cases of ``scale``; each result is one world x classify method.
+
+    ``work`` keeps the worlds and stores for inspection; without it they go in a temporary folder
+    that is removed at the end (the demo world and its stores are a few hundred MB).
+    """
+    if work is None:
+        with tempfile.TemporaryDirectory(prefix="bench_alerts_") as tmp:
+            return bench(scale, Path(tmp))
     cfg = SETTINGS[scale]
-    work = Path(work or tempfile.mkdtemp(prefix="bench_alerts_"))
+    work = Path(work)
     out = []
     for strength in ("plain", "strong"):
         for seed in cfg["seeds"]:
