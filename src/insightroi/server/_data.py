@@ -39,6 +39,7 @@ import pyarrow as pa
 from insightroi.bundle import assemble_bundle, migrate_bundle
 from insightroi.chain import ChainEventError, check_chain_event
 from insightroi.chain import trace as chain_trace
+from insightroi.chain._links import episode_facts, is_praise
 from insightroi.privacy import erase_customer
 from insightroi.store import TABLES, open_store
 
@@ -610,6 +611,24 @@ class Backend:
         """Alerts with their current stage: from chain events, enriched with the bundle's evidence.
 
         An alert the insight stage raised (bundle) but nobody has delivered yet has stage ``new``.
+        Each alert carries its episode as last known (``last_seen, periods, peak_observed,
+        peak_score, episode_updates``: the detector's ``alert_updated`` events override the
+        figures the alert was written with, :func:`insightroi.chain._links.episode_facts`),
+        ``kind`` and ``praise`` (:func:`insightroi.chain._links.is_praise`), and ``in_backlog``:
+        delivered, no action taken, not ignored and not praise, the chain's backlog rule
+        (:func:`insightroi.chain.alert_table`), so the inbox's count equals ``insightroi chain``'s.
+
+        Parameters
+        ----------
+        team : str, optional
+            Only the alerts of this team.
+        status : str, optional
+            ``open`` (not fixed, not ignored) or one stage (``new``, ``delivered``, ...).
+
+        Returns
+        -------
+        list of dict
+            Newest onset first.
         """
         with self.lock:  # one attach of the file for the bundle and the events
             bundle = self.bundle() or {}
@@ -626,25 +645,35 @@ class Backend:
                 fixed=(a.event_type == "fix_deployed").any(),
                 ignored=a.event_type.isin(["ignored", "overridden"]).any(),
             ).execute()
+            # The bundle was assembled when the report ran; an episode that went on since then
+            # has alert_updated events, and the inbox must show where it stands now.
+            episodes = {e["alert_id"]: e for e in _records(episode_facts(self.store))}
         out: dict[str, dict[str, Any]] = {}
         for r in _records(agg):
             stage = ("fixed" if r["fixed"] else "acted" if r["acted"] else "acknowledged" if r["acknowledged"]
                      else "delivered")
             ev = evidence.get(r["alert_id"], {})
+            owner = r["team"] or ev.get("owner")
+            ep = episodes.get(r["alert_id"], {})
+            kind = ep.get("kind") or ev.get("kind") or "problem"
+            praise = is_praise(kind, owner)
             out[r["alert_id"]] = {
-                "alert_id": r["alert_id"], "team": r["team"] or ev.get("owner"), "topic": r["topic"] or ev.get("topic"),
+                "alert_id": r["alert_id"], "team": owner, "topic": r["topic"] or ev.get("topic"),
                 "sku_family": r["sku_family"] or ev.get("sku_family"), "status": stage, "ignored": bool(r["ignored"]),
                 "first_event": r["first_event"], "last_event": r["last_event"], "n_events": r["n_events"],
-                "day": ev.get("day"), "observed": ev.get("observed"), "expected": ev.get("expected"),
-                "p_value": ev.get("p_value"),
+                "day": ev.get("day") or ep.get("day"), "observed": ev.get("observed"), "expected": ev.get("expected"),
+                "p_value": ev.get("p_value"), **self._episode(ep, ev), "kind": kind, "praise": praise,
+                "in_backlog": bool(r["delivered"]) and not r["acted"] and not r["ignored"] and not praise,
             }
         for aid, ev in evidence.items():
             if aid not in out:
+                kind = ev.get("kind") or "problem"
                 out[aid] = {
                     "alert_id": aid, "team": ev.get("owner"), "topic": ev.get("topic"),
                     "sku_family": ev.get("sku_family"), "status": "new", "ignored": False, "first_event": None,
                     "last_event": None, "n_events": 0, "day": ev.get("day"), "observed": ev.get("observed"),
-                    "expected": ev.get("expected"), "p_value": ev.get("p_value"),
+                    "expected": ev.get("expected"), "p_value": ev.get("p_value"), **self._episode({}, ev),
+                    "kind": kind, "praise": is_praise(kind, ev.get("owner")), "in_backlog": False,
                 }
         rows = list(out.values())
         if team:
@@ -655,6 +684,19 @@ class Backend:
             rows = [r for r in rows if r["status"] == status]
         rows.sort(key=lambda r: (str(r.get("day") or r.get("first_event") or ""), r["alert_id"]), reverse=True)
         return rows
+
+    @staticmethod
+    def _episode(ep: dict[str, Any], ev: dict[str, Any]) -> dict[str, Any]:
+        # The chain's figures (latest update first), else the bundle's, else unknown.
+        out = {k: ep.get(k) if ep.get(k) is not None else ev.get(k)
+               for k in ("last_seen", "periods", "peak_observed", "peak_score")}
+        for k in ("periods", "peak_observed"):
+            # Counts; a column with a missing value came back from pandas as floats.
+            if isinstance(out[k], float):
+                out[k] = int(out[k])
+        updated = ep.get("episode_updated_at")
+        return {**out, "episode_updates": int(ep.get("episode_updates") or 0),
+                "episode_updated_at": updated if isinstance(updated, str) and updated != "NaT" else None}
 
     @_on_store_thread
     def alert(self, alert_id: str) -> dict[str, Any] | None:
