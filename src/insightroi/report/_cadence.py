@@ -181,7 +181,7 @@ def _value_fields(program: Program, kpi: str, row: dict[str, Any], denominator: 
 
 
 def _chain_counts(store: Store, periods: list[dict], window: tuple[date, date]) -> list[dict[str, int]]:
-    """Alerts delivered, and acknowledgements, actions and fixes recorded, per period (praise alerts and their events left out)."""
+    """Alerts delivered, and acknowledgements, actions and fixes recorded, per period (no praise)."""
     lo = datetime.combine(window[0], datetime.min.time())
     hi = datetime.combine(window[1] + timedelta(days=1), datetime.min.time())
     # The alerts `insightroi chain` counts (one per alert id, at its first delivery), not raw
