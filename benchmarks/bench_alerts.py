@@ -41,6 +41,8 @@ from helpers.real_text_world import (  # noqa: E402
 )
 from insightroi.program import PRAISE_OWNER  # noqa: E402
 
+import _sections  # noqa: E402  (benchmarks/ is the script's folder)
+
 START, END = "<!-- bench_alerts:start -->", "<!-- bench_alerts:end -->"
 # Two intensities: "plain" (2-7 extra complaints a day over ~30 items a family-day, praise 8-14) and
 # "strong" (5-10, praise 15-25: the world of tests/insights/test_alerts_real_text.py at 4 families).
@@ -178,12 +180,7 @@ def render(rows: list[dict], scale: str, seconds: float) -> str:
 
 
 def write_section(text: str, path: Path = HERE / "RESULTS.md") -> None:
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    if START in old and END in old:
-        new = old[: old.index(START)] + text + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new, encoding="utf-8")
+    _sections.write_section(text, START, END, path)
 
 
 def run(scale: str = "full") -> list[dict]:

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import _sections
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_REFERENCE = Path(os.environ.get("INSIGHTROI_SHARED", HERE.parents[1] / "shared")) / "reference"
 DEFAULT_CACHE = Path("/tmp/insightroi_bench_emb.npz")
@@ -370,12 +372,7 @@ def render(sent: list[dict], topics: list[dict], speed: list[dict], seconds: flo
 
 
 def write_section(text: str, path: Path = HERE / "RESULTS.md") -> None:
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    if START in old and END in old:
-        new = old[: old.index(START)] + text + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new, encoding="utf-8")
+    _sections.write_section(text, START, END, path)
 
 
 def run(scale: str = "full") -> list[dict]:

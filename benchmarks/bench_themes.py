@@ -42,6 +42,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import _sections  # noqa: E402
 from bench_models import DEFAULT_REFERENCE, CachedEncoder, load_banking77  # noqa: E402
 
 DEFAULT_CACHE = Path("/tmp/insightroi_bench_themes_emb.npz")
@@ -226,12 +227,7 @@ def main(argv=None) -> int:
 
 
 def _write_section(text: str, path: Path = HERE / "RESULTS.md") -> None:
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    if START in old and END in old:
-        new = old[: old.index(START)] + text + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new, encoding="utf-8")
+    _sections.write_section(text, START, END, path)
 
 
 if __name__ == "__main__":
