@@ -24,8 +24,9 @@ def program_with(channels_toml: str):
 
 
 def seed_alerts(store, n: int, *, team: str = "logistics", topic: str = "shipping_delay", start: int = 0) -> list[str]:
-    """``n`` alerts as the detector writes them (batch 'detect'), each with two evidence insights."""
-    ev, ins, ids = [], [], []
+    """``n`` alerts as the detector writes them (batch 'detect'), each with two feedback items and
+    their topic insights as the classifier writes them (evidence = the model's JSON, not the text)."""
+    ev, ins, fb, ids = [], [], [], []
     for i in range(start, start + n):
         aid = f"alert-{i:04d}"
         fids = [f"fb-{i:04d}-{j}" for j in range(2)]
@@ -36,11 +37,15 @@ def seed_alerts(store, n: int, *, team: str = "logistics", topic: str = "shippin
                                           "window_days": 1, "feedback_ids": fids}),
                    "batch_id": "detect"})
         for j, fid in enumerate(fids):
+            fb.append({"id": fid, "source": "review", "event_time": T0 + timedelta(hours=i),
+                       "text": f"parcel {i} arrived {j + 5} days late", "sku_family": f"FAM-{i % 5}"})
+            evidence = {"labels": [topic], "proba": {topic: 0.9}, "keywords": {topic: ["late"]}}
             ins.append({"id": f"ins-{fid}", "feedback_id": fid, "task": "topic", "label": topic, "score": 0.9,
-                        "confidence": 0.9 - j / 10, "evidence": f"parcel {i} arrived {j + 5} days late",
+                        "confidence": 0.9 - j / 10, "evidence": json.dumps(evidence),
                         "method": "lexicon", "model_version": "topic-lex-1", "created_at": T0})
     with store.transaction():
         store.append("chain_events", pa.Table.from_pylist(ev))
+        store.append("feedback", pa.Table.from_pylist(fb))
         store.append("insights", pa.Table.from_pylist(ins))
     return ids
 

@@ -44,6 +44,10 @@ def test_email_plain_and_html_with_evidence_and_signed_links(tmp_path, smtp):
     severity = _program(smtp.port).topic("shipping_delay").severity
     assert msg["Subject"] == f"[{severity}] Complaint spike: shipping delay on FAM-{n}"
     assert f"parcel {n} arrived 5 days late" in plain and f"parcel {n} arrived 5 days late" in html
+    # The customers' words, most confident first, not the topic model's JSON evidence.
+    quoted = [line.strip() for line in plain.split("What customers wrote:", 1)[1].splitlines() if line.startswith('  "')]
+    assert quoted == [f'"parcel {n} arrived 5 days late"', f'"parcel {n} arrived 6 days late"']
+    assert '"labels"' not in plain and "proba" not in html
     assert msg["Idempotency-Key"].startswith("insightroi-dlv-")
     assert msg["Message-ID"] == f"<{msg['Idempotency-Key']}@insightroi>"
     # Five signed links (acknowledge, taking action, three not-useful reasons) and the trace.

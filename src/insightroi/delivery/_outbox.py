@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 
 from insightroi.insights._spikes import PRAISE_OWNER
+from insightroi.insights._themes_evidence import snippet
 from insightroi.program import Channel, Program
 from insightroi.store import Store
 
@@ -93,14 +94,28 @@ def first_due(channel: Channel, severity: str, now: datetime, program_tz: str | 
 
 
 def _evidence(store: Store, topic: str | None, feedback_ids: list[str], n: int = 3) -> list[str]:
+    """What customers wrote: snippets of the alert's most confident feedback, cut around its keywords.
+
+    ``insights.evidence`` is the topic model's JSON (labels, probabilities, matched keywords), not
+    the customer's words; the words are ``feedback.text``, and the matched keywords say where
+    to cut a long text so the message shows the part that made the alert.
+    """
     if not feedback_ids:
         return []
     rows = store.sql(
-        "SELECT evidence FROM insights WHERE task = 'topic' AND feedback_id IN (SELECT unnest(?)) "
-        "AND evidence IS NOT NULL AND (? IS NULL OR label = ?) ORDER BY confidence DESC NULLS LAST, id LIMIT ?",
+        "SELECT f.text, i.evidence FROM insights i JOIN feedback f ON f.id = i.feedback_id "
+        "WHERE i.task = 'topic' AND i.feedback_id IN (SELECT unnest(?)) AND f.text IS NOT NULL "
+        "AND (? IS NULL OR i.label = ?) ORDER BY i.confidence DESC NULLS LAST, i.id LIMIT ?",
         [feedback_ids, topic, topic, n],
     ).to_pylist()
-    return [r["evidence"] for r in rows]
+    out = []
+    for r in rows:
+        try:
+            keywords = (json.loads(r["evidence"] or "{}").get("keywords") or {}).get(topic) or []
+        except (ValueError, AttributeError):
+            keywords = []
+        out.append(snippet(r["text"], keywords).text)
+    return out
 
 
 def enqueue_alerts(store: Store, program: Program, *, now: datetime, since: datetime | None = None) -> EnqueueResult:
