@@ -55,6 +55,16 @@ def test_ctfidf_matches_the_formula_by_hand():
     assert "refund" not in top_terms(terms, W[0], 3, exclude={"refund"})
 
 
+def test_ctfidf_keeps_negations_whole_and_drops_pronoun_contractions():
+    texts = ["my card hasn't arrived", "I'm worried, card hasn't come", "it's late, card hasn't arrived",
+             "pin blocked", "my pin is blocked again", "blocked pin"]
+    _, terms, scores = class_tfidf(texts, np.array([0, 0, 0, 1, 1, 1]))
+    vocab = set(terms)
+    assert {"hasn't", "card hasn't"} <= vocab  # the default tokenizer made these "hasn" and "card hasn"
+    assert not {"hasn", "card hasn", "i'm", "it's"} & vocab
+    assert terms[int(np.argmax(scores[0]))] in {"hasn't", "card hasn't", "card"}
+
+
 def test_outliers_join_only_a_close_enough_theme():
     e = np.eye(3)
     Z = np.array([e[0], e[0], e[1], e[1],

@@ -14,6 +14,14 @@ import numpy as np
 __all__ = ["class_tfidf", "top_terms"]
 
 
+#: Contractions that carry no theme (the pronoun and copula ones); negations such as "can't" or
+#: "hasn't" stay, because they often are the complaint.
+_CONTRACTION_STOP_WORDS = frozenset({
+    "i'm", "i've", "i'd", "i'll", "it's", "you're", "you've", "you'll", "you'd", "we're", "we've", "they're",
+    "they've", "that's", "there's", "what's", "he's", "she's", "let's", "who's", "here's",
+})
+
+
 def class_tfidf(
     texts: list[str],
     labels,
@@ -62,8 +70,15 @@ def class_tfidf(
         return classes, np.array([], dtype=object), np.zeros((0, 0))
     docs = [t for t, k in zip(texts, keep) if k]
     lab = labels[keep]
+    if stop_words == "english":
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+        stop_words = sorted(ENGLISH_STOP_WORDS | _CONTRACTION_STOP_WORDS)
     try:
-        vec = CountVectorizer(ngram_range=ngram_range, stop_words=stop_words, min_df=min(min_df, len(docs)))
+        # Words keep their inner apostrophes: the default pattern cut "hasn't" to "hasn" and
+        # dropped the "t", so labels read "card hasn"; a negation is part of a complaint.
+        vec = CountVectorizer(ngram_range=ngram_range, stop_words=stop_words, min_df=min(min_df, len(docs)),
+                              token_pattern=r"(?u)\b\w[\w']*\w\b")
         X = vec.fit_transform(docs)
     except ValueError:  # only stop words / no term reaches min_df
         return classes, np.array([], dtype=object), np.zeros((classes.size, 0))
