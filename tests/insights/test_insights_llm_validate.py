@@ -1,13 +1,12 @@
 """LLM summariser against a real loopback HTTP server; validation metrics; the CLI commands."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from helpers.fake_llm import chat_endpoint, chat_reply
 from insightroi.cli import app
 from insightroi.insights import LlmError, LlmSummarizer, TopicClassifier, validate_model
 from insightroi.program import parse_program, starter_program_text
@@ -15,48 +14,34 @@ from insightroi.program import parse_program, starter_program_text
 PROGRAM = parse_program(starter_program_text())
 
 
-class _Fake(BaseHTTPRequestHandler):
+class _Fake:
     seen: list = []
     mode = "ok"
 
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        _Fake.seen.append((self.path, self.headers.get("Authorization"), body))
-        if _Fake.mode == "500":
-            self.send_response(500)
-            self.end_headers()
-            return
-        content = json.dumps({"label": "counterfeit_items", "summary": "Customers report fake products."})
-        if _Fake.mode == "prose":
-            content = "These are complaints about fakes."
-        out = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
 
-    def log_message(self, *a):
-        pass
+def _answer(body: dict) -> tuple[int, bytes | None]:
+    if _Fake.mode == "500":
+        return 500, None
+    content = json.dumps({"label": "counterfeit_items", "summary": "Customers report fake products."})
+    if _Fake.mode == "prose":
+        content = "These are complaints about fakes."
+    return 200, chat_reply(content)
 
 
 @pytest.fixture()
 def server():
-    srv = HTTPServer(("127.0.0.1", 0), _Fake)
-    th = threading.Thread(target=srv.serve_forever, daemon=True)
-    th.start()
     _Fake.seen.clear()
     _Fake.mode = "ok"
-    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    srv.shutdown()
-    srv.server_close()
+    with chat_endpoint(_answer, _Fake.seen) as url:
+        yield url
 
 
 def test_llm_summary_over_real_http(server):
     s = LlmSummarizer(base_url=server, api_key="sk-secret-123", model="m1")
     out = s.summarize(["this is a fake", "logo is wrong, counterfeit"], hint_terms=["fake"])
     assert out.label == "counterfeit_items" and out.method == "llm" and out.model_version.startswith("llm-m1")
-    path, auth, body = _Fake.seen[0]
+    req = _Fake.seen[0]
+    path, auth, body = req["path"], req["auth"], req["body"]
     assert path == "/v1/chat/completions" and auth == "Bearer sk-secret-123"
     assert body["model"] == "m1" and "counterfeit" in body["messages"][1]["content"]
     assert "sk-secret" not in repr(s)

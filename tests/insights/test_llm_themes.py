@@ -8,15 +8,14 @@ decision tested: a failure never loses the themes; they keep their c-TF-IDF labe
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from helpers.cli_shell import stage_app
+from helpers.fake_llm import chat_endpoint, chat_reply
 from insightroi.insights._llm import LlmSummarizer, label_themes
 from insightroi.insights._themes import Theme
 from insightroi.program import starter_program_text
@@ -24,52 +23,31 @@ from insightroi.program import starter_program_text
 KEY = "sk-test-very-secret-4242"
 
 
-class _Fake(BaseHTTPRequestHandler):
+class _Fake:
     seen: list = []
     mode = "ok"
 
-    def do_POST(self):  # noqa: N802
-        raw = self.rfile.read(int(self.headers["Content-Length"]))
-        body = json.loads(raw)
-        _Fake.seen.append({"path": self.path, "auth": self.headers.get("Authorization"),
-                           "ctype": self.headers.get("Content-Type"), "body": body})
-        if _Fake.mode == "500":
-            self.send_response(500)
-            self.end_headers()
-            return
-        if _Fake.mode == "slow":
-            time.sleep(1.5)
-        if _Fake.mode == "badjson":
-            out = b"{not json"
-        else:
-            terms = body["messages"][1]["content"].split("Frequent terms: ")[-1]
-            label = "Exchange Rate Complaints" if "exchange" in terms else "pin_problems"
-            content = json.dumps({"label": label, "summary": f"Customers ask about {terms.split(',')[0]}."})
-            out = json.dumps({"model": body["model"], "choices": [{"message": {"role": "assistant", "content": content}}],
-                              "usage": {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        try:
-            self.wfile.write(out)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout mode)
-            pass
 
-    def log_message(self, *a):
-        pass
+def _answer(body: dict) -> tuple[int, bytes | None]:
+    if _Fake.mode == "500":
+        return 500, None
+    if _Fake.mode == "slow":
+        time.sleep(1.5)
+    if _Fake.mode == "badjson":
+        return 200, b"{not json"
+    terms = body["messages"][1]["content"].split("Frequent terms: ")[-1]
+    label = "Exchange Rate Complaints" if "exchange" in terms else "pin_problems"
+    content = json.dumps({"label": label, "summary": f"Customers ask about {terms.split(',')[0]}."})
+    return 200, chat_reply(content, model=body["model"],
+                           usage={"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150})
 
 
 @pytest.fixture()
 def endpoint():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Fake)
-    th = threading.Thread(target=srv.serve_forever, daemon=True)
-    th.start()
     _Fake.seen.clear()
     _Fake.mode = "ok"
-    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    srv.shutdown()
-    srv.server_close()
+    with chat_endpoint(_answer, _Fake.seen) as url:
+        yield url
 
 
 THEMES = [
