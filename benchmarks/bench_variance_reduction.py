@@ -22,12 +22,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import _sections
+
 COVARIATES = ["orders", "sessions", "feedback", "tickets", "revenue"]
 # Two traffic measures only: with 80 clusters every covariate costs two slopes (one per arm), so
 # a short list shows what the long one spends on covariates without signal for a KPI.
 FEW = ["orders", "sessions"]
 HEADING = "## Variance reduction on the demo world: CUPED vs multi-covariate vs CUPAC (issue 20)"
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+START, END = "<!-- bench_variance_reduction:start -->", "<!-- bench_variance_reduction:end -->"
 
 
 def _analyses(scale: str) -> tuple[dict, dict]:
@@ -147,16 +150,12 @@ def markdown(rows: list[dict], info: dict, scale: str) -> str:
 
 
 def write_section(text: str, path: Path = RESULTS) -> None:
-    """Replace this benchmark's section of RESULTS.md (from its heading to the next ``## ``), or append it."""
-    old = path.read_text() if path.exists() else ""
-    if HEADING in old:
-        head, rest = old.split(HEADING, 1)
-        nxt = rest.find("\n## ")
-        tail = rest[nxt + 1:] if nxt >= 0 else ""
-        new = head + text + ("\n" + tail if tail else "")
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
+    """Replace this benchmark's marked section of RESULTS.md, or append it.
+
+    Markers, not "up to the next heading": the next section starts with bench_models' start
+    marker, which a heading-bounded replacement swallowed.
+    """
+    _sections.write_section(f"{START}\n\n{text.rstrip()}\n\n{END}", START, END, path)
 
 
 def selection_simulation(runs: int = 2000) -> dict[str, float]:
