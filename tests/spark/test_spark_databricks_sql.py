@@ -34,7 +34,8 @@ _DUCKDB_ONLY = re.compile(
 
 def _problems(sql: str) -> list[str]:
     out = [f"DuckDB-only: {m.group(0)}" for m in _DUCKDB_ONLY.finditer(sql)]
-    if '"' in sql:
+    # A double quote inside a string literal (a regular expression over JSON) is not an identifier.
+    if '"' in re.sub(r"'(?:[^'\\]|\\.|'')*'", "''", sql):
         out.append("double-quoted identifier (Databricks quotes with backticks)")
     if "`" not in sql:
         out.append("no backtick-quoted identifiers")

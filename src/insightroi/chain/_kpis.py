@@ -64,6 +64,9 @@ def alert_table(
     df = j.drop("anchor_id").order_by("delivered_at", "alert_id").execute()
     # The episode as last known (its alert_updated events) and whether the alert is praise.
     ep = episode_facts(store).drop(columns=["day"])
+    if df.empty:
+        # No alert in the window: nothing to attach, and an empty frame's key may carry another dtype.
+        ep = ep.iloc[0:0].astype({"alert_id": df["alert_id"].dtype})
     df = df.merge(ep, on="alert_id", how="left")
     df["kind"] = df["kind"].where(df["kind"].notna(), np.where(df.team == PRAISE_OWNER, "praise", "problem"))
     df["praise"] = is_praise(df.kind, df.team)
