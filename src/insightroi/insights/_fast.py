@@ -25,7 +25,6 @@ entities, no words, possibly non-English) go through the per-model path unchange
 
 from __future__ import annotations
 
-import math
 from itertools import chain
 from json.encoder import encode_basestring as _jstr
 
@@ -598,39 +597,7 @@ def _negation(valence: float, low: list[str], start_i: int, i: int) -> float:
 def _valence(vals: list[float], n: int, text: str) -> tuple[float, float, float, float]:
     # VaderCore._valence on the scored positions only: the other n - len(vals) sentiments are
     # 0.0, which leaves every sum unchanged and counts as neutral.
-    sum_s = float(sum(vals))
-    ep = min(text.count("!"), 4) * 0.292
-    qm_count = text.count("?")
-    qm = 0.0
-    if qm_count > 1:
-        qm = qm_count * 0.18 if qm_count <= 3 else 0.96
-    amp = ep + qm
-    if sum_s > 0:
-        sum_s += amp
-    elif sum_s < 0:
-        sum_s -= amp
-    compound = sum_s / math.sqrt(sum_s * sum_s + 15)
-    compound = max(-1.0, min(1.0, compound))
-    pos_sum = neg_sum = 0.0
-    neu_count = n - len(vals)
-    for s in vals:
-        if s > 0:
-            pos_sum += float(s) + 1
-        if s < 0:
-            neg_sum += float(s) - 1
-        if s == 0:
-            neu_count += 1
-    if pos_sum > math.fabs(neg_sum):
-        pos_sum += amp
-    elif pos_sum < math.fabs(neg_sum):
-        neg_sum -= amp
-    total = pos_sum + math.fabs(neg_sum) + neu_count
-    return (
-        round(compound, 4),
-        round(math.fabs(pos_sum / total), 3),
-        round(math.fabs(neu_count / total), 3),
-        round(math.fabs(neg_sum / total), 3),
-    )
+    return VaderCore._valence(vals, text, extra_neutral=n - len(vals))
 
 
 def _prepare_fast(raw: str):

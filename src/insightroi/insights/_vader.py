@@ -210,7 +210,9 @@ class VaderCore:
         return sentiments
 
     @staticmethod
-    def _valence(sentiments: list[float], text: str) -> tuple[float, float, float, float]:
+    def _valence(sentiments: list[float], text: str, extra_neutral: int = 0) -> tuple[float, float, float, float]:
+        # extra_neutral: positions left out of ``sentiments`` because they score 0.0 (the fast
+        # path passes only the lexicon hits); zeros change no sum and count as neutral.
         sum_s = float(sum(sentiments))
         ep = min(text.count("!"), 4) * 0.292
         qm_count = text.count("?")
@@ -225,7 +227,7 @@ class VaderCore:
         compound = sum_s / math.sqrt(sum_s * sum_s + 15)
         compound = max(-1.0, min(1.0, compound))
         pos_sum = neg_sum = 0.0
-        neu_count = 0
+        neu_count = extra_neutral
         for s in sentiments:
             if s > 0:
                 pos_sum += float(s) + 1
