@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from _dlv_helpers import WEBHOOK_SECRET, Receiver, program_with, rows, seed_alerts, smtp_server
+from _dlv_helpers import Receiver, program_with, rows, seed_alerts
 from insightroi.delivery import DeliveryPolicy, LinkSigner, deliver, deliver_due, link_key, read_link_token
 from insightroi.delivery import _outbox as ob
 from insightroi.store import open_store
@@ -31,20 +31,6 @@ def _now() -> datetime:
 def _after_midnight() -> datetime:
     # The deliverer's clock a day ahead: past the next 00:00 UTC the daily digest waits for.
     return _now() + timedelta(days=1, minutes=1)
-
-
-@pytest.fixture
-def smtp():
-    yield from smtp_server()
-
-
-@pytest.fixture
-def receiver(monkeypatch):
-    r = Receiver()
-    monkeypatch.setenv("TEST_HOOK_SECRET", WEBHOOK_SECRET)
-    monkeypatch.setenv("TEST_HOOK_URL", r.url)
-    yield r
-    r.close()
 
 
 def _mail_program(port: int):

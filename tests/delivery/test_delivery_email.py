@@ -6,16 +6,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from _dlv_helpers import smtp_server, program_with, rows, seed_alerts
+from _dlv_helpers import program_with, rows, seed_alerts
 from insightroi.delivery import DeliveryPolicy, LinkSigner, deliver, link_key, read_link_token
 from insightroi.store import open_store
 
 pytest.importorskip("aiosmtpd.controller")
-
-
-@pytest.fixture
-def smtp():
-    yield from smtp_server()
 
 
 def _program(port: int):

@@ -12,22 +12,13 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from _dlv_helpers import T0, WEBHOOK_SECRET, Receiver, program_with, rows, seed_alerts
+from _dlv_helpers import T0, program_with, rows, seed_alerts
 from insightroi.chain import workflow_kpis
 from insightroi.chain._kpis import alert_table
 from insightroi.delivery import DeliveryPolicy, deliver
 from insightroi.store import open_store
 
 SENT = T0 + timedelta(days=3, hours=7, minutes=13)  # the deliverer's clock: days after the detector dated them
-
-
-@pytest.fixture
-def receiver(monkeypatch):
-    r = Receiver()
-    monkeypatch.setenv("TEST_HOOK_SECRET", WEBHOOK_SECRET)
-    monkeypatch.setenv("TEST_HOOK_URL", r.url)
-    yield r
-    r.close()
 
 
 def _ev(eid, etype, aid, t, actor):
