@@ -1,7 +1,7 @@
 """Fixtures every test folder shares: reference data, a DuckDB store, demo worlds, a live server, a browser.
 
-Test modules import the constant directly (``from conftest import REFERENCE_DIR``) when they need
-it at import time (a ``skipif`` mark, a module-level table); fixtures are found by name.
+Test modules import the constant from ``helpers.paths`` (``from helpers.paths import REFERENCE_DIR``)
+when they need it at import time (a ``skipif`` mark, a module-level table); fixtures are found by name.
 
 A module that defines a fixture of the same name (a ``store`` pre-filled with its own rows, say)
 overrides the one here for that module only.
@@ -9,17 +9,11 @@ overrides the one here for that module only.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-# The human-labelled reference data (sentiment texts, Card & Krueger, CausalImpact outputs, ...)
-# lives in shared/ beside the checkout; it is test input only, never shipped in the package.
-# INSIGHTROI_SHARED points at another shared/ folder (CI clones main next to it).
-REFERENCE_DIR = Path(os.environ.get("INSIGHTROI_SHARED", ROOT.parent / "shared")) / "reference"
+from helpers.paths import REFERENCE_DIR
 
 
 @pytest.fixture(scope="session")

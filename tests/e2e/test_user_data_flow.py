@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REFERENCE_DIR
+from helpers.paths import REFERENCE_DIR
 from insightroi.store import open_store
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REFERENCE_DIR
+from helpers.paths import REFERENCE_DIR
 
 sys.path.insert(0, str(Path(__file__).parent))
 from userworld import geo_program, write_geo_world  # noqa: E402

@@ -23,7 +23,7 @@ from insightroi.services import run_analyze
 from insightroi.store import open_store
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import REFERENCE_DIR  # noqa: E402
+from helpers.paths import REFERENCE_DIR  # noqa: E402
 from userworld import user_program, write_user_world  # noqa: E402
 
 pytest.importorskip("pyspark")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from conftest import REFERENCE_DIR
+from helpers.paths import REFERENCE_DIR
 
 START = date(2026, 3, 2)  # a Monday
 PRE_DAYS = 91

@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import REFERENCE_DIR
+from helpers.paths import REFERENCE_DIR
 
 from insightroi.insights import embeddings_available
 

@@ -22,7 +22,7 @@ import pytest
 from insightroi.insights import EmbeddingSentiment, LexiconSentiment, load_reference_sentiment, sentiment_class, validate_model
 from insightroi.insights._vader import VaderCore
 
-from conftest import REFERENCE_DIR
+from helpers.paths import REFERENCE_DIR
 
 REF = REFERENCE_DIR / "sentiment"
 pytestmark = pytest.mark.skipif(not REF.exists(), reason="reference data not present")

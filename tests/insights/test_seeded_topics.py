@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REFERENCE_DIR as REF
+from helpers.paths import REFERENCE_DIR as REF
 
 from insightroi.insights import embeddings_available
 from insightroi.program import Topic, parse_program, starter_program_text

@@ -34,7 +34,7 @@ from insightroi.experiments import time_series_impact
 from insightroi.stats import causal_impact
 from insightroi.stats._its import ITS_DEFAULTS, _grid_filter
 
-from conftest import REFERENCE_DIR as REF
+from helpers.paths import REFERENCE_DIR as REF
 from reference_values import tolerance
 
 FIXTURES = ["basic", "covariates", "no_effect"]

@@ -25,7 +25,7 @@ import pytest
 
 from insightroi.stats import causal_impact, did_2x2, did_ratio, event_study, synth_fit, synthetic_control, twfe
 
-from conftest import REFERENCE_DIR as REF
+from helpers.paths import REFERENCE_DIR as REF
 from reference_values import approx, high, tolerance, value, within
 
 CK_COLS = (
