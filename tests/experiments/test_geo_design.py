@@ -2,8 +2,8 @@
 
 The simulated panel has a known structure (40 markets: levels, loadings on a common seasonal
 and wandering factor, idiosyncratic noise that falls with market size), so fresh experiments can
-be drawn from the same world: the chosen design, run on 400 of them with its reported MDE
-injected, must detect it at about the stated power (0.8), and must beat random sets of as many
+be drawn from the same world: the chosen design, run on 4,000 of them with its reported MDE
+injected (the brute-force check), must detect it within 3 points of the stated power (0.8), and must beat random sets of as many
 markets on the true (simulated) relative error.
 """
 
@@ -69,14 +69,16 @@ def designed():
 def test_chosen_design_has_the_stated_power_at_its_mde(designed):
     w, _, d = designed
     c = d.chosen
-    panels = _draw(w, T + c.weeks, np.random.default_rng(7), 400)
+    panels = _draw(w, T + c.weeks, np.random.default_rng(7), 4000)
     att = _att(panels, c.index, T)
     crit = sps.norm.ppf(1 - d.alpha / 2) * c.sigma
     power = float(np.mean(np.abs(att + c.mde) > crit))
     size = float(np.mean(np.abs(att) > crit))
-    # Measured 0.795 and 0.065 (0.70 before the shrinkage of the backtest variances).
-    assert 0.7 <= power <= 0.9, power
-    assert size <= 0.1, size
+    # Issue 20 asks for the brute-force power within 3 points of the design's; 4,000 fresh experiments
+    # put the Monte Carlo SE at 0.6 points. Measured 0.784-0.795 on three draw seeds of 2,000
+    # (0.70 before the shrinkage of the backtest variances), size 0.051-0.055.
+    assert abs(power - d.power) <= 0.03, (power, d.power)
+    assert size <= 0.075, size
     assert abs(geo_power(c.mde, c.sigma, d.alpha) - d.power) < 1e-4  # the far tail adds ~1e-6
 
 
