@@ -4,52 +4,22 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import datetime, timedelta
 
-import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from helpers.cli_shell import stage_app
-from insightroi.insights._cli import register
-from insightroi.program import starter_program_text
+from helpers.review_world import review_world
 from insightroi.store import open_store
-
-TEXTS = [
-    "my order arrived two weeks late", "tracking has not updated in days", "the box was crushed",
-    "battery drains in an hour", "it stopped working, defective", "bought it for my dad",
-    "the colour is nice I guess", "support never answered", "way too expensive", "runs a size small",
-    "not sure what to think", "it came with a <script>alert(1)</script> note [bold]inside[/bold]",
-]
-
-
-def _world(tmp_path):
-    prog = tmp_path / "insightroi.toml"
-    prog.write_text(starter_program_text())
-    url = f"duckdb:///{tmp_path / 's.duckdb'}"
-    n = 60
-    fb = pd.DataFrame({"id": [f"fb-{i:03d}" for i in range(n)], "source": "review",
-                       "event_time": [datetime(2026, 3, 1) + timedelta(hours=i) for i in range(n)],
-                       "text": [f"{TEXTS[i % len(TEXTS)]} (order {i})" for i in range(n)]})
-    with open_store(url) as st, st.transaction():
-        st.append("feedback", fb)
-    app = stage_app(register)
-    runner = CliRunner()
-    res = runner.invoke(app, ["classify", "--store", url, "--program", str(prog), "--json"])
-    assert res.exit_code == 0, res.output
-    return app, runner, url, prog, tmp_path
-
 
 @pytest.fixture()
 def world(tmp_path):
     """A store of its own: the test records labels in it."""
-    return _world(tmp_path)
+    return review_world(tmp_path)
 
 
 @pytest.fixture(scope="module")
 def read_only_world(tmp_path_factory):
     """One store for the tests that must leave it unchanged (refused files, printing)."""
-    return _world(tmp_path_factory.mktemp("review"))
+    return review_world(tmp_path_factory.mktemp("review"))
 
 
 def _invoke(world, *args):

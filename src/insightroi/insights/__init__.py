@@ -9,7 +9,13 @@ from insightroi.insights._classify import ClassifyReport, InsightModels, build_m
 from insightroi.insights._domain_sentiment import DomainSentiment, load_sentiment_domains
 from insightroi.insights._embed import embeddings_available
 from insightroi.insights._llm import ClusterSummary, LlmError, LlmSummarizer
-from insightroi.insights._review import record_review_labels, review_queue, validate_from_reviews
+from insightroi.insights._review import (
+    ReviewLabelsError,
+    check_review_labels,
+    record_review_labels,
+    review_queue,
+    validate_from_reviews,
+)
 from insightroi.insights._sentiment import (
     SENTIMENT_CLASSES,
     EmbeddingSentiment,
@@ -62,6 +68,8 @@ __all__ = [
     "record_review_labels",
     "reliability_table",
     "review_queue",
+    "check_review_labels",
+    "ReviewLabelsError",
     "sentiment_class",
     "validate_csv",
     "validate_from_reviews",

@@ -15,7 +15,7 @@ from insightroi.insights._validate import ValidationReport, validate_model
 from insightroi.store import Store
 
 __all__ = ["review_queue", "record_review_labels", "validate_from_reviews", "read_review_labels",
-           "ReviewLabelsError", "EXPORT_COLUMNS", "TASK_LABELS"]
+           "check_review_labels", "ReviewLabelsError", "EXPORT_COLUMNS", "TASK_LABELS"]
 
 #: Columns of the exported queue (``insightroi review --out``); reviewers fill ``label``.
 EXPORT_COLUMNS = ["feedback_id", "text", "model_label", "confidence", "severity", "stratum", "inclusion_prob",
@@ -181,41 +181,77 @@ def read_review_labels(path, program, store: Store, *, reviewer: str | None = No
         raise ReviewLabelsError(f"{path}: line 1: missing column(s) {', '.join(missing)} (have: {', '.join(cols) or 'none'})")
     if reviewer is None and "reviewer" not in cols:
         raise ReviewLabelsError(f"{path}: no reviewer column; name the reviewer (--reviewer NAME)")
+    return check_review_labels(((f"line {line}", r) for line, r in enumerate(rows, start=2)), program, store,
+                               source=str(path), id_field=id_col, reviewer=reviewer)
+
+
+def check_review_labels(rows, program, store: Store, *, source: str, id_field: str = "feedback_id",
+                        reviewer: str | None = None) -> tuple[pd.DataFrame, int]:
+    """Check reviewed items before anything is stored (the CSV file's and the dashboard form's rows).
+
+    Parameters
+    ----------
+    rows : iterable of (str, dict)
+        Each item's position as the error should name it (``"line 7"``, ``"item 3"``) and its
+        fields: ``id_field`` and ``label``; ``task``, ``reviewer``, ``model_version`` and
+        ``model_label`` optional. Items with a blank label are skipped and counted.
+    program : Program
+        Its taxonomy gives the valid topic labels (plus "other").
+    store : Store
+        Every feedback id must be in its feedback table.
+    source : str
+        What the rows came from, first in every error (the file's path, "review form").
+    id_field : str
+        The field holding the feedback id (``feedback_id`` or ``id``).
+    reviewer : str, optional
+        Who reviewed; overrides a ``reviewer`` field.
+
+    Returns
+    -------
+    (DataFrame, int)
+        The labels, ready for :func:`record_review_labels`, and the number of blank items skipped.
+
+    Raises
+    ------
+    ReviewLabelsError
+        Naming the source, position and field: empty or unknown feedback id, a label not in the
+        taxonomy, an unknown task, one item given two different labels, no reviewer.
+    """
     valid = {"topic": {t.topic for t in program.taxonomy} | {"other"},
              **{k: set(v) for k, v in TASK_LABELS.items()}}
     out, blank, seen = [], 0, {}
-    for line, r in enumerate(rows, start=2):
+    for where, r in rows:
         r = {(k or "").strip(): (v or "").strip() if isinstance(v, str) else v for k, v in r.items()}
         label = r.get("label") or ""
         if not label:
             blank += 1
             continue
-        fid = r.get(id_col) or ""
+        fid = r.get(id_field) or ""
         if not fid:
-            raise ReviewLabelsError(f"{path}: line {line}, field {id_col!r}: empty (label {label!r} given)")
+            raise ReviewLabelsError(f"{source}: {where}, field {id_field!r}: empty (label {label!r} given)")
         task = r.get("task") or "topic"
         if task not in valid:
-            raise ReviewLabelsError(f"{path}: line {line}, field 'task': {task!r} is not one of {', '.join(sorted(valid))}")
+            raise ReviewLabelsError(f"{source}: {where}, field 'task': {task!r} is not one of {', '.join(sorted(valid))}")
         if label not in valid[task]:
-            raise ReviewLabelsError(f"{path}: line {line}, field 'label': {label!r} is not a {task} label "
+            raise ReviewLabelsError(f"{source}: {where}, field 'label': {label!r} is not a {task} label "
                                     f"(valid: {', '.join(sorted(valid[task]))})")
         who = reviewer or r.get("reviewer") or ""
         if not who:
-            raise ReviewLabelsError(f"{path}: line {line}, field 'reviewer': empty; name the reviewer (--reviewer NAME)")
+            raise ReviewLabelsError(f"{source}: {where}, field 'reviewer': empty; name the reviewer (--reviewer NAME)")
         key = (fid, task, who)
         if key in seen and seen[key][1] != label:
-            raise ReviewLabelsError(f"{path}: line {line}, field 'label': {fid} was labelled {seen[key][1]!r} on line "
+            raise ReviewLabelsError(f"{source}: {where}, field 'label': {fid} was labelled {seen[key][1]!r} on "
                                     f"{seen[key][0]} and {label!r} here")
-        seen[key] = (line, label)
-        out.append({"feedback_id": fid, "task": task, "label": label, "reviewer": who, "_line": line,
+        seen[key] = (where, label)
+        out.append({"feedback_id": fid, "task": task, "label": label, "reviewer": who, "position": where,
                     "model_version": r.get("model_version") or None, "model_label": r.get("model_label") or None})
-    df = pd.DataFrame(out, columns=["feedback_id", "task", "label", "reviewer", "_line", "model_version", "model_label"])
+    df = pd.DataFrame(out, columns=["feedback_id", "task", "label", "reviewer", "position", "model_version", "model_label"])
     if not df.empty:
         fb = store.table("feedback")
         known = set(fb.filter(fb.id.isin(sorted(set(df.feedback_id)))).select("id").execute()["id"])
         bad = df[~df.feedback_id.isin(known)]
         if not bad.empty:
             r = bad.iloc[0]
-            raise ReviewLabelsError(f"{path}: line {r._line}, field {id_col!r}: {r.feedback_id!r} is not in the store's "
-                                    f"feedback ({len(bad)} unknown id(s) in the file)")
-    return df.drop(columns="_line").drop_duplicates(["feedback_id", "task", "reviewer"]), blank
+            raise ReviewLabelsError(f"{source}: {r['position']}, field {id_field!r}: {r.feedback_id!r} is not in the "
+                                    f"store's feedback ({len(bad)} unknown id(s))")
+    return df.drop(columns="position").drop_duplicates(["feedback_id", "task", "reviewer"]), blank

@@ -852,6 +852,41 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
             raise HTTPException(404, f"no dead delivery {delivery_id!r} (already requeued, or never dead)")
         return RedirectResponse(f"/deliveries?{urlencode({'requeued': delivery_id})}", status_code=303)
 
+    @app.get("/review", include_in_schema=False, dependencies=[Depends(require_page)])
+    def review_page(request: Request, n: Annotated[int, Query(ge=1, le=100)] = 20,
+                    seed: Annotated[int, Query(ge=0, le=2**31)] = 0, recorded: int | None = None,
+                    reviewer: Annotated[str | None, Query(max_length=64)] = None) -> HTMLResponse:
+        # The queue `insightroi review` exports (same sampling, same seed), labelled in the page.
+        got = backend().review(n, seed) if prog is not None else None
+        return _page(request, "review.html.j2", review=got, n=n, seed=seed, recorded=recorded,
+                     reviewer=reviewer or "", title="Review queue")
+
+    @app.post("/review", include_in_schema=False)
+    async def review_post(request: Request) -> Response:
+        """Record the review page's labels (``insightroi review --labels`` for a filled file)."""
+        from insightroi.insights import ReviewLabelsError  # the model layer loads only when a page needs it
+
+        form = await _form(request)
+        _form_allowed(request, form, "record review labels")
+        if prog is None:
+            raise HTTPException(404, "the review queue needs the program file's taxonomy (serve --program FILE)")
+        reviewer = " ".join(form.get("reviewer", "").split())
+        if not reviewer or len(reviewer) > 64:
+            raise HTTPException(422, "name the reviewer (1 to 64 characters) so the labels can be told apart")
+        items = []
+        for i in range(100):
+            if f"id.{i}" not in form:
+                break
+            items.append((f"item {i + 1}", {"feedback_id": form[f"id.{i}"], "label": form.get(f"label.{i}", ""),
+                                            "model_version": form.get(f"mv.{i}", ""),
+                                            "model_label": form.get(f"ml.{i}", "")}))
+        try:
+            got = await _run(backend().record_reviews, items, reviewer)
+        except ReviewLabelsError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return RedirectResponse(f"/review?{urlencode({'recorded': got['recorded'], 'reviewer': reviewer})}",
+                                status_code=303)
+
     @app.post("/inbox/{alert_id}", include_in_schema=False)
     async def inbox_post(request: Request, alert_id: str) -> Response:
         form = await _form(request)

@@ -456,6 +456,34 @@ class Backend:
         with self.lock:
             return erase_customer(self.store, self.program, customer, reason=reason).to_dict()
 
+    @_on_store_thread
+    def record_reviews(self, items: list[tuple[str, dict[str, Any]]], reviewer: str) -> dict[str, int]:
+        """Check and store the review page's labels (the rules ``insightroi review --labels`` applies).
+
+        Parameters
+        ----------
+        items : list of (str, dict)
+            Each item's position on the page (``"item 3"``) and its ``feedback_id`` and ``label``.
+        reviewer : str
+            Who reviewed.
+
+        Returns
+        -------
+        dict
+            ``recorded``, ``already_recorded`` and ``blank_skipped`` counts.
+
+        Raises
+        ------
+        insightroi.insights.ReviewLabelsError
+            An unknown label or feedback id, naming the item and field; nothing is stored then.
+        """
+        from insightroi.insights import check_review_labels, record_review_labels
+
+        with self.lock:
+            df, blank = check_review_labels(items, self.program, self.store, source="review form", reviewer=reviewer)
+            written = record_review_labels(self.store, df) if not df.empty else 0
+        return {"recorded": int(written), "already_recorded": int(len(df) - written), "blank_skipped": int(blank)}
+
     # ---- reads --------------------------------------------------------------------------------
     @_on_store_thread
     def bundle(self) -> dict[str, Any] | None:
@@ -506,6 +534,45 @@ class Backend:
             total = int(t.count().execute())
             df = t.order_by([t.created_at.desc(), t.id]).limit(limit, offset=offset).execute()
         return {"items": _records(df), "total": total, "limit": limit, "offset": offset}
+
+    @_on_store_thread
+    def review(self, n: int = 20, seed: int = 0) -> dict[str, Any]:
+        """The review page: the queue ``insightroi review`` exports, the labels so far and what they say.
+
+        Parameters
+        ----------
+        n : int
+            Items in the queue (half high-severity, half low-confidence; reviewed ones are skipped).
+        seed : int
+            The queue's sampling seed, as ``insightroi review --seed``.
+
+        Returns
+        -------
+        dict
+            ``items`` (feedback_id, text cut to 400 characters, model_label, confidence, stratum,
+            inclusion_prob, model_version), ``labels`` a reviewer may give, ``recorded`` topic
+            labels so far and ``validation`` (n, accuracy, macro-F1 of the current topic model on
+            the reviewed items) or None.
+        """
+        import numpy as np
+
+        from insightroi.insights import review_queue, validate_from_reviews
+
+        program = self.program
+        with self.lock:
+            queue = review_queue(self.store, program, n, np.random.default_rng(seed))
+            rl = self.store.table("review_labels")
+            recorded = int(rl.filter(rl.task == "topic").count().execute())
+            rep = validate_from_reviews(self.store) if recorded else None
+        items = []
+        for r in queue.itertuples():
+            text = " ".join(str(r.text or "").split())
+            items.append({"feedback_id": r.feedback_id, "text": text if len(text) <= 400 else text[:399] + "…",
+                          "model_label": r.model_label, "confidence": float(r.confidence), "stratum": r.stratum,
+                          "inclusion_prob": float(r.inclusion_prob), "model_version": r.model_version})
+        return {"items": items, "labels": sorted(t.topic for t in program.taxonomy) + ["other"],
+                "recorded": recorded,
+                "validation": None if rep is None else {"n": rep.n, "accuracy": rep.accuracy, "macro_f1": rep.macro_f1}}
 
     @_on_store_thread
     def evidence(self, topic: str, n: int = 4) -> list[dict[str, Any]]:
