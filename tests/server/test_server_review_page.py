@@ -49,6 +49,9 @@ def test_review_page_shows_the_cli_queue_and_records_labels(tmp_path, live_serve
                                                   "label.1": "teleportation"}, timeout=30)
     assert bad.status_code == 422
     assert "review form: item 2, field &#39;label&#39;: &#39;teleportation&#39; is not a topic label" in bad.text
+    anonymous = httpx.post(f"{srv.url}/review", data={"reviewer": "qa", "id.0": queue[0]["feedback_id"],
+                                                        "label.0": "other"}, timeout=30)
+    assert anonymous.status_code == 401  # neither a signed-in session's CSRF token nor the API token
     page.reload()
     assert page.locator("[data-labels-recorded]").get_attribute("data-labels-recorded") == "0"
 

@@ -25,7 +25,7 @@ from insightroi.store import open_store
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 READS = ["/api/v1/insights", "/api/v1/alerts", "/api/v1/results", "/api/v1/results/bundle:latest", "/api/bundle",
          "/api/v1/trace/alr-0001"]
-PAGES = ["/", "/themes", "/inbox", "/experiment", "/monitoring", "/trace/alr-0004"]
+PAGES = ["/", "/themes", "/inbox", "/deliveries", "/review", "/experiment", "/monitoring", "/trace/alr-0004"]
 
 
 @pytest.fixture(scope="module")
