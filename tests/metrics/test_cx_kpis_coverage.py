@@ -66,6 +66,7 @@ import pandas as pd
 import pytest
 from scipy import optimize, stats
 
+from helpers.parallel import map_in_processes
 from helpers.cx_tables import (
     CASE_COLUMNS, CUSTOMER_AB, CUSTOMER_COLUMNS, SURVEY_COLUMNS, create_user_table, table_toml, two_month_program,
 )
@@ -508,28 +509,38 @@ def test_nps_variance_equals_statsmodels_clustered(one_world):
 
 
 # ---- coverage and A/A through the real pipeline ---------------------------------------------------
-@pytest.fixture(scope="module")
-def study():
-    """Per seed and KPI: (estimate, ci_low, ci_high, p_value) for the A/B and the A/A world."""
+def _study_seeds(seeds: tuple[int, ...]) -> dict[int, dict]:
+    """Per seed: {"ab": {kpi: (estimate, ci_low, ci_high, p)}, "aa": {...}} from one store."""
     st = _new_store()
-    out = {"ab": {k: [] for k in KPIS}, "aa": {k: [] for k in REQUIRED}}
+    got = {}
     try:
-        for seed in range(N_SEEDS):
+        for seed in seeds:
             rng = np.random.default_rng([22, seed])
+            got[seed] = {}
             for kind, effect in (("ab", True), ("aa", False)):
                 name = f"{kind}-{seed}"
                 _write(st, name, _world(rng, f"{kind}{seed}-", effect=effect))
                 prog = PROGRAM.model_copy(update={"experiment": PROGRAM.experiment.model_copy(update={"name": name})})
                 # The A/A world is analysed on the issue's three KPIs only (an analysis costs ~0.1 s
                 # per KPI, mostly compiling its SQL).
-                res = analyze_experiment(st, prog, kpis=KPIS if kind == "ab" else list(REQUIRED), cuped=False,
-                                         weekly=False)
-                for k in out[kind]:
-                    r = res.results[k]
-                    out[kind][k].append((r.estimate, r.ci[0], r.ci[1], r.p_value))
+                kpis = KPIS if kind == "ab" else list(REQUIRED)
+                res = analyze_experiment(st, prog, kpis=kpis, cuped=False, weekly=False)
+                got[seed][kind] = {k: (res.results[k].estimate, res.results[k].ci[0], res.results[k].ci[1],
+                                       res.results[k].p_value) for k in kpis}
     finally:
         st.close()
-    out = {kind: {k: np.array(v) for k, v in d.items()} for kind, d in out.items()}
+    return got
+
+
+@pytest.fixture(scope="module")
+def study():
+    """Per seed and KPI: (estimate, ci_low, ci_high, p_value) for the A/B and the A/A world."""
+    # Seeds are independent (own random stream, own experiment name): both cores share them, each
+    # process with its own store; the figures are the same as from one loop.
+    chunks = map_in_processes(_study_seeds, [tuple(range(N_SEEDS))[i::2] for i in range(2)])
+    by_seed = dict(kv for chunk in chunks for kv in chunk.items())
+    out = {kind: {k: np.array([by_seed[seed][kind][k] for seed in range(N_SEEDS)]) for k in ks}
+           for kind, ks in (("ab", KPIS), ("aa", list(REQUIRED)))}
     summary = {
         k: {"coverage": float(np.mean((out["ab"][k][:, 1] <= TRUTH[k]) & (TRUTH[k] <= out["ab"][k][:, 2]))),
             "aa_reject": float(np.mean(out["aa"][k][:, 3] < 0.05)) if k in REQUIRED else math.nan,
