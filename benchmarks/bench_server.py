@@ -21,8 +21,8 @@ server on a 2-core machine and would measure itself.
 
 Usage: ``python benchmarks/bench_server.py [quick|full] [seconds] [clients]``
 (quick: 10 s x 32 clients; full: 60 s x 32 clients). The server runs as ``insightroi serve`` does
-by default (it releases the file for 60 ms every 2 s under load, so CLI commands can use the
-store); ``BENCH_SERVER_HOLD=1`` measures ``--hold-store`` instead.
+by default (under load it releases the file for 60 ms when a CLI command waits for it);
+``BENCH_SERVER_HOLD=1`` measures ``--hold-store`` instead.
 """
 
 from __future__ import annotations

@@ -313,9 +313,9 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
     session_hours : float
         Lifetime of a dashboard session; signing out revokes it on the server at once.
     share_store : bool
-        Under sustained traffic, release the store's file for 60 ms every 2 s so CLI commands can
-        use it meanwhile (the default); False keeps it while requests keep coming (the file is
-        still released after 0.25 s without any), for a server that must not pause.
+        Under sustained traffic, release the store's file for 60 ms when a CLI command waits for
+        it (the default); False keeps it while requests keep coming (the file is still released
+        after 0.25 s without any), for a server that must not pause.
     link_secret : str, optional
         Verifies the signed links in delivered messages (``/l/{token}``); defaults to
         ``$INSIGHTROI_LINK_SECRET``, then the API token. The deliverer must sign with the same.
@@ -356,7 +356,7 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
         with backend_lock:  # made at startup, or by the first request if the store was busy then
             if "b" not in backend_holder:
                 b = Backend(store_url or os.environ.get("INSIGHTROI_STORE") or "duckdb:///insightroi.duckdb",
-                            max_future=max_future, max_hold_s=2.0 if share_store else float("inf"))
+                            max_future=max_future, share_on_request=share_store)
                 b.program = prog  # Backend.bundle() assembles the sections with it
                 backend_holder["b"] = b
         return backend_holder["b"]

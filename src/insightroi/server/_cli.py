@@ -64,8 +64,8 @@ def serve(
                                "'*.example.com' allowed). Other hosts get 400 (DNS rebinding).",
     )] = None,
     hold_store: Annotated[bool, typer.Option(
-        "--hold-store", help="Keep the store's file while requests keep coming, without the 60 ms pause every 2 s "
-                             "that lets CLI commands in (they then wait until traffic stops for 0.25 s).",
+        "--hold-store", help="Keep the store's file while requests keep coming, without the 60 ms pause that "
+                             "lets a waiting CLI command in (it then waits until traffic stops for 0.25 s).",
     )] = False,
     max_clock_skew: Annotated[float, typer.Option(
         "--max-clock-skew", help="Seconds an event may be dated past the server's clock (422 beyond).",

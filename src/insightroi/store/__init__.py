@@ -18,6 +18,7 @@ from insightroi.store._store import (
     UnboundStore,
     copy_store,
     duckdb_file,
+    lock_wanted,
     open_store,
     register_opener,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "copy_store",
     "duckdb_file",
     "is_user_table",
+    "lock_wanted",
     "open_store",
     "register_opener",
     "user_table_spec",

@@ -621,22 +621,101 @@ def _busy_error(exc: Exception, path: Path | None, waited: float) -> StoreBusyEr
     )
 
 
+def _waiting_dir(path: Path) -> Path:
+    return path.with_name(path.name + ".waiting")
+
+
+@contextlib.contextmanager
+def _announce_waiting(path: Path | None) -> Iterator[None]:
+    # A file per waiting thread in ``<store>.waiting/``: a server holding the store (which checks
+    # for one between group commits, see lock_wanted) releases it at once instead of every few
+    # seconds whether anyone waits or not. Best effort: a folder that cannot be written only
+    # means the holder is not told.
+    if path is None:
+        yield
+        return
+    folder = _waiting_dir(path)
+    marker = folder / f"{os.getpid()}-{threading.get_ident()}"
+    try:
+        folder.mkdir(exist_ok=True)
+        marker.touch()
+    except OSError:
+        marker = None
+    try:
+        yield
+    finally:
+        if marker is not None:
+            with contextlib.suppress(OSError):
+                marker.unlink()
+            with contextlib.suppress(OSError):  # not empty: another waiter's marker stays
+                folder.rmdir()
+
+
+def lock_wanted(path: Path | None) -> bool:
+    """Whether another process is waiting for the store file at ``path`` (see :func:`_wait_for_lock`).
+
+    Markers of processes that no longer run are removed. Costs one ``scandir`` of a folder that
+    usually does not exist (microseconds), so a holder can ask between units of work.
+
+    Parameters
+    ----------
+    path : Path or None
+        The store's DuckDB file (None, an in-memory store: nobody can wait for it).
+
+    Returns
+    -------
+    bool
+        True when a live process other than this one announced that it waits.
+    """
+    if path is None:
+        return False
+    try:
+        entries = list(os.scandir(_waiting_dir(path)))
+    except OSError:
+        return False
+    me = os.getpid()
+    for entry in entries:
+        pid_text = entry.name.split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == me:
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:  # a waiter killed before it could clean up
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+            continue
+        except PermissionError:  # another user's live process
+            pass
+        return True
+    return False
+
+
 def _wait_for_lock(attempt: Callable[[], Any], path: Path | None, timeout: float) -> Any:
-    """Run ``attempt`` (an open or ATTACH), retrying while another process holds the file's lock."""
+    """Run ``attempt`` (an open or ATTACH), retrying while another process holds the file's lock.
+
+    While it waits, it announces itself (:func:`lock_wanted`), so a server holding the file lets
+    it go after its current unit of work.
+    """
     deadline = time.monotonic() + timeout
     delay = 0.005
-    while True:
-        try:
-            return attempt()
-        except duckdb.Error as exc:
-            if not any(m in str(exc) for m in _BUSY_MARKERS):
-                raise
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise _busy_error(exc, path, timeout) from exc
-            # Short polls: a server's per-request hold ends within milliseconds.
-            time.sleep(min(delay, left))
-            delay = min(delay * 2, 0.05)
+    try:
+        return attempt()
+    except duckdb.Error as exc:
+        if not any(m in str(exc) for m in _BUSY_MARKERS):
+            raise
+    with _announce_waiting(path):
+        while True:
+            try:
+                return attempt()
+            except duckdb.Error as exc:
+                if not any(m in str(exc) for m in _BUSY_MARKERS):
+                    raise
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise _busy_error(exc, path, timeout) from exc
+                # Short polls: a server's per-request hold ends within milliseconds.
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, 0.05)
 
 
 def _utcnow() -> datetime:

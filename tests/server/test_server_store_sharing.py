@@ -1,0 +1,125 @@
+"""The server lets the store file go when a CLI command waits for it, and only then (issue 16).
+
+Releasing the file is a DuckDB checkpoint, which rewrites the ``chain_events`` indexes (hundreds
+of ms at 200k events). The server used to release every 2 s under traffic whether anyone waited
+or not, and that pause was the event API's p99. Now a waiting opener announces itself
+(``insightroi.store.lock_wanted``) and the server releases for it between group commits.
+A real DuckDB file, the server's own store thread, and a second process that opens the file.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+
+from insightroi.server._data import Backend
+from insightroi.store import lock_wanted, open_store
+
+# Opens the store the CLI's way (hold=True) and waits its busy timeout for the server to let go.
+OPENER = """
+import sys
+from insightroi.store import open_store
+with open_store(sys.argv[1]) as st:
+    n = st.sql("SELECT count(*) AS n FROM chain_events").to_pylist()[0]["n"]
+print(n, flush=True)
+"""
+
+
+def _event(i: int) -> dict:
+    return {"id": f"ev-{uuid.uuid4().hex}", "event_type": "alert_delivered", "alert_id": f"alr-share-{i}",
+            "event_time": None, "actor": "tester", "team": "support"}
+
+
+class _Traffic:
+    """Writes chain events back to back on the backend until stopped; counts them."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend, self.stored, self.stop = backend, 0, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        i = 0
+        while not self.stop.is_set():
+            row = _event(i)
+            row["event_time"] = datetime.now(timezone.utc).replace(tzinfo=None)
+            self.backend.write("chain_events", row, f"fp-{i}", by_key=False)
+            self.stored += 1
+            i += 1
+
+    def __enter__(self) -> "_Traffic":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=60)
+
+
+def _count_detaches(backend: Backend) -> list[float]:
+    detaches: list[float] = []
+    original = backend.store._detach
+
+    def counted() -> None:
+        if backend.store._attached:
+            detaches.append(time.monotonic())
+        original()
+
+    backend.store._detach = counted
+    return detaches
+
+
+def test_under_traffic_the_server_keeps_the_file_until_a_cli_command_waits(tmp_path):
+    url = f"duckdb:///{tmp_path}/shared.duckdb"
+    open_store(url).close()
+    backend = Backend(url)
+    detaches = _count_detaches(backend)
+    try:
+        with _Traffic(backend) as traffic:
+            # 3 s of back-to-back writes: past the 2 s after which the server used to let go.
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+            alone = (len(detaches), traffic.stored)
+            env = {**os.environ, "INSIGHTROI_BUSY_TIMEOUT": "30"}
+            opener = subprocess.run([sys.executable, "-c", OPENER, url], env=env, capture_output=True,
+                                    text=True, timeout=120)
+            after_opener = traffic.stored
+            time.sleep(0.5)  # the server takes the file back and keeps writing
+        final = traffic.stored
+    finally:
+        backend.close()
+    assert alone[0] == 0, f"released {alone[0]} times with nobody waiting"
+    assert alone[1] > 50  # the traffic was real: the writes kept landing
+    assert opener.returncode == 0, opener.stderr
+    assert len(detaches) >= 1  # ... and it let the waiting process in
+    assert int(opener.stdout.strip()) > 0  # which read what the server had committed
+    assert final > after_opener  # and writes went on after it
+    assert not (tmp_path / "shared.duckdb.waiting").exists()  # the waiter cleaned up its marker
+    with open_store(url) as st:
+        assert st.sql("SELECT count(*) AS n FROM chain_events").to_pylist()[0]["n"] == final
+
+
+def test_lock_wanted_counts_live_waiters_of_other_processes_only(tmp_path):
+    store = tmp_path / "x.duckdb"
+    folder = tmp_path / "x.duckdb.waiting"
+    assert not lock_wanted(store) and not lock_wanted(None)
+    folder.mkdir()
+    (folder / f"{os.getpid()}-1").touch()  # this process's own thread: not someone else waiting
+    assert not lock_wanted(store)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (folder / f"{dead.pid}-1").touch()  # killed before it could clean up
+    assert not lock_wanted(store)
+    assert not (folder / f"{dead.pid}-1").exists()  # and its marker is gone
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (folder / f"{live.pid}-7").touch()
+        assert lock_wanted(store)
+    finally:
+        live.kill()
+        live.wait()
