@@ -9,6 +9,7 @@ import json
 
 import httpx
 import pytest
+from sklearn.metrics import f1_score
 
 from helpers.review_world import review_world
 
@@ -71,6 +72,12 @@ def test_review_page_shows_the_cli_queue_and_records_labels(tmp_path, live_serve
     assert page.locator("[data-labels-recorded]").get_attribute("data-labels-recorded") == "3"
     # 1 of 3 reviewed items agrees with the model: what validate_from_reviews computes from the store.
     assert page.locator("[data-review-accuracy]").get_attribute("data-review-accuracy") == "0.3333"
+    # Macro-F1 over the labels the reviewer used (scikit-learn's, restricted to them, as the
+    # project's validation averages only classes with support).
+    truth = [picks[i] for i in range(3)]
+    model = [queue[i]["model_label"] for i in range(3)]
+    expected = f1_score(truth, model, labels=sorted(set(truth)), average="macro", zero_division=0)
+    assert page.locator("[data-review-macro-f1]").get_attribute("data-review-macro-f1") == f"{expected:.4f}"
     left = page.eval_on_selector_all("tr[data-review-item]", "rows => rows.map(r => r.dataset.reviewItem)")
     assert not {queue[i]["feedback_id"] for i in picks} & set(left)
     context.close()

@@ -287,20 +287,18 @@ def review(
 
     import numpy as np
 
-    from insightroi.insights._review import EXPORT_COLUMNS, read_review_labels, record_review_labels, review_queue
+    from insightroi.insights._review import EXPORT_COLUMNS, read_review_labels, review_queue, store_checked_labels
 
     prog = run_or_fail(load_program, program)
     with run_or_fail(open_store, store_url(store)) as st:
         if labels is not None:
             df, blank = run_or_fail(read_review_labels, labels, prog, st, reviewer=reviewer)
-            written = run_or_fail(record_review_labels, st, df) if not df.empty else 0
-            res = {"file": str(labels), "rows": int(len(df)), "recorded": int(written),
-                   "already_recorded": int(len(df) - written), "blank_skipped": int(blank)}
+            res = {"file": str(labels), **run_or_fail(store_checked_labels, st, df, blank)}
             if as_json:
                 _dump(res)
             else:
-                console.print(f"recorded {written} review labels from {labels} ({res['already_recorded']} already "
-                              f"recorded, {blank} rows without a label skipped)", highlight=False)
+                console.print(f"recorded {res['recorded']} review labels from {labels} ({res['already_recorded']} "
+                              f"already recorded, {blank} rows without a label skipped)", highlight=False)
             return
         q = run_or_fail(review_queue, st, prog, n, np.random.default_rng(seed))
     q = q.assign(label="")[EXPORT_COLUMNS]

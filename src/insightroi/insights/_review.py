@@ -115,6 +115,32 @@ def record_review_labels(store: Store, labels: pd.DataFrame, *, reviewer: str | 
         return store.append("review_labels", df)
 
 
+def store_checked_labels(store: Store, labels: pd.DataFrame, blank: int) -> dict[str, int]:
+    """Store labels that :func:`check_review_labels` accepted; what was recorded, counted.
+
+    The CLI (``insightroi review --labels``) and the dashboard's review page report the same
+    counts from here.
+
+    Parameters
+    ----------
+    store : Store
+        Where the labels go.
+    labels : DataFrame
+        As :func:`check_review_labels` or :func:`read_review_labels` returned them.
+    blank : int
+        The blank items they skipped.
+
+    Returns
+    -------
+    dict
+        ``rows`` (labels given), ``recorded`` (new), ``already_recorded`` (the same reviewer's
+        earlier label for the item is kept) and ``blank_skipped``.
+    """
+    written = record_review_labels(store, labels) if not labels.empty else 0
+    return {"rows": int(len(labels)), "recorded": int(written), "already_recorded": int(len(labels) - written),
+            "blank_skipped": int(blank)}
+
+
 def validate_from_reviews(store: Store, *, task: str = "topic", model_version: str | None = None) -> ValidationReport | None:
     """Validate the stored predictions of ``model_version`` against the human review labels."""
     version = model_version or current_topic_version(store)

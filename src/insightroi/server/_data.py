@@ -494,19 +494,19 @@ class Backend:
         Returns
         -------
         dict
-            ``recorded``, ``already_recorded`` and ``blank_skipped`` counts.
+            ``rows``, ``recorded``, ``already_recorded`` and ``blank_skipped`` counts.
 
         Raises
         ------
         insightroi.insights.ReviewLabelsError
             An unknown label or feedback id, naming the item and field; nothing is stored then.
         """
-        from insightroi.insights import check_review_labels, record_review_labels
+        from insightroi.insights import check_review_labels
+        from insightroi.insights._review import store_checked_labels
 
         with self.lock:
             df, blank = check_review_labels(items, self.program, self.store, source="review form", reviewer=reviewer)
-            written = record_review_labels(self.store, df) if not df.empty else 0
-        return {"recorded": int(written), "already_recorded": int(len(df) - written), "blank_skipped": int(blank)}
+            return store_checked_labels(self.store, df, blank)
 
     # ---- reads --------------------------------------------------------------------------------
     @_on_store_thread
