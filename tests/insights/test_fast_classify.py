@@ -165,3 +165,23 @@ def test_classify_store_fast_and_per_model_write_the_same_rows(tmp_path):
         rows[name] = store.table("insights").drop("created_at").order_by("id").execute()
         store.close()
     _assert_same(rows["generic"], rows["fast"])
+
+
+def test_token_fields_in_arrow_equal_the_python_definitions():
+    # The ASCII tokens' fields are computed in Arrow; _fields_scalar (used for the other tokens)
+    # is their definition. Every token of real documents plus the edge cases, field by field.
+    docs = shuffled_documents(REF, 3000, seed=3) if REF.exists() else []
+    words = [t for d in docs + [e for e in EDGE if isinstance(e, str)] for t in d.split()]
+    words += ["!", "!!", "-a-", "ab", "ABC", "Ab1", "n't", "DON'T", "...", "--kind", "OF", "Kind", "I'M", "x-ray's",
+              "'''", "u.s.a.", "Injury!", "EXPLODED", "(refund)", "Nicht", "sehr", "9", "a1b2"]
+    toks = sorted({w for w in words if w.isascii()})
+    assert len(toks) > 2000
+    table = _models().fast_path()._tokens
+    arrow, python = table._fields_ascii(toks), table._fields_scalar(toks)
+    assert set(arrow) == set(python)
+    for field, want in python.items():
+        got = arrow[field]
+        if field in ("enc", "topic", "tfirst"):
+            assert list(got) == list(want), field
+        else:
+            assert np.array_equal(np.asarray(got, float), np.asarray(want, float), equal_nan=True), field
