@@ -76,7 +76,7 @@ def _count_detaches(backend: Backend) -> list[float]:
 def test_under_traffic_the_server_keeps_the_file_until_a_cli_command_waits(tmp_path):
     url = f"duckdb:///{tmp_path}/shared.duckdb"
     open_store(url).close()
-    backend = Backend(url)
+    backend = Backend(url, linger_s=10.0)  # no release for a pause in the traffic: only for a waiter
     detaches = _count_detaches(backend)
     try:
         with _Traffic(backend) as traffic:
