@@ -1,11 +1,12 @@
 """Accuracy and speed of the insight models on human-labelled real text (issue #18).
 
-    python benchmarks/bench_models.py [--reference DIR] [--cache /tmp/insightroi_bench_emb.npz]
+    python benchmarks/bench_models.py [--reference DIR] [--cache FILE] [--only topics]
 
 Writes its own section of benchmarks/RESULTS.md (between the ``bench_models`` markers; the rest of
 the file is left as it is). Every figure names the split it was measured on; no model is fitted
 on a test split. Embeddings are computed once per distinct text and cached in a file under /tmp,
-so a rerun only pays for the models.
+so a rerun only pays for the models. ``--only topics`` runs the topic tables alone and prints them
+without touching RESULTS.md.
 """
 
 from __future__ import annotations
@@ -24,7 +25,16 @@ import _sections
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_REFERENCE = Path(os.environ.get("INSIGHTROI_SHARED", HERE.parents[1] / "shared")) / "reference"
-DEFAULT_CACHE = Path("/tmp/insightroi_bench_emb.npz")
+
+
+def _default_cache() -> Path:
+    from insightroi.insights._embed import ENCODING
+
+    # vectors are keyed by text only, so a change in how texts are encoded must not reuse old files
+    return Path(f"/tmp/insightroi_bench_emb_{hashlib.sha256(ENCODING.encode()).hexdigest()[:8]}.npz")
+
+
+DEFAULT_CACHE = _default_cache()
 
 
 # -- data --------------------------------------------------------------------------------------
@@ -394,6 +404,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", default=str(DEFAULT_CACHE))
     ap.add_argument("--prefill", action="store_true", help="only fill the embedding cache")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--only", choices=("topics",), help="run one section and print it (RESULTS.md is not written)")
     a = ap.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     ref, enc = Path(a.reference), CachedEncoder(Path(a.cache))
@@ -401,6 +412,11 @@ def main(argv=None) -> int:
         prefill(ref, enc)
         return 0
     t0 = time.perf_counter()
+    if a.only == "topics":
+        topics = bench_topics(ref, enc)
+        enc.save()
+        print(render([], topics, [], time.perf_counter() - t0))
+        return 0
     sent = bench_sentiment(ref, enc)
     topics = bench_topics(ref, enc)
     speed = bench_speed(ref, enc)
