@@ -104,6 +104,36 @@ def test_under_traffic_the_server_keeps_the_file_until_a_cli_command_waits(tmp_p
         assert st.sql("SELECT count(*) AS n FROM chain_events").to_pylist()[0]["n"] == final
 
 
+def test_a_thread_of_the_server_process_waiting_on_the_store_gets_in_under_traffic(tmp_path):
+    # serve's deliverer shares the server's store object from its own thread: the store thread,
+    # which keeps the lease across group commits, must let it in while requests keep coming.
+    url = f"duckdb:///{tmp_path}/shared.duckdb"
+    open_store(url).close()
+    backend = Backend(url, linger_s=10.0)
+    got: list[int] = []
+
+    def deliverer() -> None:
+        with backend.store.attached():
+            got.append(backend.store.sql("SELECT count(*) AS n FROM chain_events").to_pylist()[0]["n"])
+
+    try:
+        with _Traffic(backend) as traffic:
+            while traffic.stored < 20:  # the store thread holds the lease by now
+                time.sleep(0.01)
+            other = threading.Thread(target=deliverer, daemon=True)
+            other.start()
+            other.join(timeout=60)
+            blocked = other.is_alive()
+            before = traffic.stored
+            time.sleep(0.3)
+            after = traffic.stored
+    finally:
+        backend.close()
+    assert not blocked, "the deliverer thread waited for the traffic to stop"
+    assert got and got[0] >= 20
+    assert after > before  # and the traffic went on
+
+
 def test_lock_wanted_counts_live_waiters_of_other_processes_only(tmp_path):
     store = tmp_path / "x.duckdb"
     folder = tmp_path / "x.duckdb.waiting"

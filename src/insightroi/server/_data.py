@@ -241,7 +241,9 @@ class Backend:
 
     def _work(self, reads: deque, writes: list[_Pending], held_since: float | None) -> float | None:
         """Run the jobs taken from the queue with the file attached; returns when it was attached."""
-        if held_since is not None and (time.monotonic() - held_since > self.max_hold_s
+        # Another thread of this process (serve's deliverer) waits on the lease, or another
+        # process announced it waits for the file: let go between units of work.
+        if held_since is not None and (time.monotonic() - held_since > self.max_hold_s or self.lock.waiting
                                        or (self.share_on_request and lock_wanted(self.store.path))):
             self._release()
             held_since = None

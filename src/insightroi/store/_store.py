@@ -545,12 +545,27 @@ class _Lease:
         self._lock = threading.RLock()
         self._depth = 0
         self._owner: int | None = None
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
 
     def held_here(self) -> bool:
         return self._owner == threading.get_ident()
 
+    @property
+    def waiting(self) -> int:
+        """Threads blocked on entering while another holds it (a holder that keeps it across
+        units of work, like the server's store thread, lets it go when this is not 0)."""
+        return self._waiting
+
     def __enter__(self) -> Store:
-        self._lock.acquire()
+        if not self._lock.acquire(blocking=False):
+            with self._waiting_lock:
+                self._waiting += 1
+            try:
+                self._lock.acquire()
+            finally:
+                with self._waiting_lock:
+                    self._waiting -= 1
         try:
             if self._depth == 0 and not self._store.hold:
                 self._store._attach()
