@@ -46,7 +46,7 @@ STEPS = ("alert_delivered", "acknowledged", "action_taken", "fix_deployed")
 _SERVER = """
 import sys, uvicorn
 from insightroi.server import create_app
-app = create_app(sys.argv[1], token=sys.argv[2], share_store=sys.argv[4] == "share")
+app = create_app(sys.argv[1], token=sys.argv[2], share_store=sys.argv[4] == "share", freeze_gc=True)  # as serve
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[3]), log_level="warning", access_log=False)
 """
 

@@ -153,3 +153,42 @@ def test_lock_wanted_counts_live_waiters_of_other_processes_only(tmp_path):
     finally:
         live.kill()
         live.wait()
+
+
+# In its own process: freezing the collector is process-wide and must not leak into the test run.
+FREEZE_CHECK = """
+import gc, sys
+from fastapi.testclient import TestClient
+from insightroi.server import create_app
+from insightroi.server._data import FREEZE_GC_AFTER_UNITS
+from insightroi.store import open_store
+url, token, freeze = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+open_store(url).close()
+app = create_app(url, token=token, freeze_gc=freeze)
+before = gc.get_freeze_count()
+with TestClient(app, base_url="http://127.0.0.1") as client:
+    at_start = gc.get_freeze_count()
+    head = {"Authorization": f"Bearer {token}"}
+    for i in range(FREEZE_GC_AFTER_UNITS // 2 + 5):  # two units of store work each
+        r = client.post("/api/v1/chain-events", headers={**head, "Idempotency-Key": f"k-{i}"},
+                        json={"event_type": "alert_delivered", "alert_id": f"alr-gc-{i}"})
+        assert r.status_code == 201, r.text
+        assert client.get("/api/v1/health").status_code == 200
+    after_warm_up = gc.get_freeze_count()
+print(before, at_start, after_warm_up)
+"""
+
+
+def test_serve_freezes_the_collector_at_startup_and_once_after_warm_up(tmp_path):
+    token = "t" * 40
+    runs = {}
+    for freeze in ("1", "0"):
+        url = f"duckdb:///{tmp_path}/gc{freeze}.duckdb"
+        out = subprocess.run([sys.executable, "-c", FREEZE_CHECK, url, token, freeze], capture_output=True,
+                             text=True, timeout=300, env={**os.environ, "INSIGHTROI_API_TOKEN": ""})
+        assert out.returncode == 0, out.stderr
+        runs[freeze] = [int(x) for x in out.stdout.split()]
+    before, at_start, after = runs["1"]
+    assert before == 0 and at_start > 100_000  # the imported libraries' objects, frozen before serving
+    assert after > at_start  # and what the first requests created, once they had run
+    assert runs["0"] == [0, 0, 0]  # an app built inside another program leaves its collector alone

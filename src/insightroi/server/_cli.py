@@ -105,7 +105,8 @@ def serve(
                       "served; name the server's host names with --allowed-host")
     app = run_or_fail(create_app, store_url(store), program=program, token=token, max_body_bytes=max_body_bytes,
                       public_read=public_read, allowed_hosts=hosts, max_future=timedelta(seconds=max_clock_skew),
-                      share_store=not hold_store, deliver_every_s=deliver_every or None, public_url=public_url)
+                      share_store=not hold_store, deliver_every_s=deliver_every or None, public_url=public_url,
+                      freeze_gc=True)
     if app.state.program is None:
         console.print("[yellow]no program file[/] (--program or ./insightroi.toml): the dashboard shows the last "
                       "saved report bundle, not the stages' sections")
