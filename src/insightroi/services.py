@@ -53,6 +53,7 @@ from insightroi.experiments import (
     validate_claim_in_store,
 )
 from insightroi.insights import Alert, classify_store, current_topic_version, detect_spikes, insights_summary, write_alerts
+from insightroi.metrics import volume_measures
 from insightroi.monitor import monitor_store
 from insightroi.program import Program
 from insightroi.report import VIEWS, cadence_unit, export_pdf, load_cadence, render_html, run_cadence, write_report
@@ -328,8 +329,11 @@ def run_analyze(store: Store, program: Program, *, kpis: Sequence[str] | None = 
     the correlation of the priced KPIs' effects, so ``run_roi`` has every input it uses.
     """
     t0 = time.perf_counter()
+    # The treated volumes are sums of the per-unit totals the analysis reads anyway: asking it for
+    # their measures saves a second aggregation of every fact table over the same window.
     analysis = analyze_experiment(store, program, kpis=list(kpis) if kpis else None,
-                                  segments=list(segments) if segments else None)
+                                  segments=list(segments) if segments else None,
+                                  volume_measures=volume_measures(program))
     truth = _truth(store) or {}
     alpha = analysis.alpha
     rows = analysis.kpi_rows(program)
@@ -347,7 +351,7 @@ def run_analyze(store: Store, program: Program, *, kpis: Sequence[str] | None = 
         # Time blocks, not units, are treated; the unit-level volume query does not apply.
         volumes_note = "treated volumes of a switchback design (volume in treatment blocks) are not computed yet"
     else:
-        volumes_by_kpi = treated_volumes(store, program, window=analysis.window)
+        volumes_by_kpi = treated_volumes(store, program, window=analysis.window, totals=analysis.treated_totals)
         feedback = volumes_by_kpi.pop("_feedback", {}).get("feedback", 0.0)
         months = ((analysis.window[1] - analysis.window[0]).days + 1) / 30.4375
         volumes = RoiVolumes(kpis={k: float(v["denominator"]) for k, v in volumes_by_kpi.items()},
@@ -455,7 +459,9 @@ def save_roi_projection(store: Store, program: Program, power_rows: Sequence[dic
         return {"saved": False, "reason": "no priced KPI has a pre-period baseline in the store"}
     e = program.experiment
     pre = (e.start - timedelta(days=e.pre_period_days), e.start - timedelta(days=1))
-    by_kpi = treated_volumes(store, program, window=pre)
+    # Only the priced KPIs with a planned effect are turned into money: the other KPIs' volumes
+    # would be counted and never read.
+    by_kpi = treated_volumes(store, program, window=pre, kpis=list(effects))
     feedback = by_kpi.pop("_feedback", {}).get("feedback", 0.0)
     if not any(by_kpi[k]["denominator"] for k in effects):
         return {"saved": False, "reason": "no treated units with pre-period volume: assign units first (insightroi assign)"}
@@ -483,7 +489,12 @@ def ensure_roi_projection(store: Store, program: Program) -> dict[str, Any] | No
     if store.load_result(PROJECTION_ID) is not None:
         return None
     try:
-        return save_roi_projection(store, program, power_table(program, store))
+        # The projection prices the priced KPIs' rows alone; the other KPIs' rows are what
+        # `insightroi plan` prints, not what it saves, and computing them was most of this
+        # stage's time. Program order is kept: it is the order the ROI engine draws effects in.
+        priced = {p.kpi for p in program.value_pools}
+        kpis = [k.name for k in program.kpis if k.name in priced]
+        return save_roi_projection(store, program, power_table(program, store, kpis=kpis) if kpis else [])
     except (DataError, EstimationError, ValueError) as exc:
         return {"saved": False, "reason": f"{type(exc).__name__}: {exc}"}
 

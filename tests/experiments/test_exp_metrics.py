@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from helpers.simstore import simulate_experiment_tables, write_tables
+from insightroi.experiments import analyze_experiment
 from insightroi.metrics import (
     arm_statistics,
     measure_totals,
@@ -19,6 +20,7 @@ from insightroi.metrics import (
     unit_measures_expr,
     unit_metrics,
     unit_metrics_expr,
+    volume_measures,
 )
 from insightroi.program import parse_program, starter_program_text
 from insightroi.store import open_store
@@ -142,6 +144,27 @@ def test_treated_volumes_and_totals(world):
     tot = measure_totals(st, prog, ["orders"], arm=None)
     o_all = tables["orders"]
     assert tot["orders"] == _in(o_all.order_time, e.start, e.end).sum()
+
+
+def test_treated_volumes_of_some_kpis_and_from_the_analysis_totals(world):
+    # The ROI projection counts only the priced KPIs, and run_analyze reuses the analysis'
+    # per-unit totals: both must give the volumes the full store query gives.
+    prog, st, _, _ = world
+    full = treated_volumes(st, prog)
+    some = treated_volumes(st, prog, kpis=["tickets_per_1000_orders"])
+    assert set(some) == {"tickets_per_1000_orders", "_feedback"}
+    assert some["tickets_per_1000_orders"] == full["tickets_per_1000_orders"]
+    assert some["_feedback"] == full["_feedback"]
+    analysis = analyze_experiment(st, prog, volume_measures=volume_measures(prog))
+    reused = treated_volumes(st, prog, window=analysis.window, totals=analysis.treated_totals)
+    assert reused.keys() == full.keys()
+    for name, v in full.items():
+        for field, x in v.items():
+            assert reused[name][field] == (pytest.approx(x, rel=1e-12) if isinstance(x, float) else x), (name, field)
+    # Totals that lack a needed measure are not used: the store is read instead.
+    partial = treated_volumes(st, prog, totals={"units": analysis.treated_totals["units"]})
+    assert {k: v["denominator"] for k, v in partial.items() if k != "_feedback"} == \
+        {k: v["denominator"] for k, v in full.items() if k != "_feedback"}
 
 
 def test_two_insight_measures_from_one_table_in_one_pass(world):

@@ -293,3 +293,23 @@ def test_power_table_and_monitor_leave_a_quantile_kpi_out_with_the_reason(world)
     with pytest.raises(DataError) as info:
         store_period_effects(st, prog, "median_resolution_hours")
     assert "'median_resolution' is a quantile measure" in str(info.value)
+
+
+def test_treated_volumes_from_the_analysis_totals_equal_the_stores_for_a_capped_measure(world):
+    # run_analyze passes the analysis' per-unit totals to treated_volumes instead of a second
+    # query; a capped measure is capped at the same percentile on both paths (and the cap binds).
+    from insightroi.metrics import treated_volumes, volume_measures
+
+    prog, st, cases, arms = world
+    kpis = ["capped_hours_per_customer"]
+    analysis = analyze_experiment(st, prog, kpis=kpis, volume_measures=volume_measures(prog, kpis))
+    reused = treated_volumes(st, prog, window=analysis.window, kpis=kpis, totals=analysis.treated_totals)
+    from_store = treated_volumes(st, prog, window=analysis.window, kpis=kpis)
+    got, want = reused["capped_hours_per_customer"], from_store["capped_hours_per_customer"]
+    assert got["numerator"] == pytest.approx(want["numerator"], rel=1e-12)
+    assert got["denominator"] == want["denominator"] and got["units"] == want["units"]
+    rows = _window_hours(prog, cases, arms, resolved_only=False)
+    treated = rows.hours[rows.arm == "treatment"]
+    winsorised = treated.clip(upper=np.percentile(rows.hours.dropna(), 95)).sum()
+    assert winsorised < 0.95 * treated.sum()  # the cap binds
+    assert got["numerator"] == pytest.approx(winsorised, rel=1e-9)

@@ -475,6 +475,7 @@ def analyze_experiment(
     alpha: float | None = None,
     cuped: bool = True,
     weekly: bool = True,
+    volume_measures: Sequence[str] = (),
 ) -> ExperimentAnalysis:
     """Analyse the program's experiment on the store, whatever its design.
 
@@ -502,6 +503,11 @@ def analyze_experiment(
         Adjust each KPI by its pre-period value (variance reduction, no bias).
     weekly : bool
         Run the novelty check on the primary KPI (one extra pass over its tables).
+    volume_measures : sequence of str
+        Measures whose treated units' totals over the window to return as ``treated_totals``
+        (randomized unit designs; what :func:`insightroi.metrics.treated_volumes` counts), summed
+        from the analysis' own per-unit query (a capped measure capped at the same value, as
+        :func:`insightroi.metrics.measure_totals` caps it).
 
     Returns
     -------
@@ -545,14 +551,17 @@ def analyze_experiment(
     covs = list(dict.fromkeys(e.covariates)) if pre_window is not None else []
     by_kpi = {name: list(dict.fromkeys(ms)) for name, ms in e.covariates_by_kpi.items()} if pre_window else {}
     all_covs = list(dict.fromkeys(covs + [m for ms in by_kpi.values() for m in ms]))
+    volume_measures = list(dict.fromkeys(volume_measures))
     measures = sorted({m for k in totals for m in (k.numerator, k.denominator)} | set(all_covs)
-                      | ({"alerts"} if alerts_by_unit else set()))
+                      | ({"alerts"} if alerts_by_unit else set()) | set(volume_measures))
     # Once per analysis: every period, week and segment caps at the analysis window's percentile.
     caps = measure_caps(store, program, measures, window=window)
     df = unit_measures_expr(store, program, measures, window=window, pre_window=pre_window, caps=caps).execute()
     if df.empty:
         raise DataError(f"no assignments for experiment {e.name!r} with unit type {e.unit!r} in the store")
     df = df.sort_values("unit_id", kind="stable").reset_index(drop=True)
+    treated = df[df.arm != CONTROL]
+    treated_totals = {m: float(treated[m].sum()) for m in volume_measures} | {"units": float(len(treated))}
     # A/B/n: every label other than "control" is a treatment arm. Each KPI's main result pools the
     # arms (the program's "treatment" policy, what the ROI values); ``arms`` compares each arm
     # with control, Holm-adjusted across arms.
@@ -711,7 +720,7 @@ def analyze_experiment(
     return ExperimentAnalysis(
         name=e.name, design=e.design, unit=e.unit, window=window, pre_window=pre_window, n_treatment=n_t,
         n_control=n_c, results=results, relative=relative, checks=tuple(checks), segments=seg_out, alpha=alpha,
-        arms=arm_out,
+        arms=arm_out, treated_totals=treated_totals,
     )
 
 

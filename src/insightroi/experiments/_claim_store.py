@@ -66,9 +66,28 @@ def validate_claim_in_store(store: Any, program: Program, claim: str, kpi: str, 
     Adjacent signals are the program's other KPIs measured on the same unit (their own good
     direction from the program file).
     """
+    return _validate_on_panel(store, program, claim, kpi, _kpi_claim_panel(store, program, kpi), window=window,
+                              alpha=alpha)
+
+
+def _adjacent_kpis(program: Program, kpi: str) -> list:
     k = program.kpi(kpi)
-    others = [o for o in program.kpis if o.name != k.name and o.unit == k.unit and "units" not in (o.numerator, o.denominator)]
-    panel, rollout = claim_panel(store, program, [k.name] + [o.name for o in others])
+    return [o for o in program.kpis
+            if o.name != k.name and o.unit == k.unit and "units" not in (o.numerator, o.denominator)]
+
+
+def _kpi_claim_panel(store: Any, program: Program, kpi: str):
+    # The panel a claim about ``kpi`` is checked on: the KPI and its adjacent signals. Several
+    # claims about one KPI share it (the quasi section checks two), and it is the stage's
+    # largest query.
+    return claim_panel(store, program, [kpi] + [o.name for o in _adjacent_kpis(program, kpi)])
+
+
+def _validate_on_panel(store: Any, program: Program, claim: str, kpi: str, panel_rollout, *, window: int = 4,
+                       alpha: float | None = None) -> ClaimReport:
+    k = program.kpi(kpi)
+    others = _adjacent_kpis(program, kpi)
+    panel, rollout = panel_rollout
     adjacent = {o.name: (o.numerator, o.denominator, o.direction, o.scale) for o in others}
     report = validate_claim(
         claim, panel, rollout=rollout, unit="unit", period="period", numerator=k.numerator, denominator=k.denominator,

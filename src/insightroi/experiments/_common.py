@@ -41,6 +41,11 @@ class ExperimentAnalysis:
         A/B/n only (several treatment arms): KPI name -> arm -> Result of that arm against control
         (absolute, KPI units), ``extra["p_adjusted"]`` Holm-adjusted across the arms. ``results``
         then pools the arms.
+    treated_totals : dict, optional
+        Measure -> total over the treated units (every arm but control) in the window, for the
+        ``volume_measures`` :func:`analyze_experiment` was given, plus ``units`` (their count):
+        the per-unit query's own sums, so the treated volumes need no second pass over the
+        store. None for designs analysed without that query (switchback, quasi-experiments).
     """
 
     name: str
@@ -56,6 +61,7 @@ class ExperimentAnalysis:
     segments: dict[str, dict[str, dict[str, Result]]] = field(default_factory=dict)
     alpha: float = 0.05
     arms: dict[str, dict[str, Result]] = field(default_factory=dict)
+    treated_totals: dict[str, float] | None = field(default=None, repr=False, compare=False)
 
     @property
     def failed_checks(self) -> tuple[Check, ...]:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from insightroi.experiments._claim import _incremental
-from insightroi.experiments._claim_store import claim_panel, validate_claim_in_store
+from insightroi.experiments._claim_store import _kpi_claim_panel, _validate_on_panel, claim_panel
 from insightroi.experiments._quasi import quasi_kpi_effects
 from insightroi.program import Program
 
@@ -82,7 +82,9 @@ def quasi_section(store: Any, program: Program, *, truth: dict[str, Any] | None 
     true_rel = (truth_kpis.get(primary.name) or {}).get("ate_relative")
     if true_rel is not None:
         texts.append(("true", f"{words} {'down' if true_rel < 0 else 'up'} {abs(true_rel):.0%}"))
+    # Both claims are about the primary KPI: one panel (validate_claim copies it) serves both.
+    primary_panel = _kpi_claim_panel(store, program, primary.name)
     for label, text in texts:
-        report = validate_claim_in_store(store, program, text, primary.name)
+        report = _validate_on_panel(store, program, text, primary.name, primary_panel)
         claims.append({**report.to_dict(), "label": label, "claim": text})
     return {"quasi": rows, "claims": claims}

@@ -11,6 +11,7 @@ from insightroi.metrics._compile import (
     unit_measures_expr,
     unit_metrics,
     unit_metrics_expr,
+    volume_measures,
 )
 from insightroi.metrics._measures import (
     MEASURE_SPECS,
@@ -40,4 +41,5 @@ __all__ = [
     "unit_measures_expr",
     "unit_metrics",
     "unit_metrics_expr",
+    "volume_measures",
 ]

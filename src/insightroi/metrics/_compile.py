@@ -37,6 +37,7 @@ __all__ = [
     "arm_statistics",
     "measure_totals",
     "treated_volumes",
+    "volume_measures",
 ]
 
 
@@ -612,7 +613,8 @@ def measure_totals(store: Store, program: Program, measures: Iterable[str], *, w
 
 
 def treated_volumes(store: Store, program: Program, *, window: Window | None = None, arm: str = "treatment",
-                    from_assignment: bool | None = None) -> dict[str, dict]:
+                    from_assignment: bool | None = None, kpis: Iterable[str] | None = None,
+                    totals: Mapping[str, float] | None = None) -> dict[str, dict]:
     """Per KPI, the numerator and denominator volume of the treated units in the window.
 
     What the ROI stage multiplies an estimated rate change by: avoided events =
@@ -630,6 +632,15 @@ def treated_volumes(store: Store, program: Program, *, window: Window | None = N
         difference-in-differences of a ``did`` design measures its effect. Default: True for the
         ``did`` design, False otherwise (a randomized unit is analysed over the whole window).
         When every assignment precedes the window both give the same totals.
+    kpis : iterable of str, optional
+        Only these KPIs (default: all the program's). Each measure's total is its own sum, so a
+        KPI's volume is the same whichever others are counted beside it; fewer measures make a
+        smaller query.
+    totals : mapping, optional
+        ``arm``'s totals over ``window`` per measure (and ``units``) that the caller already
+        summed from the same per-unit query (``ExperimentAnalysis.treated_totals``); used
+        instead of reading the store when they hold every measure needed and
+        ``from_assignment`` is off.
 
     Returns
     -------
@@ -638,20 +649,42 @@ def treated_volumes(store: Store, program: Program, *, window: Window | None = N
         "scale"}``; plus the key ``"_feedback"`` with the feedback rows of treated units (for
         per-1,000-feedback cost lines).
     """
-    needed = {m for k in program.kpis for m in (k.numerator, k.denominator)} | {"feedback"}
+    chosen = list(program.kpis) if kpis is None else [program.kpi(k) for k in dict.fromkeys(kpis)]
+    needed = set(volume_measures(program, [k.name for k in chosen]))
     if from_assignment is None:
         from_assignment = program.experiment.design == "did"
-    if from_assignment:
+    if totals is not None and not from_assignment and needed | {"units"} <= set(totals):
+        tot = dict(totals)
+    elif from_assignment:
         tot = _totals_from_assignment(store, program, sorted(needed), window=window, arm=arm)
     else:
         tot = measure_totals(store, program, sorted(needed), window=window, arm=arm)
     out: dict[str, dict] = {}
-    for k in program.kpis:
+    for k in chosen:
         out[k.name] = {"numerator_measure": k.numerator, "denominator_measure": k.denominator,
                        "numerator": tot[k.numerator], "denominator": tot[k.denominator],
                        "units": int(tot["units"]), "scale": k.scale}
     out["_feedback"] = {"feedback": tot["feedback"], "units": int(tot["units"])}
     return out
+
+
+def volume_measures(program: Program, kpis: Iterable[str] | None = None) -> list[str]:
+    """The measures :func:`treated_volumes` counts for ``kpis``.
+
+    Parameters
+    ----------
+    program : Program
+    kpis : iterable of str, optional
+        KPI names (default: all the program's).
+
+    Returns
+    -------
+    list of str
+        Each KPI's numerator and denominator, and ``feedback`` (per-1,000-feedback cost
+        lines), sorted.
+    """
+    chosen = list(program.kpis) if kpis is None else [program.kpi(k) for k in kpis]
+    return sorted({m for k in chosen for m in (k.numerator, k.denominator)} | {"feedback"})
 
 
 def _totals_from_assignment(store: Store, program: Program, measures: Sequence[str], *, window: Window | None,
