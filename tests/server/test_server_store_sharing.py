@@ -192,3 +192,24 @@ def test_serve_freezes_the_collector_at_startup_and_once_after_warm_up(tmp_path)
     assert before == 0 and at_start > 100_000  # the imported libraries' objects, frozen before serving
     assert after > at_start  # and what the first requests created, once they had run
     assert runs["0"] == [0, 0, 0]  # an app built inside another program leaves its collector alone
+
+
+def test_the_server_checkpoints_when_it_lets_the_file_go_not_inside_a_commit(tmp_path):
+    # DuckDB's default checkpoints inside the commit that takes the WAL past 16 MiB, and that
+    # commit's requests wait for the chain_events indexes to be rewritten (~0.7 s at 400k events).
+    url = f"duckdb:///{tmp_path}/w.duckdb"
+    open_store(url).close()
+    backend = Backend(url, linger_s=0.05)
+    try:
+        setting = backend.store.sql("SELECT current_setting('wal_autocheckpoint') AS w").to_pylist()[0]["w"]
+        row = _event(0)
+        row["event_time"] = datetime.now(timezone.utc).replace(tzinfo=None)
+        backend.write("chain_events", row, "fp-0", by_key=False)
+        deadline = time.monotonic() + 30
+        while backend.store._attached and time.monotonic() < deadline:  # idle: released, checkpointed
+            time.sleep(0.05)
+    finally:
+        backend.close()
+    assert setting == "1.0 GiB"
+    wal = tmp_path / "w.duckdb.wal"
+    assert not wal.exists() or wal.stat().st_size == 0  # the release wrote the event into the file
