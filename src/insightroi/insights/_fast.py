@@ -26,8 +26,8 @@ entities, no words, possibly non-English) go through the per-model path unchange
 from __future__ import annotations
 
 from itertools import chain
-from typing import Any
 from json.encoder import encode_basestring as _jstr
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -691,7 +691,9 @@ class _TokenTable:
         self.idiom_pair_codes = np.array(sorted(self.idiom_code[a] * k + self.idiom_code[b] for a, b in _IDIOM_PAIRS))
         self.idiom_base = k
         self._lists: dict[str, list] = {f: [] for f, dt in _TOKEN_FIELDS.items() if dt is object}
-        self._chunks: dict[str, list[np.ndarray]] = {f: [] for f, dt in _TOKEN_FIELDS.items() if dt is not object}
+        keys = list(lexicon)
+        self._lex_keys = pa.array(keys, pa.string())
+        self._lex_vals = np.array([lexicon[k] for k in keys], float)
         self._booster_keys = pa.array(list(_BOOSTER), pa.string())
         self._booster_vals = np.array(list(_BOOSTER.values()), float)
         self._negate_keys = pa.array(sorted(_NEGATE_SET), pa.string())
@@ -700,7 +702,7 @@ class _TokenTable:
         self._word_sets = {name: pa.array(sorted(words), pa.string()) for name, words in
                            (("crit", _CRIT_WORDS), ("esc", _ESC_WORDS), ("foreign", _FOREIGN_FUNCTION),
                             ("english", _EN_FUNCTION))}
-        self.learn(())
+        self.clear()
 
     def learn(self, toks) -> None:
         """Give each new token of ``toks`` an id and its fields (ASCII ones vectorised in Arrow)."""
@@ -714,14 +716,11 @@ class _TokenTable:
             for t in part:
                 self.ids[t] = len(self.ids)
             for f, values in fields(part).items():
-                if _TOKEN_FIELDS[f] is object:
+                dt = _TOKEN_FIELDS[f]
+                if dt is object:
                     self._lists[f] += values
                 else:
-                    self._chunks[f].append(np.asarray(values, _TOKEN_FIELDS[f]))
-        self.arrays = {f: np.concatenate(self._chunks[f]) if self._chunks[f] else np.zeros(0, dt)
-                       for f, dt in _TOKEN_FIELDS.items() if dt is not object}
-        for f, a in self.arrays.items():  # one chunk from now on: the next learn appends to it
-            self._chunks[f] = [a]
+                    self.arrays[f] = np.concatenate([self.arrays[f], np.asarray(values, dt)])
 
     def _fields_scalar(self, new: list[str]) -> dict[str, list]:
         # The reference definition of every field; the Arrow path below must give the same.
@@ -760,14 +759,13 @@ class _TokenTable:
         stripped = pc.ascii_trim(arr, characters=_PUNCT)
         w = pc.if_else(pc.less_equal(pc.binary_length(stripped), 2), arr, stripped)
         lo = pc.ascii_lower(w)
-        lex_keys, lex_vals = self._lexicon_arrays()
-        at = pc.index_in(lo, value_set=lex_keys).to_numpy(zero_copy_only=False)
+        at = pc.index_in(lo, value_set=self._lex_keys).to_numpy(zero_copy_only=False)
         inlex = ~np.isnan(at)
         hit = np.full(n, np.nan)
         boost_at = pc.index_in(lo, value_set=self._booster_keys).to_numpy(zero_copy_only=False)
         in_boost = ~np.isnan(boost_at)
         use = inlex & ~in_boost
-        hit[use] = lex_vals[at[use].astype(np.int64)]
+        hit[use] = self._lex_vals[at[use].astype(np.int64)]
         boost = np.zeros(n)
         boost[in_boost] = self._booster_vals[boost_at[in_boost].astype(np.int64)]
         up = (pc.match_substring_regex(w, "[A-Z]").to_numpy(zero_copy_only=False)
@@ -807,21 +805,12 @@ class _TokenTable:
             "tfirst": [not self.topic_first.isdisjoint(topic) for topic in topics],
         }
 
-    def _lexicon_arrays(self) -> tuple[pa.Array, np.ndarray]:
-        if getattr(self, "_lex_for", None) is not self.lex:
-            keys = list(self.lex)
-            self._lex_arrays = (pa.array(keys, pa.string()), np.array([self.lex[k] for k in keys], float))
-            self._lex_for = self.lex
-        return self._lex_arrays
-
     def clear(self) -> None:
         self.vocab = None
         self.ids.clear()
         for v in self._lists.values():
             v.clear()
-        for v in self._chunks.values():
-            v.clear()
-        self.learn(())
+        self.arrays = {f: np.zeros(0, dt) for f, dt in _TOKEN_FIELDS.items() if dt is not object}
 
     def encode_arrow(self, flat: pa.Array) -> np.ndarray:
         """Token ids of an Arrow string array (new tokens are learnt first)."""
