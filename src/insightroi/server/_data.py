@@ -152,7 +152,8 @@ class Backend:
         Keep the file attached this long after the last unit of work.
     share_on_request : bool
         Release the file for ``share_s`` when another process announces it waits for it
-        (False: hold it while requests keep coming, ``insightroi serve --hold-store``).
+        (False: hold it while requests keep coming, ``insightroi serve --hold-store``). A thread
+        of this process waiting on the store's lease (serve's deliverer) is let in either way.
     max_hold_s, share_s : float
         After holding the file this long in a row, release it for ``share_s`` whether anyone
         waits or not (``inf``: never on time alone).
@@ -398,16 +399,13 @@ class Backend:
             # Literal IN lists: DuckDB answers those from the ART indexes, while
             # `IN (SELECT unnest(?))` scans the table (growing with it).
             parts, params = [], []
-            for i in range(0, len(ids), _INDEX_PROBES):
-                chunk = ids[i:i + _INDEX_PROBES]
-                parts.append(f'SELECT id, batch_id, NULL AS event_type, NULL::TIMESTAMP AS event_time, '
-                             f'NULL AS alert_id FROM "{table}" WHERE id IN ({", ".join("?" * len(chunk))})')
-                params += chunk
-            for i in range(0, len(alerts), _INDEX_PROBES):
-                chunk = alerts[i:i + _INDEX_PROBES]
-                parts.append(f'SELECT id, NULL, event_type, event_time, alert_id FROM "{table}" '
-                             f'WHERE alert_id IN ({", ".join("?" * len(chunk))})')
-                params += chunk
+            for select, column, values in (
+                    ("id, batch_id, NULL AS event_type, NULL::TIMESTAMP AS event_time, NULL AS alert_id", "id", ids),
+                    ("id, NULL, event_type, event_time, alert_id", "alert_id", alerts)):
+                for i in range(0, len(values), _INDEX_PROBES):
+                    chunk = values[i:i + _INDEX_PROBES]
+                    parts.append(f'SELECT {select} FROM "{table}" WHERE "{column}" IN ({", ".join("?" * len(chunk))})')
+                    params += chunk
             hits = self.store.sql(" UNION ALL ".join(parts), params).to_pylist() if parts else []
             # An id hit has no alert_id here; an alert hit always has one.
             found = sorted({h["id"] for h in hits if h["alert_id"] is None})
