@@ -713,18 +713,17 @@ def _wait_for_lock(attempt: Callable[[], Any], path: Path | None, timeout: float
     """
     deadline = time.monotonic() + timeout
     delay = 0.005
-    try:
-        return attempt()
-    except duckdb.Error as exc:
-        if not any(m in str(exc) for m in _BUSY_MARKERS):
-            raise
-    with _announce_waiting(path):
+    announced = False
+    with contextlib.ExitStack() as waiting:
         while True:
             try:
                 return attempt()
             except duckdb.Error as exc:
                 if not any(m in str(exc) for m in _BUSY_MARKERS):
                     raise
+                if not announced:  # refused once: from now on this thread waits, and says so
+                    waiting.enter_context(_announce_waiting(path))
+                    announced = True
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise _busy_error(exc, path, timeout) from exc
