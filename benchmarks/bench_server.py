@@ -176,6 +176,26 @@ def _cpu_seconds(pid: int) -> float:
     return t.user + t.system
 
 
+def _host_cpu() -> tuple[int, int] | None:
+    """(steal, total) CPU ticks of the machine from /proc/stat, None where there is none.
+
+    On a virtual machine the host may run other guests on our cores ("steal"): 15-40% of a phase
+    tripled the p99 of ours and the floor alike in runs minutes apart, so each phase reports it.
+    """
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (ticks[7] if len(ticks) > 7 else 0), sum(ticks[:8])
+
+
+def _steal_share(before, after) -> float | None:
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
 def _run_loop(coro):
     # The load generator shares the 2 cores with the server: uvloop (when installed, as the web
     # extra installs it) halves its CPU per request, for ours and the floor alike.
@@ -217,19 +237,20 @@ def _serve(args: list[str], port: int, seconds: float, clients: int) -> dict[str
         for name, batch, rate in PHASES:
             # Untimed warm-up: the first requests import and compile what later ones reuse.
             _run_loop(_load(port, 2.0, clients, prefix=f"warm-{name}", batch=batch))
-            cpu0 = _cpu_seconds(proc.pid)
+            cpu0, host0 = _cpu_seconds(proc.pid), _host_cpu()
             got = _run_loop(_load(port, seconds, clients, prefix=f"load-{name}", batch=batch, rate=rate))
-            out[name] = (*got, _cpu_seconds(proc.pid) - cpu0)
+            out[name] = (*got, _cpu_seconds(proc.pid) - cpu0, _steal_share(host0, _host_cpu()))
         return out
     finally:
         proc.terminate()  # uvicorn shuts down gracefully: in-flight requests finish, store closes
         proc.wait(timeout=60)
 
 
-def _summary(latencies, acked, errors, elapsed, cpu) -> dict:
+def _summary(latencies, acked, errors, elapsed, cpu, steal=None) -> dict:
     return {"n": len(acked), "rate": len(acked) / elapsed, "p50": _quantile(latencies, 0.50),
             "p99": _quantile(latencies, 0.99), "errors": errors, "requests": len(latencies), "elapsed": elapsed,
-            "cpu_ms": 1000 * cpu / max(len(acked), 1)}
+            "cpu_ms": 1000 * cpu / max(len(acked), 1),
+            "steal": "n/a" if steal is None else f"{100 * steal:.0f}%"}
 
 
 def run(scale: str = "quick", seconds: float | None = None, clients: int | None = None) -> list[dict]:
@@ -279,7 +300,8 @@ def run(scale: str = "quick", seconds: float | None = None, clients: int | None 
                 f"p50 {o['p50'] * 1000:.1f} ms, p99 {o['p99'] * 1000:.1f} ms, server CPU {o['cpu_ms']:.3f} ms/event; "
                 f"floor (FastAPI endpoint that only INSERTs into DuckDB, same clients, same run): "
                 f"{f['rate']:,.0f} events/s, p50 {f['p50'] * 1000:.1f} ms, p99 {f['p99'] * 1000:.1f} ms, "
-                f"server CPU {f['cpu_ms']:.3f} ms/event")
+                f"server CPU {f['cpu_ms']:.3f} ms/event; host CPU steal during the phase: ours {o['steal']}, "
+                f"floor {f['steal']}")
         if rate is not None:
             met = o["rate"] >= 0.98 * rate and o["p99"] <= TARGET_P99
             note += (f"; target {TARGET_RATE:,.0f} events/s with p99 <= {TARGET_P99 * 1000:.0f} ms: "

@@ -45,9 +45,9 @@ def _statements(backend: Backend) -> list[str]:
     seen: list[str] = []
     original = backend.store.sql
 
-    def counted(query, params=None):
+    def counted(query, params=None, **kw):
         seen.append(query.split()[0].upper())
-        return original(query, params)
+        return original(query, params, **kw)
 
     backend.store.sql = counted
     return seen

@@ -575,8 +575,17 @@ class Backend:
             self.store.append(table, pa.Table.from_pylist(rows))
             return
         names = ", ".join(f'"{c}"' for c in cols)
-        select = ", ".join(f"unnest(?::{t}[])" for t in types)
-        self.store.sql(f'INSERT INTO "{table}" ({names}) SELECT {select}', [[r[c] for r in rows] for c in cols])
+        select, params = [], []
+        for c, t in zip(cols, types):
+            values = [r[c] for r in rows]
+            # A column no row fills (most of chain_events' optional ones) goes in as one NULL:
+            # converting a list of Nones costs as much as a list of values.
+            if any(v is not None for v in values):
+                select.append(f"unnest(?::{t}[])")
+                params.append(values)
+            else:
+                select.append(f"NULL::{t}")
+        self.store.sql(f'INSERT INTO "{table}" ({names}) SELECT {", ".join(select)}', params, fetch=False)
 
     @_on_store_thread
     def erase(self, customer: str, reason: str | None) -> dict[str, Any]:
