@@ -22,8 +22,8 @@ Writes queued while the thread is busy are committed together (group commit): on
 one WAL flush for many events; every caller returns only after the transaction holding its row has
 committed, or with the error that stopped it. Chain events are checked against the alert's stored
 events and those earlier in the same batch (:func:`insightroi.chain.check_chain_event`); while the
-server holds the file it knows what ``chain_events`` holds without asking (:class:`_ChainCache`),
-which took the event API's p99 at 2,000 events/s from 121 ms to 21 ms.
+server holds the file it knows what ``chain_events`` holds without asking (:class:`_ChainCache`):
+the paced benchmark's p99 at 2,000 events/s went from 121 ms to 21-77 ms (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
