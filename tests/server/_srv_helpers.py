@@ -48,3 +48,13 @@ def seed_store(url: str, *, bundle: bool = True) -> dict:
             st.append("insights", pa.Table.from_pylist(ins))
             st.append("chain_events", pa.Table.from_pylist(ev))
     return b
+
+
+def wait_released(backend, timeout_s: float = 30.0) -> bool:
+    """Wait until the server's store thread has let the file go (idle past its linger); whether it did."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while backend.store._attached and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return not backend.store._attached

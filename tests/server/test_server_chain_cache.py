@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from _srv_helpers import wait_released
 from insightroi.server import _data
 from insightroi.server._data import Backend, Conflict
 from insightroi.store import open_store
@@ -51,13 +51,6 @@ def _statements(backend: Backend) -> list[str]:
 
     backend.store.sql = counted
     return seen
-
-
-def _released(backend: Backend) -> None:
-    deadline = time.monotonic() + 30
-    while backend.store._attached and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not backend.store._attached
 
 
 @pytest.fixture()
@@ -95,7 +88,7 @@ def test_what_another_process_wrote_while_the_server_let_go_is_seen(url):
     backend = Backend(url, linger_s=0.05)
     try:
         backend.write("chain_events", _row("alert_delivered", "alr-mine", ago_s=60), "fp-1", by_key=False)
-        _released(backend)
+        assert wait_released(backend)
         theirs = f"ev-{uuid.uuid4().hex}"
         out = subprocess.run([sys.executable, "-c", WRITER, url, "alr-theirs", theirs], capture_output=True,
                              text=True, timeout=120)

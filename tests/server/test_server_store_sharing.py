@@ -17,6 +17,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 
+from _srv_helpers import wait_released
 from insightroi.server._data import Backend
 from insightroi.store import lock_wanted, open_store
 
@@ -205,11 +206,9 @@ def test_the_server_checkpoints_when_it_lets_the_file_go_not_inside_a_commit(tmp
         row = _event(0)
         row["event_time"] = datetime.now(timezone.utc).replace(tzinfo=None)
         backend.write("chain_events", row, "fp-0", by_key=False)
-        deadline = time.monotonic() + 30
-        while backend.store._attached and time.monotonic() < deadline:  # idle: released, checkpointed
-            time.sleep(0.05)
+        released = wait_released(backend)  # idle: released, checkpointed
     finally:
         backend.close()
-    assert setting == "1.0 GiB"
+    assert setting == "1.0 GiB" and released
     wal = tmp_path / "w.duckdb.wal"
     assert not wal.exists() or wal.stat().st_size == 0  # the release wrote the event into the file

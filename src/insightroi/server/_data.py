@@ -148,6 +148,11 @@ _INDEX_PROBES = 1024
 CHAIN_CACHE_MAX_EVENTS = 1_000_000
 
 
+def _chain_step(row: dict[str, Any]) -> dict[str, Any]:
+    """What the chain checks read of a chain event (:func:`insightroi.chain.check_chain_event`)."""
+    return {k: row.get(k) for k in ("id", "event_type", "event_time", "alert_id")}
+
+
 class _ChainCache:
     """What ``chain_events`` holds, known without asking the file while the server holds it.
 
@@ -182,7 +187,7 @@ class _ChainCache:
                     continue  # stored events not read in this hold: looked up when next needed
                 chain = self.chains[alert_id] = []
             self.alerts.add(alert_id)
-            chain.append({k: e.get(k) for k in ("id", "event_type", "event_time", "alert_id")})
+            chain.append(_chain_step(e))
 
 
 class Backend:
@@ -543,7 +548,7 @@ class Backend:
                     p.error = Conflict(str(exc), 422)
                     continue
                 if alert_id:  # later events of the batch are checked against this one too
-                    events.append({k: p.row.get(k) for k in ("id", "event_type", "event_time", "alert_id")})
+                    events.append(_chain_step(p.row))
             full = {c: None for c in TABLES[p.table].columns}
             full.update(p.row)
             full["ingested_at"] = now
