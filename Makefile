@@ -41,8 +41,11 @@ setup-test: $(STAMP_TEST) system-deps
 demo: setup
 	$(VENV)/bin/insightroi demo --out demo
 
+# Two workers (the CI machine's cores), one test file per worker at a time: a module's fixtures
+# (a demo world, a Spark session, a live server) are built once, on the worker that runs the file.
+TEST_WORKERS ?= 2
 test: setup-test
-	$(PY) -m pytest -q -p no:cacheprovider --durations=30
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --durations=30
 
 # NannyML, the drift peer, pins plotly < 6, lightgbm and FLAML: its own venv, driven by a worker.
 .bench-nannyml/bin/python:
