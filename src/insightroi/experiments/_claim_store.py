@@ -40,11 +40,7 @@ def claim_panel(store: Any, program: Program, kpis: list[str], *, end: date | No
     pre_weeks = _pre_weeks(program)
     start = e.start - timedelta(days=7 * pre_weeks)
     stop = end or e.end or date.today()
-    measures = []
-    for name in kpis:
-        k = program.kpi(name)
-        measures += [k.numerator, k.denominator]
-    measures = [m for m in dict.fromkeys(measures) if m != "units"]
+    measures = _panel_columns(program, kpis)[3:]
     t = unit_measures_expr(store, program, measures, window=(start, stop), by=("week",))
     df = t.execute()
     if df.empty:
@@ -56,8 +52,13 @@ def claim_panel(store: Any, program: Program, kpis: list[str], *, end: date | No
     if n_days % 7:
         df = df[df["period"] < n_days // 7]
     df = df.sort_values(["unit", "period"], kind="stable").reset_index(drop=True)
-    keep = ["unit", "period", "treated", *measures]
-    return df[keep], pre_weeks
+    return df[_panel_columns(program, kpis)], pre_weeks
+
+
+def _panel_columns(program: Program, kpis: list[str]) -> list[str]:
+    # The columns of ``claim_panel(store, program, kpis)``, in its order.
+    measures = [m for name in kpis for m in (program.kpi(name).numerator, program.kpi(name).denominator)]
+    return ["unit", "period", "treated", *[m for m in dict.fromkeys(measures) if m != "units"]]
 
 
 def validate_claim_in_store(store: Any, program: Program, claim: str, kpi: str, *, window: int = 4, alpha: float | None = None) -> ClaimReport:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from insightroi.experiments._claim import _incremental
-from insightroi.experiments._claim_store import _kpi_claim_panel, _validate_on_panel, claim_panel
+from insightroi.experiments._claim_store import _adjacent_kpis, _panel_columns, _validate_on_panel, claim_panel
 from insightroi.experiments._quasi import quasi_kpi_effects
 from insightroi.program import Program
 
@@ -54,7 +54,12 @@ def quasi_section(store: Any, program: Program, *, truth: dict[str, Any] | None 
     """
     kpis = [program.experiment.primary_kpi] + [p.kpi for p in program.value_pools]
     kpis = [k for k in dict.fromkeys(kpis) if "units" not in (program.kpi(k).numerator, program.kpi(k).denominator)]
-    panel, rollout = claim_panel(store, program, kpis)
+    primary = program.kpi(program.experiment.primary_kpi)
+    claim_kpis = [primary.name] + [o.name for o in _adjacent_kpis(program, primary.name)]
+    # One query for both panels (the stage's largest): the claims' KPI and its adjacent signals
+    # beside the value pools; each use takes its columns (rows do not depend on the measures).
+    both, rollout = claim_panel(store, program, list(dict.fromkeys(kpis + claim_kpis)))
+    panel = both[_panel_columns(program, kpis)]
     rows = []
     truth_kpis = (truth or {}).get("kpis", {})
     # The claim validator's estimator: post-period difference adjusted for every unit's
@@ -73,7 +78,6 @@ def quasi_section(store: Any, program: Program, *, truth: dict[str, Any] | None 
                 "p_value": r.p_value, "truth_att": att,
                 "covered": None if att is None else bool(r.ci_low <= att <= r.ci_high),
             })
-    primary = program.kpi(program.experiment.primary_kpi)
     naive = naive_before_after_claim(panel, numerator=primary.numerator, denominator=primary.denominator,
                                      rollout=rollout)
     words = primary.name.replace("_", " ")
@@ -83,7 +87,7 @@ def quasi_section(store: Any, program: Program, *, truth: dict[str, Any] | None 
     if true_rel is not None:
         texts.append(("true", f"{words} {'down' if true_rel < 0 else 'up'} {abs(true_rel):.0%}"))
     # Both claims are about the primary KPI: one panel (validate_claim copies it) serves both.
-    primary_panel = _kpi_claim_panel(store, program, primary.name)
+    primary_panel = (both[_panel_columns(program, claim_kpis)], rollout)
     for label, text in texts:
         report = _validate_on_panel(store, program, text, primary.name, primary_panel)
         claims.append({**report.to_dict(), "label": label, "claim": text})
