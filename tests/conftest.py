@@ -9,11 +9,26 @@ overrides the one here for that module only.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from helpers.paths import REFERENCE_DIR
+
+
+def pytest_collection_modifyitems(config, items):
+    """Refuse a collection in which two tests share a node id.
+
+    ``make test`` runs on pytest-xdist workers, which address tests by node id: of two items with
+    one id only one runs, silently (schemathesis' ``schema.parametrize()`` did this to 12 of the
+    13 fuzz tests).
+    """
+    counts = Counter(item.nodeid for item in items)
+    shared = sorted(nodeid for nodeid, n in counts.items() if n > 1)
+    if shared:
+        raise pytest.UsageError(f"{len(shared)} node id(s) name more than one test, e.g. {shared[0]!r}: "
+                                "give each its own name or parameter id")
 
 
 @pytest.fixture(scope="session")
