@@ -255,7 +255,8 @@ def cluster_texts(
     """Cluster texts and describe each cluster (largest first).
 
     ``tfidf``: TF-IDF (unigrams + bigrams, English stop words) + k-means, with k chosen by
-    silhouette over 2..max_clusters when not given (Rousseeuw 1987). ``embedding``: MiniLM vectors
+    silhouette over 2..max_clusters when not given (Rousseeuw 1987), scanned on a seeded sample of at
+    most ``K_SELECTION_SAMPLE`` texts and then fitted on all of them. ``embedding``: MiniLM vectors
     (or ``embeddings`` when given) clustered by :func:`embedding_clusters` (the number of themes
     follows from ``cohesion``; ``n_clusters`` and ``max_clusters`` are ignored), each named by its
     class-based TF-IDF terms (:mod:`insightroi.insights._ctfidf`) and a snake_case ``label``;
