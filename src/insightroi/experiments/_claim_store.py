@@ -40,7 +40,8 @@ def claim_panel(store: Any, program: Program, kpis: list[str], *, end: date | No
     pre_weeks = _pre_weeks(program)
     start = e.start - timedelta(days=7 * pre_weeks)
     stop = end or e.end or date.today()
-    measures = _panel_columns(program, kpis)[3:]
+    columns = _panel_columns(program, kpis)
+    measures = columns[3:]
     t = unit_measures_expr(store, program, measures, window=(start, stop), by=("week",))
     df = t.execute()
     if df.empty:
@@ -52,7 +53,7 @@ def claim_panel(store: Any, program: Program, kpis: list[str], *, end: date | No
     if n_days % 7:
         df = df[df["period"] < n_days // 7]
     df = df.sort_values(["unit", "period"], kind="stable").reset_index(drop=True)
-    return df[_panel_columns(program, kpis)], pre_weeks
+    return df[columns], pre_weeks
 
 
 def _panel_columns(program: Program, kpis: list[str]) -> list[str]:
@@ -77,11 +78,13 @@ def _adjacent_kpis(program: Program, kpi: str) -> list:
             if o.name != k.name and o.unit == k.unit and "units" not in (o.numerator, o.denominator)]
 
 
+def _claim_kpis(program: Program, kpi: str) -> list[str]:
+    # What a claim about ``kpi`` is checked on: the KPI and its adjacent signals.
+    return [kpi] + [o.name for o in _adjacent_kpis(program, kpi)]
+
+
 def _kpi_claim_panel(store: Any, program: Program, kpi: str):
-    # The panel a claim about ``kpi`` is checked on: the KPI and its adjacent signals. Several
-    # claims about one KPI share it (the quasi section checks two), and it is the stage's
-    # largest query.
-    return claim_panel(store, program, [kpi] + [o.name for o in _adjacent_kpis(program, kpi)])
+    return claim_panel(store, program, _claim_kpis(program, kpi))
 
 
 def _validate_on_panel(store: Any, program: Program, claim: str, kpi: str, panel_rollout, *, window: int = 4,

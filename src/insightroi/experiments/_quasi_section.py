@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from insightroi.experiments._claim import _incremental
-from insightroi.experiments._claim_store import _adjacent_kpis, _panel_columns, _validate_on_panel, claim_panel
+from insightroi.experiments._claim_store import _claim_kpis, _panel_columns, _validate_on_panel, claim_panel
 from insightroi.experiments._quasi import quasi_kpi_effects
 from insightroi.program import Program
 
@@ -55,7 +55,7 @@ def quasi_section(store: Any, program: Program, *, truth: dict[str, Any] | None 
     kpis = [program.experiment.primary_kpi] + [p.kpi for p in program.value_pools]
     kpis = [k for k in dict.fromkeys(kpis) if "units" not in (program.kpi(k).numerator, program.kpi(k).denominator)]
     primary = program.kpi(program.experiment.primary_kpi)
-    claim_kpis = [primary.name] + [o.name for o in _adjacent_kpis(program, primary.name)]
+    claim_kpis = _claim_kpis(program, primary.name)
     # One query for both panels (the stage's largest): the claims' KPI and its adjacent signals
     # beside the value pools; each use takes its columns (rows do not depend on the measures).
     both, rollout = claim_panel(store, program, list(dict.fromkeys(kpis + claim_kpis)))
