@@ -18,12 +18,6 @@ from insightroi._cli_common import (
     run_or_fail,
     store_url,
 )
-from insightroi.experiments import MAX_WEEKS, power_table
-from insightroi.metrics import describe_measures
-from insightroi.privacy import resolve_retention
-from insightroi.program import load_program, starter_program_text
-from insightroi.services import save_roi_projection
-from insightroi.store import TABLES, duckdb_file, open_store
 
 
 def init(
@@ -31,6 +25,8 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented starter program file (insightroi.toml)."""
+    from insightroi.program import starter_program_text
+
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / "insightroi.toml"
     if target.exists() and not force:
@@ -62,6 +58,13 @@ def plan(
     store: StoreOption = None,
 ) -> None:
     """Print the measurement plan (and the power table when the store has pre-period data)."""
+    from insightroi.experiments import MAX_WEEKS, power_table
+    from insightroi.metrics import describe_measures
+    from insightroi.privacy import resolve_retention
+    from insightroi.program import load_program
+    from insightroi.services import save_roi_projection
+    from insightroi.store import duckdb_file, open_store
+
     prog = run_or_fail(load_program, program)
     # Names and text are the user's: escaped, so '[/bold]' in a name prints as written.
     console.print(f"[bold]{escape(prog.program.name)}[/]\n[italic]{escape(prog.program.value_hypothesis)}[/]\n")
@@ -208,6 +211,8 @@ def _print_projection(projection: dict | None, currency: str) -> None:
 
 def status(store: StoreOption = None) -> None:
     """What is in the store: rows per table, date ranges, quarantine counts."""
+    from insightroi.store import TABLES, open_store
+
     with run_or_fail(open_store, store_url(store)) as st:
         table = Table(title=escape(f"Store {st.url} (schema v{st.schema_version()})"))
         for col in ("table", "rows", "from", "to", "quarantined"):

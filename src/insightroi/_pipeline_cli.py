@@ -22,12 +22,7 @@ from insightroi._cli_common import (
     run_or_fail,
     store_url,
 )
-from insightroi.bundle import STAGES
-from insightroi.pipeline import run_demo
-from insightroi.program import load_program
-from insightroi.report import CADENCE_ALIASES, CADENCE_UNITS
-from insightroi.services import run_all
-from insightroi.store import open_store
+from insightroi._constants import STAGES
 
 
 def _num(v, fmt="{:,.3g}") -> str:
@@ -45,6 +40,8 @@ def demo(
     as_json: JsonOption = False,
 ) -> None:
     """Generate the demo company, ingest it, run every stage, and print effects next to the truth."""
+    from insightroi.pipeline import run_demo
+
     scale_arg: str | int = int(scale) if scale.isdigit() else scale
     with err_console.status("starting") as status:
         run = run_or_fail(
@@ -109,6 +106,11 @@ def run(
     Each stage saves its section in the store; --from resumes after a failure or a fix, --only
     reruns one stage. A failing stage is reported and the others go on.
     """
+    from insightroi.program import load_program
+    from insightroi.report import CADENCE_ALIASES, CADENCE_UNITS
+    from insightroi.services import run_all
+    from insightroi.store import open_store
+
     for name in [start_from, *(only or [])]:
         if name is not None and name not in STAGES:
             fail(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from insightroi._constants import STAGES
 from insightroi.privacy import results_before_erasure
 
 __all__ = [
@@ -57,8 +58,6 @@ __all__ = [
 
 SCHEMA_VERSION = 2
 SECTION_KIND = "section"
-# The stages in flow order; `insightroi run --from/--only` takes these names.
-STAGES: tuple[str, ...] = ("classify", "detect", "insights", "chain", "analyze", "roi", "quasi", "monitor", "report")
 
 
 class _Model(BaseModel):

@@ -23,6 +23,11 @@ app = typer.Typer(
 )
 
 # Order is the order of the flow; it is also the order of `insightroi --help`.
+# Every command, `--help` included, and every CLI subprocess of the end-to-end tests imports all of
+# these before it runs, so they import only Typer, Rich and light constants at the top; the stage
+# libraries (numpy, pandas, Ibis, scipy, scikit-learn: seconds) load inside the command that needs
+# them, and the stage packages load their modules on first use (insightroi._lazy). A heavy import
+# here is a start-up cost on every command: tests/test_cli_startup.py fails on one.
 _STAGE_CLIS = (
     "insightroi._core_cli",
     "insightroi.ingest._cli",

@@ -22,6 +22,7 @@ import ibis
 import pandas as pd
 
 from insightroi import __version__
+from insightroi._constants import ROI_DRAWS, ROI_SEED
 from insightroi.bundle import (
     STAGES,
     Bundle,
@@ -79,11 +80,6 @@ __all__ = [
     "evaluate_decision_rule",
     "withheld_units",
 ]
-
-# One seed and one draw count for every door to the ROI: the CLI, the pipeline and the report must
-# print the same headline for the same store.
-ROI_SEED = 20251
-ROI_DRAWS = 100_000
 
 # The tables each stage reads, for its provenance.
 _INPUTS: dict[str, tuple[str, ...]] = {

@@ -6,10 +6,15 @@ custody of one insight, alert or feedback item. Reads the store only (Ibis expre
 same code runs on DuckDB, Spark and Databricks).
 """
 
-from insightroi.chain._kpis import alert_table, chain_summary, reviewer_disagreement, workflow_kpis
-from insightroi.chain._links import FOLLOW_UP_TYPES, alert_chains, linked_events
-from insightroi.chain._trace import Trace, trace
-from insightroi.chain._validate import STAGE_ORDER, ChainEventError, check_chain_event
+from insightroi._lazy import lazy_exports
+
+# Loaded on first use: the CLI imports this package for its commands (insightroi._lazy says why).
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "insightroi.chain._kpis": ("alert_table", "chain_summary", "reviewer_disagreement", "workflow_kpis"),
+    "insightroi.chain._links": ("FOLLOW_UP_TYPES", "alert_chains", "linked_events"),
+    "insightroi.chain._trace": ("Trace", "trace"),
+    "insightroi.chain._validate": ("STAGE_ORDER", "ChainEventError", "check_chain_event"),
+})
 
 __all__ = [
     "STAGE_ORDER",

@@ -10,11 +10,6 @@ from rich.table import Table
 from rich.tree import Tree
 
 from insightroi._cli_common import DEFAULT_PROGRAM, JsonOption, ProgramOption, StoreOption, console, run_or_fail, store_url
-from insightroi.chain import chain_summary, trace
-from insightroi.insights._spikes import PRAISE_OWNER
-from insightroi.program import load_program
-from insightroi.services import run_chain
-from insightroi.store import open_store
 
 __all__ = ["register"]
 
@@ -28,6 +23,8 @@ def _num(x: Any, fmt: str = "{:.1f}") -> str:
 
 
 def _noun(alert: dict[str, Any]) -> str:
+    from insightroi.program import PRAISE_OWNER
+
     # A praise alert's counts are compliments, not complaints.
     return "mentions" if alert.get("team") == PRAISE_OWNER else "complaints"
 
@@ -107,6 +104,9 @@ def trace_cmd(
     window: Annotated[int, typer.Option("--window", help="Days before/after the fix to compare.")] = 28,
 ) -> None:
     """Chain of custody of one insight, alert or feedback item: from the words to what moved."""
+    from insightroi.chain import trace
+    from insightroi.store import open_store
+
     with run_or_fail(open_store, store_url(store)) as st:
         tr = run_or_fail(trace, st, id, outcome_window_days=window)
     if json_out:
@@ -129,6 +129,11 @@ def chain_cmd(
     end: Annotated[str | None, typer.Option("--end", help="Only alerts delivered before this date.")] = None,
 ) -> None:
     """Workflow KPIs of the decision chain per team: adoption, time to ack / fix, overrides, backlog."""
+    from insightroi.chain import chain_summary
+    from insightroi.program import load_program
+    from insightroi.services import run_chain
+    from insightroi.store import open_store
+
     with run_or_fail(open_store, store_url(store)) as st:
         if start is None and end is None and program.exists():
             # The whole chain is the stage's section (what the report shows); a date slice, or a

@@ -8,30 +8,21 @@ time they happened. Every message carries signed links (acknowledge, taking acti
 useful) that the server's ``/l/{token}`` route turns into chain events.
 """
 
-from insightroi.delivery._deliver import DeliveryPolicy, DeliveryRun, deliver, deliver_due
-from insightroi.delivery._message import LinkSigner, Message, build_message
-from insightroi.delivery._outbox import (
-    EnqueueResult,
-    delivery_id,
-    enqueue_alerts,
-    first_due,
-    outbox_counts,
-    requeue_dead,
-)
-from insightroi.delivery._send import DELIVERY_HEADER, IDEMPOTENCY_HEADER, SendOutcome, send
-from insightroi.delivery._signing import (
-    LINK_ACTIONS,
-    NOT_USEFUL_REASONS,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    LinkClaim,
-    LinkTokenError,
-    link_key,
-    make_link_token,
-    read_link_token,
-    sign_webhook,
-    verify_webhook,
-)
+from insightroi._lazy import lazy_exports
+
+# Loaded on first use: the CLI imports this package for its commands (insightroi._lazy says why).
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "insightroi.delivery._deliver": ("DeliveryPolicy", "DeliveryRun", "deliver", "deliver_due"),
+    "insightroi.delivery._message": ("LinkSigner", "Message", "build_message"),
+    "insightroi.delivery._outbox": (
+        "EnqueueResult", "delivery_id", "enqueue_alerts", "first_due", "outbox_counts", "requeue_dead",
+    ),
+    "insightroi.delivery._send": ("DELIVERY_HEADER", "IDEMPOTENCY_HEADER", "SendOutcome", "send"),
+    "insightroi.delivery._signing": (
+        "LINK_ACTIONS", "NOT_USEFUL_REASONS", "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "LinkClaim", "LinkTokenError",
+        "link_key", "make_link_token", "read_link_token", "sign_webhook", "verify_webhook",
+    ),
+})
 
 __all__ = [
     "DELIVERY_HEADER",

@@ -1,51 +1,38 @@
 """Experiments: design (assignment, power), checks, and the analysis of the program's experiment."""
 
-from insightroi.experiments._analysis import analyze_experiment, kpi_effect
-from insightroi.experiments._common import ExperimentAnalysis
-from insightroi.experiments._checks import (
-    ANALYZE_GATES,
-    analyze_gate_failures,
-    balance_check,
-    contamination_check,
-    novelty_check,
-    pre_period_check,
-    regression_to_mean_check,
-    srm_check,
-)
-from insightroi.experiments._design import assign, hash_uniform, switchback_schedule
-from insightroi.experiments._design_analysis import (
-    DesignPanel,
-    analyze_quasi_design,
-    design_panel,
-    did_design_effect,
-    its_design_effect,
-    market_panel,
-    synth_design_effect,
-    synth_panel_effect,
-    synth_variant_rule,
-)
-from insightroi.experiments._geo import GeoCandidate, GeoDesign, design_geo, geo_backtest, geo_candidate_sets, geo_power
-from insightroi.experiments._switchback_analysis import (
-    analyze_switchback,
-    block_arms,
-    carryover_check,
-    switchback_kpi_effect,
-)
-from insightroi.experiments._power_table import MAX_WEEKS, power_table, variance_model
-from insightroi.metrics import treated_volumes
-from insightroi.experiments._chooser import MethodChoice, choose_method
-from insightroi.experiments._correlation import effect_correlation, effect_correlation_from_units
-from insightroi.experiments._claim import ClaimReport, ParsedClaim, parse_claim, validate_claim
-from insightroi.experiments._claim_store import claim_panel, validate_claim_in_store
-from insightroi.experiments._quasi import (
-    diff_in_diff,
-    kpi_rate,
-    matched_cohort_panel,
-    quasi_kpi_effects,
-    synthetic_control_panel,
-    time_series_impact,
-)
-from insightroi.experiments._quasi_section import naive_before_after_claim, quasi_section
+from insightroi._lazy import lazy_exports
+
+# Loaded on first use: the CLI imports this package for its commands (insightroi._lazy says why).
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "insightroi.experiments._analysis": ("analyze_experiment", "kpi_effect"),
+    "insightroi.experiments._common": ("ExperimentAnalysis",),
+    "insightroi.experiments._checks": (
+        "ANALYZE_GATES", "analyze_gate_failures", "balance_check", "contamination_check", "novelty_check",
+        "pre_period_check", "regression_to_mean_check", "srm_check",
+    ),
+    "insightroi.experiments._design": ("assign", "hash_uniform", "switchback_schedule"),
+    "insightroi.experiments._design_analysis": (
+        "DesignPanel", "analyze_quasi_design", "design_panel", "did_design_effect", "its_design_effect",
+        "market_panel", "synth_design_effect", "synth_panel_effect", "synth_variant_rule",
+    ),
+    "insightroi.experiments._geo": (
+        "GeoCandidate", "GeoDesign", "design_geo", "geo_backtest", "geo_candidate_sets", "geo_power",
+    ),
+    "insightroi.experiments._switchback_analysis": (
+        "analyze_switchback", "block_arms", "carryover_check", "switchback_kpi_effect",
+    ),
+    "insightroi.experiments._power_table": ("MAX_WEEKS", "power_table", "variance_model"),
+    "insightroi.metrics": ("treated_volumes",),
+    "insightroi.experiments._chooser": ("MethodChoice", "choose_method"),
+    "insightroi.experiments._correlation": ("effect_correlation", "effect_correlation_from_units"),
+    "insightroi.experiments._claim": ("ClaimReport", "ParsedClaim", "parse_claim", "validate_claim"),
+    "insightroi.experiments._claim_store": ("claim_panel", "validate_claim_in_store"),
+    "insightroi.experiments._quasi": (
+        "diff_in_diff", "kpi_rate", "matched_cohort_panel", "quasi_kpi_effects", "synthetic_control_panel",
+        "time_series_impact",
+    ),
+    "insightroi.experiments._quasi_section": ("naive_before_after_claim", "quasi_section"),
+})
 
 __all__ = [
     "GeoCandidate",

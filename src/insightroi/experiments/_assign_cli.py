@@ -6,9 +6,8 @@ import json
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pyarrow as pa
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -23,17 +22,9 @@ from insightroi._cli_common import (
     run_or_fail,
     store_url,
 )
-from insightroi.experiments._assign import (
-    AssignmentPlan,
-    Units,
-    plan_assignment,
-    read_units_csv,
-    store_units,
-    stored_arms,
-)
-from insightroi.ingest import ingest_frame, redact_table
-from insightroi.program import load_program
-from insightroi.store import open_store
+
+if TYPE_CHECKING:
+    from insightroi.experiments._assign import AssignmentPlan, Units
 
 
 def _as_stored(units: Units) -> Units:
@@ -42,6 +33,10 @@ def _as_stored(units: Units) -> Units:
     The hash and the stored-arm lookup must see the id the store holds, or a customer listed by
     e-mail would be assigned once under the e-mail and again under its pseudonym.
     """
+    import pyarrow as pa
+
+    from insightroi.ingest import redact_table
+
     ids = redact_table(pa.table({"unit_id": pa.array(units.ids, pa.string())}), "assignments").column(0).to_pylist()
     if ids == list(units.ids):
         return units
@@ -120,6 +115,11 @@ def assign_cmd(
     experiment keeps its arm, so re-running never moves a unit and adds no duplicate rows.
     Prints the balance per stratum and a sample-ratio-mismatch check.
     """
+    from insightroi.experiments._assign import plan_assignment, read_units_csv, store_units, stored_arms
+    from insightroi.ingest import ingest_frame
+    from insightroi.program import load_program
+    from insightroi.store import open_store
+
     if units is not None and from_table:
         fail("give either --units FILE or --from-table TABLE, not both")
     at = _parse_time(assigned_at)

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from insightroi._constants import ANALYZE_GATES
 from insightroi.errors import DataError
 from insightroi.stats import Check, Ratio, Result, srm_test, trend_test, two_arm
 
@@ -21,9 +22,6 @@ __all__ = [
     "analyze_gate_failures",
     "annotation_check",
 ]
-
-#: What ``insightroi analyze --fail-on`` can stop a pipeline on.
-ANALYZE_GATES = ("srm", "check", "rule")
 
 
 def srm_check(counts: Sequence[float], expected_shares: Sequence[float], *, threshold: float = 0.001) -> Check:

@@ -8,9 +8,6 @@ from typing import Annotated
 import typer
 
 from insightroi._cli_common import DEFAULT_PROGRAM, JsonOption, ProgramOption, StoreOption, console, run_or_fail, store_url
-from insightroi.program import load_program
-from insightroi.services import run_claim
-from insightroi.store import open_store
 
 __all__ = ["register"]
 
@@ -25,6 +22,10 @@ def validate_claim_cmd(
     as_json: JsonOption = False,
 ) -> None:
     """Check a before/after claim: denominator, control group, DiD, regression to the mean, persistence, triangulation."""
+    from insightroi.program import load_program
+    from insightroi.services import run_claim
+    from insightroi.store import open_store
+
     prog = run_or_fail(load_program, program)
     with run_or_fail(open_store, store_url(store)) as st:
         report = run_or_fail(run_claim, st, prog, claim, kpi, window=window, save=save)

@@ -20,10 +20,7 @@ from insightroi._cli_common import (
     run_or_fail,
     store_url,
 )
-from insightroi.experiments import ANALYZE_GATES, analyze_gate_failures
-from insightroi.program import load_program
-from insightroi.services import run_analyze
-from insightroi.store import open_store
+from insightroi._constants import ANALYZE_GATES
 
 
 def _pct(x) -> str:
@@ -54,6 +51,11 @@ def analyze(
     did, synthetic_control and its (quasi-experimental). The section saved is what `roi`,
     `report` and the dashboard read.
     """
+    from insightroi.experiments import analyze_gate_failures
+    from insightroi.program import load_program
+    from insightroi.services import run_analyze
+    from insightroi.store import open_store
+
     gates = list(fail_on or [])
     run_or_fail(analyze_gate_failures, {}, gates)  # an unknown gate is refused before any work
     prog = run_or_fail(load_program, program)

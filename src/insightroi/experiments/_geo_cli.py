@@ -17,10 +17,8 @@ import re
 import tempfile
 from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
-import pyarrow as pa
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -35,12 +33,12 @@ from insightroi._cli_common import (
     run_or_fail,
     store_url,
 )
-from insightroi.experiments._assign import assignment_id, store_units, stored_arms
-from insightroi.experiments._common import CONTROL, TREATMENT
-from insightroi.experiments._design_analysis import market_panel
-from insightroi.experiments._geo import GeoDesign, design_geo
-from insightroi.ingest import ingest_frame
-from insightroi.program import Program, load_program, parse_program
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from insightroi.experiments._geo import GeoDesign
+    from insightroi.program import Program
 
 
 def geo_seed(program: Program) -> int:
@@ -92,6 +90,8 @@ def set_experiment_keys(text: str, keys: dict[str, str]) -> str:
 
 
 def _write_program(path: Path, text: str) -> None:
+    from insightroi.program import parse_program
+
     # Parse before replacing, and replace atomically, so a failed edit never leaves a broken file.
     parse_program(text, str(path))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -101,6 +101,11 @@ def _write_program(path: Path, text: str) -> None:
 
 
 def _assignment_rows(program: Program, markets: list[str], treated: set[str], existing: dict[str, str]) -> pa.Table:
+    import pyarrow as pa
+
+    from insightroi.experiments._assign import assignment_id
+    from insightroi.experiments._common import CONTROL, TREATMENT
+
     e = program.experiment
     at = datetime.combine(e.start, time(0), tzinfo=timezone.utc)
     new = [m for m in markets if m not in existing]
@@ -184,6 +189,15 @@ def geo_design_cmd(
     its group-permutation p-value are somewhat more conservative on a low-noise set (see the
     module notes).
     """
+    import numpy as np
+
+    from insightroi.experiments._assign import store_units, stored_arms
+    from insightroi.experiments._common import CONTROL, TREATMENT
+    from insightroi.experiments._design_analysis import market_panel
+    from insightroi.experiments._geo import design_geo
+    from insightroi.ingest import ingest_frame
+    from insightroi.program import load_program
+
     prog = run_or_fail(load_program, program)
     e = prog.experiment
     k = run_or_fail(prog.kpi, kpi) if kpi else run_or_fail(prog.kpi, e.primary_kpi)

@@ -29,26 +29,25 @@ The columns, types and rules each table accepts (the data contract) come from
 :func:`data_contract`; ``docs/data-contract.md`` is :func:`data_contract_markdown`'s output.
 """
 
-from insightroi.ingest._contract import data_contract, data_contract_markdown
-from insightroi.ingest._engine import INGESTIBLE, ingest_frame, ingest_path, load_user_table, retry_quarantine, table_spec
-from insightroi.ingest._presets import PRESETS, PresetReport, ingest_preset, preset_names
-from insightroi.ingest._redact import (
-    ADDRESS_TOKEN,
-    CARD_TOKEN,
-    EMAIL_TOKEN,
-    IBAN_TOKEN,
-    PHONE_TOKEN,
-    PREFILTER,
-    REDACTION_TOKENS,
-    SECRET_TOKEN,
-    pseudonymize,
-    redact_pii,
-    redact_row,
-    redact_table,
-)
-from insightroi.ingest._report import FileReport, IngestReport, RetryReport, TableRetry
-from insightroi.ingest._sources import CsvDialect
-from insightroi.ingest._validate import EARLIEST, LATEST, MAX_TEXT_BYTES, NUL_REASON, REDACT_COLUMNS, check_text
+from insightroi._lazy import lazy_exports
+
+# Loaded on first use: the CLI imports this package for its commands (insightroi._lazy says why).
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "insightroi.ingest._contract": ("data_contract", "data_contract_markdown"),
+    "insightroi.ingest._engine": (
+        "INGESTIBLE", "ingest_frame", "ingest_path", "load_user_table", "retry_quarantine", "table_spec",
+    ),
+    "insightroi.ingest._presets": ("PRESETS", "PresetReport", "ingest_preset", "preset_names"),
+    "insightroi.ingest._redact": (
+        "ADDRESS_TOKEN", "CARD_TOKEN", "EMAIL_TOKEN", "IBAN_TOKEN", "PHONE_TOKEN", "PREFILTER", "REDACTION_TOKENS",
+        "SECRET_TOKEN", "pseudonymize", "redact_pii", "redact_row", "redact_table",
+    ),
+    "insightroi.ingest._report": ("FileReport", "IngestReport", "RetryReport", "TableRetry"),
+    "insightroi.ingest._sources": ("CsvDialect",),
+    "insightroi.ingest._validate": (
+        "EARLIEST", "LATEST", "MAX_TEXT_BYTES", "NUL_REASON", "REDACT_COLUMNS", "check_text",
+    ),
+})
 
 __all__ = [
     "EARLIEST",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -27,13 +27,13 @@ from insightroi._cli_common import (
     fail_with,
     store_url,
 )
+from insightroi.ingest._preset_specs import PRESETS
+from insightroi.store._tables import INGESTIBLE, USER_TABLE_PREFIX
 from insightroi.errors import InsightRoiError
-from insightroi.ingest._contract import contract_tables, data_contract, data_contract_markdown
-from insightroi.ingest._engine import INGESTIBLE, ingest_path, load_user_table, retry_quarantine
-from insightroi.ingest._presets import PRESETS, ingest_preset
-from insightroi.ingest._report import FileReport
-from insightroi.program import UserTable, load_program
-from insightroi.store import USER_TABLE_PREFIX, open_store, user_table_spec
+
+if TYPE_CHECKING:
+    from insightroi.ingest._report import FileReport
+    from insightroi.program import UserTable
 
 _SHOW_REASONS = 5
 _RETRY_HINT = "after fixing the program file (e.g. program.timezone), 'insightroi ingest --retry-quarantine' lands those that pass"
@@ -50,6 +50,8 @@ def _program(ctx: typer.Context, path: Path) -> Any:
     named = getattr(source, "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
     if not named and not path.exists():
         return None
+    from insightroi.program import load_program
+
     try:
         return load_program(path)
     except InsightRoiError as exc:
@@ -59,6 +61,8 @@ def _program(ctx: typer.Context, path: Path) -> Any:
 def _user_table(name: str, schema_path: Path | None, prog: Any, program_path: Path) -> UserTable:
     """The user table NAME: from ``--schema``, else from the program file's ``[[tables]]``."""
     if schema_path is not None:
+        from insightroi.ingest._engine import load_user_table
+
         try:
             return load_user_table(schema_path, name)
         except InsightRoiError as exc:
@@ -153,6 +157,9 @@ def ingest(
     if table is not None:
         target = _user_table(table, schema_file, prog, program)
     tz = getattr(getattr(prog, "program", None), "timezone", None)
+    from insightroi.ingest._engine import ingest_path, retry_quarantine
+    from insightroi.store import open_store
+
     try:
         st = open_store(store_url(store))
     except InsightRoiError as exc:
@@ -230,6 +237,9 @@ def _ingest_preset(ctx, preset, kind, path, store, program, table, schema_file, 
     if kind is None:
         fail(f"give the export FILE (e.g. 'insightroi ingest --preset {preset} export.csv')")
     prog = _program(ctx, program)
+    from insightroi.ingest._presets import ingest_preset
+    from insightroi.store import open_store
+
     try:
         st = open_store(store_url(store))
     except InsightRoiError as exc:
@@ -298,6 +308,9 @@ def schema(
     It is read from the rules 'insightroi ingest' enforces, so what it prints is what is checked.
     The user tables of the program file (./insightroi.toml when it exists) follow ours.
     """
+    from insightroi.ingest._contract import contract_tables, data_contract, data_contract_markdown
+    from insightroi.store import user_table_spec
+
     prog = _program(ctx, program)
     try:
         users = [user_table_spec(t) for t in getattr(prog, "tables", [])]

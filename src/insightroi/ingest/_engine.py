@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from pydantic import ValidationError
 
+from insightroi.store._tables import INGESTIBLE
 from insightroi.errors import IngestError, ProgramError, check_option
 from insightroi.ingest._redact import ID_COLUMNS, REDACTION_TOKENS, redact_raw, redact_table
 from insightroi.ingest._report import FileReport, IngestReport, RetryReport, TableRetry
@@ -49,8 +50,6 @@ from insightroi.store import TABLES, Store, TableSpec, is_user_table, user_table
 __all__ = ["ingest_path", "ingest_frame", "retry_quarantine", "table_spec", "load_user_table", "INGESTIBLE",
            "RETRY_SOURCE"]
 
-#: Tables a user may ingest into.
-INGESTIBLE = tuple(name for name, spec in TABLES.items() if spec.ingestible)
 _ERROR_SAMPLE = 5
 #: The ``file`` recorded in ``ingest_batches`` for rows landed by :func:`retry_quarantine`.
 RETRY_SOURCE = "<quarantine retry>"

@@ -4,34 +4,31 @@ Every classifier follows scikit-learn's contract and has ``classify(texts)`` ret
 text with ``label, score, confidence, evidence (JSON), method, model_version``.
 """
 
-from insightroi.insights._base import UNCLASSIFIABLE, model_version, prepare_texts
-from insightroi.insights._classify import ClassifyReport, InsightModels, build_models, classify_store
-from insightroi.insights._domain_sentiment import DomainSentiment, load_sentiment_domains
-from insightroi.insights._embed import embeddings_available
-from insightroi.insights._llm import ClusterSummary, LlmError, LlmSummarizer
-from insightroi.insights._review import (
-    ReviewLabelsError,
-    check_review_labels,
-    record_review_labels,
-    review_queue,
-    validate_from_reviews,
-)
-from insightroi.insights._sentiment import (
-    SENTIMENT_CLASSES,
-    EmbeddingSentiment,
-    LexiconSentiment,
-    load_reference_sentiment,
-    sentiment_class,
-)
-from insightroi.insights._seeded import SeededTopics
-from insightroi.insights._severity import SEVERITY_LEVELS, SeverityRules
-from insightroi.insights._spark import classify_spark
-from insightroi.insights._spikes import Alert, current_topic_version, detect_spikes, write_alerts
-from insightroi.insights._summary import insights_summary
-from insightroi.insights._themes import Theme, cluster_texts, discover_themes
-from insightroi.insights._topic import OTHER, TopicClassifier
-from insightroi.insights._validate import ValidationReport, reliability_table, validate_model
-from insightroi.insights._validate_csv import validate_csv
+from insightroi._lazy import lazy_exports
+
+# Loaded on first use: the CLI imports this package for its commands (insightroi._lazy says why).
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "insightroi.insights._base": ("UNCLASSIFIABLE", "model_version", "prepare_texts"),
+    "insightroi.insights._classify": ("ClassifyReport", "InsightModels", "build_models", "classify_store"),
+    "insightroi.insights._domain_sentiment": ("DomainSentiment", "load_sentiment_domains"),
+    "insightroi.insights._embed": ("embeddings_available",),
+    "insightroi.insights._llm": ("ClusterSummary", "LlmError", "LlmSummarizer"),
+    "insightroi.insights._review": (
+        "ReviewLabelsError", "check_review_labels", "record_review_labels", "review_queue", "validate_from_reviews",
+    ),
+    "insightroi.insights._sentiment": (
+        "SENTIMENT_CLASSES", "EmbeddingSentiment", "LexiconSentiment", "load_reference_sentiment", "sentiment_class",
+    ),
+    "insightroi.insights._seeded": ("SeededTopics",),
+    "insightroi.insights._severity": ("SEVERITY_LEVELS", "SeverityRules"),
+    "insightroi.insights._spark": ("classify_spark",),
+    "insightroi.insights._spikes": ("Alert", "current_topic_version", "detect_spikes", "write_alerts"),
+    "insightroi.insights._summary": ("insights_summary",),
+    "insightroi.insights._themes": ("Theme", "cluster_texts", "discover_themes"),
+    "insightroi.insights._topic": ("OTHER", "TopicClassifier"),
+    "insightroi.insights._validate": ("ValidationReport", "reliability_table", "validate_model"),
+    "insightroi.insights._validate_csv": ("validate_csv",),
+})
 
 __all__ = [
     "Alert",

@@ -13,11 +13,6 @@ from rich.table import Table
 from rich.text import Text
 
 from insightroi._cli_common import DEFAULT_PROGRAM, JsonOption, ProgramOption, StoreOption, console, run_or_fail, store_url
-from insightroi.insights import discover_themes, validate_csv
-from insightroi.insights._themes_evidence import to_rich
-from insightroi.program import load_program
-from insightroi.services import run_classify, run_detect
-from insightroi.store import open_store
 
 
 def _dump(obj) -> None:
@@ -35,6 +30,10 @@ def classify(
     as_json: JsonOption = False,
 ) -> None:
     """Classify feedback not yet classified by this model version (sentiment, topic, severity)."""
+    from insightroi.program import load_program
+    from insightroi.services import run_classify
+    from insightroi.store import open_store
+
     prog = run_or_fail(load_program, program)
     with run_or_fail(open_store, store_url(store)) as st:
         if as_json:
@@ -70,6 +69,11 @@ def detect(
     as_json: JsonOption = False,
 ) -> None:
     """Detect topic spikes per SKU family and day; route them to owners (never to control units)."""
+    from insightroi.insights._themes_evidence import to_rich
+    from insightroi.program import load_program
+    from insightroi.services import run_detect
+    from insightroi.store import open_store
+
     prog = run_or_fail(load_program, program)
     with run_or_fail(open_store, store_url(store)) as st:
         sec = run_or_fail(run_detect, st, prog, start=start.date() if start else None,
@@ -175,7 +179,10 @@ def themes(
     """Propose new topics from recent 'other' and low-confidence feedback, with evidence; promote one into the taxonomy."""
     import numpy as np
 
+    from insightroi.insights import discover_themes
     from insightroi.insights._llm import LlmSummarizer, label_themes
+    from insightroi.program import load_program
+    from insightroi.store import open_store
 
     if promote is not None:
         _promote(store, program, promote, name, owner, severity, as_json)
@@ -217,6 +224,7 @@ def _promote(store, program, n: int, name: str | None, owner: str, severity: str
     from insightroi._cli_common import fail
 
     from insightroi.insights._themes_promote import promote_theme
+    from insightroi.store import open_store
 
     if not name:
         fail("--promote needs --name TOPIC_NAME (snake_case)")
@@ -245,6 +253,9 @@ def validate_model_cmd(
     as_json: JsonOption = False,
 ) -> None:
     """Precision / recall / F1 per label, confusion matrix and calibration on a labelled CSV."""
+    from insightroi.insights import validate_csv
+    from insightroi.program import load_program
+
     prog = run_or_fail(load_program, program)
 
     rep = run_or_fail(validate_csv, labels, prog, task=task, method=method)
@@ -288,6 +299,8 @@ def review(
     import numpy as np
 
     from insightroi.insights._review import EXPORT_COLUMNS, read_review_labels, review_queue, store_checked_labels
+    from insightroi.program import load_program
+    from insightroi.store import open_store
 
     prog = run_or_fail(load_program, program)
     with run_or_fail(open_store, store_url(store)) as st:

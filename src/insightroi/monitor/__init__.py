@@ -6,49 +6,31 @@ re-exported here for monitoring code; OOV rate, ECE and F1 are computed here ove
 per-period effects and the program's economics into a decision.
 """
 
-from insightroi.monitor._decay import decay_rows, outcome_decay, ratio_difference
-from insightroi.monitor._decision import (
-    MONITOR_GATES,
-    MonitorDecision,
-    decide_total,
-    hard_valued_kpis,
-    monitor_gate_failures,
-    decide,
-    decision_kpi,
-    running_cost_per_period,
-    value_per_unit,
-)
-from insightroi.monitor._drift import (
-    category_counts,
-    oov_rate,
-    psi_categorical,
-    text_drift,
-    token_counts,
-    tokenize,
-)
-from insightroi.monitor._quality import confusion_matrix, expected_calibration_error, per_label_f1, quality_by_slice
-from insightroi.monitor._scan import (
-    categorical_drift,
-    detect_drift,
-    drift_by_week,
-    drift_by_week_counts,
-    drift_family,
-    drift_status,
-    numeric_drift,
-    psi_status,
-    taxonomy_drift,
-    text_drift_row,
-)
-from insightroi.monitor._store import MonitorReport, monitor_store, store_period_effects
-from insightroi.stats import (
-    centroid_distance,
-    chi_square_counts,
-    js_distance,
-    ks_two_sample,
-    psi_from_counts,
-    psi_numeric,
-    quantile_edges,
-)
+from insightroi._lazy import lazy_exports
+
+# Loaded on first use: the CLI imports this package for its commands (insightroi._lazy says why).
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "insightroi.monitor._decay": ("decay_rows", "outcome_decay", "ratio_difference"),
+    "insightroi.monitor._decision": (
+        "MONITOR_GATES", "MonitorDecision", "decide_total", "hard_valued_kpis", "monitor_gate_failures", "decide",
+        "decision_kpi", "running_cost_per_period", "value_per_unit",
+    ),
+    "insightroi.monitor._drift": (
+        "category_counts", "oov_rate", "psi_categorical", "text_drift", "token_counts", "tokenize",
+    ),
+    "insightroi.monitor._quality": (
+        "confusion_matrix", "expected_calibration_error", "per_label_f1", "quality_by_slice",
+    ),
+    "insightroi.monitor._scan": (
+        "categorical_drift", "detect_drift", "drift_by_week", "drift_by_week_counts", "drift_family", "drift_status",
+        "numeric_drift", "psi_status", "taxonomy_drift", "text_drift_row",
+    ),
+    "insightroi.monitor._store": ("MonitorReport", "monitor_store", "store_period_effects"),
+    "insightroi.stats": (
+        "centroid_distance", "chi_square_counts", "js_distance", "ks_two_sample", "psi_from_counts", "psi_numeric",
+        "quantile_edges",
+    ),
+})
 
 __all__ = [
     "MONITOR_GATES",

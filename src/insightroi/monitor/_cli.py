@@ -21,10 +21,7 @@ from insightroi._cli_common import (
     run_or_fail,
     store_url,
 )
-from insightroi.monitor import MONITOR_GATES, monitor_gate_failures
-from insightroi.program import load_program
-from insightroi.services import run_monitor
-from insightroi.store import open_store
+from insightroi._constants import MONITOR_GATES
 
 
 def _fmt(x) -> str:
@@ -54,6 +51,11 @@ def monitor(
     week when PSI >= psi_warn and the chi-square p < 0.001, or a category absent from the
     reference appears improbably often. The result is saved as result "monitor:latest".
     """
+    from insightroi.monitor import monitor_gate_failures
+    from insightroi.program import load_program
+    from insightroi.services import run_monitor
+    from insightroi.store import open_store
+
     if fail_on is not None:
         run_or_fail(monitor_gate_failures, {}, fail_on)  # an unknown gate is refused before any work
     prog = run_or_fail(load_program, program)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from insightroi._constants import MONITOR_GATES
 from insightroi.errors import DataError
 from insightroi.monitor._decay import decay_rows
 from insightroi.program import Program
@@ -414,10 +415,6 @@ def decide_total(
             f"(P > 0 = {figures['p_net_value_positive']:.0%})"]
         out = replace(out, reasons=reasons)
     return replace(out, kpi="total hard value", figures=figures)
-
-
-#: What ``insightroi monitor --fail-on`` can stop a pipeline on, mildest first.
-MONITOR_GATES = ("warn", "alert", "retrain", "retire")
 
 
 def monitor_gate_failures(section: Mapping[str, Any], gate: str) -> list[str]:

@@ -15,16 +15,18 @@ Typical use::
     print(erased.deleted, erased.predating)
 """
 
-from insightroi.privacy._erase import (
-    ERASED,
-    MIN_ID_CHARS,
-    MIN_TEXT_CHARS,
-    ErasureReport,
-    erase_customer,
-    results_before_erasure,
-    subject_hash,
-)
-from insightroi.privacy._retention import KEPT_KINDS, RetentionReport, RetentionRule, apply_retention, resolve_retention
+from insightroi._lazy import lazy_exports
+
+# Loaded on first use: the CLI imports this package for its commands (insightroi._lazy says why).
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "insightroi.privacy._erase": (
+        "ERASED", "MIN_ID_CHARS", "MIN_TEXT_CHARS", "ErasureReport", "erase_customer", "results_before_erasure",
+        "subject_hash",
+    ),
+    "insightroi.privacy._retention": (
+        "KEPT_KINDS", "RetentionReport", "RetentionRule", "apply_retention", "resolve_retention",
+    ),
+})
 
 __all__ = [
     "ERASED",

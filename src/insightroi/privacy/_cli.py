@@ -20,9 +20,6 @@ from insightroi._cli_common import (
     run_or_fail,
     store_url,
 )
-from insightroi.privacy import apply_retention, erase_customer
-from insightroi.program import load_program
-from insightroi.store import open_store
 
 
 def retention(
@@ -38,6 +35,10 @@ def retention(
     feedback and the table's quarantined rows of the same age. Records what it did (no row data)
     as a saved result of kind "retention".
     """
+    from insightroi.privacy import apply_retention
+    from insightroi.program import load_program
+    from insightroi.store import open_store
+
     try:
         day = date.fromisoformat(today) if today else None
     except ValueError:
@@ -79,6 +80,10 @@ def erase(
     Leaves an erasure record (saved result of kind "erasure": when, why, counts, a keyed hash of
     the id) and says which saved results were computed before it.
     """
+    from insightroi.privacy import erase_customer
+    from insightroi.program import load_program
+    from insightroi.store import open_store
+
     if not customer.strip():
         fail("--customer: give the customer's id, e-mail or phone number")
     prog = run_or_fail(load_program, program)

@@ -6,25 +6,21 @@ computation here is :func:`run_cadence` (the window period by period, one analys
 KPI per period, saved like a stage's section); the pages render what it saved.
 """
 
-from insightroi.report._charts import bars_svg, forest_svg, funnel_svg, histogram_svg, tornado_svg, trend_svg
-from insightroi.report._cadence import calendar_periods, cadence_unit, load_cadence, run_cadence
-from insightroi.report._pdf import export_pdf
-from insightroi.report._render import (
-    CADENCE_ALIASES,
-    CADENCE_UNITS,
-    CADENCES,
-    VIEWS,
-    bundle_alpha,
-    cadence_period,
-    cadence_rows,
-    forest_rows,
-    format_helpers,
-    kpi_verdict,
-    kpi_verdict_title,
-    primary_kpi_row,
-    render_html,
-    write_report,
-)
+from insightroi._lazy import lazy_exports
+
+# Loaded on first use: the CLI imports this package for its commands (insightroi._lazy says why).
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "insightroi.report._charts": (
+        "bars_svg", "forest_svg", "funnel_svg", "histogram_svg", "tornado_svg", "trend_svg",
+    ),
+    "insightroi.report._cadence": ("calendar_periods", "cadence_unit", "load_cadence", "run_cadence"),
+    "insightroi.report._pdf": ("export_pdf",),
+    "insightroi.report._render": (
+        "CADENCE_ALIASES", "CADENCE_UNITS", "CADENCES", "VIEWS", "bundle_alpha", "cadence_period", "cadence_rows",
+        "forest_rows", "format_helpers", "kpi_verdict", "kpi_verdict_title", "primary_kpi_row", "render_html",
+        "write_report",
+    ),
+})
 
 __all__ = [
     "CADENCES",

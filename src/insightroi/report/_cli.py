@@ -20,11 +20,6 @@ from insightroi._cli_common import (
     run_or_fail,
     store_url,
 )
-from insightroi.program import load_program
-from insightroi.report import VIEWS
-from insightroi.report._cadence import CADENCE_ALIASES, CADENCE_UNITS, cadence_unit, run_cadence
-from insightroi.services import run_report
-from insightroi.store import open_store
 
 
 def report(
@@ -39,6 +34,11 @@ def report(
     as_json: JsonOption = False,
 ) -> None:
     """Write the report (report.html, report.json, one page per audience) from the stages' saved sections."""
+    from insightroi.program import load_program
+    from insightroi.report import CADENCE_ALIASES, CADENCE_UNITS, VIEWS, cadence_unit
+    from insightroi.services import run_report
+    from insightroi.store import open_store
+
     if view is not None and view not in VIEWS:
         fail(f"--view must be one of {', '.join(VIEWS)}; got {view!r}")
     unit = None
@@ -66,6 +66,8 @@ def report(
 
 
 def _cadence_series(st, prog, unit: str, *, quiet: bool) -> dict:
+    from insightroi.report import run_cadence
+
     if quiet:
         return run_or_fail(run_cadence, st, prog, unit)
     with Progress(TextColumn(f"analysing the primary KPI to date, {unit} by {unit}"), BarColumn(),

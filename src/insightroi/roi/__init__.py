@@ -4,18 +4,19 @@ Pure over ``Result`` objects and the program file (no store access); ``insightro
 saved results from the store and calls :func:`compute_roi`.
 """
 
-from insightroi.roi._engine import RoiResult, RoiVolumes, compute_roi
-from insightroi.roi._projection import DRIVER_LABELS, DRIVERS, expected_roi, projected_effects, roi_drivers, roi_waterfall
-from insightroi.roi._formulas import (
-    MONTH_DAYS,
-    pool_coefficient,
-    avoided_events,
-    benefit_cost_ratio,
-    incremental_lift,
-    payback_months,
-    revenue_saved,
-    roi_ratio,
-)
+from insightroi._lazy import lazy_exports
+
+# Loaded on first use: the CLI imports this package for its commands (insightroi._lazy says why).
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "insightroi.roi._engine": ("RoiResult", "RoiVolumes", "compute_roi"),
+    "insightroi.roi._projection": (
+        "DRIVER_LABELS", "DRIVERS", "expected_roi", "projected_effects", "roi_drivers", "roi_waterfall",
+    ),
+    "insightroi.roi._formulas": (
+        "MONTH_DAYS", "pool_coefficient", "avoided_events", "benefit_cost_ratio", "incremental_lift",
+        "payback_months", "revenue_saved", "roi_ratio",
+    ),
+})
 
 __all__ = [
     "DRIVERS",

@@ -18,9 +18,7 @@ from insightroi._cli_common import (
     run_or_fail,
     store_url,
 )
-from insightroi.program import load_program
-from insightroi.services import ROI_DRAWS, ROI_SEED, run_roi
-from insightroi.store import open_store
+from insightroi._constants import ROI_DRAWS, ROI_SEED
 
 __all__ = ["register", "print_roi"]
 
@@ -129,6 +127,10 @@ def roi(
     horizon: Annotated[float | None, typer.Option("--horizon", help="Horizon in months (default: the program's horizon_months).")] = None,
 ) -> None:
     """ROI of the program from the saved analysis: conservative headline, interval, scenarios, tornado, value pools."""
+    from insightroi.program import load_program
+    from insightroi.services import run_roi
+    from insightroi.store import open_store
+
     prog = run_or_fail(load_program, program)
     with run_or_fail(open_store, store_url(store)) as st:
         sec = run_or_fail(run_roi, st, prog, draws=draws, seed=seed, horizon_months=horizon, method=method)

@@ -1,27 +1,19 @@
 """Where the data lives: a store opened from a URL (DuckDB file by default), through Ibis."""
 
-from insightroi.store._schema import (
-    ANNOTATION_KINDS,
-    CHAIN_EVENT_TYPES,
-    FEEDBACK_SOURCES,
-    RESERVED_COLUMNS,
-    SCHEMA_VERSION,
-    TABLES,
-    USER_TABLE_PREFIX,
-    TableSpec,
-    is_user_table,
-    user_table_spec,
-)
-from insightroi.store._store import (
-    DEFAULT_URL,
-    Store,
-    UnboundStore,
-    copy_store,
-    duckdb_file,
-    lock_wanted,
-    open_store,
-    register_opener,
-)
+from insightroi._lazy import lazy_exports
+
+# Loaded on first use: the CLI's help lists the store's tables (insightroi._lazy says why), and
+# importing _store means Ibis and pandas.
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "insightroi.store._tables": (
+        "ANNOTATION_KINDS", "CHAIN_EVENT_TYPES", "FEEDBACK_SOURCES", "TABLES", "USER_TABLE_PREFIX", "TableSpec",
+    ),
+    "insightroi.store._schema": ("RESERVED_COLUMNS", "SCHEMA_VERSION", "is_user_table", "user_table_spec"),
+    "insightroi.store._store": (
+        "DEFAULT_URL", "Store", "UnboundStore", "copy_store", "duckdb_file", "lock_wanted", "open_store",
+        "register_opener",
+    ),
+})
 
 __all__ = [
     "ANNOTATION_KINDS",
