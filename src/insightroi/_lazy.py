@@ -18,7 +18,8 @@ from typing import Any
 __all__ = ["lazy_exports"]
 
 
-def lazy_exports(package: str, exports: Mapping[str, Iterable[str]]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def lazy_exports(package: str, exports: Mapping[str, Iterable[str]], *,
+                 submodules: bool = False) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """A package's ``__getattr__`` and ``__dir__`` that load its public names on first use.
 
     Parameters
@@ -27,6 +28,9 @@ def lazy_exports(package: str, exports: Mapping[str, Iterable[str]]) -> tuple[Ca
         The package's ``__name__``.
     exports : mapping of str to iterable of str
         Module (absolute name) -> the names the package re-exports from it.
+    submodules : bool
+        Also answer any other name with the submodule of that name, imported on first use
+        (``insightroi.stats`` after a bare ``import insightroi``, as when ``__init__`` imported it).
 
     Returns
     -------
@@ -38,9 +42,17 @@ def lazy_exports(package: str, exports: Mapping[str, Iterable[str]]) -> tuple[Ca
 
     def __getattr__(name: str) -> Any:
         module = where.get(name)
-        if module is None:
+        if module is not None:
+            value = getattr(importlib.import_module(module), name)
+        elif submodules and not name.startswith("__"):
+            try:
+                value = importlib.import_module(f"{package}.{name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{package}.{name}":
+                    raise  # the submodule exists and an import inside it failed
+                raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
+        else:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
         setattr(sys.modules[package], name, value)
         return value
 
