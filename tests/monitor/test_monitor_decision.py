@@ -228,3 +228,14 @@ def test_a_kpi_below_its_share_of_cost_does_not_retire_a_model_the_total_pays_fo
                                                       "ci_high": e["estimate"] / 2 + 0.05} for e in refunds]},
                         PROGRAM)
     assert half.decision == "retire"
+
+
+def test_new_terms_do_not_depend_on_the_order_counts_arrive_in():
+    # The store's group-by returns tokens in no fixed order; equal counts must still list alike.
+    from collections import Counter
+
+    ref = Counter({"box": 50, "late": 40})
+    counts = {"zeta": 3, "alpha": 3, "drone": 5, "mid": 3, "box": 9}
+    one = text_drift_row("text", ref, Counter(dict(counts.items())))
+    other = text_drift_row("text", ref, Counter(dict(reversed(counts.items()))))
+    assert one["new_terms"] == other["new_terms"] == ["drone", "alpha", "mid", "zeta"]

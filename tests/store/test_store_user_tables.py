@@ -96,6 +96,29 @@ def test_an_empty_user_table_is_created_again_with_the_new_columns(tmp_path):
         assert list(st.table("user_surveys").columns) == ["survey_id", "nps", "ingested_at", "batch_id"]
 
 
+def test_table_expressions_are_reused_until_the_schema_changes(tmp_path):
+    # A held store answers table() from memory (Ibis asks DuckDB for the schema each time); every
+    # way a schema changes through the store must drop what it remembered.
+    with open_store(f"duckdb:///{tmp_path / 's.duckdb'}") as st:
+        st.migrate()
+        assert st.table("feedback") is st.table("feedback")
+        st.ensure_table(user_table_spec(SURVEYS))
+        before = st.table("user_surveys")
+        assert "nps" in before.columns and st.table("user_surveys") is before
+        fewer = SURVEYS.model_copy(update={"columns": {"survey_id": "string", "score": "float64"}, "time_column": None,
+                                           "text_columns": [], "id_columns": [], "required": []})
+        st.ensure_table(user_table_spec(fewer))
+        assert list(st.table("user_surveys").columns) == ["survey_id", "score", "ingested_at", "batch_id"]
+        st.sql('ALTER TABLE "user_surveys" ADD COLUMN extra INTEGER', fetch=False)
+        assert "extra" in st.table("user_surveys").columns
+        with pytest.raises(RuntimeError), st.transaction():
+            st.ensure_table(user_table_spec(SURVEYS.model_copy(update={"name": "later"})))
+            assert "nps" in st.table("user_later").columns
+            raise RuntimeError("roll the batch back")
+        with pytest.raises(KeyError, match="user_later"):
+            st.table("user_later")
+
+
 def test_only_user_tables_go_through_ensure_table(tmp_path):
     with open_store(f"duckdb:///{tmp_path / 's.duckdb'}") as st:
         with pytest.raises(StoreError, match="'orders' is not a user table"):

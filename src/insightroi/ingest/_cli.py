@@ -90,14 +90,14 @@ def ingest(
     table: Annotated[
         str | None,
         typer.Option("--table", "-t", metavar="NAME", show_default=False,
-                     help="Ingest into the user table NAME (a [[tables]] entry of the program file, or --schema); "
+                     help="Ingest into the user table NAME (a \\[\\[tables]] entry of the program file, or --schema); "
                           "give only FILE then. Stored as user_NAME."),
     ] = None,
     schema_file: Annotated[
         Path | None,
         typer.Option("--schema", metavar="FILE", show_default=False,
-                     help="With --table: a TOML file whose [table] section declares the table (the keys of a "
-                          "[[tables]] entry: columns, key, time_column, required, text_columns, id_columns)."),
+                     help="With --table: a TOML file whose \\[table] section declares the table (the keys of a "
+                          "\\[\\[tables]] entry: columns, key, time_column, required, text_columns, id_columns)."),
     ] = None,
     retry: Annotated[
         bool,

@@ -44,7 +44,7 @@ def monitor(
 ) -> None:
     """Drift, quality and effect decay, and whether to keep, retrain or retire the model.
 
-    Thresholds come from the program file's [monitoring] and [retraining] tables (defaults:
+    Thresholds come from the program file's \\[monitoring] and \\[retraining] tables (defaults:
     PSI warn 0.1 / alert 0.25, ECE 0.05, "other" share 0.15, low-confidence share 0.25 below
     confidence 0.5, OOV rate of repeated new terms 0.05, Jensen-Shannon 0.1 shown for reference;
     retrain cost 5000 over 90 days, retire after 3 periods of 28 days). The weekly scan flags a

@@ -243,7 +243,10 @@ def text_drift_row(
         status = "ok"
     new_terms = []
     if isinstance(current, Counter) and isinstance(reference, Counter):
-        new_terms = [w for w, k in current.most_common() if w not in reference and k >= min_repeat][:10]
+        # Ties alphabetically: Counter keeps insertion order, which follows the database's
+        # group-by output and so changed between runs on the same data.
+        ranked = sorted(current.items(), key=lambda wk: (-wk[1], wk[0]))
+        new_terms = [w for w, k in ranked if w not in reference and k >= min_repeat][:10]
     return {"feature": feature, "kind": "text", "psi": None, "p_value": None, "status": status,
             "value": t["oov_rate"], "threshold": th.oov_alert, "js_reference": th.js_alert, **t,
             "new_terms": new_terms}

@@ -104,13 +104,24 @@ def _window_expr(ts, reference: tuple[datetime, datetime], current: tuple[dateti
 
 def _counts_by(expr, key: str, col) -> dict[str, dict[str, float]]:
     """{key value: {category: count}} computed in the database."""
-    e = expr.mutate(_cat=col.cast("string")).filter(lambda t: t[key].notnull())
-    df = e.group_by([key, "_cat"]).agg(n=e.count()).execute()
-    out: dict[str, dict[str, float]] = {}
-    for k, cat, n in zip(df[key], df["_cat"], df["n"]):
+    return _counts_by_many(expr, key, {"_": col})["_"]
+
+
+def _counts_by_many(expr, key: str, cols: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """{name: {key value: {category: count}}} for several columns in one query.
+
+    One stacked query instead of one per column: each query costs ~25 ms of Ibis compilation
+    before DuckDB sees it, more than the counting itself on the demo's 68k rows.
+    """
+    e = expr.filter(expr[key].notnull())
+    parts = [e.select(_k=e[key], _f=ibis.literal(name), _cat=col.cast("string")) for name, col in cols.items()]
+    stacked = parts[0] if len(parts) == 1 else ibis.union(*parts, distinct=False)
+    df = stacked.group_by(["_k", "_f", "_cat"]).agg(n=stacked.count()).execute()
+    out: dict[str, dict[str, dict[str, float]]] = {name: {} for name in cols}
+    for k, f, cat, n in zip(df["_k"], df["_f"], df["_cat"], df["n"]):
         if cat is None or cat != cat:
             continue
-        out.setdefault(str(k), {})[str(cat)] = float(n)
+        out[str(f)].setdefault(str(k), {})[str(cat)] = float(n)
     return out
 
 
@@ -290,11 +301,10 @@ def monitor_store(
     drift: list[dict[str, Any]] = []
     w = fb.mutate(_w=_window_expr(fb.event_time, reference, current))
     w = w.filter(w._w.notnull())
-    for feature in ("source", "locale", "sku_family", "channel"):
-        c = _counts_by(w, "_w", w[feature])
+    features = {f: w[f] for f in ("source", "locale", "sku_family", "channel")}
+    features["rating"] = w.rating.round().cast("int64")
+    for feature, c in _counts_by_many(w, "_w", features).items():
         drift.append(categorical_drift(feature, c.get("reference", {}), c.get("current", {}), th))
-    c = _counts_by(w, "_w", w.rating.round().cast("int64"))
-    drift.append(categorical_drift("rating", c.get("reference", {}), c.get("current", {}), th))
     toks = _token_counts_by(w, "_w")
     drift.append(text_drift_row("text", toks.get("reference", Counter()), toks.get("current", Counter()), th))
 
@@ -309,14 +319,20 @@ def monitor_store(
         ins_joined = ins.join(times, ins.feedback_id == times.fid)
         iw = ins_joined.mutate(_w=_window_expr(ins_joined.event_time, reference, current))
         iw = iw.filter(iw._w.notnull())
-        low = iw.group_by(["_w", "task"]).agg(
+        # Labels and low-confidence counts of every task in one query (see _counts_by_many).
+        by_label = iw.group_by(["_w", "task", "label"]).agg(
             low=(iw.confidence < th.low_confidence).cast("int64").sum(), n=iw.count()
         ).execute()
-        tasks = sorted({str(t) for t in low.task})
-        low_by = {(w_, t_): float(n_ or 0) for w_, t_, n_ in zip(low["_w"], low["task"], low["low"])}
+        tasks = sorted({str(t) for t in by_label.task})
+        low_by: dict[tuple[str, str], float] = {}
+        labels: dict[str, dict[str, dict[str, float]]] = {t: {} for t in tasks}
+        for w_, t_, lab, low_n, n_ in zip(by_label["_w"], by_label["task"], by_label["label"], by_label["low"],
+                                         by_label["n"]):
+            low_by[(w_, t_)] = low_by.get((w_, t_), 0.0) + float(low_n or 0)
+            if lab is not None and lab == lab:
+                labels[str(t_)].setdefault(str(w_), {})[str(lab)] = float(n_)
         for task in tasks:
-            sub = iw.filter(iw.task == task)
-            c = _counts_by(sub, "_w", sub.label)
+            c = labels[task]
             drift.append(categorical_drift(f"insight:{task}", c.get("reference", {}), c.get("current", {}), th))
             if task == "topic":
                 drift.extend(

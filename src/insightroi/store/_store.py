@@ -77,6 +77,10 @@ class Store:
         self._user_specs: dict[str, TableSpec] = {}
         # User tables read in place: name -> (source, declared columns), see attach_source.
         self._sources: dict[str, tuple[str, tuple]] = {}
+        # Table expressions of a held DuckDB store: Ibis asks DuckDB for the schema on every
+        # ``con.table`` (~3 ms); the demo asks 134 times. Cleared by every schema change made
+        # through the store, and by raw SQL, which may make one.
+        self._table_exprs: dict[str, ibis.Table] = {}
 
     # ---- holding the file ---------------------------------------------------------------------
     def attached(self) -> "_Lease":
@@ -137,6 +141,7 @@ class Store:
         StoreError
             If the store was written by a newer insightroi (its version is above ours).
         """
+        self._schema_changed()
         with self._lease:
             current = self.schema_version()
             if current > SCHEMA_VERSION:
@@ -172,9 +177,19 @@ class Store:
         """
         if not self.hold and not self._lease.held_here():
             raise StoreError(f"{self.url}: opened with hold=False; use its tables inside `with store.attached():`")
+        cached = self._table_exprs.get(name)
+        if cached is not None:
+            return cached
         if name not in TABLES and name not in self.con.list_tables():
             raise KeyError(f"no table {name!r}; tables: {sorted(TABLES) + self.user_tables()}")
-        return self.con.table(name)
+        expr = self.con.table(name)
+        if self.kind == "duckdb" and self.hold:
+            # Only a held file: another process cannot change its schema under this one.
+            self._table_exprs[name] = expr
+        return expr
+
+    def _schema_changed(self) -> None:
+        self._table_exprs.clear()
 
     # ---- user tables -------------------------------------------------------------------------
     def user_tables(self) -> list[str]:
@@ -284,6 +299,7 @@ class Store:
             frm = ".".join(f"{quote}{part.strip('`')}{quote}" for part in source.split("."))
         kind = "TEMP VIEW" if self.kind == "pyspark" else "VIEW"
         sql = f"CREATE OR REPLACE {kind} {quote}{name}{quote} AS SELECT {cols} FROM {frm}"
+        self._schema_changed()
         try:
             with self._lease:
                 if self.kind == "duckdb":
@@ -312,6 +328,7 @@ class Store:
         return {col: _type_name(dt) for col, dt in schema.items()}
 
     def _create(self, name: str, columns: dict[str, str]) -> None:
+        self._schema_changed()
         if self.kind == "pyspark":
             folder = _warehouse_folder(self.con._session, name)
             if folder is not None and folder.is_dir() and not _data_files(folder):
@@ -321,6 +338,7 @@ class Store:
         self.con.create_table(name, schema=ibis.schema(columns))
 
     def _drop(self, name: str) -> None:
+        self._schema_changed()
         # Plain SQL: Ibis' drop_table compiles to a bare "DROP TABLE" with some sqlglot versions.
         if self.kind == "duckdb":
             self.con.con.execute(f'DROP TABLE "{name}"')
@@ -399,6 +417,8 @@ class Store:
         row count) skips the conversion to Arrow, ~0.5 ms of the server's group commit.
         """
         self.require_duckdb("raw SQL")
+        if _DDL.search(query):
+            self._schema_changed()
         with self._lease:
             result = self.con.con.execute(query, params or [])
             return result.to_arrow_table() if fetch else None
@@ -421,6 +441,7 @@ class Store:
                 yield self
             except BaseException:
                 raw.execute("ROLLBACK")
+                self._schema_changed()  # a table created inside the batch is gone again
                 raise
             else:
                 raw.execute("COMMIT")
@@ -530,6 +551,7 @@ class Store:
 
     def close(self) -> None:
         """Close the connection (the file stays, and its lock is released)."""
+        self._schema_changed()
         with self._lease._lock:  # after a unit of work in flight on another thread, without attaching
             self._attached = False
             with contextlib.suppress(Exception):
@@ -735,6 +757,10 @@ def _wait_for_lock(attempt: Callable[[], Any], path: Path | None, timeout: float
                 # Short polls: a server's per-request hold ends within milliseconds.
                 time.sleep(min(delay, left))
                 delay = min(delay * 2, 0.05)
+
+
+# Raw SQL that may change a table's schema (a false positive only costs a DESCRIBE per table).
+_DDL = re.compile(r"\b(CREATE|DROP|ALTER|ATTACH|DETACH|USE|RENAME|IMPORT)\b", re.IGNORECASE)
 
 
 def _utcnow() -> datetime:
