@@ -35,6 +35,8 @@ OWNER_LABELS_MIN = 50
 # Insight rows written per transaction: large enough that commits are a small share of the write
 # time, small enough that the pending rows stay around 100 MB.
 WRITE_ROWS = 500_000
+# To-do rows read from the store at a time (rounded down to whole batches): ~150 MB of texts.
+READ_ROWS = 1_000_000
 
 
 @dataclass
@@ -223,20 +225,37 @@ class ClassifyReport:
         return asdict(self)
 
 
-def _todo_table(store: Store, severity_version: str):
-    """The feedback rows not yet classified by this severity version, as an Arrow table.
+def _todo_pages(store: Store, severity_version: str, page_rows: int):
+    """The to-do rows in id order, as Arrow tables of ``page_rows`` rows (the last one shorter).
 
-    Arrow rather than pandas: at 100M orders this is ~17M texts, and Arrow's buffers take about
-    half the memory of the equivalent Python string objects; batches become pandas one at a time.
+    Returns ``(n_todo, n_feedback, pages)``. Pages, not one table: at 100M orders the to-do set
+    is ~15.5M texts (about 2 GB as Arrow), which the parent held for the whole stage -- and its
+    forked workers saw it in their resident sets -- next to DuckDB's buffer pool. Each page is a
+    range of ids (keyset pagination: the first id of every ``page_rows``-th to-do row, found in
+    one window query), so the rows and their order are the same as one ordered read, and rows
+    this stage appends (ids below the page) never change a later page.
     """
+    import ibis
+
     fb = store.table("feedback")
     ins = store.table("insights")
     done = ins.filter((ins.task == "severity") & (ins.model_version == severity_version)).select(
         done_id=ins.feedback_id
     )
-    # Only what the models read: at 100M orders each further column is held for ~15.5M rows.
-    todo = fb.anti_join(done, fb.id == done.done_id).select("id", "text", "rating")
-    return todo.order_by("id").to_pyarrow(), store.count("feedback")
+    todo = fb.anti_join(done, fb.id == done.done_id).select("id")
+    ranked = todo.mutate(page=(ibis.row_number().over(order_by="id") // page_rows))
+    starts = ranked.group_by("page").aggregate(first=ranked.id.min(), n=ranked.count()).order_by("page").to_pyarrow()
+    n_todo = int(pc.sum(starts.column("n")).as_py() or 0)
+    firsts = starts.column("first").to_pylist()
+
+    def pages():
+        for i, lo in enumerate(firsts):
+            page = fb.filter(fb.id >= lo) if i + 1 == len(firsts) else fb.filter((fb.id >= lo) & (fb.id < firsts[i + 1]))
+            # Only what the models read: at 100M orders each further column is ~15.5M values.
+            todo_page = page.anti_join(done, page.id == done.done_id).select("id", "text", "rating")
+            yield todo_page.order_by("id").to_pyarrow()
+
+    return n_todo, store.count("feedback"), pages()
 
 
 # Worker state for the process pool: the fitted models, received once per worker.
@@ -348,8 +367,10 @@ def classify_store(
     models = models or build_models(program, method, device=device,
                                     owner_labels=owner_topic_labels(store) if method == "seeded" else None)
     versions = models.versions
-    todo, n_feedback = _todo_table(store, versions["severity"])
-    total = todo.num_rows
+    size = max(1, int(batch_size))
+    # Pages hold whole batches, so the batches are the same as those of one ordered read.
+    page_rows = max(size, READ_ROWS // size * size)
+    total, n_feedback, pages = _todo_pages(store, versions["severity"], page_rows)
     existing: set[str] = set()
     if total:
         # Rows of the upstream tasks may already exist (same sentiment or topic model, new
@@ -361,13 +382,12 @@ def classify_store(
     counts: dict[str, int] = {}
     if progress:
         progress(0, total)
-    size = max(1, int(batch_size))
     starts = range(0, total, size)
     jobs = _default_jobs(models.method, len(starts)) if n_jobs == -1 else int(n_jobs)
     if jobs < 1:
         raise ValueError(f"n_jobs must be -1 or a positive number of processes, got {n_jobs!r}")
     skip = pa.array(sorted(existing), pa.string()) if existing else None
-    batches = (todo.slice(start, size) for start in starts)
+    batches = (page.slice(start, size) for page in pages for start in range(0, page.num_rows, size))
     pending: list[pa.Table] = []
     n_pending = 0
 
