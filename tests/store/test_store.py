@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -51,6 +52,28 @@ def test_duckdb_url_query_sets_duckdb_settings(tmp_path):
     assert duckdb_file("duckdb:///rel/x.duckdb") == Path("rel/x.duckdb") and duckdb_file("duckdb://:memory:") is None
     with pytest.raises(StoreError, match="no_such_setting"):
         open_store(f"duckdb:///{tmp_path / 'other.duckdb'}?no_such_setting=3")
+
+
+def test_duckdb_store_without_a_memory_limit_gets_a_fifth_of_the_machine(tmp_path, monkeypatch):
+    # DuckDB's own default (80% of RAM) let the 100M-order pipeline reach 11.1 GiB on 24 GiB.
+    from insightroi.store import _store
+
+    monkeypatch.setattr(_store, "machine_memory_bytes", lambda: 10 * 2**30)
+    with open_store(f"duckdb:///{tmp_path / 'a.duckdb'}") as st:
+        assert st.con.con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "2.0 GiB"
+    with open_store("duckdb://:memory:") as st:
+        assert st.con.con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "2.0 GiB"
+    # A small machine still gets 1 GiB; a limit in the URL wins; an unreadable machine: DuckDB's.
+    monkeypatch.setattr(_store, "machine_memory_bytes", lambda: 2 * 2**30)
+    assert _store.default_duckdb_memory_limit() == "1024MiB"
+    with open_store(f"duckdb:///{tmp_path / 'b.duckdb'}?max_memory=3GB") as st:
+        assert st.con.con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "2.7 GiB"
+    monkeypatch.setattr(_store, "machine_memory_bytes", lambda: None)
+    assert _store.default_duckdb_memory_limit() is None
+    # The real machine: no more than the physical memory (and the cgroup's limit, where one is set).
+    monkeypatch.undo()
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert 0 < _store.machine_memory_bytes() <= physical
 
 
 def test_unknown_scheme():
