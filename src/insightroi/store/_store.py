@@ -39,7 +39,7 @@ DEFAULT_BUSY_TIMEOUT = 5.0
 #: pool unless the URL says otherwise (``?memory_limit=...``). DuckDB's own default, 80%, assumes
 #: DuckDB has the machine to itself; here it shares the process with pandas stages and forked
 #: classification workers. With it the 100M-order pipeline peaked at 11.1 GiB on a 24 GiB
-#: machine; with a 4 GB pool every stage stayed at or below 5.5 GiB, and the run was no slower.
+#: machine; with a fifth (4.8 GB) at 6.4 GiB, and no slower (benchmarks/RESULTS.md, scale rows).
 DUCKDB_MEMORY_SHARE = 0.2
 # Catalog name of the file in a store opened with hold=False (attached per unit of work).
 _ATTACHED = "insightroi_store"
