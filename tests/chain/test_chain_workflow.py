@@ -69,7 +69,8 @@ def build_store(path) -> str:
         _ev("a1-act", "action_taken", T0 + D, alert="A1", actor="pat", payload={"action": "supplier notified"}),
         _ev("a1-fix", "fix_deployed", T0 + 5 * D, alert="A1", actor="eng", payload={"change": "new hinge"}),
         _ev("a1-out", "outcome", T0 + 30 * D, alert="A1", actor="analyst"),
-        # A2: no insight id (inferred: x-i2); ack without ids (inferred, 4 h); overridden by id. Backlog.
+        # A2: no insight id (inferred: x-i2); ack without ids (inferred, 4 h); overridden by id: a decision,
+        # so not in the backlog.
         _ev("a2", "alert_delivered", T0 + D, alert="A2", team="logistics", topic="shipping_delay", family="F2"),
         _ev("a2-ack", "acknowledged", T0 + D + 4 * H, team="logistics", topic="shipping_delay", family="F2", actor="lee"),
         _ev("a2-ovr", "overridden", T0 + 2 * D, alert="A2", actor="lee", payload={"reason": "carrier issue, known"}),
@@ -154,7 +155,7 @@ def test_alert_table_durations_backlog_and_complaints(store):
     assert df.loc["A1", "hours_to_ack"] == 2.0 and df.loc["A1", "days_to_fix"] == 5.0
     assert df.loc["A2", "hours_to_ack"] == 4.0 and df.loc["A5", "hours_to_ack"] == 10.0
     assert df.loc["A4", "days_to_action"] == 1.0
-    assert df.in_backlog.to_dict() == {"A1": False, "A2": True, "A3": False, "A4": False, "A5": True, "A6": True}
+    assert df.in_backlog.to_dict() == {"A1": False, "A2": False, "A3": False, "A4": False, "A5": True, "A6": True}
     # f1, c1, c2, c3 before the fix (c3 counted once despite two model versions); c4 after.
     assert df.loc["A1", "complaints_before"] == 4 and df.loc["A1", "complaints_after"] == 1
     assert pd.isna(df.loc["A2", "complaints_before"])  # not fixed: no outcome window
@@ -165,7 +166,7 @@ def test_alert_table_durations_backlog_and_complaints(store):
 def test_workflow_kpis_per_team_exact(store):
     kp = workflow_kpis(store, by=["team"]).set_index("team")
     lg, pq, mz = kp.loc["logistics"], kp.loc["product_quality"], kp.loc["merchandising"]
-    assert (lg.alerts, lg.acted, lg.backlog, lg.overridden) == (3, 1, 1, 1)
+    assert (lg.alerts, lg.acted, lg.backlog, lg.overridden) == (3, 1, 0, 1)
     assert lg.adoption_rate == pytest.approx(1 / 3) and lg.override_rate == pytest.approx(1 / 3)
     assert lg.median_hours_to_ack == 4.0 and pd.isna(lg.median_days_to_fix)
     assert (pq.alerts, pq.acted, pq.backlog, pq.fixed) == (2, 1, 1, 1)

@@ -118,3 +118,38 @@ def test_themes_table_shows_the_latest_episode_and_the_praise_badge(world):
     praise_row = re.search(r'<tr><td><a href="/trace/praise-1">(.*?)</tr>', html, re.S).group(0)
     assert '<span class="badge pass">praise</span>' in praise_row
     assert html.count('<span class="badge pass">praise</span>') == 2
+
+
+def test_inbox_stages_and_backlog_are_the_chains_with_overrides_and_inferred_fixes(tmp_path, live_server):
+    """An overridden alert is a recorded decision and an alert whose fix came without its id (linked
+    by topic and family, as `insightroi chain` links it) is fixed: neither waits in the inbox, and
+    the inbox's backlog and fixed counts equal the chain's."""
+    url = f"duckdb:///{tmp_path}/decisions.duckdb"
+    seed_store(url)
+    rows = [
+        _row("ovr-1", "alert_delivered", "ovr-1", datetime(2026, 3, 4), "merchandising", {"kind": "problem"},
+             "sizing", "fam-050"),
+        _row("ovr-1:overridden", "overridden", "ovr-1", datetime(2026, 3, 5), "merchandising",
+             {"reason": "known supplier issue"}, "sizing", "fam-050"),
+        _row("inf-1", "alert_delivered", "inf-1", datetime(2026, 3, 4), "product_quality", {"kind": "problem"},
+             "battery_power", "fam-060"),
+        {**_row("inf-1:fix", "fix_deployed", None, datetime(2026, 3, 9), "product_quality", {"change": "new cell"},
+                "battery_power", "fam-060"), "actor": "eng"},
+    ]
+    with open_store(url) as st:
+        st.append("chain_events", pd.DataFrame(rows))
+        chain = chain_summary(st)
+    srv = live_server(create_app(url, token=TOKEN))
+    with httpx.Client(base_url=srv.url, timeout=60, headers=AUTH) as c:
+        items = {a["alert_id"]: a for a in c.get("/api/v1/alerts").json()["items"]}
+        fixed = c.get("/api/v1/alerts", params={"status": "fixed"}).json()["items"]
+        html = c.get("/inbox", params={"show": "all"}).text
+    assert (items["ovr-1"]["status"], items["ovr-1"]["ignored"], items["ovr-1"]["in_backlog"]) == (
+        "delivered", True, False)
+    assert (items["inf-1"]["status"], items["inf-1"]["in_backlog"]) == ("fixed", False)
+    assert items["alr-0001"]["first_event"] is not None and items["inf-1"]["in_backlog"] is False
+    assert sorted(a["alert_id"] for a in fixed) == ["alr-0004", "inf-1"]
+    assert len(fixed) == chain["funnel"]["fixed"]
+    backlog = int(re.search(r'id="backlog" data-backlog="(\d+)"', html).group(1))
+    # alr-0001, -0002, -0005 and -0006 wait; -0003 was acted on and -0004 fixed.
+    assert backlog == 4 == sum(r["backlog"] for r in chain["by_team"])

@@ -23,7 +23,8 @@ from insightroi.chain._links import (
 from insightroi.program import PRAISE_OWNER
 from insightroi.store import Store
 
-__all__ = ["alert_table", "workflow_kpis", "reviewer_disagreement", "chain_summary", "praise_summary"]
+__all__ = ["alert_table", "workflow_kpis", "reviewer_disagreement", "chain_summary", "praise_summary",
+           "waiting_on_owner"]
 
 LEADING = ("adoption_rate", "ack_rate", "median_hours_to_ack", "median_days_to_fix", "override_rate", "backlog")
 LAGGING = ("outcomes", "complaints_before", "complaints_after", "complaint_change")
@@ -35,6 +36,26 @@ def _window(t: ibis.Table, col: str, start: datetime | str | None, end: datetime
     if end is not None:
         t = t.filter(t[col] < ibis.timestamp(pd.Timestamp(end).to_pydatetime()))
     return t
+
+
+def waiting_on_owner(acted, fixed, ignored, overridden):
+    """The backlog rule: a delivered alert waits on its owner until one of them holds.
+
+    Ignoring and overriding an alert are recorded decisions, and a fix (linked by id or inferred)
+    settles it even when no action event was recorded, so none of those alerts waits on anyone.
+    One rule for ``insightroi chain``, the report and the dashboard's inbox.
+
+    Parameters
+    ----------
+    acted, fixed, ignored, overridden : bool or pandas.Series of bool
+        Whether the alert reached each stage (elementwise for Series).
+
+    Returns
+    -------
+    bool or pandas.Series of bool
+    """
+    return ~(acted | fixed | ignored | overridden) if isinstance(acted, pd.Series) else not (
+        acted or fixed or ignored or overridden)
 
 
 def alert_table(
@@ -83,9 +104,7 @@ def alert_table(
     df["fixed"] = fixed_mask
     df["ignored"] = df.ignored_at.notna()
     df["overridden"] = df.overridden_at.notna()
-    # Backlog: delivered, not acted upon and not explicitly ignored; ignoring an alert is a
-    # recorded decision, so an ignored alert is not waiting on anyone.
-    df["in_backlog"] = ~df.acted & ~df.ignored
+    df["in_backlog"] = waiting_on_owner(df.acted, df.fixed, df.ignored, df.overridden)
     hour = pd.Timedelta(hours=1)
     df["hours_to_ack"] = (df.acknowledged_at - df.delivered_at) / hour
     df["days_to_action"] = (df.acted_at - df.delivered_at) / (24 * hour)
@@ -181,9 +200,10 @@ def workflow_kpis(
 
     Leading indicators: ``adoption_rate`` (alerts acted upon / alerts), ``ack_rate``,
     ``median_hours_to_ack``, ``median_days_to_fix`` (time to remediation), ``override_rate``,
-    ``backlog`` (alerts neither acted upon nor ignored). Lagging, next to them: ``outcomes``
-    (alerts with an outcome event) and the topic complaints of the fixed families in the
-    ``outcome_window_days`` before / after each fix (``complaint_change`` = after / before - 1).
+    ``backlog`` (alerts neither acted upon, fixed, ignored nor overridden: :func:`waiting_on_owner`).
+    Lagging, next to them: ``outcomes`` (alerts with an outcome event) and the topic complaints of
+    the fixed families in the ``outcome_window_days`` before / after each fix (``complaint_change`` =
+    after / before - 1).
 
     Praise alerts (``alert_table``'s ``praise``) are left out unless ``include_praise``: they are
     good news, not defects, so nobody is expected to act on them and they must neither lower

@@ -48,7 +48,8 @@ import pyarrow as pa
 from insightroi.bundle import assemble_bundle, migrate_bundle
 from insightroi.chain import ChainEventError, check_chain_event
 from insightroi.chain import trace as chain_trace
-from insightroi.chain._links import episode_facts, is_praise
+from insightroi.chain._kpis import waiting_on_owner
+from insightroi.chain._links import alert_chains, episode_facts, is_praise
 from insightroi.privacy import erase_customer
 from insightroi.store import TABLES, lock_wanted, open_store
 
@@ -79,7 +80,7 @@ def jsonable(v: Any) -> Any:
     if isinstance(v, float):
         return v if math.isfinite(v) else None
     if isinstance(v, (datetime, date)):
-        return v.isoformat()
+        return None if v != v else v.isoformat()  # pandas' NaT is a datetime, and NaT != NaT
     if isinstance(v, dict):
         return {str(k): jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
@@ -850,8 +851,10 @@ class Backend:
         peak_score, episode_updates``: the detector's ``alert_updated`` events override the
         figures the alert was written with, :func:`insightroi.chain._links.episode_facts`),
         ``kind`` and ``praise`` (:func:`insightroi.chain._links.is_praise`), and ``in_backlog``:
-        delivered, no action taken, not ignored and not praise, the chain's backlog rule
-        (:func:`insightroi.chain.alert_table`), so the inbox's count equals ``insightroi chain``'s.
+        delivered, not praise and waiting on its owner by the chain's backlog rule
+        (:func:`insightroi.chain._kpis.waiting_on_owner`). Stages come from the chain's linked
+        events (:func:`insightroi.chain.alert_chains`: an id-less action or fix inferred from the
+        alert's topic and family counts), so the inbox's counts equal ``insightroi chain``'s.
 
         Parameters
         ----------
@@ -880,11 +883,20 @@ class Backend:
                 fixed=(a.event_type == "fix_deployed").any(),
                 ignored=a.event_type.isin(["ignored", "overridden"]).any(),
             ).execute()
+            # The chain's own stages (events linked by id, by insight id or inferred, as
+            # `insightroi chain` reads them), so the inbox's stages and backlog match its counts.
+            chains = {r["alert_id"]: r for r in _records(alert_chains(self.store).select(
+                "alert_id", "acknowledged_at", "acted_at", "fixed_at", "ignored_at", "overridden_at").execute())}
             # The bundle was assembled when the report ran; an episode that went on since then
             # has alert_updated events, and the inbox must show where it stands now.
             episodes = {e["alert_id"]: e for e in _records(episode_facts(self.store))}
         out: dict[str, dict[str, Any]] = {}
         for r in _records(agg):
+            ch = chains.get(r["alert_id"])
+            if ch is not None:
+                r = {**r, "delivered": True, "acknowledged": ch["acknowledged_at"] is not None,
+                     "acted": ch["acted_at"] is not None, "fixed": ch["fixed_at"] is not None,
+                     "ignored": ch["ignored_at"] is not None, "overridden": ch["overridden_at"] is not None}
             stage = ("fixed" if r["fixed"] else "acted" if r["acted"] else "acknowledged" if r["acknowledged"]
                      else "delivered")
             ev = evidence.get(r["alert_id"], {})
@@ -894,11 +906,13 @@ class Backend:
             praise = is_praise(kind, owner)
             out[r["alert_id"]] = {
                 "alert_id": r["alert_id"], "team": owner, "topic": r["topic"] or ev.get("topic"),
-                "sku_family": r["sku_family"] or ev.get("sku_family"), "status": stage, "ignored": bool(r["ignored"]),
+                "sku_family": r["sku_family"] or ev.get("sku_family"), "status": stage,
+                "ignored": bool(r["ignored"] or r.get("overridden")),
                 "first_event": r["first_event"], "last_event": r["last_event"], "n_events": r["n_events"],
                 "day": ev.get("day") or ep.get("day"), "observed": ev.get("observed"), "expected": ev.get("expected"),
                 "p_value": ev.get("p_value"), **self._episode(ep, ev), "kind": kind, "praise": praise,
-                "in_backlog": bool(r["delivered"]) and not r["acted"] and not r["ignored"] and not praise,
+                "in_backlog": bool(r["delivered"]) and not praise and waiting_on_owner(
+                    bool(r["acted"]), bool(r["fixed"]), bool(r["ignored"]), bool(r.get("overridden"))),
             }
         for aid, ev in evidence.items():
             if aid not in out:
