@@ -428,3 +428,29 @@ def test_quasi_rows_saved_claims_and_provenance_in_the_full_report():
         assert f"<td>{stage}</td>" in prov
     assert b["provenance"]["analyze"]["program_hash"] in prov and "topics-0.9" in prov and "0.1.0" in prov
     assert "2026-04-02 07:51:47" in prov
+
+
+def test_lift_decay_names_its_kpi_in_the_kpis_units():
+    """The monitor values the first hard-priced KPI, which need not be the primary one, and its
+    effects are differences in KPI units: the chart says which KPI and never prints them as %."""
+    b = sample_bundle()
+    b["monitor"]["decay_kpi"] = "tickets_per_1000_orders"
+    b["monitor"]["decay"] = [{"period": p, "estimate": e, "ci_low": e - 2.0, "ci_high": e + 2.0}
+                             for p, e in (("2025-07-01", -6.87), ("2025-07-29", -5.82), ("2025-08-26", -2.41))]
+    html = render_html(b)
+    assert "Effect on tickets per 1000 orders by period" in html
+    assert "Effect on tickets per 1000 orders per period" in render_html(b, view="finance")
+    decay_svg = html[html.index("Effect on tickets per 1000 orders by period"):]
+    decay_svg = decay_svg[:decay_svg.index("</svg>")]
+    assert "-6.87" in decay_svg or "−6.87" in decay_svg
+    assert not re.search(r"[−-]\d+%", decay_svg)
+    # A bundle saved before the KPI was recorded says so instead of claiming the primary KPI.
+    del b["monitor"]["decay_kpi"]
+    assert "Effect on the decision KPI by period" in render_html(b)
+
+
+def test_a_theme_without_an_owner_shows_a_dash_not_none():
+    b = sample_bundle()
+    b["insights"]["topics"] = [*b["insights"]["topics"], {"topic": "other", "count": 10**6, "share": 0.5, "owner": None}]
+    html = render_html(b, view="support")
+    assert "<td>other</td>" in html and ">None<" not in html

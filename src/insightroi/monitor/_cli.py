@@ -92,7 +92,8 @@ def _print_tables(payload: dict) -> None:
                    d.get("status", "-"))
     console.print(dt)
     if payload["decay"]:
-        de = Table(title="Effect by period vs the persistent holdout")
+        kpi = payload.get("decay_kpi") or "the decision KPI"
+        de = Table(title=f"Effect on {kpi} by period vs the persistent holdout (treatment - control, KPI units)")
         for col in ("period", "estimate", "ci_low", "ci_high"):
             de.add_column(col)
         for r in payload["decay"]:

@@ -53,7 +53,8 @@ class MonitorReport:
     """Everything the monitor found, and the decision.
 
     ``to_dict()`` is the report bundle's "monitor" section: ``decision, reasons, drift, decay,
-    policy`` plus ``evidence, figures, windows, quality, weekly``.
+    policy`` plus ``evidence, figures, windows, quality, weekly`` and ``decay_kpi``, the KPI whose
+    effect by period the ``decay`` rows give (absolute, in the KPI's own units).
     """
 
     decision: MonitorDecision
@@ -63,6 +64,7 @@ class MonitorReport:
     weekly: list[dict[str, Any]] = field(default_factory=list)
     windows: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    decay_kpi: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The bundle's "monitor" section (plain JSON)."""
@@ -72,6 +74,7 @@ class MonitorReport:
                 "reasons": list(self.decision.reasons) + list(self.notes),
                 "drift": self.drift,
                 "decay": self.decay,
+                "decay_kpi": self.decay_kpi,
                 "policy": self.decision.policy,
                 "evidence": self.decision.evidence,
                 "figures": self.decision.figures,
@@ -353,6 +356,7 @@ def monitor_store(
     # Without a KPI named, the decision weighs every hard-priced KPI's value (decide_total): one
     # KPI against the whole running cost would retire a model that pays through the others.
     by_kpi: dict[str, list] = {}
+    decay_kpi = kpi or decision_kpi(program)  # the KPI the decay rows are about, named wherever they are shown
     if effects is None:
         names = [kpi] if kpi else (hard_valued_kpis(program) or [decision_kpi(program)])
         for name in names:
@@ -360,7 +364,9 @@ def monitor_store(
                 by_kpi[name] = store_period_effects(store, program, name)
             except (DataError, KeyError) as exc:
                 notes.append(f"outcome decay of {name} not computed from the store: {exc}")
-        effects = by_kpi.get(kpi or decision_kpi(program), next(iter(by_kpi.values()), []))
+        if decay_kpi not in by_kpi and by_kpi:
+            decay_kpi = next(iter(by_kpi))
+        effects = by_kpi.get(decay_kpi, [])
     decay = decay_rows(effects)
     feedback_last = 0.0
     if decay:
@@ -385,7 +391,8 @@ def monitor_store(
             counts, tokens=_token_counts_by(wk, "_wk"), reference_weeks=max(1, th.reference_days // 7),
             thresholds=th,
         )
-    return MonitorReport(decision, drift, decay, quality, weekly_rows, windows, notes)
+    return MonitorReport(decision, drift, decay, quality, weekly_rows, windows, notes,
+                         decay_kpi=decay_kpi if decay else None)
 
 
 def _quality(store: Store, program: Program, latest) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "insightroi.report._pdf": ("export_pdf",),
     "insightroi.report._render": (
         "CADENCE_ALIASES", "CADENCE_UNITS", "CADENCES", "VIEWS", "bundle_alpha", "cadence_period", "cadence_rows",
-        "forest_rows", "format_helpers", "kpi_verdict", "kpi_verdict_title", "primary_kpi_row", "render_html",
+        "decay_title", "forest_rows", "format_helpers", "kpi_verdict", "kpi_verdict_title", "primary_kpi_row", "render_html",
         "write_report",
     ),
 })
@@ -43,6 +43,7 @@ __all__ = [
     "kpi_verdict",
     "kpi_verdict_title",
     "primary_kpi_row",
+    "decay_title",
     "forest_rows",
     "forest_svg",
     "tornado_svg",

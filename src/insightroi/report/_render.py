@@ -97,13 +97,32 @@ def format_helpers(currency: str = "USD") -> dict[str, Any]:
         return f"{x:,.0f}" if _finite(x) else "–"
 
     def label(x: Any) -> str:
-        return str(x).replace("_", " ")
+        # A missing name (the "other" theme has no owner) is a dash like a missing number.
+        return "–" if x is None else str(x).replace("_", " ")
 
     return {"money": money, "pct": pct, "num": num, "pval": pval, "count": count, "label": label}
 
 
 # ---------------------------------------------------------------------------------------------
 # cadence
+def decay_title(monitor: dict) -> str:
+    """Title of the lift-decay chart: the KPI its rows are about, in that KPI's units.
+
+    Parameters
+    ----------
+    monitor : dict
+        The bundle's "monitor" section; ``decay_kpi`` names the KPI (bundles written before it
+        was saved say "the decision KPI", the KPI the monitor values).
+
+    Returns
+    -------
+    str
+    """
+    kpi = monitor.get("decay_kpi")
+    name = str(kpi).replace("_", " ") if kpi else "the decision KPI"
+    return f"Effect on {name} by period, treatment - control in the KPI's units (lift decay)"
+
+
 def _as_date(x: Any) -> date | None:
     if x is None:
         return None
@@ -479,8 +498,7 @@ def _context(bundle: dict, view: str, cadence: str | None) -> dict[str, Any]:
         charts["funnel"] = _charts.funnel_svg(
             [(s.replace("_", " "), funnel.get(s)) for s in ("insights", "alerts", "acknowledged", "acted", "fixed")])
     if monitor.get("decay"):
-        charts["decay"] = _charts.trend_svg(monitor["decay"], fmt=lambda v: pct(v, nd=0),
-                                            title="Effect on the primary KPI by period (lift decay)")
+        charts["decay"] = _charts.trend_svg(monitor["decay"], fmt=fmt["num"], title=decay_title(monitor))
     if view_teams:
         charts["ack_hours"] = _charts.bars_svg(
             [(str(t.get("team", "?")).replace("_", " "), t.get("median_hours_to_ack"), "neutral") for t in view_teams],

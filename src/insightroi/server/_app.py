@@ -49,6 +49,7 @@ from insightroi.report import (
     bars_svg,
     bundle_alpha,
     cadence_rows,
+    decay_title,
     forest_rows,
     forest_svg,
     format_helpers,
@@ -806,8 +807,7 @@ def create_app(store_url: str | None = None, *, program: str | Path | None = Non
     def monitoring(request: Request) -> HTMLResponse:
         b = backend().bundle() or {}
         decay = (b.get("monitor") or {}).get("decay")
-        chart = trend_svg(decay, fmt=lambda v: format_helpers()["pct"](v, nd=0),
-                                  title="Effect by period (lift decay)") if decay else ""
+        chart = trend_svg(decay, fmt=format_helpers()["num"], title=decay_title(b.get("monitor") or {})) if decay else ""
         # The series `insightroi report --cadence` saved: the report's numbers, not recomputed here.
         cadences = []
         for unit in CADENCE_UNITS:
