@@ -112,3 +112,6 @@ def test_cli_validate_classify_detect(tmp_path):
     assert json.loads(res.output)["n_todo"] == 0
     res = runner.invoke(app, ["detect", "--store", store, "--program", str(prog), "--json"])
     assert res.exit_code == 0 and json.loads(res.output)["alerts"] == []
+    # Nothing classified yet: zero alerts says nothing, and the table says what to run first.
+    res = runner.invoke(app, ["detect", "--store", store, "--program", str(prog)])
+    assert res.exit_code == 0 and "run `insightroi classify` first" in res.output, res.output

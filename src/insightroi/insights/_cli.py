@@ -82,6 +82,11 @@ def detect(
             _dump(sec.model_dump(mode="json"))
             return
         evidence = _alert_snippets(st, prog, sec.alerts[:10])
+        ins = st.table("insights")
+        unclassified = not sec.n_detected and not int(ins.filter(ins.task == "topic").count().execute())
+    if unclassified:
+        # Zero alerts from a store with no topic insights says nothing about spikes.
+        console.print("[yellow]no topic insights in the store yet: run `insightroi classify` first[/]")
     title = f"{len(sec.alerts)} alerts ({sec.n_written} new chain events)"
     if sec.withheld_control:
         title += f"; {sec.withheld_control} about control units withheld"

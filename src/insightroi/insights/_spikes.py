@@ -20,7 +20,8 @@ JRSS A; Noufaily et al. 2013, Stat Med). Each day is tested over several windows
 (1, 3, 7 and 14 days by default: a sudden burst shows in one day, a defect that adds a mention or
 two a day only in two weeks), each at alpha / number of windows (Bonferroni). An alert needs
 p below that, observed >= min_count, observed >= min_ratio x expected, and at least
-``min_history_days`` baseline days.
+``min_history_days`` baseline days since the family's first feedback (days without feedback count:
+a sparse family is tested against the shrunk rate, not left out).
 
 Episodes: spike days of one series (topic x family) less than ``cooldown_days`` apart are one
 episode and one alert, dated at the onset (its id does not change as the episode grows); the
@@ -392,7 +393,10 @@ def _scan(C, V, excl, windows, *, trailing_weeks: int, prior_strength: float, mi
     Vk = V * keep
     num = _rolling(Ck, W)  # (D, T, F)
     den = _rolling(Vk, W)[:, None, :]  # (D, 1, F)
-    hist_days = _rolling(keep * (V > 0), W)  # (D, F)
+    # History: baseline days since the family's first feedback, quiet days included. Counting only
+    # days with feedback left a family with under one item a day untestable whatever it spiked to
+    # (0.4 a day fills ~9 of 28 days); a sparse family's rate is shrunk to the topic's instead.
+    hist_days = _rolling(keep * (np.maximum.accumulate(V > 0, axis=0)), W)  # (D, F)
     topic_num = num.sum(axis=2, keepdims=True)
     topic_den = den.sum(axis=2, keepdims=True)
     topic_rate = np.where(topic_den > 0, topic_num / np.maximum(topic_den, 1e-12), 0.0)
