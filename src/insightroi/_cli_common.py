@@ -77,7 +77,10 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def fail_with(exc: BaseException) -> NoReturn:
     """:func:`fail` with an exception's message: exit code :data:`BUSY_EXIT` (2) when the store
     is held by another process (:class:`~insightroi.errors.StoreBusyError`), else 1."""
-    fail(str(exc).strip("'\""), BUSY_EXIT if isinstance(exc, StoreBusyError) else 1)
+    # A KeyError's str() is the repr of its message (quoted); strip only that one pair, not a
+    # quote that closes the message itself ("... has id 'nope'").
+    msg = exc.args[0] if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str) else str(exc)
+    fail(msg, BUSY_EXIT if isinstance(exc, StoreBusyError) else 1)
 
 
 def gate(failures: list[str], flag: str) -> None:

@@ -95,7 +95,7 @@ def test_trace_and_chain_commands(url, tmp_path):
     js = runner.invoke(_app(), ["trace", "f1", "--store", url, "--json"])
     assert json.loads(js.output)["alerts"][0]["alert_id"] == "A1"
     missing = runner.invoke(_app(), ["trace", "nope", "--store", url])
-    assert missing.exit_code == 1 and "no insight, alert" in missing.output
+    assert missing.exit_code == 1 and "no insight, alert, feedback item or chain event has id 'nope'\n" in missing.output
     ch = runner.invoke(_app(), ["chain", "--store", url, "--json"])
     assert ch.exit_code == 0, ch.output
     assert json.loads(ch.output)["funnel"]["alerts"] == 6

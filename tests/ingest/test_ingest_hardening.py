@@ -117,8 +117,8 @@ def test_semicolon_file_is_refused_with_the_sniffed_dialect_only_as_a_suggestion
         ingest_path(store, "feedback", path)
     assert str(info.value).startswith("semi.csv: columns do not match table 'feedback': missing required column(s)")
     assert str(info.value).endswith(
-        "The file may use delimiter = ';' (a guess from its first lines, not applied): set it under [ingest] in "
-        "the program file, or pass dialect=CsvDialect(...).")
+        "The file may use delimiter = ';' (a guess from its first lines, not applied): add delimiter = ';' under "
+        "[ingest] in the program file (from Python: dialect=CsvDialect(...)).")
     assert store.count("feedback") == 0
 
 

@@ -220,6 +220,10 @@ def test_a_kpi_below_its_share_of_cost_does_not_retire_a_model_the_total_pays_fo
     assert f["net_value_se"] == pytest.approx(se, rel=1e-9)
     assert f["p_net_value_positive"] > 0.999
     assert total.kpi == "total hard value" and "keeping it for" in total.reasons[-1]
+    # Its rows are money already: the evidence shows the decline in money, no 1 USD x 1 unit.
+    lost = next(e for e in total.evidence if e["name"] == "value_lost_over_horizon")
+    assert lost["detail"] == "hard value decline 0 USD/period x 3.21 periods", lost
+    assert "per unit" in next(e for e in alone.evidence if e["name"] == "value_lost_over_horizon")["detail"]
     # Halve both effects: the total (2,825) is below the cost with a tight bound, and it retires.
     half = decide_total({KPI: [{**e, "estimate": e["estimate"] / 2, "ci_low": e["estimate"] / 2 - 0.05,
                                 "ci_high": e["estimate"] / 2 + 0.05} for e in tickets],

@@ -136,3 +136,14 @@ def test_within_demean_balanced_panel_is_one_pass():
     Y = y.reshape(5, 4)
     want = Y - Y.mean(1, keepdims=True) - Y.mean(0, keepdims=True) + Y.mean()
     assert got == pytest.approx(want.ravel(), abs=1e-12)
+
+
+def test_summary_of_a_result_that_could_not_be_estimated_shows_dashes():
+    r = Result(estimate=float("nan"), se=float("nan"), ci=(float("nan"), float("nan")), p_value=float("nan"),
+               method="welch", n=0, metric="alert_adoption_rate")
+    for fmt in ("text", "html"):
+        out = r.summary(fmt)
+        assert "nan" not in out.lower(), out
+        assert "[-, -]" in out and "- (absolute)" in out
+    ok = Result(estimate=-1.5, se=0.5, ci=(-2.48, -0.52), p_value=0.0027, method="welch", n=80)
+    assert "-1.5 (absolute)" in ok.summary() and "[-2.48, -0.52]" in ok.summary() and "0.0027" in ok.summary()

@@ -393,8 +393,8 @@ class _CsvSource(_Source):
             found.append(f"quote = {quote!r}")
         if not found:
             return ""
-        return (f" The file may use {', '.join(found)} (a guess from its first lines, not applied): set it under "
-                "[ingest] in the program file, or pass dialect=CsvDialect(...).")
+        return (f" The file may use {', '.join(found)} (a guess from its first lines, not applied): add "
+                f"{' and '.join(found)} under [ingest] in the program file (from Python: dialect=CsvDialect(...)).")
 
     def chunks(self):
         n = len(self.columns)

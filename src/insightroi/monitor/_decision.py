@@ -275,7 +275,11 @@ def decide(
             "value": value_lost,
             "threshold": policy.retrain_cost,
             "triggered": retrain_worth,
+            # Rows already in money (the hard value of every priced KPI summed) have no unit value
+            # or volume to show: their 1 x 1 read as placeholders.
             "detail": (
+                f"hard value decline {decline:,.4g} {program.program.currency}/period x {horizon_periods:.3g} periods"
+                if in_money else
                 f"effect decline {decline:.4g} per unit x {value:.4g} {program.program.currency} x "
                 f"{volume_per_period:.4g} units/period x {horizon_periods:.3g} periods"
             ),

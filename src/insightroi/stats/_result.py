@@ -236,13 +236,18 @@ class Result:
             Plain text for terminals and logs, or an HTML fragment for reports.
         """
         level = round(100 * (1 - self.alpha))
+
+        def g(x: float, digits: int = 6) -> str:
+            # Not estimable is a dash, as everywhere else the figure is shown, never "nan".
+            return f"{x:.{digits}g}" if math.isfinite(x) else "-"
+
         rows = [
             ("Metric", self.metric or "-"),
             ("Method", self.method),
-            ("Estimate", f"{self.estimate:.6g} ({self.unit})"),
-            ("Std. error", f"{self.se:.6g}"),
-            (f"{level}% CI", f"[{self.ci[0]:.6g}, {self.ci[1]:.6g}]"),
-            ("p-value", f"{self.p_value:.4g}"),
+            ("Estimate", f"{g(self.estimate)} ({self.unit})"),
+            ("Std. error", g(self.se)),
+            (f"{level}% CI", f"[{g(self.ci[0])}, {g(self.ci[1])}]"),
+            ("p-value", g(self.p_value, 4)),
             ("N", f"{self.n:,}"),
         ]
         notes = [f"[{i}] {c.name}: {c.status.upper()} - {c.message}" for i, c in enumerate(self.diagnostics, 1)]
