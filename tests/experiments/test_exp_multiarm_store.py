@@ -117,3 +117,15 @@ def test_a_lone_arm_must_be_called_treatment(stores, tmp_path):
     con.close()
     with open_store(f"duckdb:///{path}") as st, pytest.raises(DataError, match="must be called 'treatment'"):
         analyze_experiment(st, prog, kpis=[KPI], weekly=False)
+
+
+def test_novelty_reads_the_pooled_arms_like_the_two_arm_analysis(stores):
+    """The weekly trend behind the novelty check pools the arms as the main result does; with arms
+    named other than 'treatment' it had no treated unit in any week and always skipped."""
+    prog, root = stores
+    novelty = {}
+    for name in ("two", "three"):
+        with open_store(f"duckdb:///{root / f'{name}.duckdb'}") as st:
+            novelty[name] = {c.name: c for c in analyze_experiment(st, prog, kpis=[KPI]).checks}["novelty"]
+    assert novelty["three"].status != "skip", novelty["three"].message
+    assert (novelty["three"].status, novelty["three"].message) == (novelty["two"].status, novelty["two"].message)

@@ -439,6 +439,9 @@ def _weekly(store: Store, program, kpis_needed: Sequence[Kpi], window, alpha,
             caps: dict[str, float] | None = None) -> dict[str, list[Result]]:
     measures = sorted({m for k in kpis_needed for m in (k.numerator, k.denominator)})
     df = unit_measures_expr(store, program, measures, window=window, by=("week",), caps=caps).execute()
+    # A/B/n: the weekly trend reads the pooled arms, as the KPI's main result does (arms named
+    # other than "treatment" left every week without a treated unit, so novelty always skipped).
+    df = df.assign(arm=np.where(df.arm == CONTROL, CONTROL, TREATMENT))
     out: dict[str, list[Result]] = {}
     for k in kpis_needed:
         res = []
