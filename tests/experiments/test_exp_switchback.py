@@ -164,6 +164,15 @@ def test_hash_schedule_and_aa_store(tmp_path):
     r = res.results[KPI]
     assert r.extra["arm_source"] == "hash" and r.p_value > prog.experiment.alpha
     assert r.ci_low <= 0 <= r.ci_high
+    assert {c.name: c.status for c in res.checks}["block_assignments"] == "pass"
+    # Arms of units for this experiment and none of blocks: the experiment that ran randomized
+    # units, and hashed block arms would estimate nothing that happened. The check says so.
+    st.append("assignments", pd.DataFrame({
+        "id": ["u1", "u2"], "experiment": prog.experiment.name, "unit_type": "sku_family", "unit_id": ["F1", "F2"],
+        "arm": ["treatment", "control"], "assigned_at": START}))
+    check = {c.name: c for c in analyze_experiment(st, prog, kpis=[KPI]).checks}["block_assignments"]
+    assert check.status == "fail" and "holds 2 assignments of units" in check.message
+    assert "set design = 'cluster'" in check.message
     st.close()
 
 

@@ -119,6 +119,12 @@ def block_arms(store: Store, program: Program, *, window: tuple[date, date] | No
     return arms, "assignments"
 
 
+def _unit_assignments(store: Store, experiment: str) -> int:
+    """How many of the experiment's assignment rows are for units rather than time blocks."""
+    a = store.table("assignments")
+    return int(a.filter((a.experiment == experiment) & (a.unit_type.fill_null("") != TIME_BLOCK)).count().execute())
+
+
 def _switched(arms: np.ndarray) -> np.ndarray:
     # Block 0 counts as a switch (what ran before the experiment is unknown to the design, as in
     # stats.switchback_blocks); a block after one with no known arm is treated as a switch too.
@@ -238,6 +244,16 @@ def analyze_switchback(
         checks.append(Check("block_assignments", "warn",
                             f"{int((~known).sum())} of {n} blocks have no time_block assignment in the store and are "
                             "left out", statistic=float((~known).sum()), details={"missing": np.flatnonzero(~known).tolist()}))
+    elif source == "hash" and (unit_rows := _unit_assignments(store, e.name)):
+        # Arms of units, not of time blocks: the experiment that ran was not this switchback, and
+        # arms made up from the salt would estimate nothing that happened.
+        checks.append(Check(
+            "block_assignments", "fail",
+            f"the store holds {unit_rows:,} assignments of units (not unit_type = '{TIME_BLOCK}') for experiment "
+            f"{e.name!r}, and none of time blocks: the arms here come from the salt's hash, not from what ran. "
+            "For units randomized to arms set design = 'cluster' (or 'ab'); for a switchback, load its "
+            "time_block assignments",
+            statistic=float(unit_rows)))
     else:
         checks.append(Check("block_assignments", "pass", f"{n} blocks of {e.block_hours}h, arms from {source}"))
 
