@@ -257,3 +257,25 @@ def test_options_are_checked():
     Yc = Y.copy()
     synthetic_control_panel(Yc, [0], 6, placebo_time=False, conformal=False)
     assert np.array_equal(Yc, Y)  # caller data untouched
+
+
+def test_more_donors_than_pre_periods_and_an_exact_fit_is_flagged_not_passed():
+    """59 donors for 8 pre-periods: the weights interpolate the treated path (a new user's RMSPE of
+    1% of the SD, 'pass'); the fit and the placebo ratio then say little, and a check says so.
+    A long pre-period with the same donors keeps the check silent."""
+    rng = np.random.default_rng(5)
+
+    def panel(t_pre, t_post=6, donors=59):
+        common = rng.normal(size=(t_pre + t_post, 1)).cumsum(axis=0)
+        y0 = common + rng.normal(scale=1.0, size=(t_pre + t_post, donors))
+        y1 = y0[:, :5].mean(axis=1) + rng.normal(scale=0.05, size=t_pre + t_post)
+        return y1, y0
+
+    y1, y0 = panel(8)
+    short = synthetic_control(y1, y0, 8, placebo=False, leave_one_out=False)
+    checks = {c.name: c for c in short.diagnostics}
+    assert checks["donors_vs_pre_periods"].status == "warn", [c.message for c in short.diagnostics]
+    assert "59 donors for 8 matched pre-periods" in checks["donors_vs_pre_periods"].message
+    y1, y0 = panel(120)
+    long = synthetic_control(y1, y0, 120, placebo=False, leave_one_out=False)
+    assert "donors_vs_pre_periods" not in {c.name for c in long.diagnostics}

@@ -282,6 +282,18 @@ def synthetic_control(
         + ("" if fit_ratio < 0.5 else "; the synthetic unit tracks the treated one poorly, so post-period gaps are hard to attribute."),
         statistic=fit_ratio, threshold=0.5, details={"pre_rmspe": pre_rmspe},
     ))
+    if J >= opt.size and fit_ratio < 0.02:
+        # As many donor weights as matched periods reproduce almost any path inside the hull: the
+        # near-perfect fit is interpolation, and its near-zero RMSPE inflates the treated unit's
+        # post/pre ratio, so the placebo rank reads small whatever happened (Abadie 2021, J. Econ.
+        # Lit. 59(2), sec. 6: the pre-period should be long relative to the donor pool).
+        checks.append(Check(
+            "donors_vs_pre_periods", "warn",
+            f"{J} donors for {opt.size} matched pre-periods and a near-exact fit (RMSPE {fit_ratio:.1%} of the SD): the "
+            "weights interpolate the pre-period, so neither the fit nor the placebo ratio (post / pre RMSPE) says much; "
+            "use a longer pre-period or fewer, more similar donors",
+            statistic=float(J), threshold=float(opt.size), details={"donors": J, "matched_periods": int(opt.size)},
+        ))
     hull = bool(np.all(y1[:n_pre] <= Y0[:n_pre].max(axis=1) + 1e-12) and np.all(y1[:n_pre] >= Y0[:n_pre].min(axis=1) - 1e-12))
     checks.append(Check(
         "convex_hull", "pass" if hull else "warn",
