@@ -44,7 +44,7 @@ def srm_check(counts: Sequence[float], expected_shares: Sequence[float], *, thre
         status, msg = "fail", (f"sample-ratio mismatch: observed {observed} units vs expected {expected} "
                                f"(p = {p:.2g}); check assignment and logging before trusting any estimate")
     else:
-        status, msg = "pass", f"arm sizes {observed} match the design (p = {p:.3g})"
+        status, msg = "pass", f"arm sizes {observed} match the design's expected {expected} (p = {p:.3g})"
     return Check("sample_ratio_mismatch", status, msg, statistic=chi2, p_value=p, threshold=threshold,
                  details={"observed": obs.tolist(), "expected": exp.tolist()})
 
@@ -72,9 +72,12 @@ def balance_check(
     worst = max(diffs, key=lambda k: abs(diffs[k]))
     d = abs(diffs[worst])
     status = "fail" if d > fail else "warn" if d > warn else "pass"
+    crossed = fail if status == "fail" else warn
     msg = (f"largest standardized difference {diffs[worst]:+.3f} on {worst}"
-           + ("" if status == "pass" else f" (above {warn if status == 'warn' else fail}); consider CUPED or stratification"))
-    return Check("covariate_balance", status, msg, statistic=d, threshold=warn, details={"std_diff": diffs})
+           + ("" if status == "pass" else f" (above {crossed}): adjust for it (CUPED or regression adjustment on "
+              "the pre-period) and check the assignment; stratify the next one"))
+    return Check("covariate_balance", status, msg, statistic=d, threshold=crossed,
+                 details={"std_diff": diffs, "warn": warn, "fail": fail})
 
 
 def pre_period_check(

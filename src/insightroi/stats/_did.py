@@ -349,8 +349,9 @@ def _parallel_level_check(out: dict) -> Check:
         name="pre_period_level_gap",
         status=status,
         message=(
-            f"Treated and control differ by {gap:.3g} ({rel:.0%}) before treatment; with only two "
-            "periods parallel trends cannot be tested" + (" and a gap this size makes it less plausible." if status == "warn" else ".")
+            f"Treated and control differ by {gap:.3g} ({rel:.0%}) before treatment; a before/after "
+            "comparison cannot test parallel trends itself (an event study's leads can)"
+            + ("; a gap this size makes them less plausible." if status == "warn" else ".")
         ),
         statistic=float(rel),
         threshold=0.25,

@@ -354,7 +354,8 @@ def _srm_check(counts, shares, threshold: float) -> Check:
         status, msg = "fail", (f"sample-ratio mismatch across arms: observed {obs} units vs expected "
                                f"{', '.join(f'{e:,.1f}' for e in exp)} (p = {p:.2g})")
     else:
-        status, msg = "pass", f"arm sizes {obs} match the design (p = {p:.3g})"
+        status, msg = "pass", (f"arm sizes {obs} match the design's expected "
+                               f"{', '.join(f'{e:,.1f}' for e in exp)} (p = {p:.3g})")
     return Check("sample_ratio_mismatch", status, msg, statistic=chi2, p_value=p, threshold=threshold,
                  details={"observed": [float(c) for c in counts], "expected": exp.tolist(), "arms": len(counts)})
 
