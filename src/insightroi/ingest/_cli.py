@@ -190,7 +190,7 @@ def ingest(
     else:
         console.print(report.summary_table())
         if tz:
-            console.print(f"[dim]Timestamps without an offset were read in {escape(tz)} (program.timezone).[/]")
+            console.print(f"[dim]Timestamps without an offset, if any, are read in {escape(tz)} (program.timezone).[/]")
         reasons = report.errors[:_SHOW_REASONS]
         if reasons:
             console.print(f"[yellow]{report.quarantined:,} row(s) quarantined[/]; first reasons:")
