@@ -227,3 +227,15 @@ def test_t_reference_power_matches_statsmodels():
     d = TTestIndPower().solve_power(nobs1=8, alpha=0.05, power=0.8)
     assert mde_from_se(se, df=14) == pytest.approx(d, rel=1e-5)
     assert mde_from_se(se) < mde_from_se(se, df=14)
+
+
+def test_t_reference_power_of_a_large_effect_is_one_not_nan():
+    # scipy's noncentral t is NaN in its far lower tail (noncentrality >= ~15 at 58 df); a plan
+    # with 60 units and a KPI measured that precisely printed "nan%" and called it undetectable.
+    from statsmodels.stats.power import TTestIndPower
+
+    powers = [power_from_se(nc, 1.0, df=58) for nc in (2.0, 5.0, 10.0, 15.0, 20.0, 38.0, 100.0)]
+    assert all(math.isfinite(p) for p in powers) and powers == sorted(powers)
+    assert powers[-3:] == [1.0, 1.0, 1.0]
+    # 2 SE at 58 df (30 + 30 units): statsmodels' power for d = 2 / sqrt(2 / 30)
+    assert powers[0] == pytest.approx(TTestIndPower().power(2.0 * math.sqrt(2 / 30), 30, 0.05), rel=1e-6)
