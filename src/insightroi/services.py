@@ -59,6 +59,7 @@ from insightroi.monitor import monitor_store
 from insightroi.program import Program
 from insightroi.report import VIEWS, cadence_unit, export_pdf, load_cadence, render_html, run_cadence, write_report
 from insightroi.roi import RoiVolumes, compute_roi, projected_effects, roi_drivers, roi_waterfall
+from insightroi.roi._engine import zero_cost_reason
 from insightroi.stats import Result
 from insightroi.store import TABLES, Store
 
@@ -450,6 +451,8 @@ def save_roi_projection(store: Store, program: Program, power_rows: Sequence[dic
     """
     if not program.value_pools or not program.costs:
         return {"saved": False, "reason": "the program prices no KPI or lists no cost"}
+    if not any(c.amount.high > 0 for c in program.costs):
+        return {"saved": False, "reason": zero_cost_reason(program)}
     effects = projected_effects(program, power_rows)
     if not effects:
         return {"saved": False, "reason": "no priced KPI has a pre-period baseline in the store"}

@@ -295,3 +295,23 @@ def test_triangular_inverse_cdf_matches_scipy_triang():
         np.testing.assert_allclose(ours[:, j], ref, rtol=0, atol=1e-12)
     # A zero-width range is a constant (numpy's triangular refuses it).
     np.testing.assert_array_equal(_triangular(u[:, :1], np.array([5.0]), np.array([5.0]), np.array([5.0])), 5.0)
+
+
+def test_a_program_that_costs_nothing_has_no_roi_and_says_so():
+    """Every cost line at 0: ROI divides by zero. A user got a traceback from the histogram
+    ('supplied range of [nan, nan] is not finite'); now roi and plan name the cause."""
+    from insightroi.services import save_roi_projection
+
+    prog = make_program([pool("tickets", TICKETS, rng_(6.5))],
+                        [cost("platform", rng_(0.0)), cost("analyst time", rng_(0.0), category="labor")])
+    vol = RoiVolumes({TICKETS: 1_000_000}, feedback=0, months=9)
+    with pytest.raises(DataError, match=r"undefined at zero cost: the program's cost lines \(platform, analyst time\)"):
+        compute_roi(prog, {TICKETS: res(-8.0, 2.0)}, vol, draws=500, rng=3)
+    plan = save_roi_projection(None, prog, [])
+    assert plan["saved"] is False and "undefined at zero cost" in plan["reason"]
+    # One line with a cost is enough: the ROI is finite and its histogram well formed.
+    prog = make_program([pool("tickets", TICKETS, rng_(6.5))],
+                        [cost("platform", rng_(0.0)), cost("analyst time", rng_(0.0, 100.0, 200.0), category="labor")])
+    out = compute_roi(prog, {TICKETS: res(-8.0, 2.0)}, vol, draws=500, rng=3)
+    h = out.histogram()
+    assert sum(h["counts"]) == 500 and all(math.isfinite(e) for e in h["edges"])

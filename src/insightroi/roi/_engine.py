@@ -153,10 +153,11 @@ class RoiResult:
 
     def histogram(self, bins: int = 40) -> dict[str, list]:
         """Histogram of the ROI draws between their 0.5th and 99.5th percentiles."""
-        lo, hi = np.quantile(self.roi_draws, [0.005, 0.995])
+        finite = self.roi_draws[np.isfinite(self.roi_draws)]
+        lo, hi = np.quantile(finite, [0.005, 0.995]) if finite.size else (0.0, 0.0)
         if not hi > lo:
             lo, hi = lo - 0.5, hi + 0.5
-        counts, edges = np.histogram(np.clip(self.roi_draws, lo, hi), bins=bins, range=(lo, hi))
+        counts, edges = np.histogram(np.clip(finite, lo, hi), bins=bins, range=(lo, hi))
         return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
 
     def to_dict(self) -> dict[str, Any]:
@@ -402,6 +403,13 @@ def _build_model(program: Program, effects: Mapping[str, Result], volumes: RoiVo
     )
 
 
+def zero_cost_reason(program: Program) -> str:
+    """Why a program whose every cost line is 0 has no ROI (the message ``roi`` and ``plan`` give)."""
+    lines = ", ".join(c.name for c in program.costs) or "none"
+    return (f"ROI = (benefit - cost) / cost is undefined at zero cost: the program's cost lines ({lines}) come "
+            "to 0 over the horizon; enter what the program costs under [[costs]] (model, people, tooling)")
+
+
 def compute_roi(
     program: Program,
     effects: Mapping[str, Result],
@@ -458,6 +466,8 @@ def compute_roi(
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     notes: list[str] = []
     m = _build_model(program, effects, volumes, horizon_months, notes)
+    if not np.any(m.c_hi * m.c_mult > 0):
+        raise DataError(zero_cost_reason(program))
     K, P, C = len(m.mu), len(m.pool_names), len(m.cost_names)
 
     # ---- Monte Carlo ----
