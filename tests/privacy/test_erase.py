@@ -321,3 +321,28 @@ def test_report_and_dashboard_mark_figures_computed_before_the_erasure(erased):
 def test_erase_refuses_an_empty_id(erased):
     code, _ = _cli("erase", "--customer", "  ", "--store", erased["url"])
     assert code == 1
+
+
+def test_a_presets_attribute_rows_go_with_the_customers_rows(tmp_path):
+    """A vendor export's unknown columns (tags, status) land in user_<preset>_attributes under the
+    row's id; they seldom name the customer, so erasing by the customer's ids left them behind."""
+    from insightroi.ingest import ingest_preset
+    from insightroi.privacy import erase_customer
+
+    export = tmp_path / "zendesk.csv"
+    export.write_text(
+        "Id,Requester,Requester email,Subject,Description,Status,Priority,Via,Ticket type,Created at,Solved at,Group,Tags\n"
+        "101,Jane Doe,jane.doe@example.com,Charger broke,It stopped charging.,solved,high,Mail,problem,"
+        "2025-08-20 10:00:00 +0200,2025-08-21 10:00:00 +0200,Tier 1,battery refund\n"
+        "102,Bob,bob@example.com,Great,,open,low,Web Widget,question,2025-08-20 11:00:00 +0200,,Tier 2,sizing\n",
+        encoding="utf-8")
+    with open_store(f"duckdb:///{tmp_path / 'p.duckdb'}") as st:
+        ingest_preset(st, "zendesk_tickets", export)
+        attrs = "user_zendesk_tickets_attributes"
+        before = st.table(attrs).execute()
+        assert len(before) == 2 and before.attributes.str.contains("battery refund").any()
+        report = erase_customer(st, None, "jane.doe@example.com")
+        after = st.table(attrs).execute()
+        assert report.deleted["tickets"] == 1 and report.deleted[attrs] == 1
+        assert len(after) == 1 and not after.attributes.str.contains("battery refund").any()
+        assert after.attributes.str.contains("sizing").all()  # Bob's row stays

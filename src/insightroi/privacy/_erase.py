@@ -337,6 +337,14 @@ def erase_customer(store: Store, program: Program | None, customer: str, *, reas
                               + " OR ".join(f"({_in_ids(c)})" for c in id_cols), [lowered] * len(id_cols))
             take(name, rows)
             texts += [v for r in rows for v in r[1:] if isinstance(v, str) and v]
+            if {"id", "row_table"} <= set(cols[name]):
+                # A preset's attributes table (ingest --preset): its rows are the unknown columns
+                # of a row in row_table with the same id, and go with that row (a ticket's tags
+                # and status, an order line's notes) though they seldom name the customer.
+                for t, row_ids in keyed.items():
+                    if row_ids:
+                        take(name, _rows(raw, f"SELECT rowid FROM {_q(name)} WHERE row_table = ? AND id IN "
+                                              "(SELECT unnest(?))", [t, row_ids]))
 
         everything = _Scrubber(ids + sorted(record_ids), texts)
         ids_only = _Scrubber(ids + sorted(record_ids))
