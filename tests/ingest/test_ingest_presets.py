@@ -162,6 +162,20 @@ def test_google_play_values(tmp_path):
     assert sql(tmp_path, "SELECT count(*) FROM feedback WHERE text = 'Was charged but order not placed, email me at [EMAIL]'") == [(1,)]
 
 
+def test_google_play_ids_tell_reviews_apart_when_the_millis_column_is_blank():
+    # A user's report had the millis, device and version columns empty: two different reviews
+    # got one id and the second was quarantined as a conflict. With millis present, ids are
+    # what they were (re-exports keep matching rows already stored).
+    rule = PRESETS["google_play_reviews"]["tables"]["feedback"]["id"]
+    header, recs, _ = read_sample("google_play_reviews")
+    row = dict(zip(header, recs[0]))
+    blank = {**row, "Review Submit Millis Since Epoch": "", "Device": "", "App Version Code": ""}
+    later = {**blank, "Review Submit Date and Time": "2025-03-09T08:00:00Z"}
+    assert _apply(rule, blank, {}) != _apply(rule, later, {})
+    legacy = {**rule, "fallback": {}}
+    assert _apply(rule, row, {}) == _apply(legacy, row, {})
+
+
 def test_app_store_values(tmp_path):
     res = ingest(tmp_path, "app_store_reviews", DATA / "app_store_reviews.csv")
     assert res.exit_code == 0, res.output
@@ -314,6 +328,12 @@ def test_malformed_export_lands_good_rows_and_names_bad_ones(tmp_path, preset):
     assert [(r[1], r[2], r[3]) for r in q] == [(str(path), n, field) for n, (field, _) in sorted(bad.items())]
     for (_, _, n, field, reason), (rec, (f, frag)) in zip(q, sorted(bad.items())):
         assert frag in reason, (rec, reason)
+    # A quarantined record leaves no attributes behind: each attributes row describes a stored row.
+    attrs = f"user_{preset}_attributes"
+    if sql(tmp_path, "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [attrs])[0][0]:
+        orphans = sql(tmp_path, f'SELECT a.id FROM "{attrs}" a ANTI JOIN "{main}" m ON a.id = m.id')
+        assert orphans == [], orphans
+        assert count(tmp_path, attrs) <= landed
     # The printed reasons (a fresh store, so the rows are quarantined anew) add the physical line.
     text = " ".join(ingest(tmp_path, preset, path, db="printed.duckdb").output.split())
     for rec, (field, _) in bad.items():

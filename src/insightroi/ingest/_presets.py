@@ -120,6 +120,7 @@ def _source_columns(rule: dict[str, Any]) -> list[str]:
             cols.append(rule[k])
     for k in ("join", "first", "hash", "line_total"):
         cols.extend(rule.get(k) or [])
+    cols.extend((rule.get("fallback") or {}).values())
     return cols
 
 
@@ -269,7 +270,9 @@ def _apply(rule: dict[str, Any], row: dict[str, str | None], ctx: dict[str, Any]
         text = html.unescape(_TAGS.sub("", _BREAKS.sub("\n", v)))
         return "\n".join(line.strip() for line in text.splitlines() if line.strip()) or None
     if "hash" in rule:
-        key = "\x1f".join((row.get(c) or "").strip() for c in rule["hash"])
+        fallback = rule.get("fallback", {})
+        key = "\x1f".join((row.get(c) or "").strip() or (row.get(fallback[c]) or "").strip() if c in fallback
+                          else (row.get(c) or "").strip() for c in rule["hash"])
         return rule.get("prefix", "") + hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
     if "line_id" in rule:
         name = row.get(rule["line_id"])
@@ -470,10 +473,27 @@ def ingest_preset(
     frames, unknown = _frames(preset, recs, path.name)
     report = PresetReport(preset=preset, file=display, rows_read=len(recs.rows), lines=recs.lines,
                           unknown_columns=unknown)
+    main = next(iter(frames))
     for table, frame in frames.items():
         kind: Any = preset_attributes_table(preset) if table.startswith(USER_TABLE_PREFIX) else table
+        if table.startswith(USER_TABLE_PREFIX) and report.reports[main].quarantined:
+            # One attributes row per record: a record the main table quarantined has no row for
+            # them to describe, so they would point at an id that does not exist.
+            frame = _without_records(frame, _quarantined_records(store, [f.batch_id for f in report.reports[main].files]))
         report.reports[table] = ingest_frame(store, kind, frame, source=display, program=program, redact=redact)
     return report
+
+
+def _quarantined_records(store: Store, batch_ids: list[str]) -> set[int]:
+    q = store.table("quarantine")
+    rows = q.filter(q.batch_id.isin(batch_ids)).select("row_number").execute()
+    return {int(r) for r in rows.row_number}
+
+
+def _without_records(frame: pa.Table, records: set[int]) -> pa.Table:
+    """``frame`` (one row per record, in file order) without the rows of ``records`` (1-based)."""
+    keep = [i for i in range(frame.num_rows) if i + 1 not in records]
+    return frame.take(pa.array(keep, pa.int64()))
 
 
 def presets_markdown() -> str:
@@ -520,8 +540,9 @@ def _describe(rule: dict[str, Any]) -> str:
     if "html" in rule:
         return f"`{rule['html']}` (HTML tags removed)"
     if "hash" in rule:
+        blank = "".join(f"; a blank `{a}` is replaced by `{b}`" for a, b in (rule.get("fallback") or {}).items())
         return (f"`{rule.get('prefix', '')}` + SHA-256 of " + ", ".join(f"`{c}`" for c in rule["hash"])
-                + " (first 16 hex digits)")
+                + f" (first 16 hex digits{blank})")
     if "line_id" in rule:
         return f"`{rule['line_id']}` + `/` + line number within the order"
     if "line_total" in rule:
