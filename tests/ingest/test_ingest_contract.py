@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 import insightroi.ingest._engine as engine
 from insightroi.cli import app
 from insightroi.ingest import INGESTIBLE, data_contract, data_contract_markdown, ingest_frame, pseudonymize, retry_quarantine
-from insightroi.ingest._validate import ENUMS, RANGES, SYSTEM_COLUMNS
+from insightroi.ingest._validate import ENUMS, NOT_BEFORE, RANGES, SYSTEM_COLUMNS
 from insightroi.program import starter_program_text
 from insightroi.store import FEEDBACK_SOURCES, TABLES, open_store
 
@@ -89,8 +89,10 @@ def test_schema_json_is_the_validators_rules():
     # Every rule the validator enforces is printed, and nothing else.
     printed = {(n, c["name"]) for n, t in tables.items() for c in t["columns"] if c["allowed"]}
     assert printed == set(ENUMS) and len(ENUMS) == 4
+    ordered = {(n, c["name"]) for n, t in tables.items() for c in t["columns"] if c["rule"].startswith("not before ")}
+    assert ordered == set(NOT_BEFORE) == {("tickets", "closed_at")}
     ranged = {(n, c["name"]) for n, t in tables.items() for c in t["columns"] if c["rule"] and not c["allowed"]}
-    assert ranged == set(RANGES) and len(RANGES) == 6
+    assert ranged - ordered == set(RANGES) and len(RANGES) == 6
 
 
 def test_schema_table_and_unknown_table():

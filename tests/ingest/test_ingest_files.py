@@ -425,3 +425,19 @@ def test_padded_values_are_trimmed_for_typed_columns_only(store, tmp_path):
     assert (report.landed, report.quarantined) == (1, 0), report.errors
     row = store.sql("SELECT source, event_time, rating, text FROM feedback").to_pylist()[0]
     assert row == {"source": "review", "event_time": datetime(2025, 3, 1, 10), "rating": 4.0, "text": "  spaced text  "}
+
+
+def test_a_ticket_closed_before_it_opened_is_quarantined_naming_both_times(store, tmp_path):
+    # A negative resolution time would land in the mean and median resolution-hours KPIs.
+    path = write(tmp_path / "tickets.csv", "id,opened_at,closed_at\n"
+                 "t1,2025-08-21T10:00:00Z,2025-08-20T10:00:00Z\n"
+                 "t2,2025-08-20T10:00:00Z,2025-08-21T10:00:00+02:00\n"
+                 "t3,2025-08-20T10:00:00Z,\n"
+                 "t4,2025-08-20T10:00:00Z,garbage\n")
+    report = ingest_path(store, "tickets", path)
+    assert (report.landed, report.quarantined) == (2, 2)
+    assert report.errors == [
+        "tickets.csv row 1, field 'closed_at': '2025-08-20T10:00:00Z' is before opened_at '2025-08-21T10:00:00Z'",
+        "tickets.csv row 4, field 'closed_at': cannot parse 'garbage' as a timestamp",
+    ]
+    assert sorted(store.table("tickets").execute().id) == ["t2", "t3"]

@@ -21,6 +21,7 @@ from insightroi.ingest._validate import (
     ENUMS,
     LATEST,
     MAX_TEXT_BYTES,
+    NOT_BEFORE,
     RANGES,
     REDACT_COLUMNS,
     SYSTEM_COLUMNS,
@@ -54,6 +55,8 @@ def _num(x: float) -> str:
 
 def _rule(table: str, column: str) -> str:
     """Allowed values of a column, in words ('' when any value of its type is accepted)."""
+    if (table, column) in NOT_BEFORE:
+        return f"not before {NOT_BEFORE[(table, column)]}"
     if (table, column) in ENUMS:
         return ", ".join(ENUMS[(table, column)])
     if (table, column) in RANGES:

@@ -135,14 +135,18 @@ PRESETS: dict[str, dict[str, Any]] = {
             "reviewerLanguage, appVersionName). The report has no review id: the id is 'gp-' + the "
             "first 16 hex digits of SHA-256 over Package Name, Review Submit Millis Since Epoch, "
             "Device, Reviewer Language and App Version Code (stable across monthly re-exports, since "
-            "an edit changes only the Last Update columns). A rating without text is quarantined: "
+            "an edit changes only the Last Update columns; a blank millis is replaced by the submit "
+            "date and time). A rating without text is quarantined: "
             "feedback needs the customer's words."
         ),
         "required": ["Package Name", "Review Submit Date and Time", "Star Rating", "Review Text"],
         "tables": {
             "feedback": {
+                # A report with the millis column blank still tells reviews apart by their
+                # submit time; ids of rows that have millis are unchanged.
                 "id": {"hash": ["Package Name", "Review Submit Millis Since Epoch", "Device", "Reviewer Language",
-                                "App Version Code"], "prefix": "gp-"},
+                                "App Version Code"], "prefix": "gp-",
+                       "fallback": {"Review Submit Millis Since Epoch": "Review Submit Date and Time"}},
                 "source": {"const": "review"},
                 "channel": {"const": "google_play"},
                 "locale": {"col": "Reviewer Language"},

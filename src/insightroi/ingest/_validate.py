@@ -72,6 +72,11 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
     if info.minimum is not None or info.maximum is not None
 }
 
+#: Time columns that may not precede another of the same row (``ColumnInfo.not_before``).
+NOT_BEFORE: dict[tuple[str, str], str] = {
+    (t.name, col): info.not_before for t in TABLES.values() for col, info in t.column_info.items() if info.not_before
+}
+
 #: Text accepted as a boolean (after trimming, any case).
 TRUE_WORDS = ("true", "t", "yes", "y", "1")
 FALSE_WORDS = ("false", "f", "no", "n", "0")
@@ -366,6 +371,17 @@ def build_query(
             checks.append((
                 f"{v} IS NOT NULL AND ({' OR '.join(conds)})",
                 _err(col, f"{_shown(s)} || ' is outside the allowed range {bounds}'"),
+            ))
+
+    for later in outputs:
+        earlier = NOT_BEFORE.get((spec.name, later))
+        if earlier in outputs:
+            # After every column's own checks: a row is named for its first problem, and an
+            # unparsable time is that problem, not the order.
+            a, b = _q(later), _q(earlier)
+            checks.append((
+                f"{a} IS NOT NULL AND {b} IS NOT NULL AND {a} < {b}",
+                _err(later, f"{_shown(_q('s:' + later))} || ' is before {earlier} ' || {_shown(_q('s:' + earlier))}"),
             ))
 
     # Helper columns are named "s:col", "r:col", "off:col": no column name holds a colon, so a

@@ -62,6 +62,9 @@ class ColumnInfo:
         A closed set of values (empty: any value of the column's type).
     minimum, maximum : float or None
         Inclusive numeric bounds (None: unbounded).
+    not_before : str or None
+        Another time column of the same row this one may not precede (a ticket's ``closed_at``
+        and its ``opened_at``); a row that breaks it is quarantined.
     """
 
     description: str
@@ -69,6 +72,7 @@ class ColumnInfo:
     allowed: tuple[str, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
+    not_before: str | None = None
 
 
 @dataclass(frozen=True)
@@ -197,7 +201,8 @@ TABLES: dict[str, TableSpec] = {
                 "id": _C("Unique id of the ticket; the key: an id already stored is skipped.", "t-000042"),
                 "channel": _C("Contact channel (free text, e.g. email, chat, phone).", "email"),
                 "opened_at": _C("When the ticket was opened.", "2025-03-02T14:05:00Z"),
-                "closed_at": _C("When it was closed (empty while open).", "2025-03-02T15:20:00Z"),
+                "closed_at": _C("When it was closed (empty while open).", "2025-03-02T15:20:00Z",
+                                not_before="opened_at"),
                 "handle_minutes": _C("Agent handling time in minutes (the cost-to-serve KPI).", "12.5", minimum=0),
                 "deflected": _C("Resolved without an agent (self-service, bot).", "false"),
                 "team": _C("Support team that handled it.", "support"),
