@@ -15,6 +15,7 @@ __all__ = [
     "StoreError",
     "StoreBusyError",
     "IngestError",
+    "OptionError",
     "DataError",
     "EstimationError",
     "check_option",
@@ -58,6 +59,10 @@ class EstimationError(InsightRoiError):
     """No credible estimate exists for this design; the message says why."""
 
 
+class OptionError(InsightRoiError, ValueError):
+    """A parameter given a value outside its allowed set (:func:`check_option`)."""
+
+
 def check_option(name: str, value: Any, allowed: Iterable[Any]) -> Any:
     """Return ``value`` if it is one of ``allowed``, else raise a ValueError naming all three.
 
@@ -77,11 +82,12 @@ def check_option(name: str, value: Any, allowed: Iterable[Any]) -> Any:
 
     Raises
     ------
-    ValueError
-        With scikit-learn's template: ``The 'name' parameter must be one of [...]. Got 'x' instead.``
+    OptionError
+        A ValueError with scikit-learn's template: ``The 'name' parameter must be one of [...].
+        Got 'x' instead.`` (an :class:`InsightRoiError` too, so the CLI prints it as one line).
     """
     allowed = list(allowed)
     if value not in allowed:
         options = ", ".join(repr(a) for a in allowed)
-        raise ValueError(f"The {name!r} parameter must be one of [{options}]. Got {value!r} instead.")
+        raise OptionError(f"The {name!r} parameter must be one of [{options}]. Got {value!r} instead.")
     return value

@@ -57,6 +57,10 @@ def test_llm_errors_do_not_leak_key(server):
     assert s.summarize(["x"]).summary.startswith("These are")
     with pytest.raises(LlmError):
         LlmSummarizer(base_url="http://127.0.0.1:9/v1", api_key="k", timeout=2).summarize(["x"])
+    # A typo in --llm is named up front, not a ValueError traceback from urllib on the first call.
+    for bad in ("notaurl", "localhost:8000/v1", "ftp://host/v1"):
+        with pytest.raises(LlmError, match="is not an http\\(s\\) URL"):
+            LlmSummarizer(base_url=bad)
 
 
 def test_llm_off_by_default(monkeypatch):
@@ -104,6 +108,10 @@ def test_cli_validate_classify_detect(tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["validate-model", str(csv), "--program", str(prog), "--json"])
     assert res.exit_code == 0, res.output
+    bad = runner.invoke(app, ["validate-model", str(csv), "--program", str(prog), "--method", "bogus"])
+    # A clean exit 1 (SystemExit), not an uncaught ValueError with a traceback.
+    assert bad.exit_code == 1 and isinstance(bad.exception, SystemExit), bad.exception
+    assert "The 'method' parameter must be one of ['lexicon', 'embedding', 'seeded', 'auto']" in bad.output
     out = json.loads(res.output)
     assert out["n"] == 6 and out["macro_f1"] > 0.8 and len(out["by_slice"]) == 2
     store = f"duckdb:///{tmp_path / 's.duckdb'}"

@@ -254,7 +254,7 @@ def validate_model_cmd(
     labels: Annotated[Path, typer.Argument(help="CSV with columns text, label (optional time).")],
     program: ProgramOption = DEFAULT_PROGRAM,
     task: Annotated[str, typer.Option(help="auto | topic | sentiment")] = "auto",
-    method: Annotated[str, typer.Option(help="lexicon | embedding | auto")] = "lexicon",
+    method: Annotated[str, typer.Option(help="lexicon | embedding | seeded | auto")] = "lexicon",
     as_json: JsonOption = False,
 ) -> None:
     """Precision / recall / F1 per label, confusion matrix and calibration on a labelled CSV."""

@@ -17,6 +17,7 @@ import os
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
@@ -95,6 +96,12 @@ class LlmSummarizer:
     def __init__(self, base_url: str | None = None, api_key: str | None = None, model: str | None = None,
                  timeout: float = 30.0, max_examples: int = 20, price_per_1k: float | None = None):
         self.base_url = (base_url or os.environ.get("INSIGHTROI_LLM_BASE_URL") or "").rstrip("/")
+        if self.base_url:
+            parts = urllib.parse.urlsplit(self.base_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                # urllib would raise a bare ValueError on the first call ("unknown url type").
+                raise LlmError(f"LLM endpoint {self.base_url!r} is not an http(s) URL "
+                               "(e.g. http://localhost:8000/v1; /chat/completions is appended)")
         self._api_key = api_key if api_key is not None else os.environ.get("INSIGHTROI_LLM_API_KEY")
         self.model = model or os.environ.get("INSIGHTROI_LLM_MODEL") or "gpt-4o-mini"
         self.timeout = timeout
