@@ -46,6 +46,18 @@ __all__ = [
 PowerTest = Literal["normal", "t"]
 
 
+def _nct_two_sided(crit: float, df: float, nc: float) -> float:
+    """P(|T| > crit) for a noncentral t with ``df`` degrees of freedom and noncentrality ``nc``."""
+    upper, lower = float(stats.nct.sf(crit, df, nc)), float(stats.nct.cdf(-crit, df, nc))
+    # scipy's noncentral t returns NaN far in a tail (the lower one from nc ~ 15 at df 58), where
+    # the term is below 1e-30: NaN power made `plan` print "nan%" and call a sure effect undetectable.
+    if not math.isfinite(lower):
+        lower = 0.0
+    if not math.isfinite(upper):
+        upper = 1.0 - float(stats.nct.cdf(crit, df, nc))
+    return min(1.0, upper + lower)
+
+
 def power(effect_size: float, nobs1: float, *, alpha: float = 0.05, ratio: float = 1.0, test: PowerTest = "normal") -> float:
     """Two-sided power of a two-sample test for standardized effect ``effect_size``.
 
@@ -61,14 +73,7 @@ def power(effect_size: float, nobs1: float, *, alpha: float = 0.05, ratio: float
     df = nobs1 + nobs2 - 2
     nc = effect_size * math.sqrt(nobs1 * nobs2 / (nobs1 + nobs2))
     crit = stats.t.isf(alpha / 2, df)
-    upper, lower = float(stats.nct.sf(crit, df, nc)), float(stats.nct.cdf(-crit, df, nc))
-    # scipy's noncentral t returns NaN far in a tail (the lower one from nc ~ 15 at df 58), where
-    # the term is below 1e-30: NaN power made `plan` print "nan%" and call a sure effect undetectable.
-    if not math.isfinite(lower):
-        lower = 0.0
-    if not math.isfinite(upper):
-        upper = 1.0 - float(stats.nct.cdf(crit, df, nc))
-    return min(1.0, upper + lower)
+    return _nct_two_sided(crit, df, nc)
 
 
 def sample_size(
@@ -164,14 +169,7 @@ def power_from_se(effect: float, se: float, *, alpha: float = 0.05, df: float | 
     if not df > 0:
         return math.nan
     crit = stats.t.isf(alpha / 2, df)
-    upper, lower = float(stats.nct.sf(crit, df, nc)), float(stats.nct.cdf(-crit, df, nc))
-    # scipy's noncentral t returns NaN far in a tail (the lower one from nc ~ 15 at df 58), where
-    # the term is below 1e-30: NaN power made `plan` print "nan%" and call a sure effect undetectable.
-    if not math.isfinite(lower):
-        lower = 0.0
-    if not math.isfinite(upper):
-        upper = 1.0 - float(stats.nct.cdf(crit, df, nc))
-    return min(1.0, upper + lower)
+    return _nct_two_sided(crit, df, nc)
 
 
 def mde_from_se(se: float, *, alpha: float = 0.05, power_target: float = 0.8, df: float | None = None) -> float:
