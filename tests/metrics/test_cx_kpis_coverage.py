@@ -482,6 +482,13 @@ def test_repeat_purchase_and_lapse_are_per_customer_indicators_of_the_order_hist
     assert list(seg.segments["customer_id"]) == ["nps_score"]
     with pytest.raises(DataError, match="per_unit condition"):
         unit_measures_expr(st, PROGRAM, ["lapsed"], by=("week",))
+    # So `plan` leaves it out of the weekly power model, saying why, and plans the others (it
+    # stopped with that error for the whole program once a store had data).
+    from insightroi.experiments import power_table
+
+    rows = {r["kpi"]: r for r in power_table(PROGRAM, st, kpis=["lapse_rate", "nps_score"])}
+    assert rows["lapse_rate"]["verdict"].startswith("per-unit condition or time to a first event")
+    assert rows["lapse_rate"]["weeks_needed"] is None and rows["nps_score"]["baseline"] is not None
 
 
 def test_nps_variance_equals_statsmodels_clustered(one_world):

@@ -32,9 +32,10 @@ import math
 from datetime import timedelta
 
 import numpy as np
+import pandas as pd
 
 from insightroi.experiments._common import quantile_measure
-from insightroi.metrics import unit_measures_expr
+from insightroi.metrics import measure_specs, unit_measures_expr
 from insightroi.program import Program
 from insightroi.stats import (
     Ratio,
@@ -212,8 +213,14 @@ def power_table(program: Program, store: Store, *, kpis=None) -> list[dict]:
     pre_start = e.start - timedelta(days=e.pre_period_days)
     pre_window = (pre_start, pre_start + timedelta(days=7 * weeks - 1))
     chosen = [program.kpi(k) for k in kpis] if kpis else list(program.kpis)
-    measures = sorted({m for k in chosen for m in (k.numerator, k.denominator)})
-    df = unit_measures_expr(store, program, measures, window=pre_window, by=("week",)).execute()
+    specs = measure_specs(program)
+    # A per-unit condition or a time to a first event is read over each unit's whole window: it
+    # has no weekly sums to build the variance model from (and asking for them is an error).
+    whole_window = {k.name for k in chosen if any(
+        m != "units" and (specs[m].per_unit is not None or specs[m].time_to_first) for m in (k.numerator, k.denominator))}
+    measures = sorted({m for k in chosen if k.name not in whole_window for m in (k.numerator, k.denominator)})
+    df = (unit_measures_expr(store, program, measures, window=pre_window, by=("week",)).execute() if measures
+          else pd.DataFrame(columns=["unit_id", "week"]))
     arm_of = _unit_arms(store, e)
     n_t = sum(1 for a in arm_of.values() if a != "control")  # every arm but control (A/B/n)
     n_c = sum(1 for a in arm_of.values() if a == "control")
@@ -234,6 +241,11 @@ def power_table(program: Program, store: Store, *, kpis=None) -> list[dict]:
                "power_at_planned_end": None, "power_at_planned_end_cuped": None, "mde_at_planned_end": None,
                "mde_at_planned_end_cuped": None, "rho": None, "rho_adjacent": None, "rho_window_weeks": None,
                "icc": None, "design_effect": None, "verdict": ""}
+        if k.name in whole_window:
+            row["verdict"] = ("per-unit condition or time to a first event: not in the power table (its value is "
+                              "read over each unit's whole window, so there are no weekly sums to model)")
+            rows.append(row)
+            continue
         if quantile_measure(program, k) is not None:
             # The table's power model is a ratio of per-unit totals; a quantile KPI is not one.
             row["verdict"] = "quantile KPI: not in the power table (its variance comes from the rows' density)"
