@@ -543,3 +543,21 @@ def test_readme_example_is_a_valid_measure():
     assert (k.numerator, k.denominator) == ("resolution_hours", "resolution_hours_count")
     specs = measure_specs(prog)
     assert (specs["resolution_hours"].table, specs["resolution_hours"].time) == ("tickets", "opened_at")
+
+
+def test_a_declaration_that_no_longer_matches_the_stored_table_is_named(customers):
+    """The program file changed after ingest (nps now a float, a new column): a measure over that
+    table failed deep in Ibis ('does not type-check'); it names the columns, as ingest does."""
+    from helpers.cx_tables import table_toml
+
+    from insightroi.errors import DataError
+
+    _, st, *_ = customers
+    changed = SURVEYS.replace(SURVEYS_TABLE, table_toml(
+        "surveys", {**SURVEY_COLUMNS, "nps": "float64", "channel": "string"}, time_column="answered_at"))
+    prog = two_month_program(changed, design=CUSTOMER_AB)
+    with pytest.raises(DataError) as info:
+        unit_metrics(st, prog, "nps_score")
+    assert str(info.value).startswith(
+        "user table 'user_surveys' is stored with other columns than the program file declares: "
+        "nps (declared float64, stored int64); channel (declared string, not stored) (read by measure(s) ['nps'])")
