@@ -40,6 +40,10 @@ def test_a_declared_table_not_ingested_leaves_its_kpi_not_estimable_and_the_othe
         assert "user_surveys" not in st.user_tables()
     nps = res.results["nps_score"]
     assert nps.method == "not_estimable"
+    # The KPI says why in its own words, not what its emptiness looks like to the estimator
+    # ("the control arm has no ... (a workflow KPI ...)", which a user read as a missing control).
+    assert nps.diagnostics[-1].message == ("the user table 'surveys' is declared but not ingested "
+                                           "(insightroi ingest --table surveys FILE): no rows")
     check = next(c for c in res.checks if c.name == "user_tables")
     assert check.status == "warn"
     assert "'surveys' is declared but not ingested (insightroi ingest --table surveys FILE): nps_score" in check.message
@@ -50,3 +54,19 @@ def test_a_declared_table_not_ingested_leaves_its_kpi_not_estimable_and_the_othe
             continue
         assert (got.estimate, got.se) == pytest.approx((r.estimate, r.se), rel=1e-12), name
     assert not [c for c in plain.checks if c.name == "user_tables"]
+
+
+def test_a_kpi_whose_denominator_is_absent_from_both_arms_does_not_blame_the_control_arm():
+    import pandas as pd
+
+    from insightroi.experiments._analysis import kpi_effect
+
+    kpi = parse_program(BASE).kpi("conversion_rate")
+    units = pd.DataFrame({"unit_id": [f"u{i}" for i in range(6)], "arm": ["control", "treatment"] * 3,
+                          "num": 0.0, "den": 0.0, "num_pre": 0.0, "den_pre": 0.0})
+    ab, _ = kpi_effect(units, kpi, alpha=0.05, cuped=False)
+    assert ab.diagnostics[-1].message == (f"neither arm has any {kpi.denominator} in the window, so conversion_rate "
+                                          "cannot be compared (is the table holding them ingested?)")
+    units.loc[units.arm == "treatment", "den"] = 10.0
+    ab, _ = kpi_effect(units, kpi, alpha=0.05, cuped=False)
+    assert ab.diagnostics[-1].message.startswith(f"the control arm has no {kpi.denominator} in the window")

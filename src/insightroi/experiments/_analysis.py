@@ -63,6 +63,7 @@ from insightroi.metrics import (
 from insightroi.program import Kpi, Program
 from insightroi.stats import (
     NO_DENOMINATOR_IN_ARM,
+    NO_DENOMINATOR_IN_EITHER_ARM,
     Check,
     EffectPrior,
     MultiRegressionAdjusted,
@@ -173,7 +174,10 @@ def kpi_effect(df, kpi: Kpi, *, alpha: float = 0.05, cuped: bool = True,
     dens = {a: float(df.loc[df.arm == a, "den"].sum()) for a in (TREATMENT, CONTROL)}
     if dens[CONTROL] == 0 or dens[TREATMENT] == 0:
         empty = CONTROL if dens[CONTROL] == 0 else TREATMENT
-        msg = NO_DENOMINATOR_IN_ARM.format(arm=empty, denominator=kpi.denominator, kpi=kpi.name)
+        if dens[CONTROL] == dens[TREATMENT] == 0:
+            msg = NO_DENOMINATOR_IN_EITHER_ARM.format(denominator=kpi.denominator, kpi=kpi.name)
+        else:
+            msg = NO_DENOMINATOR_IN_ARM.format(arm=empty, denominator=kpi.denominator, kpi=kpi.name)
         tr = df[df.arm == TREATMENT]
         tm = float(tr.num.sum() / tr.den.sum() * kpi.scale) if dens[TREATMENT] else math.nan
         return (_nan_result(kpi, n, msg, alpha, extra={"treatment_mean": tm, "control_mean": math.nan}),
@@ -665,6 +669,17 @@ def analyze_experiment(
         if caps and any(m in caps for m in (k.numerator, k.denominator)):
             ab = replace(ab, extra={**ab.extra, "caps": {m: caps[m] for m in (k.numerator, k.denominator) if m in caps}})
         results[k.name], relative[k.name] = replace(ab, diagnostics=ab.diagnostics + tuple(diag)), rel
+    for t, names in missing.items():
+        # A declared table with no rows yet: say that, not what its emptiness looks like from
+        # inside the estimator ("the control arm has no ...", "0 units").
+        why = f"the user table {t!r} is declared but not ingested (insightroi ingest --table {t} FILE): no rows"
+        for name in names:
+            for out in (results, relative):
+                r = out.get(name)
+                if r is not None and not r.estimable:
+                    out[name] = Result.not_estimable(why, method=r.diagnostics[-1].details.get("method", r.method),
+                                                     metric=r.metric, n=r.n, unit=r.unit, alpha=r.alpha,
+                                                     extra=r.extra)
     # Regression to the mean on the primary KPI: the pre-period vs the equally long period before it.
     primary = next((k for k in totals if k.name == e.primary_kpi), None)
     if primary is not None and pre_window is not None:

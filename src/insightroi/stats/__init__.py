@@ -18,6 +18,7 @@ from insightroi.stats._power import (
 )
 from insightroi.stats._result import (
     NO_DENOMINATOR_IN_ARM,
+    NO_DENOMINATOR_IN_EITHER_ARM,
     NOT_ESTIMABLE,
     TOO_FEW_UNITS,
     UNDEFINED_COUNTERFACTUAL,
@@ -118,6 +119,7 @@ __all__ = [
     "ZERO_DENOMINATOR",
     "ZERO_CONTROL_MEAN",
     "NO_DENOMINATOR_IN_ARM",
+    "NO_DENOMINATOR_IN_EITHER_ARM",
     "UNDEFINED_COUNTERFACTUAL",
     # sufficient statistics
     "SampleMean",

@@ -16,6 +16,7 @@ __all__ = [
     "ZERO_DENOMINATOR",
     "ZERO_CONTROL_MEAN",
     "NO_DENOMINATOR_IN_ARM",
+    "NO_DENOMINATOR_IN_EITHER_ARM",
     "UNDEFINED_COUNTERFACTUAL",
 ]
 
@@ -29,6 +30,8 @@ ZERO_DENOMINATOR = "the {arm} arm's denominator sums to zero"
 ZERO_CONTROL_MEAN = "the control mean is zero, so the relative lift is undefined"
 NO_DENOMINATOR_IN_ARM = ("the {arm} arm has no {denominator} in the window, so {kpi} cannot be compared "
                          "(a workflow KPI that exists only under treatment is descriptive)")
+NO_DENOMINATOR_IN_EITHER_ARM = ("neither arm has any {denominator} in the window, so {kpi} cannot be compared "
+                                "(is the table holding them ingested?)")
 UNDEFINED_COUNTERFACTUAL = "the counterfactual KPI is zero or undefined, so the relative effect is undefined"
 
 
