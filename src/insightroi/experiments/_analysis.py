@@ -49,6 +49,7 @@ from insightroi.experiments._common import (
     ExperimentAnalysis,
     annotate_kpi_results,
     quantile_measure,
+    whole_window_kpis,
 )
 from insightroi.experiments._design_analysis import analyze_quasi_design
 from insightroi.experiments._switchback_analysis import analyze_switchback
@@ -692,10 +693,7 @@ def analyze_experiment(
                                        metric=primary.name)
         r = results[primary.name]
         results[primary.name] = replace(r, diagnostics=r.diagnostics + (rtm,))
-    specs = measure_specs(program)
-    per_unit = {k.name for k in totals
-                if any(m != "units" and (specs[m].per_unit is not None or specs[m].time_to_first)
-                       for m in (k.numerator, k.denominator))}
+    per_unit = whole_window_kpis(program, totals)
     if primary is not None and weekly and primary.name in per_unit:
         checks.append(Check("novelty", "skip", f"{primary.name}: a per-unit condition or time to a first event "
                                                "has no weekly trend to read (a unit's week is not its window)"))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
+from insightroi.metrics import measure_specs
 from insightroi.program import Kpi, Measure, Program
 from insightroi.stats import Check, Result, adjust_pvalues, jsonable
 
@@ -131,6 +132,18 @@ def annotate_kpi_results(results: dict[str, Result], relative: dict[str, Result]
 def finite_or_none(x: float) -> float | None:
     """``x`` as a float, or None when it is NaN or infinite (JSON has neither)."""
     return float(x) if math.isfinite(x) else None
+
+
+def whole_window_kpis(program: Program, kpis) -> set[str]:
+    """Names of the ``kpis`` with a per-unit condition or a time to a first event in a measure.
+
+    Their value is read over each unit's whole window, so they have no weekly (or per-segment)
+    breakdown: the novelty trend and the power table's weekly variance model leave them out.
+    """
+    specs = measure_specs(program)
+    return {k.name for k in kpis
+            if any(m != "units" and (specs[m].per_unit is not None or specs[m].time_to_first)
+                   for m in (k.numerator, k.denominator))}
 
 
 def quantile_measure(program: Program, kpi: Kpi) -> Measure | None:

@@ -34,8 +34,8 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
-from insightroi.experiments._common import quantile_measure
-from insightroi.metrics import measure_specs, unit_measures_expr
+from insightroi.experiments._common import quantile_measure, whole_window_kpis
+from insightroi.metrics import unit_measures_expr
 from insightroi.program import Program
 from insightroi.stats import (
     Ratio,
@@ -213,11 +213,9 @@ def power_table(program: Program, store: Store, *, kpis=None) -> list[dict]:
     pre_start = e.start - timedelta(days=e.pre_period_days)
     pre_window = (pre_start, pre_start + timedelta(days=7 * weeks - 1))
     chosen = [program.kpi(k) for k in kpis] if kpis else list(program.kpis)
-    specs = measure_specs(program)
-    # A per-unit condition or a time to a first event is read over each unit's whole window: it
-    # has no weekly sums to build the variance model from (and asking for them is an error).
-    whole_window = {k.name for k in chosen if any(
-        m != "units" and (specs[m].per_unit is not None or specs[m].time_to_first) for m in (k.numerator, k.denominator))}
+    # A per-unit condition or a time to a first event has no weekly sums to build the variance
+    # model from (and asking for them is an error).
+    whole_window = whole_window_kpis(program, chosen)
     measures = sorted({m for k in chosen if k.name not in whole_window for m in (k.numerator, k.denominator)})
     df = (unit_measures_expr(store, program, measures, window=pre_window, by=("week",)).execute() if measures
           else pd.DataFrame(columns=["unit_id", "week"]))

@@ -271,8 +271,11 @@ def _apply(rule: dict[str, Any], row: dict[str, str | None], ctx: dict[str, Any]
         return "\n".join(line.strip() for line in text.splitlines() if line.strip()) or None
     if "hash" in rule:
         fallback = rule.get("fallback", {})
-        key = "\x1f".join((row.get(c) or "").strip() or (row.get(fallback[c]) or "").strip() if c in fallback
-                          else (row.get(c) or "").strip() for c in rule["hash"])
+
+        def cell(c: str) -> str:
+            return (row.get(c) or "").strip()
+
+        key = "\x1f".join(cell(c) or (cell(fallback[c]) if c in fallback else "") for c in rule["hash"])
         return rule.get("prefix", "") + hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
     if "line_id" in rule:
         name = row.get(rule["line_id"])

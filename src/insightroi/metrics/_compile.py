@@ -135,13 +135,13 @@ def _source_table(store: Store, name: str, measures: Sequence[str], specs: dict[
     source = next((specs[m].source for m in measures if specs[m].source is not None), None)
     if source is not None:
         store.attach_source(name, source[0], dict(source[1]))
+    users = sorted({specs[m].measure for m in measures if specs[m].measure})
+    declared = next((specs[m].declared for m in measures if specs[m].declared), None)
     try:
         t = store.table(name)
     except KeyError:
-        users = sorted({specs[m].measure for m in measures if specs[m].measure})
         if not users or not name.startswith("user_"):
             raise
-        declared = next((specs[m].declared for m in measures if specs[m].declared), None)
         if declared is None:
             raise DataError(f"measure(s) {users} read the user table {name.removeprefix('user_')!r}, which the store "
                             f"does not hold yet (as {name!r}); ingest it first: insightroi ingest --table "
@@ -149,7 +149,6 @@ def _source_table(store: Store, name: str, measures: Sequence[str], specs: dict[
         # Declared but not ingested yet (the starter's surveys before the first export): no rows,
         # so its KPIs are not estimable while every other KPI is analysed (analyze says which).
         return ibis.memtable(pa.table({c: pa.array([], type=_ARROW_TYPES[t]) for c, t in declared}))
-    declared = next((specs[m].declared for m in measures if specs[m].declared), None)
     if declared is not None and source is None:
         # The program file changed after the table was ingested: a measure over a column the
         # stored table lacks failed deep in Ibis ("does not type-check"), naming neither.
@@ -157,7 +156,6 @@ def _source_table(store: Store, name: str, measures: Sequence[str], specs: dict[
         diff = [f"{c} (declared {ty}, {'stored ' + stored[c] if c in stored else 'not stored'})"
                 for c, ty in declared if stored.get(c) != ty]
         if diff:
-            users = sorted({specs[m].measure for m in measures if specs[m].measure})
             raise DataError(f"user table {name!r} is stored with other columns than the program file declares: "
                             f"{'; '.join(diff)} (read by measure(s) {users}). User tables are not migrated: declare "
                             "the columns as stored, or ingest the table again into a fresh one")
